@@ -1,0 +1,7 @@
+"""`python -m callback_service` is the `wecom-bind` command."""
+
+import sys
+
+from callback_service.cli import main
+
+sys.exit(main())

@@ -1,0 +1,201 @@
+"""The service's settings: parsed once from WECOM_BIND_* variables and an optional TOML file, then frozen."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX: Final = "WECOM_BIND_"
+CONFIG_ENV: Final = "WECOM_BIND_CONFIG"
+DEFAULT_STORE_URL: Final = "sqlite:///data/wecom-bind.db"
+DEFAULT_WECOM_API_BASE: Final = "https://qyapi.weixin.qq.com"
+
+
+class SettingsError(Exception):
+    """The settings are missing or invalid; `problems` holds one line per problem, naming the variable."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _http_url(value: str, name: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{name} must be an http(s) URL")
+    if parts.query or parts.fragment:
+        raise ValueError(f"{name} must not carry a query or fragment")
+    return value.rstrip("/")
+
+
+class Settings(BaseModel):
+    """Everything the service reads from outside, validated at start; secrets never show in a repr.
+
+    Built from a mapping it reads no environment, so tests and the demo construct it purely with
+    `Settings.model_validate({...})`; `load_settings` is what reads the environment and the file.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    corp_id: str = Field(min_length=1, description="WeCom corp id (企业ID); also the callback receive id")
+    token: SecretStr = Field(description="callback Token from the app's 接收消息 settings")
+    encoding_aes_key: SecretStr = Field(description="callback EncodingAESKey: 43 characters")
+    agent_id: int = Field(description="the app's AgentId")
+    app_secret: SecretStr = Field(description="the app's Secret: messages, OAuth, user/authsucc")
+    contacts_secret: SecretStr = Field(description="the contacts-sync Secret: user create/update/delete")
+    public_base_url: str = Field(description="the URL students reach the service at")
+    store_url: str = Field(default=DEFAULT_STORE_URL, description="sqlite:///path or redis://host:port/db")
+    cas_base_url: str = Field(description="the CAS server, e.g. https://cas.example.edu.cn/cas")
+    cas_validate_path: str = Field(default="/p3/serviceValidate", description="CAS ticket validation path")
+    wecom_api_base: str = Field(default=DEFAULT_WECOM_API_BASE, description="WeCom API host")
+    session_secret: SecretStr = Field(description="signs session cookies: at least 32 characters")
+    timestamp_window: int = Field(default=600, ge=1, le=86400, description="callback timestamp tolerance, s")
+    callback_max_bytes: int = Field(default=64 * 1024, ge=1024, le=4 * 1024 * 1024)
+    workers: int = Field(default=4, ge=1, le=64, description="inbox worker pool size")
+    second_verification: bool = Field(default=False, description="WeCom's 二次验证 admission gate")
+    log_level: str = Field(default="INFO")
+
+    @field_validator("encoding_aes_key")
+    @classmethod
+    def _check_aes_key(cls, value: SecretStr) -> SecretStr:
+        raw = value.get_secret_value()
+        try:
+            key = base64.b64decode(raw + "=", validate=True)
+        except (binascii.Error, ValueError):
+            key = b""
+        if len(raw) != 43 or len(key) != 32:
+            raise ValueError("must be 43 characters that decode to 32 bytes")
+        return value
+
+    @field_validator("session_secret")
+    @classmethod
+    def _check_session_secret(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters")
+        return value
+
+    @field_validator("token")
+    @classmethod
+    def _check_token(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _check_public_base_url(cls, value: str) -> str:
+        return _http_url(value, "the public base URL")
+
+    @field_validator("cas_base_url")
+    @classmethod
+    def _check_cas_base_url(cls, value: str) -> str:
+        return _http_url(value, "the CAS base URL")
+
+    @field_validator("wecom_api_base")
+    @classmethod
+    def _check_api_base(cls, value: str) -> str:
+        return _http_url(value, "the WeCom API base")
+
+    @field_validator("cas_validate_path")
+    @classmethod
+    def _check_validate_path(cls, value: str) -> str:
+        if value not in ("/p3/serviceValidate", "/serviceValidate"):
+            raise ValueError("must be /p3/serviceValidate or /serviceValidate")
+        return value
+
+    @field_validator("store_url")
+    @classmethod
+    def _check_store_url(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("sqlite", "redis", "rediss", "unix"):
+            raise ValueError("must start with sqlite:/// or redis://")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        if value.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return value.upper()
+
+    @property
+    def is_https(self) -> bool:
+        """Whether students reach the service over https (cookies are then Secure)."""
+        return self.public_base_url.startswith("https://")
+
+
+class _EnvironmentSettings(Settings, BaseSettings):
+    """Settings read by pydantic-settings from WECOM_BIND_* variables over the TOML file's values."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        frozen=True,
+        extra="forbid",
+        case_sensitive=False,
+        hide_input_in_errors=True,
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment wins over the TOML file, which reaches us as init arguments.
+        return (env_settings, init_settings)
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets a field."""
+    return ENV_PREFIX + field.upper()
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise SettingsError([f"{CONFIG_ENV}: config file not found: {path}"]) from None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise SettingsError([f"{CONFIG_ENV}: cannot read config file {path}: {exc}"]) from None
+    # A [wecom_bind] table or top-level keys are both accepted.
+    table = data.get("wecom_bind", data)
+    if not isinstance(table, dict):
+        raise SettingsError([f"{CONFIG_ENV}: [wecom_bind] must be a table in {path}"])
+    return {str(key).lower(): value for key, value in table.items()}
+
+
+def load_settings(config_file: str | os.PathLike[str] | None = None) -> Settings:
+    """Load and validate the settings, or raise SettingsError listing every problem by variable name."""
+    path = config_file or os.environ.get(CONFIG_ENV) or None
+    file_values = _read_toml(Path(path)) if path else {}
+    try:
+        loaded = _EnvironmentSettings(**file_values)
+    except ValidationError as exc:
+        raise SettingsError(_problems(exc)) from None
+    return Settings.model_validate(dict(loaded))
+
+
+def _problems(exc: ValidationError) -> list[str]:
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False):
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        name = env_name(field)
+        if error["type"] == "missing":
+            problems.append(f"{name}: required setting is missing")
+        elif error["type"] == "extra_forbidden":
+            problems.append(f"{name}: unknown setting {field!r} in the config file")
+        else:
+            message = str(error["msg"]).removeprefix("Value error, ")
+            problems.append(f"{name}: {message}")
+    return problems

@@ -1,0 +1,219 @@
+"""What the rules need from outside, as typing Protocols: the store and the WeCom contacts.
+
+The web layer hands the rules real implementations (callback_service.store, the WeCom client);
+the rules import only these contracts, never a backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from handlers.binding import (
+    Actor,
+    AuditRecord,
+    Binding,
+    Claim,
+    DirectoryEntry,
+    InboxItem,
+    InboxStats,
+)
+
+Clock = Callable[[], float]
+"""Seconds since the epoch; injected into stores so that lease and TTL tests need not sleep."""
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be reached or failed mid-operation; nothing was written. The web layer answers 503."""
+
+
+class KeyValueStore(Protocol):
+    """Key-value entries with expiry (token cache, CAS/OAuth state, rate limits) and leased locks."""
+
+    async def kv_get(self, key: str) -> str | None:
+        """Return the value, or None when absent or expired."""
+        ...
+
+    async def kv_set(self, key: str, value: str, *, ttl: float) -> None:
+        """Set the value, expiring after ttl seconds."""
+        ...
+
+    async def kv_set_if_absent(self, key: str, value: str, *, ttl: float) -> bool:
+        """Set the value only if absent or expired; True when this call set it."""
+        ...
+
+    async def kv_pop(self, key: str) -> str | None:
+        """Atomically read and delete: the single-use read of a ticket, code or state."""
+        ...
+
+    async def kv_delete(self, key: str) -> None:
+        """Delete the entry if present."""
+        ...
+
+    async def kv_incr(self, key: str, *, ttl: float) -> int:
+        """Increment a counter, creating it at 1 with the ttl when absent; return the new count."""
+        ...
+
+    async def lock_acquire(self, name: str, *, lease: float) -> str | None:
+        """Take the named lock for lease seconds; return an owner token, or None when held by another."""
+        ...
+
+    async def lock_release(self, name: str, token: str) -> bool:
+        """Release the lock if the token still owns it; True when released."""
+        ...
+
+
+class Store(KeyValueStore, Protocol):
+    """The whole store: directory, bindings with the rules I1 to I5 held atomically, audit, inbox, kv.
+
+    Every method may raise StoreUnavailable, and then wrote nothing. Rule-keeping methods take an
+    Actor and write their audit record in the same atomic operation as the change. Phones are
+    normalised with handlers.phone.normalize_phone (InvalidPhone when they are not mobiles).
+    """
+
+    # lifecycle
+
+    async def ping(self) -> None:
+        """Check that the store answers; raise StoreUnavailable when it does not."""
+        ...
+
+    async def close(self) -> None:
+        """Release the connections; the store is unusable afterwards."""
+        ...
+
+    # school directory
+
+    async def directory_upsert(self, entries: Sequence[DirectoryEntry]) -> int:
+        """Insert or replace directory entries, all or nothing; return how many were written."""
+        ...
+
+    async def directory_get(self, student_id: str) -> DirectoryEntry | None:
+        """Return a student's directory entry, or None."""
+        ...
+
+    async def directory_count(self) -> int:
+        """Return the number of students in the directory."""
+        ...
+
+    # bindings
+
+    async def get_binding(self, member_id: str) -> Binding | None:
+        """Return the member's binding as stored (a pending one may have an expired lease), or None."""
+        ...
+
+    async def get_binding_by_phone(self, phone: str) -> Binding | None:
+        """Return the binding that holds the phone (bound, followed, a live claim, or the previous
+        phone of a pending member), or None when the phone is free."""
+        ...
+
+    async def get_binding_by_openid(self, openid: str) -> Binding | None:
+        """Return the binding of the member that this openid follows as, or None."""
+        ...
+
+    async def list_bindings(self) -> list[Binding]:
+        """Return every binding, ordered by member id (for reconciliation)."""
+        ...
+
+    async def claim_phone(self, member_id: str, phone: str, *, lease: float, actor: Actor) -> Claim:
+        """Hold the phone for the member as pending for lease seconds, before writing to WeCom.
+
+        Claiming the member's own bound phone returns a Claim with already_bound and changes
+        nothing. Raises AccountFollowed (I3), PhoneTaken (I1), or ClaimInProgress when the member
+        holds another live claim. An expired claim of anyone no longer holds its phone.
+        """
+        ...
+
+    async def commit_claim(self, claim: Claim) -> Binding:
+        """Make the claimed phone the member's bound phone and free the previous one (I2).
+
+        Allowed after the lease ran out as long as nobody replaced the claim; raises ClaimLost
+        when the claim's token no longer holds the member.
+        """
+        ...
+
+    async def release_claim(self, claim: Claim) -> bool:
+        """Give the claim up, back to the member's previous state; False when it was no longer held."""
+        ...
+
+    async def follow(self, member_id: str, openid: str, *, actor: Actor) -> Binding:
+        """Record that the member follows as openid (I4); idempotent for the same pair.
+
+        Raises OpenidConflict when the member follows as another openid or the openid as another
+        member. A pending claim of the member is dropped (WeCom's follow is the truth).
+        """
+        ...
+
+    async def unfollow(self, member_id: str, *, actor: Actor) -> Binding | None:
+        """Record that the member unfollowed: back to bound (free to bind another phone); idempotent."""
+        ...
+
+    async def set_member_phone(
+        self, member_id: str, phone: str | None, *, take: bool, actor: Actor
+    ) -> Binding | None:
+        """Settle the member's phone from WeCom's truth (None: no phone); drops a pending claim.
+
+        When another member holds the phone: PhoneTaken unless take, which strips it from them.
+        A followed member stays followed.
+        """
+        ...
+
+    async def delete_member(self, member_id: str, *, actor: Actor) -> bool:
+        """Remove the member's binding, freeing its phones and openid; False when it had none."""
+        ...
+
+    async def rename_member(self, old_id: str, new_id: str, *, actor: Actor) -> Binding | None:
+        """Move a binding to WeCom's new user id, replacing any stale binding of new_id; None when
+        old_id had no binding."""
+        ...
+
+    async def integrity_problems(self) -> list[str]:
+        """Describe every broken invariant (index without binding, binding without audit...);
+        empty when consistent. Meant for a quiet store: checks, reconcile, tests."""
+        ...
+
+    # audit log (I5)
+
+    async def audit_list(self, *, member_id: str | None = None, limit: int = 100) -> list[AuditRecord]:
+        """Return audit records, newest first, optionally of one member only."""
+        ...
+
+    # idempotency keys
+
+    async def idempotency_put(self, key: str, value: str, *, ttl: float) -> str | None:
+        """Record value under key for ttl seconds if the key is new; else return the existing value."""
+        ...
+
+    # durable event inbox
+
+    async def inbox_append(self, dedup_key: str, event_type: str, payload: str) -> bool:
+        """Store an event durably; False when its dedup key was seen already (a no-op)."""
+        ...
+
+    async def inbox_take(self, limit: int, *, lease: float) -> list[InboxItem]:
+        """Lease up to limit due events to the caller; an expired lease makes them takeable again."""
+        ...
+
+    async def inbox_done(self, item_id: int) -> None:
+        """Remove a handled event (its dedup key stays remembered)."""
+        ...
+
+    async def inbox_retry(self, item_id: int, error: str, *, delay: float) -> int:
+        """Count a failed attempt and make the event due again after delay; return the attempts so
+        far, or 0 when the event is no longer in the inbox."""
+        ...
+
+    async def inbox_dead(self, item_id: int, error: str) -> None:
+        """Move a failing event to the dead letters."""
+        ...
+
+    async def inbox_list_dead(self, *, limit: int = 100) -> list[InboxItem]:
+        """Return dead letters, most recently dead first."""
+        ...
+
+    async def inbox_requeue_dead(self, item_ids: Sequence[int] | None = None) -> int:
+        """Put dead letters (all, or the given ones) back as due with attempts reset; return how many."""
+        ...
+
+    async def inbox_stats(self) -> InboxStats:
+        """Return the pending, leased and dead counts."""
+        ...

@@ -1,0 +1,76 @@
+"""An app built through the factory, with a clock the tests set and a dispatcher that records events."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from callback_service.app import create_app
+from config import Settings
+from handlers.dispatch import Dispatcher
+from handlers.events import Event
+from tests.support.callbacks import AES_KEY, AGENT_ID, CORP_ID, TOKEN
+
+NOW = 1476422779  # the official sample's timestamp
+
+
+def make_settings(**overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "corp_id": CORP_ID,
+        "token": TOKEN,
+        "encoding_aes_key": AES_KEY,
+        "agent_id": AGENT_ID,
+        "app_secret": "app-secret",
+        "contacts_secret": "contacts-secret",
+        "public_base_url": "http://127.0.0.1:8080",
+        "cas_base_url": "http://127.0.0.1:8080/sandbox/cas",
+        "session_secret": "x" * 40,
+    }
+    values.update(overrides)
+    return Settings.model_validate(values)
+
+
+class Clock:
+    """A clock the test sets."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Recorder:
+    """A dispatcher whose every handler records the event it gets."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    async def record(self, event: Event) -> None:
+        self.events.append(event)
+
+    def dispatcher(self) -> Dispatcher:
+        return Dispatcher({}, fallback=self.record)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(NOW)
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+async def client(
+    aiohttp_client: Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]],
+    clock: Clock,
+    recorder: Recorder,
+) -> TestClient[web.Request, web.Application]:
+    app = create_app(make_settings(), clock=clock, dispatcher=recorder.dispatcher())
+    return await aiohttp_client(app)

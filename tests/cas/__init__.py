@@ -1,0 +1,1 @@
+"""Tests of the CAS client and the CAS emulator, over loopback HTTP."""

@@ -1,0 +1,137 @@
+"""Settings: names, validation, precedence, secrecy, and the CLI's start-up failure."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from config import Settings, SettingsError, load_settings
+
+AES_KEY = "6qkdMrq68nTKduznJYO1A37W2oEgpkMUvkttRToqhUt"
+REQUIRED = {
+    "WECOM_BIND_CORP_ID": "ww1436e0e65a779aee",
+    "WECOM_BIND_TOKEN": "token-secret-value",
+    "WECOM_BIND_ENCODING_AES_KEY": AES_KEY,
+    "WECOM_BIND_AGENT_ID": "1000002",
+    "WECOM_BIND_APP_SECRET": "app-secret-value",
+    "WECOM_BIND_CONTACTS_SECRET": "contacts-secret-value",
+    "WECOM_BIND_PUBLIC_BASE_URL": "https://bind.example.edu.cn/",
+    "WECOM_BIND_CAS_BASE_URL": "https://cas.example.edu.cn/cas",
+    "WECOM_BIND_SESSION_SECRET": "s" * 40,
+}
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in list(os.environ):
+        if name.startswith("WECOM_BIND_"):
+            monkeypatch.delenv(name)
+    return monkeypatch
+
+
+def test_loads_from_environment_with_defaults(clean_env: pytest.MonkeyPatch) -> None:
+    for name, value in REQUIRED.items():
+        clean_env.setenv(name, value)
+    settings = load_settings()
+    assert settings.corp_id == "ww1436e0e65a779aee"
+    assert settings.agent_id == 1000002
+    assert settings.public_base_url == "https://bind.example.edu.cn"
+    assert settings.store_url == "sqlite:///data/wecom-bind.db"
+    assert settings.wecom_api_base == "https://qyapi.weixin.qq.com"
+    assert settings.timestamp_window == 600
+    assert settings.is_https
+
+
+def test_every_missing_setting_is_named(clean_env: pytest.MonkeyPatch) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    named = {line.split(":")[0] for line in caught.value.problems}
+    assert named == set(REQUIRED)
+
+
+@pytest.mark.parametrize(
+    "bad_key",
+    [AES_KEY[:-1], AES_KEY + "A", "!" * 43, "A" * 42 + "="],
+)
+def test_aes_key_must_decode_to_32_bytes(clean_env: pytest.MonkeyPatch, bad_key: str) -> None:
+    for name, value in REQUIRED.items():
+        clean_env.setenv(name, value)
+    clean_env.setenv("WECOM_BIND_ENCODING_AES_KEY", bad_key)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert caught.value.problems == [
+        "WECOM_BIND_ENCODING_AES_KEY: must be 43 characters that decode to 32 bytes"
+    ]
+    assert bad_key not in str(caught.value)
+
+
+def test_environment_wins_over_the_file(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    config = tmp_path / "wecom-bind.toml"
+    lines = [f'{name.removeprefix("WECOM_BIND_").lower()} = "{value}"' for name, value in REQUIRED.items()]
+    config.write_text("[wecom_bind]\n" + "\n".join(lines) + "\ntimestamp_window = 30\n", encoding="utf-8")
+    clean_env.setenv("WECOM_BIND_CONFIG", str(config))
+    clean_env.setenv("WECOM_BIND_TIMESTAMP_WINDOW", "45")
+    settings = load_settings()
+    assert settings.timestamp_window == 45
+    assert settings.corp_id == REQUIRED["WECOM_BIND_CORP_ID"]
+
+
+def test_unknown_file_key_is_named(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('corp_idd = "x"\n', encoding="utf-8")
+    with pytest.raises(SettingsError) as caught:
+        load_settings(config)
+    assert "WECOM_BIND_CORP_IDD: unknown setting 'corp_idd' in the config file" in caught.value.problems
+
+
+def test_missing_file_is_reported(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="config file not found"):
+        load_settings(tmp_path / "absent.toml")
+
+
+def test_example_file_is_valid(clean_env: pytest.MonkeyPatch) -> None:
+    example = Path(__file__).resolve().parents[2] / "config" / "example.toml"
+    settings = load_settings(example)
+    documented = {line.split("=")[0].strip() for line in example.read_text("utf-8").splitlines()
+                  if "=" in line and not line.startswith("#")}
+    assert documented == set(Settings.model_fields)
+    assert settings.cas_validate_path == "/p3/serviceValidate"
+
+
+def test_secrets_never_show_in_repr(clean_env: pytest.MonkeyPatch) -> None:
+    for name, value in REQUIRED.items():
+        clean_env.setenv(name, value)
+    text = repr(load_settings()) + str(load_settings())
+    for secret in ("token-secret-value", AES_KEY, "app-secret-value", "contacts-secret-value", "s" * 40):
+        assert secret not in text
+
+
+def test_model_validate_reads_no_environment(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("WECOM_BIND_CORP_ID", "from-the-environment")
+    values = {name.removeprefix("WECOM_BIND_").lower(): value for name, value in REQUIRED.items()}
+    assert Settings.model_validate(values).corp_id == REQUIRED["WECOM_BIND_CORP_ID"]
+
+
+def test_serve_with_bad_settings_exits_naming_each_variable(tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("WECOM_BIND_")}
+    env.update(REQUIRED)
+    del env["WECOM_BIND_TOKEN"]
+    env["WECOM_BIND_ENCODING_AES_KEY"] = "short"
+    result = subprocess.run(
+        [sys.executable, "-m", "callback_service", "serve", "--host", "127.0.0.1", "--port", "9"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        "wecom-bind: WECOM_BIND_TOKEN: required setting is missing",
+        "wecom-bind: WECOM_BIND_ENCODING_AES_KEY: must be 43 characters that decode to 32 bytes",
+    ]

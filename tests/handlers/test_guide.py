@@ -1,0 +1,28 @@
+"""The guide's chapter 2 is carried word for word where the product explains an error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from handlers.guide import GUIDE, ErrorCode
+
+SEED = Path(__file__).resolve().parents[2].parent / "shared" / "seeds" / "000_5c1885cd88d7328c.txt"
+
+
+def test_every_code_has_an_entry_in_order() -> None:
+    assert [GUIDE[code].section for code in ErrorCode] == ["2.1", "2.2", "2.3", "2.4"]
+
+
+def test_titles_and_causes_are_the_guides_words() -> None:
+    guide = SEED.read_text(encoding="utf-8")
+    for entry in GUIDE.values():
+        assert entry.title in guide
+        for cause in entry.causes:
+            # The guide spells the contacts 通信录 once; we correct it to 通讯录.
+            assert cause.replace("通讯录", "通信录") in guide or cause in guide
+
+
+def test_the_first_two_remedies_are_verbatim() -> None:
+    guide = SEED.read_text(encoding="utf-8")
+    assert GUIDE[ErrorCode.PHONE_TAKEN].remedies[0] in guide
+    assert GUIDE[ErrorCode.ACCOUNT_FOLLOWED].remedies[0] in guide

@@ -1,0 +1,59 @@
+"""Starting and stopping real `wecom-bind` processes on loopback, with bounded waits."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def start_service(args: list[str], env: Mapping[str, str]) -> subprocess.Popen[str]:
+    """Start `python -m callback_service ARGS` with only the given WECOM_BIND_* variables."""
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("WECOM_BIND_")}
+    clean.update(env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "callback_service", *args],
+        env=clean,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_healthy(base_url: str, process: subprocess.Popen[str], *, timeout: float = 20.0) -> None:
+    """Poll /health until it answers 200; fail if the process exits or the time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"service exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(base_url + "/health", timeout=1) as response:  # noqa: S310
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.1)
+    raise AssertionError("service did not become healthy in time")
+
+
+def stop(process: subprocess.Popen[str], *, timeout: float = 10.0) -> tuple[str, str]:
+    """Terminate the process gracefully and return its stdout and stderr."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        return process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.communicate(timeout=timeout)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from aiohttp import web
 
@@ -35,6 +36,22 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from callback_service.demo import create_demo_app
+
+    configure_logging("INFO")
+    data_dir = Path(args.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    web.run_app(
+        create_demo_app(host=args.host, port=args.port, data_dir=data_dir),
+        host=args.host,
+        port=args.port,
+        access_log_class=PathOnlyAccessLogger,
+        print=lambda line: print(line, flush=True),
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line, with one subcommand per task."""
     parser = argparse.ArgumentParser(prog="wecom-bind", description=__doc__)
@@ -45,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.set_defaults(run=_serve)
+
+    demo = commands.add_parser("demo", help="run the service beside the WeCom and CAS sandbox, seeded")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8080)
+    demo.add_argument("--data-dir", default="data", help="where the demo's SQLite file lives")
+    demo.set_defaults(run=_demo)
     return parser
 
 

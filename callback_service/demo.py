@@ -1,0 +1,117 @@
+"""The demo: the service beside the WeCom and CAS emulators on one port, with seeded students.
+
+Its settings are made up at each start (fresh random secrets, nothing from the repository), and
+its store is the embedded SQLite file under data/. The emulators are mounted here and nowhere
+else: no production configuration can reach them.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import jinja2
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from callback_service.app import create_app
+from callback_service.sandbox.cas import CasUser, create_cas_sandbox
+from config import Settings
+
+DEMO_CORP_ID: Final = "wwdemo0000000000ce"
+DEMO_AGENT_ID: Final = 1000002
+DEMO_PASSWORD: Final = "demo1234"  # noqa: S105 - the emulated CAS accounts of the demo, shown on its start page
+CAS_MOUNT: Final = "/sandbox/cas"
+WECOM_MOUNT: Final = "/sandbox/wecom"
+
+
+@dataclass(frozen=True, slots=True)
+class DemoStudent:
+    """A seeded student: the directory entry, the CAS account and the phone of their own WeChat."""
+
+    student_id: str
+    name: str
+    department: str
+    directory_phone: str | None
+    cas_mobile: str | None
+    wechat_phone: str
+    walks: str
+
+
+DEMO_STUDENTS: Final = (
+    DemoStudent("2021001", "张三", "机械与汽车工程学院", "13800000001", None, "13800000001",
+                "目录手机号与微信手机号一致：绑定后免验证直接关注（图 1-4）"),
+    DemoStudent("2021002", "李四", "电子电气工程学院", "13800000002", None, "13900000002",
+                "微信手机号不同：绑定后需短信验证关注（图 1-5、1-6）"),
+    DemoStudent("2021003", "王五", "管理学院", None, "13800000003", "13800000003",
+                "目录无手机号，由统一身份认证的 mobile 属性预填"),
+    DemoStudent("2021004", "赵六", "化学化工学院", None, None, "13800000004",
+                "目录无手机号：页面手机号为空，需自行输入"),
+    DemoStudent("2021005", "孙七", "城市轨道交通学院", "13800000001", None, "13800000005",
+                "目录手机号与张三相同：张三绑定后再绑定，出现 2.1 手机号已绑定其他账号"),
+)
+
+
+def demo_settings(*, host: str, port: int, data_dir: Path) -> Settings:
+    """Settings for a demo on host:port, with secrets made up for this run only."""
+    base = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+    return Settings.model_validate(
+        {
+            "corp_id": DEMO_CORP_ID,
+            "token": secrets.token_urlsafe(24),
+            "encoding_aes_key": base64.b64encode(secrets.token_bytes(32)).decode()[:43],
+            "agent_id": DEMO_AGENT_ID,
+            "app_secret": secrets.token_urlsafe(24),
+            "contacts_secret": secrets.token_urlsafe(24),
+            "public_base_url": base,
+            "store_url": f"sqlite:///{data_dir / 'demo.db'}",
+            "cas_base_url": base + CAS_MOUNT,
+            "wecom_api_base": base + WECOM_MOUNT,
+            "session_secret": secrets.token_urlsafe(32),
+            "log_level": "INFO",
+        }
+    )
+
+
+def cas_users() -> dict[str, CasUser]:
+    """The emulated CAS accounts of the demo students."""
+    users = {}
+    for student in DEMO_STUDENTS:
+        attributes = {"department": student.department}
+        if student.cas_mobile:
+            attributes["mobile"] = student.cas_mobile
+        users[student.student_id] = CasUser(
+            student_id=student.student_id, password=DEMO_PASSWORD, name=student.name, attributes=attributes
+        )
+    return users
+
+
+_START_PAGE: Final = jinja2.Environment(
+    loader=jinja2.PackageLoader("callback_service", "templates"), autoescape=True
+)
+
+
+def _start_page(settings: Settings) -> Handler:
+    async def start(request: web.Request) -> web.Response:
+        html = _START_PAGE.get_template("demo/start.html").render(
+            base=settings.public_base_url,
+            cas=CAS_MOUNT,
+            wecom=WECOM_MOUNT,
+            students=DEMO_STUDENTS,
+            password=DEMO_PASSWORD,
+        )
+        return web.Response(text=html, content_type="text/html")
+
+    return start
+
+
+def create_demo_app(*, host: str, port: int, data_dir: Path) -> web.Application:
+    """The service with both emulators mounted and the demo start page at /."""
+    settings = demo_settings(host=host, port=port, data_dir=data_dir)
+    app = create_app(settings)
+    app.router.add_get("/", _start_page(settings), name="demo-start")
+    app.add_subapp(CAS_MOUNT, create_cas_sandbox(users=cas_users(), show_accounts=True))
+    return app

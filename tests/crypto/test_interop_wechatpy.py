@@ -10,7 +10,6 @@ from wechatpy.enterprise.crypto import PrpCrypto, WeChatCrypto
 from wechatpy.utils import WeChatSigner
 
 from crypto import WeComCrypto, signature
-
 from tests.crypto._support import AES_KEY, CORP_ID, MODEST, TOKEN, raw_key
 
 TIMESTAMP = "1476422779"
@@ -74,7 +73,8 @@ def test_our_echostr_passes_wechatpy_check_signature() -> None:
     echostr = ours.encrypt(b"1288432023552776189")
     msg_signature = ours.sign(TIMESTAMP, NONCE, echostr)
 
-    plaintext = WeChatCrypto(TOKEN, AES_KEY, CORP_ID).check_signature(msg_signature, TIMESTAMP, NONCE, echostr)
+    wechatpy = WeChatCrypto(TOKEN, AES_KEY, CORP_ID)
+    plaintext = wechatpy.check_signature(msg_signature, TIMESTAMP, NONCE, echostr)
 
     assert plaintext == "1288432023552776189"
 
@@ -98,4 +98,6 @@ def test_interop_both_ways_for_any_text_and_receive_id(message: str, receive_id:
 def test_signature_agrees_with_wechatpys_byte_sorted_signer(
     token: str, timestamp: str, nonce: str, encrypted: str
 ) -> None:
-    assert signature(token, timestamp, nonce, encrypted) == _wechatpy_signature(token, timestamp, nonce, encrypted)
+    ours = signature(token, timestamp, nonce, encrypted)
+
+    assert ours == _wechatpy_signature(token, timestamp, nonce, encrypted)

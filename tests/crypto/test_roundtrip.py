@@ -7,7 +7,6 @@ import struct
 import pytest
 
 from crypto import WeComCrypto
-
 from tests.crypto._support import AES_KEY, CORP_ID, TOKEN, fixed_random, raw_decrypt
 
 PREFIX = bytes(range(16))

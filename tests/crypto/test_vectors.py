@@ -5,7 +5,6 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from crypto import WeComCrypto, signature
-
 from tests.crypto._support import fixed_random, official_vectors, raw_decrypt, raw_key
 
 
@@ -28,7 +27,9 @@ def test_verify_url_signature_verifies_and_echostr_decrypts() -> None:
     crypto = _crypto()
 
     crypto.verify(case["msg_signature"], case["timestamp"], case["nonce"], case["echostr"])
-    plaintext = crypto.decrypt_verified(case["msg_signature"], case["timestamp"], case["nonce"], case["echostr"])
+    plaintext = crypto.decrypt_verified(
+        case["msg_signature"], case["timestamp"], case["nonce"], case["echostr"]
+    )
 
     assert plaintext == case["expected_plaintext"].encode()
 

@@ -7,7 +7,7 @@ from typing import Final
 
 from aiohttp import web
 
-from callback_service.keys import EVENT_SINK, RECEIVER, SETTINGS
+from callback_service.keys import INBOX, RECEIVER, SETTINGS
 from callback_service.receiver import CallbackRejected
 
 log: Final = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ async def _read_capped(request: web.Request, limit: int) -> bytes | None:
 
 
 async def receive_event(request: web.Request) -> web.Response:
-    """Verify, decrypt and parse a callback, hand its event on, and acknowledge it."""
+    """Verify, decrypt and parse a callback, store its event in the inbox, and acknowledge it."""
     body = await _read_capped(request, request.app[SETTINGS].callback_max_bytes)
     if body is None:
         log.warning("callback refused (413) from %s: body over the limit", request.remote)
@@ -63,5 +63,6 @@ async def receive_event(request: web.Request) -> web.Response:
         )
     except CallbackRejected as exc:
         return _reject(request, exc)
-    await request.app[EVENT_SINK](event)
+    # Acknowledge only what the inbox holds durably; a store outage answers 503 so WeCom retries.
+    await request.app[INBOX].accept(event)
     return web.Response(text="success", content_type="text/plain")

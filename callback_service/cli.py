@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from aiohttp import web
 
+from callback_service import admin
 from callback_service.app import create_app
 from callback_service.logs import PathOnlyAccessLogger, configure_logging
+from callback_service.store import open_store
 from config import Settings, SettingsError, load_settings
+from handlers.contracts import Store, StoreUnavailable
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -52,6 +56,58 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+StoreCommand = Callable[[Store, argparse.Namespace], Awaitable[int]]
+
+
+def _store_command(run: StoreCommand) -> Callable[[argparse.Namespace], int]:
+    """Wrap an admin command: load the settings, open the store, run, close."""
+
+    def command(args: argparse.Namespace) -> int:
+        settings = _settings(args)
+        configure_logging("WARNING")
+
+        async def main() -> int:
+            store = await open_store(settings.store_url)
+            try:
+                return await run(store, args)
+            finally:
+                await store.close()
+
+        try:
+            return asyncio.run(main())
+        except StoreUnavailable:
+            print("wecom-bind: the store is unavailable", file=sys.stderr)
+            return 3
+
+    return command
+
+
+def _add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    binding = commands.add_parser("binding", help="show or release a member's binding")
+    binding_commands = binding.add_subparsers(dest="binding_command", required=True, metavar="ACTION")
+    show = binding_commands.add_parser("show", help="a member's binding and its recent audit records")
+    show.add_argument("member_id", metavar="ID")
+    show.set_defaults(run=_store_command(lambda store, a: admin.binding_show(store, a.member_id, print)))
+    release = binding_commands.add_parser("release", help="free a member's phone and binding (audited)")
+    release.add_argument("member_id", metavar="ID")
+    release.add_argument("--reason", required=True, metavar="TEXT")
+    release.set_defaults(
+        run=_store_command(lambda store, a: admin.binding_release(store, a.member_id, a.reason, print))
+    )
+
+    audit = commands.add_parser("audit", help="the audit log, newest first")
+    audit.add_argument("--member", metavar="ID")
+    audit.add_argument("--limit", type=int, default=100)
+    audit.set_defaults(run=_store_command(lambda store, a: admin.audit(store, a.member, a.limit, print)))
+
+    inbox = commands.add_parser("inbox", help="the callback inbox")
+    inbox_commands = inbox.add_subparsers(dest="inbox_command", required=True, metavar="ACTION")
+    status = inbox_commands.add_parser("status", help="pending, leased and dead counts; the dead letters")
+    status.set_defaults(run=_store_command(lambda store, a: admin.inbox_status(store, print)))
+    retry = inbox_commands.add_parser("retry-dead", help="put every dead letter back in the inbox")
+    retry.set_defaults(run=_store_command(lambda store, a: admin.inbox_retry_dead(store, print)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line, with one subcommand per task."""
     parser = argparse.ArgumentParser(prog="wecom-bind", description=__doc__)
@@ -68,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8080)
     demo.add_argument("--data-dir", default="data", help="where the demo's SQLite file lives")
     demo.set_defaults(run=_demo)
+
+    _add_admin_commands(commands)
     return parser
 
 

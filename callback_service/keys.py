@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Final
 
+import aiohttp
 from aiohttp import web
 
+from callback_service.inbox import Inbox
+from callback_service.metrics import Metrics
 from callback_service.receiver import CallbackReceiver
 from config import Settings
-from handlers.events import Event
-
-EventSink = Callable[[Event], Awaitable[None]]
+from handlers.contracts import Store
+from handlers.dispatch import Dispatcher
 
 SETTINGS: Final = web.AppKey("settings", Settings)
 CLOCK: Final[web.AppKey[Callable[[], float]]] = web.AppKey("clock")
 RECEIVER: Final = web.AppKey("receiver", CallbackReceiver)
-EVENT_SINK: Final[web.AppKey[EventSink]] = web.AppKey("event_sink")
+METRICS: Final = web.AppKey("metrics", Metrics)
+# Opened when the app starts, each in its own cleanup_ctx:
+STORE: Final[web.AppKey[Store]] = web.AppKey("store")
+HTTP: Final = web.AppKey("http", aiohttp.ClientSession)
+DISPATCHER: Final = web.AppKey("dispatcher", Dispatcher)
+INBOX: Final = web.AppKey("inbox", Inbox)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -71,6 +72,9 @@ async def client(
     aiohttp_client: Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]],
     clock: Clock,
     recorder: Recorder,
+    tmp_path: Path,
 ) -> TestClient[web.Request, web.Application]:
-    app = create_app(make_settings(), clock=clock, dispatcher=recorder.dispatcher())
+    """The app on a real SQLite file, its inbox drained by the tests rather than by workers."""
+    settings = make_settings(store_url=f"sqlite:///{tmp_path / 'store.db'}")
+    app = create_app(settings, clock=clock, dispatcher=recorder.dispatcher(), run_workers=False)
     return await aiohttp_client(app)

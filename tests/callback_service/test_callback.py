@@ -6,7 +6,6 @@ import base64
 import json
 import os
 import struct
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +15,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from callback_service.keys import INBOX
 from handlers.events import ContactChange, EnterAgent, Subscribe, UnknownEvent, Unsubscribe
 from tests.callback_service.conftest import NOW, Clock, Recorder
 from tests.support.callbacks import (
@@ -26,9 +26,9 @@ from tests.support.callbacks import (
     event_xml,
     sign_ciphertext,
 )
+from tests.support.shared import VECTORS
 
 Client = TestClient[web.Request, web.Application]
-VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "vectors" / "wecom-official-sample.json"
 
 
 def vectors() -> dict[str, Any]:
@@ -37,7 +37,9 @@ def vectors() -> dict[str, Any]:
 
 
 async def post(client: Client, query: dict[str, str], body: bytes) -> tuple[int, str]:
+    """Post a callback, then let the inbox hand what it stored to the recording dispatcher."""
     response = await client.post("/wecom/callback", params=query, data=body)
+    await client.app[INBOX].drain()
     return response.status, await response.text()
 
 

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from handlers.guide import GUIDE, ErrorCode
-
-SEED = Path(__file__).resolve().parents[2].parent / "shared" / "seeds" / "000_5c1885cd88d7328c.txt"
+from tests.support.shared import GUIDE_TEXT
 
 
 def test_every_code_has_an_entry_in_order() -> None:
@@ -14,7 +11,7 @@ def test_every_code_has_an_entry_in_order() -> None:
 
 
 def test_titles_and_causes_are_the_guides_words() -> None:
-    guide = SEED.read_text(encoding="utf-8")
+    guide = GUIDE_TEXT.read_text(encoding="utf-8")
     for entry in GUIDE.values():
         assert entry.title in guide
         for cause in entry.causes:
@@ -23,6 +20,6 @@ def test_titles_and_causes_are_the_guides_words() -> None:
 
 
 def test_the_first_two_remedies_are_verbatim() -> None:
-    guide = SEED.read_text(encoding="utf-8")
+    guide = GUIDE_TEXT.read_text(encoding="utf-8")
     assert GUIDE[ErrorCode.PHONE_TAKEN].remedies[0] in guide
     assert GUIDE[ErrorCode.ACCOUNT_FOLLOWED].remedies[0] in guide

@@ -1,0 +1,48 @@
+"""The store backends behind handlers.contracts.Store, chosen by the URL in WECOM_BIND_STORE_URL.
+
+`sqlite:///data/wecom-bind.db` (a path relative to the working directory) or
+`sqlite:////var/lib/wecom-bind/store.db` (absolute: four slashes, as in SQLAlchemy) opens the
+embedded SQLite store; `redis://host:port/db` (also `rediss://`, `unix://`) opens the Redis store,
+with an optional `prefix` query parameter (default `wecom-bind:`) under which every key lives.
+"""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from callback_service.store.redis import DEFAULT_PREFIX, RedisStore
+from callback_service.store.sqlite import SqliteStore
+from handlers.contracts import Clock, Store
+
+__all__ = ["RedisStore", "SqliteStore", "open_store"]
+
+
+async def open_store(url: str, *, clock: Clock = time.time) -> Store:
+    """Open the store that the URL names; StoreUnavailable when it cannot be reached.
+
+    A malformed URL raises ValueError naming the setting, never echoing the URL (it may hold a
+    password).
+    """
+    scheme = urlsplit(url).scheme
+    if scheme == "sqlite":
+        if not url.startswith("sqlite:///") or len(url) == len("sqlite:///"):
+            raise ValueError("WECOM_BIND_STORE_URL: a SQLite URL reads sqlite:///path/to/file.db")
+        return await SqliteStore.open(url[len("sqlite:///") :], clock=clock)
+    if scheme in ("redis", "rediss", "unix"):
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        prefix = DEFAULT_PREFIX
+        rest = []
+        for name, value in query:
+            if name == "prefix":
+                prefix = value
+            else:
+                rest.append((name, value))
+        if not prefix:
+            raise ValueError("WECOM_BIND_STORE_URL: the Redis key prefix must not be empty")
+        plain = urlunsplit(parts._replace(query=urlencode(rest)))
+        return await RedisStore.open(plain, prefix=prefix, clock=clock)
+    raise ValueError(
+        f"WECOM_BIND_STORE_URL: unknown scheme {scheme!r}; use sqlite:///path or redis://host:port/db"
+    )

@@ -1,0 +1,82 @@
+"""What both store backends share: argument checks, tokens and the wording of audit details."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping, Sequence
+from typing import Final
+
+from handlers.binding import Binding, BindingState
+from handlers.phone import mask_phone, normalize_phone
+
+DEFAULT_DEDUP_TTL: Final = 7 * 24 * 3600.0
+"""How long the inbox remembers a dedup key after the event was appended (WeCom retries within ~15 s)."""
+
+
+def new_token() -> str:
+    """Return an unguessable owner token for a claim or a lock."""
+    return secrets.token_hex(16)
+
+
+def positive(name: str, seconds: float) -> float:
+    """Return seconds when positive, else refuse: a zero or negative ttl/lease is a caller's bug."""
+    if not seconds > 0:
+        raise ValueError(f"{name} must be positive, got {seconds!r}")
+    return float(seconds)
+
+
+def phone_arg(phone: str) -> str:
+    """Normalise a phone passed to the store (raises handlers.phone.InvalidPhone)."""
+    return normalize_phone(phone)
+
+
+def masked(phone: str | None) -> str:
+    """Mask a phone for an audit detail; '-' when there is none."""
+    return mask_phone(phone) if phone else "-"
+
+
+def limit_arg(limit: int) -> int:
+    """Refuse a non-positive limit."""
+    if limit <= 0:
+        raise ValueError(f"limit must be positive, got {limit!r}")
+    return limit
+
+
+def find_problems(
+    bindings: Sequence[Binding],
+    tokens: Mapping[str, str | None],
+    phone_index: Mapping[str, str],
+    openid_index: Mapping[str, str],
+    audited: set[str],
+) -> list[str]:
+    """Describe every broken invariant between bindings, their indexes and the audit log."""
+    problems: list[str] = []
+    by_member = {b.member_id: b for b in bindings}
+    for b in bindings:
+        m = b.member_id
+        if b.state is BindingState.PENDING and (
+            b.phone is None or b.lease_expires_at is None or not tokens.get(m)
+        ):
+            problems.append(f"{m}: pending without phone, lease or token")
+        if b.state is BindingState.BOUND and (b.phone is None or b.openid is not None):
+            problems.append(f"{m}: bound without phone, or with an openid")
+        if b.state is BindingState.FOLLOWED and b.openid is None:
+            problems.append(f"{m}: followed without openid")
+        if b.state is not BindingState.PENDING and b.previous_phone is not None:
+            problems.append(f"{m}: previous phone outside a claim")
+        for phone in (b.phone, b.previous_phone):
+            if phone is not None and phone_index.get(phone) != m:
+                problems.append(f"{m}: phone {mask_phone(phone)} not indexed to it")
+        if b.openid is not None and openid_index.get(b.openid) != m:
+            problems.append(f"{m}: openid not indexed to it")
+        if m not in audited:
+            problems.append(f"{m}: binding without audit record")
+    for phone, member in phone_index.items():
+        held = by_member.get(member)
+        if held is None or phone not in (held.phone, held.previous_phone):
+            problems.append(f"phone {mask_phone(phone)}: index entry without binding ({member})")
+    for openid, member in openid_index.items():
+        held = by_member.get(member)
+        if held is None or held.openid != openid:
+            problems.append(f"openid of {member}: index entry without binding")
+    return problems

@@ -1,0 +1,122 @@
+"""The durable inbox behind the callback endpoint: dedup, retries, dead letters, restart, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from callback_service.app import create_app
+from callback_service.inbox import DEAD, Inbox
+from callback_service.keys import INBOX, METRICS, STORE
+from callback_service.metrics import Metrics
+from callback_service.store import open_store
+from handlers.dispatch import Dispatcher
+from handlers.events import Event
+from tests.callback_service.conftest import NOW, Clock, Recorder, make_settings
+from tests.support.callbacks import encrypt_callback, event_xml
+
+Client = TestClient[web.Request, web.Application]
+ClientFactory = Callable[[web.Application], Awaitable[Client]]
+
+
+async def _post(client: Client, message: str, nonce: str = "1") -> int:
+    signed = encrypt_callback(message, timestamp=NOW, nonce=nonce)
+    response = await client.post("/wecom/callback", params=signed.query, data=signed.body)
+    return response.status
+
+
+async def test_a_retried_callback_is_handled_once(client: Client, recorder: Recorder) -> None:
+    message = event_xml("subscribe", "zhangsan", create_time=NOW)
+    # WeCom retries with the same message; a replay under another nonce is the same message too.
+    for nonce in ("1", "1", "2"):
+        assert await _post(client, message, nonce) == 200
+    assert await client.app[INBOX].drain() == 1
+    assert [event.user_id for event in recorder.events] == ["zhangsan"]
+
+
+async def test_two_events_in_the_same_second_are_both_kept(client: Client, recorder: Recorder) -> None:
+    assert await _post(client, event_xml("subscribe", "zhangsan", create_time=NOW)) == 200
+    assert await _post(client, event_xml("unsubscribe", "zhangsan", create_time=NOW)) == 200
+    assert await client.app[INBOX].drain() == 2
+    assert [event.kind for event in recorder.events] == ["subscribe", "unsubscribe"]
+
+
+async def test_a_failing_handler_is_retried_then_dead_lettered(tmp_path: Path) -> None:
+    store = await open_store(f"sqlite:///{tmp_path / 's.db'}")
+    tries: list[str] = []
+
+    async def failing(event: Event) -> None:
+        tries.append(event.user_id)
+        raise RuntimeError("WeCom said no")
+
+    metrics = Metrics()
+    inbox = Inbox(
+        store=store,
+        dispatcher=Dispatcher({}, fallback=failing),
+        metrics=metrics,
+        workers=1,
+        max_attempts=3,
+        retry_delay=lambda attempts: 0.0,
+    )
+    try:
+        signed_raw = event_xml("subscribe", "lisi", create_time=NOW)
+        await store.inbox_append("k1", "subscribe", signed_raw)
+        for _ in range(5):
+            await inbox.drain()
+        assert tries == ["lisi", "lisi", "lisi"]
+        [dead] = await store.inbox_list_dead()
+        assert dead.attempts >= 2
+        assert "WeCom said no" in (dead.last_error or "")
+        assert metrics.value(DEAD, kind="subscribe") == 1
+        assert (await store.inbox_stats()).dead == 1
+    finally:
+        await store.close()
+
+
+async def test_a_restarted_app_handles_what_the_last_one_left(
+    aiohttp_client: ClientFactory, tmp_path: Path, clock: Clock
+) -> None:
+    settings = make_settings(store_url=f"sqlite:///{tmp_path / 'store.db'}")
+    first = Recorder()
+    client = await aiohttp_client(
+        create_app(settings, clock=clock, dispatcher=first.dispatcher(), run_workers=False)
+    )
+    assert await _post(client, event_xml("subscribe", "wangwu", create_time=NOW)) == 200
+    await client.close()  # acknowledged, never handled
+    assert first.events == []
+
+    second = Recorder()
+    app = create_app(settings, clock=clock, dispatcher=second.dispatcher(), run_workers=True)
+    client = await aiohttp_client(app)
+    for _ in range(100):  # the workers start on their own; bounded wait
+        if second.events:
+            break
+        await asyncio.sleep(0.05)
+    assert [event.user_id for event in second.events] == ["wangwu"]
+    await client.close()
+
+
+async def test_store_down_answers_503_and_acknowledges_nothing(client: Client) -> None:
+    await client.app[STORE].close()
+    status = await _post(client, event_xml("subscribe", "zhangsan", create_time=NOW))
+    assert status == 503
+
+
+async def test_metrics_and_ready(client: Client) -> None:
+    message = event_xml("subscribe", "zhangsan", create_time=NOW)
+    await _post(client, message)
+    await _post(client, message)
+    response = await client.get("/metrics")
+    text = await response.text()
+    assert "wecom_bind_inbox_duplicates_total 1" in text
+    assert "wecom_bind_inbox_pending 1" in text
+    assert client.app[METRICS].value("wecom_bind_inbox_duplicates_total") == 1
+    response = await client.get("/ready")
+    assert response.status == 200
+    await client.app[STORE].close()
+    response = await client.get("/ready")
+    assert response.status == 503

@@ -1,0 +1,57 @@
+"""Shared fixtures: a session redis-server on a loopback port, and stores on SQLite and Redis.
+
+`store` runs a test on both backends. When redis-server is missing, Redis tests skip, except under
+CI=true, where they fail.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from callback_service.store import open_store
+from handlers.contracts import Store
+from tests.store.support import FakeClock, RedisServer, require_redis_server
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real redis-server for the session, without persistence; killed at the end."""
+    binary = require_redis_server()
+    server = RedisServer(binary, tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """The clock that the store fixtures are given."""
+    return FakeClock()
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Store]:
+    """A SQLite store on a fresh file."""
+    store = await open_store(f"sqlite:///{tmp_path}/store.db", clock=clock)
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+async def redis_store(redis_server: RedisServer, clock: FakeClock) -> AsyncIterator[Store]:
+    """A Redis store under a key prefix of its own, on the session server."""
+    prefix = f"t{uuid.uuid4().hex[:12]}:"
+    store = await open_store(f"{redis_server.url}?prefix={prefix}", clock=clock)
+    yield store
+    await store.close()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store(request: pytest.FixtureRequest) -> Store:
+    """The store under test, once per backend."""
+    backend: Store = request.getfixturevalue(f"{request.param}_store")
+    return backend

@@ -1,0 +1,623 @@
+"""The store contract, run on both backends: every operation, its errors, and expiry by the clock."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict
+
+import pytest
+
+from handlers.binding import (
+    AccountFollowed,
+    Actor,
+    AuditAction,
+    BindingState,
+    ClaimInProgress,
+    ClaimLost,
+    DirectoryEntry,
+    InboxStats,
+    OpenidConflict,
+    PhoneTaken,
+)
+from handlers.contracts import Store
+from handlers.guide import ErrorCode
+from handlers.phone import InvalidPhone
+from tests.store.support import FakeClock
+
+STUDENT = Actor(who="student", source="web 127.0.0.1")
+WECOM = Actor(who="wecom", source="callback")
+P1, P2, P3 = "13800138001", "13800138002", "13800138003"
+LEASE = 60.0
+
+
+async def consistent(store: Store) -> None:
+    """No broken invariant, and no full phone anywhere in the audit log."""
+    assert await store.integrity_problems() == []
+    for record in await store.audit_list(limit=10_000):
+        assert not re.search(r"\d{11}", repr(asdict(record))), record
+
+
+async def bind(store: Store, member: str, phone: str) -> None:
+    """Claim and commit, the normal way to bind."""
+    await store.commit_claim(await store.claim_phone(member, phone, lease=LEASE, actor=STUDENT))
+
+
+# lifecycle
+
+
+async def test_ping(store: Store) -> None:
+    await store.ping()
+
+
+# school directory
+
+
+async def test_directory_upsert_get_count(store: Store) -> None:
+    entries = [
+        DirectoryEntry("2019001", "张三", "机械学院", P1),
+        DirectoryEntry("2019002", "李四", "电子学院", None),
+    ]
+    assert await store.directory_upsert(entries) == 2
+    assert await store.directory_get("2019001") == entries[0]
+    assert await store.directory_get("2019002") == entries[1]
+    assert await store.directory_get("nobody") is None
+    assert await store.directory_count() == 2
+    await store.directory_upsert([DirectoryEntry("2019002", "李四", "管理学院", P2)])
+    assert await store.directory_get("2019002") == DirectoryEntry("2019002", "李四", "管理学院", P2)
+    assert await store.directory_count() == 2
+    assert await store.directory_upsert([]) == 0
+
+
+# claims
+
+
+async def test_claim_then_commit_binds(store: Store) -> None:
+    claim = await store.claim_phone("m1", "+86 138-0013-8001", lease=LEASE, actor=STUDENT)
+    assert claim.phone == P1
+    assert not claim.already_bound
+    pending = await store.get_binding("m1")
+    assert pending is not None
+    assert pending.state is BindingState.PENDING
+    assert pending.lease_expires_at == claim.lease_expires_at
+    assert await store.get_binding_by_phone(P1) == pending
+    bound = await store.commit_claim(claim)
+    assert bound.state is BindingState.BOUND
+    assert bound.phone == P1
+    assert bound.lease_expires_at is None
+    assert await store.get_binding("m1") == bound
+    assert await store.get_binding_by_phone(P1) == bound
+    actions = [r.action for r in await store.audit_list(member_id="m1")]
+    assert actions == [AuditAction.BIND, AuditAction.CLAIM]
+    await consistent(store)
+
+
+async def test_claim_refuses_bad_phone_and_lease(store: Store) -> None:
+    with pytest.raises(InvalidPhone):
+        await store.claim_phone("m1", "12345", lease=LEASE, actor=STUDENT)
+    with pytest.raises(ValueError, match="lease"):
+        await store.claim_phone("m1", P1, lease=0, actor=STUDENT)
+    assert await store.get_binding("m1") is None
+
+
+async def test_phone_bound_by_another_is_taken(store: Store) -> None:
+    await bind(store, "m1", P1)
+    with pytest.raises(PhoneTaken) as caught:
+        await store.claim_phone("m2", P1, lease=LEASE, actor=STUDENT)
+    assert caught.value.code is ErrorCode.PHONE_TAKEN
+    assert P1 not in str(caught.value)
+    assert await store.get_binding("m2") is None
+    await consistent(store)
+
+
+async def test_phone_claimed_by_another_is_taken_until_the_lease_runs_out(
+    store: Store, clock: FakeClock
+) -> None:
+    first = await store.claim_phone("m1", P1, lease=LEASE, actor=STUDENT)
+    with pytest.raises(PhoneTaken):
+        await store.claim_phone("m2", P1, lease=LEASE, actor=STUDENT)
+    clock.advance(LEASE)
+    stale = await store.get_binding("m1")
+    assert stale is not None
+    assert stale.lease_expired(clock())
+    assert await store.get_binding_by_phone(P1) is None
+    second = await store.claim_phone("m2", P1, lease=LEASE, actor=STUDENT)
+    assert await store.get_binding("m1") is None
+    with pytest.raises(ClaimLost):
+        await store.commit_claim(first)
+    assert not await store.release_claim(first)
+    await store.commit_claim(second)
+    holder = await store.get_binding_by_phone(P1)
+    assert holder is not None
+    assert holder.member_id == "m2"
+    actions = [r.action for r in await store.audit_list(member_id="m1")]
+    assert actions == [AuditAction.CLAIM_EXPIRED, AuditAction.CLAIM]
+    await consistent(store)
+
+
+async def test_commit_after_the_lease_ran_out_when_nobody_took_the_phone(
+    store: Store, clock: FakeClock
+) -> None:
+    claim = await store.claim_phone("m1", P1, lease=LEASE, actor=STUDENT)
+    clock.advance(LEASE * 2)
+    bound = await store.commit_claim(claim)
+    assert bound.state is BindingState.BOUND
+    await consistent(store)
+
+
+async def test_release_goes_back_to_nothing(store: Store) -> None:
+    claim = await store.claim_phone("m1", P1, lease=LEASE, actor=STUDENT)
+    assert await store.release_claim(claim)
+    assert await store.get_binding("m1") is None
+    assert await store.get_binding_by_phone(P1) is None
+    assert not await store.release_claim(claim)
+    with pytest.raises(ClaimLost):
+        await store.commit_claim(claim)
+    await store.claim_phone("m2", P1, lease=LEASE, actor=STUDENT)
+    await consistent(store)
+
+
+async def test_rebind_holds_the_old_phone_until_commit(store: Store) -> None:
+    await bind(store, "m1", P1)
+    claim = await store.claim_phone("m1", P2, lease=LEASE, actor=STUDENT)
+    assert claim.previous_phone == P1
+    pending = await store.get_binding("m1")
+    assert pending is not None
+    assert (pending.state, pending.phone, pending.previous_phone) == (BindingState.PENDING, P2, P1)
+    assert await store.get_binding_by_phone(P1) == pending
+    with pytest.raises(PhoneTaken):
+        await store.claim_phone("m2", P1, lease=LEASE, actor=STUDENT)
+    bound = await store.commit_claim(claim)
+    assert (bound.phone, bound.previous_phone) == (P2, None)
+    assert await store.get_binding_by_phone(P1) is None
+    await bind(store, "m2", P1)
+    await consistent(store)
+
+
+async def test_release_of_a_rebind_goes_back_to_the_old_phone(store: Store) -> None:
+    await bind(store, "m1", P1)
+    claim = await store.claim_phone("m1", P2, lease=LEASE, actor=STUDENT)
+    assert await store.release_claim(claim)
+    back = await store.get_binding("m1")
+    assert back is not None
+    assert (back.state, back.phone, back.previous_phone) == (BindingState.BOUND, P1, None)
+    assert await store.get_binding_by_phone(P2) is None
+    await consistent(store)
+
+
+async def test_claiming_the_own_bound_phone_is_already_bound(store: Store) -> None:
+    await bind(store, "m1", P1)
+    before = await store.audit_list()
+    claim = await store.claim_phone("m1", P1, lease=LEASE, actor=STUDENT)
+    assert claim.already_bound
+    assert (await store.commit_claim(claim)).phone == P1
+    assert await store.release_claim(claim)
+    assert await store.audit_list() == before
+    await consistent(store)
+
+
+async def test_a_followed_member_cannot_claim_another_phone(store: Store) -> None:
+    await bind(store, "m1", P1)
+    await store.follow("m1", "openid-1", actor=WECOM)
+    with pytest.raises(AccountFollowed) as caught:
+        await store.claim_phone("m1", P2, lease=LEASE, actor=STUDENT)
+    assert caught.value.code is ErrorCode.ACCOUNT_FOLLOWED
+    again = await store.claim_phone("m1", P1, lease=LEASE, actor=STUDENT)
+    assert again.already_bound
+    followed = await store.commit_claim(again)
+    assert followed.state is BindingState.FOLLOWED
+    assert await store.get_binding_by_phone(P2) is None
+    await consistent(store)
+
+
+async def test_one_live_claim_per_member(store: Store, clock: FakeClock) -> None:
+    await store.claim_phone("m1", P1, lease=LEASE, actor=STUDENT)
+    with pytest.raises(ClaimInProgress):
+        await store.claim_phone("m1", P2, lease=LEASE, actor=STUDENT)
+    with pytest.raises(ClaimInProgress):
+        await store.claim_phone("m1", P1, lease=LEASE, actor=STUDENT)
+    assert await store.get_binding_by_phone(P2) is None
+    clock.advance(LEASE)
+    claim = await store.claim_phone("m1", P2, lease=LEASE, actor=STUDENT)
+    assert claim.previous_phone is None
+    assert await store.get_binding_by_phone(P1) is None
+    await store.commit_claim(claim)
+    await consistent(store)
+
+
+async def test_an_expired_rebind_falls_back_to_the_old_phone(store: Store, clock: FakeClock) -> None:
+    await bind(store, "m1", P1)
+    stale = await store.claim_phone("m1", P2, lease=LEASE, actor=STUDENT)
+    clock.advance(LEASE + 1)
+    again = await store.claim_phone("m1", P1, lease=LEASE, actor=STUDENT)
+    assert again.already_bound
+    back = await store.get_binding("m1")
+    assert back is not None
+    assert (back.state, back.phone) == (BindingState.BOUND, P1)
+    with pytest.raises(ClaimLost):
+        await store.commit_claim(stale)
+    await consistent(store)
+
+
+async def test_another_member_takes_a_phone_whose_claim_ran_out_during_a_rebind(
+    store: Store, clock: FakeClock
+) -> None:
+    await bind(store, "m1", P1)
+    await store.claim_phone("m1", P2, lease=LEASE, actor=STUDENT)
+    clock.advance(LEASE)
+    with pytest.raises(PhoneTaken):  # the old phone is still m1's
+        await store.claim_phone("m2", P1, lease=LEASE, actor=STUDENT)
+    await bind(store, "m2", P2)
+    back = await store.get_binding("m1")
+    assert back is not None
+    assert (back.state, back.phone) == (BindingState.BOUND, P1)
+    await consistent(store)
+
+
+# follow and unfollow
+
+
+async def test_follow_and_its_idempotence(store: Store) -> None:
+    await bind(store, "m1", P1)
+    followed = await store.follow("m1", "openid-1", actor=WECOM)
+    assert (followed.state, followed.phone, followed.openid) == (BindingState.FOLLOWED, P1, "openid-1")
+    assert await store.get_binding_by_openid("openid-1") == followed
+    count = len(await store.audit_list())
+    assert (await store.follow("m1", "openid-1", actor=WECOM)).openid == "openid-1"
+    assert len(await store.audit_list()) == count
+    await consistent(store)
+
+
+async def test_one_member_one_wechat(store: Store) -> None:
+    await bind(store, "m1", P1)
+    await bind(store, "m2", P2)
+    await store.follow("m1", "openid-1", actor=WECOM)
+    with pytest.raises(OpenidConflict):
+        await store.follow("m1", "openid-2", actor=WECOM)
+    with pytest.raises(OpenidConflict):
+        await store.follow("m2", "openid-1", actor=WECOM)
+    m2 = await store.get_binding("m2")
+    assert m2 is not None
+    assert m2.state is BindingState.BOUND
+    await consistent(store)
+
+
+async def test_unfollow_frees_the_member_and_the_openid(store: Store) -> None:
+    await bind(store, "m1", P1)
+    await bind(store, "m2", P2)
+    await store.follow("m1", "openid-1", actor=WECOM)
+    bound = await store.unfollow("m1", actor=WECOM)
+    assert bound is not None
+    assert (bound.state, bound.phone, bound.openid) == (BindingState.BOUND, P1, None)
+    assert await store.get_binding_by_openid("openid-1") is None
+    assert await store.unfollow("m1", actor=WECOM) == bound
+    assert await store.unfollow("nobody", actor=WECOM) is None
+    await store.follow("m2", "openid-1", actor=WECOM)
+    # Guide 2.2's remedy: after unfollowing, the member may bind another phone.
+    await bind(store, "m1", P3)
+    assert await store.get_binding_by_phone(P1) is None
+    await consistent(store)
+
+
+async def test_follow_without_a_binding_and_unfollow(store: Store) -> None:
+    followed = await store.follow("m1", "openid-1", actor=WECOM)
+    assert (followed.state, followed.phone) == (BindingState.FOLLOWED, None)
+    with pytest.raises(AccountFollowed):
+        await store.claim_phone("m1", P1, lease=LEASE, actor=STUDENT)
+    assert await store.unfollow("m1", actor=WECOM) is None
+    assert await store.get_binding("m1") is None
+    await consistent(store)
+
+
+async def test_follow_drops_a_pending_claim(store: Store) -> None:
+    await bind(store, "m1", P1)
+    claim = await store.claim_phone("m1", P2, lease=LEASE, actor=STUDENT)
+    followed = await store.follow("m1", "openid-1", actor=WECOM)
+    assert (followed.state, followed.phone) == (BindingState.FOLLOWED, P1)
+    with pytest.raises(ClaimLost):
+        await store.commit_claim(claim)
+    assert await store.get_binding_by_phone(P2) is None
+    await consistent(store)
+
+
+# settling from WeCom's truth
+
+
+async def test_set_member_phone(store: Store) -> None:
+    created = await store.set_member_phone("m1", P1, take=False, actor=WECOM)
+    assert created is not None
+    assert (created.state, created.phone) == (BindingState.BOUND, P1)
+    moved = await store.set_member_phone("m1", P2, take=False, actor=WECOM)
+    assert moved is not None
+    assert moved.phone == P2
+    assert await store.get_binding_by_phone(P1) is None
+    assert await store.set_member_phone("m1", P2, take=False, actor=WECOM) == moved
+    assert await store.set_member_phone("m1", None, take=False, actor=WECOM) is None
+    assert await store.get_binding("m1") is None
+    assert await store.set_member_phone("m1", None, take=False, actor=WECOM) is None
+    await consistent(store)
+
+
+async def test_set_member_phone_clash(store: Store) -> None:
+    await bind(store, "m1", P1)
+    await bind(store, "m2", P2)
+    await store.follow("m2", "openid-2", actor=WECOM)
+    with pytest.raises(PhoneTaken):
+        await store.set_member_phone("m3", P1, take=False, actor=WECOM)
+    taken = await store.set_member_phone("m3", P1, take=True, actor=WECOM)
+    assert taken is not None
+    assert taken.phone == P1
+    assert await store.get_binding("m1") is None
+    await store.set_member_phone("m3", P2, take=True, actor=WECOM)
+    m2 = await store.get_binding("m2")
+    assert m2 is not None
+    assert (m2.state, m2.phone, m2.openid) == (BindingState.FOLLOWED, None, "openid-2")
+    assert [r.action for r in await store.audit_list(member_id="m1", limit=1)] == [AuditAction.PHONE_LOST]
+    await consistent(store)
+
+
+async def test_set_member_phone_takes_the_old_phone_of_a_pending_member(store: Store) -> None:
+    await bind(store, "m1", P1)
+    claim = await store.claim_phone("m1", P2, lease=LEASE, actor=STUDENT)
+    await store.set_member_phone("m2", P1, take=True, actor=WECOM)
+    pending = await store.get_binding("m1")
+    assert pending is not None
+    assert (pending.state, pending.phone, pending.previous_phone) == (BindingState.PENDING, P2, None)
+    await store.commit_claim(claim)
+    await consistent(store)
+
+
+async def test_set_member_phone_drops_a_pending_claim(store: Store) -> None:
+    claim = await store.claim_phone("m1", P1, lease=LEASE, actor=STUDENT)
+    settled = await store.set_member_phone("m1", P2, take=False, actor=WECOM)
+    assert settled is not None
+    assert (settled.state, settled.phone) == (BindingState.BOUND, P2)
+    with pytest.raises(ClaimLost):
+        await store.commit_claim(claim)
+    assert await store.get_binding_by_phone(P1) is None
+    other = await store.claim_phone("m2", P3, lease=LEASE, actor=STUDENT)
+    taken = await store.set_member_phone("m3", P3, take=True, actor=WECOM)
+    assert taken is not None
+    assert await store.get_binding("m2") is None
+    with pytest.raises(ClaimLost):
+        await store.commit_claim(other)
+    await consistent(store)
+
+
+async def test_set_member_phone_of_a_followed_member(store: Store) -> None:
+    await bind(store, "m1", P1)
+    await store.follow("m1", "openid-1", actor=WECOM)
+    moved = await store.set_member_phone("m1", P2, take=False, actor=WECOM)
+    assert moved is not None
+    assert (moved.state, moved.phone, moved.openid) == (BindingState.FOLLOWED, P2, "openid-1")
+    cleared = await store.set_member_phone("m1", None, take=False, actor=WECOM)
+    assert cleared is not None
+    assert (cleared.state, cleared.phone) == (BindingState.FOLLOWED, None)
+    await consistent(store)
+
+
+async def test_delete_member(store: Store) -> None:
+    await bind(store, "m1", P1)
+    await store.follow("m1", "openid-1", actor=WECOM)
+    assert await store.delete_member("m1", actor=WECOM)
+    assert await store.get_binding("m1") is None
+    assert await store.get_binding_by_phone(P1) is None
+    assert await store.get_binding_by_openid("openid-1") is None
+    assert not await store.delete_member("m1", actor=WECOM)
+    await bind(store, "m2", P1)
+    await store.follow("m2", "openid-1", actor=WECOM)
+    await consistent(store)
+
+
+async def test_rename_member(store: Store) -> None:
+    await bind(store, "old", P1)
+    await store.follow("old", "openid-1", actor=WECOM)
+    await bind(store, "new", P2)
+    moved = await store.rename_member("old", "new", actor=WECOM)
+    assert moved is not None
+    assert (moved.member_id, moved.phone, moved.openid) == ("new", P1, "openid-1")
+    assert await store.get_binding("old") is None
+    assert await store.get_binding_by_phone(P1) == moved
+    assert await store.get_binding_by_openid("openid-1") == moved
+    assert await store.get_binding_by_phone(P2) is None
+    assert await store.rename_member("nobody", "other", actor=WECOM) is None
+    assert await store.rename_member("new", "new", actor=WECOM) == moved
+    await consistent(store)
+
+
+async def test_list_bindings(store: Store) -> None:
+    await bind(store, "m2", P2)
+    await store.claim_phone("m1", P1, lease=LEASE, actor=STUDENT)
+    await store.follow("m3", "openid-3", actor=WECOM)
+    listed = await store.list_bindings()
+    assert [(b.member_id, b.state) for b in listed] == [
+        ("m1", BindingState.PENDING),
+        ("m2", BindingState.BOUND),
+        ("m3", BindingState.FOLLOWED),
+    ]
+
+
+# audit log
+
+
+async def test_audit_log(store: Store, clock: FakeClock) -> None:
+    await bind(store, "m1", P1)
+    clock.advance(1)
+    await store.follow("m1", "openid-1", actor=WECOM)
+    await bind(store, "m2", P2)
+    records = await store.audit_list()
+    assert [r.action for r in records] == [
+        AuditAction.BIND,
+        AuditAction.CLAIM,
+        AuditAction.FOLLOW,
+        AuditAction.BIND,
+        AuditAction.CLAIM,
+    ]
+    assert [r.id for r in records] == sorted((r.id for r in records), reverse=True)
+    follow = records[2]
+    assert (follow.who, follow.source, follow.member_id) == ("wecom", "callback", "m1")
+    assert follow.phone_masked == "138****8001"
+    assert follow.at == clock()
+    assert records[3].who == "student"
+    assert len(await store.audit_list(limit=2)) == 2
+    assert [r.action for r in await store.audit_list(member_id="m1", limit=1)] == [AuditAction.FOLLOW]
+    assert await store.audit_list(member_id="nobody") == []
+    await consistent(store)
+
+
+# idempotency keys
+
+
+async def test_idempotency_put(store: Store, clock: FakeClock) -> None:
+    assert await store.idempotency_put("submit-1", "first", ttl=10) is None
+    assert await store.idempotency_put("submit-1", "second", ttl=10) == "first"
+    clock.advance(10)
+    assert await store.idempotency_put("submit-1", "third", ttl=10) is None
+    assert await store.idempotency_put("submit-1", "fourth", ttl=10) == "third"
+
+
+# key-value entries and locks
+
+
+async def test_kv_entries_expire(store: Store, clock: FakeClock) -> None:
+    assert await store.kv_get("token") is None
+    await store.kv_set("token", "abc", ttl=7200)
+    assert await store.kv_get("token") == "abc"
+    clock.advance(7199)
+    assert await store.kv_get("token") == "abc"
+    clock.advance(1)
+    assert await store.kv_get("token") is None
+    await store.kv_set("token", "def", ttl=10)
+    await store.kv_delete("token")
+    assert await store.kv_get("token") is None
+    await store.kv_delete("token")
+
+
+async def test_kv_set_if_absent(store: Store, clock: FakeClock) -> None:
+    assert await store.kv_set_if_absent("state", "a", ttl=10)
+    assert not await store.kv_set_if_absent("state", "b", ttl=10)
+    assert await store.kv_get("state") == "a"
+    clock.advance(10)
+    assert await store.kv_set_if_absent("state", "c", ttl=10)
+    assert await store.kv_get("state") == "c"
+
+
+async def test_kv_pop_is_single_use(store: Store, clock: FakeClock) -> None:
+    await store.kv_set("ticket", "ST-1", ttl=10)
+    assert await store.kv_pop("ticket") == "ST-1"
+    assert await store.kv_pop("ticket") is None
+    await store.kv_set("ticket", "ST-2", ttl=10)
+    clock.advance(11)
+    assert await store.kv_pop("ticket") is None
+
+
+async def test_kv_incr_counts_in_a_window(store: Store, clock: FakeClock) -> None:
+    assert await store.kv_incr("rate", ttl=60) == 1
+    assert await store.kv_incr("rate", ttl=60) == 2
+    clock.advance(30)
+    assert await store.kv_incr("rate", ttl=60) == 3
+    clock.advance(30)
+    assert await store.kv_incr("rate", ttl=60) == 1
+    with pytest.raises(ValueError, match="ttl"):
+        await store.kv_incr("rate", ttl=-1)
+
+
+async def test_lock(store: Store, clock: FakeClock) -> None:
+    token = await store.lock_acquire("refresh", lease=5)
+    assert token is not None
+    assert await store.lock_acquire("refresh", lease=5) is None
+    assert not await store.lock_release("refresh", "not-mine")
+    assert await store.lock_release("refresh", token)
+    assert not await store.lock_release("refresh", token)
+    second = await store.lock_acquire("refresh", lease=5)
+    assert second is not None
+    clock.advance(5)
+    third = await store.lock_acquire("refresh", lease=5)
+    assert third is not None
+    assert not await store.lock_release("refresh", second)
+    assert await store.lock_release("refresh", third)
+
+
+# durable event inbox
+
+
+async def test_inbox_append_take_done(store: Store) -> None:
+    assert await store.inbox_append("k1", "subscribe", "<xml>一</xml>")
+    assert not await store.inbox_append("k1", "subscribe", "<xml>一</xml>")
+    assert await store.inbox_append("k2", "unsubscribe", "<xml>二</xml>")
+    assert await store.inbox_stats() == InboxStats(pending=2, leased=0, dead=0)
+    items = await store.inbox_take(10, lease=30)
+    assert [(i.dedup_key, i.event_type, i.payload, i.attempts) for i in items] == [
+        ("k1", "subscribe", "<xml>一</xml>", 0),
+        ("k2", "unsubscribe", "<xml>二</xml>", 0),
+    ]
+    assert await store.inbox_take(10, lease=30) == []
+    stats = await store.inbox_stats()
+    assert (stats.pending, stats.leased, stats.dead) == (0, 2, 0)
+    await store.inbox_done(items[0].id)
+    await store.inbox_done(items[1].id)
+    stats = await store.inbox_stats()
+    assert (stats.pending, stats.leased, stats.dead) == (0, 0, 0)
+    assert not await store.inbox_append("k1", "subscribe", "<xml>一</xml>")
+
+
+async def test_inbox_take_respects_limit_and_order(store: Store, clock: FakeClock) -> None:
+    for n in range(12):
+        assert await store.inbox_append(f"k{n}", "event", str(n))
+    first = await store.inbox_take(5, lease=30)
+    assert [i.payload for i in first] == [str(n) for n in range(5)]
+    rest = await store.inbox_take(100, lease=30)
+    assert [i.payload for i in rest] == [str(n) for n in range(5, 12)]
+
+
+async def test_inbox_lease_expiry_returns_the_event(store: Store, clock: FakeClock) -> None:
+    await store.inbox_append("k1", "event", "x")
+    (taken,) = await store.inbox_take(10, lease=30)
+    clock.advance(29)
+    assert await store.inbox_take(10, lease=30) == []
+    clock.advance(1)
+    stats = await store.inbox_stats()
+    assert (stats.pending, stats.leased) == (1, 0)
+    (again,) = await store.inbox_take(10, lease=30)
+    assert again.id == taken.id
+
+
+async def test_inbox_retry_and_dead_letters(store: Store, clock: FakeClock) -> None:
+    await store.inbox_append("k1", "event", "x")
+    await store.inbox_append("k2", "event", "y")
+    first, second = await store.inbox_take(10, lease=30)
+    assert await store.inbox_retry(first.id, "boom", delay=5) == 1
+    assert await store.inbox_take(10, lease=30) == []
+    stats = await store.inbox_stats()
+    assert (stats.pending, stats.leased) == (1, 1)
+    clock.advance(5)
+    (retried,) = await store.inbox_take(10, lease=30)
+    assert (retried.id, retried.attempts, retried.last_error) == (first.id, 1, "boom")
+    assert await store.inbox_retry(retried.id, "boom again", delay=0) == 2
+    (retried,) = await store.inbox_take(10, lease=30)
+    await store.inbox_dead(retried.id, "gave up")
+    await store.inbox_dead(second.id, "bad payload")
+    stats = await store.inbox_stats()
+    assert (stats.pending, stats.leased, stats.dead) == (0, 0, 2)
+    assert await store.inbox_retry(second.id, "late", delay=0) == 0
+    dead = await store.inbox_list_dead()
+    assert {(d.id, d.last_error) for d in dead} == {(first.id, "gave up"), (second.id, "bad payload")}
+    assert next(d for d in dead if d.id == first.id).attempts == 3
+    assert len(await store.inbox_list_dead(limit=1)) == 1
+    assert await store.inbox_requeue_dead([first.id]) == 1
+    assert await store.inbox_requeue_dead([first.id]) == 0
+    (requeued,) = await store.inbox_take(10, lease=30)
+    assert (requeued.id, requeued.attempts) == (first.id, 0)
+    assert await store.inbox_requeue_dead() == 1
+    assert await store.inbox_requeue_dead([]) == 0
+    stats = await store.inbox_stats()
+    assert (stats.pending, stats.leased, stats.dead) == (1, 1, 0)
+    await store.inbox_done(requeued.id)
+    assert await store.inbox_retry(requeued.id, "gone", delay=0) == 0
+
+
+async def test_inbox_dedup_key_is_forgotten_after_its_ttl(store: Store, clock: FakeClock) -> None:
+    assert await store.inbox_append("k1", "event", "x")
+    clock.advance(6 * 24 * 3600)
+    assert not await store.inbox_append("k1", "event", "x")
+    clock.advance(24 * 3600)
+    assert await store.inbox_append("k1", "event", "x")

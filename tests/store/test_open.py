@@ -1,0 +1,100 @@
+"""Opening a store by URL: schemes, paths, schema versions and migrations, Redis key prefixes."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from callback_service.store import open_store
+from callback_service.store.sqlite import SCHEMA_VERSION, SqliteStore
+from handlers.binding import Actor
+from handlers.contracts import StoreUnavailable
+from tests.store.support import FakeClock, RedisServer
+
+ACTOR = Actor(who="test", source="test")
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgres://user:secret@db/x", "sqlite:///", "sqlite://relative.db", "redis://h:1/0?prefix="],
+)
+async def test_a_bad_url_names_the_setting_and_hides_the_url(url: str) -> None:
+    with pytest.raises(ValueError, match="WECOM_BIND_STORE_URL") as caught:
+        await open_store(url)
+    assert "secret" not in str(caught.value)
+
+
+async def test_a_relative_sqlite_path_is_created_under_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = await open_store("sqlite:///data/wecom-bind.db")
+    await store.ping()
+    await store.close()
+    assert (tmp_path / "data" / "wecom-bind.db").is_file()
+
+
+async def test_sqlite_file_is_wal_full_sync_and_versioned(tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "store.db"
+    store = await SqliteStore.open(str(path), clock=clock)
+    await store.commit_claim(await store.claim_phone("m1", "13800138001", lease=60, actor=ACTOR))
+    synchronous = await store._read(lambda c: c.execute("PRAGMA synchronous").fetchone()[0])
+    assert synchronous == 2  # FULL
+    await store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+    again = await SqliteStore.open(str(path), clock=clock)
+    binding = await again.get_binding("m1")
+    assert binding is not None
+    assert binding.phone == "13800138001"
+    await again.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM schema_version").fetchone()[0] == 1
+
+
+async def test_sqlite_refuses_a_newer_schema(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    await (await SqliteStore.open(str(path))).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION + 1,))
+    with pytest.raises(StoreUnavailable, match="newer"):
+        await SqliteStore.open(str(path))
+
+
+async def test_redis_prefixes_keep_deployments_apart(redis_server: RedisServer, clock: FakeClock) -> None:
+    prefixes = [f"a{uuid.uuid4().hex[:8]}:", f"b{uuid.uuid4().hex[:8]}:"]
+    stores = [await open_store(f"{redis_server.url}?prefix={p}", clock=clock) for p in prefixes]
+    try:
+        for n, store in enumerate(stores):
+            claim = await store.claim_phone(f"m{n}", "13800138001", lease=60, actor=ACTOR)
+            await store.commit_claim(claim)
+            await store.inbox_append("k", "event", "x")
+            await store.kv_set("k", "v", ttl=60)
+            await store.directory_upsert([])
+        for n, store in enumerate(stores):
+            holder = await store.get_binding_by_phone("13800138001")
+            assert holder is not None
+            assert holder.member_id == f"m{n}"
+            assert await store.integrity_problems() == []
+        client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+        for prefix in prefixes:
+            keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
+            assert len(keys) > 5
+        await client.aclose()
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_redis_refuses_a_newer_schema(redis_server: RedisServer) -> None:
+    prefix = f"s{uuid.uuid4().hex[:8]}:"
+    client = aioredis.Redis.from_url(redis_server.url)
+    await client.set(f"{prefix}schema", "99")
+    await client.aclose()
+    with pytest.raises(StoreUnavailable, match="newer"):
+        await open_store(f"{redis_server.url}?prefix={prefix}")

@@ -10,14 +10,27 @@ from aiohttp import web
 
 from callback_service import callback, health
 from callback_service.inbox import Inbox
-from callback_service.keys import CLOCK, DISPATCHER, HTTP, INBOX, METRICS, RECEIVER, SETTINGS, STORE
+from callback_service.keys import (
+    CLOCK,
+    DISPATCHER,
+    HTTP,
+    INBOX,
+    METRICS,
+    RECEIVER,
+    SETTINGS,
+    STORE,
+    WECOM_APP,
+    WECOM_CONTACTS,
+)
 from callback_service.metrics import Metrics
 from callback_service.middlewares import error_middleware
 from callback_service.receiver import CallbackReceiver
 from callback_service.store import open_store
+from callback_service.wecom_client import WeComClient
 from config import Settings
 from crypto import WeComCrypto
-from handlers.dispatch import Dispatcher, logging_dispatcher
+from handlers.callbacks import CallbackHandlers
+from handlers.dispatch import Dispatcher
 
 # Forms and callbacks are small; the callback view applies its own, tighter cap.
 CLIENT_MAX_SIZE = 1024 * 1024
@@ -46,11 +59,31 @@ async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def _wecom_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    for key, secret in ((WECOM_APP, settings.app_secret), (WECOM_CONTACTS, settings.contacts_secret)):
+        app[key] = WeComClient(
+            session=app[HTTP],
+            api_base=settings.wecom_api_base,
+            corp_id=settings.corp_id,
+            secret=secret.get_secret_value(),
+            store=app[STORE],
+            clock=app[CLOCK],
+        )
+    yield
+
+
 def _inbox_ctx(*, run_workers: bool) -> Callable[[web.Application], AsyncIterator[None]]:
     async def inbox_ctx(app: web.Application) -> AsyncIterator[None]:
+        dispatcher = app.get(DISPATCHER) or CallbackHandlers(
+            store=app[STORE],
+            wecom=app[WECOM_APP],
+            counters=app[METRICS],
+            agent_id=app[SETTINGS].agent_id,
+        ).dispatcher()
         inbox = Inbox(
             store=app[STORE],
-            dispatcher=app[DISPATCHER],
+            dispatcher=dispatcher,
             metrics=app[METRICS],
             workers=app[SETTINGS].workers,
         )
@@ -72,8 +105,8 @@ def create_app(
 ) -> web.Application:
     """Build the service's application; nothing is opened until it starts.
 
-    dispatcher replaces the handlers' dispatch table (tests); run_workers=False leaves the inbox
-    to be drained by the caller.
+    dispatcher replaces the callback handlers' dispatch table (tests); run_workers=False leaves
+    the inbox to be drained by the caller.
     """
     app = web.Application(middlewares=[error_middleware], client_max_size=CLIENT_MAX_SIZE)
     app[SETTINGS] = settings
@@ -89,10 +122,12 @@ def create_app(
         timestamp_window=settings.timestamp_window,
         clock=clock,
     )
-    app[DISPATCHER] = dispatcher or logging_dispatcher()
-    # The order matters: the inbox's workers stop before the store closes.
+    if dispatcher is not None:
+        app[DISPATCHER] = dispatcher
+    # The order matters: the inbox's workers stop before the clients and the store close.
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_http_ctx)
+    app.cleanup_ctx.append(_wecom_ctx)
     app.cleanup_ctx.append(_inbox_ctx(run_workers=run_workers))
     setup_routes(app)
     return app

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -18,8 +19,12 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from callback_service.app import create_app
+from callback_service.keys import STORE
 from callback_service.sandbox.cas import CasUser, create_cas_sandbox
+from callback_service.sandbox.wecom import create_wecom_sandbox
+from callback_service.sandbox.wecom_push import CallbackTarget
 from config import Settings
+from handlers.binding import DirectoryEntry
 
 DEMO_CORP_ID: Final = "wwdemo0000000000ce"
 DEMO_AGENT_ID: Final = 1000002
@@ -108,10 +113,44 @@ def _start_page(settings: Settings) -> Handler:
     return start
 
 
+async def _seed_directory(app: web.Application) -> AsyncIterator[None]:
+    await app[STORE].directory_upsert(
+        [
+            DirectoryEntry(
+                student_id=student.student_id,
+                name=student.name,
+                department=student.department,
+                phone=student.directory_phone,
+            )
+            for student in DEMO_STUDENTS
+        ]
+    )
+    yield
+
+
+def wecom_sandbox(settings: Settings) -> web.Application:
+    """The emulated WeCom of the demo, pushing its callbacks to the service beside it."""
+    return create_wecom_sandbox(
+        corp_id=settings.corp_id,
+        secrets={
+            settings.app_secret.get_secret_value(): "APP",
+            settings.contacts_secret.get_secret_value(): "CONTACTS",
+        },
+        agent_id=settings.agent_id,
+        callback=CallbackTarget(
+            url=settings.public_base_url + "/wecom/callback",
+            token=settings.token.get_secret_value(),
+            encoding_aes_key=settings.encoding_aes_key.get_secret_value(),
+        ),
+    )
+
+
 def create_demo_app(*, host: str, port: int, data_dir: Path) -> web.Application:
-    """The service with both emulators mounted and the demo start page at /."""
+    """The service with both emulators mounted, the directory seeded, and the start page at /."""
     settings = demo_settings(host=host, port=port, data_dir=data_dir)
     app = create_app(settings)
+    app.cleanup_ctx.append(_seed_directory)
     app.router.add_get("/", _start_page(settings), name="demo-start")
     app.add_subapp(CAS_MOUNT, create_cas_sandbox(users=cas_users(), show_accounts=True))
+    app.add_subapp(WECOM_MOUNT, wecom_sandbox(settings))
     return app

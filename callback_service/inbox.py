@@ -153,6 +153,7 @@ class Inbox:
             return
         await self._store.inbox_done(item.id)
         self._metrics.inc(HANDLED, kind=event.kind)
+        log.info("inbox event %d handled: %s for member %s", item.id, event.kind, event.user_id)
 
     async def _failed(self, item: InboxItem, event: Event, exc: Exception) -> None:
         self._metrics.inc(FAILED, kind=event.kind)

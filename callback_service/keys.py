@@ -11,6 +11,7 @@ from aiohttp import web
 from callback_service.inbox import Inbox
 from callback_service.metrics import Metrics
 from callback_service.receiver import CallbackReceiver
+from callback_service.wecom_client import WeComClient
 from config import Settings
 from handlers.contracts import Store
 from handlers.dispatch import Dispatcher
@@ -24,3 +25,6 @@ STORE: Final[web.AppKey[Store]] = web.AppKey("store")
 HTTP: Final = web.AppKey("http", aiohttp.ClientSession)
 DISPATCHER: Final = web.AppKey("dispatcher", Dispatcher)
 INBOX: Final = web.AppKey("inbox", Inbox)
+# WeCom's API with each secret: the app's (messages, OAuth, authsucc) and the contacts-sync one.
+WECOM_APP: Final = web.AppKey("wecom_app", WeComClient)
+WECOM_CONTACTS: Final = web.AppKey("wecom_contacts", WeComClient)

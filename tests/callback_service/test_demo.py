@@ -21,7 +21,7 @@ async def test_production_app_has_no_sandbox(
     assert response.status == 404
 
 
-def test_demo_command_serves_its_start_page_and_the_cas_sandbox(tmp_path: Path) -> None:
+def test_demo_command_serves_its_start_page_and_both_sandboxes(tmp_path: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     process = start_service(
@@ -33,6 +33,8 @@ def test_demo_command_serves_its_start_page_and_the_cas_sandbox(tmp_path: Path) 
             start = response.read().decode()
         with urllib.request.urlopen(base + "/sandbox/cas/login", timeout=5) as response:  # noqa: S310
             login = response.read().decode()
+        with urllib.request.urlopen(base + "/sandbox/wecom/", timeout=5) as response:  # noqa: S310
+            wecom_home = response.read().decode()
     finally:
         stop(process)
     for student in DEMO_STUDENTS:
@@ -41,3 +43,4 @@ def test_demo_command_serves_its_start_page_and_the_cas_sandbox(tmp_path: Path) 
     assert DEMO_PASSWORD in start
     assert f"{base}/bind" in start
     assert "统一身份认证" in login
+    assert "上海工程技术大学" in wecom_home

@@ -1,37 +1,70 @@
-"""A running `wecom-bind serve` accepts a subscribe event encrypted by wechatpy, over real HTTP."""
+"""A running `wecom-bind serve` takes a subscribe encrypted by wechatpy; the member ends up followed."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import aiohttp
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from wechatpy.enterprise.crypto import WeChatCrypto
 
+from callback_service.sandbox.wecom import create_wecom_sandbox
+from callback_service.sandbox.wecom_keys import WECOM_SANDBOX_STATE
+from callback_service.sandbox.wecom_state import Member
+from callback_service.store import open_store
+from handlers.binding import BindingState
 from tests.support.callbacks import AES_KEY, AGENT_ID, CORP_ID, TOKEN, event_xml
 from tests.support.processes import free_port, start_service, stop, wait_healthy
 
+APP_SECRET = "app-secret"
+CONTACTS_SECRET = "contacts-secret"
 
-def _env(port: int) -> dict[str, str]:
-    return {
+
+def _env(port: int, *, wecom_api_base: str = "http://127.0.0.1:9", store_url: str = "") -> dict[str, str]:
+    env = {
         "WECOM_BIND_CORP_ID": CORP_ID,
         "WECOM_BIND_TOKEN": TOKEN,
         "WECOM_BIND_ENCODING_AES_KEY": AES_KEY,
         "WECOM_BIND_AGENT_ID": str(AGENT_ID),
-        "WECOM_BIND_APP_SECRET": "app-secret",
-        "WECOM_BIND_CONTACTS_SECRET": "contacts-secret",
+        "WECOM_BIND_APP_SECRET": APP_SECRET,
+        "WECOM_BIND_CONTACTS_SECRET": CONTACTS_SECRET,
         "WECOM_BIND_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
         "WECOM_BIND_CAS_BASE_URL": f"http://127.0.0.1:{port}/sandbox/cas",
+        "WECOM_BIND_WECOM_API_BASE": wecom_api_base,
         "WECOM_BIND_SESSION_SECRET": "x" * 40,
     }
+    if store_url:
+        env["WECOM_BIND_STORE_URL"] = store_url
+    return env
 
 
-async def test_subscribe_encrypted_by_wechatpy_is_accepted_and_dispatched() -> None:
+async def test_subscribe_encrypted_by_wechatpy_is_accepted_and_dispatched(
+    aiohttp_server: Callable[[web.Application], Awaitable[TestServer]], tmp_path: Path
+) -> None:
+    # WeCom's side: zhangsan is a member, and a WeChat follows as zhangsan.
+    wecom = create_wecom_sandbox(
+        corp_id=CORP_ID,
+        secrets={APP_SECRET: "APP", CONTACTS_SECRET: "CONTACTS"},
+        agent_id=AGENT_ID,
+        callback=None,
+        members=[Member(userid="zhangsan", name="张三", department=[1], mobile="13800000001")],
+    )
+    state = wecom[WECOM_SANDBOX_STATE]
+    state.follow("zhangsan", state.add_wechat("张三的微信", "13800000001"))
+    server = await aiohttp_server(wecom)
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    process = start_service(["serve", "--host", "127.0.0.1", "--port", str(port)], _env(port))
+    env = _env(port, wecom_api_base=str(server.make_url("")).rstrip("/"), store_url=store_url)
+    process = start_service(["serve", "--host", "127.0.0.1", "--port", str(port)], env)
     try:
-        wait_healthy(base, process)
+        await asyncio.to_thread(wait_healthy, base, process)
         message = event_xml("subscribe", "zhangsan", create_time=int(time.time()))
         reply = WeChatCrypto(TOKEN, AES_KEY, CORP_ID).encrypt_message(message, "424242")
         fields = ET.fromstring(reply)  # noqa: S314 - wechatpy's own output
@@ -47,12 +80,26 @@ async def test_subscribe_encrypted_by_wechatpy_is_accepted_and_dispatched() -> N
             query["msg_signature"] = "f" * 40
             async with session.post(base + "/wecom/callback", params=query, data=reply.encode()) as response:
                 assert response.status == 403
-            async with session.get(base + "/health") as response:
-                assert (await response.json())["status"] == "ok"
+        store = await open_store(store_url)
+        try:
+            for _ in range(200):  # bounded: the workers follow the member within seconds
+                binding = await store.get_binding("zhangsan")
+                if binding is not None and binding.state is BindingState.FOLLOWED:
+                    break
+                await asyncio.sleep(0.05)
+            assert binding is not None
+            assert binding.state is BindingState.FOLLOWED
+            assert binding.openid == state.openid_of("zhangsan")
+        finally:
+            await store.close()
+        for _ in range(100):  # the welcome message follows the follow
+            if state.messages:
+                break
+            await asyncio.sleep(0.05)
+        assert [sent.touser for sent in state.messages] == [("zhangsan",)]
     finally:
         _, stderr = stop(process)
-    assert "event subscribe for member zhangsan" in stderr
-    assert stderr.count("event subscribe") == 1
+    assert "handled: subscribe for member zhangsan" in stderr
     assert "callback refused (403)" in stderr
     assert TOKEN not in stderr
     assert AES_KEY not in stderr

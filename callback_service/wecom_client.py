@@ -1,0 +1,515 @@
+"""The async WeCom API client: one instance per secret, its access token cached in the shared store.
+
+The token lives in the store under a key derived from a hash of the corp id and the secret (never
+the secret itself), so every instance of the service shares it. It is refreshed once, under a
+store lock, before it expires: one caller fetches while the others keep using the still-valid
+token, or wait and re-read the cache when there is none. A call answered 40014/42001 drops the
+token, fetches another and is retried once; 40001 is a configuration error, raised at once.
+Errcodes -1, 45009, 45033, HTTP 5xx, timeouts and connection failures are retried with jittered
+exponential backoff, bounded in attempts and in total time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import json
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import aiohttp
+
+from handlers.contracts import KeyValueStore
+from handlers.phone import mask_phone
+
+log: Final = logging.getLogger(__name__)
+
+RETRIABLE_ERRCODES: Final = frozenset({-1, 45009, 45033})
+"""System busy, frequency limit, concurrency limit: worth another try after a pause."""
+TOKEN_ERRCODES: Final = frozenset({40014, 42001})
+"""Invalid or expired access_token: drop it, fetch another, retry the call once."""
+
+
+class WeComError(Exception):
+    """A WeCom API call failed; errcode and errmsg are WeCom's (or -1 with our reason for transport)."""
+
+    def __init__(self, errcode: int, errmsg: str) -> None:
+        super().__init__(f"WeCom errcode {errcode}: {errmsg}")
+        self.errcode = errcode
+        self.errmsg = errmsg
+
+
+class WeComConfigError(WeComError):
+    """The settings are wrong (secret, corp id, or a secret without the right to an API): never retried."""
+
+
+class InvalidSecret(WeComConfigError):
+    """40001: the secret is not valid for this corp."""
+
+
+class ApiForbidden(WeComConfigError):
+    """48002: this secret may not call the API (e.g. a write with the app's secret)."""
+
+
+class MobileExists(WeComError):
+    """60104: another member already has this mobile (rule I1, enforced by WeCom)."""
+
+
+class UserIdExists(WeComError):
+    """60102: the userid is taken."""
+
+
+class UserNotFound(WeComError):
+    """60111: no member has this userid."""
+
+
+class InvalidMobile(WeComError):
+    """60103: WeCom refuses the mobile number."""
+
+
+class InvalidCode(WeComError):
+    """40029: the OAuth code is unknown, used or expired."""
+
+
+class WeComUnavailable(WeComError):
+    """WeCom did not answer usefully within the retry budget (busy, limited, 5xx, timeouts, unreachable)."""
+
+
+_ERRORS: Final[Mapping[int, type[WeComError]]] = {
+    40001: InvalidSecret,
+    40013: WeComConfigError,
+    48002: ApiForbidden,
+    60104: MobileExists,
+    60102: UserIdExists,
+    60111: UserNotFound,
+    60103: InvalidMobile,
+    40029: InvalidCode,
+}
+
+
+def error_for(errcode: int, errmsg: str) -> WeComError:
+    """The typed error for an errcode."""
+    return _ERRORS.get(errcode, WeComError)(errcode, errmsg)
+
+
+@dataclass(frozen=True, slots=True)
+class WeComMember:
+    """A member as user/get returns it; mobile is None when WeCom holds none."""
+
+    userid: str
+    name: str
+    mobile: str | None
+    department: tuple[int, ...]
+    status: int
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DeptUser:
+    """One row of user/list_id: a member in one department."""
+
+    userid: str
+    department: int
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthIdentity:
+    """Who an OAuth code belongs to: a member's userid, or the openid of a WeChat that is not one."""
+
+    userid: str | None
+    openid: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class InviteResult:
+    """What batch/invite could not invite."""
+
+    invalid_users: tuple[str, ...]
+    invalid_parties: tuple[int, ...]
+    invalid_tags: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """A sent message's id and the recipients WeCom refused."""
+
+    msgid: str
+    invalid_users: tuple[str, ...]
+
+
+class _Transient(Exception):
+    """A failure worth retrying; `errcode`/`reason` describe it for the final error."""
+
+    def __init__(self, errcode: int, reason: str) -> None:
+        super().__init__(reason)
+        self.errcode = errcode
+        self.reason = reason
+
+
+class WeComClient:
+    """Calls the WeCom API with one secret (the app's or the contacts-sync one)."""
+
+    def __init__(
+        self,
+        *,
+        session: aiohttp.ClientSession,
+        api_base: str,
+        corp_id: str,
+        secret: str,
+        store: KeyValueStore,
+        clock: Callable[[], float] = time.time,
+        timeout: float = 5.0,
+        max_attempts: int = 4,
+        max_retry_time: float = 10.0,
+        base_delay: float = 0.2,
+        max_delay: float = 2.0,
+        jitter: Callable[[], float] = random.random,
+        refresh_margin: float = 300.0,
+        lock_lease: float = 30.0,
+        lock_poll: float = 0.05,
+        timer: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if not secret:
+            raise InvalidSecret(40001, "empty secret")
+        if max_attempts < 1 or max_retry_time <= 0 or timeout <= 0:
+            raise ValueError("max_attempts, max_retry_time and timeout must be positive")
+        self._session = session
+        self._base = api_base.rstrip("/") + "/cgi-bin/"
+        self._corp_id = corp_id
+        self._secret = secret
+        self._store = store
+        self._clock = clock
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._max_attempts = max_attempts
+        self._max_retry_time = max_retry_time
+        self._base_delay = base_delay
+        self._max_delay = max_delay
+        self._jitter = jitter
+        self._refresh_margin = refresh_margin
+        self._lock_lease = lock_lease
+        self._lock_poll = lock_poll
+        self._timer = timer
+        self._sleep = sleep
+        digest = hashlib.sha256(f"{corp_id}\0{secret}".encode()).hexdigest()[:32]
+        self._cache_key = f"wecom:token:{digest}"
+        self._lock_name = f"wecom:token-refresh:{digest}"
+        self._local = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"WeComClient(corp_id={self._corp_id!r}, key={self._cache_key!r})"
+
+    @property
+    def cache_key(self) -> str:
+        """The store key of this secret's token (a hash; it never contains the secret)."""
+        return self._cache_key
+
+    # the API
+
+    async def user_get(self, userid: str) -> WeComMember:
+        """user/get: a member of the contacts."""
+        data = await self._call("GET", "user/get", params={"userid": userid})
+        mobile = data.get("mobile")
+        department = data.get("department")
+        departments = [d for d in department if isinstance(d, int)] if isinstance(department, list) else []
+        return WeComMember(
+            userid=str(data.get("userid", userid)),
+            name=str(data.get("name", "")),
+            mobile=mobile if isinstance(mobile, str) and mobile else None,
+            department=tuple(departments),
+            status=int(data.get("status", 0)),
+            raw=data,
+        )
+
+    async def user_create(
+        self,
+        *,
+        userid: str,
+        name: str,
+        department: Sequence[int],
+        mobile: str | None = None,
+        main_department: int | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        """user/create (contacts secret): MobileExists, UserIdExists or InvalidMobile when refused."""
+        body: dict[str, Any] = {
+            **(extra or {}), "userid": userid, "name": name, "department": list(department)
+        }
+        if mobile is not None:
+            body["mobile"] = mobile
+        if main_department is not None:
+            body["main_department"] = main_department
+        log.info("wecom: creating member %s (mobile %s)", userid, mask_phone(mobile) if mobile else "-")
+        await self._call("POST", "user/create", json_body=body)
+
+    async def user_update(
+        self,
+        userid: str,
+        *,
+        mobile: str | None = None,
+        name: str | None = None,
+        department: Sequence[int] | None = None,
+        new_userid: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        """user/update (contacts secret): only the given fields change; mobile="" clears the mobile."""
+        body: dict[str, Any] = {**(extra or {}), "userid": userid}
+        if mobile is not None:
+            body["mobile"] = mobile
+        if name is not None:
+            body["name"] = name
+        if department is not None:
+            body["department"] = list(department)
+        if new_userid is not None:
+            body["new_userid"] = new_userid
+        log.info(
+            "wecom: updating member %s (mobile %s)",
+            userid,
+            "unchanged" if mobile is None else (mask_phone(mobile) if mobile else "cleared"),
+        )
+        await self._call("POST", "user/update", json_body=body)
+
+    async def user_delete(self, userid: str) -> None:
+        """user/delete (contacts secret)."""
+        await self._call("GET", "user/delete", params={"userid": userid})
+
+    async def user_list_id(self, *, limit: int = 10000) -> AsyncIterator[DeptUser]:
+        """user/list_id (contacts secret): every (member, department), page by page through the cursor."""
+        cursor = ""
+        while True:
+            body: dict[str, Any] = {"limit": limit}
+            if cursor:
+                body["cursor"] = cursor
+            data = await self._call("POST", "user/list_id", json_body=body)
+            rows = data.get("dept_user")
+            for row in rows if isinstance(rows, list) else []:
+                if isinstance(row, dict) and isinstance(row.get("userid"), str):
+                    yield DeptUser(userid=row["userid"], department=int(row.get("department", 0)))
+            next_cursor = data.get("next_cursor")
+            if not isinstance(next_cursor, str) or not next_cursor or next_cursor == cursor:
+                return
+            cursor = next_cursor
+
+    async def convert_to_openid(self, userid: str) -> str:
+        """user/convert_to_openid: the openid of the WeChat that follows as this member."""
+        data = await self._call("POST", "user/convert_to_openid", json_body={"userid": userid})
+        openid = data.get("openid")
+        if not isinstance(openid, str) or not openid:
+            raise WeComError(-1, "convert_to_openid answered without an openid")
+        return openid
+
+    async def get_user_info(self, code: str) -> OAuthIdentity:
+        """auth/getuserinfo (app secret): resolve a single-use OAuth code; InvalidCode when it is spent."""
+        data = await self._call("GET", "auth/getuserinfo", params={"code": code})
+        userid = data.get("userid") or data.get("UserId")
+        openid = data.get("openid") or data.get("OpenId")
+        return OAuthIdentity(
+            userid=userid if isinstance(userid, str) and userid else None,
+            openid=openid if isinstance(openid, str) and openid else None,
+        )
+
+    async def batch_invite(
+        self, *, users: Sequence[str] = (), parties: Sequence[int] = (), tags: Sequence[int] = ()
+    ) -> InviteResult:
+        """batch/invite: invite members to join; returns who could not be invited."""
+        body = {"user": list(users), "party": list(parties), "tag": list(tags)}
+        data = await self._call("POST", "batch/invite", json_body=body)
+        return InviteResult(
+            invalid_users=tuple(str(u) for u in _list(data.get("invaliduser"))),
+            invalid_parties=tuple(int(p) for p in _list(data.get("invalidparty"))),
+            invalid_tags=tuple(int(t) for t in _list(data.get("invalidtag"))),
+        )
+
+    async def send_text(self, touser: Sequence[str], content: str, *, agent_id: int) -> SendResult:
+        """message/send (app secret): a text message to members."""
+        body = {
+            "touser": "|".join(touser), "msgtype": "text", "agentid": agent_id, "text": {"content": content}
+        }
+        data = await self._call("POST", "message/send", json_body=body)
+        invalid = data.get("invaliduser")
+        return SendResult(
+            msgid=str(data.get("msgid", "")),
+            invalid_users=tuple(u for u in invalid.split("|") if u) if isinstance(invalid, str) else (),
+        )
+
+    async def auth_succ(self, userid: str) -> None:
+        """user/authsucc: admit a member after second verification (二次验证)."""
+        await self._call("GET", "user/authsucc", params={"userid": userid})
+
+    # the access token
+
+    async def access_token(self) -> str:
+        """The current access token, from the store, fetched once when none is valid."""
+        cached = await self._read_cache()
+        now = self._clock()
+        if cached is not None and now < cached.refresh_at:
+            return cached.token
+        return await self._refresh(stale=None)
+
+    async def drop_token(self, token: str) -> None:
+        """Forget the cached token if it is still this one (WeCom said it is invalid or expired)."""
+        cached = await self._read_cache()
+        if cached is not None and cached.token == token:
+            await self._store.kv_delete(self._cache_key)
+
+    async def _refresh(self, *, stale: str | None) -> str:
+        # One coroutine per process goes to the store lock; the others wait here and re-read.
+        async with self._local:
+            deadline = self._timer() + self._lock_lease
+            while True:
+                cached = await self._read_cache()
+                now = self._clock()
+                usable = cached is not None and cached.token != stale and now < cached.expires_at
+                if cached is not None and usable and now < cached.refresh_at:
+                    return cached.token
+                owner = await self._store.lock_acquire(self._lock_name, lease=self._lock_lease)
+                if owner is not None:
+                    try:
+                        return await self._fetch_under_lock(stale)
+                    finally:
+                        await self._store.lock_release(self._lock_name, owner)
+                if cached is not None and usable:
+                    # Another instance is refreshing; the current token is still valid meanwhile.
+                    return cached.token
+                if self._timer() >= deadline:
+                    raise WeComUnavailable(-1, "gave up waiting for another instance to fetch the token")
+                await self._sleep(self._lock_poll)
+
+    async def _fetch_under_lock(self, stale: str | None) -> str:
+        # Someone may have refreshed between our read and our lock.
+        cached = await self._read_cache()
+        now = self._clock()
+        if cached is not None and cached.token != stale and now < cached.refresh_at:
+            return cached.token
+        query = {"corpid": self._corp_id, "corpsecret": self._secret}
+        data = await self._with_retries(
+            "gettoken", functools.partial(self._request, "GET", "gettoken", query, None)
+        )
+        token = data.get("access_token")
+        expires_in = data.get("expires_in")
+        if not isinstance(token, str) or not token or not isinstance(expires_in, int) or expires_in <= 0:
+            raise WeComUnavailable(-1, "gettoken answered without a token")
+        now = self._clock()
+        expires_at = now + expires_in
+        margin = min(self._refresh_margin, expires_in / 2)
+        # WeCom repeats a live token; once it hands back the one we hold, refreshing early again
+        # would only return it again, so it is kept until it expires.
+        refresh_at = expires_at if cached is not None and token == cached.token else expires_at - margin
+        await self._store.kv_set(
+            self._cache_key,
+            json.dumps({"token": token, "expires_at": expires_at, "refresh_at": refresh_at}),
+            ttl=expires_in,
+        )
+        log.info("wecom: fetched an access token for %s (valid %d s)", self._cache_key, expires_in)
+        return token
+
+    async def _read_cache(self) -> _CachedToken | None:
+        raw = await self._store.kv_get(self._cache_key)
+        if raw is None:
+            return None
+        try:
+            data = json.loads(raw)
+            return _CachedToken(str(data["token"]), float(data["expires_at"]), float(data["refresh_at"]))
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    # the plumbing
+
+    async def _call(
+        self,
+        method: str,
+        api: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json_body: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        retried_token = False
+        while True:
+            token = await self.access_token()
+            query = {**(params or {}), "access_token": token}
+            try:
+                return await self._with_retries(
+                    api, functools.partial(self._request, method, api, query, json_body)
+                )
+            except WeComError as exc:
+                if exc.errcode not in TOKEN_ERRCODES or retried_token:
+                    raise
+                log.info("wecom: %s answered %d; fetching a new access token", api, exc.errcode)
+                retried_token = True
+                await self.drop_token(token)
+                await self._refresh(stale=token)
+
+    async def _with_retries(
+        self, api: str, attempt: Callable[[], Awaitable[dict[str, Any]]]
+    ) -> dict[str, Any]:
+        started = self._timer()
+        last: _Transient | None = None
+        for number in range(1, self._max_attempts + 1):
+            try:
+                return await attempt()
+            except _Transient as exc:
+                last = exc
+            delay = min(self._max_delay, self._base_delay * 2 ** (number - 1))
+            delay *= 0.5 + self._jitter() / 2
+            spent = self._timer() - started
+            if number == self._max_attempts or spent + delay > self._max_retry_time:
+                break
+            log.warning(
+                "wecom: %s failed (%s), try %d of %d; retrying in %.2f s",
+                api, last.reason, number, self._max_attempts, delay,
+            )
+            await self._sleep(delay)
+        assert last is not None
+        log.error("wecom: %s failed after %d tries: %s", api, number, last.reason)
+        raise WeComUnavailable(last.errcode, last.reason)
+
+    async def _request(
+        self, method: str, api: str, params: Mapping[str, str], json_body: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        try:
+            async with self._session.request(
+                method, self._base + api, params=params, json=json_body, timeout=self._timeout
+            ) as response:
+                if response.status >= 500:
+                    raise _Transient(-1, f"HTTP {response.status}")
+                if response.status != 200:
+                    raise WeComUnavailable(-1, f"HTTP {response.status} from {api}")
+                text = await response.text()
+        except TimeoutError:
+            raise _Transient(-1, "timeout") from None
+        except aiohttp.ClientError as exc:
+            raise _Transient(-1, type(exc).__name__) from None
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise _Transient(-1, "answer is not JSON") from None
+        if not isinstance(data, dict):
+            raise _Transient(-1, "answer is not a JSON object")
+        errcode = data.get("errcode", 0)
+        if not isinstance(errcode, int):
+            raise _Transient(-1, "errcode is not an integer")
+        if errcode in RETRIABLE_ERRCODES:
+            raise _Transient(errcode, f"errcode {errcode}: {data.get('errmsg', '')}")
+        if errcode != 0:
+            raise error_for(errcode, str(data.get("errmsg", "")))
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class _CachedToken:
+    token: str = field(repr=False)
+    expires_at: float
+    refresh_at: float
+
+
+def _list(value: object) -> list[Any]:
+    if isinstance(value, list):
+        return value
+    if isinstance(value, str):
+        return [part for part in value.split("|") if part]
+    return []

@@ -1,0 +1,134 @@
+"""The callback handlers: where the rules are kept after the binding page.
+
+Each is idempotent, since the inbox may run an event more than once (a retry after a failure, or
+after a crash between the handling and the inbox's bookkeeping).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Final, Protocol
+
+from handlers.binding import Actor, OpenidConflict, PhoneTaken
+from handlers.contracts import Store
+from handlers.dispatch import Dispatcher, Handler
+from handlers.events import ContactChange, Event, Subscribe, Unsubscribe
+from handlers.phone import InvalidPhone, mask_phone, normalize_phone
+
+log: Final = logging.getLogger(__name__)
+
+CONFLICTS: Final = "wecom_bind_rule_conflicts_total"
+WELCOME_TTL: Final = 30 * 24 * 3600.0
+CALLBACK_ACTOR: Final = Actor(who="wecom", source="callback")
+
+
+class WeComFollowers(Protocol):
+    """What the handlers need from WeCom's API (the app's secret)."""
+
+    async def convert_to_openid(self, user_id: str) -> str:
+        """The openid of the WeChat that follows as this member."""
+        ...
+
+    async def send_text(self, touser: Sequence[str], content: str, *, agent_id: int) -> object:
+        """Send a text message from the app to members."""
+        ...
+
+
+class Counters(Protocol):
+    """Where the handlers count what operations should see."""
+
+    def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
+        """Add to a counter."""
+        ...
+
+
+DEFAULT_WELCOME: Final = (
+    "关注成功！欢迎使用企业号。如需更换绑定的手机号，请先取消关注，再重新进行手机号绑定。"
+)
+
+
+class CallbackHandlers:
+    """The handlers of subscribe, unsubscribe and change_contact, over the store and WeCom."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        wecom: WeComFollowers,
+        counters: Counters,
+        agent_id: int,
+        welcome: str = DEFAULT_WELCOME,
+    ) -> None:
+        self._agent_id = agent_id
+        self._store = store
+        self._wecom = wecom
+        self._counters = counters
+        self._welcome = welcome
+
+    def dispatcher(self) -> Dispatcher:
+        """The dispatch table of these handlers; other kinds are logged (the inbox stored them)."""
+        table: dict[str, Handler] = {
+            "subscribe": self.subscribe,
+            "unsubscribe": self.unsubscribe,
+            "change_contact:create_user": self.contact_changed,
+            "change_contact:update_user": self.contact_changed,
+            "change_contact:delete_user": self.contact_deleted,
+        }
+        return Dispatcher(table, fallback=self.acknowledged)
+
+    async def subscribe(self, event: Event) -> None:
+        """Mark the member followed by its WeChat (I4), then welcome it once."""
+        assert isinstance(event, Subscribe)
+        member = event.user_id
+        openid = await self._wecom.convert_to_openid(member)
+        try:
+            await self._store.follow(member, openid, actor=CALLBACK_ACTOR)
+        except OpenidConflict:
+            self._conflict("I4", member, "a second WeChat for a member, or a second member for a WeChat")
+            return
+        # The welcome is remembered once sent, so a retried subscribe does not send it twice.
+        key = f"welcome:{member}:{openid}"
+        if await self._store.kv_get(key) is None:
+            await self._wecom.send_text([member], self._welcome, agent_id=self._agent_id)
+            await self._store.kv_set(key, "sent", ttl=WELCOME_TTL)
+
+    async def unsubscribe(self, event: Event) -> None:
+        """Mark the member unfollowed: it may now bind another phone (the remedy of 2.2)."""
+        assert isinstance(event, Unsubscribe)
+        await self._store.unfollow(event.user_id, actor=CALLBACK_ACTOR)
+
+    async def contact_changed(self, event: Event) -> None:
+        """Follow a member's new user id and mobile in WeCom, keeping I1: a clash is a conflict."""
+        assert isinstance(event, ContactChange)
+        member = event.user_id
+        if event.new_user_id and event.new_user_id != member:
+            await self._store.rename_member(member, event.new_user_id, actor=CALLBACK_ACTOR)
+            member = event.new_user_id
+        if event.mobile is None:
+            return  # WeCom sends only what changed: the mobile did not.
+        phone: str | None = None
+        if event.mobile:
+            try:
+                phone = normalize_phone(event.mobile)
+            except InvalidPhone:
+                self._conflict("phone", member, "a mobile that is not a mainland number")
+                return
+        try:
+            await self._store.set_member_phone(member, phone, take=False, actor=CALLBACK_ACTOR)
+        except PhoneTaken:
+            masked = mask_phone(phone) if phone else "-"
+            self._conflict("I1", member, f"phone {masked} is another member's")
+
+    async def contact_deleted(self, event: Event) -> None:
+        """A member left the contacts: free its phone and its binding."""
+        assert isinstance(event, ContactChange)
+        await self._store.delete_member(event.user_id, actor=CALLBACK_ACTOR)
+
+    async def acknowledged(self, event: Event) -> None:
+        """Events without rules of their own: kept in the inbox's record, nothing else to do."""
+        log.info("event %s for member %s acknowledged", event.kind, event.user_id)
+
+    def _conflict(self, rule: str, member: str, detail: str) -> None:
+        self._counters.inc(CONFLICTS, rule=rule)
+        log.warning("rule %s conflict for member %s: %s; refused, not overwritten", rule, member, detail)

@@ -1,0 +1,139 @@
+"""The callback handlers on a real SQLite store and the WeCom emulator over loopback HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from callback_service.metrics import Metrics
+from callback_service.sandbox.wecom import create_wecom_sandbox
+from callback_service.sandbox.wecom_keys import WECOM_SANDBOX_STATE
+from callback_service.sandbox.wecom_state import Member, WeComSandboxState
+from callback_service.store import open_store
+from callback_service.wecom_client import WeComClient
+from handlers.binding import Actor, BindingState
+from handlers.callbacks import CONFLICTS, CallbackHandlers
+from handlers.contracts import Store
+from handlers.events import ContactChange, Subscribe, Unsubscribe
+
+CORP_ID = "wwhandlers000000"
+APP_SECRET = "app-secret"
+STUDENT = Actor(who="student", source="127.0.0.1")
+
+
+@dataclass
+class World:
+    store: Store
+    wecom: WeComSandboxState
+    handlers: CallbackHandlers
+    metrics: Metrics
+
+
+@pytest.fixture
+async def world(
+    aiohttp_server: Callable[[web.Application], Awaitable[TestServer]], tmp_path: Path
+) -> AsyncIterator[World]:
+    sandbox = create_wecom_sandbox(
+        corp_id=CORP_ID,
+        secrets={APP_SECRET: "APP"},
+        agent_id=1000002,
+        callback=None,
+        members=[
+            Member(userid="zhangsan", name="张三", department=[1], mobile="13800000001"),
+            Member(userid="lisi", name="李四", department=[1], mobile="13800000002"),
+        ],
+    )
+    server = await aiohttp_server(sandbox)
+    store = await open_store(f"sqlite:///{tmp_path / 's.db'}")
+    metrics = Metrics()
+    async with aiohttp.ClientSession() as session:
+        client = WeComClient(
+            session=session, api_base=str(server.make_url("")).rstrip("/"), corp_id=CORP_ID,
+            secret=APP_SECRET, store=store,
+        )
+        handlers = CallbackHandlers(store=store, wecom=client, counters=metrics, agent_id=1000002)
+        yield World(store=store, wecom=sandbox[WECOM_SANDBOX_STATE], handlers=handlers, metrics=metrics)
+    await store.close()
+
+
+def _event(kind: type[Subscribe] | type[Unsubscribe], user: str) -> Subscribe | Unsubscribe:
+    return kind(corp_id=CORP_ID, user_id=user, create_time=1, agent_id="1000002", raw="<xml/>")
+
+
+def _change(change_type: str, user: str, **fields: str) -> ContactChange:
+    return ContactChange(
+        corp_id=CORP_ID, user_id=user, create_time=1, agent_id=None, raw="<xml/>",
+        change_type=change_type, **fields,  # type: ignore[arg-type]
+    )
+
+
+async def _bind(store: Store, member: str, phone: str) -> None:
+    await store.commit_claim(await store.claim_phone(member, phone, lease=60, actor=STUDENT))
+
+
+async def test_subscribe_follows_and_welcomes_once(world: World) -> None:
+    await _bind(world.store, "zhangsan", "13800000001")
+    world.wecom.follow("zhangsan", world.wecom.add_wechat("张三的微信", "13800000001"))
+    dispatch = world.handlers.dispatcher().dispatch
+    await dispatch(_event(Subscribe, "zhangsan"))
+    await dispatch(_event(Subscribe, "zhangsan"))  # a retried event
+    binding = await world.store.get_binding("zhangsan")
+    assert binding is not None
+    assert binding.state is BindingState.FOLLOWED
+    assert binding.openid == world.wecom.openid_of("zhangsan")
+    assert len(world.wecom.messages) == 1
+
+
+async def test_a_second_member_for_one_openid_is_refused_and_counted(world: World) -> None:
+    world.wecom.follow("zhangsan", world.wecom.add_wechat("张三的微信", "13800000001"))
+    openid = world.wecom.openid_of("zhangsan")
+    await world.store.follow("lisi", openid, actor=STUDENT)  # the store already gives it to lisi
+    await world.handlers.dispatcher().dispatch(_event(Subscribe, "zhangsan"))
+    assert world.metrics.value(CONFLICTS, rule="I4") == 1
+    assert await world.store.get_binding("zhangsan") is None
+    assert world.wecom.messages == []
+
+
+async def test_unsubscribe_frees_the_member_to_bind_another_phone(world: World) -> None:
+    await _bind(world.store, "zhangsan", "13800000001")
+    await world.store.follow("zhangsan", "openid-z", actor=STUDENT)
+    dispatch = world.handlers.dispatcher().dispatch
+    await dispatch(_event(Unsubscribe, "zhangsan"))
+    binding = await world.store.get_binding("zhangsan")
+    assert binding is not None
+    assert binding.state is BindingState.BOUND
+    await _bind(world.store, "zhangsan", "13800000009")  # 2.2's remedy: the rebind now succeeds
+
+
+async def test_update_user_with_a_clashing_mobile_is_a_conflict(world: World) -> None:
+    await _bind(world.store, "zhangsan", "13800000001")
+    await _bind(world.store, "lisi", "13800000002")
+    await world.handlers.dispatcher().dispatch(_change("update_user", "lisi", mobile="13800000001"))
+    assert world.metrics.value(CONFLICTS, rule="I1") == 1
+    owner = await world.store.get_binding_by_phone("13800000001")
+    assert owner is not None
+    assert owner.member_id == "zhangsan"
+
+
+async def test_update_user_moves_the_phone_and_the_user_id(world: World) -> None:
+    await _bind(world.store, "lisi", "13800000002")
+    change = _change("update_user", "lisi", new_user_id="lisi2", mobile="+86 138 0000 0022")
+    await world.handlers.dispatcher().dispatch(change)
+    assert await world.store.get_binding("lisi") is None
+    binding = await world.store.get_binding("lisi2")
+    assert binding is not None
+    assert binding.phone == "13800000022"
+    assert await world.store.get_binding_by_phone("13800000002") is None
+
+
+async def test_delete_user_frees_the_phone(world: World) -> None:
+    await _bind(world.store, "lisi", "13800000002")
+    await world.handlers.dispatcher().dispatch(_change("delete_user", "lisi"))
+    assert await world.store.get_binding("lisi") is None
+    await _bind(world.store, "zhangsan", "13800000002")

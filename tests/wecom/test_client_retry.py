@@ -1,0 +1,84 @@
+"""Retries: -1, 45009, 45033, HTTP 5xx and timeouts are retried with backoff, bounded in count and time."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from callback_service.wecom_client import UserNotFound, WeComUnavailable
+from tests.wecom.conftest import ClientFactory, Sandbox
+
+
+@pytest.mark.parametrize("errcode", [-1, 45009, 45033])
+async def test_busy_errcodes_are_retried(sandbox: Sandbox, make_client: ClientFactory, errcode: int) -> None:
+    client = make_client()
+    await client.access_token()
+    sandbox.faults.errcode(errcode, count=2, api="user/get")
+    member = await client.user_get("2021001")
+    assert member.userid == "2021001"
+    assert sandbox.state.calls.count("user/get") == 3
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+async def test_server_errors_are_retried(sandbox: Sandbox, make_client: ClientFactory, status: int) -> None:
+    client = make_client()
+    await client.access_token()
+    sandbox.faults.status(status, count=2, api="user/get")
+    assert (await client.user_get("2021001")).name == "张三"
+    assert sandbox.state.calls.count("user/get") == 3
+
+
+async def test_a_slow_answer_times_out_and_is_retried(sandbox: Sandbox, make_client: ClientFactory) -> None:
+    client = make_client(timeout=0.2)
+    await client.access_token()
+    sandbox.faults.delay(0.6, count=1, api="user/get")
+    assert (await client.user_get("2021001")).name == "张三"
+    assert sandbox.state.calls.count("user/get") == 2
+
+
+async def test_gettoken_itself_is_retried(sandbox: Sandbox, make_client: ClientFactory) -> None:
+    sandbox.faults.errcode(45009, count=1, api="gettoken")
+    sandbox.faults.status(502, count=1, api="gettoken")
+    assert (await make_client().user_get("2021001")).name == "张三"
+    assert sandbox.state.calls.count("gettoken") == 3
+
+
+async def test_exhausted_retries_raise_unavailable_after_max_attempts(
+    sandbox: Sandbox, make_client: ClientFactory
+) -> None:
+    client = make_client(max_attempts=3)
+    await client.access_token()
+    sandbox.faults.errcode(45009, count=10, api="user/get")
+    with pytest.raises(WeComUnavailable) as raised:
+        await client.user_get("2021001")
+    assert raised.value.errcode == 45009
+    assert sandbox.state.calls.count("user/get") == 3
+
+
+async def test_retries_stop_within_the_time_bound(sandbox: Sandbox, make_client: ClientFactory) -> None:
+    client = make_client(max_attempts=100, max_retry_time=0.5, base_delay=0.1, max_delay=0.1, timeout=0.2)
+    await client.access_token()
+    sandbox.faults.delay(1.0, count=100, api="user/get")
+    started = time.monotonic()
+    with pytest.raises(WeComUnavailable) as raised:
+        await client.user_get("2021001")
+    elapsed = time.monotonic() - started
+    assert raised.value.errmsg == "timeout"
+    # The budget is 0.5 s; one attempt (0.2 s) may already be under way when it runs out.
+    assert elapsed < 1.0
+    assert 2 <= sandbox.state.calls.count("user/get") < 10
+
+
+async def test_unreachable_wecom_is_unavailable(make_client: ClientFactory) -> None:
+    client = make_client(api_base="http://127.0.0.1:9", max_attempts=2)
+    with pytest.raises(WeComUnavailable):
+        await client.user_get("2021001")
+
+
+async def test_business_errors_are_not_retried(sandbox: Sandbox, make_client: ClientFactory) -> None:
+    client = make_client()
+    with pytest.raises(UserNotFound) as raised:
+        await client.user_get("nobody")
+    assert raised.value.errcode == 60111
+    assert sandbox.state.calls.count("user/get") == 1

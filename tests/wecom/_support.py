@@ -17,20 +17,6 @@ _SMS_CODE: Final = re.compile(r"data-sms-code>(\d{6})<")
 _ERROR: Final = re.compile(r'data-error="([A-Z_]+)"')
 
 
-class FakeClock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        """Move time forward."""
-        self.now += seconds
-
-
 def browser() -> aiohttp.ClientSession:
     """A browser-like session whose cookie jar accepts cookies from 127.0.0.1."""
     return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))

@@ -1,11 +1,14 @@
-"""Fixtures of the WeCom tests: the emulator on a loopback port, a SQLite store and client factories."""
+"""Fixtures of the WeCom tests: the emulator on a loopback port and client factories.
+
+The clock and the stores are tests/conftest.py's; the emulator, the store and the clients share
+that one clock.
+"""
 
 from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -25,16 +28,10 @@ from callback_service.sandbox.wecom import (
 )
 from callback_service.sandbox.wecom_push import Pusher
 from callback_service.sandbox.wecom_state import FaultSwitch, WeComSandboxState
-from callback_service.store import open_store
 from callback_service.wecom_client import WeComClient
 from handlers.contracts import Store
-from tests.wecom._support import AGENT_ID, APP_SECRET, CONTACTS_SECRET, CORP_ID, FakeClock
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    """The clock shared by the emulator, the store and the clients."""
-    return FakeClock()
+from tests.store.support import FakeClock
+from tests.wecom._support import AGENT_ID, APP_SECRET, CONTACTS_SECRET, CORP_ID
 
 
 @dataclass
@@ -103,14 +100,6 @@ async def sandbox(start_sandbox: SandboxFactory) -> Sandbox:
 
 
 @pytest.fixture
-async def store(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Store]:
-    """A real SQLite store on the shared clock."""
-    opened = await open_store(f"sqlite:///{tmp_path}/s.db", clock=clock)
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     """One client session, as the service holds one per application."""
     async with aiohttp.ClientSession() as session:
@@ -122,9 +111,10 @@ ClientFactory = Callable[..., WeComClient]
 
 @pytest.fixture
 def make_client(
-    sandbox: Sandbox, store: Store, http: aiohttp.ClientSession, clock: FakeClock
+    sandbox: Sandbox, sqlite_store: Store, http: aiohttp.ClientSession, clock: FakeClock
 ) -> ClientFactory:
-    """Build a client for the emulator: fast retries, deterministic jitter; overrides by keyword."""
+    """Clients of the emulator on a SQLite store and the shared clock (tests/conftest.py's), with
+    fast retries and deterministic jitter; keyword arguments override."""
 
     def make(secret: str = CONTACTS_SECRET, **overrides: Any) -> WeComClient:
         options: dict[str, Any] = {
@@ -132,7 +122,7 @@ def make_client(
             "api_base": sandbox.base,
             "corp_id": CORP_ID,
             "secret": secret,
-            "store": store,
+            "store": sqlite_store,
             "clock": clock,
             "timeout": 1.0,
             "max_attempts": 4,

@@ -14,7 +14,8 @@ from callback_service.wecom_client import (
     UserNotFound,
     WeComError,
 )
-from tests.wecom._support import APP_SECRET, CORP_ID, FakeClock, browser, new_wechat, oauth_code, post_page
+from tests.store.support import FakeClock
+from tests.wecom._support import APP_SECRET, CORP_ID, browser, new_wechat, oauth_code, post_page
 from tests.wecom.conftest import ClientFactory, Sandbox
 
 

@@ -8,7 +8,8 @@ import pytest
 
 from callback_service.wecom_client import InvalidSecret, WeComError
 from handlers.contracts import Store
-from tests.wecom._support import APP_SECRET, CONTACTS_SECRET, FakeClock
+from tests.store.support import FakeClock
+from tests.wecom._support import APP_SECRET, CONTACTS_SECRET
 from tests.wecom.conftest import ClientFactory, Sandbox
 
 
@@ -38,8 +39,17 @@ async def test_two_instances_on_one_store_fetch_once(sandbox: Sandbox, make_clie
     assert gettokens(sandbox) == 1
 
 
-async def test_each_secret_has_its_own_token(
+async def test_instances_share_the_token_on_either_backend(
     sandbox: Sandbox, make_client: ClientFactory, store: Store
+) -> None:
+    clients = [make_client(store=store) for _ in range(3)]
+    await asyncio.gather(*(c.user_get("2021001") for c in clients for _ in range(3)))
+    assert gettokens(sandbox) == 1
+    assert len({await c.access_token() for c in clients}) == 1
+
+
+async def test_each_secret_has_its_own_token(
+    sandbox: Sandbox, make_client: ClientFactory, sqlite_store: Store
 ) -> None:
     app, contacts = make_client(APP_SECRET), make_client(CONTACTS_SECRET)
     assert app.cache_key != contacts.cache_key
@@ -49,7 +59,7 @@ async def test_each_secret_has_its_own_token(
     for client, secret in ((app, APP_SECRET), (contacts, CONTACTS_SECRET)):
         assert secret not in client.cache_key
         assert secret not in repr(client)
-        cached = await store.kv_get(client.cache_key)
+        cached = await sqlite_store.kv_get(client.cache_key)
         assert cached is not None
         assert secret not in cached
 

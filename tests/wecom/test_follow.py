@@ -7,11 +7,11 @@ from aiohttp.test_utils import TestServer
 
 from callback_service.sandbox.wecom import APP, WECOM_SANDBOX_STATE, create_wecom_sandbox
 from callback_service.sandbox.wecom_state import STATUS_ACTIVE, STATUS_INACTIVE
+from tests.store.support import FakeClock
 from tests.wecom._support import (
     AGENT_ID,
     APP_SECRET,
     CORP_ID,
-    FakeClock,
     browser,
     error_code,
     new_wechat,

@@ -98,6 +98,7 @@ class AuditAction(enum.StrEnum):
     PHONE_LOST = "phone_lost"
     DELETE = "delete"
     RENAME = "rename"
+    CONFLICT = "conflict"
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,7 +85,8 @@ class CallbackHandlers:
         try:
             await self._store.follow(member, openid, actor=CALLBACK_ACTOR)
         except OpenidConflict:
-            self._conflict("I4", member, "a second WeChat for a member, or a second member for a WeChat")
+            detail = f"openid {openid}: a second WeChat for a member, or a second member for a WeChat"
+            await self._conflict("I4", member, None, detail)
             return
         # The welcome is remembered once sent, so a retried subscribe does not send it twice.
         key = f"welcome:{member}:{openid}"
@@ -112,13 +113,12 @@ class CallbackHandlers:
             try:
                 phone = normalize_phone(event.mobile)
             except InvalidPhone:
-                self._conflict("phone", member, "a mobile that is not a mainland number")
+                await self._conflict("phone", member, None, "WeCom's mobile is not a mainland number")
                 return
         try:
             await self._store.set_member_phone(member, phone, take=False, actor=CALLBACK_ACTOR)
         except PhoneTaken:
-            masked = mask_phone(phone) if phone else "-"
-            self._conflict("I1", member, f"phone {masked} is another member's")
+            await self._conflict("I1", member, phone, "WeCom's new mobile is another member's here")
 
     async def contact_deleted(self, event: Event) -> None:
         """A member left the contacts: free its phone and its binding."""
@@ -129,6 +129,9 @@ class CallbackHandlers:
         """Events without rules of their own: kept in the inbox's record, nothing else to do."""
         log.info("event %s for member %s acknowledged", event.kind, event.user_id)
 
-    def _conflict(self, rule: str, member: str, detail: str) -> None:
+    async def _conflict(self, rule: str, member: str, phone: str | None, detail: str) -> None:
+        """Refuse, count, and write the conflict to the audit log (phone masked)."""
         self._counters.inc(CONFLICTS, rule=rule)
-        log.warning("rule %s conflict for member %s: %s; refused, not overwritten", rule, member, detail)
+        await self._store.audit_conflict(member, phone, f"{rule}: {detail}", actor=CALLBACK_ACTOR)
+        masked = mask_phone(phone) if phone else "-"
+        log.warning("rule %s conflict for member %s (phone %s): %s; refused", rule, member, masked, detail)

@@ -173,6 +173,10 @@ class Store(KeyValueStore, Protocol):
 
     # audit log (I5)
 
+    async def audit_conflict(self, member_id: str, phone: str | None, detail: str, *, actor: Actor) -> None:
+        """Record a change that a rule refused (a conflict), with the phone masked; nothing else changes."""
+        ...
+
     async def audit_list(self, *, member_id: str | None = None, limit: int = 100) -> list[AuditRecord]:
         """Return audit records, newest first, optionally of one member only."""
         ...

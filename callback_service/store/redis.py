@@ -330,6 +330,13 @@ audit('delete', member, b.phone, '')
 return out('ok')
 """
 
+_CONFLICT: Final = r"""
+local member, phone, detail = ARGV[5], ARGV[6], ARGV[7]
+if phone == '' then phone = nil end
+audit('conflict', member, phone, detail)
+return out('ok')
+"""
+
 _RENAME: Final = r"""
 local old, new = ARGV[5], ARGV[6]
 local b = load(old)
@@ -614,6 +621,7 @@ class RedisStore:
         self._set_phone = register(_PRELUDE + _SET_PHONE)
         self._delete = register(_PRELUDE + _DELETE)
         self._rename = register(_PRELUDE + _RENAME)
+        self._conflict = register(_PRELUDE + _CONFLICT)
         self._by_phone = register(_PRELUDE + _BY_PHONE)
         self._by_openid = register(_PRELUDE + _BY_OPENID)
         self._all_bindings = register(_PRELUDE + _ALL_BINDINGS)
@@ -841,6 +849,11 @@ class RedisStore:
         if status == "taken":
             raise PhoneTaken(member_id, wanted)
         return None if data is None else _binding(data)
+
+    async def audit_conflict(self, member_id: str, phone: str | None, detail: str, *, actor: Actor) -> None:
+        """Record a refused change."""
+        wanted = "" if phone is None else phone_arg(phone)
+        await self._rule(self._conflict, actor, member_id, wanted, detail)
 
     async def delete_member(self, member_id: str, *, actor: Actor) -> bool:
         """Remove the member's binding."""

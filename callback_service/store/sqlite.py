@@ -687,6 +687,15 @@ class SqliteStore:
 
         return await self._write(run, actor)
 
+    async def audit_conflict(self, member_id: str, phone: str | None, detail: str, *, actor: Actor) -> None:
+        """Record a refused change."""
+        wanted = None if phone is None else phone_arg(phone)
+
+        def run(tx: _Tx) -> None:
+            tx.audit(AuditAction.CONFLICT, member_id, wanted, detail)
+
+        await self._write(run, actor)
+
     async def delete_member(self, member_id: str, *, actor: Actor) -> bool:
         """Remove the member's binding."""
 

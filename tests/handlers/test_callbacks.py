@@ -17,7 +17,7 @@ from callback_service.sandbox.wecom_keys import WECOM_SANDBOX_STATE
 from callback_service.sandbox.wecom_state import Member, WeComSandboxState
 from callback_service.store import open_store
 from callback_service.wecom_client import WeComClient
-from handlers.binding import Actor, BindingState
+from handlers.binding import Actor, AuditAction, BindingState
 from handlers.callbacks import CONFLICTS, CallbackHandlers
 from handlers.contracts import Store
 from handlers.events import ContactChange, Subscribe, Unsubscribe
@@ -97,6 +97,9 @@ async def test_a_second_member_for_one_openid_is_refused_and_counted(world: Worl
     await world.handlers.dispatcher().dispatch(_event(Subscribe, "zhangsan"))
     assert world.metrics.value(CONFLICTS, rule="I4") == 1
     assert await world.store.get_binding("zhangsan") is None
+    [record] = await world.store.audit_list(member_id="zhangsan")
+    assert record.action is AuditAction.CONFLICT
+    assert record.detail.startswith("I4: ")
     assert world.wecom.messages == []
 
 
@@ -116,6 +119,9 @@ async def test_update_user_with_a_clashing_mobile_is_a_conflict(world: World) ->
     await _bind(world.store, "lisi", "13800000002")
     await world.handlers.dispatcher().dispatch(_change("update_user", "lisi", mobile="13800000001"))
     assert world.metrics.value(CONFLICTS, rule="I1") == 1
+    [record, *_] = await world.store.audit_list(member_id="lisi")
+    assert record.action is AuditAction.CONFLICT
+    assert record.phone_masked == "138****0001"
     owner = await world.store.get_binding_by_phone("13800000001")
     assert owner is not None
     assert owner.member_id == "zhangsan"

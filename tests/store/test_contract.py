@@ -621,3 +621,19 @@ async def test_inbox_dedup_key_is_forgotten_after_its_ttl(store: Store, clock: F
     assert not await store.inbox_append("k1", "event", "x")
     clock.advance(24 * 3600)
     assert await store.inbox_append("k1", "event", "x")
+
+
+async def test_audit_conflict_records_a_refusal_and_changes_nothing(store: Store) -> None:
+    await bind(store, "m1", P1)
+    before = await store.get_binding("m1")
+    await store.audit_conflict("m2", P1, "I1: the phone is m1's", actor=WECOM)
+    assert await store.get_binding("m1") == before
+    assert await store.get_binding("m2") is None
+    [record] = await store.audit_list(member_id="m2")
+    assert record.action is AuditAction.CONFLICT
+    assert record.phone_masked == P1[:3] + "****" + P1[-4:]
+    assert record.detail == "I1: the phone is m1's"
+    assert (record.who, record.source) == (WECOM.who, WECOM.source)
+    await store.audit_conflict("m3", None, "I4", actor=WECOM)
+    [record] = await store.audit_list(member_id="m3")
+    assert record.phone_masked is None

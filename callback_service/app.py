@@ -86,6 +86,7 @@ def _inbox_ctx(*, run_workers: bool) -> Callable[[web.Application], AsyncIterato
             dispatcher=dispatcher,
             metrics=app[METRICS],
             workers=app[SETTINGS].workers,
+            lease=app[SETTINGS].inbox_lease,
         )
         app[INBOX] = inbox
         if run_workers:

@@ -23,6 +23,7 @@ from callback_service.keys import STORE
 from callback_service.sandbox.cas import CasUser, create_cas_sandbox
 from callback_service.sandbox.wecom import create_wecom_sandbox
 from callback_service.sandbox.wecom_push import CallbackTarget
+from callback_service.sandbox.wecom_state import APP, CONTACTS
 from config import Settings
 from handlers.binding import DirectoryEntry
 
@@ -133,8 +134,8 @@ def wecom_sandbox(settings: Settings) -> web.Application:
     return create_wecom_sandbox(
         corp_id=settings.corp_id,
         secrets={
-            settings.app_secret.get_secret_value(): "APP",
-            settings.contacts_secret.get_secret_value(): "CONTACTS",
+            settings.app_secret.get_secret_value(): APP,
+            settings.contacts_secret.get_secret_value(): CONTACTS,
         },
         agent_id=settings.agent_id,
         callback=CallbackTarget(

@@ -56,10 +56,16 @@ class Settings(BaseModel):
     cas_base_url: str = Field(description="the CAS server, e.g. https://cas.example.edu.cn/cas")
     cas_validate_path: str = Field(default="/p3/serviceValidate", description="CAS ticket validation path")
     wecom_api_base: str = Field(default=DEFAULT_WECOM_API_BASE, description="WeCom API host")
+    follow_url: str | None = Field(
+        default=None, description="the link the follow QR (关注二维码) encodes; shown after binding"
+    )
     session_secret: SecretStr = Field(description="signs session cookies: at least 32 characters")
     timestamp_window: int = Field(default=600, ge=1, le=86400, description="callback timestamp tolerance, s")
     callback_max_bytes: int = Field(default=64 * 1024, ge=1024, le=4 * 1024 * 1024)
     workers: int = Field(default=4, ge=1, le=64, description="inbox worker pool size")
+    inbox_lease: float = Field(
+        default=60.0, ge=1.0, le=3600.0, description="seconds an event stays with a worker before another may take it"
+    )
     second_verification: bool = Field(default=False, description="WeCom's 二次验证 admission gate")
     log_level: str = Field(default="INFO")
 
@@ -103,6 +109,11 @@ class Settings(BaseModel):
     @classmethod
     def _check_api_base(cls, value: str) -> str:
         return _http_url(value, "the WeCom API base")
+
+    @field_validator("follow_url")
+    @classmethod
+    def _check_follow_url(cls, value: str | None) -> str | None:
+        return None if not value else _http_url(value, "the follow URL")
 
     @field_validator("cas_validate_path")
     @classmethod

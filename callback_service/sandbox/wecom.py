@@ -82,6 +82,8 @@ def create_wecom_sandbox(
     """Build the WeCom emulator; `secrets` maps each secret to its label (APP, CONTACTS, ...)."""
     if not secrets or any(not secret for secret in secrets):
         raise ValueError("the emulator needs at least one non-empty secret")
+    if any(label not in (APP, CONTACTS) for label in secrets.values()):
+        raise ValueError(f"each secret's label must be {APP!r} or {CONTACTS!r}")
     if min(token_ttl, oauth_code_ttl, sms_code_ttl, push_timeout) <= 0 or push_retry_delay < 0:
         raise ValueError("ttls and the push timeout must be positive")
     state = WeComSandboxState(

@@ -15,7 +15,7 @@ from wechatpy.enterprise.crypto import WeChatCrypto
 
 from callback_service.sandbox.wecom import create_wecom_sandbox
 from callback_service.sandbox.wecom_keys import WECOM_SANDBOX_STATE
-from callback_service.sandbox.wecom_state import Member
+from callback_service.sandbox.wecom_state import APP, CONTACTS, Member
 from callback_service.store import open_store
 from handlers.binding import BindingState
 from tests.support.callbacks import AES_KEY, AGENT_ID, CORP_ID, TOKEN, event_xml
@@ -49,7 +49,7 @@ async def test_subscribe_encrypted_by_wechatpy_is_accepted_and_dispatched(
     # WeCom's side: zhangsan is a member, and a WeChat follows as zhangsan.
     wecom = create_wecom_sandbox(
         corp_id=CORP_ID,
-        secrets={APP_SECRET: "APP", CONTACTS_SECRET: "CONTACTS"},
+        secrets={APP_SECRET: APP, CONTACTS_SECRET: CONTACTS},
         agent_id=AGENT_ID,
         callback=None,
         members=[Member(userid="zhangsan", name="张三", department=[1], mobile="13800000001")],

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestServer
 from callback_service.metrics import Metrics
 from callback_service.sandbox.wecom import create_wecom_sandbox
 from callback_service.sandbox.wecom_keys import WECOM_SANDBOX_STATE
-from callback_service.sandbox.wecom_state import Member, WeComSandboxState
+from callback_service.sandbox.wecom_state import APP, Member, WeComSandboxState
 from callback_service.store import open_store
 from callback_service.wecom_client import WeComClient
 from handlers.binding import Actor, AuditAction, BindingState
@@ -41,7 +41,7 @@ async def world(
 ) -> AsyncIterator[World]:
     sandbox = create_wecom_sandbox(
         corp_id=CORP_ID,
-        secrets={APP_SECRET: "APP"},
+        secrets={APP_SECRET: APP},
         agent_id=1000002,
         callback=None,
         members=[

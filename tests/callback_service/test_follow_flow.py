@@ -1,0 +1,118 @@
+"""The rules kept by callbacks, end to end: the emulator pushes real callbacks to a running service.
+
+Every test runs on both store backends.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from callback_service.keys import STORE, WECOM_CONTACTS
+from callback_service.sandbox.wecom_state import Member
+from handlers.binding import AccountFollowed, Actor, Binding, BindingState
+from handlers.contracts import Store
+from tests.store.support import RedisServer
+from tests.support.world import ServerFactory, World, eventually, running_world, store_url_for
+from tests.wecom._support import browser, new_wechat, post_page
+
+P1 = "13800000001"
+P2 = "13800000009"
+STUDENT = Actor(who="2021001", source="127.0.0.1")
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    redis_server: RedisServer | None = (
+        request.getfixturevalue("redis_server") if request.param == "redis" else None
+    )
+    return store_url_for(request.param, tmp_path, redis_server)
+
+
+def _store(world: World) -> Store:
+    return world.service.app[STORE]
+
+
+async def _state(world: World, member: str, state: BindingState) -> Binding:
+    async def probe() -> Binding | None:
+        binding = await _store(world).get_binding(member)
+        return binding if binding is not None and binding.state is state else None
+
+    return await eventually(probe)
+
+
+async def _bind(world: World, member: str, phone: str) -> None:
+    """What the binding page does: claim, write the phone to WeCom, commit."""
+    store = _store(world)
+    claim = await store.claim_phone(member, phone, lease=30, actor=STUDENT)
+    await world.service.app[WECOM_CONTACTS].user_update(member, mobile=phone)
+    await store.commit_claim(claim)
+
+
+async def test_remedy_of_2_2_bind_follow_refused_unfollow_rebind(
+    aiohttp_server: ServerFactory, store_url: str
+) -> None:
+    members = [Member(userid="2021001", name="张三", department=[1], mobile=None)]
+    async with running_world(aiohttp_server, store_url=store_url, members=members) as world:
+        await _bind(world, "2021001", P1)
+        async with browser() as http:
+            await new_wechat(http, world.wecom_url, "张三的微信", P1)
+            status, page = await post_page(http, world.wecom_url + "/follow")
+            assert status == 200
+            assert "关注成功" in page
+            followed = await _state(world, "2021001", BindingState.FOLLOWED)
+            assert followed.openid == world.wecom.openid_of("2021001")
+            assert followed.phone == P1
+
+            with pytest.raises(AccountFollowed):
+                await _store(world).claim_phone("2021001", P2, lease=30, actor=STUDENT)
+
+            status, page = await post_page(http, world.wecom_url + "/unfollow")
+            assert status == 200
+        await _state(world, "2021001", BindingState.BOUND)
+        await _bind(world, "2021001", P2)
+        binding = await _store(world).get_binding("2021001")
+        assert binding is not None
+        assert binding.phone == P2
+        assert await _store(world).get_binding_by_phone(P1) is None
+        # The welcome went out once, on the follow.
+        assert [sent.touser for sent in world.wecom.messages] == [("2021001",)]
+
+
+async def test_contact_changes_pushed_by_wecom_move_and_free_phones(
+    aiohttp_server: ServerFactory, store_url: str
+) -> None:
+    members = [
+        Member(userid="2021001", name="张三", department=[1], mobile=None),
+        Member(userid="2021002", name="李四", department=[1], mobile=None),
+    ]
+    async with running_world(aiohttp_server, store_url=store_url, members=members) as world:
+        await _bind(world, "2021001", P1)
+        await _bind(world, "2021002", "13800000002")
+        contacts = world.service.app[WECOM_CONTACTS]
+        # An admin changes 张三's mobile in WeCom: the push moves the phone in the store.
+        await contacts.user_update("2021001", mobile="13800000011")
+
+        async def moved() -> Binding | None:
+            binding = await _store(world).get_binding("2021001")
+            return binding if binding is not None and binding.phone == "13800000011" else None
+
+        await eventually(moved)
+        assert await _store(world).get_binding_by_phone(P1) is None
+        # An admin renames 李四's user id, then deletes the member.
+        await contacts.user_update("2021002", new_userid="2021002b")
+
+        async def renamed() -> Binding | None:
+            return await _store(world).get_binding("2021002b")
+
+        assert (await eventually(renamed)).phone == "13800000002"
+        await contacts.user_delete("2021002b")
+
+        async def deleted() -> bool | None:
+            return True if await _store(world).get_binding("2021002b") is None else None
+
+        await eventually(deleted)
+        assert await _store(world).get_binding_by_phone("13800000002") is None
+        assert world.wecom.pushes
+        assert all(push.delivered for push in world.wecom.pushes)

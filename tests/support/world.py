@@ -1,0 +1,115 @@
+"""The service and the WeCom emulator running side by side on loopback, pushing callbacks to each other."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from callback_service.app import create_app
+from callback_service.sandbox.wecom import create_wecom_sandbox
+from callback_service.sandbox.wecom_keys import WECOM_SANDBOX_STATE
+from callback_service.sandbox.wecom_push import CallbackTarget
+from callback_service.sandbox.wecom_state import APP, CONTACTS, Member, WeComSandboxState
+from config import Settings
+from tests.store.support import RedisServer
+from tests.support.callbacks import AES_KEY, AGENT_ID, CORP_ID, TOKEN
+from tests.support.processes import free_port
+
+APP_SECRET = "app-secret-of-the-world"
+CONTACTS_SECRET = "contacts-secret-of-the-world"
+ServerFactory = Callable[..., Awaitable[TestServer]]
+T = TypeVar("T")
+
+
+@dataclass
+class World:
+    """A running service and its emulated WeCom."""
+
+    service: TestServer
+    wecom_server: TestServer
+    wecom: WeComSandboxState
+    settings: Settings
+
+    @property
+    def service_url(self) -> str:
+        return str(self.service.make_url("")).rstrip("/")
+
+    @property
+    def wecom_url(self) -> str:
+        return str(self.wecom_server.make_url("")).rstrip("/")
+
+
+def world_settings(*, port: int, wecom_api_base: str, store_url: str, **overrides: object) -> Settings:
+    """Settings of a service on port, talking to the emulator at wecom_api_base."""
+    values: dict[str, object] = {
+        "corp_id": CORP_ID,
+        "token": TOKEN,
+        "encoding_aes_key": AES_KEY,
+        "agent_id": AGENT_ID,
+        "app_secret": APP_SECRET,
+        "contacts_secret": CONTACTS_SECRET,
+        "public_base_url": f"http://127.0.0.1:{port}",
+        "cas_base_url": f"http://127.0.0.1:{port}/sandbox/cas",
+        "wecom_api_base": wecom_api_base,
+        "session_secret": "w" * 40,
+        "store_url": store_url,
+    }
+    values.update(overrides)
+    return Settings.model_validate(values)
+
+
+def store_url_for(backend: str, tmp_path: Path, redis_server: RedisServer | None) -> str:
+    """A fresh store URL on the backend: a SQLite file, or a key prefix of its own on the Redis server."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    assert redis_server is not None
+    return f"{redis_server.url}?prefix=w{uuid.uuid4().hex[:12]}:"
+
+
+def wecom_sandbox(*, callback_url: str, members: list[Member]) -> web.Application:
+    """The emulated WeCom, pushing to callback_url with the test Token and key."""
+    return create_wecom_sandbox(
+        corp_id=CORP_ID,
+        secrets={APP_SECRET: APP, CONTACTS_SECRET: CONTACTS},
+        agent_id=AGENT_ID,
+        callback=CallbackTarget(url=callback_url, token=TOKEN, encoding_aes_key=AES_KEY),
+        members=members,
+        push_timeout=5.0,
+        push_retry_delay=0.1,
+    )
+
+
+@asynccontextmanager
+async def running_world(
+    aiohttp_server: ServerFactory, *, store_url: str, members: list[Member]
+) -> AsyncIterator[World]:
+    """Start the emulator and the service (its workers running), each knowing the other's URL."""
+    port = free_port()
+    wecom_app = wecom_sandbox(callback_url=f"http://127.0.0.1:{port}/wecom/callback", members=members)
+    wecom_server = await aiohttp_server(wecom_app)
+    settings = world_settings(
+        port=port, wecom_api_base=str(wecom_server.make_url("")).rstrip("/"), store_url=store_url
+    )
+    service = await aiohttp_server(create_app(settings), port=port)
+    yield World(service=service, wecom_server=wecom_server, wecom=wecom_app[WECOM_SANDBOX_STATE],
+                settings=settings)
+
+
+async def eventually(probe: Callable[[], Awaitable[T | None]], *, within: float = 10.0) -> T:
+    """Poll probe until it returns something, for at most `within` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        value = await probe()
+        if value is not None:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("the condition did not hold in time")
+        await asyncio.sleep(0.05)

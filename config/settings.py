@@ -64,7 +64,7 @@ class Settings(BaseModel):
     callback_max_bytes: int = Field(default=64 * 1024, ge=1024, le=4 * 1024 * 1024)
     workers: int = Field(default=4, ge=1, le=64, description="inbox worker pool size")
     inbox_lease: float = Field(
-        default=60.0, ge=1.0, le=3600.0, description="seconds an event stays with a worker before another may take it"
+        default=60.0, ge=1.0, le=3600.0, description="seconds a worker holds an event, then others may"
     )
     second_verification: bool = Field(default=False, description="WeCom's 二次验证 admission gate")
     log_level: str = Field(default="INFO")

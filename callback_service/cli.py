@@ -107,6 +107,18 @@ def _add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     retry = inbox_commands.add_parser("retry-dead", help="put every dead letter back in the inbox")
     retry.set_defaults(run=_store_command(lambda store, a: admin.inbox_retry_dead(store, print)))
 
+    reconcile = commands.add_parser("reconcile", help="compare WeCom's members with the store")
+    reconcile.add_argument("--fix", action="store_true", help="settle each drift from WeCom's truth, audited")
+    reconcile.set_defaults(run=_store_command(_reconcile))
+
+
+async def _reconcile(store: Store, args: argparse.Namespace) -> int:
+    from callback_service.reconcile import reconcile_command
+
+    return await reconcile_command(
+        store, _settings(args), fix=args.fix, out=print, err=lambda line: print(line, file=sys.stderr)
+    )
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line, with one subcommand per task."""

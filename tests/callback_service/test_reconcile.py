@@ -1,0 +1,523 @@
+"""`wecom-bind reconcile`: each kind of drift found against the WeCom emulator, then settled from WeCom.
+
+The emulator runs over loopback HTTP, the store is real on both backends, and one test runs the
+command itself in a subprocess.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from callback_service.admin import admin_actor
+from callback_service.reconcile import (
+    Drift,
+    DriftKind,
+    find_drift,
+    order_fixes,
+    reconcile,
+    settle,
+    settle_all,
+)
+from callback_service.sandbox.wecom import create_wecom_sandbox
+from callback_service.sandbox.wecom_keys import WECOM_SANDBOX_STATE
+from callback_service.sandbox.wecom_state import APP, CONTACTS, Member, WeComSandboxState
+from callback_service.store import open_store
+from callback_service.wecom_client import DeptUser, WeComClient, WeComMember, WeComUnavailable
+from handlers.binding import Actor, AuditAction, Binding, BindingState
+from handlers.contracts import Store
+from tests.callback_service.conftest import Clock
+from tests.callback_service.test_serve import APP_SECRET, CONTACTS_SECRET, _env
+from tests.support.callbacks import AGENT_ID, CORP_ID
+
+STUDENT = Actor(who="student", source="127.0.0.1")
+RECONCILE = admin_actor("reconcile")
+LEASE = 60.0
+
+ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
+
+
+@dataclass
+class WeCom:
+    """A running emulator and a contacts-secret client of it."""
+
+    state: WeComSandboxState
+    base: str
+    contacts: WeComClient
+
+    def add(self, userid: str, mobile: str | None, *, departments: Iterable[int] = (1,)) -> None:
+        """Put a member straight into the emulated contacts."""
+        self.state.members[userid] = Member(userid=userid, name="学生", department=list(departments), mobile=mobile)
+
+
+WeComFactory = Callable[..., Awaitable[WeCom]]
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+def start_wecom(
+    aiohttp_server: ServerFactory, store: Store, http: aiohttp.ClientSession, clock: Clock
+) -> WeComFactory:
+    """Start the emulator with these members; the client caches its token in the store under test."""
+
+    async def start(members: Iterable[Member] = ()) -> WeCom:
+        app = create_wecom_sandbox(
+            corp_id=CORP_ID,
+            secrets={APP_SECRET: APP, CONTACTS_SECRET: CONTACTS},
+            agent_id=AGENT_ID,
+            callback=None,
+            departments={1: "学校", 2: "计算机学院"},
+            members=members,
+            clock=clock,
+            rng=random.Random(7),
+        )
+        server = await aiohttp_server(app)
+        base = str(server.make_url("")).rstrip("/")
+        contacts = WeComClient(
+            session=http,
+            api_base=base,
+            corp_id=CORP_ID,
+            secret=CONTACTS_SECRET,
+            store=store,
+            clock=clock,
+            timeout=2.0,
+            max_attempts=3,
+            max_retry_time=2.0,
+            base_delay=0.01,
+            max_delay=0.05,
+            jitter=lambda: 0.5,
+        )
+        return WeCom(state=app[WECOM_SANDBOX_STATE], base=base, contacts=contacts)
+
+    return start
+
+
+def member(userid: str, mobile: str | None) -> Member:
+    return Member(userid=userid, name="学生", department=[1], mobile=mobile)
+
+
+async def bind(store: Store, member_id: str, phone: str) -> None:
+    claim = await store.claim_phone(member_id, phone, lease=LEASE, actor=STUDENT)
+    await store.commit_claim(claim)
+
+
+async def stored(store: Store, member_id: str) -> Binding:
+    """The member's binding, which must exist."""
+    found = await store.get_binding(member_id)
+    assert found is not None, member_id
+    return found
+
+
+async def settle_and_check(store: Store, wecom: WeCom, clock: Clock, drifts: list[Drift]) -> None:
+    """Settle the drifts and check the store is then in step with WeCom, consistent and audited."""
+    report = await settle_all(store, drifts, actor=RECONCILE)
+    assert report.changed == ()
+    assert {d.member_id for d in report.settled} == {d.member_id for d in drifts}
+    assert await find_drift(store, wecom.contacts, now=clock.now) == []
+    assert await store.integrity_problems() == []
+    for drift in drifts:
+        records = await store.audit_list(member_id=drift.member_id, limit=10)
+        assert any(r.who == RECONCILE.who and r.source == RECONCILE.source for r in records), records
+
+
+def kinds(drifts: list[Drift]) -> dict[str, DriftKind]:
+    return {d.member_id: d.kind for d in drifts}
+
+
+# each kind of drift
+
+
+async def test_a_store_in_step_with_wecom_has_no_drift(store: Store, start_wecom: WeComFactory, clock: Clock) -> None:
+    wecom = await start_wecom([member("s1", "13800000001"), member("s2", None), member("s3", "13800000003")])
+    await bind(store, "s1", "13800000001")
+    await bind(store, "s3", "13800000003")
+    await store.follow("s3", "openid-s3", actor=STUDENT)
+    # A live claim is a write in flight, not drift, whatever WeCom says yet.
+    await store.claim_phone("s2", "13800000002", lease=LEASE, actor=STUDENT)
+
+    assert await find_drift(store, wecom.contacts, now=clock.now) == []
+
+
+async def test_phone_differs_settles_to_wecoms_mobile(
+    store: Store, start_wecom: WeComFactory, clock: Clock
+) -> None:
+    wecom = await start_wecom(
+        [member("s1", "13900000001"), member("s2", "13900000002"), member("s3", None)]
+    )
+    await bind(store, "s1", "13800000001")
+    await bind(store, "s2", "13800000002")
+    await store.follow("s2", "openid-s2", actor=STUDENT)
+    await bind(store, "s3", "13800000003")
+
+    drifts = await find_drift(store, wecom.contacts, now=clock.now)
+
+    assert kinds(drifts) == {
+        "s1": DriftKind.PHONE_DIFFERS, "s2": DriftKind.PHONE_DIFFERS, "s3": DriftKind.PHONE_DIFFERS
+    }
+    first = drifts[0]
+    assert (first.store_phone_masked, first.wecom_phone_masked) == ("138****0001", "139****0001")
+    assert "13800000001" not in repr(first)
+    assert "13900000001" not in repr(first)
+    assert "13900000001" not in first.describe()
+    await settle_and_check(store, wecom, clock, drifts)
+    s1 = await stored(store, "s1")
+    s2 = await stored(store, "s2")
+    assert (s1.phone, s1.state) == ("13900000001", BindingState.BOUND)
+    assert (s2.phone, s2.state, s2.openid) == ("13900000002", BindingState.FOLLOWED, "openid-s2")
+    # WeCom holds no mobile for s3: its bound phone is gone, and the phone is free again.
+    assert await store.get_binding("s3") is None
+    assert await store.get_binding_by_phone("13800000003") is None
+    assert await store.get_binding_by_phone("13800000001") is None
+
+
+async def test_missing_in_store_binds_wecoms_mobile(store: Store, start_wecom: WeComFactory, clock: Clock) -> None:
+    wecom = await start_wecom([member("s1", "13800000001"), member("s2", None)])
+
+    drifts = await find_drift(store, wecom.contacts, now=clock.now)
+
+    assert kinds(drifts) == {"s1": DriftKind.MISSING_IN_STORE}  # s2 has no mobile: nothing to hold
+    assert drifts[0].store_phone_masked == "-"
+    await settle_and_check(store, wecom, clock, drifts)
+    s1 = await stored(store, "s1")
+    assert (s1.phone, s1.state) == ("13800000001", BindingState.BOUND)
+
+
+async def test_missing_in_wecom_removes_the_binding(store: Store, start_wecom: WeComFactory, clock: Clock) -> None:
+    wecom = await start_wecom([member("s1", "13800000001")])
+    await bind(store, "s1", "13800000001")
+    await bind(store, "gone", "13800000009")
+    await bind(store, "left", "13800000008")
+    await store.follow("left", "openid-left", actor=STUDENT)
+
+    drifts = await find_drift(store, wecom.contacts, now=clock.now)
+
+    assert kinds(drifts) == {"gone": DriftKind.MISSING_IN_WECOM, "left": DriftKind.MISSING_IN_WECOM}
+    await settle_and_check(store, wecom, clock, drifts)
+    assert await store.get_binding("gone") is None
+    assert await store.get_binding("left") is None
+    assert await store.get_binding_by_phone("13800000009") is None
+    assert await store.get_binding_by_openid("openid-left") is None
+    [deleted] = await store.audit_list(member_id="gone", limit=1)
+    assert deleted.action is AuditAction.DELETE
+
+
+async def test_expired_claim_whose_write_reached_wecom_settles_to_the_claimed_phone(
+    store: Store, start_wecom: WeComFactory, clock: Clock
+) -> None:
+    wecom = await start_wecom([member("s1", "13900000001")])
+    await bind(store, "s1", "13800000001")
+    await store.claim_phone("s1", "13900000001", lease=LEASE, actor=STUDENT)
+    # The process died after user/update answered, before the commit; the lease runs out.
+    clock.now += LEASE + 1
+
+    drifts = await find_drift(store, wecom.contacts, now=clock.now)
+
+    assert kinds(drifts) == {"s1": DriftKind.EXPIRED_CLAIM}
+    assert "reached WeCom" in drifts[0].detail
+    await settle_and_check(store, wecom, clock, drifts)
+    s1 = await stored(store, "s1")
+    assert (s1.phone, s1.state) == ("13900000001", BindingState.BOUND)
+    assert await store.get_binding_by_phone("13800000001") is None
+
+
+async def test_expired_claim_whose_write_did_not_reach_wecom_settles_back(
+    store: Store, start_wecom: WeComFactory, clock: Clock
+) -> None:
+    wecom = await start_wecom([member("s1", "13800000001"), member("s2", None)])
+    await bind(store, "s1", "13800000001")
+    await store.claim_phone("s1", "13900000001", lease=LEASE, actor=STUDENT)
+    await store.claim_phone("s2", "13900000002", lease=LEASE, actor=STUDENT)
+    await store.claim_phone("new", "13900000003", lease=LEASE, actor=STUDENT)
+    clock.now += LEASE + 1
+
+    drifts = await find_drift(store, wecom.contacts, now=clock.now)
+
+    assert kinds(drifts) == {
+        "s1": DriftKind.EXPIRED_CLAIM, "s2": DriftKind.EXPIRED_CLAIM, "new": DriftKind.EXPIRED_CLAIM
+    }
+    by_member = {d.member_id: d for d in drifts}
+    assert "did not reach WeCom" in by_member["s1"].detail
+    assert "previous 138****0001" in by_member["s1"].detail
+    assert "not a WeCom member" in by_member["new"].detail
+    await settle_and_check(store, wecom, clock, drifts)
+    s1 = await stored(store, "s1")
+    assert (s1.phone, s1.state) == ("13800000001", BindingState.BOUND)
+    assert await store.get_binding("s2") is None  # WeCom holds no mobile for s2
+    assert await store.get_binding("new") is None  # user/create never happened
+    for phone in ("13900000001", "13900000002", "13900000003"):
+        assert await store.get_binding_by_phone(phone) is None
+
+
+async def test_every_kind_at_once(store: Store, start_wecom: WeComFactory, clock: Clock) -> None:
+    wecom = await start_wecom(
+        [member("differs", "13900000001"), member("new", "13900000002"), member("claim", "13900000003")]
+    )
+    await bind(store, "differs", "13800000001")
+    await bind(store, "gone", "13800000002")
+    await store.claim_phone("claim", "13900000003", lease=LEASE, actor=STUDENT)
+    clock.now += LEASE + 1
+
+    drifts = await find_drift(store, wecom.contacts, now=clock.now)
+
+    assert kinds(drifts) == {
+        "claim": DriftKind.EXPIRED_CLAIM,
+        "differs": DriftKind.PHONE_DIFFERS,
+        "gone": DriftKind.MISSING_IN_WECOM,
+        "new": DriftKind.MISSING_IN_STORE,
+    }
+    assert [d.member_id for d in drifts] == sorted(d.member_id for d in drifts)
+    await settle_and_check(store, wecom, clock, drifts)
+
+
+# the order of fixes
+
+
+async def test_a_phone_moved_between_members_is_freed_before_it_is_taken(
+    store: Store, start_wecom: WeComFactory, clock: Clock
+) -> None:
+    # WeCom moved a's phone to b and gave a a new one: b must wait until a has let go.
+    wecom = await start_wecom([member("a", "13900000001"), member("b", "13800000001")])
+    await bind(store, "a", "13800000001")
+    await bind(store, "b", "13800000002")
+
+    drifts = await find_drift(store, wecom.contacts, now=clock.now)
+
+    assert order_fixes(drifts) == ["a", "b"]
+    assert order_fixes(list(reversed(drifts))) == ["a", "b"]
+    await settle_and_check(store, wecom, clock, drifts)
+    actions = {r.action for m in ("a", "b") for r in await store.audit_list(member_id=m)}
+    assert AuditAction.PHONE_LOST not in actions  # nobody had a phone taken away
+
+
+async def test_removals_come_before_the_phones_they_free(
+    store: Store, start_wecom: WeComFactory, clock: Clock
+) -> None:
+    wecom = await start_wecom([member("a", "13800000009")])
+    await bind(store, "z-gone", "13800000009")
+
+    drifts = await find_drift(store, wecom.contacts, now=clock.now)
+
+    assert order_fixes(drifts) == ["z-gone", "a"]
+    await settle_and_check(store, wecom, clock, drifts)
+    assert AuditAction.PHONE_LOST not in {r.action for r in await store.audit_list(member_id="z-gone")}
+
+
+async def test_members_that_swapped_phones_are_settled_in_one_run(
+    store: Store, start_wecom: WeComFactory, clock: Clock
+) -> None:
+    wecom = await start_wecom([member("a", "13800000002"), member("b", "13800000001")])
+    await bind(store, "a", "13800000001")
+    await bind(store, "b", "13800000002")
+    await store.follow("b", "openid-b", actor=STUDENT)
+
+    drifts = await find_drift(store, wecom.contacts, now=clock.now)
+
+    assert kinds(drifts) == {"a": DriftKind.PHONE_DIFFERS, "b": DriftKind.PHONE_DIFFERS}
+    await settle_and_check(store, wecom, clock, drifts)
+    a = await stored(store, "a")
+    b = await stored(store, "b")
+    assert a.phone == "13800000002"
+    assert (b.phone, b.state, b.openid) == ("13800000001", BindingState.FOLLOWED, "openid-b")
+
+
+async def test_a_binding_that_changed_since_it_was_read_is_left_alone(
+    store: Store, start_wecom: WeComFactory, clock: Clock
+) -> None:
+    wecom = await start_wecom([member("s1", "13900000001"), member("s2", "13900000002")])
+    await bind(store, "s1", "13800000001")
+
+    drifts = await find_drift(store, wecom.contacts, now=clock.now)
+    # Meanwhile the student binds again through the service (a claim is enough to change it).
+    clock.now += 1
+    await store.claim_phone("s1", "13700000001", lease=LEASE, actor=STUDENT)
+    report = await settle_all(store, drifts, actor=RECONCILE)
+
+    assert [d.member_id for d in report.changed] == ["s1"]
+    assert [d.member_id for d in report.settled] == ["s2"]
+    s1 = await stored(store, "s1")
+    assert (s1.phone, s1.state) == ("13700000001", BindingState.PENDING)
+    assert await store.integrity_problems() == []
+
+
+async def test_settle_one_drift(store: Store, start_wecom: WeComFactory, clock: Clock) -> None:
+    wecom = await start_wecom([member("s1", "13900000001")])
+    [drift] = await find_drift(store, wecom.contacts, now=clock.now)
+
+    await settle(store, drift, actor=RECONCILE)
+
+    [record] = await store.audit_list(member_id="s1")
+    assert (record.action, record.phone_masked, record.source) == (AuditAction.SETTLE, "139****0001", "cli: reconcile")
+
+
+async def test_fix_refuses_to_remove_every_binding(store: Store, start_wecom: WeComFactory, clock: Clock) -> None:
+    # A contacts secret whose visible range holds nobody lists no members at all.
+    wecom = await start_wecom()
+    await bind(store, "s1", "13800000001")
+    await bind(store, "s2", "13800000002")
+    lines: list[str] = []
+
+    status = await reconcile(store, wecom.contacts, fix=True, out=lines.append, now=clock.now, actor=RECONCILE)
+
+    assert status == 1
+    assert "refusing to remove every binding" in lines[-1]
+    assert len(await store.list_bindings()) == 2
+
+
+# reading WeCom
+
+
+class CountingContacts:
+    """The real client, counting how many user/get calls are in flight at once."""
+
+    def __init__(self, client: WeComClient) -> None:
+        self._client = client
+        self.in_flight = 0
+        self.most = 0
+
+    def user_list_id(self, *, limit: int = 10000) -> AsyncIterator[DeptUser]:
+        return self._client.user_list_id(limit=limit)
+
+    async def user_get(self, userid: str) -> WeComMember:
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        try:
+            await asyncio.sleep(0.002)  # long enough for the others to pile up if unbounded
+            return await self._client.user_get(userid)
+        finally:
+            self.in_flight -= 1
+
+
+async def test_members_are_read_page_by_page_with_bounded_concurrency(
+    store: Store, start_wecom: WeComFactory, clock: Clock
+) -> None:
+    wecom = await start_wecom()
+    for n in range(30):
+        # Every third member is in two departments: listed twice, read once.
+        wecom.add(f"s{n:02d}", f"139000000{n:02d}", departments=(1, 2) if n % 3 == 0 else (1,))
+    counting = CountingContacts(wecom.contacts)
+
+    drifts = await find_drift(store, counting, now=clock.now, page_size=7, concurrency=4)
+
+    assert len(drifts) == 30
+    assert {d.kind for d in drifts} == {DriftKind.MISSING_IN_STORE}
+    assert wecom.state.calls.count("user/list_id") == 6  # 40 rows, 7 a page
+    assert wecom.state.calls.count("user/get") == 30
+    assert 1 < counting.most <= 4
+    await settle_and_check(store, wecom, clock, drifts)
+
+
+async def test_wecom_unavailable_is_raised_and_nothing_settled(
+    store: Store, start_wecom: WeComFactory, clock: Clock
+) -> None:
+    wecom = await start_wecom([member("s1", "13900000001"), member("s2", "13900000002")])
+    await bind(store, "s1", "13800000001")
+    wecom.state.faults.status(503, count=100, api="user/get")
+
+    with pytest.raises(WeComUnavailable):
+        await find_drift(store, wecom.contacts, now=clock.now)
+
+    s1 = await stored(store, "s1")
+    assert s1.phone == "13800000001"
+
+
+async def test_a_member_deleted_between_list_and_get_counts_as_missing(
+    store: Store, start_wecom: WeComFactory, clock: Clock
+) -> None:
+    wecom = await start_wecom([member("s1", "13800000001")])
+    await bind(store, "s1", "13800000001")
+
+    class DeletingContacts(CountingContacts):
+        async def user_get(self, userid: str) -> WeComMember:
+            wecom.state.delete_member(userid)
+            return await super().user_get(userid)
+
+    drifts = await find_drift(store, DeletingContacts(wecom.contacts), now=clock.now)
+
+    assert kinds(drifts) == {"s1": DriftKind.MISSING_IN_WECOM}
+
+
+# the command
+
+
+def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("WECOM_BIND_")}
+    clean.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "callback_service", *args],
+        env=clean, capture_output=True, text=True, timeout=60, check=False,
+    )
+
+
+async def test_the_command_reports_fixes_and_masks_every_phone(
+    aiohttp_server: ServerFactory, tmp_path: Path
+) -> None:
+    phones = ["13900000001", "13900000002", "13800000001", "13800000009"]
+    app = create_wecom_sandbox(
+        corp_id=CORP_ID,
+        secrets={APP_SECRET: APP, CONTACTS_SECRET: CONTACTS},
+        agent_id=AGENT_ID,
+        callback=None,
+        members=[member("differs", phones[0]), member("new", phones[1])],
+    )
+    server = await aiohttp_server(app)
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    store = await open_store(store_url)
+    try:
+        await bind(store, "differs", phones[2])
+        await bind(store, "gone", phones[3])
+    finally:
+        await store.close()
+    env = _env(9, wecom_api_base=str(server.make_url("")).rstrip("/"), store_url=store_url)
+
+    found = await asyncio.to_thread(_run, env, "reconcile")
+    fixed = await asyncio.to_thread(_run, env, "reconcile", "--fix")
+    again = await asyncio.to_thread(_run, env, "reconcile")
+
+    assert found.returncode == 1, found.stderr
+    lines = found.stdout.splitlines()
+    assert any(line.startswith("PHONE_DIFFERS") and "138****0001" in line and "139****0001" in line
+               for line in lines), found.stdout
+    assert any(line.startswith("MISSING_IN_STORE") and "member new" in line for line in lines)
+    assert any(line.startswith("MISSING_IN_WECOM") and "member gone" in line for line in lines)
+    assert "3 drift(s) found" in found.stdout
+    assert fixed.returncode == 0, fixed.stderr
+    assert "3 settled, 0 left" in fixed.stdout
+    assert again.returncode == 0, again.stderr
+    assert "0 drift(s) found" in again.stdout
+    for result in (found, fixed, again):
+        for phone in phones:
+            assert phone not in result.stdout + result.stderr
+    store = await open_store(store_url)
+    try:
+        assert await store.integrity_problems() == []
+        [record] = await store.audit_list(member_id="new")
+        assert record.source == "cli: reconcile"
+    finally:
+        await store.close()
+
+
+async def test_the_command_says_when_wecom_is_unavailable(tmp_path: Path) -> None:
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    env = _env(9, wecom_api_base="http://127.0.0.1:9", store_url=store_url)  # nothing listens on 9
+
+    result = await asyncio.to_thread(_run, env, "reconcile", "--fix")
+
+    assert result.returncode == 4
+    assert "WeCom is unavailable" in result.stderr
+    assert "Traceback" not in result.stderr

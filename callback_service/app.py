@@ -24,6 +24,7 @@ from callback_service.keys import (
 )
 from callback_service.metrics import Metrics
 from callback_service.middlewares import error_middleware
+from callback_service.pages import setup_pages
 from callback_service.receiver import CallbackReceiver
 from callback_service.store import open_store
 from callback_service.wecom_client import WeComClient
@@ -131,4 +132,5 @@ def create_app(
     app.cleanup_ctx.append(_wecom_ctx)
     app.cleanup_ctx.append(_inbox_ctx(run_workers=run_workers))
     setup_routes(app)
+    setup_pages(app)
     return app

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from callback_service import admin
+from callback_service import admin, directory, qr
 from callback_service.app import create_app
 from callback_service.logs import PathOnlyAccessLogger, configure_logging
 from callback_service.store import open_store
@@ -120,6 +120,56 @@ async def _reconcile(store: Store, args: argparse.Namespace) -> int:
     )
 
 
+def _qrcode(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if args.out is None:
+        url = qr.bind_url(settings)
+        print(qr.qr_text(url), end="")
+        print(url)
+        return 0
+    try:
+        url = qr.write_bind_qr(settings, Path(args.out))
+    except qr.UnknownQrFormat as exc:
+        print(f"wecom-bind: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"wecom-bind: cannot write {args.out}: {exc.strerror}", file=sys.stderr)
+        return 2
+    print(f"{args.out}: {url}")
+    return 0
+
+
+def _directory_import(args: argparse.Namespace) -> int:
+    try:
+        data = Path(args.file).read_bytes()
+    except OSError as exc:
+        print(f"wecom-bind: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+
+    async def run(store: Store, a: argparse.Namespace) -> int:
+        report = await directory.import_directory(store, data, dry_run=a.dry_run)
+        for line in report.lines():
+            print(line)
+        return 0 if report.ok else 1
+
+    return _store_command(run)(args)
+
+
+def _add_page_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    qrcode = commands.add_parser("qrcode", help="the QR code of {public_base_url}/bind, for posters")
+    qrcode.add_argument("--out", metavar="FILE", help="write a .png or .svg file instead of printing it")
+    qrcode.set_defaults(run=_qrcode)
+
+    dir_parser = commands.add_parser("directory", help="the school directory (学号, 姓名, 院系, 手机)")
+    dir_commands = dir_parser.add_subparsers(dest="directory_command", required=True, metavar="ACTION")
+    load = dir_commands.add_parser(
+        "import", help="import a CSV (UTF-8 or GB18030), all rows or none; bad rows are listed"
+    )
+    load.add_argument("file", metavar="FILE.csv")
+    load.add_argument("--dry-run", action="store_true", help="check the file and write nothing")
+    load.set_defaults(run=_directory_import)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line, with one subcommand per task."""
     parser = argparse.ArgumentParser(prog="wecom-bind", description=__doc__)
@@ -138,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_demo)
 
     _add_admin_commands(commands)
+    _add_page_commands(commands)
     return parser
 
 

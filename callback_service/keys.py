@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import aiohttp
+import jinja2
 from aiohttp import web
 
+from callback_service.cas_client import CasClient
 from callback_service.inbox import Inbox
 from callback_service.metrics import Metrics
 from callback_service.receiver import CallbackReceiver
 from callback_service.wecom_client import WeComClient
 from config import Settings
+from handlers.binding_flow import BindingFlow
 from handlers.contracts import Store
 from handlers.dispatch import Dispatcher
+
+if TYPE_CHECKING:
+    # The pages package imports these keys: its types are named here for the checker only.
+    from callback_service.pages.config import PagesConfig
+    from callback_service.pages.session import SessionStore
 
 SETTINGS: Final = web.AppKey("settings", Settings)
 CLOCK: Final[web.AppKey[Callable[[], float]]] = web.AppKey("clock")
@@ -28,3 +36,9 @@ INBOX: Final = web.AppKey("inbox", Inbox)
 # WeCom's API with each secret: the app's (messages, OAuth, authsucc) and the contacts-sync one.
 WECOM_APP: Final = web.AppKey("wecom_app", WeComClient)
 WECOM_CONTACTS: Final = web.AppKey("wecom_contacts", WeComClient)
+# The students' pages (callback_service.pages): set by setup_pages, the rest opened at start.
+PAGES_CONFIG: Final[web.AppKey[PagesConfig]] = web.AppKey("pages_config")
+PAGE_TEMPLATES: Final = web.AppKey("page_templates", jinja2.Environment)
+SESSIONS: Final[web.AppKey[SessionStore]] = web.AppKey("sessions")
+CAS: Final = web.AppKey("cas", CasClient)
+BINDING_FLOW: Final = web.AppKey("binding_flow", BindingFlow)

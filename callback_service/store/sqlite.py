@@ -272,6 +272,16 @@ class _Tx:
         self.audit(AuditAction.PHONE_LOST, row.member_id, phone, f"taken by {taker}")
 
 
+@dataclass(frozen=True, slots=True)
+class _Append:
+    """An inbox append waiting for the next group commit."""
+
+    dedup_key: str
+    event_type: str
+    payload: str
+    future: asyncio.Future[bool]
+
+
 class SqliteStore:
     """The store on one SQLite file (see the module docstring)."""
 
@@ -291,6 +301,9 @@ class SqliteStore:
         self._conn: sqlite3.Connection | None = None
         self._writes = 0
         self._closed = False
+        # Inbox appends waiting for the next group commit, and the task that commits them.
+        self._appends: list[_Append] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(
@@ -915,27 +928,55 @@ class SqliteStore:
     # durable event inbox
 
     async def inbox_append(self, dedup_key: str, event_type: str, payload: str) -> bool:
-        """Append an event unless its dedup key is remembered."""
+        """Append an event unless its dedup key is remembered.
 
-        def run(tx: _Tx) -> bool:
-            seen = tx.c.execute(
-                "SELECT 1 FROM inbox_dedup WHERE dedup_key = ? AND expires_at > ?",
-                (dedup_key, tx.now),
-            ).fetchone()
-            if seen is not None:
-                return False
-            tx.c.execute(
-                "INSERT OR REPLACE INTO inbox_dedup (dedup_key, expires_at) VALUES (?, ?)",
-                (dedup_key, tx.now + self._dedup_ttl),
-            )
-            tx.c.execute(
-                "INSERT INTO inbox (dedup_key, event_type, payload, state, available_at, "
-                "created_at) VALUES (?, ?, ?, 'ready', ?, ?)",
-                (dedup_key, event_type, payload, tx.now, tx.now),
-            )
-            return True
+        Concurrent appends share one transaction (a group commit): each caller returns only once
+        the transaction holding its event is committed, so an fsync is paid per batch, not per
+        callback, and a failed batch fails every caller in it with nothing written.
+        """
+        if self._closed:
+            raise StoreUnavailable("sqlite: store is closed")
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._appends.append(_Append(dedup_key, event_type, payload, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_appends(), name="sqlite-inbox-flush")
+        return await asyncio.shield(future)
 
-        return await self._write(run)
+    async def _flush_appends(self) -> None:
+        while self._appends:
+            batch, self._appends = self._appends, []
+
+            def run(tx: _Tx, batch: list[_Append] = batch) -> list[bool]:
+                return [self._append_one(tx, item) for item in batch]
+
+            try:
+                results = await self._write(run)
+            except Exception as exc:  # every caller of the batch learns of the failure
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
+                continue
+            for item, appended in zip(batch, results, strict=True):
+                if not item.future.done():
+                    item.future.set_result(appended)
+
+    def _append_one(self, tx: _Tx, item: _Append) -> bool:
+        seen = tx.c.execute(
+            "SELECT 1 FROM inbox_dedup WHERE dedup_key = ? AND expires_at > ?",
+            (item.dedup_key, tx.now),
+        ).fetchone()
+        if seen is not None:
+            return False
+        tx.c.execute(
+            "INSERT OR REPLACE INTO inbox_dedup (dedup_key, expires_at) VALUES (?, ?)",
+            (item.dedup_key, tx.now + self._dedup_ttl),
+        )
+        tx.c.execute(
+            "INSERT INTO inbox (dedup_key, event_type, payload, state, available_at, "
+            "created_at) VALUES (?, ?, ?, 'ready', ?, ?)",
+            (item.dedup_key, item.event_type, item.payload, tx.now, tx.now),
+        )
+        return True
 
     async def inbox_take(self, limit: int, *, lease: float) -> list[InboxItem]:
         """Lease due events."""

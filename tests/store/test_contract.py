@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import asdict
 
@@ -637,3 +638,12 @@ async def test_audit_conflict_records_a_refusal_and_changes_nothing(store: Store
     await store.audit_conflict("m3", None, "I4", actor=WECOM)
     [record] = await store.audit_list(member_id="m3")
     assert record.phone_masked is None
+
+
+async def test_concurrent_appends_keep_each_event_once(store: Store) -> None:
+    keys = [f"k{n % 40}" for n in range(100)]  # 40 distinct events, most sent more than once
+    results = await asyncio.gather(*(store.inbox_append(key, "subscribe", f"<xml>{key}</xml>") for key in keys))
+    assert sum(results) == 40
+    taken = await store.inbox_take(100, lease=LEASE)
+    assert sorted(item.dedup_key for item in taken) == sorted(set(keys))
+    assert all(item.payload == f"<xml>{item.dedup_key}</xml>" for item in taken)

@@ -1,0 +1,63 @@
+"""QR codes: the poster's code of the guide's step 1 ({public_base_url}/bind), as PNG, SVG or text."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Final, Literal
+
+import segno
+
+from config import Settings
+
+QrKind = Literal["png", "svg"]
+
+BIND_PATH: Final = "/bind"
+# Medium error correction survives a poster's wear; a scale of 10 prints crisply at A4.
+_ERROR: Final = "m"
+_SCALE: Final = 10
+_BORDER: Final = 4
+
+
+class UnknownQrFormat(ValueError):
+    """The output file's suffix names no format we write (.png or .svg)."""
+
+
+def bind_url(settings: Settings) -> str:
+    """The URL that the poster's QR code encodes: always from settings, never from a request."""
+    return settings.public_base_url + BIND_PATH
+
+
+def qr_image(url: str, kind: QrKind, *, scale: int = _SCALE) -> bytes:
+    """The QR code of url as a PNG or an SVG document."""
+    code = segno.make(url, error=_ERROR)
+    out = io.BytesIO()
+    if kind == "svg":
+        code.save(out, kind="svg", scale=scale, border=_BORDER, xmldecl=True, title=url)
+    else:
+        code.save(out, kind="png", scale=scale, border=_BORDER)
+    return out.getvalue()
+
+
+def qr_text(url: str) -> str:
+    """The QR code of url drawn with block characters, for a terminal (light modules as blocks)."""
+    out = io.StringIO()
+    segno.make(url, error=_ERROR).terminal(out=out, compact=True, border=2)
+    return out.getvalue()
+
+
+def kind_of(path: Path) -> QrKind:
+    """The format that a file name asks for, by its suffix."""
+    suffix = path.suffix.lower()
+    if suffix == ".png":
+        return "png"
+    if suffix == ".svg":
+        return "svg"
+    raise UnknownQrFormat(f"cannot write {path.name}: use a .png or .svg file name")
+
+
+def write_bind_qr(settings: Settings, path: Path) -> str:
+    """Write the /bind QR code to path (.png or .svg); return the URL it encodes."""
+    url = bind_url(settings)
+    path.write_bytes(qr_image(url, kind_of(path)))
+    return url

@@ -1,0 +1,218 @@
+"""The rules of the binding page's submit (the guide's step 3), over the store and the WeCom contacts.
+
+The order is what keeps the store and WeCom from half states: normalise the phone, claim it in
+the store under a lease (I1, I2, I3 checked atomically), write it to WeCom, then commit the
+claim; when WeCom says no, release the claim and nothing has changed. WeCom's 60104 is the truth
+about I1: it becomes guide 2.1, the claim is released and the conflict goes to the audit log.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from handlers.binding import AccountFollowed, Actor, BindingState, Claim, ClaimInProgress, PhoneTaken
+from handlers.contacts import (
+    MOBILE_EXISTS,
+    MOBILE_INVALID,
+    USER_NOT_FOUND,
+    USERID_EXISTS,
+    WeComContacts,
+    errcode_of,
+)
+from handlers.contracts import Store
+from handlers.guide import ErrorCode
+from handlers.phone import InvalidPhone, mask_phone, normalize_phone
+
+log: Final = logging.getLogger(__name__)
+
+DEFAULT_LEASE: Final = 60.0
+"""Seconds a claim holds its phone: longer than the WeCom client's whole retry budget."""
+ROOT_DEPARTMENT: Final = 1
+"""WeCom's root department: where a member is created when its 院系 has no known department id."""
+
+
+class Refusal(enum.StrEnum):
+    """Why a submit bound nothing; the first two are the guide's 2.1 and 2.2."""
+
+    PHONE_TAKEN = "phone_taken"
+    ACCOUNT_FOLLOWED = "account_followed"
+    INVALID_PHONE = "invalid_phone"
+    MOBILE_REFUSED = "mobile_refused"
+    NOT_IN_DIRECTORY = "not_in_directory"
+    IN_PROGRESS = "in_progress"
+
+    @property
+    def code(self) -> ErrorCode | None:
+        """The guide's error code of this refusal, when the guide has one."""
+        return _GUIDE_CODES.get(self)
+
+
+_GUIDE_CODES: Final = {
+    Refusal.PHONE_TAKEN: ErrorCode.PHONE_TAKEN,
+    Refusal.ACCOUNT_FOLLOWED: ErrorCode.ACCOUNT_FOLLOWED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Bound:
+    """The phone is the member's, in the store and in WeCom.
+
+    already_bound: it was already (nothing was written); created: the member was new to WeCom
+    (user/create); invited: batch/invite accepted the member; followed: the member already follows.
+    """
+
+    member_id: str
+    phone: str
+    already_bound: bool
+    created: bool
+    invited: bool
+    followed: bool
+
+    @property
+    def phone_masked(self) -> str:
+        """The bound phone as pages and logs show it."""
+        return mask_phone(self.phone)
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """Nothing was bound; corrected: WeCom's 60104 overruled the store, whose claim was released."""
+
+    member_id: str
+    reason: Refusal
+    corrected: bool = False
+
+
+BindResult = Bound | Refused
+
+
+class BindingFlow:
+    """Binds a student's phone: the store's claim, WeCom's contacts, then commit or release."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        contacts: WeComContacts,
+        departments: Mapping[str, int] | None = None,
+        default_department: int = ROOT_DEPARTMENT,
+        lease: float = DEFAULT_LEASE,
+    ) -> None:
+        self._store = store
+        self._contacts = contacts
+        self._departments = dict(departments or {})
+        self._default_department = default_department
+        self._lease = lease
+
+    async def bind(self, member_id: str, phone_text: str, *, actor: Actor) -> BindResult:
+        """Bind phone_text to the member, or say which rule refused it; WeCom outages propagate."""
+        try:
+            phone = normalize_phone(phone_text)
+        except InvalidPhone:
+            return Refused(member_id, Refusal.INVALID_PHONE)
+        try:
+            claim = await self._store.claim_phone(member_id, phone, lease=self._lease, actor=actor)
+        except PhoneTaken:
+            return Refused(member_id, Refusal.PHONE_TAKEN)
+        except AccountFollowed:
+            return Refused(member_id, Refusal.ACCOUNT_FOLLOWED)
+        except ClaimInProgress:
+            return Refused(member_id, Refusal.IN_PROGRESS)
+        if claim.already_bound:
+            binding = await self._store.get_binding(member_id)
+            followed = binding is not None and binding.state is BindingState.FOLLOWED
+            invited = False if followed else await self._invite(member_id)
+            return Bound(
+                member_id, phone, already_bound=True, created=False, invited=invited, followed=followed
+            )
+        try:
+            created = await self._write(member_id, phone)
+        except _Refusal as refusal:
+            await self._release(claim)
+            corrected = refusal.reason is Refusal.PHONE_TAKEN
+            if corrected:
+                await self._record_conflict(claim, refusal.why)
+            return Refused(member_id, refusal.reason, corrected=corrected)
+        except BaseException:
+            # WeCom is down, or we were cancelled: nothing may stay claimed on our side.
+            await self._release(claim)
+            raise
+        await self._store.commit_claim(claim)
+        log.info("binding: member %s bound %s (created: %s)", member_id, mask_phone(phone), created)
+        invited = await self._invite(member_id)
+        return Bound(member_id, phone, already_bound=False, created=created, invited=invited, followed=False)
+
+    async def _write(self, member_id: str, phone: str) -> bool:
+        """Write the phone to WeCom; True when the member had to be created."""
+        try:
+            await self._contacts.user_update(member_id, mobile=phone)
+            return False
+        except Exception as exc:
+            code = errcode_of(exc)
+            if code != USER_NOT_FOUND:
+                _raise_refusal(code, exc)
+                raise
+        entry = await self._store.directory_get(member_id)
+        if entry is None:
+            raise _Refusal(Refusal.NOT_IN_DIRECTORY, "member in neither WeCom nor the directory")
+        department = self._departments.get(entry.department, self._default_department)
+        try:
+            await self._contacts.user_create(
+                userid=member_id, name=entry.name, department=[department], mobile=phone
+            )
+            return True
+        except Exception as exc:
+            code = errcode_of(exc)
+            if code != USERID_EXISTS:
+                _raise_refusal(code, exc)
+                raise
+        # Created meanwhile (by an admin or a sync): it exists now, so update it after all.
+        try:
+            await self._contacts.user_update(member_id, mobile=phone)
+        except Exception as exc:
+            _raise_refusal(errcode_of(exc), exc)
+            raise
+        return False
+
+    async def _invite(self, member_id: str) -> bool:
+        # The binding stands without the invite: the student can still scan the follow QR.
+        try:
+            outcome = await self._contacts.batch_invite(users=[member_id])
+        except Exception as exc:
+            log.warning("binding: batch/invite of %s failed (errcode %s)", member_id, errcode_of(exc))
+            return False
+        return member_id not in outcome.invalid_users
+
+    async def _record_conflict(self, claim: Claim, why: str) -> None:
+        # WeCom overruled the store (I1): the audit log says so beside the released claim.
+        try:
+            await self._store.audit_conflict(claim.member_id, claim.phone, why, actor=claim.actor)
+        except Exception:
+            log.exception("binding: recording WeCom's conflict for member %s failed", claim.member_id)
+
+    async def _release(self, claim: Claim) -> None:
+        try:
+            await self._store.release_claim(claim)
+        except Exception:
+            # Its lease runs out, and reconciliation settles the member from WeCom's truth.
+            log.exception("binding: releasing the claim of member %s failed", claim.member_id)
+
+
+class _Refusal(Exception):
+    """WeCom refused the write for a reason the student can act on."""
+
+    def __init__(self, reason: Refusal, why: str) -> None:
+        super().__init__(why)
+        self.reason = reason
+        self.why = why
+
+
+def _raise_refusal(code: int | None, exc: BaseException) -> None:
+    if code == MOBILE_EXISTS:
+        raise _Refusal(Refusal.PHONE_TAKEN, "wecom 60104: mobile belongs to another member") from exc
+    if code == MOBILE_INVALID:
+        raise _Refusal(Refusal.MOBILE_REFUSED, "wecom 60103: mobile refused") from exc

@@ -1,0 +1,165 @@
+"""The school directory import: encodings, both header spellings, a dry run, bad rows, all or nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from callback_service.cli import main
+from callback_service.directory import import_directory, parse_directory
+from callback_service.store import open_store
+from handlers.binding import DirectoryEntry
+from handlers.contracts import Store
+from tests.callback_service.test_qr import ENV
+
+GOOD = (
+    "学号,姓名,院系,手机\n"
+    "2021001,张三,机械与汽车工程学院,138 0000 0001\n"
+    "2021002,李四,电子电气工程学院,\n"
+    '2021003,"王五, 小名",管理学院,+86-138-0000-0003\n'
+)
+EXPECTED = [
+    DirectoryEntry("2021001", "张三", "机械与汽车工程学院", "13800000001"),
+    DirectoryEntry("2021002", "李四", "电子电气工程学院", None),
+    DirectoryEntry("2021003", "王五, 小名", "管理学院", "13800000003"),
+]
+
+
+async def _entries(store: Store) -> list[DirectoryEntry | None]:
+    return [await store.directory_get(student_id) for student_id in ("2021001", "2021002", "2021003")]
+
+
+@pytest.mark.parametrize(
+    ("data", "encoding"),
+    [
+        (GOOD.encode("utf-8"), "UTF-8"),
+        (b"\xef\xbb\xbf" + GOOD.encode("utf-8"), "UTF-8 (BOM)"),
+        (GOOD.encode("gb18030"), "GB18030"),
+        (GOOD.replace("\n", "\r\n").encode("gb18030"), "GB18030"),
+    ],
+)
+async def test_imports_every_encoding_spreadsheets_save(sqlite_store: Store, data: bytes, encoding: str) -> None:
+    report = await import_directory(sqlite_store, data)
+    assert report.ok
+    assert (report.encoding, report.rows, report.with_phone, report.written) == (encoding, 3, 2, 3)
+    assert await _entries(sqlite_store) == EXPECTED
+
+
+async def test_english_headers_in_any_order_and_extra_columns(sqlite_store: Store) -> None:
+    data = (
+        "Phone, Student ID ,Name,Department,班级\n"
+        "13800000001,2021001,张三,机械与汽车工程学院,1班\n"
+        ",2021002,李四,电子电气工程学院,2班\n"
+        "13800000003,2021003,\"王五, 小名\",管理学院,3班\n"
+    ).encode()
+    report = await import_directory(sqlite_store, data)
+    assert report.ok, report.problems
+    assert await _entries(sqlite_store) == EXPECTED
+
+
+async def test_a_dry_run_checks_and_writes_nothing(sqlite_store: Store) -> None:
+    report = await import_directory(sqlite_store, GOOD.encode(), dry_run=True)
+    assert report.ok
+    assert report.rows == 3
+    assert report.written == 0
+    assert await sqlite_store.directory_count() == 0
+    assert "试运行" in report.lines()[-1]
+
+
+async def test_bad_rows_are_reported_by_line_and_nothing_is_imported(sqlite_store: Store) -> None:
+    data = (
+        "学号,姓名,院系,手机\n"  # line 1
+        "2021001,张三,机械与汽车工程学院,13800000001\n"  # 2: good
+        "2021002,李四,电子电气工程学院,12345\n"  # 3: bad phone
+        '2021003,"王五\n第二行",管理学院,\n'  # 4-5: good, a quoted line break
+        ",赵六,管理学院,\n"  # 6: no student id
+        "\n"  # 7: blank, skipped
+        "2021001,张三,机械与汽车工程学院,\n"  # 8: duplicate of line 2
+        "2021009,,,\n"  # 9: no name, no department
+        "bad id!,钱九,管理学院,\n"  # 10: id unusable in WeCom
+    ).encode("gb18030")
+    report = await import_directory(sqlite_store, data)
+    assert not report.ok
+    assert report.written == 0
+    assert [(p.line, p.message[:4]) for p in report.problems] == [
+        (3, "手机号格"),
+        (6, "学号为空"),
+        (8, "学号 2"),
+        (9, "姓名为空"),
+        (9, "院系为空"),
+        (10, "学号只能"),
+    ]
+    assert "与第 2 行重复" in report.problems[2].message
+    assert "12345" not in "\n".join(report.lines())
+    assert str(report.problems[0]).startswith("第 3 行：")
+    assert "未导入任何记录" in report.lines()[-1]
+    assert await sqlite_store.directory_count() == 0
+
+
+async def test_an_import_replaces_entries_by_student_id(sqlite_store: Store) -> None:
+    await import_directory(sqlite_store, GOOD.encode())
+    again = "学号,姓名,院系,手机\n2021002,李四,电子电气工程学院,13800000002\n".encode()
+    assert (await import_directory(sqlite_store, again)).written == 1
+    assert await sqlite_store.directory_get("2021002") == DirectoryEntry(
+        "2021002", "李四", "电子电气工程学院", "13800000002"
+    )
+    assert await sqlite_store.directory_count() == 3
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "文件为空"),
+        ("学号,姓名,手机\n2021001,张三,\n".encode(), "表头缺少列：院系/department"),
+        ("学号,姓名,院系,手机\n\n".encode(), "没有学生记录"),
+        (b"\xff\xfe\x00\x00\x81\x30", "编码无法识别"),
+    ],
+)
+def test_files_that_are_not_a_directory(data: bytes, message: str) -> None:
+    parsed = parse_directory(data)
+    assert parsed.entries == ()
+    assert len(parsed.problems) == 1
+    assert message in parsed.problems[0].message
+
+
+@pytest.fixture
+def settings_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("WECOM_BIND_CONFIG", raising=False)
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    monkeypatch.setenv("WECOM_BIND_STORE_URL", url)
+    return url
+
+
+async def _count(url: str) -> int:
+    store = await open_store(url)
+    try:
+        return await store.directory_count()
+    finally:
+        await store.close()
+
+
+def test_the_command_imports_dry_runs_and_reports(
+    settings_env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = tmp_path / "good.csv"
+    good.write_bytes(GOOD.encode("gb18030"))
+    assert main(["directory", "import", str(good), "--dry-run"]) == 0
+    assert "试运行" in capsys.readouterr().out
+    assert asyncio.run(_count(settings_env)) == 0
+    assert main(["directory", "import", str(good)]) == 0
+    assert "已导入 3 条记录" in capsys.readouterr().out
+    assert asyncio.run(_count(settings_env)) == 3
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("学号,姓名,院系,手机\n2021005,周八,管理学院,1234\n", encoding="utf-8")
+    assert main(["directory", "import", str(bad)]) == 1
+    out = capsys.readouterr().out
+    assert "第 2 行：手机号格式不正确" in out
+    assert asyncio.run(_count(settings_env)) == 3
+
+    assert main(["directory", "import", str(tmp_path / "missing.csv")]) == 2
+    assert "cannot read" in capsys.readouterr().err

@@ -1,0 +1,248 @@
+"""The binding rules over a real store (SQLite and Redis) and the WeCom emulator through the real client."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+from pytest_aiohttp import AiohttpServer
+
+from callback_service.sandbox.wecom import APP, CONTACTS, Member, WeComSandboxState, create_wecom_sandbox
+from callback_service.sandbox.wecom_keys import WECOM_SANDBOX_STATE
+from callback_service.wecom_client import WeComClient, WeComUnavailable
+from handlers.binding import Actor, AuditAction, BindingState, DirectoryEntry
+from handlers.binding_flow import BindingFlow, Bound, Refusal, Refused
+from handlers.contacts import WeComContacts, errcode_of
+from handlers.contracts import Store
+from handlers.guide import ErrorCode
+from tests.store.support import FakeClock
+
+CORP_ID = "wwflowtest0000000"
+T = TypeVar("T")
+ACTOR = Actor(who="2021001", source="bind-page 127.0.0.1")
+
+
+@dataclass
+class World:
+    """The flow, its store and the emulator's state."""
+
+    flow: BindingFlow
+    store: Store
+    wecom: WeComSandboxState
+    clock: FakeClock
+
+    async def actions(self, member_id: str) -> list[AuditAction]:
+        return [r.action for r in reversed(await self.store.audit_list(member_id=member_id))]
+
+
+@pytest.fixture
+async def wecom_server(aiohttp_server: AiohttpServer) -> TestServer:
+    app = create_wecom_sandbox(
+        corp_id=CORP_ID,
+        secrets={"app-secret": APP, "contacts-secret": CONTACTS},
+        agent_id=1000002,
+        callback=None,
+        departments={1: "学校", 7: "管理学院"},
+        members=[
+            Member(userid="2021001", name="张三", department=[1]),
+            Member(userid="2021002", name="李四", department=[1]),
+            Member(userid="2020999", name="周八", department=[1], mobile="13900000099"),
+        ],
+    )
+    return await aiohttp_server(app)
+
+
+@pytest.fixture
+async def world(wecom_server: TestServer, store: Store, clock: FakeClock) -> AsyncIterator[World]:
+    async with aiohttp.ClientSession() as session:
+        client = WeComClient(
+            session=session,
+            api_base=str(wecom_server.make_url("")),
+            corp_id=CORP_ID,
+            secret="contacts-secret",
+            store=store,
+            clock=clock,
+            max_attempts=2,
+            base_delay=0.01,
+        )
+        contacts: WeComContacts = client  # the real client fulfils the contract, as mypy checks here
+        await store.directory_upsert(
+            [
+                DirectoryEntry("2021001", "张三", "学校", "13800000001"),
+                DirectoryEntry("2021004", "赵六", "管理学院", None),
+                DirectoryEntry("2021005", "钱九", "未知学院", None),
+            ]
+        )
+
+        flow = BindingFlow(store=store, contacts=contacts, departments={"管理学院": 7})
+        yield World(flow, store, wecom_server.app[WECOM_SANDBOX_STATE], clock)
+
+
+async def test_binds_through_user_update_then_commits_and_invites(world: World) -> None:
+    result = await world.flow.bind("2021001", "+86 138-0000-0001", actor=ACTOR)
+    assert result == Bound("2021001", "13800000001", already_bound=False, created=False, invited=True, followed=False)
+    assert result.phone_masked == "138****0001"
+    assert world.wecom.members["2021001"].mobile == "13800000001"
+    binding = await world.store.get_binding("2021001")
+    assert binding is not None
+    assert binding.state is BindingState.BOUND
+    assert binding.phone == "13800000001"
+    assert await world.actions("2021001") == [AuditAction.CLAIM, AuditAction.BIND]
+    assert [i.users for i in world.wecom.invites] == [("2021001",)]
+
+
+async def test_creates_a_member_missing_in_wecom_from_the_directory(world: World) -> None:
+    result = await world.flow.bind("2021004", "13800000004", actor=ACTOR)
+    assert isinstance(result, Bound)
+    assert result.created
+    member = world.wecom.members["2021004"]
+    assert (member.name, member.department, member.mobile) == ("赵六", [7], "13800000004")
+
+
+async def test_an_unknown_department_lands_in_the_root(world: World) -> None:
+    result = await world.flow.bind("2021005", "13800000005", actor=ACTOR)
+    assert isinstance(result, Bound)
+    assert result.created
+    assert world.wecom.members["2021005"].department == [1]
+
+
+async def test_a_member_in_neither_wecom_nor_the_directory_is_refused(world: World) -> None:
+    result = await world.flow.bind("2021009", "13800000009", actor=ACTOR)
+    assert result == Refused("2021009", Refusal.NOT_IN_DIRECTORY)
+    assert await world.store.get_binding("2021009") is None
+    assert await world.actions("2021009") == [AuditAction.CLAIM, AuditAction.RELEASE]
+
+
+@pytest.mark.parametrize("typed", ["", "1380000000", "abc", "+1 4155550100"])
+async def test_a_malformed_phone_is_refused_before_anything_is_written(world: World, typed: str) -> None:
+    result = await world.flow.bind("2021001", typed, actor=ACTOR)
+    assert result == Refused("2021001", Refusal.INVALID_PHONE)
+    assert result.reason.code is None
+    assert await world.actions("2021001") == []
+    assert world.wecom.calls == []
+
+
+async def test_a_phone_of_another_member_is_2_1(world: World) -> None:
+    await world.flow.bind("2021001", "13800000001", actor=ACTOR)
+    calls = len(world.wecom.calls)
+    result = await world.flow.bind("2021002", "13800000001", actor=ACTOR)
+    assert result == Refused("2021002", Refusal.PHONE_TAKEN)
+    assert result.reason.code is ErrorCode.PHONE_TAKEN
+    assert len(world.wecom.calls) == calls  # the store's answer was enough
+
+
+async def test_a_followed_member_is_2_2(world: World) -> None:
+    await world.flow.bind("2021001", "13800000001", actor=ACTOR)
+    await world.store.follow("2021001", "o-1", actor=ACTOR)
+    result = await world.flow.bind("2021001", "13800000002", actor=ACTOR)
+    assert result == Refused("2021001", Refusal.ACCOUNT_FOLLOWED)
+    assert result.reason.code is ErrorCode.ACCOUNT_FOLLOWED
+    assert world.wecom.members["2021001"].mobile == "13800000001"
+
+
+async def test_a_followed_member_confirming_its_phone_is_fine(world: World) -> None:
+    await world.flow.bind("2021001", "13800000001", actor=ACTOR)
+    await world.store.follow("2021001", "o-1", actor=ACTOR)
+    invites = len(world.wecom.invites)
+    result = await world.flow.bind("2021001", "13800000001", actor=ACTOR)
+    assert isinstance(result, Bound)
+    assert result.already_bound
+    assert result.followed
+    assert not result.invited
+    assert len(world.wecom.invites) == invites
+
+
+async def test_wecom_60104_becomes_2_1_the_claim_released_and_the_conflict_audited(world: World) -> None:
+    result = await world.flow.bind("2021001", "13900000099", actor=ACTOR)
+    assert result == Refused("2021001", Refusal.PHONE_TAKEN, corrected=True)
+    assert await world.store.get_binding("2021001") is None
+    assert await world.store.get_binding_by_phone("13900000099") is None
+    records = list(reversed(await world.store.audit_list(member_id="2021001")))
+    assert [r.action for r in records] == [AuditAction.CLAIM, AuditAction.RELEASE, AuditAction.CONFLICT]
+    conflict = records[2]
+    assert (conflict.who, conflict.source) == (ACTOR.who, ACTOR.source)
+    assert "60104" in conflict.detail
+    assert conflict.phone_masked == "139****0099"
+    assert await world.store.integrity_problems() == []
+
+
+async def test_wecom_60104_keeps_the_previous_phone(world: World) -> None:
+    await world.flow.bind("2021001", "13800000001", actor=ACTOR)
+    result = await world.flow.bind("2021001", "13900000099", actor=ACTOR)
+    assert isinstance(result, Refused)
+    assert result.reason is Refusal.PHONE_TAKEN
+    binding = await world.store.get_binding("2021001")
+    assert binding is not None
+    assert binding.phone == "13800000001"
+    assert binding.state is BindingState.BOUND
+    assert world.wecom.members["2021001"].mobile == "13800000001"
+
+
+async def test_wecom_refusing_the_mobile_is_a_refusal(world: World) -> None:
+    world.wecom.faults.errcode(60103, api="user/update")
+    result = await world.flow.bind("2021001", "13800000001", actor=ACTOR)
+    assert result == Refused("2021001", Refusal.MOBILE_REFUSED)
+    assert await world.store.get_binding("2021001") is None
+
+
+async def test_a_wecom_outage_propagates_and_releases_the_claim(world: World) -> None:
+    world.wecom.faults.status(502, count=10, api="user/update")
+    with pytest.raises(WeComUnavailable) as raised:
+        await world.flow.bind("2021001", "13800000001", actor=ACTOR)
+    assert errcode_of(raised.value) == -1
+    assert await world.store.get_binding("2021001") is None
+    assert await world.actions("2021001") == [AuditAction.CLAIM, AuditAction.RELEASE]
+
+
+async def test_a_member_created_meanwhile_is_updated_after_all(world: World) -> None:
+    world.wecom.faults.errcode(60111, api="user/update")
+    world.wecom.members["2021004"] = Member(userid="2021004", name="赵六", department=[7])
+    result = await world.flow.bind("2021004", "13800000004", actor=ACTOR)
+    assert isinstance(result, Bound)
+    assert not result.created
+    assert world.wecom.members["2021004"].mobile == "13800000004"
+
+
+async def test_a_failed_invite_leaves_the_binding_standing(world: World) -> None:
+    world.wecom.faults.errcode(40035, api="batch/invite")
+    result = await world.flow.bind("2021001", "13800000001", actor=ACTOR)
+    assert isinstance(result, Bound)
+    assert not result.invited
+    binding = await world.store.get_binding("2021001")
+    assert binding is not None
+    assert binding.state is BindingState.BOUND
+
+
+async def test_a_second_claim_while_the_first_is_at_wecom_is_in_progress(world: World) -> None:
+    world.wecom.faults.delay(0.3, api="user/update")
+    first, second = await asyncio.gather(
+        world.flow.bind("2021001", "13800000001", actor=ACTOR),
+        _later(world.flow.bind("2021001", "13800000011", actor=ACTOR)),
+    )
+    assert isinstance(first, Bound)
+    assert second == Refused("2021001", Refusal.IN_PROGRESS)
+    assert (await world.actions("2021001")).count(AuditAction.BIND) == 1
+
+
+async def test_two_members_racing_for_one_phone_bind_one(world: World) -> None:
+    results = await asyncio.gather(
+        world.flow.bind("2021001", "13800000001", actor=ACTOR),
+        world.flow.bind("2021002", "13800000001", actor=ACTOR),
+    )
+    assert sorted(type(r).__name__ for r in results) == ["Bound", "Refused"]
+    holders = [m.userid for m in world.wecom.members.values() if m.mobile == "13800000001"]
+    assert len(holders) == 1
+    binding = await world.store.get_binding_by_phone("13800000001")
+    assert binding is not None
+    assert binding.member_id == holders[0]
+    assert await world.store.integrity_problems() == []
+
+
+async def _later(coroutine: Awaitable[T]) -> T:
+    await asyncio.sleep(0.05)
+    return await coroutine

@@ -1,0 +1,84 @@
+"""The service, the CAS emulator and the WeCom emulator on loopback ports, on a real SQLite file."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpServer
+
+from callback_service.app import create_app
+from callback_service.keys import PAGES_CONFIG, STORE
+from callback_service.pages import PagesConfig
+from callback_service.sandbox.cas import create_cas_sandbox
+from callback_service.sandbox.wecom import APP, CONTACTS, WECOM_SANDBOX_STATE, create_wecom_sandbox
+from tests.callback_service.conftest import make_settings
+from tests.pages.support import CAS_USERS, DEPARTMENTS, DIRECTORY, PagesEnv, wecom_members
+from tests.support.callbacks import AGENT_ID, CORP_ID
+
+MakeEnv = Callable[..., Awaitable[PagesEnv]]
+AiohttpClient = Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]]
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """The browser's session at CAS (its cookie jar takes 127.0.0.1's cookies)."""
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        yield session
+
+
+@pytest.fixture
+def make_env(
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+    http: aiohttp.ClientSession,
+    tmp_path: Path,
+) -> MakeEnv:
+    """Start the emulators and the service; settings and the pages' config may be overridden."""
+
+    async def make(config: PagesConfig | None = None, **overrides: Any) -> PagesEnv:
+        cas = await aiohttp_server(create_cas_sandbox(users=CAS_USERS))
+        wecom = await aiohttp_server(
+            create_wecom_sandbox(
+                corp_id=CORP_ID,
+                secrets={"app-secret": APP, "contacts-secret": CONTACTS},
+                agent_id=AGENT_ID,
+                callback=None,
+                departments=DEPARTMENTS,
+                members=wecom_members(),
+            )
+        )
+        wecom_base = str(wecom.make_url("")).rstrip("/")
+        values: dict[str, Any] = {
+            "store_url": f"sqlite:///{tmp_path / 'store.db'}",
+            "cas_base_url": str(cas.make_url("")).rstrip("/"),
+            "wecom_api_base": wecom_base,
+            "follow_url": wecom_base + "/follow",
+            **overrides,
+        }
+        settings = make_settings(**values)
+        app = create_app(settings, run_workers=False)
+        app[PAGES_CONFIG] = config or PagesConfig(departments={"电子电气工程学院": 2})
+        client = await aiohttp_client(app)
+        await app[STORE].directory_upsert(DIRECTORY)
+        return PagesEnv(
+            client=client,
+            settings=settings,
+            cas=cas,
+            wecom=wecom,
+            wecom_state=wecom.app[WECOM_SANDBOX_STATE],
+            http=http,
+        )
+
+    return make
+
+
+@pytest.fixture
+async def env(make_env: MakeEnv) -> PagesEnv:
+    """The usual setup."""
+    return await make_env()

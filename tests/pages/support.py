@@ -1,0 +1,153 @@
+"""The students' flow, driven as a browser would: a CAS login, the phone form, a submit.
+
+PagesEnv holds the service (built through create_app), the CAS emulator and the WeCom emulator,
+each on its own loopback port. The helpers return raw responses so that tests can look at
+statuses, headers and redirects (allow_redirects=False) themselves.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+from typing import Final
+
+import aiohttp
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from callback_service.keys import STORE
+from callback_service.sandbox.cas import CasUser
+from callback_service.sandbox.wecom import Member, WeComSandboxState
+from config import Settings
+from handlers.binding import DirectoryEntry
+from handlers.contracts import Store
+from tests.cas._support import post_login, ticket_of
+
+PASSWORD: Final = "密码-correct-horse"
+CAS_USERS: Final = {
+    user.student_id: user
+    for user in (
+        # In the directory with a phone; a member of WeCom without one.
+        CasUser(student_id="2021001", password=PASSWORD, name="张三", attributes={}),
+        # In the directory without a phone; CAS releases a mobile.
+        CasUser(student_id="2021002", password=PASSWORD, name="李四", attributes={"mobile": "13800000002"}),
+        # Neither: the field is empty.
+        CasUser(student_id="2021003", password=PASSWORD, name="王五", attributes={}),
+        # In the directory, not yet a member of WeCom: bound through user/create.
+        CasUser(student_id="2021004", password=PASSWORD, name="赵六", attributes={}),
+        # In neither the directory nor WeCom, with a name that HTML must escape.
+        CasUser(student_id="2021009", password=PASSWORD, name="<b>孙七</b>", attributes={}),
+    )
+}
+DIRECTORY: Final = (
+    DirectoryEntry("2021001", "张三", "机械与汽车工程学院", "13800000001"),
+    DirectoryEntry("2021002", "李四", "电子电气工程学院", None),
+    DirectoryEntry("2021003", "王五", "管理学院", None),
+    DirectoryEntry("2021004", "赵六", "电子电气工程学院", "13800000004"),
+)
+DEPARTMENTS: Final = {1: "上海工程技术大学", 2: "电子电气工程学院"}
+OTHER_MEMBER: Final = "2020999"
+OTHER_PHONE: Final = "13900000099"
+"""A member that WeCom holds with a phone our store has never heard of (to meet 60104)."""
+
+
+def wecom_members() -> list[Member]:
+    """The emulator's contacts at the start of a test."""
+    return [
+        Member(userid="2021001", name="张三", department=[1]),
+        Member(userid="2021002", name="李四", department=[2]),
+        Member(userid="2021003", name="王五", department=[1]),
+        Member(userid="2021009", name="孙七", department=[1]),
+        Member(userid=OTHER_MEMBER, name="周八", department=[1], mobile=OTHER_PHONE),
+    ]
+
+
+@dataclass
+class PagesEnv:
+    """The service and both emulators, running."""
+
+    client: TestClient[web.Request, web.Application]
+    settings: Settings
+    cas: TestServer
+    wecom: TestServer
+    wecom_state: WeComSandboxState
+    http: aiohttp.ClientSession
+
+    @property
+    def store(self) -> Store:
+        """The service's own store."""
+        return self.client.app[STORE]
+
+    @property
+    def service_url(self) -> str:
+        """The CAS service URL the service asks tickets for."""
+        return self.settings.public_base_url + "/bind/cas"
+
+    async def ticket(self, student_id: str) -> str:
+        """Log the student in at CAS and return the ticket CAS hands back for our service."""
+        response = await post_login(
+            self.http,
+            self.cas.make_url("/login"),
+            username=student_id,
+            password=CAS_USERS[student_id].password,
+            service=self.service_url,
+        )
+        assert response.status == 302, response.status
+        return ticket_of(response.headers["Location"], self.service_url)
+
+    async def login(self, student_id: str) -> aiohttp.ClientResponse:
+        """Walk the student through CAS back to /bind/cas; return the service's answer."""
+        ticket = await self.ticket(student_id)
+        response = await self.client.get("/bind/cas", params={"ticket": ticket}, allow_redirects=False)
+        await response.read()
+        return response
+
+    async def form(self) -> PhoneForm:
+        """Open the phone page of the student logged in and read its form."""
+        response = await self.client.get("/bind/phone", allow_redirects=False)
+        assert response.status == 200, response.status
+        return PhoneForm.read(await response.text())
+
+    async def submit(
+        self, phone: str, *, form: PhoneForm | None = None, follow: bool = True
+    ) -> aiohttp.ClientResponse:
+        """Submit the phone form (read afresh unless given)."""
+        form = form or await self.form()
+        response = await self.client.post(
+            "/bind/phone",
+            data={"csrf": form.csrf, "form_id": form.form_id, "phone": phone},
+            allow_redirects=follow,
+        )
+        await response.read()
+        return response
+
+    async def bind(self, student_id: str, phone: str) -> str:
+        """Log in and bind; return the result page."""
+        assert (await self.login(student_id)).status == 302
+        response = await self.submit(phone)
+        return await response.text()
+
+
+@dataclass(frozen=True)
+class PhoneForm:
+    """The hidden fields and the pre-filled phone of the binding page."""
+
+    csrf: str
+    form_id: str
+    phone: str
+
+    @classmethod
+    def read(cls, page: str) -> PhoneForm:
+        """Read the form out of the page's HTML."""
+        return cls(
+            csrf=_value(page, "csrf"),
+            form_id=_value(page, "form_id"),
+            phone=_value(page, "phone"),
+        )
+
+
+def _value(page: str, name: str) -> str:
+    found = re.search(rf'name="{name}" value="([^"]*)"', page)
+    assert found is not None, f"no {name} field in the page"
+    return html.unescape(found.group(1))

@@ -1,0 +1,147 @@
+"""Security of the pages: CSRF, rate limits, outages as pages, headers, nothing internal shown."""
+
+from __future__ import annotations
+
+import pytest
+
+from callback_service.keys import STORE
+from callback_service.pages import PagesConfig
+from tests.pages.conftest import MakeEnv
+from tests.pages.support import PagesEnv
+
+INTERNALS = ("Traceback", "StoreUnavailable", "WeComUnavailable", "sqlite", "errcode", "Exception")
+
+
+def _nothing_internal(page: str) -> None:
+    for word in INTERNALS:
+        assert word not in page
+
+
+@pytest.mark.parametrize("csrf", [None, "", "wrong-token", "x" * 2000])
+async def test_a_submit_without_the_right_csrf_token_is_refused(env: PagesEnv, csrf: str | None) -> None:
+    await env.login("2021001")
+    form = await env.form()
+    data = {"form_id": form.form_id, "phone": "13800000001"}
+    if csrf is not None:
+        data["csrf"] = csrf
+    response = await env.client.post("/bind/phone", data=data, allow_redirects=False)
+    page = await response.text()
+    assert response.status == 403
+    assert "请求无效" in page
+    assert await env.store.get_binding("2021001") is None
+    assert "user/update" not in env.wecom_state.calls
+
+
+async def test_another_sessions_csrf_token_is_refused(env: PagesEnv) -> None:
+    await env.login("2021003")
+    stolen = await env.form()
+    env.client.session.cookie_jar.clear()
+    await env.login("2021001")
+    response = await env.client.post(
+        "/bind/phone", data={"csrf": stolen.csrf, "form_id": stolen.form_id, "phone": "13800000001"}
+    )
+    assert response.status == 403
+
+
+async def test_a_submit_without_a_session_is_refused(env: PagesEnv) -> None:
+    response = await env.client.post("/bind/phone", data={"csrf": "x", "phone": "13800000001"})
+    page = await response.text()
+    assert response.status == 403
+    assert "页面已过期" in page
+    assert 'href="/bind"' in page
+
+
+async def test_every_form_carries_a_csrf_token(env: PagesEnv) -> None:
+    await env.login("2021001")
+    for path in ("/bind/phone", "/me"):
+        page = await (await env.client.get(path)).text()
+        assert page.count("<form") == page.count('name="csrf"') >= 1
+
+
+async def test_logout_needs_the_csrf_token(env: PagesEnv) -> None:
+    await env.login("2021001")
+    refused = await env.client.post("/logout", data={"csrf": "wrong"})
+    assert refused.status == 403
+    assert "张三" in await (await env.client.get("/me")).text()
+    form = await env.form()
+    done = await env.client.post("/logout", data={"csrf": form.csrf})
+    assert done.status == 200
+    assert "您尚未登录" in await (await env.client.get("/me")).text()
+
+
+async def test_too_many_submits_of_a_student_get_a_429_page(make_env: MakeEnv) -> None:
+    env = await make_env(PagesConfig(submits_per_student=3, submit_window=600))
+    await env.login("2021001")
+    for _ in range(3):
+        assert (await env.submit("12345", follow=False)).status == 400
+    response = await env.submit("13800000001", follow=False)
+    page = await response.text()
+    assert response.status == 429
+    assert "提交过于频繁" in page
+    assert "10 分钟" in page
+    assert response.headers["Retry-After"] == "600"
+    assert await env.store.get_binding("2021001") is None
+
+
+async def test_too_many_submits_from_one_address_get_a_429_page(make_env: MakeEnv) -> None:
+    env = await make_env(PagesConfig(submits_per_student=100, submits_per_ip=2))
+    await env.login("2021001")
+    assert (await env.submit("12345", follow=False)).status == 400
+    env.client.session.cookie_jar.clear()
+    await env.login("2021003")
+    assert (await env.submit("12345", follow=False)).status == 400
+    assert (await env.submit("13800000003", follow=False)).status == 429
+
+
+async def test_a_store_outage_is_a_503_page_without_internals(env: PagesEnv) -> None:
+    await env.login("2021001")
+    form = await env.form()
+    await env.client.app[STORE].close()
+    for response in (
+        await env.client.get("/bind/phone"),
+        await env.client.get("/me"),
+        await env.client.post(
+            "/bind/phone", data={"csrf": form.csrf, "form_id": form.form_id, "phone": "13800000001"}
+        ),
+    ):
+        page = await response.text()
+        assert response.status == 503
+        assert "服务暂时不可用" in page
+        assert response.headers["Retry-After"] == "30"
+        _nothing_internal(page)
+
+
+async def test_a_wecom_outage_is_a_503_page_and_releases_the_claim(env: PagesEnv) -> None:
+    await env.login("2021001")
+    env.wecom_state.faults.status(403, count=5, api="user/update")
+    response = await env.submit("13800000001", follow=False)
+    page = await response.text()
+    assert response.status == 503
+    assert "服务暂时不可用" in page
+    _nothing_internal(page)
+    assert await env.store.get_binding("2021001") is None
+    assert await env.store.get_binding_by_phone("13800000001") is None
+    env.wecom_state.faults.clear()
+    # A fresh form binds once WeCom is back.
+    assert "绑定成功" in await (await env.submit("13800000001")).text()
+
+
+async def test_pages_send_security_headers(env: PagesEnv) -> None:
+    await env.login("2021001")
+    for path in ("/help", "/me", "/bind/phone"):
+        response = await env.client.get(path)
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["Cache-Control"] == "no-store"
+        assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+        assert "script-src" not in response.headers["Content-Security-Policy"]
+        assert "<script" not in await response.text()
+    redirect = await env.client.get("/bind", allow_redirects=False)
+    assert redirect.headers["Cache-Control"] == "no-store"
+
+
+async def test_phones_never_travel_in_a_url(env: PagesEnv) -> None:
+    await env.login("2021001")
+    response = await env.submit("13800000001", follow=False)
+    assert response.status == 303
+    assert "1380000" not in response.headers["Location"]
+    assert response.headers["Location"].startswith("/bind/result/")

@@ -19,9 +19,11 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from callback_service.app import create_app
-from callback_service.keys import STORE
+from callback_service.keys import PAGES_CONFIG, STORE
+from callback_service.pages.config import PagesConfig
 from callback_service.sandbox.cas import CasUser, create_cas_sandbox
 from callback_service.sandbox.wecom import create_wecom_sandbox
+from callback_service.sandbox.wecom_keys import WECOM_SANDBOX_STATE
 from callback_service.sandbox.wecom_push import CallbackTarget
 from callback_service.sandbox.wecom_state import APP, CONTACTS
 from config import Settings
@@ -76,6 +78,7 @@ def demo_settings(*, host: str, port: int, data_dir: Path) -> Settings:
             "store_url": f"sqlite:///{data_dir / 'demo.db'}",
             "cas_base_url": base + CAS_MOUNT,
             "wecom_api_base": base + WECOM_MOUNT,
+            "follow_url": base + WECOM_MOUNT + "/follow",
             "session_secret": secrets.token_urlsafe(32),
             "log_level": "INFO",
         }
@@ -129,9 +132,19 @@ async def _seed_directory(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+def demo_departments() -> dict[str, int]:
+    """The demo's 院系, each a WeCom department under the root (1)."""
+    names = sorted({student.department for student in DEMO_STUDENTS})
+    return {name: 2 + number for number, name in enumerate(names)}
+
+
 def wecom_sandbox(settings: Settings) -> web.Application:
-    """The emulated WeCom of the demo, pushing its callbacks to the service beside it."""
-    return create_wecom_sandbox(
+    """The emulated WeCom of the demo, pushing its callbacks to the service beside it.
+
+    Each demo student has a simulated WeChat with its own phone, to pick on the follow page.
+    """
+    departments = {1: "上海工程技术大学"} | {ident: name for name, ident in demo_departments().items()}
+    app = create_wecom_sandbox(
         corp_id=settings.corp_id,
         secrets={
             settings.app_secret.get_secret_value(): APP,
@@ -143,13 +156,24 @@ def wecom_sandbox(settings: Settings) -> web.Application:
             token=settings.token.get_secret_value(),
             encoding_aes_key=settings.encoding_aes_key.get_secret_value(),
         ),
+        departments=departments,
     )
+    state = app[WECOM_SANDBOX_STATE]
+    for student in DEMO_STUDENTS:
+        state.add_wechat(f"{student.name}的微信", student.wechat_phone)
+    return app
 
 
 def create_demo_app(*, host: str, port: int, data_dir: Path) -> web.Application:
-    """The service with both emulators mounted, the directory seeded, and the start page at /."""
+    """The service with both emulators mounted, the directory seeded, and the start page at /.
+
+    The emulated WeCom lives in memory, so the demo's store starts afresh at each start too.
+    """
     settings = demo_settings(host=host, port=port, data_dir=data_dir)
+    for stale in data_dir.glob("demo.db*"):
+        stale.unlink()
     app = create_app(settings)
+    app[PAGES_CONFIG] = PagesConfig(departments=demo_departments())
     app.cleanup_ctx.append(_seed_directory)
     app.router.add_get("/", _start_page(settings), name="demo-start")
     app.add_subapp(CAS_MOUNT, create_cas_sandbox(users=cas_users(), show_accounts=True))

@@ -67,6 +67,9 @@ class Settings(BaseModel):
         default=60.0, ge=1.0, le=3600.0, description="seconds a worker holds an event, then others may"
     )
     second_verification: bool = Field(default=False, description="WeCom's 二次验证 admission gate")
+    departments: dict[str, int] = Field(
+        default_factory=dict, description="院系 name -> WeCom department id, for members created on binding"
+    )
     log_level: str = Field(default="INFO")
 
     @field_validator("encoding_aes_key")
@@ -127,6 +130,13 @@ class Settings(BaseModel):
     def _check_store_url(cls, value: str) -> str:
         if urlsplit(value).scheme not in ("sqlite", "redis", "rediss", "unix"):
             raise ValueError("must start with sqlite:/// or redis://")
+        return value
+
+    @field_validator("departments")
+    @classmethod
+    def _check_departments(cls, value: dict[str, int]) -> dict[str, int]:
+        if any(not name.strip() or ident < 1 for name, ident in value.items()):
+            raise ValueError("each 院系 name must be non-empty and map to a department id of 1 or more")
         return value
 
     @field_validator("log_level")

@@ -37,7 +37,7 @@ CAS_RETURN_PATH = "/bind/cas"
 
 def setup_pages(app: web.Application, config: PagesConfig | None = None) -> None:
     """Add the students' pages to the app; config may be replaced until the app starts."""
-    app[PAGES_CONFIG] = config or PagesConfig()
+    app[PAGES_CONFIG] = config or PagesConfig(departments=app[SETTINGS].departments)
     aiohttp_jinja2.setup(
         app,
         app_key=PAGE_TEMPLATES,

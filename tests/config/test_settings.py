@@ -135,3 +135,14 @@ def test_serve_with_bad_settings_exits_naming_each_variable(tmp_path: Path) -> N
         "wecom-bind: WECOM_BIND_TOKEN: required setting is missing",
         "wecom-bind: WECOM_BIND_ENCODING_AES_KEY: must be 43 characters that decode to 32 bytes",
     ]
+
+
+def test_departments_from_the_environment_as_json(clean_env: pytest.MonkeyPatch) -> None:
+    for name, value in REQUIRED.items():
+        clean_env.setenv(name, value)
+    clean_env.setenv("WECOM_BIND_DEPARTMENTS", '{"管理学院": 3, "化学化工学院": 5}')
+    assert load_settings().departments == {"管理学院": 3, "化学化工学院": 5}
+    clean_env.setenv("WECOM_BIND_DEPARTMENTS", '{"管理学院": 0}')
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert caught.value.problems[0].startswith("WECOM_BIND_DEPARTMENTS: ")

@@ -13,7 +13,9 @@ from callback_service.app import create_app
 from config import Settings
 from handlers.dispatch import Dispatcher
 from handlers.events import Event
+from tests.store.support import RedisServer
 from tests.support.callbacks import AES_KEY, AGENT_ID, CORP_ID, TOKEN
+from tests.support.world import store_url_for
 
 NOW = 1476422779  # the official sample's timestamp
 
@@ -67,14 +69,23 @@ def recorder() -> Recorder:
     return Recorder()
 
 
+@pytest.fixture(params=["sqlite", "redis"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh store on each backend: a SQLite file, or a key prefix of its own on the test Redis."""
+    redis_server: RedisServer | None = (
+        request.getfixturevalue("redis_server") if request.param == "redis" else None
+    )
+    return store_url_for(request.param, tmp_path, redis_server)
+
+
 @pytest.fixture
 async def client(
     aiohttp_client: Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]],
     clock: Clock,
     recorder: Recorder,
-    tmp_path: Path,
+    store_url: str,
 ) -> TestClient[web.Request, web.Application]:
-    """The app on a real SQLite file, its inbox drained by the tests rather than by workers."""
-    settings = make_settings(store_url=f"sqlite:///{tmp_path / 'store.db'}")
+    """The app on a real store (both backends), its inbox drained by the tests rather than by workers."""
+    settings = make_settings(store_url=store_url)
     app = create_app(settings, clock=clock, dispatcher=recorder.dispatcher(), run_workers=False)
     return await aiohttp_client(app)

@@ -7,17 +7,14 @@ import os
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import aiohttp
-import pytest
 
 from callback_service.sandbox.wecom_keys import WECOM_SANDBOX_FAULTS, WECOM_SANDBOX_STATE
 from callback_service.sandbox.wecom_state import Member
 from callback_service.store import open_store
 from handlers.binding import Binding, BindingState
 from tests.callback_service.test_serve import _env
-from tests.store.support import RedisServer
 from tests.support.callbacks import encrypt_callback, event_xml
 from tests.support.processes import free_port, start_service, stop, wait_healthy
 from tests.support.world import (
@@ -25,17 +22,8 @@ from tests.support.world import (
     CONTACTS_SECRET,
     ServerFactory,
     eventually,
-    store_url_for,
     wecom_sandbox,
 )
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    redis_server: RedisServer | None = (
-        request.getfixturevalue("redis_server") if request.param == "redis" else None
-    )
-    return store_url_for(request.param, tmp_path, redis_server)
 
 
 async def test_kill_9_while_handling_loses_nothing(

@@ -5,29 +5,18 @@ Every test runs on both store backends.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from callback_service.keys import STORE, WECOM_CONTACTS
 from callback_service.sandbox.wecom_state import Member
 from handlers.binding import AccountFollowed, Actor, Binding, BindingState
 from handlers.contracts import Store
-from tests.store.support import RedisServer
-from tests.support.world import ServerFactory, World, eventually, running_world, store_url_for
+from tests.support.world import ServerFactory, World, eventually, running_world
 from tests.wecom._support import browser, new_wechat, post_page
 
 P1 = "13800000001"
 P2 = "13800000009"
 STUDENT = Actor(who="2021001", source="127.0.0.1")
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    redis_server: RedisServer | None = (
-        request.getfixturevalue("redis_server") if request.param == "redis" else None
-    )
-    return store_url_for(request.param, tmp_path, redis_server)
 
 
 def _store(world: World) -> Store:

@@ -120,3 +120,52 @@ async def test_metrics_and_ready(client: Client) -> None:
     await client.app[STORE].close()
     response = await client.get("/ready")
     assert response.status == 503
+
+
+async def test_shutdown_finishes_the_event_in_flight(tmp_path: Path) -> None:
+    store = await open_store(f"sqlite:///{tmp_path / 's.db'}")
+    started, handled = asyncio.Event(), []
+
+    async def slow(event: Event) -> None:
+        started.set()
+        await asyncio.sleep(0.3)
+        handled.append(event.user_id)
+
+    inbox = Inbox(store=store, dispatcher=Dispatcher({}, fallback=slow), metrics=Metrics(), workers=2)
+    try:
+        await store.inbox_append("k1", "subscribe", event_xml("subscribe", "lisi", create_time=NOW))
+        inbox.start()
+        await asyncio.wait_for(started.wait(), 5)
+        await inbox.stop(grace=5)
+        assert handled == ["lisi"]
+        stats = await store.inbox_stats()
+        assert (stats.pending, stats.leased, stats.dead) == (0, 0, 0)
+    finally:
+        await store.close()
+
+
+async def test_shutdown_past_its_grace_returns_the_event(tmp_path: Path) -> None:
+    store = await open_store(f"sqlite:///{tmp_path / 's.db'}")
+    started, handled = asyncio.Event(), []
+
+    async def stuck(event: Event) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    async def good(event: Event) -> None:
+        handled.append(event.user_id)
+
+    first = Inbox(store=store, dispatcher=Dispatcher({}, fallback=stuck), metrics=Metrics(), workers=1,
+                  lease=0.5)
+    try:
+        await store.inbox_append("k1", "subscribe", event_xml("subscribe", "lisi", create_time=NOW))
+        first.start()
+        await asyncio.wait_for(started.wait(), 5)
+        await first.stop(grace=0.1)
+        assert (await store.inbox_stats()).leased == 1  # not done, not lost
+        await asyncio.sleep(0.6)  # the lease runs out
+        second = Inbox(store=store, dispatcher=Dispatcher({}, fallback=good), metrics=Metrics(), workers=1)
+        assert await second.drain() == 1
+        assert handled == ["lisi"]
+    finally:
+        await store.close()

@@ -21,6 +21,7 @@ from handlers.binding import Actor, AuditAction, BindingState
 from handlers.callbacks import CONFLICTS, CallbackHandlers
 from handlers.contracts import Store
 from handlers.events import ContactChange, Subscribe, Unsubscribe
+from tests.support.world import store_url_for
 
 CORP_ID = "wwhandlers000000"
 APP_SECRET = "app-secret"
@@ -35,9 +36,11 @@ class World:
     metrics: Metrics
 
 
-@pytest.fixture
+@pytest.fixture(params=["sqlite", "redis"])
 async def world(
-    aiohttp_server: Callable[[web.Application], Awaitable[TestServer]], tmp_path: Path
+    request: pytest.FixtureRequest,
+    aiohttp_server: Callable[[web.Application], Awaitable[TestServer]],
+    tmp_path: Path,
 ) -> AsyncIterator[World]:
     sandbox = create_wecom_sandbox(
         corp_id=CORP_ID,
@@ -50,7 +53,8 @@ async def world(
         ],
     )
     server = await aiohttp_server(sandbox)
-    store = await open_store(f"sqlite:///{tmp_path / 's.db'}")
+    redis_server = request.getfixturevalue("redis_server") if request.param == "redis" else None
+    store = await open_store(store_url_for(request.param, tmp_path, redis_server))
     metrics = Metrics()
     async with aiohttp.ClientSession() as session:
         client = WeComClient(

@@ -90,6 +90,11 @@ class Inbox:
             for number in range(self._size)
         ]
 
+    @property
+    def workers_alive(self) -> int:
+        """How many workers are running (each outlives any failure of one event)."""
+        return sum(not task.done() for task in self._tasks)
+
     async def stop(self, *, grace: float = 10.0) -> None:
         """Stop taking events, let those in flight finish within grace, then cancel the rest.
 
@@ -132,7 +137,15 @@ class Inbox:
                 await self._sleep(self._idle_poll)
                 continue
             for item in items:
-                await self._handle(item)
+                try:
+                    await self._handle(item)
+                except StoreUnavailable:
+                    # The event stays leased and comes back when its lease runs out.
+                    log.warning("inbox worker %d: store unavailable while handling event %d", number, item.id)
+                    await self._sleep(self._idle_poll)
+                except Exception:
+                    # A worker must outlive any one event; this one returns when its lease runs out.
+                    log.exception("inbox worker %d: unexpected failure on event %d", number, item.id)
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -15,6 +15,7 @@ import pytest
 from callback_service.store import open_store
 from handlers.contracts import Store
 from tests.store.support import FakeClock, RedisServer, require_redis_server
+from tests.support.world import store_url_for
 
 
 @pytest.fixture(scope="session")
@@ -55,3 +56,12 @@ def store(request: pytest.FixtureRequest) -> Store:
     """The store under test, once per backend."""
     backend: Store = request.getfixturevalue(f"{request.param}_store")
     return backend
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh store URL on each backend: a SQLite file, or a key prefix of its own on the test Redis."""
+    redis_server: RedisServer | None = (
+        request.getfixturevalue("redis_server") if request.param == "redis" else None
+    )
+    return store_url_for(request.param, tmp_path, redis_server)

@@ -1,4 +1,5 @@
-"""The students' pages: the guide's steps 1 to 3, its chapter 2 as help, and the student's state.
+"""The students' pages: the guide's steps 1 to 3, its chapter 2 as help, the student's state, and
+the admission page of second verification (二次验证) when settings turn it on.
 
 `setup_pages(app)` adds the routes, the templates and the resources the pages open at start: the
 CAS client, the sessions and the binding rules (over the store and the WeCom contacts client that
@@ -25,7 +26,7 @@ from callback_service.keys import (
     STORE,
     WECOM_CONTACTS,
 )
-from callback_service.pages import views
+from callback_service.pages import admission, views
 from callback_service.pages.config import PagesConfig
 from callback_service.pages.session import SessionStore
 from handlers.binding_flow import BindingFlow
@@ -56,6 +57,9 @@ def setup_pages(app: web.Application, config: PagesConfig | None = None) -> None
     router.add_get("/help", views.help_page, name="help")
     router.add_get("/me", views.me, name="me")
     router.add_post("/logout", views.logout, name="logout")
+    # Without second verification WeCom never sends anyone here: the route does not exist.
+    if app[SETTINGS].second_verification:
+        router.add_get("/wecom/admit", admission.admit, name="admit")
     app.cleanup_ctx.append(_pages_ctx)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -13,9 +12,7 @@ from callback_service.app import create_app
 from config import Settings
 from handlers.dispatch import Dispatcher
 from handlers.events import Event
-from tests.store.support import RedisServer
 from tests.support.callbacks import AES_KEY, AGENT_ID, CORP_ID, TOKEN
-from tests.support.world import store_url_for
 
 NOW = 1476422779  # the official sample's timestamp
 
@@ -67,15 +64,6 @@ def clock() -> Clock:
 @pytest.fixture
 def recorder() -> Recorder:
     return Recorder()
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh store on each backend: a SQLite file, or a key prefix of its own on the test Redis."""
-    redis_server: RedisServer | None = (
-        request.getfixturevalue("redis_server") if request.param == "redis" else None
-    )
-    return store_url_for(request.param, tmp_path, redis_server)
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
@@ -169,3 +170,28 @@ async def test_shutdown_past_its_grace_returns_the_event(tmp_path: Path) -> None
         assert handled == ["lisi"]
     finally:
         await store.close()
+
+
+async def test_a_worker_outlives_a_store_outage_mid_event(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = await open_store(f"sqlite:///{tmp_path / 's.db'}")
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def waiting(event: Event) -> None:
+        started.set()
+        await release.wait()
+
+    inbox = Inbox(store=store, dispatcher=Dispatcher({}, fallback=waiting), metrics=Metrics(), workers=1,
+                  idle_poll=0.05)
+    await store.inbox_append("k1", "subscribe", event_xml("subscribe", "lisi", create_time=NOW))
+    inbox.start()
+    await asyncio.wait_for(started.wait(), 5)
+    await store.close()  # the store goes away while the event is being handled
+    release.set()
+    for _ in range(40):
+        if "store unavailable while handling event" in caplog.text:
+            break
+        await asyncio.sleep(0.05)
+    assert "store unavailable while handling event" in caplog.text
+    assert inbox.workers_alive == 1
+    await inbox.stop(grace=1)
+    assert inbox.workers_alive == 0

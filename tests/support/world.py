@@ -74,8 +74,11 @@ def store_url_for(backend: str, tmp_path: Path, redis_server: RedisServer | None
     return f"{redis_server.url}?prefix=w{uuid.uuid4().hex[:12]}:"
 
 
-def wecom_sandbox(*, callback_url: str, members: list[Member]) -> web.Application:
-    """The emulated WeCom, pushing to callback_url with the test Token and key."""
+def wecom_sandbox(
+    *, callback_url: str, members: list[Member], admission_url: str | None = None
+) -> web.Application:
+    """The emulated WeCom, pushing to callback_url with the test Token and key; with admission_url,
+    second verification (二次验证) sends joining members there first."""
     return create_wecom_sandbox(
         corp_id=CORP_ID,
         secrets={APP_SECRET: APP, CONTACTS_SECRET: CONTACTS},
@@ -84,19 +87,35 @@ def wecom_sandbox(*, callback_url: str, members: list[Member]) -> web.Applicatio
         members=members,
         push_timeout=5.0,
         push_retry_delay=0.1,
+        admission_url=admission_url,
     )
 
 
 @asynccontextmanager
 async def running_world(
-    aiohttp_server: ServerFactory, *, store_url: str, members: list[Member]
+    aiohttp_server: ServerFactory,
+    *,
+    store_url: str,
+    members: list[Member],
+    second_verification: bool = False,
 ) -> AsyncIterator[World]:
-    """Start the emulator and the service (its workers running), each knowing the other's URL."""
+    """Start the emulator and the service (its workers running), each knowing the other's URL.
+
+    second_verification turns the service's admission gate on and has the emulator send joining
+    members to it.
+    """
     port = free_port()
-    wecom_app = wecom_sandbox(callback_url=f"http://127.0.0.1:{port}/wecom/callback", members=members)
+    wecom_app = wecom_sandbox(
+        callback_url=f"http://127.0.0.1:{port}/wecom/callback",
+        members=members,
+        admission_url=f"http://127.0.0.1:{port}/wecom/admit" if second_verification else None,
+    )
     wecom_server = await aiohttp_server(wecom_app)
     settings = world_settings(
-        port=port, wecom_api_base=str(wecom_server.make_url("")).rstrip("/"), store_url=store_url
+        port=port,
+        wecom_api_base=str(wecom_server.make_url("")).rstrip("/"),
+        store_url=store_url,
+        second_verification=second_verification,
     )
     service = await aiohttp_server(create_app(settings), port=port)
     yield World(service=service, wecom_server=wecom_server, wecom=wecom_app[WECOM_SANDBOX_STATE],

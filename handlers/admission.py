@@ -1,0 +1,149 @@
+"""The admission gate of WeCom's second verification (二次验证): who may join, by the binding rules.
+
+With second verification on, WeCom sends a joining member to the admission page with an OAuth
+code; the page resolves it to the member's userid (and the WeChat's openid when WeCom tells it),
+and these rules decide: the member must have completed binding (the guide's steps 2 and 3), and
+one member, one WeChat (I4) must hold. Only then is user/authsucc called, after which WeCom pushes
+`subscribe`, whose handler records the follow (and checks I4 again, atomically, in the store).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+from handlers.binding import Actor, Binding, BindingState
+from handlers.callbacks import CONFLICTS, Counters
+from handlers.contracts import Store
+from handlers.guide import ErrorCode
+from handlers.phone import mask_phone
+
+log: Final = logging.getLogger(__name__)
+
+
+class AdmissionWeCom(Protocol):
+    """What the gate needs from WeCom's API (the app's secret)."""
+
+    async def auth_succ(self, userid: str) -> None:
+        """user/authsucc: let the member join; WeCom then pushes subscribe."""
+        ...
+
+
+class AdmissionRefusal(enum.StrEnum):
+    """Why a joining member is not admitted."""
+
+    NOT_BOUND = "not_bound"
+    """Not a member, no binding, or only a claim pending: binding (steps 2 and 3) comes first."""
+    MEMBER_FOLLOWED_BY_OTHER = "member_followed_by_other"
+    """I4: the member already follows with another WeChat (or one we cannot tell apart from it)."""
+    WECHAT_FOLLOWS_OTHER = "wechat_follows_other"
+    """I4: this WeChat already follows as another member."""
+
+    @property
+    def code(self) -> ErrorCode:
+        """The guide's error whose cause and remedy the page shows."""
+        # 2.3's second cause is "not yet a member of the contacts", its remedy steps 2 and 3;
+        # 2.4 is the guide's own word for a follow that another identity holds.
+        if self is AdmissionRefusal.NOT_BOUND:
+            return ErrorCode.PHONE_NOT_IN_CONTACTS
+        return ErrorCode.PHONE_VERIFIED_BY_OTHER
+
+    @property
+    def is_conflict(self) -> bool:
+        """True for a refusal by rule I4, which goes to the audit log as a conflict."""
+        return self is not AdmissionRefusal.NOT_BOUND
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """user/authsucc was called: WeCom lets the member join and will push subscribe."""
+
+    member_id: str
+    phone_masked: str | None
+    already_followed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionRefused:
+    """The member may not join; nothing was called at WeCom."""
+
+    member_id: str | None
+    reason: AdmissionRefusal
+
+
+AdmissionResult = Admitted | AdmissionRefused
+
+
+def judge(
+    member_id: str | None, openid: str | None, binding: Binding | None, openid_holder: Binding | None
+) -> AdmissionRefusal | None:
+    """The rules of admission, pure: None admits, else the first rule that refuses.
+
+    binding is the member's, openid_holder the binding that the joining WeChat's openid follows
+    as (None when the openid is unknown or follows as nobody).
+    """
+    if member_id is None or binding is None or binding.state is BindingState.PENDING:
+        return AdmissionRefusal.NOT_BOUND
+    # When WeCom does not tell the joining WeChat's openid, a member followed in the store cannot
+    # be shown to rejoin with the same WeChat: the gate stays closed rather than guess.
+    if binding.state is BindingState.FOLLOWED and binding.openid is not None and binding.openid != openid:
+        return AdmissionRefusal.MEMBER_FOLLOWED_BY_OTHER
+    if openid_holder is not None and openid_holder.member_id != member_id:
+        return AdmissionRefusal.WECHAT_FOLLOWS_OTHER
+    return None
+
+
+class AdmissionGate:
+    """Admits a joining member by the rules, over the store and WeCom's user/authsucc."""
+
+    def __init__(self, *, store: Store, wecom: AdmissionWeCom, counters: Counters | None = None) -> None:
+        self._store = store
+        self._wecom = wecom
+        self._counters = counters
+
+    async def admit(self, member_id: str | None, openid: str | None, *, actor: Actor) -> AdmissionResult:
+        """Check the rules, then call user/authsucc; store and WeCom outages propagate."""
+        binding = await self._store.get_binding(member_id) if member_id is not None else None
+        holder = await self._store.get_binding_by_openid(openid) if openid is not None else None
+        refusal = judge(member_id, openid, binding, holder)
+        if refusal is not None:
+            await self._refused(member_id, openid, binding, holder, refusal, actor=actor)
+            return AdmissionRefused(member_id, refusal)
+        assert member_id is not None
+        assert binding is not None
+        await self._wecom.auth_succ(member_id)
+        log.info("admission: member %s admitted (user/authsucc)", member_id)
+        return Admitted(
+            member_id=member_id,
+            phone_masked=mask_phone(binding.phone) if binding.phone else None,
+            already_followed=binding.state is BindingState.FOLLOWED,
+        )
+
+    async def _refused(
+        self,
+        member_id: str | None,
+        openid: str | None,
+        binding: Binding | None,
+        holder: Binding | None,
+        refusal: AdmissionRefusal,
+        *,
+        actor: Actor,
+    ) -> None:
+        if not refusal.is_conflict:
+            state = binding.state.value if binding is not None else "none"
+            log.info("admission: member %s refused: %s (binding %s)", member_id or "-", refusal, state)
+            return
+        assert member_id is not None
+        if refusal is AdmissionRefusal.MEMBER_FOLLOWED_BY_OTHER:
+            assert binding is not None
+            detail = f"member followed as openid {binding.openid}, joining as {openid or 'an unknown openid'}"
+        else:
+            assert holder is not None
+            detail = f"openid {openid} follows as member {holder.member_id}"
+        if self._counters is not None:
+            self._counters.inc(CONFLICTS, rule="I4")
+        phone = binding.phone if binding is not None else None
+        await self._store.audit_conflict(member_id, phone, f"I4: admission refused: {detail}", actor=actor)
+        log.warning("admission: member %s refused by rule I4: %s", member_id, detail)

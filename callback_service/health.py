@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from importlib import metadata
 
 from aiohttp import web
 
-from callback_service.keys import METRICS, STORE
+from callback_service.keys import METRICS, STORE, WECOM_APP
+from callback_service.wecom_client import WeComError
 from handlers.contracts import StoreUnavailable
 
 
@@ -22,13 +24,28 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "service": "wecom-bind", "version": _version()})
 
 
+READY_TIMEOUT = 3.0
+
+
 async def ready(request: web.Request) -> web.Response:
-    """Answer 200 when the store answers, 503 otherwise."""
+    """Answer 200 when the store answers and WeCom gives the app a token, 503 otherwise."""
+    checks = {"store": "up", "wecom": "up"}
     try:
         await request.app[STORE].ping()
     except StoreUnavailable:
-        return web.json_response({"status": "unavailable", "store": "down"}, status=503)
-    return web.json_response({"status": "ready", "store": "up"})
+        checks["store"] = "down"
+    if checks["store"] == "up":
+        try:
+            # The token usually comes from the store's cache: WeCom is asked only when it runs out.
+            async with asyncio.timeout(READY_TIMEOUT):
+                await request.app[WECOM_APP].access_token()
+        except (WeComError, StoreUnavailable, TimeoutError):
+            checks["wecom"] = "down"
+    else:
+        checks["wecom"] = "unknown"
+    ok = checks["store"] == checks["wecom"] == "up"
+    body = {"status": "ready" if ok else "unavailable", **checks}
+    return web.json_response(body, status=200 if ok else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -27,6 +27,8 @@ def make_settings(**overrides: object) -> Settings:
         "contacts_secret": "contacts-secret",
         "public_base_url": "http://127.0.0.1:8080",
         "cas_base_url": "http://127.0.0.1:8080/sandbox/cas",
+        # Nothing listens on port 9: no test may reach WeCom's real host.
+        "wecom_api_base": "http://127.0.0.1:9",
         "session_secret": "x" * 40,
     }
     values.update(overrides)

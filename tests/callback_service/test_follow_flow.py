@@ -5,6 +5,7 @@ Every test runs on both store backends.
 
 from __future__ import annotations
 
+import aiohttp
 import pytest
 
 from callback_service.keys import STORE, WECOM_CONTACTS
@@ -105,3 +106,13 @@ async def test_contact_changes_pushed_by_wecom_move_and_free_phones(
         assert await _store(world).get_binding_by_phone("13800000002") is None
         assert world.wecom.pushes
         assert all(push.delivered for push in world.wecom.pushes)
+
+
+async def test_ready_when_the_store_and_wecom_answer(aiohttp_server: ServerFactory, store_url: str) -> None:
+    async with (
+        running_world(aiohttp_server, store_url=store_url, members=[]) as world,
+        aiohttp.ClientSession() as http,
+        http.get(world.service_url + "/ready") as response,
+    ):
+        assert response.status == 200
+        assert await response.json() == {"status": "ready", "store": "up", "wecom": "up"}

@@ -195,6 +195,7 @@ async def test_the_running_service_receives_the_pushes(
         "contacts_secret": "contacts",
         "public_base_url": "http://127.0.0.1:8080",
         "cas_base_url": "http://127.0.0.1:8080/sandbox/cas",
+        "wecom_api_base": "http://127.0.0.1:9",  # never WeCom's real host in a test
         "session_secret": "x" * 40,
         "store_url": f"sqlite:///{tmp_path}/service.db",
     })

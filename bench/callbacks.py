@@ -8,6 +8,7 @@ from this process:
 - wecom-bind: the real app (signature, timestamp window, decryption, XML parsing with entities off,
   and the durable inbox write to SQLite with synchronous=FULL), workers off so that only the
   acknowledgement is measured;
+- wecom-bind-redis: the same on a redis-server of its own with AOF on (appendfsync everysec);
 - wechatpy: a handler built on wechatpy's WeChatCrypto and parse_message, for reference.
 
 It prints requests per second and the ratio to bare (DESIGN.md's target: 0.6 or more), with p50
@@ -33,11 +34,12 @@ from aiohttp import web
 
 from bench.store import cpu_model
 from callback_service.app import create_app
+from tests.store.support import RedisServer, redis_server_binary
 from tests.support.callbacks import AES_KEY, CORP_ID, TOKEN, encrypt_callback, event_xml
 from tests.support.processes import free_port, wait_healthy
 from tests.support.world import world_settings
 
-KINDS = ("bare", "wecom-bind", "wechatpy")
+KINDS = ("bare", "wecom-bind", "wecom-bind-redis", "wechatpy")
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ def _wechatpy_app() -> web.Application:
     return app
 
 
-def serve(kind: str, port: int, directory: Path) -> None:
+def serve(kind: str, port: int, directory: Path, store_url: str) -> None:
     """Run one server in this process until it is terminated."""
     if kind == "bare":
         app = _bare_app()
@@ -96,7 +98,9 @@ def serve(kind: str, port: int, directory: Path) -> None:
         app = _wechatpy_app()
     else:
         settings = world_settings(
-            port=port, wecom_api_base="http://127.0.0.1:9", store_url=f"sqlite:///{directory / 'bench.db'}"
+            port=port,
+            wecom_api_base="http://127.0.0.1:9",
+            store_url=store_url or f"sqlite:///{directory / 'bench.db'}",
         )
         app = create_app(settings, run_workers=False)
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=lambda _: None)
@@ -132,12 +136,12 @@ async def _drive(base: str, requests: int, concurrency: int, offset: int) -> tup
         return time.perf_counter() - started, latencies
 
 
-def measure(kind: str, *, requests: int, concurrency: int, directory: Path) -> Figures:
+def measure(kind: str, *, requests: int, concurrency: int, directory: Path, store_url: str = "") -> Figures:
     """Start the server of this kind in a child process, warm it up, and drive it."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "bench.callbacks", "--serve", kind, "--port", str(port),
-         "--dir", str(directory)],
+         "--dir", str(directory), "--store-url", store_url],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -166,25 +170,36 @@ def main() -> int:
     parser.add_argument("--serve", choices=KINDS, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--dir", help=argparse.SUPPRESS)
+    parser.add_argument("--store-url", default="", help=argparse.SUPPRESS)
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=32)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.port, Path(args.dir))
+        serve(args.serve, args.port, Path(args.dir), args.store_url)
         return 0
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"load: {args.requests} distinct subscribe callbacks, {args.concurrency} concurrent, loopback")
     Path("data").mkdir(exist_ok=True)
     results = []
+    binary = redis_server_binary()
+    if binary is None:
+        print("redis-server is not installed: `make system-deps` installs it")
+        return 1
     with tempfile.TemporaryDirectory(dir="data") as directory:
-        for kind in KINDS:
-            results.append(measure(kind, requests=args.requests, concurrency=args.concurrency,
-                                   directory=Path(directory)))
+        redis = RedisServer(binary, Path(directory), aof=True, appendfsync="everysec")
+        redis.start()
+        try:
+            for kind in KINDS:
+                store_url = f"{redis.url}?prefix=bench:" if kind == "wecom-bind-redis" else ""
+                results.append(measure(kind, requests=args.requests, concurrency=args.concurrency,
+                                       directory=Path(directory), store_url=store_url))
+        finally:
+            redis.kill()
     bare = results[0].per_second
-    print(f"{'server':<12} {'req/s':>8} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7}")
+    print(f"{'server':<17} {'req/s':>8} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7}")
     for figures in results:
         print(
-            f"{figures.kind:<12} {figures.per_second:>8.0f} {figures.per_second / bare:>6.2f}"
+            f"{figures.kind:<17} {figures.per_second:>8.0f} {figures.per_second / bare:>6.2f}"
             f" {figures.p50_ms:>7.1f} {figures.p99_ms:>7.1f}"
         )
     return 0

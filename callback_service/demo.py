@@ -51,16 +51,20 @@ class DemoStudent:
 
 DEMO_STUDENTS: Final = (
     DemoStudent("2021001", "张三", "机械与汽车工程学院", "13800000001", None, "13800000001",
-                "目录手机号与微信手机号一致：绑定后免验证直接关注（图 1-4）"),
+                "步骤 1–5：微信手机号与绑定的一致，免验证直接关注（图 1-4、1-7）；关注后可演示 2.2、2.4"),
     DemoStudent("2021002", "李四", "电子电气工程学院", "13800000002", None, "13900000002",
-                "微信手机号不同：绑定后需短信验证关注（图 1-5、1-6）"),
+                "步骤 1–5：微信手机号不同，关注时验证身份、填短信验证码（图 1-5～1-7）"),
     DemoStudent("2021003", "王五", "管理学院", None, "13800000003", "13800000003",
-                "目录无手机号，由统一身份认证的 mobile 属性预填"),
+                "目录无手机号：由统一身份认证的 mobile 属性预填；可改填其他手机号"),
     DemoStudent("2021004", "赵六", "化学化工学院", None, None, "13800000004",
                 "目录无手机号：页面手机号为空，需自行输入"),
     DemoStudent("2021005", "孙七", "城市轨道交通学院", "13800000001", None, "13800000005",
-                "目录手机号与张三相同：张三绑定后再绑定，出现 2.1 手机号已绑定其他账号"),
+                "目录手机号与张三相同：张三绑定后再绑定，出现 2.1；改填 13800000005 即可绑定"),
 )
+
+DEMO_VISITOR_NAME: Final = "访客"
+DEMO_VISITOR_PHONE: Final = "13700000000"
+"""A simulated WeChat whose phone is in no member's record: the follow of errors 2.3 and 2.4."""
 
 
 def demo_settings(*, host: str, port: int, data_dir: Path) -> Settings:
@@ -110,6 +114,8 @@ def _start_page(settings: Settings) -> Handler:
             cas=CAS_MOUNT,
             wecom=WECOM_MOUNT,
             students=DEMO_STUDENTS,
+            student={s.student_id: s for s in DEMO_STUDENTS},
+            visitor=(DEMO_VISITOR_NAME, DEMO_VISITOR_PHONE),
             password=DEMO_PASSWORD,
         )
         return web.Response(text=html, content_type="text/html")
@@ -141,7 +147,8 @@ def demo_departments() -> dict[str, int]:
 def wecom_sandbox(settings: Settings) -> web.Application:
     """The emulated WeCom of the demo, pushing its callbacks to the service beside it.
 
-    Each demo student has a simulated WeChat with its own phone, to pick on the follow page.
+    Each demo student has a simulated WeChat with its own phone, to pick on the follow page, and so
+    has a visitor who is in no record.
     """
     departments = {1: "上海工程技术大学"} | {ident: name for name, ident in demo_departments().items()}
     app = create_wecom_sandbox(
@@ -159,8 +166,10 @@ def wecom_sandbox(settings: Settings) -> web.Application:
         departments=departments,
     )
     state = app[WECOM_SANDBOX_STATE]
+    # The name is the WeChat's nickname: the emulator's pages say "张三的微信" themselves.
     for student in DEMO_STUDENTS:
-        state.add_wechat(f"{student.name}的微信", student.wechat_phone)
+        state.add_wechat(student.name, student.wechat_phone)
+    state.add_wechat(DEMO_VISITOR_NAME, DEMO_VISITOR_PHONE)
     return app
 
 

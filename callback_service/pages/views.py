@@ -304,7 +304,14 @@ async def logout(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     if session is not None and not session.csrf_ok(_field(form, "csrf")):
         return message(request, title="请求无效", text="页面已过期或来源不明，请刷新后重试。", status=403)
-    response = message(request, title="已退出", text="您已退出登录。", status=200)
+    # The CAS single sign-on outlives our session: without its logout, /bind logs the same student in again.
+    response = message(
+        request,
+        title="已退出",
+        text="您已退出登录。如需使用其他学号登录，请同时退出统一身份认证。",
+        status=200,
+        link=(request.app[CAS].logout_url(bind_url(request.app[SETTINGS])), "退出统一身份认证"),
+    )
     await sessions.end(session, response)
     return response
 

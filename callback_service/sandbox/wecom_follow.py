@@ -25,9 +25,9 @@ from typing import Any, Final
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp_jinja2
-import segno
 from aiohttp import web
 
+from callback_service.qr import qr_image
 from callback_service.sandbox.wecom_keys import (
     TEMPLATES,
     WECOM_SANDBOX_ADMISSION,
@@ -163,8 +163,9 @@ async def _follow_submit(request: web.Request) -> web.StreamResponse:
 
 async def _follow_qr(request: web.Request) -> web.Response:
     target = str(request.url.with_path(_url(request, FOLLOW)).with_query(None))
-    svg = segno.make_qr(target).svg_inline(scale=6, border=2)
-    return web.Response(text=svg, content_type="image/svg+xml", headers=_NO_CACHE)
+    # A standalone document (with the SVG namespace): an <img> shows nothing of an inline fragment.
+    svg = qr_image(target, "svg", scale=6)
+    return web.Response(body=svg, content_type="image/svg+xml", headers=_NO_CACHE)
 
 
 async def _verify_page(request: web.Request) -> web.StreamResponse:

@@ -1,0 +1,121 @@
+"""The four errors of the guide's chapter 2, each reached in headless Chromium and shown with its text."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from playwright.sync_api import expect
+
+from callback_service.demo import DEMO_STUDENTS, DEMO_VISITOR_NAME, DEMO_VISITOR_PHONE, DemoStudent
+from handlers.guide import ErrorCode
+from handlers.phone import mask_phone
+from tests.browser._support import Phone, expect_guide_entry
+
+pytestmark = pytest.mark.browser
+
+NewPhone = Callable[[str], Phone]
+STUDENT = {student.student_id: student for student in DEMO_STUDENTS}
+ZHANGSAN: DemoStudent = STUDENT["2021001"]
+LISI: DemoStudent = STUDENT["2021002"]
+SUNQI: DemoStudent = STUDENT["2021005"]
+OTHER_PHONE = "13800000009"
+
+
+def _bind_and_follow_directly(phone: Phone, student: DemoStudent) -> None:
+    phone.bind(student.student_id)
+    phone.scan_follow_qr(student.name)
+    phone.press_follow()
+    phone.expect_followed(student.name)
+    phone.wait_for_state("已关注")
+
+
+def test_2_1_a_phone_bound_by_another_member(new_phone: NewPhone) -> None:
+    new_phone("zhangsan").bind(ZHANGSAN.student_id)
+    sunqi = new_phone("sunqi")
+    page = sunqi.page
+    sunqi.login(SUNQI.student_id)
+    assert SUNQI.directory_phone is not None
+    assert SUNQI.directory_phone == ZHANGSAN.directory_phone
+    expect(page.locator("#phone")).to_have_value(SUNQI.directory_phone)
+    sunqi.shot("phone-prefilled-taken")
+    assert sunqi.submit_phone() == ErrorCode.PHONE_TAKEN
+    expect_guide_entry(page, ErrorCode.PHONE_TAKEN)
+    sunqi.shot("2.1-phone-taken")
+    # The remedy: another phone.
+    page.get_by_role("link", name="重新绑定").click()
+    assert sunqi.submit_phone("+86 138-0000-0005") == "bound"
+    expect(page.locator("#outcome")).to_contain_text("138****0005")
+    sunqi.shot("bound-other-phone")
+
+
+def test_2_2_a_followed_member_binding_another_phone(new_phone: NewPhone) -> None:
+    zhangsan = new_phone("zhangsan")
+    page = zhangsan.page
+    _bind_and_follow_directly(zhangsan, ZHANGSAN)
+    zhangsan.open("/bind/phone")
+    expect(page.locator(".note")).to_contain_text("取消关注")
+    assert zhangsan.submit_phone(OTHER_PHONE) == ErrorCode.ACCOUNT_FOLLOWED
+    expect_guide_entry(page, ErrorCode.ACCOUNT_FOLLOWED)
+    zhangsan.shot("2.2-account-followed")
+    # The remedy: unfollow with the WeChat that follows, then bind again.
+    zhangsan.open("/sandbox/wecom/unfollow")
+    page.get_by_role("button", name="取消关注").click()
+    expect(page.locator("[data-result=unfollowed]")).to_be_visible()
+    zhangsan.shot("unfollowed")
+    zhangsan.wait_for_state("已绑定，未关注")
+    zhangsan.open("/bind/phone")
+    assert zhangsan.submit_phone(OTHER_PHONE) == "bound"
+    expect(page.locator("#outcome")).to_contain_text(mask_phone(OTHER_PHONE))
+
+
+def test_2_3_a_phone_in_no_member_record(new_phone: NewPhone) -> None:
+    visitor = new_phone("visitor")
+    page = visitor.page
+    visitor.scan_follow_qr(DEMO_VISITOR_NAME)
+    visitor.press_follow()
+    visitor.shot("verify")
+    visitor.verify_phone(DEMO_VISITOR_PHONE)
+    expect(page.locator(f'[data-error="{ErrorCode.PHONE_NOT_IN_CONTACTS}"]')).to_be_visible()
+    expect_guide_entry(page, ErrorCode.PHONE_NOT_IN_CONTACTS)
+    visitor.shot("2.3-not-in-contacts")
+
+
+def test_2_3_when_the_phone_typed_is_not_the_bound_one(new_phone: NewPhone) -> None:
+    lisi = new_phone("lisi")
+    page = lisi.page
+    lisi.bind(LISI.student_id)
+    lisi.scan_follow_qr(LISI.name)
+    lisi.press_follow()
+    # 原因一: the WeChat's own phone, not the one bound.
+    lisi.verify_phone(LISI.wechat_phone)
+    expect(page.locator(f'[data-error="{ErrorCode.PHONE_NOT_IN_CONTACTS}"]')).to_be_visible()
+    expect_guide_entry(page, ErrorCode.PHONE_NOT_IN_CONTACTS)
+    # 重新验证 with the bound phone follows after all.
+    page.get_by_role("link", name="重新验证").click()
+    assert LISI.directory_phone is not None
+    lisi.verify_phone(LISI.directory_phone)
+    lisi.enter_sms_code()
+    lisi.expect_followed(LISI.name)
+
+
+def test_2_4_a_phone_verified_by_another_member(new_phone: NewPhone) -> None:
+    _bind_and_follow_directly(new_phone("zhangsan"), ZHANGSAN)
+    visitor = new_phone("visitor")
+    page = visitor.page
+    visitor.scan_follow_qr(DEMO_VISITOR_NAME)
+    visitor.press_follow()
+    assert ZHANGSAN.directory_phone is not None
+    visitor.verify_phone(ZHANGSAN.directory_phone)
+    expect(page.locator(f'[data-error="{ErrorCode.PHONE_VERIFIED_BY_OTHER}"]')).to_be_visible()
+    expect_guide_entry(page, ErrorCode.PHONE_VERIFIED_BY_OTHER)
+    visitor.shot("2.4-verified-by-other")
+
+
+def test_help_shows_all_four(new_phone: NewPhone) -> None:
+    student = new_phone("student")
+    student.open("/help")
+    for code in ErrorCode:
+        expect(student.page.locator(f"#{code.value}")).to_be_visible()
+        expect_guide_entry(student.page, code)
+    student.shot("help")

@@ -1,0 +1,110 @@
+"""What a browser may send twice: a double tap on 绑定, the same form from two tabs, a CAS ticket."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from playwright.sync_api import Request, expect
+
+from callback_service.demo import DEMO_STUDENTS, DemoStudent
+from handlers.binding import AuditAction
+from tests.browser._support import Demo, Phone
+
+pytestmark = pytest.mark.browser
+
+NewPhone = Callable[[str], Phone]
+STUDENT = {student.student_id: student for student in DEMO_STUDENTS}
+ZHANGSAN: DemoStudent = STUDENT["2021001"]
+WANGWU: DemoStudent = STUDENT["2021003"]
+ZHAOLIU: DemoStudent = STUDENT["2021004"]
+
+
+def _binds(demo: Demo, student_id: str) -> int:
+    return sum(1 for record in demo.audit(student_id) if record.action == AuditAction.BIND)
+
+
+def test_a_double_tap_on_bind_binds_once(new_phone: NewPhone, demo: Demo) -> None:
+    wangwu = new_phone("wangwu")
+    page = wangwu.page
+    wangwu.login(WANGWU.student_id)
+    # WeCom answers slowly, so that the second tap comes while the first submit is on its way:
+    # two taps at once make one request only, as the browser keeps the last form submission.
+    armed = page.request.post(
+        demo.url("/sandbox/wecom/_sandbox/faults"), data={"delay": 1.0, "api": "user/update"}
+    )
+    assert armed.ok, armed.text()
+    posts: list[str] = []
+    page.on("request", lambda request: posts.append(request.url) if request.method == "POST" else None)
+    box = page.locator("#bind-submit").bounding_box()
+    assert box is not None
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    # Taps on the screen, as a finger does: they wait for nothing, unlike a locator's click.
+    with page.expect_request(lambda request: request.method == "POST"):
+        page.touchscreen.tap(x, y)
+    page.touchscreen.tap(x, y)
+    assert wangwu.outcome() == "bound"
+    assert posts == [demo.url("/bind/phone")] * 2
+    result_url = page.url
+    wangwu.shot("double-tap-bound")
+    assert _binds(demo, WANGWU.student_id) == 1
+    # The result stays what it was.
+    page.reload()
+    assert wangwu.outcome() == "bound"
+    assert page.url == result_url
+
+
+def test_the_same_form_sent_twice_lands_on_one_result(new_phone: NewPhone, demo: Demo) -> None:
+    zhaoliu = new_phone("zhaoliu")
+    first = zhaoliu.page
+    zhaoliu.login(ZHAOLIU.student_id)
+    # The same form (its CSRF token and form id) in a second tab: a resend, as after going back.
+    second = zhaoliu.context.new_page()
+    second.goto(zhaoliu.demo.url("/help"))
+    form = first.locator("form").evaluate("form => form.outerHTML")
+    second.locator("main").evaluate("(main, form) => { main.innerHTML = form }", form)
+    for tab in (first, second):
+        tab.fill("#phone", "13800000004")
+    first.locator("#bind-submit").click()
+    assert zhaoliu.outcome() == "bound"
+    second.locator("#bind-submit").click()
+    expect(second.locator("#outcome")).to_have_attribute("data-outcome", "bound")
+    assert second.url == first.url
+    zhaoliu.shot("resent-form", second)
+    assert _binds(demo, ZHAOLIU.student_id) == 1
+
+
+def test_a_replayed_ticket_gets_a_clear_page_and_no_login(new_phone: NewPhone, demo: Demo) -> None:
+    zhangsan = new_phone("zhangsan")
+    page = zhangsan.page
+    tickets: list[str] = []
+
+    def note_ticket(request: Request) -> None:
+        if request.url.startswith(demo.url("/bind/cas?ticket=")):
+            tickets.append(request.url)
+
+    page.on("request", note_ticket)
+    zhangsan.login(ZHANGSAN.student_id)
+    assert len(tickets) == 1
+    ticket_url = tickets[0]
+    # The student's own browser, back on the CAS return (history, a reload, a shared link).
+    page.goto(ticket_url)
+    _expect_ticket_spent(zhangsan, ticket_url)
+    zhangsan.shot("ticket-replayed")
+    zhangsan.open("/me")
+    expect(page.locator("dl.who")).to_contain_text(ZHANGSAN.name)
+    # Another browser with the same URL gets no session at all.
+    other = new_phone("other")
+    other.page.goto(ticket_url)
+    _expect_ticket_spent(other, ticket_url)
+    other.open("/me")
+    expect(other.page.locator("#outcome")).to_contain_text("您尚未登录")
+
+
+def _expect_ticket_spent(phone: Phone, ticket_url: str) -> None:
+    page = phone.page
+    assert page.url == ticket_url, "no redirect: not to the phone page, not to a second login"
+    expect(page.locator("#outcome")).to_have_attribute("data-outcome", "message")
+    expect(page.get_by_role("heading", name="登录凭据已失效")).to_be_visible()
+    expect(page.get_by_text("每个凭据只能使用一次")).to_be_visible()
+    expect(page.locator("#password")).to_have_count(0)

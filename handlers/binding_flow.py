@@ -14,7 +14,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from handlers.binding import AccountFollowed, Actor, BindingState, Claim, ClaimInProgress, PhoneTaken
+from handlers.binding import (
+    AccountFollowed,
+    Actor,
+    BindingState,
+    Claim,
+    ClaimInProgress,
+    ClaimLost,
+    PhoneTaken,
+)
 from handlers.contacts import (
     MOBILE_EXISTS,
     MOBILE_INVALID,
@@ -141,7 +149,15 @@ class BindingFlow:
             # WeCom is down, or we were cancelled: nothing may stay claimed on our side.
             await self._release(claim)
             raise
-        await self._store.commit_claim(claim)
+        try:
+            await self._store.commit_claim(claim)
+        except ClaimLost:
+            # WeCom's change_contact for this very write may be handled first, settling the member
+            # to the phone before we commit: that is the same outcome, not a failure.
+            binding = await self._store.get_binding(member_id)
+            settled = BindingState.BOUND, BindingState.FOLLOWED
+            if binding is None or binding.phone != phone or binding.state not in settled:
+                raise
         log.info("binding: member %s bound %s (created: %s)", member_id, mask_phone(phone), created)
         invited = await self._invite(member_id)
         return Bound(member_id, phone, already_bound=False, created=created, invited=invited, followed=False)

@@ -35,6 +35,7 @@ class World:
     store: Store
     wecom: WeComSandboxState
     clock: FakeClock
+    contacts: WeComContacts
 
     async def actions(self, member_id: str) -> list[AuditAction]:
         return [r.action for r in reversed(await self.store.audit_list(member_id=member_id))]
@@ -80,7 +81,7 @@ async def world(wecom_server: TestServer, store: Store, clock: FakeClock) -> Asy
         )
 
         flow = BindingFlow(store=store, contacts=contacts, departments={"管理学院": 7})
-        yield World(flow, store, wecom_server.app[WECOM_SANDBOX_STATE], clock)
+        yield World(flow, store, wecom_server.app[WECOM_SANDBOX_STATE], clock, contacts)
 
 
 async def test_binds_through_user_update_then_commits_and_invites(world: World) -> None:
@@ -246,3 +247,35 @@ async def test_two_members_racing_for_one_phone_bind_one(world: World) -> None:
 async def _later(coroutine: Awaitable[T]) -> T:
     await asyncio.sleep(0.05)
     return await coroutine
+
+
+class _SettledFirst:
+    """The real client, but WeCom's change_contact for the write is handled before the flow commits."""
+
+    def __init__(self, client: WeComContacts, store: Store) -> None:
+        self._client = client
+        self._store = store
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._client, name)
+
+    async def user_update(self, userid: str, **fields: object) -> None:
+        await self._client.user_update(userid, **fields)  # type: ignore[arg-type]
+        mobile = fields.get("mobile")
+        assert isinstance(mobile, str)
+        # What the change_contact handler does with the push of this update.
+        await self._store.set_member_phone(userid, mobile, take=False, actor=Actor("wecom", "callback"))
+
+
+async def test_a_change_contact_handled_before_the_commit_is_still_a_success(world: World) -> None:
+    flow = BindingFlow(
+        store=world.store,
+        contacts=_SettledFirst(world.contacts, world.store),  # type: ignore[arg-type]
+        departments={},
+    )
+    result = await flow.bind("2021001", "13800000001", actor=ACTOR)
+    assert isinstance(result, Bound)
+    binding = await world.store.get_binding("2021001")
+    assert binding is not None
+    assert binding.state is BindingState.BOUND
+    assert binding.phone == "13800000001"

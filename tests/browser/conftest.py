@@ -19,6 +19,8 @@ from playwright.sync_api import Error as PlaywrightError
 from tests.browser._support import LAUNCH_ARGS, SCREENSHOTS, Demo, Phone, Screenshots, require_chromium
 from tests.support.processes import free_port, start_service, stop, wait_healthy
 
+UNMASKED_PHONE = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
+
 FAILED: pytest.StashKey[bool] = pytest.StashKey()
 
 
@@ -59,6 +61,9 @@ def demo(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Demo]:
         _, stderr = stop(process)
         if request.node.stash.get(FAILED, False):
             print("demo log (last lines):\n" + "\n".join(stderr.splitlines()[-40:]))
+    # Phones are personal data: whatever the walk did, the service's log holds them masked only.
+    unmasked = UNMASKED_PHONE.findall(stderr)
+    assert not unmasked, f"{len(unmasked)} full phone number(s) in the demo's log"
 
 
 @pytest.fixture

@@ -6,10 +6,15 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
+from typing import IO
+
+# The files each started process writes its stdout and stderr to, by pid, until `stop` reads them.
+_OUTPUT: dict[int, tuple[IO[str], IO[str]]] = {}
 
 
 def free_port() -> int:
@@ -21,16 +26,20 @@ def free_port() -> int:
 
 
 def start_service(args: list[str], env: Mapping[str, str]) -> subprocess.Popen[str]:
-    """Start `python -m callback_service ARGS` with only the given WECOM_BIND_* variables."""
+    """Start `python -m callback_service ARGS` with only the given WECOM_BIND_* variables.
+
+    Its output goes to temporary files rather than pipes, so that a chatty process never blocks
+    on a full pipe; `stop` reads them back.
+    """
     clean = {key: value for key, value in os.environ.items() if not key.startswith("WECOM_BIND_")}
     clean.update(env)
-    return subprocess.Popen(
-        [sys.executable, "-m", "callback_service", *args],
-        env=clean,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    stdout = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115 - stop() closes it
+    stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115
+    process = subprocess.Popen(
+        [sys.executable, "-m", "callback_service", *args], env=clean, stdout=stdout, stderr=stderr, text=True
     )
+    _OUTPUT[process.pid] = (stdout, stderr)
+    return process
 
 
 def wait_healthy(base_url: str, process: subprocess.Popen[str], *, timeout: float = 20.0) -> None:
@@ -53,7 +62,18 @@ def stop(process: subprocess.Popen[str], *, timeout: float = 10.0) -> tuple[str,
     if process.poll() is None:
         process.terminate()
     try:
-        return process.communicate(timeout=timeout)
+        process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         process.kill()
-        return process.communicate(timeout=timeout)
+        process.wait(timeout=timeout)
+    stdout, stderr = _OUTPUT.pop(process.pid, (None, None))
+    return _read_back(stdout), _read_back(stderr)
+
+
+def _read_back(stream: IO[str] | None) -> str:
+    if stream is None:
+        return ""
+    stream.seek(0)
+    text = stream.read()
+    stream.close()
+    return text

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -89,10 +89,10 @@ def demo_settings(*, host: str, port: int, data_dir: Path) -> Settings:
     )
 
 
-def cas_users() -> dict[str, CasUser]:
+def cas_users(students: Sequence[DemoStudent] = DEMO_STUDENTS) -> dict[str, CasUser]:
     """The emulated CAS accounts of the demo students."""
     users = {}
-    for student in DEMO_STUDENTS:
+    for student in students:
         attributes = {"department": student.department}
         if student.cas_mobile:
             attributes["mobile"] = student.cas_mobile
@@ -123,34 +123,43 @@ def _start_page(settings: Settings) -> Handler:
     return start
 
 
-async def _seed_directory(app: web.Application) -> AsyncIterator[None]:
-    await app[STORE].directory_upsert(
-        [
-            DirectoryEntry(
-                student_id=student.student_id,
-                name=student.name,
-                department=student.department,
-                phone=student.directory_phone,
-            )
-            for student in DEMO_STUDENTS
-        ]
-    )
-    yield
+def directory_seeder(
+    students: Sequence[DemoStudent] = DEMO_STUDENTS,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup context that puts the students into the school directory when the app starts."""
+
+    async def seed_directory(app: web.Application) -> AsyncIterator[None]:
+        await app[STORE].directory_upsert(
+            [
+                DirectoryEntry(
+                    student_id=student.student_id,
+                    name=student.name,
+                    department=student.department,
+                    phone=student.directory_phone,
+                )
+                for student in students
+            ]
+        )
+        yield
+
+    return seed_directory
 
 
-def demo_departments() -> dict[str, int]:
+def demo_departments(students: Sequence[DemoStudent] = DEMO_STUDENTS) -> dict[str, int]:
     """The demo's 院系, each a WeCom department under the root (1)."""
-    names = sorted({student.department for student in DEMO_STUDENTS})
+    names = sorted({student.department for student in students})
     return {name: 2 + number for number, name in enumerate(names)}
 
 
-def wecom_sandbox(settings: Settings) -> web.Application:
+def wecom_sandbox(settings: Settings, students: Sequence[DemoStudent] = DEMO_STUDENTS) -> web.Application:
     """The emulated WeCom of the demo, pushing its callbacks to the service beside it.
 
     Each demo student has a simulated WeChat with its own phone, to pick on the follow page, and so
     has a visitor who is in no record.
     """
-    departments = {1: "上海工程技术大学"} | {ident: name for name, ident in demo_departments().items()}
+    departments = {1: "上海工程技术大学"} | {
+        ident: name for name, ident in demo_departments(students).items()
+    }
     app = create_wecom_sandbox(
         corp_id=settings.corp_id,
         secrets={
@@ -167,7 +176,7 @@ def wecom_sandbox(settings: Settings) -> web.Application:
     )
     state = app[WECOM_SANDBOX_STATE]
     # The name is the WeChat's nickname: the emulator's pages say "张三的微信" themselves.
-    for student in DEMO_STUDENTS:
+    for student in students:
         state.add_wechat(student.name, student.wechat_phone)
     state.add_wechat(DEMO_VISITOR_NAME, DEMO_VISITOR_PHONE)
     return app
@@ -183,7 +192,7 @@ def create_demo_app(*, host: str, port: int, data_dir: Path) -> web.Application:
         stale.unlink()
     app = create_app(settings)
     app[PAGES_CONFIG] = PagesConfig(departments=demo_departments())
-    app.cleanup_ctx.append(_seed_directory)
+    app.cleanup_ctx.append(directory_seeder())
     app.router.add_get("/", _start_page(settings), name="demo-start")
     app.add_subapp(CAS_MOUNT, create_cas_sandbox(users=cas_users(), show_accounts=True))
     app.add_subapp(WECOM_MOUNT, wecom_sandbox(settings))

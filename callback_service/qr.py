@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 from pathlib import Path
 from typing import Final, Literal
@@ -28,8 +29,10 @@ def bind_url(settings: Settings) -> str:
     return settings.public_base_url + BIND_PATH
 
 
+# The pages serve the same two or three codes over and over; drawing one costs ~9 ms of CPU.
+@functools.lru_cache(maxsize=16)
 def qr_image(url: str, kind: QrKind, *, scale: int = _SCALE) -> bytes:
-    """The QR code of url as a PNG or an SVG document."""
+    """The QR code of url as a PNG or an SVG document (each drawn once, then remembered)."""
     code = segno.make(url, error=_ERROR)
     out = io.BytesIO()
     if kind == "svg":

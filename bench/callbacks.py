@@ -173,10 +173,15 @@ def main() -> int:
     parser.add_argument("--store-url", default="", help=argparse.SUPPRESS)
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--kinds", default=",".join(KINDS),
+        help="comma-separated servers to measure (bare is always measured: the ratios need it)",
+    )
     args = parser.parse_args()
     if args.serve:
         serve(args.serve, args.port, Path(args.dir), args.store_url)
         return 0
+    kinds = ["bare", *(kind for kind in KINDS[1:] if kind in args.kinds.split(","))]
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"load: {args.requests} distinct subscribe callbacks, {args.concurrency} concurrent, loopback")
     Path("data").mkdir(exist_ok=True)
@@ -189,7 +194,7 @@ def main() -> int:
         redis = RedisServer(binary, Path(directory), aof=True, appendfsync="everysec")
         redis.start()
         try:
-            for kind in KINDS:
+            for kind in kinds:
                 store_url = f"{redis.url}?prefix=bench:" if kind == "wecom-bind-redis" else ""
                 results.append(measure(kind, requests=args.requests, concurrency=args.concurrency,
                                        directory=Path(directory), store_url=store_url))

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-# Only the types come from the standard library; parsing goes through defusedxml.
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from typing import Final, TypedDict
-
-import defusedxml.ElementTree as SafeET
-from defusedxml import DefusedXmlException
+from typing import Any, Final, NoReturn, TypedDict
+from xml.parsers import expat
 
 from handlers.events import (
     CONTACT_CHANGE_TYPES,
@@ -32,6 +28,10 @@ class MalformedXml(ValueError):
     """The XML is not well formed, uses a DTD or entities, or lacks a required element."""
 
 
+class _Refused(Exception):
+    """A DTD, an entity declaration or an external reference: never in what WeCom sends."""
+
+
 @dataclass(frozen=True, slots=True)
 class Envelope:
     """The outer XML of a callback POST: the ciphertext and who it is addressed to."""
@@ -41,50 +41,110 @@ class Envelope:
     agent_id: str | None
 
 
-def parse_xml(text: str | bytes) -> ET.Element:
-    """Parse XML with DTDs, entities and external references forbidden."""
+def _refuse(*_: Any) -> NoReturn:
+    raise _Refused
+
+
+def parse_xml(document: str | bytes) -> list[tuple[str, str]]:
+    """Parse WeCom's flat XML, with DTDs, entities and external references refused.
+
+    Returns the tag and stripped text of each child of the root <xml>, in order; like
+    ElementTree's `text`, a child's text is what comes before its own first child.
+    """
+    # Expat with our own handlers instead of defusedxml's ElementTree: the same refusals, at
+    # half the cost, because no tree is built. A DTD is refused where it starts, so no entity
+    # can be declared; the other handlers stand behind that one.
+    parser = expat.ParserCreate(namespace_separator="}")  # tags as ElementTree spells them
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    parser.StartDoctypeDeclHandler = _refuse
+    parser.EntityDeclHandler = _refuse
+    parser.UnparsedEntityDeclHandler = _refuse
+    parser.NotationDeclHandler = _refuse
+    parser.ExternalEntityRefHandler = _refuse
+    parser.buffer_text = True
+    children: list[tuple[str, str]] = []
+    root = ""
+    tag = ""
+    text: list[str] = []
+    depth = 0
+    in_text = False
+
+    def start(name: str, attributes: object) -> None:
+        nonlocal root, tag, text, depth, in_text
+        depth += 1
+        if depth == 2:
+            tag, text, in_text = _qualified(name), [], True
+        elif depth == 1:
+            root = _qualified(name)
+        else:
+            in_text = False
+
+    def end(name: str) -> None:
+        nonlocal depth, in_text
+        if depth == 2:
+            children.append((tag, "".join(text).strip()))
+            in_text = False
+        depth -= 1
+
+    def data(chunk: str) -> None:
+        if in_text:
+            text.append(chunk)
+
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.CharacterDataHandler = data
     try:
-        root: ET.Element = SafeET.fromstring(
-            text, forbid_dtd=True, forbid_entities=True, forbid_external=True
-        )
-    except (ET.ParseError, DefusedXmlException, ValueError) as exc:
+        parser.Parse(document, True)
+    except _Refused:
+        raise MalformedXml("DTD, entity or external reference refused") from None
+    except (expat.ExpatError, ValueError) as exc:
         raise MalformedXml(type(exc).__name__) from None
-    if root.tag != "xml":
+    if root != "xml":
         raise MalformedXml("root element is not <xml>")
-    return root
+    return children
 
 
-def _text(root: ET.Element, tag: str) -> str | None:
-    node = root.find(tag)
-    if node is None:
-        return None
-    return (node.text or "").strip()
+def _qualified(name: str) -> str:
+    return "{" + name if "}" in name else name
 
 
-def _required(root: ET.Element, tag: str) -> str:
-    value = _text(root, tag)
-    if not value:
-        raise MalformedXml(f"missing <{tag}>")
-    return value
+class _Fields:
+    """The children of a parsed <xml>, looked up by tag (the first of a repeated tag wins)."""
 
+    __slots__ = ("children", "first")
 
-def _int(root: ET.Element, tag: str) -> int | None:
-    value = _text(root, tag)
-    if value is None or value == "":
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise MalformedXml(f"<{tag}> is not an integer") from None
+    def __init__(self, children: list[tuple[str, str]]) -> None:
+        self.children = children
+        self.first: dict[str, str] = {}
+        for tag, text in children:
+            self.first.setdefault(tag, text)
+
+    def text(self, tag: str) -> str | None:
+        return self.first.get(tag)
+
+    def required(self, tag: str) -> str:
+        value = self.first.get(tag)
+        if not value:
+            raise MalformedXml(f"missing <{tag}>")
+        return value
+
+    def integer(self, tag: str) -> int | None:
+        value = self.first.get(tag)
+        if not value:
+            return None
+        try:
+            return int(value)
+        except ValueError:
+            raise MalformedXml(f"<{tag}> is not an integer") from None
 
 
 def parse_envelope(body: bytes) -> Envelope:
     """Read the outer XML of a callback POST."""
-    root = parse_xml(body)
+    fields = _Fields(parse_xml(body))
     return Envelope(
-        to_user=_text(root, "ToUserName") or "",
-        encrypt=_required(root, "Encrypt"),
-        agent_id=_text(root, "AgentID") or None,
+        to_user=fields.text("ToUserName") or "",
+        encrypt=fields.required("Encrypt"),
+        agent_id=fields.text("AgentID") or None,
     )
 
 
@@ -95,8 +155,8 @@ _CONTACT_FIELDS: Final = {
 }
 
 
-def _departments(root: ET.Element) -> tuple[int, ...] | None:
-    value = _text(root, "Department")
+def _departments(fields: _Fields) -> tuple[int, ...] | None:
+    value = fields.text("Department")
     if value is None:
         return None
     try:
@@ -111,47 +171,47 @@ def parse_event(plaintext: bytes) -> Event:
         raw = plaintext.decode("utf-8")
     except UnicodeDecodeError:
         raise MalformedXml("message is not UTF-8") from None
-    root = parse_xml(raw)
-    create_time = _int(root, "CreateTime")
+    fields = _Fields(parse_xml(raw))
+    create_time = fields.integer("CreateTime")
     if create_time is None:
         raise MalformedXml("missing <CreateTime>")
     common = _Common(
-        corp_id=_required(root, "ToUserName"),
+        corp_id=fields.required("ToUserName"),
         create_time=create_time,
-        agent_id=_text(root, "AgentID") or None,
+        agent_id=fields.text("AgentID") or None,
         raw=raw,
     )
-    msg_type = _required(root, "MsgType")
-    event = (_text(root, "Event") or "").lower() if msg_type == "event" else None
-    sender = _text(root, "FromUserName") or ""
+    msg_type = fields.required("MsgType")
+    event = (fields.text("Event") or "").lower() if msg_type == "event" else None
+    sender = fields.text("FromUserName") or ""
     if event == "subscribe":
-        return Subscribe(user_id=_required(root, "FromUserName"), **common)
+        return Subscribe(user_id=fields.required("FromUserName"), **common)
     if event == "unsubscribe":
-        return Unsubscribe(user_id=_required(root, "FromUserName"), **common)
+        return Unsubscribe(user_id=fields.required("FromUserName"), **common)
     if event == "enter_agent":
-        sender = _required(root, "FromUserName")
-        return EnterAgent(user_id=sender, event_key=_text(root, "EventKey"), **common)
-    change_type = _text(root, "ChangeType") if event == "change_contact" else None
+        sender = fields.required("FromUserName")
+        return EnterAgent(user_id=sender, event_key=fields.text("EventKey"), **common)
+    change_type = fields.text("ChangeType") if event == "change_contact" else None
     if change_type in CONTACT_CHANGE_TYPES:
         assert change_type is not None
         extra = {
-            child.tag: (child.text or "").strip()
-            for child in root
-            if child.tag not in _CONTACT_FIELDS and child.tag != "AgentID"
+            tag: text
+            for tag, text in fields.children
+            if tag not in _CONTACT_FIELDS and tag != "AgentID"
         }
         return ContactChange(
-            user_id=_required(root, "UserID"),
+            user_id=fields.required("UserID"),
             change_type=change_type,
-            new_user_id=_text(root, "NewUserID") or None,
-            name=_text(root, "Name"),
-            mobile=_text(root, "Mobile"),
-            department=_departments(root),
-            main_department=_int(root, "MainDepartment"),
-            position=_text(root, "Position"),
-            gender=_int(root, "Gender"),
-            email=_text(root, "Email"),
-            status=_int(root, "Status"),
-            alias=_text(root, "Alias"),
+            new_user_id=fields.text("NewUserID") or None,
+            name=fields.text("Name"),
+            mobile=fields.text("Mobile"),
+            department=_departments(fields),
+            main_department=fields.integer("MainDepartment"),
+            position=fields.text("Position"),
+            gender=fields.integer("Gender"),
+            email=fields.text("Email"),
+            status=fields.integer("Status"),
+            alias=fields.text("Alias"),
             extra=extra,
             **common,
         )

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Final
 
 from handlers.binding import Binding, BindingState
+from handlers.contracts import StoreUnavailable
 from handlers.phone import mask_phone, normalize_phone
 
 DEFAULT_DEDUP_TTL: Final = 7 * 24 * 3600.0
@@ -80,3 +83,59 @@ def find_problems(
         if held is None or held.openid != openid:
             problems.append(f"openid of {member}: index entry without binding")
     return problems
+
+
+@dataclass(frozen=True, slots=True)
+class PendingAppend:
+    """An inbox append waiting for the next group write."""
+
+    dedup_key: str
+    event_type: str
+    payload: str
+
+
+class AppendBatcher:
+    """Concurrent inbox appends share one durable write (a group commit).
+
+    Each caller returns once the write holding its event has succeeded, with its own answer
+    (appended, or a retry); a failed write fails every caller in it. A caller that goes away only
+    drops its own answer: the write goes ahead.
+    """
+
+    def __init__(
+        self,
+        write: Callable[[list[PendingAppend]], Awaitable[list[bool]]],
+        *,
+        limit: int | None = None,
+        name: str,
+    ) -> None:
+        self._write = write
+        self._limit = limit
+        self._name = name
+        self._waiting: list[tuple[PendingAppend, asyncio.Future[bool]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def append(self, item: PendingAppend) -> bool:
+        """Queue the event for the next write and wait for that write's answer about it."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append((item, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name=self._name)
+        return await future
+
+    async def _flush(self) -> None:
+        while self._waiting:
+            cut = len(self._waiting) if self._limit is None else self._limit
+            batch, self._waiting = self._waiting[:cut], self._waiting[cut:]
+            try:
+                results = await self._write([item for item, _ in batch])
+                if len(results) != len(batch):
+                    raise StoreUnavailable(f"{len(results)} answers for {len(batch)} appends")
+            except Exception as exc:  # every caller of the batch learns of the failure
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), appended in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(appended)

@@ -31,6 +31,8 @@ from redis.typing import EncodableT, FieldT
 
 from callback_service.store.common import (
     DEFAULT_DEDUP_TTL,
+    AppendBatcher,
+    PendingAppend,
     find_problems,
     limit_arg,
     new_token,
@@ -457,17 +459,28 @@ local function item(id)
 end
 """
 
+# ARGV[3], ARGV[4]: the dedup keys' expiry (clock seconds, and Redis's own in ms); then a dedup key,
+# an event type and a payload per event. The reply has a 1 (appended) or a 0 (a retry) per event;
+# an event repeated within the batch is appended once, its first time.
 _INBOX_APPEND: Final = r"""
-local dedup, kind, payload, dedup_until, dedup_ms = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local dk = P .. 'inbox:d:' .. dedup
-local seen = redis.call('GET', dk)
-if seen and tonumber(seen) > NOW then return 0 end
-redis.call('SET', dk, dedup_until, 'PX', dedup_ms)
-local id = string.format('%015d', redis.call('INCR', P .. 'inbox:seq'))
-redis.call('HSET', P .. 'inbox:i:' .. id, 'dedup', dedup, 'type', kind, 'payload', payload,
-           'attempts', 0, 'created', NOW_S)
-redis.call('ZADD', READY, NOW_S, id)
-return 1
+local dedup_until, dedup_ms = ARGV[3], ARGV[4]
+local added = {}
+for i = 5, #ARGV, 3 do
+  local dedup = ARGV[i]
+  local dk = P .. 'inbox:d:' .. dedup
+  local seen = redis.call('GET', dk)
+  if seen and tonumber(seen) > NOW then
+    added[#added + 1] = 0
+  else
+    redis.call('SET', dk, dedup_until, 'PX', dedup_ms)
+    local id = string.format('%015d', redis.call('INCR', P .. 'inbox:seq'))
+    redis.call('HSET', P .. 'inbox:i:' .. id, 'dedup', dedup, 'type', ARGV[i + 1],
+               'payload', ARGV[i + 2], 'attempts', 0, 'created', NOW_S)
+    redis.call('ZADD', READY, NOW_S, id)
+    added[#added + 1] = 1
+  end
+end
+return added
 """
 
 _INBOX_TAKE: Final = r"""
@@ -555,6 +568,7 @@ return {redis.call('ZCARD', READY) + due_leases, leased, redis.call('ZCARD', DEA
 """
 
 _UNAVAILABLE: Final = (RedisError, OSError, asyncio.TimeoutError)
+_APPEND_BATCH: Final = 256  # events per append script at most: a script holds the server while it runs
 
 
 def _ms(seconds: float) -> int:
@@ -612,6 +626,8 @@ class RedisStore:
         self._clock = clock
         self._dedup_ttl = positive("dedup_ttl", dedup_ttl)
         self._closed = False
+        # Concurrent inbox appends share one script call.
+        self._appends = AppendBatcher(self._append_batch, limit=_APPEND_BATCH, name="redis-inbox-flush")
         register = client.register_script
         self._claim = register(_PRELUDE + _CLAIM)
         self._commit = register(_PRELUDE + _COMMIT)
@@ -990,22 +1006,23 @@ class RedisStore:
     # durable event inbox
 
     async def inbox_append(self, dedup_key: str, event_type: str, payload: str) -> bool:
-        """Append an event unless its dedup key is remembered."""
+        """Append an event unless its dedup key is remembered.
+
+        Concurrent appends share one script call, as SQLite shares one transaction among them:
+        each caller returns once the reply covering its event is in, and a batch whose call fails
+        fails every caller in it.
+        """
+        if self._closed:
+            raise StoreUnavailable("redis: store is closed")
+        return await self._appends.append(PendingAppend(dedup_key, event_type, payload))
+
+    async def _append_batch(self, batch: list[PendingAppend]) -> list[bool]:
         now = self._clock()
-        added = await self._run(
-            self._inbox_append,
-            (),
-            (
-                self._prefix,
-                repr(now),
-                dedup_key,
-                event_type,
-                payload,
-                repr(now + self._dedup_ttl),
-                str(_ms(self._dedup_ttl)),
-            ),
-        )
-        return bool(added)
+        args = [self._prefix, repr(now), repr(now + self._dedup_ttl), str(_ms(self._dedup_ttl))]
+        for item in batch:
+            args += (item.dedup_key, item.event_type, item.payload)
+        added = await self._run(self._inbox_append, (), args)
+        return [bool(flag) for flag in added]
 
     async def inbox_take(self, limit: int, *, lease: float) -> list[InboxItem]:
         """Lease due events."""

@@ -9,16 +9,20 @@ wait on SQLite's lock. The schema carries a version, and migrations bring an old
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Final, TypeVar
 
 from callback_service.store.common import (
     DEFAULT_DEDUP_TTL,
+    AppendBatcher,
+    PendingAppend,
     find_problems,
     limit_arg,
     masked,
@@ -272,16 +276,6 @@ class _Tx:
         self.audit(AuditAction.PHONE_LOST, row.member_id, phone, f"taken by {taker}")
 
 
-@dataclass(frozen=True, slots=True)
-class _Append:
-    """An inbox append waiting for the next group commit."""
-
-    dedup_key: str
-    event_type: str
-    payload: str
-    future: asyncio.Future[bool]
-
-
 class SqliteStore:
     """The store on one SQLite file (see the module docstring)."""
 
@@ -301,9 +295,8 @@ class SqliteStore:
         self._conn: sqlite3.Connection | None = None
         self._writes = 0
         self._closed = False
-        # Inbox appends waiting for the next group commit, and the task that commits them.
-        self._appends: list[_Append] = []
-        self._flusher: asyncio.Task[None] | None = None
+        # Concurrent inbox appends share one transaction.
+        self._appends = AppendBatcher(self._append_batch, name="sqlite-inbox-flush")
 
     @classmethod
     async def open(
@@ -936,47 +929,40 @@ class SqliteStore:
         """
         if self._closed:
             raise StoreUnavailable("sqlite: store is closed")
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._appends.append(_Append(dedup_key, event_type, payload, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush_appends(), name="sqlite-inbox-flush")
-        return await asyncio.shield(future)
+        return await self._appends.append(PendingAppend(dedup_key, event_type, payload))
 
-    async def _flush_appends(self) -> None:
-        while self._appends:
-            batch, self._appends = self._appends, []
+    async def _append_batch(self, batch: list[PendingAppend]) -> list[bool]:
+        return await self._write(partial(self._append_rows, batch=batch))
 
-            def run(tx: _Tx, batch: list[_Append] = batch) -> list[bool]:
-                return [self._append_one(tx, item) for item in batch]
-
-            try:
-                results = await self._write(run)
-            except Exception as exc:  # every caller of the batch learns of the failure
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(exc)
-                continue
-            for item, appended in zip(batch, results, strict=True):
-                if not item.future.done():
-                    item.future.set_result(appended)
-
-    def _append_one(self, tx: _Tx, item: _Append) -> bool:
-        seen = tx.c.execute(
-            "SELECT 1 FROM inbox_dedup WHERE dedup_key = ? AND expires_at > ?",
-            (item.dedup_key, tx.now),
-        ).fetchone()
-        if seen is not None:
-            return False
-        tx.c.execute(
+    def _append_rows(self, tx: _Tx, *, batch: list[PendingAppend]) -> list[bool]:
+        # One dedup query and two executemany for the whole batch, not three statements per event.
+        seen = {
+            str(key)
+            for (key,) in tx.c.execute(
+                "SELECT dedup_key FROM inbox_dedup "
+                "WHERE dedup_key IN (SELECT value FROM json_each(?)) AND expires_at > ?",
+                (json.dumps([item.dedup_key for item in batch]), tx.now),
+            )
+        }
+        appended: list[bool] = []
+        fresh: list[PendingAppend] = []
+        for item in batch:
+            new = item.dedup_key not in seen
+            appended.append(new)
+            if new:  # of two equal events in one batch, the first is kept and the second is a retry
+                seen.add(item.dedup_key)
+                fresh.append(item)
+        expires_at = tx.now + self._dedup_ttl
+        tx.c.executemany(
             "INSERT OR REPLACE INTO inbox_dedup (dedup_key, expires_at) VALUES (?, ?)",
-            (item.dedup_key, tx.now + self._dedup_ttl),
+            [(item.dedup_key, expires_at) for item in fresh],
         )
-        tx.c.execute(
+        tx.c.executemany(
             "INSERT INTO inbox (dedup_key, event_type, payload, state, available_at, "
             "created_at) VALUES (?, ?, ?, 'ready', ?, ?)",
-            (item.dedup_key, item.event_type, item.payload, tx.now, tx.now),
+            [(item.dedup_key, item.event_type, item.payload, tx.now, tx.now) for item in fresh],
         )
-        return True
+        return appended
 
     async def inbox_take(self, limit: int, *, lease: float) -> list[InboxItem]:
         """Lease due events."""

@@ -27,17 +27,22 @@ def _settings(args: argparse.Namespace) -> Settings:
         raise SystemExit(2) from None
 
 
-def _serve(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    configure_logging(settings.log_level)
+def _run(app: web.Application, args: argparse.Namespace) -> int:
+    """Serve the app on --host and --port until SIGINT or SIGTERM, with the query-free access log."""
     web.run_app(
-        create_app(settings),
+        app,
         host=args.host,
         port=args.port,
         access_log_class=PathOnlyAccessLogger,
         print=lambda line: print(line, flush=True),
     )
     return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    configure_logging(settings.log_level)
+    return _run(create_app(settings), args)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -46,14 +51,7 @@ def _demo(args: argparse.Namespace) -> int:
     configure_logging("INFO")
     data_dir = Path(args.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    web.run_app(
-        create_demo_app(host=args.host, port=args.port, data_dir=data_dir),
-        host=args.host,
-        port=args.port,
-        access_log_class=PathOnlyAccessLogger,
-        print=lambda line: print(line, flush=True),
-    )
-    return 0
+    return _run(create_demo_app(host=args.host, port=args.port, data_dir=data_dir), args)
 
 
 StoreCommand = Callable[[Store, argparse.Namespace], Awaitable[int]]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Final, Protocol
 
 from handlers.binding import Actor, Binding, BindingState
-from handlers.callbacks import CONFLICTS, Counters
+from handlers.conflicts import Counters, record_conflict
 from handlers.contracts import Store
 from handlers.guide import ErrorCode
 from handlers.phone import mask_phone
@@ -142,8 +142,12 @@ class AdmissionGate:
         else:
             assert holder is not None
             detail = f"openid {openid} follows as member {holder.member_id}"
-        if self._counters is not None:
-            self._counters.inc(CONFLICTS, rule="I4")
-        phone = binding.phone if binding is not None else None
-        await self._store.audit_conflict(member_id, phone, f"I4: admission refused: {detail}", actor=actor)
-        log.warning("admission: member %s refused by rule I4: %s", member_id, detail)
+        await record_conflict(
+            self._store,
+            self._counters,
+            rule="I4",
+            member_id=member_id,
+            phone=binding.phone if binding is not None else None,
+            detail=f"admission refused: {detail}",
+            actor=actor,
+        )

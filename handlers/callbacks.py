@@ -11,14 +11,14 @@ from collections.abc import Sequence
 from typing import Final, Protocol
 
 from handlers.binding import Actor, OpenidConflict, PhoneTaken
+from handlers.conflicts import Counters, record_conflict
 from handlers.contracts import Store
 from handlers.dispatch import Dispatcher, Handler
 from handlers.events import ContactChange, Event, Subscribe, Unsubscribe
-from handlers.phone import InvalidPhone, mask_phone, normalize_phone
+from handlers.phone import InvalidPhone, normalize_phone
 
 log: Final = logging.getLogger(__name__)
 
-CONFLICTS: Final = "wecom_bind_rule_conflicts_total"
 WELCOME_TTL: Final = 30 * 24 * 3600.0
 CALLBACK_ACTOR: Final = Actor(who="wecom", source="callback")
 
@@ -32,14 +32,6 @@ class WeComFollowers(Protocol):
 
     async def send_text(self, touser: Sequence[str], content: str, *, agent_id: int) -> object:
         """Send a text message from the app to members."""
-        ...
-
-
-class Counters(Protocol):
-    """Where the handlers count what operations should see."""
-
-    def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
-        """Add to a counter."""
         ...
 
 
@@ -130,8 +122,7 @@ class CallbackHandlers:
         log.info("event %s for member %s acknowledged", event.kind, event.user_id)
 
     async def _conflict(self, rule: str, member: str, phone: str | None, detail: str) -> None:
-        """Refuse, count, and write the conflict to the audit log (phone masked)."""
-        self._counters.inc(CONFLICTS, rule=rule)
-        await self._store.audit_conflict(member, phone, f"{rule}: {detail}", actor=CALLBACK_ACTOR)
-        masked = mask_phone(phone) if phone else "-"
-        log.warning("rule %s conflict for member %s (phone %s): %s; refused", rule, member, masked, detail)
+        await record_conflict(
+            self._store, self._counters, rule=rule, member_id=member, phone=phone, detail=detail,
+            actor=CALLBACK_ACTOR,
+        )

@@ -284,9 +284,7 @@ async def me(request: web.Request) -> web.StreamResponse:
         request,
         "me.html",
         {
-            "student_id": session.student_id,
-            "name": entry.name if entry else session.name,
-            "department": entry.department if entry else None,
+            **_student(session, entry),
             "binding": _binding_view(binding, request.app[CLOCK]()),
             "csrf": session.csrf,
             "logout_url": url(request, "logout"),
@@ -408,9 +406,7 @@ async def _phone_form(
         request,
         "bind_phone.html",
         {
-            "student_id": session.student_id,
-            "name": entry.name if entry else session.name,
-            "department": entry.department if entry else None,
+            **_student(session, entry),
             "phone": phone,
             "error": error,
             "csrf": session.csrf,
@@ -421,6 +417,15 @@ async def _phone_form(
         },
         status=status,
     )
+
+
+def _student(session: Session, entry: DirectoryEntry | None) -> dict[str, str | None]:
+    """Who the page is about: the directory's name and 院系, else what CAS said."""
+    return {
+        "student_id": session.student_id,
+        "name": entry.name if entry else session.name,
+        "department": entry.department if entry else None,
+    }
 
 
 def _prefill(binding: Binding | None, entry: DirectoryEntry | None, session: Session) -> str:

@@ -9,30 +9,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from callback_service.app import create_app
-from config import Settings
 from handlers.dispatch import Dispatcher
 from handlers.events import Event
-from tests.support.callbacks import AES_KEY, AGENT_ID, CORP_ID, TOKEN
+from tests.support.world import world_settings
 
 NOW = 1476422779  # the official sample's timestamp
-
-
-def make_settings(**overrides: object) -> Settings:
-    values: dict[str, object] = {
-        "corp_id": CORP_ID,
-        "token": TOKEN,
-        "encoding_aes_key": AES_KEY,
-        "agent_id": AGENT_ID,
-        "app_secret": "app-secret",
-        "contacts_secret": "contacts-secret",
-        "public_base_url": "http://127.0.0.1:8080",
-        "cas_base_url": "http://127.0.0.1:8080/sandbox/cas",
-        # Nothing listens on port 9: no test may reach WeCom's real host.
-        "wecom_api_base": "http://127.0.0.1:9",
-        "session_secret": "x" * 40,
-    }
-    values.update(overrides)
-    return Settings.model_validate(values)
 
 
 class Clock:
@@ -76,6 +57,6 @@ async def client(
     store_url: str,
 ) -> TestClient[web.Request, web.Application]:
     """The app on a real store (both backends), its inbox drained by the tests rather than by workers."""
-    settings = make_settings(store_url=store_url)
+    settings = world_settings(store_url=store_url)
     app = create_app(settings, clock=clock, dispatcher=recorder.dispatcher(), run_workers=False)
     return await aiohttp_client(app)

@@ -11,14 +11,14 @@ import pytest
 
 from callback_service.store import open_store
 from handlers.binding import Actor
-from tests.callback_service.test_serve import _env
+from tests.support.world import service_env
 
 STUDENT = Actor(who="2021001", source="127.0.0.1")
 
 
 def _run(store_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("WECOM_BIND_")}
-    env.update(_env(9))
+    env.update(service_env(9))
     env["WECOM_BIND_STORE_URL"] = store_url
     return subprocess.run(
         [sys.executable, "-m", "callback_service", *args],

@@ -14,16 +14,9 @@ from callback_service.sandbox.wecom_keys import WECOM_SANDBOX_FAULTS, WECOM_SAND
 from callback_service.sandbox.wecom_state import Member
 from callback_service.store import open_store
 from handlers.binding import Binding, BindingState
-from tests.callback_service.test_serve import _env
 from tests.support.callbacks import encrypt_callback, event_xml
 from tests.support.processes import free_port, start_service, stop, wait_healthy
-from tests.support.world import (
-    APP_SECRET,
-    CONTACTS_SECRET,
-    ServerFactory,
-    eventually,
-    wecom_sandbox,
-)
+from tests.support.world import ServerFactory, eventually, service_env, wecom_sandbox
 
 
 async def test_kill_9_while_handling_loses_nothing(
@@ -42,10 +35,8 @@ async def test_kill_9_while_handling_loses_nothing(
 
     def launch() -> tuple[str, subprocess.Popen[str]]:
         port = free_port()
-        env = _env(port, wecom_api_base=api_base, store_url=store_url)
+        env = service_env(port, wecom_api_base=api_base, store_url=store_url)
         env["WECOM_BIND_INBOX_LEASE"] = "2"
-        env["WECOM_BIND_APP_SECRET"] = APP_SECRET
-        env["WECOM_BIND_CONTACTS_SECRET"] = CONTACTS_SECRET
         process = start_service(["serve", "--host", "127.0.0.1", "--port", str(port)], env)
         wait_healthy(f"http://127.0.0.1:{port}", process)
         return f"http://127.0.0.1:{port}", process

@@ -17,8 +17,9 @@ from callback_service.metrics import Metrics
 from callback_service.store import open_store
 from handlers.dispatch import Dispatcher
 from handlers.events import Event
-from tests.callback_service.conftest import NOW, Clock, Recorder, make_settings
+from tests.callback_service.conftest import NOW, Clock, Recorder
 from tests.support.callbacks import encrypt_callback, event_xml
+from tests.support.world import world_settings
 
 Client = TestClient[web.Request, web.Application]
 ClientFactory = Callable[[web.Application], Awaitable[Client]]
@@ -81,7 +82,7 @@ async def test_a_failing_handler_is_retried_then_dead_lettered(tmp_path: Path) -
 async def test_a_restarted_app_handles_what_the_last_one_left(
     aiohttp_client: ClientFactory, tmp_path: Path, clock: Clock
 ) -> None:
-    settings = make_settings(store_url=f"sqlite:///{tmp_path / 'store.db'}")
+    settings = world_settings(store_url=f"sqlite:///{tmp_path / 'store.db'}")
     first = Recorder()
     client = await aiohttp_client(
         create_app(settings, clock=clock, dispatcher=first.dispatcher(), run_workers=False)

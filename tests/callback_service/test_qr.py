@@ -10,7 +10,7 @@ import segno
 
 from callback_service import qr
 from callback_service.cli import main
-from tests.callback_service.conftest import make_settings
+from tests.support.world import world_settings
 
 BASE = "https://bind.example.edu.cn"
 ENV = {
@@ -34,7 +34,7 @@ def settings_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_code_encodes_bind_under_the_public_url() -> None:
-    assert qr.bind_url(make_settings(public_base_url=BASE + "/")) == BASE + "/bind"
+    assert qr.bind_url(world_settings(public_base_url=BASE + "/")) == BASE + "/bind"
 
 
 def test_png_is_a_square_image_of_the_code() -> None:

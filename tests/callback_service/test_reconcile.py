@@ -38,8 +38,8 @@ from callback_service.wecom_client import DeptUser, WeComClient, WeComMember, We
 from handlers.binding import Actor, AuditAction, Binding, BindingState
 from handlers.contracts import Store
 from tests.callback_service.conftest import Clock
-from tests.callback_service.test_serve import APP_SECRET, CONTACTS_SECRET, _env
 from tests.support.callbacks import AGENT_ID, CORP_ID
+from tests.support.world import APP_SECRET, CONTACTS_SECRET, service_env
 
 STUDENT = Actor(who="student", source="127.0.0.1")
 RECONCILE = admin_actor("reconcile")
@@ -483,7 +483,7 @@ async def test_the_command_reports_fixes_and_masks_every_phone(
         await bind(store, "gone", phones[3])
     finally:
         await store.close()
-    env = _env(9, wecom_api_base=str(server.make_url("")).rstrip("/"), store_url=store_url)
+    env = service_env(9, wecom_api_base=str(server.make_url("")).rstrip("/"), store_url=store_url)
 
     found = await asyncio.to_thread(_run, env, "reconcile")
     fixed = await asyncio.to_thread(_run, env, "reconcile", "--fix")
@@ -514,7 +514,7 @@ async def test_the_command_reports_fixes_and_masks_every_phone(
 
 async def test_the_command_says_when_wecom_is_unavailable(tmp_path: Path) -> None:
     store_url = f"sqlite:///{tmp_path / 'store.db'}"
-    env = _env(9, wecom_api_base="http://127.0.0.1:9", store_url=store_url)  # nothing listens on 9
+    env = service_env(9, wecom_api_base="http://127.0.0.1:9", store_url=store_url)  # nothing listens on 9
 
     result = await asyncio.to_thread(_run, env, "reconcile", "--fix")
 

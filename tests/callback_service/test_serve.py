@@ -20,27 +20,7 @@ from callback_service.store import open_store
 from handlers.binding import BindingState
 from tests.support.callbacks import AES_KEY, AGENT_ID, CORP_ID, TOKEN, event_xml
 from tests.support.processes import free_port, start_service, stop, wait_healthy
-
-APP_SECRET = "app-secret"
-CONTACTS_SECRET = "contacts-secret"
-
-
-def _env(port: int, *, wecom_api_base: str = "http://127.0.0.1:9", store_url: str = "") -> dict[str, str]:
-    env = {
-        "WECOM_BIND_CORP_ID": CORP_ID,
-        "WECOM_BIND_TOKEN": TOKEN,
-        "WECOM_BIND_ENCODING_AES_KEY": AES_KEY,
-        "WECOM_BIND_AGENT_ID": str(AGENT_ID),
-        "WECOM_BIND_APP_SECRET": APP_SECRET,
-        "WECOM_BIND_CONTACTS_SECRET": CONTACTS_SECRET,
-        "WECOM_BIND_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
-        "WECOM_BIND_CAS_BASE_URL": f"http://127.0.0.1:{port}/sandbox/cas",
-        "WECOM_BIND_WECOM_API_BASE": wecom_api_base,
-        "WECOM_BIND_SESSION_SECRET": "x" * 40,
-    }
-    if store_url:
-        env["WECOM_BIND_STORE_URL"] = store_url
-    return env
+from tests.support.world import APP_SECRET, CONTACTS_SECRET, service_env
 
 
 async def test_subscribe_encrypted_by_wechatpy_is_accepted_and_dispatched(
@@ -61,7 +41,7 @@ async def test_subscribe_encrypted_by_wechatpy_is_accepted_and_dispatched(
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = _env(port, wecom_api_base=str(server.make_url("")).rstrip("/"), store_url=store_url)
+    env = service_env(port, wecom_api_base=str(server.make_url("")).rstrip("/"), store_url=store_url)
     process = start_service(["serve", "--host", "127.0.0.1", "--port", str(port)], env)
     try:
         await asyncio.to_thread(wait_healthy, base, process)

@@ -23,7 +23,7 @@ from handlers.admission import (
     judge,
 )
 from handlers.binding import Actor, AuditAction, Binding, BindingState
-from handlers.callbacks import CONFLICTS
+from handlers.conflicts import CONFLICTS
 from handlers.contracts import Store
 from handlers.guide import ErrorCode
 from tests.store.support import FakeClock

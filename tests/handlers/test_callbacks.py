@@ -18,7 +18,8 @@ from callback_service.sandbox.wecom_state import APP, Member, WeComSandboxState
 from callback_service.store import open_store
 from callback_service.wecom_client import WeComClient
 from handlers.binding import Actor, AuditAction, BindingState
-from handlers.callbacks import CONFLICTS, CallbackHandlers
+from handlers.callbacks import CallbackHandlers
+from handlers.conflicts import CONFLICTS
 from handlers.contracts import Store
 from handlers.events import ContactChange, Subscribe, Unsubscribe
 from tests.support.world import store_url_for

@@ -17,9 +17,9 @@ from callback_service.keys import PAGES_CONFIG, STORE
 from callback_service.pages import PagesConfig
 from callback_service.sandbox.cas import create_cas_sandbox
 from callback_service.sandbox.wecom import APP, CONTACTS, WECOM_SANDBOX_STATE, create_wecom_sandbox
-from tests.callback_service.conftest import make_settings
 from tests.pages.support import CAS_USERS, DEPARTMENTS, DIRECTORY, PagesEnv, wecom_members
 from tests.support.callbacks import AGENT_ID, CORP_ID
+from tests.support.world import APP_SECRET, CONTACTS_SECRET, world_settings
 
 MakeEnv = Callable[..., Awaitable[PagesEnv]]
 AiohttpClient = Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]]
@@ -46,7 +46,7 @@ def make_env(
         wecom = await aiohttp_server(
             create_wecom_sandbox(
                 corp_id=CORP_ID,
-                secrets={"app-secret": APP, "contacts-secret": CONTACTS},
+                secrets={APP_SECRET: APP, CONTACTS_SECRET: CONTACTS},
                 agent_id=AGENT_ID,
                 callback=None,
                 departments=DEPARTMENTS,
@@ -61,7 +61,7 @@ def make_env(
             "follow_url": wecom_base + "/follow",
             **overrides,
         }
-        settings = make_settings(**values)
+        settings = world_settings(**values)
         app = create_app(settings, run_workers=False)
         app[PAGES_CONFIG] = config or PagesConfig(departments={"电子电气工程学院": 2})
         client = await aiohttp_client(app)

@@ -17,7 +17,7 @@ from callback_service.keys import BINDING_FLOW, METRICS, STORE
 from callback_service.sandbox.wecom_state import Member
 from handlers.binding import Actor, AuditAction, Binding, BindingState
 from handlers.binding_flow import Bound
-from handlers.callbacks import CONFLICTS
+from handlers.conflicts import CONFLICTS
 from handlers.contracts import Store
 from tests.support.world import ServerFactory, World, eventually, running_world, store_url_for
 from tests.wecom._support import browser, new_wechat

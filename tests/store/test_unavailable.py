@@ -14,7 +14,8 @@ from callback_service.store.redis import RedisStore
 from callback_service.store.sqlite import SqliteStore
 from handlers.binding import Actor, Claim
 from handlers.contracts import Store, StoreUnavailable
-from tests.store.support import FakeClock, RedisServer, free_port, require_redis_server
+from tests.store.support import FakeClock, RedisServer, require_redis_server
+from tests.support.processes import free_port
 
 ACTOR = Actor(who="test", source="test")
 

@@ -18,13 +18,15 @@ from callback_service.sandbox.wecom import create_wecom_sandbox
 from callback_service.sandbox.wecom_keys import WECOM_SANDBOX_STATE
 from callback_service.sandbox.wecom_push import CallbackTarget
 from callback_service.sandbox.wecom_state import APP, CONTACTS, Member, WeComSandboxState
-from config import Settings
+from config import Settings, env_name
 from tests.store.support import RedisServer
 from tests.support.callbacks import AES_KEY, AGENT_ID, CORP_ID, TOKEN
 from tests.support.processes import free_port
 
-APP_SECRET = "app-secret-of-the-world"
-CONTACTS_SECRET = "contacts-secret-of-the-world"
+APP_SECRET = "app-secret"
+CONTACTS_SECRET = "contacts-secret"
+# Nothing listens on port 9: a test that forgets to name its emulator never reaches WeCom's real host.
+CLOSED_PORT_URL = "http://127.0.0.1:9"
 ServerFactory = Callable[..., Awaitable[TestServer]]
 T = TypeVar("T")
 
@@ -47,8 +49,11 @@ class World:
         return str(self.wecom_server.make_url("")).rstrip("/")
 
 
-def world_settings(*, port: int, wecom_api_base: str, store_url: str, **overrides: object) -> Settings:
-    """Settings of a service on port, talking to the emulator at wecom_api_base."""
+def service_values(
+    *, port: int = 8080, wecom_api_base: str = CLOSED_PORT_URL, store_url: str = ""
+) -> dict[str, object]:
+    """The settings of a test service on port, talking to WeCom at wecom_api_base: the one source
+    for the settings objects, and the environment of the processes, that tests make."""
     values: dict[str, object] = {
         "corp_id": CORP_ID,
         "token": TOKEN,
@@ -59,11 +64,25 @@ def world_settings(*, port: int, wecom_api_base: str, store_url: str, **override
         "public_base_url": f"http://127.0.0.1:{port}",
         "cas_base_url": f"http://127.0.0.1:{port}/sandbox/cas",
         "wecom_api_base": wecom_api_base,
-        "session_secret": "w" * 40,
-        "store_url": store_url,
+        "session_secret": "x" * 40,
     }
-    values.update(overrides)
-    return Settings.model_validate(values)
+    if store_url:
+        values["store_url"] = store_url
+    return values
+
+
+def world_settings(
+    *, port: int = 8080, wecom_api_base: str = CLOSED_PORT_URL, store_url: str = "", **overrides: object
+) -> Settings:
+    """Settings of a service on port, talking to the emulator at wecom_api_base; overrides win."""
+    values = service_values(port=port, wecom_api_base=wecom_api_base, store_url=store_url)
+    return Settings.model_validate(values | overrides)
+
+
+def service_env(port: int, *, wecom_api_base: str = CLOSED_PORT_URL, store_url: str = "") -> dict[str, str]:
+    """The same settings as WECOM_BIND_* variables, for a `wecom-bind` process."""
+    values = service_values(port=port, wecom_api_base=wecom_api_base, store_url=store_url)
+    return {env_name(field): str(value) for field, value in values.items()}
 
 
 def store_url_for(backend: str, tmp_path: Path, redis_server: RedisServer | None) -> str:

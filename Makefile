@@ -8,10 +8,10 @@ PORT ?= 8080
 
 .PHONY: demo test lint typecheck unit system-deps bench clean
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml sandbox/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test]' -e ./sandbox
 	touch $(STAMP)
 
 system-deps:

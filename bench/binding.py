@@ -52,8 +52,14 @@ from aiohttp import web
 from yarl import URL
 
 from bench.store import cpu_model, filesystem_of, redis_server_version
-from callback_service.app import create_app
-from callback_service.demo import (
+from callback_service.store import open_store
+from callback_service.web.app import create_app
+from callback_service.web.keys import PAGES_CONFIG
+from callback_service.web.pages.config import PagesConfig
+from config import Settings
+from handlers.binding import AuditAction, BindingState
+from sandbox.cas import create_cas_sandbox
+from sandbox.demo import (
     CAS_MOUNT,
     DEMO_PASSWORD,
     DEMO_STUDENTS,
@@ -65,13 +71,7 @@ from callback_service.demo import (
     directory_seeder,
     wecom_sandbox,
 )
-from callback_service.keys import PAGES_CONFIG
-from callback_service.pages.config import PagesConfig
-from callback_service.sandbox.cas import create_cas_sandbox
-from callback_service.sandbox.wecom_keys import WECOM_SANDBOX_STATE
-from callback_service.store import open_store
-from config import Settings
-from handlers.binding import AuditAction, BindingState
+from sandbox.wecom_keys import WECOM_SANDBOX_STATE
 from tests.store.support import RedisServer, redis_server_binary
 from tests.support.processes import free_port, wait_healthy
 

@@ -33,7 +33,7 @@ import aiohttp
 from aiohttp import web
 
 from bench.store import cpu_model
-from callback_service.app import create_app
+from callback_service.web.app import create_app
 from tests.store.support import RedisServer, redis_server_binary
 from tests.support.callbacks import AES_KEY, CORP_ID, TOKEN, encrypt_callback, event_xml
 from tests.support.processes import free_port, wait_healthy

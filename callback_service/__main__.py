@@ -2,6 +2,6 @@
 
 import sys
 
-from callback_service.cli import main
+from callback_service.ops.cli import main
 
 sys.exit(main())

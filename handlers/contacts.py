@@ -1,6 +1,6 @@
 """What the binding rules need from the WeCom contacts (企业号通讯录), as a typing Protocol.
 
-callback_service.wecom_client.WeComClient (with the contacts-sync secret) fulfils it structurally.
+callback_service.clients.wecom.WeComClient (with the contacts-sync secret) fulfils it structurally.
 Its failures are exceptions that carry WeCom's integer `errcode`; the rules read it through
 `errcode_of`, so they never import the client.
 """

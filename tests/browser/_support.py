@@ -21,10 +21,10 @@ from typing import Final
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from callback_service.demo import DEMO_PASSWORD
 from callback_service.store import open_store
 from handlers.binding import AuditRecord
 from handlers.guide import GUIDE, ErrorCode
+from sandbox.demo import DEMO_PASSWORD
 
 CHROMIUM: Final = "/usr/bin/chromium"
 LAUNCH_ARGS: Final = (
@@ -221,6 +221,22 @@ class Phone:
     def close(self) -> None:
         """Close the context and its pages."""
         self.context.close()
+
+
+def expect_wecom_refusal(page: Page, code: ErrorCode) -> None:
+    """WeCom's verification screen refused with this error, and its 常见问题 link leads to the guide's
+    cause and remedy on our /help (read in a second tab: WeCom's screen answered a POST)."""
+    expect(page.locator(f'[data-error="{code}"]')).to_be_visible()
+    expect(page.get_by_role("heading", name=GUIDE[code].title)).to_be_visible()
+    link = page.get_by_role("link", name="常见问题")
+    expect(link).to_have_attribute("href", re.compile(f"/help#{code}$"))
+    help_page = page.context.new_page()
+    try:
+        help_page.goto(str(link.get_attribute("href")))
+        expect(help_page.locator(f"#{code}")).to_be_in_viewport()
+        expect_guide_entry(help_page, code)
+    finally:
+        help_page.close()
 
 
 def expect_guide_entry(page: Page, code: ErrorCode) -> None:

@@ -7,10 +7,10 @@ from collections.abc import Callable
 import pytest
 from playwright.sync_api import expect
 
-from callback_service.demo import DEMO_STUDENTS, DEMO_VISITOR_NAME, DEMO_VISITOR_PHONE, DemoStudent
 from handlers.guide import ErrorCode
 from handlers.phone import mask_phone
-from tests.browser._support import Phone, expect_guide_entry
+from sandbox.demo import DEMO_STUDENTS, DEMO_VISITOR_NAME, DEMO_VISITOR_PHONE, DemoStudent
+from tests.browser._support import Phone, expect_guide_entry, expect_wecom_refusal
 
 pytestmark = pytest.mark.browser
 
@@ -76,8 +76,7 @@ def test_2_3_a_phone_in_no_member_record(new_phone: NewPhone) -> None:
     visitor.press_follow()
     visitor.shot("verify")
     visitor.verify_phone(DEMO_VISITOR_PHONE)
-    expect(page.locator(f'[data-error="{ErrorCode.PHONE_NOT_IN_CONTACTS}"]')).to_be_visible()
-    expect_guide_entry(page, ErrorCode.PHONE_NOT_IN_CONTACTS)
+    expect_wecom_refusal(page, ErrorCode.PHONE_NOT_IN_CONTACTS)
     visitor.shot("2.3-not-in-contacts")
 
 
@@ -89,8 +88,7 @@ def test_2_3_when_the_phone_typed_is_not_the_bound_one(new_phone: NewPhone) -> N
     lisi.press_follow()
     # 原因一: the WeChat's own phone, not the one bound.
     lisi.verify_phone(LISI.wechat_phone)
-    expect(page.locator(f'[data-error="{ErrorCode.PHONE_NOT_IN_CONTACTS}"]')).to_be_visible()
-    expect_guide_entry(page, ErrorCode.PHONE_NOT_IN_CONTACTS)
+    expect_wecom_refusal(page, ErrorCode.PHONE_NOT_IN_CONTACTS)
     # 重新验证 with the bound phone follows after all.
     page.get_by_role("link", name="重新验证").click()
     assert LISI.directory_phone is not None
@@ -107,8 +105,7 @@ def test_2_4_a_phone_verified_by_another_member(new_phone: NewPhone) -> None:
     visitor.press_follow()
     assert ZHANGSAN.directory_phone is not None
     visitor.verify_phone(ZHANGSAN.directory_phone)
-    expect(page.locator(f'[data-error="{ErrorCode.PHONE_VERIFIED_BY_OTHER}"]')).to_be_visible()
-    expect_guide_entry(page, ErrorCode.PHONE_VERIFIED_BY_OTHER)
+    expect_wecom_refusal(page, ErrorCode.PHONE_VERIFIED_BY_OTHER)
     visitor.shot("2.4-verified-by-other")
 
 

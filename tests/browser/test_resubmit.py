@@ -7,8 +7,8 @@ from collections.abc import Callable
 import pytest
 from playwright.sync_api import Request, expect
 
-from callback_service.demo import DEMO_STUDENTS, DemoStudent
 from handlers.binding import AuditAction
+from sandbox.demo import DEMO_STUDENTS, DemoStudent
 from tests.browser._support import Demo, Phone
 
 pytestmark = pytest.mark.browser

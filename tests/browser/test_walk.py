@@ -7,10 +7,10 @@ from collections.abc import Callable
 import pytest
 from playwright.sync_api import expect
 
-from callback_service.demo import DEMO_PASSWORD, DEMO_STUDENTS, DEMO_VISITOR_NAME, DemoStudent
-from callback_service.pages.views import PHONE_FORMAT_ERROR
+from callback_service.web.pages.views import PHONE_FORMAT_ERROR
 from handlers.guide import GUIDE, ErrorCode
 from handlers.phone import mask_phone
+from sandbox.demo import DEMO_PASSWORD, DEMO_STUDENTS, DEMO_VISITOR_NAME, DemoStudent
 from tests.browser._support import Demo, Phone
 
 pytestmark = pytest.mark.browser

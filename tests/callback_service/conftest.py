@@ -8,7 +8,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from callback_service.app import create_app
+from callback_service.web.app import create_app
 from handlers.dispatch import Dispatcher
 from handlers.events import Event
 from tests.support.world import world_settings

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from callback_service.keys import INBOX
+from callback_service.web.keys import INBOX
 from handlers.events import ContactChange, EnterAgent, Subscribe, UnknownEvent, Unsubscribe
 from tests.callback_service.conftest import NOW, Clock, Recorder
 from tests.support.callbacks import (
@@ -26,7 +26,7 @@ from tests.support.callbacks import (
     event_xml,
     sign_ciphertext,
 )
-from tests.support.shared import VECTORS
+from tests.support.reference import VECTORS
 
 Client = TestClient[web.Request, web.Application]
 

@@ -10,10 +10,10 @@ import time
 
 import aiohttp
 
-from callback_service.sandbox.wecom_keys import WECOM_SANDBOX_FAULTS, WECOM_SANDBOX_STATE
-from callback_service.sandbox.wecom_state import Member
 from callback_service.store import open_store
 from handlers.binding import Binding, BindingState
+from sandbox.wecom_keys import WECOM_SANDBOX_FAULTS, WECOM_SANDBOX_STATE
+from sandbox.wecom_state import Member
 from tests.support.callbacks import encrypt_callback, event_xml
 from tests.support.processes import free_port, start_service, stop, wait_healthy
 from tests.support.world import ServerFactory, eventually, service_env, wecom_sandbox

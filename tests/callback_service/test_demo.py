@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from callback_service.demo import DEMO_PASSWORD, DEMO_STUDENTS
+from sandbox.demo import DEMO_PASSWORD, DEMO_STUDENTS
 from tests.support.processes import free_port, start_service, stop, wait_healthy
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from callback_service.cli import main
-from callback_service.directory import import_directory, parse_directory
+from callback_service.ops.cli import main
+from callback_service.ops.directory import import_directory, parse_directory
 from callback_service.store import open_store
 from handlers.binding import DirectoryEntry
 from handlers.contracts import Store

@@ -8,10 +8,10 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from callback_service.keys import STORE, WECOM_CONTACTS
-from callback_service.sandbox.wecom_state import Member
+from callback_service.web.keys import STORE, WECOM_CONTACTS
 from handlers.binding import AccountFollowed, Actor, Binding, BindingState
 from handlers.contracts import Store
+from sandbox.wecom_state import Member
 from tests.support.world import ServerFactory, World, eventually, running_world
 from tests.wecom._support import browser, new_wechat, post_page
 

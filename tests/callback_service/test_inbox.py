@@ -10,11 +10,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from callback_service.app import create_app
-from callback_service.inbox import DEAD, Inbox
-from callback_service.keys import INBOX, METRICS, STORE
+from callback_service.callbacks.inbox import DEAD, Inbox
 from callback_service.metrics import Metrics
 from callback_service.store import open_store
+from callback_service.web.app import create_app
+from callback_service.web.keys import INBOX, METRICS, STORE
 from handlers.dispatch import Dispatcher
 from handlers.events import Event
 from tests.callback_service.conftest import NOW, Clock, Recorder

@@ -20,8 +20,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from callback_service.admin import admin_actor
-from callback_service.reconcile import (
+from callback_service.clients.wecom import DeptUser, WeComClient, WeComMember, WeComUnavailable
+from callback_service.ops.admin import admin_actor
+from callback_service.ops.reconcile import (
     Drift,
     DriftKind,
     find_drift,
@@ -30,13 +31,12 @@ from callback_service.reconcile import (
     settle,
     settle_all,
 )
-from callback_service.sandbox.wecom import create_wecom_sandbox
-from callback_service.sandbox.wecom_keys import WECOM_SANDBOX_STATE
-from callback_service.sandbox.wecom_state import APP, CONTACTS, Member, WeComSandboxState
 from callback_service.store import open_store
-from callback_service.wecom_client import DeptUser, WeComClient, WeComMember, WeComUnavailable
 from handlers.binding import Actor, AuditAction, Binding, BindingState
 from handlers.contracts import Store
+from sandbox.wecom import create_wecom_sandbox
+from sandbox.wecom_keys import WECOM_SANDBOX_STATE
+from sandbox.wecom_state import APP, CONTACTS, Member, WeComSandboxState
 from tests.callback_service.conftest import Clock
 from tests.support.callbacks import AGENT_ID, CORP_ID
 from tests.support.world import APP_SECRET, CONTACTS_SECRET, service_env

@@ -13,11 +13,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from wechatpy.enterprise.crypto import WeChatCrypto
 
-from callback_service.sandbox.wecom import create_wecom_sandbox
-from callback_service.sandbox.wecom_keys import WECOM_SANDBOX_STATE
-from callback_service.sandbox.wecom_state import APP, CONTACTS, Member
 from callback_service.store import open_store
 from handlers.binding import BindingState
+from sandbox.wecom import create_wecom_sandbox
+from sandbox.wecom_keys import WECOM_SANDBOX_STATE
+from sandbox.wecom_state import APP, CONTACTS, Member
 from tests.support.callbacks import AES_KEY, AGENT_ID, CORP_ID, TOKEN, event_xml
 from tests.support.processes import free_port, start_service, stop, wait_healthy
 from tests.support.world import APP_SECRET, CONTACTS_SECRET, service_env

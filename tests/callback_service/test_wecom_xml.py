@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from callback_service.wecom_xml import MalformedXml, parse_envelope, parse_event, parse_xml
+from callback_service.callbacks.xml import MalformedXml, parse_envelope, parse_event, parse_xml
 from tests.callback_service.test_callback import BILLION_LAUGHS, EXTERNAL_ENTITY
 
 HOSTILE = {

@@ -7,7 +7,7 @@ from typing import Final
 import aiohttp
 from yarl import URL
 
-from callback_service.sandbox.cas import CasUser
+from sandbox.cas import CasUser
 
 STUDENT: Final = CasUser(
     student_id="2021001",

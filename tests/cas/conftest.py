@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestServer
 from pytest_aiohttp import AiohttpServer
 from yarl import URL
 
-from callback_service.sandbox.cas import create_cas_sandbox
+from sandbox.cas import create_cas_sandbox
 from tests.cas._support import TICKET_TTL, USERS, FakeClock
 
 

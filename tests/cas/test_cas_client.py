@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestServer
 from pytest_aiohttp import AiohttpServer
 from yarl import URL
 
-from callback_service.cas_client import (
+from callback_service.clients.cas import (
     CasAuthenticationFailure,
     CasClient,
     CasInvalidRequest,
@@ -25,7 +25,7 @@ from callback_service.cas_client import (
     CasUnreachable,
     parse_service_response,
 )
-from callback_service.sandbox.cas import create_cas_sandbox
+from sandbox.cas import create_cas_sandbox
 from tests.cas._support import SERVICE, STUDENT, TICKET_TTL, USERS, FakeClock, login_for_ticket
 
 ClientFactory = Callable[..., CasClient]

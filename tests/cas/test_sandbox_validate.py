@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestServer
 from defusedxml.ElementTree import fromstring
 from yarl import URL
 
-from callback_service.cas_client import CAS_NAMESPACE
+from callback_service.clients.cas import CAS_NAMESPACE
 from tests.cas._support import AWKWARD, SERVICE, STUDENT, TICKET_TTL, FakeClock, login_for_ticket
 
 NS = {"cas": CAS_NAMESPACE}

@@ -5,17 +5,13 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Final, TypedDict
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import settings
 from hypothesis import strategies as st
 
-# The shared folder sits beside the repository, here and in CI.
-VECTORS_PATH: Final = (
-    Path(__file__).resolve().parents[2].parent / "shared" / "vectors" / "wecom-official-sample.json"
-)
+from tests.support.reference import VECTORS as VECTORS_PATH
 
 TOKEN: Final = "hJqcu3uJ9Tn2gXPmxx2w9kkCkCE2EPYo"
 AES_KEY: Final = "6qkdMrq68nTKduznJYO1A37W2oEgpkMUvkttRToqhUt"

@@ -10,10 +10,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 from pytest_aiohttp import AiohttpServer
 
+from callback_service.clients.wecom import WeComClient
 from callback_service.metrics import Metrics
-from callback_service.sandbox.wecom import APP, Member, WeComSandboxState, create_wecom_sandbox
-from callback_service.sandbox.wecom_keys import WECOM_SANDBOX_STATE
-from callback_service.wecom_client import WeComClient
 from handlers.admission import (
     AdmissionGate,
     AdmissionRefusal,
@@ -26,6 +24,8 @@ from handlers.binding import Actor, AuditAction, Binding, BindingState
 from handlers.conflicts import CONFLICTS
 from handlers.contracts import Store
 from handlers.guide import ErrorCode
+from sandbox.wecom import APP, Member, WeComSandboxState, create_wecom_sandbox
+from sandbox.wecom_keys import WECOM_SANDBOX_STATE
 from tests.store.support import FakeClock
 
 CORP_ID = "wwadmissiontest00"

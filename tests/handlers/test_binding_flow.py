@@ -12,14 +12,14 @@ import pytest
 from aiohttp.test_utils import TestServer
 from pytest_aiohttp import AiohttpServer
 
-from callback_service.sandbox.wecom import APP, CONTACTS, Member, WeComSandboxState, create_wecom_sandbox
-from callback_service.sandbox.wecom_keys import WECOM_SANDBOX_STATE
-from callback_service.wecom_client import WeComClient, WeComUnavailable
+from callback_service.clients.wecom import WeComClient, WeComUnavailable
 from handlers.binding import Actor, AuditAction, BindingState, DirectoryEntry
 from handlers.binding_flow import BindingFlow, Bound, Refusal, Refused
 from handlers.contacts import WeComContacts, errcode_of
 from handlers.contracts import Store
 from handlers.guide import ErrorCode
+from sandbox.wecom import APP, CONTACTS, Member, WeComSandboxState, create_wecom_sandbox
+from sandbox.wecom_keys import WECOM_SANDBOX_STATE
 from tests.store.support import FakeClock
 
 CORP_ID = "wwflowtest0000000"

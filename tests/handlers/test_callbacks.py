@@ -11,17 +11,17 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from callback_service.clients.wecom import WeComClient
 from callback_service.metrics import Metrics
-from callback_service.sandbox.wecom import create_wecom_sandbox
-from callback_service.sandbox.wecom_keys import WECOM_SANDBOX_STATE
-from callback_service.sandbox.wecom_state import APP, Member, WeComSandboxState
 from callback_service.store import open_store
-from callback_service.wecom_client import WeComClient
 from handlers.binding import Actor, AuditAction, BindingState
 from handlers.callbacks import CallbackHandlers
 from handlers.conflicts import CONFLICTS
 from handlers.contracts import Store
 from handlers.events import ContactChange, Subscribe, Unsubscribe
+from sandbox.wecom import create_wecom_sandbox
+from sandbox.wecom_keys import WECOM_SANDBOX_STATE
+from sandbox.wecom_state import APP, Member, WeComSandboxState
 from tests.support.world import store_url_for
 
 CORP_ID = "wwhandlers000000"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from handlers.guide import GUIDE, ErrorCode
-from tests.support.shared import GUIDE_TEXT
+from tests.support.reference import GUIDE_TEXT
 
 
 def test_every_code_has_an_entry_in_order() -> None:

@@ -12,11 +12,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpServer
 
-from callback_service.app import create_app
-from callback_service.keys import PAGES_CONFIG, STORE
-from callback_service.pages import PagesConfig
-from callback_service.sandbox.cas import create_cas_sandbox
-from callback_service.sandbox.wecom import APP, CONTACTS, WECOM_SANDBOX_STATE, create_wecom_sandbox
+from callback_service.web.app import create_app
+from callback_service.web.keys import PAGES_CONFIG, STORE
+from callback_service.web.pages import PagesConfig
+from sandbox.cas import create_cas_sandbox
+from sandbox.wecom import APP, CONTACTS, WECOM_SANDBOX_STATE, create_wecom_sandbox
 from tests.pages.support import CAS_USERS, DEPARTMENTS, DIRECTORY, PagesEnv, wecom_members
 from tests.support.callbacks import AGENT_ID, CORP_ID
 from tests.support.world import APP_SECRET, CONTACTS_SECRET, world_settings

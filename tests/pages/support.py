@@ -16,12 +16,12 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from callback_service.keys import STORE
-from callback_service.sandbox.cas import CasUser
-from callback_service.sandbox.wecom import Member, WeComSandboxState
+from callback_service.web.keys import STORE
 from config import Settings
 from handlers.binding import DirectoryEntry
 from handlers.contracts import Store
+from sandbox.cas import CasUser
+from sandbox.wecom import Member, WeComSandboxState
 from tests.cas._support import post_login, ticket_of
 
 PASSWORD: Final = "密码-correct-horse"

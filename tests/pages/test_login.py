@@ -8,7 +8,7 @@ from urllib.parse import quote
 import pytest
 from yarl import URL
 
-from callback_service.pages.session import COOKIE
+from callback_service.web.pages.session import COOKIE
 from tests.pages.conftest import MakeEnv
 from tests.pages.support import PagesEnv
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from callback_service.keys import STORE
-from callback_service.pages import PagesConfig
+from callback_service.web.keys import STORE
+from callback_service.web.pages import PagesConfig
 from tests.pages.conftest import MakeEnv
 from tests.pages.support import PagesEnv
 

@@ -13,12 +13,12 @@ from typing import TypeVar
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from callback_service.app import create_app
-from callback_service.sandbox.wecom import create_wecom_sandbox
-from callback_service.sandbox.wecom_keys import WECOM_SANDBOX_STATE
-from callback_service.sandbox.wecom_push import CallbackTarget
-from callback_service.sandbox.wecom_state import APP, CONTACTS, Member, WeComSandboxState
+from callback_service.web.app import create_app
 from config import Settings, env_name
+from sandbox.wecom import create_wecom_sandbox
+from sandbox.wecom_keys import WECOM_SANDBOX_STATE
+from sandbox.wecom_push import CallbackTarget
+from sandbox.wecom_state import APP, CONTACTS, Member, WeComSandboxState
 from tests.store.support import RedisServer
 from tests.support.callbacks import AES_KEY, AGENT_ID, CORP_ID, TOKEN
 from tests.support.processes import free_port

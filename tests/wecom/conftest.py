@@ -17,7 +17,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from pytest_aiohttp import AiohttpServer
 
-from callback_service.sandbox.wecom import (
+from callback_service.clients.wecom import WeComClient
+from handlers.contracts import Store
+from sandbox.wecom import (
     APP,
     CONTACTS,
     WECOM_SANDBOX_FAULTS,
@@ -26,10 +28,8 @@ from callback_service.sandbox.wecom import (
     Member,
     create_wecom_sandbox,
 )
-from callback_service.sandbox.wecom_push import Pusher
-from callback_service.sandbox.wecom_state import FaultSwitch, WeComSandboxState
-from callback_service.wecom_client import WeComClient
-from handlers.contracts import Store
+from sandbox.wecom_push import Pusher
+from sandbox.wecom_state import FaultSwitch, WeComSandboxState
 from tests.store.support import FakeClock
 from tests.wecom._support import AGENT_ID, APP_SECRET, CONTACTS_SECRET, CORP_ID
 

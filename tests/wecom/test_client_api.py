@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from callback_service.wecom_client import (
+from callback_service.clients.wecom import (
     ApiForbidden,
     DeptUser,
     InvalidCode,
@@ -21,7 +21,7 @@ from tests.wecom.conftest import ClientFactory, Sandbox
 
 async def test_member_crud(sandbox: Sandbox, make_client: ClientFactory) -> None:
     contacts = make_client()
-    await contacts.user_create(userid="2021009", name="王五", department=[1], mobile="+86 138-0000-0009")
+    await contacts.user_create(userid="2021009", name="王五", department=[1], mobile="13800000009")
     member = await contacts.user_get("2021009")
     assert (member.name, member.mobile, member.department, member.status) == ("王五", "13800000009", (1,), 4)
     await contacts.user_update("2021009", mobile="13800000019", name="王五五")

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from callback_service.wecom_client import UserNotFound, WeComUnavailable
+from callback_service.clients.wecom import UserNotFound, WeComUnavailable
 from tests.wecom.conftest import ClientFactory, Sandbox
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from callback_service.sandbox.wecom import APP, WECOM_SANDBOX_STATE, create_wecom_sandbox
-from callback_service.sandbox.wecom_state import STATUS_ACTIVE, STATUS_INACTIVE
+from sandbox.wecom import APP, WECOM_SANDBOX_STATE, create_wecom_sandbox
+from sandbox.wecom_state import STATUS_ACTIVE, STATUS_INACTIVE
 from tests.store.support import FakeClock
 from tests.wecom._support import (
     AGENT_ID,
@@ -89,7 +89,7 @@ async def test_phone_in_no_record_is_error_2_3(sandbox: Sandbox) -> None:
     assert status == 409
     assert error_code(page) == "PHONE_NOT_IN_CONTACTS"
     assert "手机号不存在于企业通讯录中" in page
-    assert "原因二：您尚未成为“企业号通讯录”成员" in page
+    assert "重新验证" in page
 
 
 async def test_member_followed_by_another_wechat_is_error_2_4(sandbox: Sandbox) -> None:

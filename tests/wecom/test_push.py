@@ -13,13 +13,13 @@ import pytest
 from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 
-from callback_service.app import create_app
-from callback_service.sandbox.wecom import CallbackTarget
-from callback_service.wecom_xml import parse_event
+from callback_service.callbacks.xml import parse_event
+from callback_service.web.app import create_app
 from config import Settings
 from crypto import WeComCrypto
 from handlers.dispatch import Dispatcher
 from handlers.events import ContactChange, Event
+from sandbox.wecom import CallbackTarget
 from tests.wecom._support import (
     AES_KEY,
     AGENT_ID,

@@ -6,7 +6,7 @@ from typing import Any
 
 import aiohttp
 
-from callback_service.sandbox.wecom import CallbackTarget
+from sandbox.wecom import CallbackTarget
 from tests.wecom._support import (
     AES_KEY,
     APP_SECRET,

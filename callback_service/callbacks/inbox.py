@@ -1,0 +1,183 @@
+"""The durable inbox: callbacks are stored before they are acknowledged, and workers handle them.
+
+A callback's event is appended to the store's inbox under a hash of its decrypted message, so a
+WeCom retry (the same message) is a no-op while two different events in the same second are both
+kept. Workers lease events, run the dispatcher, and retry failures with backoff; an event that
+keeps failing goes to the dead letters, with a metric and a log line. Leases make the inbox
+crash-safe: events a dead process held become takeable again when their lease runs out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import random
+from collections.abc import Callable
+from typing import Final
+
+from callback_service.callbacks.xml import MalformedXml, parse_event
+from callback_service.metrics import Metrics
+from handlers.binding import InboxItem
+from handlers.contracts import Store, StoreUnavailable
+from handlers.dispatch import Dispatcher
+from handlers.events import Event
+
+log: Final = logging.getLogger(__name__)
+
+HANDLED: Final = "wecom_bind_inbox_handled_total"
+FAILED: Final = "wecom_bind_inbox_failures_total"
+DEAD: Final = "wecom_bind_inbox_dead_letters_total"
+DUPLICATES: Final = "wecom_bind_inbox_duplicates_total"
+
+
+def dedup_key(event: Event) -> str:
+    """The inbox key of an event: a hash of the decrypted message itself."""
+    return hashlib.sha256(event.raw.encode("utf-8")).hexdigest()
+
+
+def backoff(attempts: int, *, base: float = 0.5, cap: float = 60.0) -> float:
+    """Seconds before the next try: exponential in the attempts so far, with full jitter."""
+    return random.uniform(0, min(cap, base * 2 ** max(attempts - 1, 0)))  # noqa: S311 - jitter, not secrecy
+
+
+class Inbox:
+    """Appends acknowledged events to the store and runs a pool of workers over them."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        dispatcher: Dispatcher,
+        metrics: Metrics,
+        workers: int,
+        max_attempts: int = 5,
+        lease: float = 60.0,
+        idle_poll: float = 1.0,
+        retry_delay: Callable[[int], float] = backoff,
+    ) -> None:
+        self._store = store
+        self._dispatcher = dispatcher
+        self._metrics = metrics
+        self._size = workers
+        self._max_attempts = max_attempts
+        self._lease = lease
+        self._idle_poll = idle_poll
+        self._retry_delay = retry_delay
+        self._wakeup = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        metrics.describe(HANDLED, "callback events handled")
+        metrics.describe(FAILED, "handler failures, each retried or dead-lettered")
+        metrics.describe(DEAD, "events moved to the dead letters after max attempts")
+        metrics.describe(DUPLICATES, "callbacks whose message was already in the inbox (WeCom retries)")
+
+    async def accept(self, event: Event) -> None:
+        """Store the event durably; only then may the callback be acknowledged."""
+        appended = await self._store.inbox_append(dedup_key(event), event.kind, event.raw)
+        if appended:
+            self._wakeup.set()
+        else:
+            self._metrics.inc(DUPLICATES)
+            log.info("duplicate callback %s for member %s ignored", event.kind, event.user_id)
+
+    def start(self) -> None:
+        """Start the workers; they first pick up whatever a previous process left."""
+        self._stopping.clear()
+        self._tasks = [
+            asyncio.create_task(self._work(number), name=f"inbox-worker-{number}")
+            for number in range(self._size)
+        ]
+
+    @property
+    def workers_alive(self) -> int:
+        """How many workers are running (each outlives any failure of one event)."""
+        return sum(not task.done() for task in self._tasks)
+
+    async def stop(self, *, grace: float = 10.0) -> None:
+        """Stop taking events, let those in flight finish within grace, then cancel the rest.
+
+        A cancelled event is not lost: its lease runs out and the next process takes it.
+        """
+        self._stopping.set()
+        self._wakeup.set()
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(self._tasks, timeout=grace)
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def drain(self, *, limit: int = 1000) -> int:
+        """Handle due events in this task until none is left (for tools and tests); return how many."""
+        handled = 0
+        while handled < limit:
+            items = await self._store.inbox_take(min(10, limit - handled), lease=self._lease)
+            if not items:
+                break
+            for item in items:
+                await self._handle(item)
+                handled += 1
+        return handled
+
+    async def _work(self, number: int) -> None:
+        while not self._stopping.is_set():
+            try:
+                items = await self._store.inbox_take(1, lease=self._lease)
+            except StoreUnavailable:
+                log.warning("inbox worker %d: store unavailable, backing off", number)
+                await self._sleep(self._idle_poll)
+                continue
+            if not items:
+                self._wakeup.clear()
+                await self._sleep(self._idle_poll)
+                continue
+            for item in items:
+                try:
+                    await self._handle(item)
+                except StoreUnavailable:
+                    # The event stays leased and comes back when its lease runs out.
+                    log.warning("inbox worker %d: store unavailable while handling event %d", number, item.id)
+                    await self._sleep(self._idle_poll)
+                except Exception:
+                    # A worker must outlive any one event; this one returns when its lease runs out.
+                    log.exception("inbox worker %d: unexpected failure on event %d", number, item.id)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wakeup.wait()
+
+    async def _handle(self, item: InboxItem) -> None:
+        try:
+            event = parse_event(item.payload.encode("utf-8"))
+        except MalformedXml as exc:
+            # Cannot happen for what the receiver stored; a corrupt row must not loop forever.
+            await self._dead(item, f"unparseable payload: {exc}")
+            return
+        try:
+            await self._dispatcher.dispatch(event)
+        except Exception as exc:  # any handler failure is retried, then dead-lettered
+            await self._failed(item, event, exc)
+            return
+        await self._store.inbox_done(item.id)
+        self._metrics.inc(HANDLED, kind=event.kind)
+        log.info("inbox event %d handled: %s for member %s", item.id, event.kind, event.user_id)
+
+    async def _failed(self, item: InboxItem, event: Event, exc: Exception) -> None:
+        self._metrics.inc(FAILED, kind=event.kind)
+        error = f"{type(exc).__name__}: {exc}"[:500]
+        if item.attempts + 1 >= self._max_attempts:
+            await self._dead(item, error)
+            return
+        attempts = await self._store.inbox_retry(item.id, error, delay=self._retry_delay(item.attempts + 1))
+        log.warning("inbox event %d (%s) failed, attempt %d: %s", item.id, event.kind, attempts, error)
+
+    async def _dead(self, item: InboxItem, error: str) -> None:
+        await self._store.inbox_dead(item.id, error)
+        self._metrics.inc(DEAD, kind=item.event_type)
+        log.error("inbox event %d (%s) moved to the dead letters: %s", item.id, item.event_type, error)

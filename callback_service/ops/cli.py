@@ -1,0 +1,207 @@
+"""The `wecom-bind` command: argv, environment and logging live here; the app factory stays pure."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+from aiohttp import web
+
+from callback_service.logs import PathOnlyAccessLogger, configure_logging
+from callback_service.ops import admin, directory, qr
+from callback_service.store import open_store
+from callback_service.web.app import create_app
+from config import Settings, SettingsError, load_settings
+from handlers.contracts import Store, StoreUnavailable
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    try:
+        return load_settings(args.config)
+    except SettingsError as exc:
+        for problem in exc.problems:
+            print(f"wecom-bind: {problem}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _run(app: web.Application, args: argparse.Namespace) -> int:
+    """Serve the app on --host and --port until SIGINT or SIGTERM, with the query-free access log."""
+    web.run_app(
+        app,
+        host=args.host,
+        port=args.port,
+        access_log_class=PathOnlyAccessLogger,
+        print=lambda line: print(line, flush=True),
+    )
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    configure_logging(settings.log_level)
+    return _run(create_app(settings), args)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    # The emulators are a distribution of their own (sandbox/), never installed with the service.
+    try:
+        from sandbox.demo import create_demo_app
+    except ModuleNotFoundError:
+        print("wecom-bind: the demo needs the emulators: pip install -e ./sandbox (make demo does)",
+              file=sys.stderr)
+        return 2
+
+    configure_logging("INFO")
+    data_dir = Path(args.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return _run(create_demo_app(host=args.host, port=args.port, data_dir=data_dir), args)
+
+
+StoreCommand = Callable[[Store, argparse.Namespace], Awaitable[int]]
+
+
+def _store_command(run: StoreCommand) -> Callable[[argparse.Namespace], int]:
+    """Wrap an admin command: load the settings, open the store, run, close."""
+
+    def command(args: argparse.Namespace) -> int:
+        settings = _settings(args)
+        configure_logging("WARNING")
+
+        async def main() -> int:
+            store = await open_store(settings.store_url)
+            try:
+                return await run(store, args)
+            finally:
+                await store.close()
+
+        try:
+            return asyncio.run(main())
+        except StoreUnavailable:
+            print("wecom-bind: the store is unavailable", file=sys.stderr)
+            return 3
+
+    return command
+
+
+def _add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    binding = commands.add_parser("binding", help="show or release a member's binding")
+    binding_commands = binding.add_subparsers(dest="binding_command", required=True, metavar="ACTION")
+    show = binding_commands.add_parser("show", help="a member's binding and its recent audit records")
+    show.add_argument("member_id", metavar="ID")
+    show.set_defaults(run=_store_command(lambda store, a: admin.binding_show(store, a.member_id, print)))
+    release = binding_commands.add_parser("release", help="free a member's phone and binding (audited)")
+    release.add_argument("member_id", metavar="ID")
+    release.add_argument("--reason", required=True, metavar="TEXT")
+    release.set_defaults(
+        run=_store_command(lambda store, a: admin.binding_release(store, a.member_id, a.reason, print))
+    )
+
+    audit = commands.add_parser("audit", help="the audit log, newest first")
+    audit.add_argument("--member", metavar="ID")
+    audit.add_argument("--limit", type=int, default=100)
+    audit.set_defaults(run=_store_command(lambda store, a: admin.audit(store, a.member, a.limit, print)))
+
+    inbox = commands.add_parser("inbox", help="the callback inbox")
+    inbox_commands = inbox.add_subparsers(dest="inbox_command", required=True, metavar="ACTION")
+    status = inbox_commands.add_parser("status", help="pending, leased and dead counts; the dead letters")
+    status.set_defaults(run=_store_command(lambda store, a: admin.inbox_status(store, print)))
+    retry = inbox_commands.add_parser("retry-dead", help="put every dead letter back in the inbox")
+    retry.set_defaults(run=_store_command(lambda store, a: admin.inbox_retry_dead(store, print)))
+
+    reconcile = commands.add_parser("reconcile", help="compare WeCom's members with the store")
+    reconcile.add_argument("--fix", action="store_true", help="settle each drift from WeCom's truth, audited")
+    reconcile.set_defaults(run=_store_command(_reconcile))
+
+
+async def _reconcile(store: Store, args: argparse.Namespace) -> int:
+    from callback_service.ops.reconcile import reconcile_command
+
+    return await reconcile_command(
+        store, _settings(args), fix=args.fix, out=print, err=lambda line: print(line, file=sys.stderr)
+    )
+
+
+def _qrcode(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if args.out is None:
+        url = qr.bind_url(settings)
+        print(qr.qr_text(url), end="")
+        print(url)
+        return 0
+    try:
+        url = qr.write_bind_qr(settings, Path(args.out))
+    except qr.UnknownQrFormat as exc:
+        print(f"wecom-bind: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"wecom-bind: cannot write {args.out}: {exc.strerror}", file=sys.stderr)
+        return 2
+    print(f"{args.out}: {url}")
+    return 0
+
+
+def _directory_import(args: argparse.Namespace) -> int:
+    try:
+        data = Path(args.file).read_bytes()
+    except OSError as exc:
+        print(f"wecom-bind: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+
+    async def run(store: Store, a: argparse.Namespace) -> int:
+        report = await directory.import_directory(store, data, dry_run=a.dry_run)
+        for line in report.lines():
+            print(line)
+        return 0 if report.ok else 1
+
+    return _store_command(run)(args)
+
+
+def _add_page_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    qrcode = commands.add_parser("qrcode", help="the QR code of {public_base_url}/bind, for posters")
+    qrcode.add_argument("--out", metavar="FILE", help="write a .png or .svg file instead of printing it")
+    qrcode.set_defaults(run=_qrcode)
+
+    dir_parser = commands.add_parser("directory", help="the school directory (学号, 姓名, 院系, 手机)")
+    dir_commands = dir_parser.add_subparsers(dest="directory_command", required=True, metavar="ACTION")
+    load = dir_commands.add_parser(
+        "import", help="import a CSV (UTF-8 or GB18030), all rows or none; bad rows are listed"
+    )
+    load.add_argument("file", metavar="FILE.csv")
+    load.add_argument("--dry-run", action="store_true", help="check the file and write nothing")
+    load.set_defaults(run=_directory_import)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, with one subcommand per task."""
+    parser = argparse.ArgumentParser(prog="wecom-bind", description=__doc__)
+    parser.add_argument("--config", metavar="PATH", help="a TOML settings file (or set WECOM_BIND_CONFIG)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the service")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.set_defaults(run=_serve)
+
+    demo = commands.add_parser("demo", help="run the service beside the WeCom and CAS sandbox, seeded")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8080)
+    demo.add_argument("--data-dir", default="data", help="where the demo's SQLite file lives")
+    demo.set_defaults(run=_demo)
+
+    _add_admin_commands(commands)
+    _add_page_commands(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command named in argv."""
+    args = build_parser().parse_args(argv)
+    result: int = args.run(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""The application factory: pure, so that the CLI, the demo and the tests build the same app."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+
+import aiohttp
+from aiohttp import web
+
+from callback_service.callbacks import endpoint as callback
+from callback_service.callbacks.inbox import Inbox
+from callback_service.callbacks.receiver import CallbackReceiver
+from callback_service.clients.wecom import WeComClient
+from callback_service.metrics import Metrics
+from callback_service.store import open_store
+from callback_service.web import health
+from callback_service.web.keys import (
+    CLOCK,
+    DISPATCHER,
+    HTTP,
+    INBOX,
+    METRICS,
+    RECEIVER,
+    SETTINGS,
+    STORE,
+    WECOM_APP,
+    WECOM_CONTACTS,
+)
+from callback_service.web.middlewares import error_middleware
+from callback_service.web.pages import setup_pages
+from config import Settings
+from crypto import WeComCrypto
+from handlers.callbacks import CallbackHandlers
+from handlers.dispatch import Dispatcher
+
+# Forms and callbacks are small; the callback view applies its own, tighter cap.
+CLIENT_MAX_SIZE = 1024 * 1024
+HTTP_TIMEOUT = aiohttp.ClientTimeout(total=10, connect=5)
+
+
+def setup_routes(app: web.Application) -> None:
+    """Name every route, so that pages build URLs with url_for."""
+    app.router.add_get("/health", health.health, name="health")
+    app.router.add_get("/ready", health.ready, name="ready")
+    app.router.add_get("/metrics", health.metrics, name="metrics")
+    app.router.add_get("/wecom/callback", callback.verify_url, name="callback-verify")
+    app.router.add_post("/wecom/callback", callback.receive_event, name="callback")
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    store = await open_store(app[SETTINGS].store_url, clock=app[CLOCK])
+    app[STORE] = store
+    yield
+    await store.close()
+
+
+async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
+    async with aiohttp.ClientSession(timeout=HTTP_TIMEOUT) as session:
+        app[HTTP] = session
+        yield
+
+
+async def _wecom_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    for key, secret in ((WECOM_APP, settings.app_secret), (WECOM_CONTACTS, settings.contacts_secret)):
+        app[key] = WeComClient(
+            session=app[HTTP],
+            api_base=settings.wecom_api_base,
+            corp_id=settings.corp_id,
+            secret=secret.get_secret_value(),
+            store=app[STORE],
+            clock=app[CLOCK],
+        )
+    yield
+
+
+def _inbox_ctx(*, run_workers: bool) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def inbox_ctx(app: web.Application) -> AsyncIterator[None]:
+        dispatcher = app.get(DISPATCHER) or CallbackHandlers(
+            store=app[STORE],
+            wecom=app[WECOM_APP],
+            counters=app[METRICS],
+            agent_id=app[SETTINGS].agent_id,
+        ).dispatcher()
+        inbox = Inbox(
+            store=app[STORE],
+            dispatcher=dispatcher,
+            metrics=app[METRICS],
+            workers=app[SETTINGS].workers,
+            lease=app[SETTINGS].inbox_lease,
+        )
+        app[INBOX] = inbox
+        if run_workers:
+            inbox.start()
+        yield
+        await inbox.stop()
+
+    return inbox_ctx
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Callable[[], float] = time.time,
+    dispatcher: Dispatcher | None = None,
+    run_workers: bool = True,
+) -> web.Application:
+    """Build the service's application; nothing is opened until it starts.
+
+    dispatcher replaces the callback handlers' dispatch table (tests); run_workers=False leaves
+    the inbox to be drained by the caller.
+    """
+    app = web.Application(middlewares=[error_middleware], client_max_size=CLIENT_MAX_SIZE)
+    app[SETTINGS] = settings
+    app[CLOCK] = clock
+    app[METRICS] = Metrics()
+    app[RECEIVER] = CallbackReceiver(
+        crypto=WeComCrypto(
+            token=settings.token.get_secret_value(),
+            encoding_aes_key=settings.encoding_aes_key.get_secret_value(),
+            receive_id=settings.corp_id,
+        ),
+        corp_id=settings.corp_id,
+        timestamp_window=settings.timestamp_window,
+        clock=clock,
+    )
+    if dispatcher is not None:
+        app[DISPATCHER] = dispatcher
+    # The order matters: the inbox's workers stop before the clients and the store close.
+    app.cleanup_ctx.append(_store_ctx)
+    app.cleanup_ctx.append(_http_ctx)
+    app.cleanup_ctx.append(_wecom_ctx)
+    app.cleanup_ctx.append(_inbox_ctx(run_workers=run_workers))
+    setup_routes(app)
+    setup_pages(app)
+    return app

@@ -1,0 +1,44 @@
+"""Every piece of application state, as typed AppKeys declared in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final
+
+import aiohttp
+import jinja2
+from aiohttp import web
+
+from callback_service.callbacks.inbox import Inbox
+from callback_service.callbacks.receiver import CallbackReceiver
+from callback_service.clients.cas import CasClient
+from callback_service.clients.wecom import WeComClient
+from callback_service.metrics import Metrics
+from config import Settings
+from handlers.binding_flow import BindingFlow
+from handlers.contracts import Store
+from handlers.dispatch import Dispatcher
+
+if TYPE_CHECKING:
+    # The pages package imports these keys: its types are named here for the checker only.
+    from callback_service.web.pages.config import PagesConfig
+    from callback_service.web.pages.session import SessionStore
+
+SETTINGS: Final = web.AppKey("settings", Settings)
+CLOCK: Final[web.AppKey[Callable[[], float]]] = web.AppKey("clock")
+RECEIVER: Final = web.AppKey("receiver", CallbackReceiver)
+METRICS: Final = web.AppKey("metrics", Metrics)
+# Opened when the app starts, each in its own cleanup_ctx:
+STORE: Final[web.AppKey[Store]] = web.AppKey("store")
+HTTP: Final = web.AppKey("http", aiohttp.ClientSession)
+DISPATCHER: Final = web.AppKey("dispatcher", Dispatcher)
+INBOX: Final = web.AppKey("inbox", Inbox)
+# WeCom's API with each secret: the app's (messages, OAuth, authsucc) and the contacts-sync one.
+WECOM_APP: Final = web.AppKey("wecom_app", WeComClient)
+WECOM_CONTACTS: Final = web.AppKey("wecom_contacts", WeComClient)
+# The students' pages (callback_service.web.pages): set by setup_pages, the rest opened at start.
+PAGES_CONFIG: Final[web.AppKey[PagesConfig]] = web.AppKey("pages_config")
+PAGE_TEMPLATES: Final = web.AppKey("page_templates", jinja2.Environment)
+SESSIONS: Final[web.AppKey[SessionStore]] = web.AppKey("sessions")
+CAS: Final = web.AppKey("cas", CasClient)
+BINDING_FLOW: Final = web.AppKey("binding_flow", BindingFlow)

@@ -1,0 +1,131 @@
+"""The admission page of WeCom's second verification (二次验证): /wecom/admit?code=.
+
+WeCom sends a joining member here with an OAuth code. The page resolves the code (auth/getuserinfo,
+the app's secret), hands the member and the WeChat's openid to the admission rules, and shows what
+they decided: admitted (user/authsucc called), or why not with the guide's cause and remedy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from typing import Final
+
+from aiohttp import web
+
+from callback_service.clients.wecom import InvalidCode, WeComClient, WeComError, WeComUnavailable
+from callback_service.web.keys import METRICS, STORE, WECOM_APP
+from callback_service.web.pages.render import message, page, render, url
+from handlers.admission import AdmissionGate, AdmissionRefusal, Admitted
+from handlers.binding import Actor
+from handlers.guide import GUIDE
+
+log: Final = logging.getLogger(__name__)
+
+_CODE: Final = re.compile(r"[A-Za-z0-9._\-]{1,512}\Z")
+CODE_MEMORY: Final = 3600.0
+"""Seconds a resolved code is remembered, so that it admits once whatever WeCom does with a replay."""
+
+ONE_TO_ONE: Final = (
+    "企业号关注过程中，“企业号通讯录”成员与个人微信号为一对一关系，即一个通讯录成员不允许同时使用多个微信号"
+    "关注企业号，一个微信号也不能同时被多个成员用于关注企业号。"
+)
+"""The guide's 1.2, note 3: the rule (I4) behind the two one-WeChat refusals."""
+
+REFUSALS: Final[dict[AdmissionRefusal, tuple[str, str, str | None]]] = {
+    AdmissionRefusal.NOT_BOUND: (
+        "尚未完成认证绑定",
+        "您尚未完成手机号认证绑定，暂时无法加入企业号。请先按“1.3 关注企业号的具体步骤”中的步骤2和步骤3，"
+        "扫描二维码登录统一身份认证并绑定手机号，绑定成功后再重新关注企业号。",
+        None,
+    ),
+    AdmissionRefusal.MEMBER_FOLLOWED_BY_OTHER: (
+        "账号已被其他微信号关注",
+        "您的账号已使用其他个人微信号关注了企业号。若需改用当前微信号，请先使用已关注的个人微信取消关注，"
+        "再使用当前微信号重新关注。如您已取消关注仍看到此页面，请联系学校信息中心。",
+        ONE_TO_ONE,
+    ),
+    AdmissionRefusal.WECHAT_FOLLOWS_OTHER: (
+        "微信号已关注其他成员",
+        "当前个人微信号已以其他成员的身份关注了企业号。请确保该微信号尚未关注企业号，否则请先取消关注，"
+        "再以本人身份重新关注。",
+        ONE_TO_ONE,
+    ),
+}
+"""What each refusal says above the guide's entry: a headline, the remedy, and the rule behind it."""
+
+
+@page
+async def admit(request: web.Request) -> web.StreamResponse:
+    """/wecom/admit?code=: resolve the code, apply the admission rules, call user/authsucc."""
+    code = request.query.get("code", "")
+    if not _CODE.match(code):
+        return _link_spent(request, status=400)
+    app = request.app
+    wecom = app[WECOM_APP]
+    try:
+        identity = await wecom.get_user_info(code)
+    except InvalidCode:
+        log.info("admit: an OAuth code was used, expired or unknown")
+        return _link_spent(request)
+    digest = hashlib.sha256(code.encode()).hexdigest()
+    if not await app[STORE].kv_set_if_absent(f"admit-code:{digest}", "1", ttl=CODE_MEMORY):
+        log.warning("admit: an OAuth code was presented again and resolved again")
+        return _link_spent(request)
+    openid = identity.openid
+    if openid is None and identity.userid is not None:
+        openid = await _openid_of(wecom, identity.userid)
+    gate = AdmissionGate(store=app[STORE], wecom=wecom, counters=app[METRICS])
+    source = f"admission-page {request.remote or 'unknown'}"
+    actor = Actor(who=identity.userid or openid or "unknown", source=source)
+    try:
+        result = await gate.admit(identity.userid, openid, actor=actor)
+    except WeComUnavailable:
+        raise
+    except WeComError as exc:
+        log.warning("admit: WeCom refused user/authsucc for %s: errcode %s", identity.userid, exc.errcode)
+        return message(
+            request,
+            title="验证未完成",
+            text="企业号未能完成本次验证，您尚未加入企业号。请重新扫描企业号关注二维码；如仍失败，请联系学校信息中心。",
+            status=502,
+        )
+    if isinstance(result, Admitted):
+        return render(request, "admit.html", {"admitted": result})
+    headline, remedy, rule = REFUSALS[result.reason]
+    return render(
+        request,
+        "admit_refused.html",
+        {
+            "reason": result.reason.value,
+            "headline": headline,
+            "remedy": remedy,
+            "rule": rule,
+            "entry": GUIDE[result.reason.code],
+            "bind_first": result.reason is AdmissionRefusal.NOT_BOUND,
+        },
+        status=403,
+    )
+
+
+async def _openid_of(wecom: WeComClient, userid: str) -> str | None:
+    """The openid WeCom knows the member's WeChat by, or None when it tells none (not joined yet)."""
+    try:
+        return await wecom.convert_to_openid(userid)
+    except WeComUnavailable:
+        raise
+    except WeComError as exc:
+        log.info("admit: no openid for member %s yet (errcode %s)", userid, exc.errcode)
+        return None
+
+
+def _link_spent(request: web.Request, *, status: int = 400) -> web.Response:
+    return message(
+        request,
+        title="链接已失效",
+        text="该验证链接已使用或已过期（每个链接只能使用一次）。若您刚才已验证通过，可直接在微信中打开企业号；"
+        "否则请重新扫描企业号关注二维码。",
+        status=status,
+        link=(url(request, "me"), "查看我的绑定"),
+    )

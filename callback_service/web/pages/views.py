@@ -1,0 +1,484 @@
+"""The students' pages: the guide's steps 1 to 3 (/bind, the CAS return, the phone form, the result),
+the help of chapter 2 (/help) and the student's own state (/me).
+
+Views are thin: they read the session and the form, call the binding rules, and show the outcome.
+Every redirect goes to a path of our router or to the CAS login URL built from settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any, Final
+
+from aiohttp import web
+
+from callback_service.clients.cas import CasAuthenticationFailure
+from callback_service.ops.qr import bind_url, qr_image
+from callback_service.web.keys import BINDING_FLOW, CAS, CLOCK, PAGES_CONFIG, SESSIONS, SETTINGS, STORE
+from callback_service.web.pages.render import message, page, render, url
+from callback_service.web.pages.session import Session
+from handlers.binding import Actor, Binding, BindingState, DirectoryEntry
+from handlers.binding_flow import Bound, Refusal, Refused
+from handlers.contracts import Store
+from handlers.guide import GUIDE, ErrorCode, GuideEntry
+from handlers.phone import InvalidPhone, mask_phone, normalize_phone
+
+log: Final = logging.getLogger(__name__)
+
+_TICKET: Final = re.compile(r"[A-Za-z0-9._\-]{1,256}\Z")
+_FORM_ID: Final = re.compile(r"[A-Za-z0-9_\-]{16,64}\Z")
+_MAX_PHONE_INPUT: Final = 64
+_POLL: Final = 0.1
+
+PHONE_FORMAT_ERROR: Final = (
+    "手机号格式不正确：请输入 11 位中国大陆手机号，例如 138 0013 8000（可带 +86、空格或短横线）。"
+)
+"""Shown above the form again when the typed phone is not a mainland mobile."""
+
+REFUSALS: Final[dict[Refusal, tuple[str, str]]] = {
+    Refusal.MOBILE_REFUSED: (
+        "手机号无法使用",
+        "企业号通讯录不接受该手机号。请核对后重新输入，或更换其他手机号进行绑定。",
+    ),
+    Refusal.NOT_IN_DIRECTORY: (
+        "未找到您的通讯录信息",
+        "学校通讯录系统中没有您的信息，暂时无法为您加入企业号通讯录。请联系学校信息中心核实后再进行绑定。",
+    ),
+    Refusal.IN_PROGRESS: (
+        "绑定正在处理中",
+        "您刚才提交的绑定请求仍在处理中。请稍等一分钟后，到“我的绑定”查看结果，或重新提交。",
+    ),
+    Refusal.INVALID_PHONE: ("手机号格式不正确", PHONE_FORMAT_ERROR),
+}
+"""What a refusal outside the guide's chapter 2 says: a title and a remedy."""
+
+
+# step 1 and 2: the QR code leads here, and on to the unified identity login
+
+
+@page
+async def bind(request: web.Request) -> web.StreamResponse:
+    """/bind: on to the CAS login (or straight to the phone page for a student logged in already)."""
+    if await request.app[SESSIONS].load(request) is not None:
+        return _redirect(url(request, "bind-phone"))
+    return _redirect(request.app[CAS].login_url())
+
+
+@page
+async def bind_cas(request: web.Request) -> web.StreamResponse:
+    """/bind/cas?ticket=: validate the ticket once, rotate the session, on to the phone page."""
+    ticket = request.query.get("ticket", "")
+    if not _TICKET.match(ticket):
+        return message(
+            request,
+            title="未收到登录凭据",
+            text="没有收到统一身份认证的登录凭据，请从头开始认证绑定：重新扫描二维码或点击下方按钮。",
+            status=400,
+        )
+    config = request.app[PAGES_CONFIG]
+    digest = hashlib.sha256(ticket.encode()).hexdigest()
+    # A ticket is used once here too, whatever the CAS server does with a replay.
+    if not await request.app[STORE].kv_set_if_absent(f"cas-ticket:{digest}", "1", ttl=config.ticket_memory):
+        log.info("bind: a CAS ticket was presented again")
+        return _ticket_spent(request)
+    try:
+        principal = await request.app[CAS].validate(ticket)
+    except CasAuthenticationFailure as exc:
+        log.info("bind: CAS refused a ticket: %s", exc.code)
+        return _ticket_spent(request)
+    sessions = request.app[SESSIONS]
+    response = _redirect(url(request, "bind-phone"))
+    await sessions.start(
+        response,
+        previous=await sessions.load(request),
+        student_id=principal.user,
+        name=principal.attribute("name") or principal.attribute("cn"),
+        cas_mobile=principal.attribute("mobile"),
+    )
+    log.info("bind: student %s logged in", principal.user)
+    return response
+
+
+def _ticket_spent(request: web.Request) -> web.Response:
+    return message(
+        request,
+        title="登录凭据已失效",
+        text="该登录凭据已被使用或已过期（每个凭据只能使用一次）。请重新开始认证绑定。",
+        status=400,
+    )
+
+
+# step 3: the phone binding page (figure 1-3) and its submit
+
+
+@page
+async def bind_phone(request: web.Request) -> web.StreamResponse:
+    """/bind/phone: the phone form, pre-filled from the binding, the directory or CAS."""
+    session = await request.app[SESSIONS].load(request)
+    if session is None:
+        return _redirect(url(request, "bind"))
+    store = request.app[STORE]
+    binding = await store.get_binding(session.student_id)
+    entry = await store.directory_get(session.student_id)
+    return await _phone_form(request, session, binding, entry, phone=_prefill(binding, entry, session))
+
+
+@page
+async def bind_phone_submit(request: web.Request) -> web.StreamResponse:
+    """POST /bind/phone: CSRF, rate limits, double-submit guard, then the binding rules."""
+    app = request.app
+    session = await app[SESSIONS].load(request)
+    form = await request.post()
+    if session is None:
+        return message(
+            request,
+            title="页面已过期",
+            text="登录状态已失效，本次提交没有生效。请重新开始认证绑定。",
+            status=403,
+        )
+    if not session.csrf_ok(_field(form, "csrf")):
+        log.warning("bind: CSRF token missing or wrong for student %s", session.student_id)
+        return message(
+            request,
+            title="请求无效",
+            text="页面已过期或来源不明，本次提交没有生效。请返回手机号绑定页面重新提交。",
+            status=403,
+            link=(url(request, "bind-phone"), "返回手机号绑定页面"),
+        )
+    config = app[PAGES_CONFIG]
+    store = app[STORE]
+    if await _over_limit(request, session):
+        minutes = max(1, round(config.submit_window / 60))
+        return message(
+            request,
+            title="提交过于频繁",
+            text=f"为保护您的账号，绑定提交次数已达上限。请 {minutes} 分钟后再试。",
+            status=429,
+            link=(url(request, "help"), "查看常见问题"),
+            headers={"Retry-After": str(int(config.submit_window))},
+        )
+    phone_text = _field(form, "phone")[:_MAX_PHONE_INPUT]
+    try:
+        normalize_phone(phone_text)
+    except InvalidPhone:
+        binding = await store.get_binding(session.student_id)
+        entry = await store.directory_get(session.student_id)
+        return await _phone_form(
+            request, session, binding, entry, phone=phone_text, error=PHONE_FORMAT_ERROR, status=400
+        )
+    form_id = _field(form, "form_id")
+    if not _FORM_ID.match(form_id):
+        form_id = app[SESSIONS].new_token()
+    key = f"{session.student_id}:{form_id}"
+    result_url = url(request, "bind-result", form=form_id)
+    # The same form sent twice (a double tap, a resend) runs once; both land on its result.
+    if await store.idempotency_put(f"bind-submit:{key}", "1", ttl=config.result_ttl) is not None:
+        log.info("bind: a repeated submit of student %s", session.student_id)
+        return _redirect(result_url, status=303)
+    result_key = f"bind-result:{key}"
+    await store.kv_set(result_key, _Outcome(state="pending").to_json(), ttl=config.result_ttl)
+    actor = Actor(who=session.student_id, source=f"bind-page {request.remote or 'unknown'}")
+    try:
+        result = await app[BINDING_FLOW].bind(session.student_id, phone_text, actor=actor)
+    except BaseException:
+        await _record_failure(store, result_key, config.result_ttl)
+        raise
+    await store.kv_set(result_key, _Outcome.of(result).to_json(), ttl=config.result_ttl)
+    return _redirect(result_url, status=303)
+
+
+@page
+async def bind_result(request: web.Request) -> web.StreamResponse:
+    """/bind/result/{form}: what the submit did, and what happens next (the guide's step 4)."""
+    session = await request.app[SESSIONS].load(request)
+    if session is None:
+        return _redirect(url(request, "bind"))
+    form_id = request.match_info["form"]
+    if not _FORM_ID.match(form_id):
+        return _result_gone(request)
+    outcome = await _wait_for_outcome(request, f"bind-result:{session.student_id}:{form_id}")
+    if outcome is None:
+        return _result_gone(request)
+    if outcome.state == "pending":
+        return render(request, "pending.html", {"refresh_url": url(request, "bind-result", form=form_id)})
+    if outcome.state == "failed":
+        return message(
+            request,
+            title="绑定未完成",
+            text="服务暂时不可用，本次绑定没有生效。请稍后重新提交。",
+            status=200,
+            link=(url(request, "bind-phone"), "返回手机号绑定页面"),
+        )
+    if outcome.state == "bound":
+        return render(request, "result.html", {"outcome": outcome, **_follow_context(request)})
+    reason = Refusal(outcome.reason or Refusal.IN_PROGRESS)
+    code = reason.code
+    if code is not None:
+        return render(
+            request, "refused.html", {"entry": GUIDE[code], "retry_url": url(request, "bind-phone")}
+        )
+    title, text = REFUSALS[reason]
+    return message(request, title=title, text=text, status=200, link=(url(request, "bind-phone"), "重新绑定"))
+
+
+def _result_gone(request: web.Request) -> web.Response:
+    return message(
+        request,
+        title="找不到绑定结果",
+        text="该绑定结果不存在或已过期。您可以在“我的绑定”查看当前的绑定状态。",
+        status=404,
+        link=(url(request, "me"), "查看我的绑定"),
+    )
+
+
+# the QR codes
+
+
+@page
+async def follow_qr(request: web.Request) -> web.StreamResponse:
+    """/bind/follow-qr.png: the organisation's follow QR (step 4), when settings name its link."""
+    follow_url = request.app[SETTINGS].follow_url
+    if follow_url is None:
+        return message(
+            request, title="未配置关注二维码", text="请使用学校发布的企业号关注二维码。", status=404
+        )
+    return web.Response(body=qr_image(follow_url, "png", scale=6), content_type="image/png")
+
+
+@page
+async def bind_qr(request: web.Request) -> web.StreamResponse:
+    """/bind/qr.png: the poster's QR code of step 1, which leads to /bind."""
+    return web.Response(body=qr_image(bind_url(request.app[SETTINGS]), "png"), content_type="image/png")
+
+
+# chapter 2 and the student's own state
+
+
+@page
+async def help_page(request: web.Request) -> web.StreamResponse:
+    """/help: the guide's chapter 2, errors 2.1 to 2.4 with their causes and remedies."""
+    return render(request, "help.html", {"entries": guide_entries()})
+
+
+@page
+async def me(request: web.Request) -> web.StreamResponse:
+    """/me: a logged-in student's binding state, the phone masked."""
+    session = await request.app[SESSIONS].load(request)
+    if session is None:
+        return message(
+            request,
+            title="您尚未登录",
+            text="查看绑定状态前，请先使用学号登录统一身份认证。",
+            status=200,
+            link=(url(request, "bind"), "登录统一身份认证"),
+        )
+    store = request.app[STORE]
+    binding = await store.get_binding(session.student_id)
+    entry = await store.directory_get(session.student_id)
+    return render(
+        request,
+        "me.html",
+        {
+            **_student(session, entry),
+            "binding": _binding_view(binding, request.app[CLOCK]()),
+            "csrf": session.csrf,
+            "logout_url": url(request, "logout"),
+            "phone_url": url(request, "bind-phone"),
+            **_follow_context(request),
+        },
+    )
+
+
+@page
+async def logout(request: web.Request) -> web.StreamResponse:
+    """POST /logout: end the session (the form carries the CSRF token)."""
+    sessions = request.app[SESSIONS]
+    session = await sessions.load(request)
+    form = await request.post()
+    if session is not None and not session.csrf_ok(_field(form, "csrf")):
+        return message(request, title="请求无效", text="页面已过期或来源不明，请刷新后重试。", status=403)
+    # The CAS single sign-on outlives our session: without its logout, /bind logs the same student in again.
+    response = message(
+        request,
+        title="已退出",
+        text="您已退出登录。如需使用其他学号登录，请同时退出统一身份认证。",
+        status=200,
+        link=(request.app[CAS].logout_url(bind_url(request.app[SETTINGS])), "退出统一身份认证"),
+    )
+    await sessions.end(session, response)
+    return response
+
+
+# helpers
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """A submit's result as kept for its result page: never the full phone."""
+
+    state: str
+    phone_masked: str | None = None
+    already_bound: bool = False
+    created: bool = False
+    invited: bool = False
+    followed: bool = False
+    reason: str | None = None
+    corrected: bool = False
+
+    @classmethod
+    def of(cls, result: Bound | Refused) -> _Outcome:
+        if isinstance(result, Bound):
+            return cls(
+                state="bound",
+                phone_masked=result.phone_masked,
+                already_bound=result.already_bound,
+                created=result.created,
+                invited=result.invited,
+                followed=result.followed,
+            )
+        return cls(state="refused", reason=result.reason.value, corrected=result.corrected)
+
+    def to_json(self) -> str:
+        return json.dumps({name: getattr(self, name) for name in self.__slots__})
+
+    @classmethod
+    def from_json(cls, raw: str | None) -> _Outcome | None:
+        if raw is None:
+            return None
+        try:
+            data = json.loads(raw)
+            outcome = cls(**{name: data[name] for name in cls.__slots__ if name in data})
+        except (ValueError, TypeError):
+            return None
+        if outcome.state == "refused" and outcome.reason not in {r.value for r in Refusal}:
+            return None
+        return outcome
+
+
+async def _wait_for_outcome(request: web.Request, key: str) -> _Outcome | None:
+    # A repeated submit lands here while the first is still at WeCom: wait a little for it.
+    store = request.app[STORE]
+    deadline = asyncio.get_running_loop().time() + request.app[PAGES_CONFIG].result_wait
+    while True:
+        outcome = _Outcome.from_json(await store.kv_get(key))
+        if outcome is not None and outcome.state != "pending":
+            return outcome
+        if asyncio.get_running_loop().time() >= deadline:
+            return outcome
+        await asyncio.sleep(_POLL)
+
+
+async def _record_failure(store: Store, key: str, ttl: float) -> None:
+    try:
+        await store.kv_set(key, _Outcome(state="failed").to_json(), ttl=ttl)
+    except Exception:
+        log.warning("bind: could not record a failed submit")
+
+
+async def _over_limit(request: web.Request, session: Session) -> bool:
+    config = request.app[PAGES_CONFIG]
+    store = request.app[STORE]
+    ip = request.remote or "unknown"
+    per_student = await store.kv_incr(f"rate:bind:student:{session.student_id}", ttl=config.submit_window)
+    per_ip = await store.kv_incr(f"rate:bind:ip:{ip}", ttl=config.submit_window)
+    if per_student > config.submits_per_student or per_ip > config.submits_per_ip:
+        log.warning("bind: rate limit reached by student %s from %s", session.student_id, ip)
+        return True
+    return False
+
+
+async def _phone_form(
+    request: web.Request,
+    session: Session,
+    binding: Binding | None,
+    entry: DirectoryEntry | None,
+    *,
+    phone: str,
+    error: str | None = None,
+    status: int = 200,
+) -> web.Response:
+    return render(
+        request,
+        "bind_phone.html",
+        {
+            **_student(session, entry),
+            "phone": phone,
+            "error": error,
+            "csrf": session.csrf,
+            "form_id": request.app[SESSIONS].new_token(),
+            "action": url(request, "bind-phone"),
+            "binding": _binding_view(binding, request.app[CLOCK]()),
+            "followed_entry": GUIDE[ErrorCode.ACCOUNT_FOLLOWED],
+        },
+        status=status,
+    )
+
+
+def _student(session: Session, entry: DirectoryEntry | None) -> dict[str, str | None]:
+    """Who the page is about: the directory's name and 院系, else what CAS said."""
+    return {
+        "student_id": session.student_id,
+        "name": entry.name if entry else session.name,
+        "department": entry.department if entry else None,
+    }
+
+
+def _prefill(binding: Binding | None, entry: DirectoryEntry | None, session: Session) -> str:
+    """The phone shown in the form: the bound one, else the directory's, else CAS's, else none."""
+    if binding is not None and binding.state is not BindingState.PENDING and binding.phone:
+        return binding.phone
+    for candidate in (entry.phone if entry else None, session.cas_mobile):
+        if candidate:
+            try:
+                return normalize_phone(candidate)
+            except InvalidPhone:
+                return candidate
+    return ""
+
+
+@dataclass(frozen=True, slots=True)
+class _BindingView:
+    """A binding as the pages show it: none, pending, bound or followed; the phone masked."""
+
+    state: str
+    phone_masked: str | None
+
+
+def _binding_view(binding: Binding | None, now: float) -> _BindingView:
+    if binding is None:
+        return _BindingView("none", None)
+    if binding.state is BindingState.PENDING:
+        if not binding.lease_expired(now):
+            return _BindingView("pending", mask_phone(binding.phone) if binding.phone else None)
+        if binding.previous_phone is None:
+            return _BindingView("none", None)
+        return _BindingView("bound", mask_phone(binding.previous_phone))
+    masked = mask_phone(binding.phone) if binding.phone else None
+    return _BindingView(binding.state.value, masked)
+
+
+def _follow_context(request: web.Request) -> dict[str, Any]:
+    follow_url = request.app[SETTINGS].follow_url
+    return {
+        "follow_url": follow_url,
+        "follow_qr_url": url(request, "bind-follow-qr") if follow_url else None,
+    }
+
+
+def _field(form: Any, name: str) -> str:
+    value = form.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def _redirect(location: str, *, status: int = 302) -> web.Response:
+    return web.Response(status=status, headers={"Location": location})
+
+
+def guide_entries() -> list[GuideEntry]:
+    """The guide's chapter 2, in section order."""
+    return sorted(GUIDE.values(), key=lambda entry: entry.section)

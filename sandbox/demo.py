@@ -1,0 +1,200 @@
+"""The demo: the service beside the WeCom and CAS emulators on one port, with seeded students.
+
+Its settings are made up at each start (fresh random secrets, nothing from the repository), and
+its store is the embedded SQLite file under data/. The emulators are mounted here and nowhere
+else: no production configuration can reach them.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import jinja2
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from callback_service.web.app import create_app
+from callback_service.web.keys import PAGES_CONFIG, STORE
+from callback_service.web.pages.config import PagesConfig
+from config import Settings
+from handlers.binding import DirectoryEntry
+from sandbox.cas import CasUser, create_cas_sandbox
+from sandbox.wecom import create_wecom_sandbox
+from sandbox.wecom_keys import WECOM_SANDBOX_STATE
+from sandbox.wecom_push import CallbackTarget
+from sandbox.wecom_state import APP, CONTACTS
+
+DEMO_CORP_ID: Final = "wwdemo0000000000ce"
+DEMO_AGENT_ID: Final = 1000002
+DEMO_PASSWORD: Final = "demo1234"  # noqa: S105 - the emulated CAS accounts of the demo, shown on its start page
+CAS_MOUNT: Final = "/sandbox/cas"
+WECOM_MOUNT: Final = "/sandbox/wecom"
+
+
+@dataclass(frozen=True, slots=True)
+class DemoStudent:
+    """A seeded student: the directory entry, the CAS account and the phone of their own WeChat."""
+
+    student_id: str
+    name: str
+    department: str
+    directory_phone: str | None
+    cas_mobile: str | None
+    wechat_phone: str
+    walks: str
+
+
+DEMO_STUDENTS: Final = (
+    DemoStudent("2021001", "张三", "机械与汽车工程学院", "13800000001", None, "13800000001",
+                "步骤 1–5：微信手机号与绑定的一致，免验证直接关注（图 1-4、1-7）；关注后可演示 2.2、2.4"),
+    DemoStudent("2021002", "李四", "电子电气工程学院", "13800000002", None, "13900000002",
+                "步骤 1–5：微信手机号不同，关注时验证身份、填短信验证码（图 1-5～1-7）"),
+    DemoStudent("2021003", "王五", "管理学院", None, "13800000003", "13800000003",
+                "目录无手机号：由统一身份认证的 mobile 属性预填；可改填其他手机号"),
+    DemoStudent("2021004", "赵六", "化学化工学院", None, None, "13800000004",
+                "目录无手机号：页面手机号为空，需自行输入"),
+    DemoStudent("2021005", "孙七", "城市轨道交通学院", "13800000001", None, "13800000005",
+                "目录手机号与张三相同：张三绑定后再绑定，出现 2.1；改填 13800000005 即可绑定"),
+)
+
+DEMO_VISITOR_NAME: Final = "访客"
+DEMO_VISITOR_PHONE: Final = "13700000000"
+"""A simulated WeChat whose phone is in no member's record: the follow of errors 2.3 and 2.4."""
+
+
+def demo_settings(*, host: str, port: int, data_dir: Path) -> Settings:
+    """Settings for a demo on host:port, with secrets made up for this run only."""
+    base = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+    return Settings.model_validate(
+        {
+            "corp_id": DEMO_CORP_ID,
+            "token": secrets.token_urlsafe(24),
+            "encoding_aes_key": base64.b64encode(secrets.token_bytes(32)).decode()[:43],
+            "agent_id": DEMO_AGENT_ID,
+            "app_secret": secrets.token_urlsafe(24),
+            "contacts_secret": secrets.token_urlsafe(24),
+            "public_base_url": base,
+            "store_url": f"sqlite:///{data_dir / 'demo.db'}",
+            "cas_base_url": base + CAS_MOUNT,
+            "wecom_api_base": base + WECOM_MOUNT,
+            "follow_url": base + WECOM_MOUNT + "/follow",
+            "session_secret": secrets.token_urlsafe(32),
+            "log_level": "INFO",
+        }
+    )
+
+
+def cas_users(students: Sequence[DemoStudent] = DEMO_STUDENTS) -> dict[str, CasUser]:
+    """The emulated CAS accounts of the demo students."""
+    users = {}
+    for student in students:
+        attributes = {"department": student.department}
+        if student.cas_mobile:
+            attributes["mobile"] = student.cas_mobile
+        users[student.student_id] = CasUser(
+            student_id=student.student_id, password=DEMO_PASSWORD, name=student.name, attributes=attributes
+        )
+    return users
+
+
+_START_PAGE: Final = jinja2.Environment(
+    loader=jinja2.PackageLoader("sandbox", "templates"), autoescape=True
+)
+
+
+def _start_page(settings: Settings) -> Handler:
+    async def start(request: web.Request) -> web.Response:
+        html = _START_PAGE.get_template("demo/start.html").render(
+            base=settings.public_base_url,
+            cas=CAS_MOUNT,
+            wecom=WECOM_MOUNT,
+            students=DEMO_STUDENTS,
+            student={s.student_id: s for s in DEMO_STUDENTS},
+            visitor=(DEMO_VISITOR_NAME, DEMO_VISITOR_PHONE),
+            password=DEMO_PASSWORD,
+        )
+        return web.Response(text=html, content_type="text/html")
+
+    return start
+
+
+def directory_seeder(
+    students: Sequence[DemoStudent] = DEMO_STUDENTS,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup context that puts the students into the school directory when the app starts."""
+
+    async def seed_directory(app: web.Application) -> AsyncIterator[None]:
+        await app[STORE].directory_upsert(
+            [
+                DirectoryEntry(
+                    student_id=student.student_id,
+                    name=student.name,
+                    department=student.department,
+                    phone=student.directory_phone,
+                )
+                for student in students
+            ]
+        )
+        yield
+
+    return seed_directory
+
+
+def demo_departments(students: Sequence[DemoStudent] = DEMO_STUDENTS) -> dict[str, int]:
+    """The demo's 院系, each a WeCom department under the root (1)."""
+    names = sorted({student.department for student in students})
+    return {name: 2 + number for number, name in enumerate(names)}
+
+
+def wecom_sandbox(settings: Settings, students: Sequence[DemoStudent] = DEMO_STUDENTS) -> web.Application:
+    """The emulated WeCom of the demo, pushing its callbacks to the service beside it.
+
+    Each demo student has a simulated WeChat with its own phone, to pick on the follow page, and so
+    has a visitor who is in no record.
+    """
+    departments = {1: "上海工程技术大学"} | {
+        ident: name for name, ident in demo_departments(students).items()
+    }
+    app = create_wecom_sandbox(
+        corp_id=settings.corp_id,
+        secrets={
+            settings.app_secret.get_secret_value(): APP,
+            settings.contacts_secret.get_secret_value(): CONTACTS,
+        },
+        agent_id=settings.agent_id,
+        callback=CallbackTarget(
+            url=settings.public_base_url + "/wecom/callback",
+            token=settings.token.get_secret_value(),
+            encoding_aes_key=settings.encoding_aes_key.get_secret_value(),
+        ),
+        departments=departments,
+        help_url=settings.public_base_url + "/help",
+    )
+    state = app[WECOM_SANDBOX_STATE]
+    # The name is the WeChat's nickname: the emulator's pages say "张三的微信" themselves.
+    for student in students:
+        state.add_wechat(student.name, student.wechat_phone)
+    state.add_wechat(DEMO_VISITOR_NAME, DEMO_VISITOR_PHONE)
+    return app
+
+
+def create_demo_app(*, host: str, port: int, data_dir: Path) -> web.Application:
+    """The service with both emulators mounted, the directory seeded, and the start page at /.
+
+    The emulated WeCom lives in memory, so the demo's store starts afresh at each start too.
+    """
+    settings = demo_settings(host=host, port=port, data_dir=data_dir)
+    for stale in data_dir.glob("demo.db*"):
+        stale.unlink()
+    app = create_app(settings)
+    app[PAGES_CONFIG] = PagesConfig(departments=demo_departments())
+    app.cleanup_ctx.append(directory_seeder())
+    app.router.add_get("/", _start_page(settings), name="demo-start")
+    app.add_subapp(CAS_MOUNT, create_cas_sandbox(users=cas_users(), show_accounts=True))
+    app.add_subapp(WECOM_MOUNT, wecom_sandbox(settings))
+    return app

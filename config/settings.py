@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX: Final = "WECOM_BIND_"
@@ -48,6 +48,12 @@ class Settings(BaseModel):
     corp_id: str = Field(min_length=1, description="WeCom corp id (企业ID); also the callback receive id")
     token: SecretStr = Field(description="callback Token from the app's 接收消息 settings")
     encoding_aes_key: SecretStr = Field(description="callback EncodingAESKey: 43 characters")
+    contacts_token: SecretStr | None = Field(
+        default=None, description="Token of the contacts-sync (通讯录同步) event server; None: no contacts callback"
+    )
+    contacts_encoding_aes_key: SecretStr | None = Field(
+        default=None, description="EncodingAESKey of the contacts-sync event server: 43 characters"
+    )
     agent_id: int = Field(description="the app's AgentId")
     app_secret: SecretStr = Field(description="the app's Secret: messages, OAuth, user/authsucc")
     contacts_secret: SecretStr = Field(description="the contacts-sync Secret: user create/update/delete")
@@ -72,9 +78,11 @@ class Settings(BaseModel):
     )
     log_level: str = Field(default="INFO")
 
-    @field_validator("encoding_aes_key")
+    @field_validator("encoding_aes_key", "contacts_encoding_aes_key")
     @classmethod
-    def _check_aes_key(cls, value: SecretStr) -> SecretStr:
+    def _check_aes_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
         raw = value.get_secret_value()
         try:
             key = base64.b64decode(raw + "=", validate=True)
@@ -91,12 +99,22 @@ class Settings(BaseModel):
             raise ValueError("must be at least 32 characters")
         return value
 
-    @field_validator("token")
+    @field_validator("token", "contacts_token")
     @classmethod
-    def _check_token(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value():
+    def _check_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
             raise ValueError("must not be empty")
         return value
+
+    @model_validator(mode="after")
+    def _check_contacts_pair(self) -> Settings:
+        # The contacts-sync event server has both or neither: a Token without its key verifies nothing.
+        if (self.contacts_token is None) != (self.contacts_encoding_aes_key is None):
+            raise ValueError(
+                f"{env_name('contacts_token')} and {env_name('contacts_encoding_aes_key')}"
+                " are set together or not at all"
+            )
+        return self
 
     @field_validator("public_base_url")
     @classmethod
@@ -210,7 +228,11 @@ def load_settings(config_file: str | os.PathLike[str] | None = None) -> Settings
 def _problems(exc: ValidationError) -> list[str]:
     problems = []
     for error in exc.errors(include_input=False, include_url=False):
-        field = str(error["loc"][0]) if error["loc"] else "?"
+        if not error["loc"]:
+            # A check across fields (model_validator) names its variables itself.
+            problems.append(str(error["msg"]).removeprefix("Value error, "))
+            continue
+        field = str(error["loc"][0])
         name = env_name(field)
         if error["type"] == "missing":
             problems.append(f"{name}: required setting is missing")

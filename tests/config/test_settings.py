@@ -146,3 +146,20 @@ def test_departments_from_the_environment_as_json(clean_env: pytest.MonkeyPatch)
     with pytest.raises(SettingsError) as caught:
         load_settings()
     assert caught.value.problems[0].startswith("WECOM_BIND_DEPARTMENTS: ")
+
+
+def test_contacts_callback_settings_are_optional_and_paired(clean_env: pytest.MonkeyPatch) -> None:
+    values = {name.removeprefix("WECOM_BIND_").lower(): value for name, value in REQUIRED.items()}
+    assert Settings.model_validate(values).contacts_token is None
+    both = Settings.model_validate(values | {"contacts_token": "t", "contacts_encoding_aes_key": AES_KEY})
+    assert both.contacts_encoding_aes_key is not None
+    for name, value in REQUIRED.items():
+        clean_env.setenv(name, value)
+    clean_env.setenv("WECOM_BIND_CONTACTS_TOKEN", "contacts-token")
+    with pytest.raises(SettingsError, match="WECOM_BIND_CONTACTS_ENCODING_AES_KEY"):
+        load_settings()
+    clean_env.setenv("WECOM_BIND_CONTACTS_ENCODING_AES_KEY", "short")
+    with pytest.raises(SettingsError, match="WECOM_BIND_CONTACTS_ENCODING_AES_KEY: must be 43"):
+        load_settings()
+    clean_env.setenv("WECOM_BIND_CONTACTS_ENCODING_AES_KEY", AES_KEY)
+    assert "contacts-token" not in repr(load_settings())

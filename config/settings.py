@@ -10,7 +10,15 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX: Final = "WECOM_BIND_"
@@ -49,7 +57,7 @@ class Settings(BaseModel):
     token: SecretStr = Field(description="callback Token from the app's 接收消息 settings")
     encoding_aes_key: SecretStr = Field(description="callback EncodingAESKey: 43 characters")
     contacts_token: SecretStr | None = Field(
-        default=None, description="Token of the contacts-sync (通讯录同步) event server; None: no contacts callback"
+        default=None, description="Token of the contacts-sync (通讯录同步) event server; None: none"
     )
     contacts_encoding_aes_key: SecretStr | None = Field(
         default=None, description="EncodingAESKey of the contacts-sync event server: 43 characters"

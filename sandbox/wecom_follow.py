@@ -10,7 +10,9 @@ carries its identity. Scanning the follow QR is opening `/follow`:
 - a phone in no member's record is error 2.3, a member followed by another WeChat error 2.4;
 - a WeChat follows as one member only; `/unfollow` is 取消关注.
 
-Every follow pushes `subscribe` to the service, every unfollow `unsubscribe`. With second
+A follow activates the member (status 1) and an unfollow deactivates it (4) unless it also uses the
+WeCom app; the app's callback hears `subscribe` or `unsubscribe` when that moves the member into or
+out of the app (activated and in its visible range). With second
 verification (二次验证) on, a verified WeChat is first sent to the service's admission page with an
 OAuth code, and the follow completes when the service calls user/authsucc.
 
@@ -256,10 +258,14 @@ async def _unfollow_submit(request: web.Request) -> web.StreamResponse:
     if wechat is None:
         return _pick_wechat(request)
     state = request.app[WECOM_SANDBOX_STATE]
-    name = _member_name(state, state.followed_member(wechat.wechat_id))
+    followed = state.followed_member(wechat.wechat_id)
+    name = _member_name(state, followed)
+    member = state.members.get(followed) if followed else None
+    was_in = member is not None and state.in_app(member)
     userid = state.unfollow(wechat)
-    if userid is not None:
-        request.app[WECOM_SANDBOX_PUSHER].push("unsubscribe", userid)
+    if member is not None:
+        # A member who also uses the WeCom app stays activated: the app hears nothing then.
+        request.app[WECOM_SANDBOX_PUSHER].push_membership(member, was_in=was_in)
     return _render(request, "sandbox/wecom_unfollow.html", {"member": name, "done": userid is not None})
 
 
@@ -306,8 +312,11 @@ def _settle(request: web.Request, wechat: WeChatUser, outcome: FollowOutcome) ->
         # 二次验证: the member joins only once the service's admission page calls user/authsucc.
         state.pending_admissions[outcome.userid] = wechat.wechat_id
         return _redirect_with_code(admission, state.issue_code(wechat), "")
-    state.follow(outcome.userid, wechat)
-    request.app[WECOM_SANDBOX_PUSHER].push("subscribe", outcome.userid)
+    member = state.member(outcome.userid)
+    was_in = state.in_app(member)
+    state.follow(member.userid, wechat)
+    # subscribe only when the member joins the app: activated now, and inside its visible range.
+    request.app[WECOM_SANDBOX_PUSHER].push_membership(member, was_in=was_in)
     return _followed(request, outcome.userid, just_now=True)
 
 

@@ -1,4 +1,10 @@
-"""The emulator's callback pushes: encrypted events POSTed to the service with WeCom's retry policy."""
+"""The emulator's callback pushes: encrypted events POSTed to the service with WeCom's retry policy.
+
+Two targets, as in today's WeCom: the app's 接收消息 URL gets subscribe, unsubscribe and enter_agent;
+the contacts-sync assistant's own event server (its URL, Token and EncodingAESKey) gets change_contact
+(developer.work.weixin.qq.com/document/path/90970: "变更的事件，将推送到企业微信管理端通讯录助手中的
+'接收事件服务器'").
+"""
 
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ from xml.sax.saxutils import escape
 import aiohttp
 
 from crypto import WeComCrypto
-from sandbox.wecom_state import PushRecord, WeComSandboxState
+from sandbox.wecom_state import Member, PushRecord, WeComSandboxState
 
 log: Final = logging.getLogger(__name__)
 
@@ -53,6 +59,10 @@ def event_xml(corp_id: str, sender: str, create_time: int, event: str, fields: d
     return "<xml>" + "".join(parts) + "</xml>"
 
 
+APP_TARGET: Final = "app"
+CONTACTS_TARGET: Final = "contacts"
+
+
 class Pusher:
     """Pushes events in order from one background worker; `drain()` waits until all are settled."""
 
@@ -63,35 +73,35 @@ class Pusher:
         target: CallbackTarget | None,
         timeout: float,
         retry_delay: float,
+        contacts_target: CallbackTarget | None = None,
     ) -> None:
         self._state = state
-        self._target = target
+        self._targets = {
+            name: found for name, found in ((APP_TARGET, target), (CONTACTS_TARGET, contacts_target)) if found
+        }
         self._timeout = timeout
         self._retry_delay = retry_delay
-        self._crypto = (
-            WeComCrypto(
-                token=target.token,
-                encoding_aes_key=target.encoding_aes_key,
+        self._cryptos = {
+            name: WeComCrypto(
+                token=found.token,
+                encoding_aes_key=found.encoding_aes_key,
                 receive_id=state.corp_id,
                 random_bytes=lambda n: bytes(state.rng.getrandbits(8) for _ in range(n)),
             )
-            if target is not None
-            else None
-        )
+            for name, found in self._targets.items()
+        }
         self._queue: asyncio.Queue[PushRecord] = asyncio.Queue()
         self._session: aiohttp.ClientSession | None = None
         self._worker: asyncio.Task[None] | None = None
 
     @property
     def enabled(self) -> bool:
-        """Whether a callback target is configured."""
-        return self._target is not None
+        """Whether the app's callback target is configured."""
+        return APP_TARGET in self._targets
 
     def push(self, event: str, userid: str, *, sender: str | None = None,
              fields: dict[str, str] | None = None, agent: bool = True) -> PushRecord | None:
-        """Queue an event for the callback URL; None when no target is configured."""
-        if self._target is None:
-            return None
+        """Queue an event for the app's callback URL; None when no target is configured."""
         state = self._state
         xml = event_xml(
             state.corp_id,
@@ -101,8 +111,41 @@ class Pusher:
             fields or {},
             agent_id=state.agent_id if agent else None,
         )
-        record = PushRecord(event=event, userid=userid, xml=xml)
-        state.pushes.append(record)
+        return self._queue_record(PushRecord(event=event, userid=userid, xml=xml, target=APP_TARGET))
+
+    def push_membership(self, member: Member, *, was_in: bool) -> PushRecord | None:
+        """Push subscribe or unsubscribe to the app when the member entered or left it.
+
+        document/path/90376: subscribe and unsubscribe come "成员已经加入企业，管理员添加成员到应用可见
+        范围(或移除可见范围)时; 成员已经在应用可见范围，成员加入(或退出)企业时": a follow of the WeChat
+        plugin is only one way in; leaving the range, being disabled or leaving the organisation are ways out.
+        """
+        now_in = self._state.in_app(member)
+        if now_in == was_in:
+            return None
+        return self.push("subscribe" if now_in else "unsubscribe", member.userid)
+
+    def push_contact(self, change_type: str, userid: str, fields: dict[str, str] | None = None
+                     ) -> PushRecord | None:
+        """Queue a change_contact for the contacts-sync event server; None when it is not configured.
+
+        Since 2022-08-15 that server hears only the UserID and the department fields of a member
+        (document/path/90970: "对于2022年8月15号后通讯录助手新配置或修改的回调url，成员属性只回调
+        UserId/Department两个字段"), so callers pass no Name or Mobile.
+        """
+        state = self._state
+        xml = event_xml(
+            state.corp_id, "sys", int(state.clock()), "change_contact",
+            {"ChangeType": change_type, "UserID": userid, **(fields or {})}, agent_id=None,
+        )
+        return self._queue_record(
+            PushRecord(event="change_contact", userid=userid, xml=xml, target=CONTACTS_TARGET)
+        )
+
+    def _queue_record(self, record: PushRecord) -> PushRecord | None:
+        if record.target not in self._targets:
+            return None
+        self._state.pushes.append(record)
         self._queue.put_nowait(record)
         return record
 
@@ -112,7 +155,7 @@ class Pusher:
 
     async def start(self) -> None:
         """Open the HTTP session and start the worker (on app startup)."""
-        if self._target is None:
+        if not self._targets:
             return
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout))
         self._worker = asyncio.create_task(self._run(), name="wecom-sandbox-pusher")
@@ -143,30 +186,32 @@ class Pusher:
                 self._queue.task_done()
 
     async def _deliver(self, record: PushRecord) -> None:
-        assert self._target is not None
-        assert self._crypto is not None
+        target = self._targets[record.target]
+        crypto = self._cryptos[record.target]
         assert self._session is not None
+        # The contacts-sync assistant is no app: its envelope names no agent.
+        agent = str(self._state.agent_id) if record.target == APP_TARGET else ""
         for attempt in range(PUSH_TRIES):
             if attempt:
                 await asyncio.sleep(self._retry_delay)
             # Each try is signed afresh, as WeCom's retries carry their own timestamp and nonce.
-            encrypted = self._crypto.encrypt(record.xml.encode("utf-8"))
+            encrypted = crypto.encrypt(record.xml.encode("utf-8"))
             timestamp = str(int(self._state.clock()))
             nonce = self._state.random_text(10, string.digits)
             query = {
-                "msg_signature": self._crypto.sign(timestamp, nonce, encrypted),
+                "msg_signature": crypto.sign(timestamp, nonce, encrypted),
                 "timestamp": timestamp,
                 "nonce": nonce,
             }
             body = (
                 f"<xml><ToUserName>{_cdata(self._state.corp_id)}</ToUserName>"
                 f"<Encrypt>{_cdata(encrypted)}</Encrypt>"
-                f"<AgentID>{_cdata(str(self._state.agent_id))}</AgentID></xml>"
+                f"<AgentID>{_cdata(agent)}</AgentID></xml>"
             )
             started = time.monotonic()
             try:
                 async with self._session.post(
-                    self._target.url,
+                    target.url,
                     params=query,
                     data=body.encode("utf-8"),
                     headers={"Content-Type": "text/xml; charset=utf-8"},

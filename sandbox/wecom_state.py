@@ -7,6 +7,7 @@ Everything here is plain Python that tests and the demo read directly; the HTTP 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import random as _random
 import re
 import secrets
@@ -22,10 +23,31 @@ APP: Final = "app"
 CONTACTS: Final = "contacts"
 """The label of the contacts-sync (通讯录同步) secret: the only one that may write the directory."""
 
+# user/get status, developer.work.weixin.qq.com/document/path/90196: "激活状态: 1=已激活，2=已禁用，
+# 4=未激活，5=退出企业。已激活代表已激活企业微信或已关注微信插件（原企业号）。"
 STATUS_ACTIVE: Final = 1
-"""user/get status: 已激活 (followed the organisation in WeChat)."""
+"""已激活: follows the WeChat plugin, or uses the WeCom app."""
+STATUS_DISABLED: Final = 2
+"""已禁用: disabled in the admin console."""
 STATUS_INACTIVE: Final = 4
-"""user/get status: 未激活 (never followed, or unfollowed)."""
+"""未激活: neither follows the WeChat plugin nor uses the WeCom app."""
+STATUS_QUIT: Final = 5
+"""退出企业: left the organisation."""
+
+SENSITIVE_FIELDS: Final = ("mobile", "gender", "email", "biz_mail", "avatar", "qr_code", "address")
+"""What user/get no longer returns to an app created after 2022-06-20 (document/path/90196: "不再返回以下
+字段：头像、性别、手机、邮箱、企业邮箱、员工个人二维码、地址")."""
+LOOPBACK: Final = ("127.0.0.0/8", "::1")
+"""The default trusted IPs (企业可信IP) of both secrets: the machine itself, where tests and the demo run."""
+WRONG_SECRET_LIMIT: Final = 5
+"""Wrong-secret gettoken calls from one IP before WeCom bans that IP (its number is not documented)."""
+WRONG_SECRET_BAN: Final = 3600.0
+"""How long such an IP is banned: document/path/90313, 45009: "同一个IP被禁用一小时"."""
+DUPLICATE_CHECK_INTERVAL: Final = 1800
+"""message/send's default duplicate_check_interval (document/path/90236: "默认1800s，最大不超过4小时")."""
+DUPLICATE_CHECK_MAX: Final = 4 * 3600
+TFA_CODE_TTL: Final = 300.0
+"""tfa_code lives five minutes, used once (document/path/99499: "tfa_code五分钟内有效且只能使用一次")."""
 
 SMS_CODE_DIGITS: Final = 6
 SMS_MAX_ATTEMPTS: Final = 5
@@ -56,10 +78,12 @@ class Member:
     gender: str = "0"
     main_department: int | None = None
     status: int = STATUS_INACTIVE
+    uses_wecom_app: bool = False
+    """Logged in to the WeCom app: activated whether or not a WeChat follows (status stays 1)."""
 
-    def as_json(self) -> dict[str, object]:
-        """The member as user/get returns it."""
-        return {
+    def as_json(self, *, sensitive: bool = True) -> dict[str, object]:
+        """The member as user/get returns it; without `sensitive`, the fields an app no longer sees."""
+        full: dict[str, object] = {
             "userid": self.userid,
             "name": self.name,
             "department": list(self.department),
@@ -68,9 +92,14 @@ class Member:
             "mobile": self.mobile or "",
             "gender": self.gender,
             "email": self.email,
+            "avatar": "",
             "status": self.status,
-            "enable": 1,
+            "enable": 0 if self.status == STATUS_DISABLED else 1,
         }
+        if sensitive:
+            return full
+        # Absent, not empty: an app cannot tell a hidden mobile from a member without one by the key.
+        return {key: value for key, value in full.items() if key not in SENSITIVE_FIELDS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,13 +114,14 @@ class WeChatUser:
 
 @dataclass(frozen=True, slots=True)
 class SentMessage:
-    """A message/send that the emulator accepted."""
+    """A message/send that the emulator delivered (to `touser`), or dropped as a duplicate."""
 
     msgid: str
     agent_id: int
     touser: tuple[str, ...]
     msgtype: str
     content: str
+    sent_at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,15 +162,27 @@ class Token:
     expires_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class TfaGrant:
+    """A tfa_code from auth/get_tfa_info: the member it admits, until it expires or is used."""
+
+    userid: str
+    expires_at: float
+
+
 @dataclass(slots=True)
 class PushRecord:
-    """One callback the emulator pushed: the plaintext XML, each try's outcome, and the result."""
+    """One callback the emulator pushed: the plaintext XML, each try's outcome, and the result.
+
+    `target` is "app" (the app's 接收消息 URL) or "contacts" (the contacts-sync event server).
+    """
 
     event: str
     userid: str
     xml: str
     tries: list[str] = field(default_factory=list)
     delivered: bool = False
+    target: str = "app"
 
 
 FaultKind = Literal["errcode", "status", "delay"]
@@ -156,11 +198,45 @@ class Fault:
     api: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Block:
+    """A 45009 block: every matching call answers 45009 until `until` on the sandbox clock."""
+
+    until: float
+    api: str | None = None
+
+
 class FaultSwitch:
     """Faults for tests: arm them, and the next matching /cgi-bin calls misbehave in order."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = lambda: 0.0) -> None:
         self._armed: list[Fault] = []
+        self._blocks: list[Block] = []
+        self._clock = clock
+
+    def block(self, seconds: float, *, api: str | None = None) -> Block:
+        """Answer every call (of `api`, or of any) with 45009 for `seconds` of the sandbox clock.
+
+        WeCom's frequency blocks last as long as the limit's period, a minute or an hour
+        (document/path/90313, 45009: "频率拦截时长一般与调用的限制时长相同"): retrying sooner is futile.
+        """
+        if seconds <= 0:
+            raise ValueError("a block lasts a positive time")
+        block = Block(until=self._clock() + seconds, api=api)
+        self._blocks.append(block)
+        return block
+
+    def blocked(self, api: str) -> bool:
+        """Whether a block covers a call of this API now."""
+        now = self._clock()
+        self._blocks = [b for b in self._blocks if b.until > now]
+        return any(b.api is None or b.api == api for b in self._blocks)
+
+    @property
+    def blocks(self) -> list[Block]:
+        """The blocks still in force."""
+        now = self._clock()
+        return [b for b in self._blocks if b.until > now]
 
     def errcode(self, errcode: int, *, count: int = 1, api: str | None = None) -> None:
         """Answer the next `count` calls (of `api`, e.g. "user/get", or of any) with this errcode."""
@@ -175,8 +251,9 @@ class FaultSwitch:
         self._arm(Fault("delay", seconds, count, api))
 
     def clear(self) -> None:
-        """Disarm every fault."""
+        """Disarm every fault and lift every block."""
         self._armed.clear()
+        self._blocks.clear()
 
     @property
     def armed(self) -> list[Fault]:
@@ -224,6 +301,10 @@ class WeComSandboxState:
         sms_code_ttl: float,
         clock: Callable[[], float],
         rng: _random.Random,
+        visible_departments: Iterable[int] | None = None,
+        app_sees_sensitive: bool = False,
+        contacts_trusted_ips: Iterable[str] | None = LOOPBACK,
+        app_trusted_ips: Iterable[str] | None = LOOPBACK,
     ) -> None:
         self.corp_id = corp_id
         self.corp_name = corp_name
@@ -251,18 +332,44 @@ class WeComSandboxState:
         self.pushes: list[PushRecord] = []
         self.calls: list[str] = []
         """Every /cgi-bin API called, by name ("gettoken", "user/get"...), in order."""
-        self.faults = FaultSwitch()
+        self.faults = FaultSwitch(clock)
+        self.visible_departments = None if visible_departments is None else frozenset(visible_departments)
+        """The app's visible range (可见范围) by department; None: the whole organisation."""
+        self.app_sees_sensitive = app_sees_sensitive
+        """Whether user/get shows the app the sensitive fields (an app created before 2022-06-20)."""
+        self.trusted_ips = {CONTACTS: _networks(contacts_trusted_ips), APP: _networks(app_trusted_ips)}
+        """Each secret label's 企业可信IP as networks; None: any address."""
+        self.invitations: dict[str, int] = {}
+        """userid -> invitations sent (user/create with to_invite, batch/invite)."""
+        self.duplicates: list[SentMessage] = []
+        """message/send deliveries dropped by the duplicate check."""
+        self.tfa_codes: dict[str, TfaGrant] = {}
+        self.wrong_secrets: dict[str, int] = {}
+        """peer address -> wrong-secret gettoken calls."""
+        self.banned_ips: dict[str, float] = {}
+        """peer address -> end of its ban for presenting wrong secrets."""
 
     # tokens
 
-    def issue_token(self, corp_id: str, secret: str) -> tuple[str, int]:
-        """gettoken: the live token of this secret (WeCom repeats it while valid), and its remaining life."""
+    def issue_token(self, corp_id: str, secret: str, *, peer: str = "127.0.0.1") -> tuple[str, int]:
+        """gettoken: the live token of this secret (WeCom repeats it while valid), and its remaining life.
+
+        An IP that keeps presenting wrong secrets is banned for an hour (document/path/90313, 45009:
+        "如果应用的secret错误多次，会导致同一个IP被禁用一小时"), even with the right secret then.
+        """
+        now = self.clock()
+        if self.banned_ips.get(peer, 0.0) > now:
+            raise SandboxError(45009, f"api freq out of limit, ip banned for wrong secrets, from ip: {peer}")
         if corp_id != self.corp_id:
             raise SandboxError(40013, "invalid corpid")
         known = self._known_secret(secret)
         if known is None:
+            wrong = self.wrong_secrets.get(peer, 0) + 1
+            self.wrong_secrets[peer] = wrong
+            if wrong >= WRONG_SECRET_LIMIT:
+                self.banned_ips[peer] = now + WRONG_SECRET_BAN
+                del self.wrong_secrets[peer]
             raise SandboxError(40001, "invalid credential, secret is invalid")
-        now = self.clock()
         for token, held in self.tokens.items():
             if held.secret == known and held.expires_at > now:
                 return token, max(1, int(held.expires_at - now))
@@ -280,6 +387,26 @@ class WeComSandboxState:
         if self.clock() >= held.expires_at:
             raise SandboxError(42001, "access_token expired")
         return held.label
+
+    def check_ip(self, label: str, peer: str | None) -> None:
+        """Refuse a call from outside the secret's trusted IPs: 48009 (contacts-sync) or 60020 (app).
+
+        document/path/90313, 48009: "不再允许通讯录同步助手从新增IP读取通讯录详情"; 60020 "不安全的访问IP":
+        "请确认该IP是本企业服务器IP，并已经配置到应用详情的'企业可信IP'项目中". gettoken itself is not
+        refused: the error comes on the API call.
+        """
+        networks = self.trusted_ips.get(label)
+        if networks is None:
+            return
+        try:
+            address = ipaddress.ip_address((peer or "").split("%", 1)[0])
+        except ValueError:
+            address = None
+        if address is not None and any(address in network for network in networks):
+            return
+        if label == CONTACTS:
+            raise SandboxError(48009, f"api forbidden for contacts sync from a new ip, from ip: {peer}")
+        raise SandboxError(60020, f"not allow to access from your ip, from ip: {peer}")
 
     def revoke_tokens(self) -> None:
         """Invalidate every token early, as WeCom may do: their next use answers 40014."""
@@ -343,9 +470,18 @@ class WeComSandboxState:
         self.members[userid] = member
         return member
 
-    def update_member(self, userid: str, changes: Mapping[str, object]) -> tuple[Member, dict[str, str]]:
-        """user/update: apply the given fields; return the member and the change_contact fields."""
+    def update_member(
+        self, userid: str, changes: Mapping[str, object], *, by_member: bool = False
+    ) -> tuple[Member, dict[str, str]]:
+        """user/update: apply the given fields; return the member and the fields that changed.
+
+        Through the API, an activated member's mobile is ignored without an error (document/path/90197:
+        "若成员已激活企业微信，则需成员自行修改（此情况下该参数被忽略，但不会报错）"); `by_member` is the
+        member's own change (or the console's), which applies it.
+        """
         member = self.member(userid)
+        if "mobile" in changes and member.status == STATUS_ACTIVE and not by_member:
+            changes = {key: value for key, value in changes.items() if key != "mobile"}
         fields: dict[str, str] = {}
         new_userid = changes.get("new_userid")
         if isinstance(new_userid, str) and new_userid and new_userid != member.userid:
@@ -398,6 +534,48 @@ class WeComSandboxState:
         self.follows.pop(member.userid, None)
         self.pending_admissions.pop(member.userid, None)
         return member
+
+    def set_enabled(self, userid: str, enabled: bool) -> Member:
+        """Disable (status 2) or enable a member, as the admin console does."""
+        member = self.member(userid)
+        if not enabled:
+            member.status = STATUS_DISABLED
+        elif member.status == STATUS_DISABLED:
+            member.status = self._activation(member)
+        return member
+
+    def set_uses_wecom_app(self, userid: str, uses: bool) -> Member:
+        """Record that the member logged in to (or left) the WeCom app: activated whatever WeChat does."""
+        member = self.member(userid)
+        member.uses_wecom_app = uses
+        if member.status != STATUS_DISABLED:
+            member.status = self._activation(member)
+        return member
+
+    def _activation(self, member: Member) -> int:
+        active = member.uses_wecom_app or member.userid in self.follows
+        return STATUS_ACTIVE if active else STATUS_INACTIVE
+
+    def invite(self, userid: str) -> None:
+        """Count one invitation (邀请) sent to the member."""
+        self.invitations[userid] = self.invitations.get(userid, 0) + 1
+
+    def visible(self, member: Member) -> bool:
+        """Whether the member is in the app's visible range (可见范围)."""
+        return self.visible_departments is None or not self.visible_departments.isdisjoint(member.department)
+
+    def in_app(self, member: Member) -> bool:
+        """Whether the app counts the member as subscribed: joined (activated) and in its visible range."""
+        return member.status == STATUS_ACTIVE and self.visible(member)
+
+    def check_visible(self, label: str, member: Member) -> None:
+        """60011 when an app's secret names a member outside its visible range.
+
+        document/path/90313, 60011 "指定的成员/部门/标签参数无权限":
+        "指定的成员或部门或标签不在应用的可见范围之内".
+        """
+        if label == APP and not self.visible(member):
+            raise SandboxError(60011, f"no privilege to access contact, userid: {member.userid}")
 
     def dept_users(self) -> list[tuple[str, int]]:
         """user/list_id rows: (userid, department) for each department of each member, by userid."""
@@ -533,8 +711,10 @@ class WeComSandboxState:
             return None
         del self.follows[userid]
         member = self.members.get(userid)
-        if member is not None:
-            member.status = STATUS_INACTIVE
+        if member is not None and member.status == STATUS_ACTIVE:
+            # Still activated while the member uses the WeCom app (document/path/90196: 已激活代表已激活
+            # 企业微信或已关注微信插件).
+            member.status = self._activation(member)
         return userid
 
     def _followed_by_other(self, userid: str, wechat: WeChatUser) -> bool:
@@ -566,6 +746,29 @@ class WeComSandboxState:
             raise SandboxError(40029, "invalid code")
         return grant
 
+    # 二次验证 (document/path/99499 auth/get_tfa_info, 99500 user/tfa_succ)
+
+    def issue_tfa(self, code: str | None) -> tuple[str, str]:
+        """auth/get_tfa_info: the member a verification page's code is for, and a fresh tfa_code."""
+        grant = self.redeem_code(code)
+        if grant.userid is None:
+            raise SandboxError(40029, "invalid code")
+        now = self.clock()
+        for stale in [c for c, g in self.tfa_codes.items() if g.expires_at <= now]:
+            del self.tfa_codes[stale]
+        tfa_code = self.random_text(32, string.ascii_letters + string.digits)
+        self.tfa_codes[tfa_code] = TfaGrant(userid=grant.userid, expires_at=now + TFA_CODE_TTL)
+        return grant.userid, tfa_code
+
+    def redeem_tfa(self, userid: str, tfa_code: str) -> Member:
+        """user/tfa_succ: use up the tfa_code issued for this member; 40207 otherwise."""
+        member = self.member(userid)
+        grant = self.tfa_codes.get(tfa_code)
+        if grant is None or grant.userid != member.userid or self.clock() >= grant.expires_at:
+            raise SandboxError(40207, "invalid tfa_code")
+        del self.tfa_codes[tfa_code]
+        return member
+
     # helpers
 
     def random_text(self, length: int, alphabet: str) -> str:
@@ -581,6 +784,16 @@ class WeComSandboxState:
             # documented errcode for this case and answer 41054 (该用户尚未激活).
             raise SandboxError(41054, "user not active")
         return wechat.openid
+
+
+def _networks(
+    addresses: Iterable[str] | None,
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None:
+    if addresses is None:
+        return None
+    if isinstance(addresses, str):
+        raise ValueError("trusted IPs are a list of networks, not one string")
+    return tuple(ipaddress.ip_network(address, strict=False) for address in addresses)
 
 
 def system_random() -> _random.Random:

@@ -19,7 +19,7 @@ from config import Settings
 from crypto import WeComCrypto
 from handlers.dispatch import Dispatcher
 from handlers.events import ContactChange, Event
-from sandbox.wecom import CallbackTarget
+from sandbox.wecom import STATUS_ACTIVE, STATUS_DISABLED, CallbackTarget
 from tests.wecom._support import (
     AES_KEY,
     AGENT_ID,
@@ -39,6 +39,7 @@ class Receiver:
 
     statuses: list[int] = field(default_factory=list)
     stall: float = 0.0
+    agent_id: str = str(AGENT_ID)
     posts: int = 0
     messages: list[dict[str, str]] = field(default_factory=list)
     crypto: WeComCrypto = field(
@@ -50,7 +51,7 @@ class Receiver:
         body = await request.read()
         envelope = SafeET.fromstring(body)
         assert envelope.findtext("ToUserName") == CORP_ID
-        assert envelope.findtext("AgentID") == str(AGENT_ID)
+        assert envelope.findtext("AgentID") == self.agent_id
         encrypted = envelope.findtext("Encrypt") or ""
         query = request.query
         # decrypt_verified checks msg_signature (constant time) before it decrypts, and the corp id.
@@ -109,28 +110,128 @@ async def test_follow_and_unfollow_push_subscribe_and_unsubscribe(
     ]
 
 
-async def test_member_edits_push_change_contact(
+CONTACTS_TOKEN = "contactsSyncToken0123"
+CONTACTS_AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+
+
+async def contacts_receiver(start_receiver: StartReceiver) -> tuple[Receiver, CallbackTarget]:
+    """A receiver for the contacts-sync event server, with its own Token and key (and no agent)."""
+    crypto = WeComCrypto(token=CONTACTS_TOKEN, encoding_aes_key=CONTACTS_AES_KEY, receive_id=CORP_ID)
+    receiver, url = await start_receiver(crypto=crypto, agent_id="")
+    return receiver, CallbackTarget(url=url, token=CONTACTS_TOKEN, encoding_aes_key=CONTACTS_AES_KEY)
+
+
+async def test_api_writes_are_not_called_back(
     start_sandbox: SandboxFactory, start_receiver: StartReceiver, make_client: ClientFactory
 ) -> None:
-    receiver, url = await start_receiver()
-    sandbox = await pushing_sandbox(start_sandbox, url)
+    app_receiver, url = await start_receiver()
+    receiver, target = await contacts_receiver(start_receiver)
+    sandbox = await pushing_sandbox(start_sandbox, url, contacts_callback=target)
     contacts = make_client(api_base=sandbox.base)
+    await contacts.user_create(userid="2021003", name="王五", department=[1], mobile="13800000003")
     await contacts.user_update("2021002", mobile="13800000022")
     await contacts.user_update("2021002", new_userid="lisi")
     await contacts.user_delete("lisi")
     await sandbox.pusher.drain()
-    update, rename, delete = receiver.messages
-    assert (update["Event"], update["ChangeType"], update["UserID"], update["Mobile"]) == (
-        "change_contact", "update_user", "2021002", "13800000022"
+    # document/path/90970: the contacts-sync assistant's own writes are not called back to it, and
+    # none of these members had joined, so the app hears nothing either.
+    assert receiver.posts == app_receiver.posts == 0
+    assert sandbox.state.pushes == []
+
+
+async def test_console_edits_push_change_contact_to_the_contacts_server_only(
+    start_sandbox: SandboxFactory, start_receiver: StartReceiver
+) -> None:
+    app_receiver, url = await start_receiver()
+    receiver, target = await contacts_receiver(start_receiver)
+    sandbox = await pushing_sandbox(start_sandbox, url, contacts_callback=target, departments={1: "校", 2: "院"})
+    async with browser() as http:
+        created = {"userid": "2021003", "name": "王五", "department": [1], "mobile": "13800000003"}
+        async with http.post(sandbox.url("/_sandbox/console/members"), json=created) as response:
+            assert response.status == 201
+        for change in ({"mobile": "13800000033", "name": "王五五"}, {"department": [2]}):
+            async with http.post(sandbox.url("/_sandbox/console/members/2021003"), json=change) as response:
+                assert response.status == 200
+        async with http.delete(sandbox.url("/_sandbox/console/members/2021003")) as response:
+            assert response.status == 200
+    await sandbox.pusher.drain()
+    assert app_receiver.posts == 0
+    create, phone, moved, delete = receiver.messages
+    assert (create["Event"], create["ChangeType"], create["UserID"], create["Department"]) == (
+        "change_contact", "create_user", "2021003", "1"
     )
-    assert update["FromUserName"] == "sys"
-    assert (rename["ChangeType"], rename["UserID"], rename["NewUserID"]) == ("update_user", "2021002", "lisi")
-    assert (delete["ChangeType"], delete["UserID"]) == ("delete_user", "lisi")
+    assert create["FromUserName"] == "sys"
+    assert "AgentID" not in create
+    # Since 2022-08-15: the UserID and the department fields only, never Mobile or Name.
+    assert phone == {key: phone[key] for key in ("ToUserName", "FromUserName", "CreateTime", "MsgType",
+                                                 "Event", "ChangeType", "UserID")}
+    assert (moved["ChangeType"], moved["UserID"], moved["Department"]) == ("update_user", "2021003", "2")
+    assert "Mobile" not in moved and "Name" not in moved
+    assert (delete["ChangeType"], delete["UserID"]) == ("delete_user", "2021003")
+    assert sandbox.state.members == {"2021001": sandbox.state.members["2021001"],
+                                     "2021002": sandbox.state.members["2021002"]}
+    assert [p.target for p in sandbox.state.pushes] == ["contacts"] * 4
     # The service's own parser reads them as typed events.
     parsed = parse_event(sandbox.state.pushes[1].xml.encode())
     assert isinstance(parsed, ContactChange)
     assert parsed.kind == "change_contact:update_user"
-    assert (parsed.user_id, parsed.new_user_id) == ("2021002", "lisi")
+    assert parsed.user_id == "2021003"
+
+
+async def test_console_refuses_bad_input_and_changes_nothing(sandbox: Sandbox) -> None:
+    async with browser() as http:
+        for body in ({"status": 1}, {"enable": 3}, {"mobile": "12345"}, {"department": [99]}):
+            async with http.post(sandbox.url("/_sandbox/console/members/2021001"), json=body) as response:
+                assert response.status == 400, body
+        async with http.post(sandbox.url("/_sandbox/console/members/nobody"), json={"name": "x"}) as response:
+            assert response.status == 400
+        async with http.post(sandbox.url("/_sandbox/console/visible"), json={"departments": [99]}) as response:
+            assert response.status == 400
+    member = sandbox.state.members["2021001"]
+    assert (member.mobile, member.department, member.status) == ("13800000001", [1], 4)
+    assert sandbox.state.visible_departments is None
+
+
+async def test_app_hears_members_enter_and_leave_it(
+    start_sandbox: SandboxFactory, start_receiver: StartReceiver
+) -> None:
+    receiver, url = await start_receiver()
+    sandbox = await pushing_sandbox(start_sandbox, url, departments={1: "校", 2: "院"})
+    async with browser() as http:
+        await new_wechat(http, sandbox.base, "张三", "13800000001")
+        await post_page(http, sandbox.url("/follow"))
+        member = sandbox.url("/_sandbox/console/members/2021001")
+        async with http.post(member, json={"enable": 0}) as response:
+            assert (await response.json())["status"] == STATUS_DISABLED
+        async with http.post(member, json={"enable": 1}) as response:
+            assert (await response.json())["status"] == STATUS_ACTIVE
+        async with http.post(sandbox.url("/_sandbox/console/visible"), json={"departments": [2]}) as response:
+            assert response.status == 200
+        async with http.post(sandbox.url("/_sandbox/console/visible"), json={"departments": None}) as response:
+            assert response.status == 200
+        async with http.delete(member) as response:
+            assert response.status == 200
+    await sandbox.pusher.drain()
+    # document/path/90376: joining, leaving the visible range, being disabled, leaving the organisation.
+    assert [m["Event"] for m in receiver.messages] == [
+        "subscribe", "unsubscribe", "subscribe", "unsubscribe", "subscribe", "unsubscribe"
+    ]
+    assert {m["FromUserName"] for m in receiver.messages} == {"2021001"}
+
+
+async def test_a_follow_outside_the_visible_range_is_not_heard(
+    start_sandbox: SandboxFactory, start_receiver: StartReceiver
+) -> None:
+    receiver, url = await start_receiver()
+    sandbox = await pushing_sandbox(
+        start_sandbox, url, departments={1: "校", 2: "院"}, visible_departments=[2]
+    )
+    async with browser() as http:
+        await new_wechat(http, sandbox.base, "张三", "13800000001")
+        await post_page(http, sandbox.url("/follow"))
+    await sandbox.pusher.drain()
+    assert sandbox.state.members["2021001"].status == STATUS_ACTIVE
+    assert receiver.posts == 0
 
 
 async def test_a_receiver_failing_twice_gets_three_tries(

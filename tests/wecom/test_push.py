@@ -166,7 +166,8 @@ async def test_console_edits_push_change_contact_to_the_contacts_server_only(
     assert phone == {key: phone[key] for key in ("ToUserName", "FromUserName", "CreateTime", "MsgType",
                                                  "Event", "ChangeType", "UserID")}
     assert (moved["ChangeType"], moved["UserID"], moved["Department"]) == ("update_user", "2021003", "2")
-    assert "Mobile" not in moved and "Name" not in moved
+    assert "Mobile" not in moved
+    assert "Name" not in moved
     assert (delete["ChangeType"], delete["UserID"]) == ("delete_user", "2021003")
     assert sandbox.state.members == {"2021001": sandbox.state.members["2021001"],
                                      "2021002": sandbox.state.members["2021002"]}

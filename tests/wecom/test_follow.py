@@ -137,6 +137,19 @@ async def test_unfollow_frees_the_member_and_the_wechat(sandbox: Sandbox) -> Non
     assert 'data-member="2021002"' in page
 
 
+async def test_unfollow_keeps_a_member_who_uses_the_wecom_app_activated(sandbox: Sandbox) -> None:
+    sandbox.state.set_uses_wecom_app("2021001", True)
+    async with browser() as http:
+        await new_wechat(http, sandbox.base, "张三", "13800000001")
+        await post_page(http, sandbox.url("/follow"))
+        await post_page(http, sandbox.url("/unfollow"))
+    # document/path/90196: 已激活代表已激活企业微信或已关注微信插件: still activated by the app.
+    assert sandbox.state.follower("2021001") is None
+    assert sandbox.state.members["2021001"].status == STATUS_ACTIVE
+    sandbox.state.set_uses_wecom_app("2021001", False)
+    assert sandbox.state.members["2021001"].status == STATUS_INACTIVE
+
+
 async def test_pages_escape_what_users_type(sandbox: Sandbox) -> None:
     async with browser() as http:
         await new_wechat(http, sandbox.base, "<b>x</b>", "13800000001")

@@ -75,6 +75,8 @@ def demo_settings(*, host: str, port: int, data_dir: Path) -> Settings:
             "corp_id": DEMO_CORP_ID,
             "token": secrets.token_urlsafe(24),
             "encoding_aes_key": base64.b64encode(secrets.token_bytes(32)).decode()[:43],
+            "contacts_token": secrets.token_urlsafe(24),
+            "contacts_encoding_aes_key": base64.b64encode(secrets.token_bytes(32)).decode()[:43],
             "agent_id": DEMO_AGENT_ID,
             "app_secret": secrets.token_urlsafe(24),
             "contacts_secret": secrets.token_urlsafe(24),
@@ -154,8 +156,10 @@ def demo_departments(students: Sequence[DemoStudent] = DEMO_STUDENTS) -> dict[st
 def wecom_sandbox(settings: Settings, students: Sequence[DemoStudent] = DEMO_STUDENTS) -> web.Application:
     """The emulated WeCom of the demo, pushing its callbacks to the service beside it.
 
-    Each demo student has a simulated WeChat with its own phone, to pick on the follow page, and so
-    has a visitor who is in no record.
+    The app's events go to /wecom/callback; change_contact (for changes made in the emulated admin
+    console, /_sandbox/console) to the contacts-sync endpoint /wecom/contacts-callback, when the
+    settings carry its Token and key. Each demo student has a simulated WeChat with its own phone, to
+    pick on the follow page, and so has a visitor who is in no record.
     """
     departments = {1: "上海工程技术大学"} | {
         ident: name for name, ident in demo_departments(students).items()
@@ -172,6 +176,7 @@ def wecom_sandbox(settings: Settings, students: Sequence[DemoStudent] = DEMO_STU
             token=settings.token.get_secret_value(),
             encoding_aes_key=settings.encoding_aes_key.get_secret_value(),
         ),
+        contacts_callback=_contacts_target(settings),
         departments=departments,
         help_url=settings.public_base_url + "/help",
     )
@@ -181,6 +186,16 @@ def wecom_sandbox(settings: Settings, students: Sequence[DemoStudent] = DEMO_STU
         state.add_wechat(student.name, student.wechat_phone)
     state.add_wechat(DEMO_VISITOR_NAME, DEMO_VISITOR_PHONE)
     return app
+
+
+def _contacts_target(settings: Settings) -> CallbackTarget | None:
+    if settings.contacts_token is None or settings.contacts_encoding_aes_key is None:
+        return None
+    return CallbackTarget(
+        url=settings.public_base_url + "/wecom/contacts-callback",
+        token=settings.contacts_token.get_secret_value(),
+        encoding_aes_key=settings.contacts_encoding_aes_key.get_secret_value(),
+    )
 
 
 def create_demo_app(*, host: str, port: int, data_dir: Path) -> web.Application:

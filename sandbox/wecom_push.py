@@ -95,6 +95,11 @@ class Pusher:
         self._worker: asyncio.Task[None] | None = None
 
     @property
+    def target_urls(self) -> dict[str, str]:
+        """The URL of each configured target, by name ("app", "contacts")."""
+        return {name: found.url for name, found in self._targets.items()}
+
+    @property
     def enabled(self) -> bool:
         """Whether the app's callback target is configured."""
         return APP_TARGET in self._targets

@@ -193,6 +193,7 @@ def _setup_api_routes(app: web.Application) -> None:
     app.router.add_post("/_sandbox/faults", _faults_arm, name="wecom_sandbox_faults")
     app.router.add_delete("/_sandbox/faults", _faults_clear)
     app.router.add_post("/_sandbox/members/{userid}", _member_switches, name="wecom_sandbox_member")
+    app.router.add_post("/_sandbox/members/{userid}/enter-agent", _enter_agent, name="wecom_sandbox_enter")
     app.router.add_post("/_sandbox/console/members", _console_create, name="wecom_console_members")
     app.router.add_post("/_sandbox/console/members/{userid}", _console_update, name="wecom_console_member")
     app.router.add_delete("/_sandbox/console/members/{userid}", _console_delete)
@@ -314,7 +315,7 @@ async def _user_update(request: web.Request, state: WeComSandboxState, body: dic
     was_in = state.in_app(state.member(userid))
     member, _ = state.update_member(userid, body)
     # No change_contact for the API's own write (document/path/90970); the app hears a member who
-    # joined leave or enter its visible range (document/path/90376).
+    # joined leave or enter its visible range (document/path/90240).
     request.app[WECOM_SANDBOX_PUSHER].push_membership(member, was_in=was_in)
     return {"errmsg": "updated"}
 
@@ -326,7 +327,7 @@ async def _user_delete(request: web.Request, state: WeComSandboxState, body: dic
     was_in = state.in_app(state.member(userid))
     member = state.delete_member(userid)
     if was_in:
-        # document/path/90376: "成员已经在应用可见范围，成员加入(或退出)企业时" the app hears (un)subscribe.
+        # document/path/90240: "成员已经在应用可见范围，成员加入(或退出)企业时" the app hears (un)subscribe.
         request.app[WECOM_SANDBOX_PUSHER].push("unsubscribe", member.userid)
     return {"errmsg": "deleted"}
 
@@ -602,6 +603,19 @@ async def _member_switches(request: web.Request) -> web.Response:
     except SandboxError as exc:
         return _admin_error(exc)
     return web.json_response(member.as_json() | {"uses_wecom_app": member.uses_wecom_app})
+
+
+async def _enter_agent(request: web.Request) -> web.Response:
+    """POST: the member opens the app in WeCom; the app hears enter_agent (document/path/90240)."""
+    state = request.app[WECOM_SANDBOX_STATE]
+    try:
+        member = state.member(request.match_info["userid"])
+    except SandboxError as exc:
+        return _admin_error(exc)
+    if not state.in_app(member):
+        return web.json_response({"error": "the member has not joined the app"}, status=409)
+    request.app[WECOM_SANDBOX_PUSHER].push("enter_agent", member.userid, fields={"EventKey": ""})
+    return web.json_response({"entered": member.userid})
 
 
 _CONSOLE_FIELDS: Final = frozenset({"name", "mobile", "department", "position", "email", "gender", "enable"})

@@ -121,7 +121,7 @@ class Pusher:
     def push_membership(self, member: Member, *, was_in: bool) -> PushRecord | None:
         """Push subscribe or unsubscribe to the app when the member entered or left it.
 
-        document/path/90376: subscribe and unsubscribe come "成员已经加入企业，管理员添加成员到应用可见
+        document/path/90240 (90376 too): subscribe and unsubscribe come "成员已经加入企业，管理员添加成员到应用可见
         范围(或移除可见范围)时; 成员已经在应用可见范围，成员加入(或退出)企业时": a follow of the WeChat
         plugin is only one way in; leaving the range, being disabled or leaving the organisation are ways out.
         """

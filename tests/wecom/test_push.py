@@ -213,11 +213,28 @@ async def test_app_hears_members_enter_and_leave_it(
         async with http.delete(member) as response:
             assert response.status == 200
     await sandbox.pusher.drain()
-    # document/path/90376: joining, leaving the visible range, being disabled, leaving the organisation.
+    # document/path/90240: joining, leaving the visible range, being disabled, leaving the organisation.
     assert [m["Event"] for m in receiver.messages] == [
         "subscribe", "unsubscribe", "subscribe", "unsubscribe", "subscribe", "unsubscribe"
     ]
     assert {m["FromUserName"] for m in receiver.messages} == {"2021001"}
+
+
+async def test_entering_the_app_pushes_enter_agent(
+    start_sandbox: SandboxFactory, start_receiver: StartReceiver
+) -> None:
+    receiver, url = await start_receiver()
+    sandbox = await pushing_sandbox(start_sandbox, url)
+    sandbox.state.set_uses_wecom_app("2021001", True)
+    async with browser() as http:
+        async with http.post(sandbox.url("/_sandbox/members/2021002/enter-agent")) as response:
+            assert response.status == 409
+        async with http.post(sandbox.url("/_sandbox/members/2021001/enter-agent")) as response:
+            assert response.status == 200
+    await sandbox.pusher.drain()
+    assert [(m["Event"], m["FromUserName"], m["AgentID"]) for m in receiver.messages] == [
+        ("enter_agent", "2021001", str(AGENT_ID))
+    ]
 
 
 async def test_a_follow_outside_the_visible_range_is_not_heard(

@@ -121,9 +121,10 @@ class Pusher:
     def push_membership(self, member: Member, *, was_in: bool) -> PushRecord | None:
         """Push subscribe or unsubscribe to the app when the member entered or left it.
 
-        document/path/90240 (90376 too): subscribe and unsubscribe come "成员已经加入企业，管理员添加成员到应用可见
-        范围(或移除可见范围)时; 成员已经在应用可见范围，成员加入(或退出)企业时": a follow of the WeChat
-        plugin is only one way in; leaving the range, being disabled or leaving the organisation are ways out.
+        document/path/90240 (and 90376): subscribe and unsubscribe come "成员已经加入企业，管理员添加成员
+        到应用可见范围(或移除可见范围)时; 成员已经在应用可见范围，成员加入(或退出)企业时": a follow of the
+        WeChat plugin is only one way in; leaving the range, being disabled or leaving the organisation are
+        ways out.
         """
         now_in = self._state.in_app(member)
         if now_in == was_in:

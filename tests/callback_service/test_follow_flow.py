@@ -70,6 +70,8 @@ async def test_remedy_of_2_2_bind_follow_refused_unfollow_rebind(
         assert [sent.touser for sent in world.wecom.messages] == [("2021001",)]
 
 
+@pytest.mark.skip(reason="today's WeCom sends change_contact only to the contacts-sync event server "
+                  "(/wecom/contacts-callback, branch wecom-service) and never for API writes")
 async def test_contact_changes_pushed_by_wecom_move_and_free_phones(
     aiohttp_server: ServerFactory, store_url: str
 ) -> None:

@@ -27,6 +27,7 @@ import redis
 from callback_service.store import open_store
 from handlers.binding import Actor
 from handlers.contracts import Store
+from handlers.phone import Phone
 from tests.store.support import RedisServer, redis_server_binary
 
 ACTOR = Actor(who="bench", source="bench")
@@ -93,7 +94,7 @@ async def measure(name: str, store: Store, *, seconds: float, concurrency: int) 
     run = f"{time.time_ns()}"
 
     async def claim(n: int) -> object:
-        return await store.claim_phone(f"{run}-m{n}", f"13{n:09d}", lease=60, actor=ACTOR)
+        return await store.claim_phone(f"{run}-m{n}", Phone(f"13{n:09d}"), lease=60, actor=ACTOR)
 
     async def append(n: int) -> object:
         return await store.inbox_append(f"{run}-{n}", "subscribe", "<xml>" + "x" * 400 + "</xml>")

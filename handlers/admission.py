@@ -18,7 +18,7 @@ from handlers.binding import Actor, Binding, BindingState
 from handlers.conflicts import Counters, record_conflict
 from handlers.contracts import Store
 from handlers.guide import ErrorCode
-from handlers.phone import mask_phone
+from handlers.phone import Phone, mask_phone
 
 log: Final = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ class AdmissionGate:
             self._counters,
             rule="I4",
             member_id=member_id,
-            phone=binding.phone if binding is not None else None,
+            phone=Phone.parse_or_none(binding.phone) if binding is not None else None,
             detail=f"admission refused: {detail}",
             actor=actor,
         )

@@ -2,7 +2,7 @@
 
 These are what the store contract (handlers.contracts.Store) speaks in; the rules and the web
 layer use them without knowing which backend holds them. Phones here are the 11 digits that
-handlers.phone.normalize_phone returns; anything meant for a log or a page carries them masked.
+a handlers.phone.Phone holds; anything meant for a log or a page carries them masked.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from handlers.guide import ErrorCode
-from handlers.phone import mask_phone
+from handlers.phone import Phone, mask_phone
 
 
 class BindingState(enum.StrEnum):
@@ -76,7 +76,7 @@ class Claim:
     """
 
     member_id: str
-    phone: str
+    phone: Phone
     token: str
     lease_expires_at: float | None
     previous_phone: str | None

@@ -1,9 +1,10 @@
 """The rules of the binding page's submit (the guide's step 3), over the store and the WeCom contacts.
 
-The order is what keeps the store and WeCom from half states: normalise the phone, claim it in
-the store under a lease (I1, I2, I3 checked atomically), write it to WeCom, then commit the
-claim; when WeCom says no, release the claim and nothing has changed. WeCom's 60104 is the truth
-about I1: it becomes guide 2.1, the claim is released and the conflict goes to the audit log.
+The order is what keeps the store and WeCom from half states: claim the phone (a Phone, parsed
+where it entered) in the store under a lease (I1, I2, I3 checked atomically), write it to WeCom,
+then commit the claim; when WeCom says no, release the claim and nothing has changed. WeCom's
+60104 is the truth about I1: it becomes guide 2.1, the claim is released and the conflict goes to
+the audit log.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from handlers.contacts import (
 )
 from handlers.contracts import Store
 from handlers.guide import ErrorCode
-from handlers.phone import InvalidPhone, mask_phone, normalize_phone
+from handlers.phone import Phone, mask_phone
 
 log: Final = logging.getLogger(__name__)
 
@@ -48,7 +49,6 @@ class Refusal(enum.StrEnum):
 
     PHONE_TAKEN = "phone_taken"
     ACCOUNT_FOLLOWED = "account_followed"
-    INVALID_PHONE = "invalid_phone"
     MOBILE_REFUSED = "mobile_refused"
     NOT_IN_DIRECTORY = "not_in_directory"
     IN_PROGRESS = "in_progress"
@@ -74,7 +74,7 @@ class Bound:
     """
 
     member_id: str
-    phone: str
+    phone: Phone
     already_bound: bool
     created: bool
     invited: bool
@@ -116,12 +116,8 @@ class BindingFlow:
         self._default_department = default_department
         self._lease = lease
 
-    async def bind(self, member_id: str, phone_text: str, *, actor: Actor) -> BindResult:
-        """Bind phone_text to the member, or say which rule refused it; WeCom outages propagate."""
-        try:
-            phone = normalize_phone(phone_text)
-        except InvalidPhone:
-            return Refused(member_id, Refusal.INVALID_PHONE)
+    async def bind(self, member_id: str, phone: Phone, *, actor: Actor) -> BindResult:
+        """Bind the phone to the member, or say which rule refused it; WeCom outages propagate."""
         try:
             claim = await self._store.claim_phone(member_id, phone, lease=self._lease, actor=actor)
         except PhoneTaken:
@@ -162,7 +158,7 @@ class BindingFlow:
         invited = await self._invite(member_id)
         return Bound(member_id, phone, already_bound=False, created=created, invited=invited, followed=False)
 
-    async def _write(self, member_id: str, phone: str) -> bool:
+    async def _write(self, member_id: str, phone: Phone) -> bool:
         """Write the phone to WeCom; True when the member had to be created."""
         try:
             await self._contacts.user_update(member_id, mobile=phone)

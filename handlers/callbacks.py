@@ -15,7 +15,7 @@ from handlers.conflicts import Counters, record_conflict
 from handlers.contracts import Store
 from handlers.dispatch import Dispatcher, Handler
 from handlers.events import ContactChange, Event, Subscribe, Unsubscribe
-from handlers.phone import InvalidPhone, normalize_phone
+from handlers.phone import InvalidPhone, Phone
 
 log: Final = logging.getLogger(__name__)
 
@@ -100,10 +100,10 @@ class CallbackHandlers:
             member = event.new_user_id
         if event.mobile is None:
             return  # WeCom sends only what changed: the mobile did not.
-        phone: str | None = None
+        phone: Phone | None = None
         if event.mobile:
             try:
-                phone = normalize_phone(event.mobile)
+                phone = Phone.parse(event.mobile)
             except InvalidPhone:
                 await self._conflict("phone", member, None, "WeCom's mobile is not a mainland number")
                 return
@@ -121,7 +121,7 @@ class CallbackHandlers:
         """Events without rules of their own: kept in the inbox's record, nothing else to do."""
         log.info("event %s for member %s acknowledged", event.kind, event.user_id)
 
-    async def _conflict(self, rule: str, member: str, phone: str | None, detail: str) -> None:
+    async def _conflict(self, rule: str, member: str, phone: Phone | None, detail: str) -> None:
         await record_conflict(
             self._store, self._counters, rule=rule, member_id=member, phone=phone, detail=detail,
             actor=CALLBACK_ACTOR,

@@ -7,7 +7,7 @@ from typing import Final, Protocol
 
 from handlers.binding import Actor
 from handlers.contracts import Store
-from handlers.phone import mask_phone
+from handlers.phone import Phone, mask_phone
 
 log: Final = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ async def record_conflict(
     *,
     rule: str,
     member_id: str,
-    phone: str | None,
+    phone: Phone | None,
     detail: str,
     actor: Actor,
 ) -> None:

@@ -18,6 +18,7 @@ from handlers.binding import (
     InboxItem,
     InboxStats,
 )
+from handlers.phone import Phone
 
 Clock = Callable[[], float]
 """Seconds since the epoch; injected into stores so that lease and TTL tests need not sleep."""
@@ -68,7 +69,7 @@ class Store(KeyValueStore, Protocol):
 
     Every method may raise StoreUnavailable, and then wrote nothing. Rule-keeping methods take an
     Actor and write their audit record in the same atomic operation as the change. Phones are
-    normalised with handlers.phone.normalize_phone (InvalidPhone when they are not mobiles).
+    handlers.phone.Phone values, parsed where they entered (a plain str is a TypeError).
     """
 
     # lifecycle
@@ -101,7 +102,7 @@ class Store(KeyValueStore, Protocol):
         """Return the member's binding as stored (a pending one may have an expired lease), or None."""
         ...
 
-    async def get_binding_by_phone(self, phone: str) -> Binding | None:
+    async def get_binding_by_phone(self, phone: Phone) -> Binding | None:
         """Return the binding that holds the phone (bound, followed, a live claim, or the previous
         phone of a pending member), or None when the phone is free."""
         ...
@@ -114,7 +115,7 @@ class Store(KeyValueStore, Protocol):
         """Return every binding, ordered by member id (for reconciliation)."""
         ...
 
-    async def claim_phone(self, member_id: str, phone: str, *, lease: float, actor: Actor) -> Claim:
+    async def claim_phone(self, member_id: str, phone: Phone, *, lease: float, actor: Actor) -> Claim:
         """Hold the phone for the member as pending for lease seconds, before writing to WeCom.
 
         Claiming the member's own bound phone returns a Claim with already_bound and changes
@@ -148,7 +149,7 @@ class Store(KeyValueStore, Protocol):
         ...
 
     async def set_member_phone(
-        self, member_id: str, phone: str | None, *, take: bool, actor: Actor
+        self, member_id: str, phone: Phone | None, *, take: bool, actor: Actor
     ) -> Binding | None:
         """Settle the member's phone from WeCom's truth (None: no phone); drops a pending claim.
 
@@ -173,7 +174,7 @@ class Store(KeyValueStore, Protocol):
 
     # audit log (I5)
 
-    async def audit_conflict(self, member_id: str, phone: str | None, detail: str, *, actor: Actor) -> None:
+    async def audit_conflict(self, member_id: str, phone: Phone | None, detail: str, *, actor: Actor) -> None:
         """Record a change that a rule refused (a conflict), with the phone masked; nothing else changes."""
         ...
 

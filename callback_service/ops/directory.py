@@ -17,7 +17,7 @@ from typing import Final
 
 from handlers.binding import DirectoryEntry
 from handlers.contracts import Store
-from handlers.phone import InvalidPhone, normalize_phone
+from handlers.phone import InvalidPhone, Phone
 
 COLUMNS: Final[Mapping[str, tuple[str, ...]]] = {
     "student_id": ("学号", "student id", "student_id", "studentid"),
@@ -184,7 +184,7 @@ def _entry(cells: Mapping[str, str]) -> tuple[DirectoryEntry | None, list[str]]:
     phone: str | None = None
     if cells["phone"]:
         try:
-            phone = normalize_phone(cells["phone"])
+            phone = Phone.parse(cells["phone"])
         except InvalidPhone:
             wrong.append("手机号格式不正确（应为 11 位大陆手机号，可带 +86、空格或短横线）")
     if wrong:

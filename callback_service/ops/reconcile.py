@@ -23,7 +23,7 @@ from callback_service.ops.admin import admin_actor
 from config import Settings
 from handlers.binding import Actor, Binding, BindingState
 from handlers.contracts import Store
-from handlers.phone import InvalidPhone, mask_phone, normalize_phone
+from handlers.phone import InvalidPhone, Phone, mask_phone
 
 log: Final = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class Drift:
     wecom_phone_masked: str
     detail: str
     in_wecom: bool
-    wecom_phone: str | None = field(repr=False)
+    wecom_phone: Phone | None = field(repr=False)
     seen: Binding | None = field(repr=False)
 
     def describe(self) -> str:
@@ -200,12 +200,12 @@ def _compare(
     return None
 
 
-def _mainland(raw: str | None) -> tuple[str | None, bool]:
+def _mainland(raw: str | None) -> tuple[Phone | None, bool]:
     """WeCom's mobile as the store's 11 digits, and whether it was a number the store cannot hold."""
     if raw is None:
         return None, False
     try:
-        return normalize_phone(raw), False
+        return Phone.parse(raw), False
     except InvalidPhone:
         return None, True
 
@@ -215,7 +215,7 @@ def _drift(
     member_id: str,
     seen: Binding | None,
     in_wecom: bool,
-    wecom_phone: str | None,
+    wecom_phone: Phone | None,
     detail: str,
 ) -> Drift:
     store_phone = seen.phone if seen is not None else None

@@ -10,7 +10,7 @@ from typing import Final
 
 from handlers.binding import Binding, BindingState
 from handlers.contracts import StoreUnavailable
-from handlers.phone import mask_phone, normalize_phone
+from handlers.phone import Phone, mask_phone
 
 DEFAULT_DEDUP_TTL: Final = 7 * 24 * 3600.0
 """How long the inbox remembers a dedup key after the event was appended (WeCom retries within ~15 s)."""
@@ -28,9 +28,11 @@ def positive(name: str, seconds: float) -> float:
     return float(seconds)
 
 
-def phone_arg(phone: str) -> str:
-    """Normalise a phone passed to the store (raises handlers.phone.InvalidPhone)."""
-    return normalize_phone(phone)
+def phone_arg(phone: Phone) -> Phone:
+    """Refuse a phone that was not parsed where it entered: a caller's bug, not a user's mistake."""
+    if not isinstance(phone, Phone):
+        raise TypeError("a phone given to the store must be a handlers.phone.Phone")
+    return phone
 
 
 def masked(phone: str | None) -> str:

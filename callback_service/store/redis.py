@@ -56,6 +56,7 @@ from handlers.binding import (
     PhoneTaken,
 )
 from handlers.contracts import Clock, StoreUnavailable
+from handlers.phone import Phone
 
 SCHEMA_VERSION: Final = 1
 DEFAULT_PREFIX: Final = "wecom-bind:"
@@ -777,7 +778,7 @@ class RedisStore:
             return None
         return _binding({**{str(k): str(v) for k, v in raw.items()}, "member": member_id})
 
-    async def get_binding_by_phone(self, phone: str) -> Binding | None:
+    async def get_binding_by_phone(self, phone: Phone) -> Binding | None:
         """Return the binding holding the phone."""
         _, data = _decoded(await self._rule(self._by_phone, None, phone_arg(phone)))
         return None if data is None else _binding(data)
@@ -794,7 +795,7 @@ class RedisStore:
 
     # bindings: the rules
 
-    async def claim_phone(self, member_id: str, phone: str, *, lease: float, actor: Actor) -> Claim:
+    async def claim_phone(self, member_id: str, phone: Phone, *, lease: float, actor: Actor) -> Claim:
         """Hold the phone for the member under a lease (I1, I3, one claim per member)."""
         phone = phone_arg(phone)
         lease = positive("lease", lease)
@@ -855,7 +856,7 @@ class RedisStore:
         return None if data is None else _binding(data)
 
     async def set_member_phone(
-        self, member_id: str, phone: str | None, *, take: bool, actor: Actor
+        self, member_id: str, phone: Phone | None, *, take: bool, actor: Actor
     ) -> Binding | None:
         """Settle the member's phone from WeCom's truth."""
         wanted = "" if phone is None else phone_arg(phone)
@@ -866,7 +867,7 @@ class RedisStore:
             raise PhoneTaken(member_id, wanted)
         return None if data is None else _binding(data)
 
-    async def audit_conflict(self, member_id: str, phone: str | None, detail: str, *, actor: Actor) -> None:
+    async def audit_conflict(self, member_id: str, phone: Phone | None, detail: str, *, actor: Actor) -> None:
         """Record a refused change."""
         wanted = "" if phone is None else phone_arg(phone)
         await self._rule(self._conflict, actor, member_id, wanted, detail)

@@ -47,7 +47,7 @@ from handlers.binding import (
     PhoneTaken,
 )
 from handlers.contracts import Clock, StoreUnavailable
-from handlers.phone import mask_phone
+from handlers.phone import Phone, mask_phone
 
 T = TypeVar("T")
 
@@ -458,7 +458,7 @@ class SqliteStore:
         """Return the member's binding."""
         return await self._read(lambda c: _binding_or_none(_Tx(c, 0.0, None).load(member_id)))
 
-    async def get_binding_by_phone(self, phone: str) -> Binding | None:
+    async def get_binding_by_phone(self, phone: Phone) -> Binding | None:
         """Return the binding holding the phone."""
         phone = phone_arg(phone)
         now = self._clock()
@@ -491,7 +491,7 @@ class SqliteStore:
 
     # bindings: the rules
 
-    async def claim_phone(self, member_id: str, phone: str, *, lease: float, actor: Actor) -> Claim:
+    async def claim_phone(self, member_id: str, phone: Phone, *, lease: float, actor: Actor) -> Claim:
         """Hold the phone for the member under a lease (I1, I3, one claim per member)."""
         phone = phone_arg(phone)
         lease = positive("lease", lease)
@@ -638,7 +638,7 @@ class SqliteStore:
         return await self._write(run, actor)
 
     async def set_member_phone(
-        self, member_id: str, phone: str | None, *, take: bool, actor: Actor
+        self, member_id: str, phone: Phone | None, *, take: bool, actor: Actor
     ) -> Binding | None:
         """Settle the member's phone from WeCom's truth."""
         wanted = None if phone is None else phone_arg(phone)
@@ -693,7 +693,7 @@ class SqliteStore:
 
         return await self._write(run, actor)
 
-    async def audit_conflict(self, member_id: str, phone: str | None, detail: str, *, actor: Actor) -> None:
+    async def audit_conflict(self, member_id: str, phone: Phone | None, detail: str, *, actor: Actor) -> None:
         """Record a refused change."""
         wanted = None if phone is None else phone_arg(phone)
 

@@ -11,6 +11,7 @@ import pytest
 
 from callback_service.store import open_store
 from handlers.binding import Actor
+from handlers.phone import Phone
 from tests.support.world import service_env
 
 STUDENT = Actor(who="2021001", source="127.0.0.1")
@@ -31,7 +32,7 @@ async def store_url(tmp_path: Path) -> str:
     url = f"sqlite:///{tmp_path / 'store.db'}"
     store = await open_store(url)
     try:
-        claim = await store.claim_phone("2021001", "13800000001", lease=60, actor=STUDENT)
+        claim = await store.claim_phone("2021001", Phone("13800000001"), lease=60, actor=STUDENT)
         await store.commit_claim(claim)
         await store.inbox_append("k", "subscribe", "<xml/>")
         [item] = await store.inbox_take(1, lease=60)
@@ -56,7 +57,7 @@ async def test_binding_release_is_audited_and_frees_the_phone(store_url: str) ->
     store = await open_store(store_url)
     try:
         assert await store.get_binding("2021001") is None
-        assert await store.get_binding_by_phone("13800000001") is None
+        assert await store.get_binding_by_phone(Phone("13800000001")) is None
     finally:
         await store.close()
     audit = _run(store_url, "audit", "--member", "2021001")

@@ -11,12 +11,13 @@ import pytest
 from callback_service.web.keys import STORE, WECOM_CONTACTS
 from handlers.binding import AccountFollowed, Actor, Binding, BindingState
 from handlers.contracts import Store
+from handlers.phone import Phone
 from sandbox.wecom_state import Member
 from tests.support.world import ServerFactory, World, eventually, running_world
 from tests.wecom._support import browser, new_wechat, post_page
 
-P1 = "13800000001"
-P2 = "13800000009"
+P1 = Phone("13800000001")
+P2 = Phone("13800000009")
 STUDENT = Actor(who="2021001", source="127.0.0.1")
 
 
@@ -35,7 +36,7 @@ async def _state(world: World, member: str, state: BindingState) -> Binding:
 async def _bind(world: World, member: str, phone: str) -> None:
     """What the binding page does: claim, write the phone to WeCom, commit."""
     store = _store(world)
-    claim = await store.claim_phone(member, phone, lease=30, actor=STUDENT)
+    claim = await store.claim_phone(member, Phone(phone), lease=30, actor=STUDENT)
     await world.service.app[WECOM_CONTACTS].user_update(member, mobile=phone)
     await store.commit_claim(claim)
 
@@ -105,7 +106,7 @@ async def test_contact_changes_pushed_by_wecom_move_and_free_phones(
             return True if await _store(world).get_binding("2021002b") is None else None
 
         await eventually(deleted)
-        assert await _store(world).get_binding_by_phone("13800000002") is None
+        assert await _store(world).get_binding_by_phone(Phone("13800000002")) is None
         assert world.wecom.pushes
         assert all(push.delivered for push in world.wecom.pushes)
 

@@ -34,6 +34,7 @@ from callback_service.ops.reconcile import (
 from callback_service.store import open_store
 from handlers.binding import Actor, AuditAction, Binding, BindingState
 from handlers.contracts import Store
+from handlers.phone import Phone
 from sandbox.wecom import create_wecom_sandbox
 from sandbox.wecom_keys import WECOM_SANDBOX_STATE
 from sandbox.wecom_state import APP, CONTACTS, Member, WeComSandboxState
@@ -113,7 +114,7 @@ def member(userid: str, mobile: str | None) -> Member:
 
 
 async def bind(store: Store, member_id: str, phone: str) -> None:
-    claim = await store.claim_phone(member_id, phone, lease=LEASE, actor=STUDENT)
+    claim = await store.claim_phone(member_id, Phone(phone), lease=LEASE, actor=STUDENT)
     await store.commit_claim(claim)
 
 
@@ -149,7 +150,7 @@ async def test_a_store_in_step_with_wecom_has_no_drift(store: Store, start_wecom
     await bind(store, "s3", "13800000003")
     await store.follow("s3", "openid-s3", actor=STUDENT)
     # A live claim is a write in flight, not drift, whatever WeCom says yet.
-    await store.claim_phone("s2", "13800000002", lease=LEASE, actor=STUDENT)
+    await store.claim_phone("s2", Phone("13800000002"), lease=LEASE, actor=STUDENT)
 
     assert await find_drift(store, wecom.contacts, now=clock.now) == []
 
@@ -182,8 +183,8 @@ async def test_phone_differs_settles_to_wecoms_mobile(
     assert (s2.phone, s2.state, s2.openid) == ("13900000002", BindingState.FOLLOWED, "openid-s2")
     # WeCom holds no mobile for s3: its bound phone is gone, and the phone is free again.
     assert await store.get_binding("s3") is None
-    assert await store.get_binding_by_phone("13800000003") is None
-    assert await store.get_binding_by_phone("13800000001") is None
+    assert await store.get_binding_by_phone(Phone("13800000003")) is None
+    assert await store.get_binding_by_phone(Phone("13800000001")) is None
 
 
 async def test_missing_in_store_binds_wecoms_mobile(store: Store, start_wecom: WeComFactory, clock: Clock) -> None:
@@ -211,7 +212,7 @@ async def test_missing_in_wecom_removes_the_binding(store: Store, start_wecom: W
     await settle_and_check(store, wecom, clock, drifts)
     assert await store.get_binding("gone") is None
     assert await store.get_binding("left") is None
-    assert await store.get_binding_by_phone("13800000009") is None
+    assert await store.get_binding_by_phone(Phone("13800000009")) is None
     assert await store.get_binding_by_openid("openid-left") is None
     [deleted] = await store.audit_list(member_id="gone", limit=1)
     assert deleted.action is AuditAction.DELETE
@@ -222,7 +223,7 @@ async def test_expired_claim_whose_write_reached_wecom_settles_to_the_claimed_ph
 ) -> None:
     wecom = await start_wecom([member("s1", "13900000001")])
     await bind(store, "s1", "13800000001")
-    await store.claim_phone("s1", "13900000001", lease=LEASE, actor=STUDENT)
+    await store.claim_phone("s1", Phone("13900000001"), lease=LEASE, actor=STUDENT)
     # The process died after user/update answered, before the commit; the lease runs out.
     clock.now += LEASE + 1
 
@@ -233,7 +234,7 @@ async def test_expired_claim_whose_write_reached_wecom_settles_to_the_claimed_ph
     await settle_and_check(store, wecom, clock, drifts)
     s1 = await stored(store, "s1")
     assert (s1.phone, s1.state) == ("13900000001", BindingState.BOUND)
-    assert await store.get_binding_by_phone("13800000001") is None
+    assert await store.get_binding_by_phone(Phone("13800000001")) is None
 
 
 async def test_expired_claim_whose_write_did_not_reach_wecom_settles_back(
@@ -241,9 +242,9 @@ async def test_expired_claim_whose_write_did_not_reach_wecom_settles_back(
 ) -> None:
     wecom = await start_wecom([member("s1", "13800000001"), member("s2", None)])
     await bind(store, "s1", "13800000001")
-    await store.claim_phone("s1", "13900000001", lease=LEASE, actor=STUDENT)
-    await store.claim_phone("s2", "13900000002", lease=LEASE, actor=STUDENT)
-    await store.claim_phone("new", "13900000003", lease=LEASE, actor=STUDENT)
+    await store.claim_phone("s1", Phone("13900000001"), lease=LEASE, actor=STUDENT)
+    await store.claim_phone("s2", Phone("13900000002"), lease=LEASE, actor=STUDENT)
+    await store.claim_phone("new", Phone("13900000003"), lease=LEASE, actor=STUDENT)
     clock.now += LEASE + 1
 
     drifts = await find_drift(store, wecom.contacts, now=clock.now)
@@ -261,7 +262,7 @@ async def test_expired_claim_whose_write_did_not_reach_wecom_settles_back(
     assert await store.get_binding("s2") is None  # WeCom holds no mobile for s2
     assert await store.get_binding("new") is None  # user/create never happened
     for phone in ("13900000001", "13900000002", "13900000003"):
-        assert await store.get_binding_by_phone(phone) is None
+        assert await store.get_binding_by_phone(Phone(phone)) is None
 
 
 async def test_every_kind_at_once(store: Store, start_wecom: WeComFactory, clock: Clock) -> None:
@@ -270,7 +271,7 @@ async def test_every_kind_at_once(store: Store, start_wecom: WeComFactory, clock
     )
     await bind(store, "differs", "13800000001")
     await bind(store, "gone", "13800000002")
-    await store.claim_phone("claim", "13900000003", lease=LEASE, actor=STUDENT)
+    await store.claim_phone("claim", Phone("13900000003"), lease=LEASE, actor=STUDENT)
     clock.now += LEASE + 1
 
     drifts = await find_drift(store, wecom.contacts, now=clock.now)
@@ -345,7 +346,7 @@ async def test_a_binding_that_changed_since_it_was_read_is_left_alone(
     drifts = await find_drift(store, wecom.contacts, now=clock.now)
     # Meanwhile the student binds again through the service (a claim is enough to change it).
     clock.now += 1
-    await store.claim_phone("s1", "13700000001", lease=LEASE, actor=STUDENT)
+    await store.claim_phone("s1", Phone("13700000001"), lease=LEASE, actor=STUDENT)
     report = await settle_all(store, drifts, actor=RECONCILE)
 
     assert [d.member_id for d in report.changed] == ["s1"]

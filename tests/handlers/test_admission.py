@@ -24,14 +24,15 @@ from handlers.binding import Actor, AuditAction, Binding, BindingState
 from handlers.conflicts import CONFLICTS
 from handlers.contracts import Store
 from handlers.guide import ErrorCode
+from handlers.phone import Phone
 from sandbox.wecom import APP, Member, WeComSandboxState, create_wecom_sandbox
 from sandbox.wecom_keys import WECOM_SANDBOX_STATE
 from tests.store.support import FakeClock
 
 CORP_ID = "wwadmissiontest00"
 ACTOR = Actor(who="2021001", source="admission-page 127.0.0.1")
-P1 = "13800000001"
-P2 = "13800000002"
+P1 = Phone("13800000001")
+P2 = Phone("13800000002")
 
 
 def _binding(member: str, state: BindingState, openid: str | None = None) -> Binding:
@@ -129,7 +130,7 @@ def metrics() -> Metrics:
 
 
 async def _bind(store: Store, member: str, phone: str) -> None:
-    await store.commit_claim(await store.claim_phone(member, phone, lease=60, actor=ACTOR))
+    await store.commit_claim(await store.claim_phone(member, Phone(phone), lease=60, actor=ACTOR))
 
 
 async def _conflicts(store: Store, member: str) -> list[str]:

@@ -19,6 +19,7 @@ from handlers.callbacks import CallbackHandlers
 from handlers.conflicts import CONFLICTS
 from handlers.contracts import Store
 from handlers.events import ContactChange, Subscribe, Unsubscribe
+from handlers.phone import Phone
 from sandbox.wecom import create_wecom_sandbox
 from sandbox.wecom_keys import WECOM_SANDBOX_STATE
 from sandbox.wecom_state import APP, Member, WeComSandboxState
@@ -79,7 +80,7 @@ def _change(change_type: str, user: str, **fields: str) -> ContactChange:
 
 
 async def _bind(store: Store, member: str, phone: str) -> None:
-    await store.commit_claim(await store.claim_phone(member, phone, lease=60, actor=STUDENT))
+    await store.commit_claim(await store.claim_phone(member, Phone(phone), lease=60, actor=STUDENT))
 
 
 async def test_subscribe_follows_and_welcomes_once(world: World) -> None:
@@ -127,7 +128,7 @@ async def test_update_user_with_a_clashing_mobile_is_a_conflict(world: World) ->
     [record, *_] = await world.store.audit_list(member_id="lisi")
     assert record.action is AuditAction.CONFLICT
     assert record.phone_masked == "138****0001"
-    owner = await world.store.get_binding_by_phone("13800000001")
+    owner = await world.store.get_binding_by_phone(Phone("13800000001"))
     assert owner is not None
     assert owner.member_id == "zhangsan"
 
@@ -140,7 +141,7 @@ async def test_update_user_moves_the_phone_and_the_user_id(world: World) -> None
     binding = await world.store.get_binding("lisi2")
     assert binding is not None
     assert binding.phone == "13800000022"
-    assert await world.store.get_binding_by_phone("13800000002") is None
+    assert await world.store.get_binding_by_phone(Phone("13800000002")) is None
 
 
 async def test_delete_user_frees_the_phone(world: World) -> None:

@@ -20,6 +20,7 @@ from callback_service.web.keys import STORE
 from config import Settings
 from handlers.binding import DirectoryEntry
 from handlers.contracts import Store
+from handlers.phone import Phone
 from sandbox.cas import CasUser
 from sandbox.wecom import Member, WeComSandboxState
 from tests.cas._support import post_login, ticket_of
@@ -38,6 +39,10 @@ CAS_USERS: Final = {
         CasUser(student_id="2021004", password=PASSWORD, name="赵六", attributes={}),
         # In neither the directory nor WeCom, with a name that HTML must escape.
         CasUser(student_id="2021009", password=PASSWORD, name="<b>孙七</b>", attributes={}),
+        # Outside the directory; CAS releases a mobile typed in full-width digits.
+        CasUser(student_id="2021005", password=PASSWORD, name="钱九", attributes={"mobile": "１３８０００００００５"}),
+        # Outside the directory; CAS releases a mobile with Arabic-Indic digits.
+        CasUser(student_id="2021006", password=PASSWORD, name="吴十", attributes={"mobile": "13800000٠٠6"}),
     )
 }
 DIRECTORY: Final = (
@@ -48,7 +53,7 @@ DIRECTORY: Final = (
 )
 DEPARTMENTS: Final = {1: "上海工程技术大学", 2: "电子电气工程学院"}
 OTHER_MEMBER: Final = "2020999"
-OTHER_PHONE: Final = "13900000099"
+OTHER_PHONE: Final = Phone("13900000099")
 """A member that WeCom holds with a phone our store has never heard of (to meet 60104)."""
 
 

@@ -18,12 +18,13 @@ from handlers.binding import Actor, AuditAction, Binding, BindingState
 from handlers.binding_flow import Bound
 from handlers.conflicts import CONFLICTS
 from handlers.contracts import Store
+from handlers.phone import Phone
 from sandbox.wecom_state import Member
 from tests.support.world import ServerFactory, World, eventually, running_world, store_url_for
 from tests.wecom._support import browser, new_wechat
 
-P1 = "13800000001"
-P2 = "13800000002"
+P1 = Phone("13800000001")
+P2 = Phone("13800000002")
 STUDENT = Actor(who="2021001", source="bind-page 127.0.0.1")
 
 
@@ -50,7 +51,7 @@ def _store(world: World) -> Store:
 
 async def _bind(world: World, member: str, phone: str) -> None:
     """The guide's step 3, by the same rules the binding page runs."""
-    result = await world.service.app[BINDING_FLOW].bind(member, phone, actor=STUDENT)
+    result = await world.service.app[BINDING_FLOW].bind(member, Phone(phone), actor=STUDENT)
     assert isinstance(result, Bound), result
 
 

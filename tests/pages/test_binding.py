@@ -9,6 +9,7 @@ import pytest
 
 from handlers.binding import Actor, AuditAction, BindingState
 from handlers.guide import GUIDE, ErrorCode
+from handlers.phone import Phone
 from tests.pages.conftest import MakeEnv
 from tests.pages.support import OTHER_MEMBER, OTHER_PHONE, PagesEnv
 
@@ -97,6 +98,61 @@ async def test_a_malformed_phone_shows_the_form_again_with_the_input_kept(env: P
     assert env.wecom_state.members["2021003"].mobile is None
 
 
+async def test_a_full_width_cas_mobile_prefills_its_ascii_digits(env: PagesEnv) -> None:
+    await env.login("2021005")
+    assert (await env.form()).phone == "13800000005"
+
+
+async def test_a_cas_mobile_in_another_script_is_not_prefilled(env: PagesEnv) -> None:
+    await env.login("2021006")
+    assert (await env.form()).phone == ""
+
+
+async def test_full_width_digits_bind_as_their_ascii_digits(env: PagesEnv) -> None:
+    await env.login("2021003")
+    page = await (await env.submit("１３８ ００００ ０００３")).text()
+    assert "绑定成功" in page
+    assert env.wecom_state.members["2021003"].mobile == "13800000003"
+    binding = await env.store.get_binding("2021003")
+    assert binding is not None
+    assert binding.phone == "13800000003"
+
+
+async def test_a_phone_with_one_full_width_digit_is_the_same_phone_2_1(env: PagesEnv) -> None:
+    await env.bind("2021001", "13800000001")
+    env.client.session.cookie_jar.clear()
+    page = await env.bind("2021003", "13８00000001")
+    _assert_guide_entry(page, ErrorCode.PHONE_TAKEN)
+    assert await env.store.get_binding("2021003") is None
+    holder = await env.store.get_binding_by_phone(Phone("13800000001"))
+    assert holder is not None
+    assert holder.member_id == "2021001"
+    assert [b.phone for b in await env.store.list_bindings()] == ["13800000001"]
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "13800000٠٠1",  # Arabic-Indic
+        "1380000०००१",  # Devanagari
+        "①3800000001",  # circled
+        "13600000321" + " " * 53 + "'; DROP TABLE bindings; --",  # cut to 64 and accepted before
+        "136" + " " * 40 + "00000321",
+    ],
+)
+async def test_other_scripts_and_overlong_text_are_a_format_error(env: PagesEnv, typed: str) -> None:
+    await env.bind("2021001", "13800000001")
+    env.client.session.cookie_jar.clear()
+    await env.login("2021003")
+    response = await env.submit(typed, follow=False)
+    page = await response.text()
+    assert response.status == 400
+    assert "手机号格式不正确" in page
+    assert await env.store.get_binding("2021003") is None
+    assert await _actions(env, "2021003") == []
+    assert env.wecom_state.members["2021003"].mobile is None
+
+
 # binding
 
 
@@ -168,7 +224,7 @@ async def test_changing_the_phone_before_following_frees_the_old_one(env: PagesE
     page = await (await env.submit("13800000011")).text()
     assert "138****0011" in page
     assert env.wecom_state.members["2021001"].mobile == "13800000011"
-    assert await env.store.get_binding_by_phone("13800000001") is None
+    assert await env.store.get_binding_by_phone(Phone("13800000001")) is None
 
 
 # the guide's errors

@@ -6,6 +6,7 @@ import pytest
 
 from callback_service.web.keys import STORE
 from callback_service.web.pages import PagesConfig
+from handlers.phone import Phone
 from tests.pages.conftest import MakeEnv
 from tests.pages.support import PagesEnv
 
@@ -120,7 +121,7 @@ async def test_a_wecom_outage_is_a_503_page_and_releases_the_claim(env: PagesEnv
     assert "服务暂时不可用" in page
     _nothing_internal(page)
     assert await env.store.get_binding("2021001") is None
-    assert await env.store.get_binding_by_phone("13800000001") is None
+    assert await env.store.get_binding_by_phone(Phone("13800000001")) is None
     env.wecom_state.faults.clear()
     # A fresh form binds once WeCom is back.
     assert "绑定成功" in await (await env.submit("13800000001")).text()

@@ -12,6 +12,7 @@ import sys
 from callback_service.store import open_store
 from handlers.binding import Actor
 from handlers.contracts import StoreUnavailable
+from handlers.phone import Phone
 
 ACTOR = Actor(who="durability", source="test")
 
@@ -23,7 +24,7 @@ async def main(url: str) -> None:
         while True:
             await store.inbox_append(f"ev-{n}", "subscribe", f"<xml><n>{n}</n></xml>")
             print(f"inbox ev-{n}", flush=True)
-            phone = f"1370000{n:04d}"
+            phone = Phone(f"1370000{n:04d}")
             claim = await store.claim_phone(f"m{n}", phone, lease=60, actor=ACTOR)
             await store.commit_claim(claim)
             print(f"bind m{n} {phone}", flush=True)

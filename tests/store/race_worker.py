@@ -14,8 +14,9 @@ import redis.asyncio as aioredis
 
 from callback_service.store import open_store
 from handlers.binding import Actor, BindingError, Claim
+from handlers.phone import Phone
 
-CONTESTED = "13900000000"
+CONTESTED = Phone("13900000000")
 PER_WORKER = 50
 
 
@@ -29,7 +30,7 @@ async def main(url: str, worker: int) -> None:
     attempts = [
         store.claim_phone(f"w{worker}-m{n}", CONTESTED, lease=60, actor=actor) for n in range(PER_WORKER)
     ]
-    attempts.append(store.claim_phone("shared", f"1391111{worker:04d}", lease=60, actor=actor))
+    attempts.append(store.claim_phone("shared", Phone(f"1391111{worker:04d}"), lease=60, actor=actor))
     results = await asyncio.gather(*attempts, return_exceptions=True)
     report: dict[str, list[str]] = {"won": [], "refused": [], "other": []}
     for result in results:

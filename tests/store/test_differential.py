@@ -15,6 +15,7 @@ from pathlib import Path
 from callback_service.store import open_store
 from handlers.binding import Actor, Binding, Claim
 from handlers.contracts import Store
+from handlers.phone import Phone
 from tests.store.support import FakeClock, RedisServer
 
 MEMBERS = ("m1", "m2", "m3", "m4")
@@ -49,7 +50,7 @@ class Twin:
         kind, member, arg = op[0], op[1], op[2] if len(op) > 2 else ""
         try:
             if kind == "claim":
-                claim = await s.claim_phone(member, arg, lease=60, actor=ACTOR)
+                claim = await s.claim_phone(member, Phone(arg), lease=60, actor=ACTOR)
                 self.claims[member] = claim
                 return claim
             if kind in ("commit", "release"):
@@ -64,7 +65,7 @@ class Twin:
             if kind == "unfollow":
                 return await s.unfollow(member, actor=ACTOR)
             if kind == "settle":
-                phone = arg or None
+                phone = Phone(arg) if arg else None
                 return await s.set_member_phone(member, phone, take=op[3] == "take", actor=ACTOR)
             if kind == "delete":
                 return await s.delete_member(member, actor=ACTOR)

@@ -13,6 +13,7 @@ from callback_service.store import open_store
 from callback_service.store.sqlite import SCHEMA_VERSION, SqliteStore
 from handlers.binding import Actor
 from handlers.contracts import StoreUnavailable
+from handlers.phone import Phone
 from tests.store.support import FakeClock, RedisServer
 
 ACTOR = Actor(who="test", source="test")
@@ -41,7 +42,7 @@ async def test_a_relative_sqlite_path_is_created_under_the_working_directory(
 async def test_sqlite_file_is_wal_full_sync_and_versioned(tmp_path: Path, clock: FakeClock) -> None:
     path = tmp_path / "store.db"
     store = await SqliteStore.open(str(path), clock=clock)
-    await store.commit_claim(await store.claim_phone("m1", "13800138001", lease=60, actor=ACTOR))
+    await store.commit_claim(await store.claim_phone("m1", Phone("13800138001"), lease=60, actor=ACTOR))
     synchronous = await store._read(lambda c: c.execute("PRAGMA synchronous").fetchone()[0])
     assert synchronous == 2  # FULL
     await store.close()
@@ -71,13 +72,13 @@ async def test_redis_prefixes_keep_deployments_apart(redis_server: RedisServer, 
     stores = [await open_store(f"{redis_server.url}?prefix={p}", clock=clock) for p in prefixes]
     try:
         for n, store in enumerate(stores):
-            claim = await store.claim_phone(f"m{n}", "13800138001", lease=60, actor=ACTOR)
+            claim = await store.claim_phone(f"m{n}", Phone("13800138001"), lease=60, actor=ACTOR)
             await store.commit_claim(claim)
             await store.inbox_append("k", "event", "x")
             await store.kv_set("k", "v", ttl=60)
             await store.directory_upsert([])
         for n, store in enumerate(stores):
-            holder = await store.get_binding_by_phone("13800138001")
+            holder = await store.get_binding_by_phone(Phone("13800138001"))
             assert holder is not None
             assert holder.member_id == f"m{n}"
             assert await store.integrity_problems() == []

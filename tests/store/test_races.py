@@ -25,10 +25,11 @@ from handlers.binding import (
     PhoneTaken,
 )
 from handlers.contracts import Store
+from handlers.phone import Phone
 from tests.store.support import FakeClock, RedisServer
 
 ACTOR = Actor(who="race", source="test")
-PHONE = "13800138000"
+PHONE = Phone("13800138000")
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -71,7 +72,7 @@ async def test_200_claims_over_four_sqlite_connections(tmp_path: Path, clock: Fa
 
 async def test_a_members_concurrent_claims_of_several_phones_leave_one(store: Store) -> None:
     for member in range(20):
-        phones = [f"1380013{member:02d}{n:02d}" for n in range(10)]
+        phones = [Phone(f"1380013{member:02d}{n:02d}") for n in range(10)]
         results = await asyncio.gather(
             *(store.claim_phone(f"m{member}", p, lease=60, actor=ACTOR) for p in phones),
             return_exceptions=True,
@@ -89,7 +90,7 @@ async def test_a_members_concurrent_claims_of_several_phones_leave_one(store: St
 async def test_claims_and_commits_interleaved_keep_one_phone_per_member(store: Store) -> None:
     async def rebind(member: str, phone: str) -> None:
         try:
-            claim = await store.claim_phone(member, phone, lease=60, actor=ACTOR)
+            claim = await store.claim_phone(member, Phone(phone), lease=60, actor=ACTOR)
         except (PhoneTaken, ClaimInProgress):
             return
         await asyncio.sleep(0)
@@ -109,7 +110,7 @@ async def test_a_followed_member_is_refused_while_others_race(store: Store) -> N
     await store.commit_claim(await store.claim_phone("m0", PHONE, lease=60, actor=ACTOR))
     await store.follow("m0", "openid-0", actor=ACTOR)
     results = await asyncio.gather(
-        *(store.claim_phone("m0", f"1380013{n:04d}", lease=60, actor=ACTOR) for n in range(1, 50)),
+        *(store.claim_phone("m0", Phone(f"1380013{n:04d}"), lease=60, actor=ACTOR) for n in range(1, 50)),
         return_exceptions=True,
     )
     assert all(isinstance(r, AccountFollowed) for r in results)

@@ -14,6 +14,7 @@ from callback_service.store.redis import RedisStore
 from callback_service.store.sqlite import SqliteStore
 from handlers.binding import Actor, Claim
 from handlers.contracts import Store, StoreUnavailable
+from handlers.phone import Phone
 from tests.store.support import FakeClock, RedisServer, require_redis_server
 from tests.support.processes import free_port
 
@@ -21,9 +22,9 @@ ACTOR = Actor(who="test", source="test")
 
 OPERATIONS: list[Callable[[Store], Awaitable[object]]] = [
     lambda s: s.ping(),
-    lambda s: s.claim_phone("m9", "13800138009", lease=60, actor=ACTOR),
+    lambda s: s.claim_phone("m9", Phone("13800138009"), lease=60, actor=ACTOR),
     lambda s: s.get_binding("m1"),
-    lambda s: s.get_binding_by_phone("13800138001"),
+    lambda s: s.get_binding_by_phone(Phone("13800138001")),
     lambda s: s.follow("m1", "openid-1", actor=ACTOR),
     lambda s: s.inbox_append("k", "event", "x"),
     lambda s: s.inbox_take(1, lease=5),
@@ -47,14 +48,14 @@ def own_redis(tmp_path: Path) -> RedisServer:
 async def test_redis_killed_then_restarted(own_redis: RedisServer, clock: FakeClock) -> None:
     store = await open_store(own_redis.url, clock=clock)
     try:
-        await store.commit_claim(await store.claim_phone("m1", "13800138001", lease=60, actor=ACTOR))
+        await store.commit_claim(await store.claim_phone("m1", Phone("13800138001"), lease=60, actor=ACTOR))
         own_redis.kill()
         for operation in OPERATIONS:
             with pytest.raises(StoreUnavailable):
                 await operation(store)
         own_redis.start()
         await store.ping()
-        await store.claim_phone("m1", "13800138001", lease=60, actor=ACTOR)
+        await store.claim_phone("m1", Phone("13800138001"), lease=60, actor=ACTOR)
     finally:
         await store.close()
         own_redis.kill()
@@ -65,7 +66,7 @@ async def test_redis_that_does_not_answer_times_out(own_redis: RedisServer) -> N
     try:
         own_redis.pause()
         with pytest.raises(StoreUnavailable, match="Timeout"):
-            await store.claim_phone("m1", "13800138001", lease=60, actor=ACTOR)
+            await store.claim_phone("m1", Phone("13800138001"), lease=60, actor=ACTOR)
         own_redis.resume()
         await store.ping()
     finally:
@@ -103,7 +104,7 @@ async def test_a_closed_store_is_unavailable(store: Store) -> None:
 async def test_sqlite_disk_full_writes_nothing(tmp_path: Path, clock: FakeClock) -> None:
     store = await SqliteStore.open(str(tmp_path / "store.db"), clock=clock)
     try:
-        await store.commit_claim(await store.claim_phone("m0", "13800138000", lease=60, actor=ACTOR))
+        await store.commit_claim(await store.claim_phone("m0", Phone("13800138000"), lease=60, actor=ACTOR))
 
         def fill(conn: sqlite3.Connection) -> None:
             pages = conn.execute("PRAGMA page_count").fetchone()[0]
@@ -121,7 +122,7 @@ async def test_sqlite_disk_full_writes_nothing(tmp_path: Path, clock: FakeClock)
         failures: list[str] = []
         for n in range(1, 200):
             steps: list[Callable[[], Awaitable[object]]] = [
-                partial(store.claim_phone, f"m{n}", f"138001381{n:02d}", lease=60, actor=ACTOR),
+                partial(store.claim_phone, f"m{n}", Phone(f"138001381{n:02d}"), lease=60, actor=ACTOR),
                 partial(store.inbox_append, f"k{n}", "event", "x" * 3000),
             ]
             for step in steps:

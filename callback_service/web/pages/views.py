@@ -26,7 +26,7 @@ from handlers.binding import Actor, Binding, BindingState, DirectoryEntry
 from handlers.binding_flow import Bound, Refusal, Refused
 from handlers.contracts import Store
 from handlers.guide import GUIDE, ErrorCode, GuideEntry
-from handlers.phone import InvalidPhone, mask_phone, normalize_phone
+from handlers.phone import InvalidPhone, Phone, mask_phone
 
 log: Final = logging.getLogger(__name__)
 
@@ -53,7 +53,6 @@ REFUSALS: Final[dict[Refusal, tuple[str, str]]] = {
         "绑定正在处理中",
         "您刚才提交的绑定请求仍在处理中。请稍等一分钟后，到“我的绑定”查看结果，或重新提交。",
     ),
-    Refusal.INVALID_PHONE: ("手机号格式不正确", PHONE_FORMAT_ERROR),
 }
 """What a refusal outside the guide's chapter 2 says: a title and a remedy."""
 
@@ -98,7 +97,7 @@ async def bind_cas(request: web.Request) -> web.StreamResponse:
         previous=await sessions.load(request),
         student_id=principal.user,
         name=principal.attribute("name") or principal.attribute("cn"),
-        cas_mobile=principal.attribute("mobile"),
+        cas_mobile=Phone.parse_or_none(principal.attribute("mobile")),
     )
     log.info("bind: student %s logged in", principal.user)
     return response
@@ -162,14 +161,15 @@ async def bind_phone_submit(request: web.Request) -> web.StreamResponse:
             link=(url(request, "help"), "查看常见问题"),
             headers={"Retry-After": str(int(config.submit_window))},
         )
-    phone_text = _field(form, "phone")[:_MAX_PHONE_INPUT]
+    phone_text = _field(form, "phone")
     try:
-        normalize_phone(phone_text)
+        phone = Phone.parse(phone_text)
     except InvalidPhone:
         binding = await store.get_binding(session.student_id)
         entry = await store.directory_get(session.student_id)
         return await _phone_form(
-            request, session, binding, entry, phone=phone_text, error=PHONE_FORMAT_ERROR, status=400
+            request, session, binding, entry, phone=phone_text[:_MAX_PHONE_INPUT], error=PHONE_FORMAT_ERROR,
+            status=400,
         )
     form_id = _field(form, "form_id")
     if not _FORM_ID.match(form_id):
@@ -184,7 +184,7 @@ async def bind_phone_submit(request: web.Request) -> web.StreamResponse:
     await store.kv_set(result_key, _Outcome(state="pending").to_json(), ttl=config.result_ttl)
     actor = Actor(who=session.student_id, source=f"bind-page {request.remote or 'unknown'}")
     try:
-        result = await app[BINDING_FLOW].bind(session.student_id, phone_text, actor=actor)
+        result = await app[BINDING_FLOW].bind(session.student_id, phone, actor=actor)
     except BaseException:
         await _record_failure(store, result_key, config.result_ttl)
         raise
@@ -432,13 +432,8 @@ def _prefill(binding: Binding | None, entry: DirectoryEntry | None, session: Ses
     """The phone shown in the form: the bound one, else the directory's, else CAS's, else none."""
     if binding is not None and binding.state is not BindingState.PENDING and binding.phone:
         return binding.phone
-    for candidate in (entry.phone if entry else None, session.cas_mobile):
-        if candidate:
-            try:
-                return normalize_phone(candidate)
-            except InvalidPhone:
-                return candidate
-    return ""
+    # Both were parsed where they entered: the directory import and the CAS login.
+    return (entry.phone if entry else None) or session.cas_mobile or ""
 
 
 @dataclass(frozen=True, slots=True)

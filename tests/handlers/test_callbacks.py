@@ -144,6 +144,30 @@ async def test_update_user_moves_the_phone_and_the_user_id(world: World) -> None
     assert await world.store.get_binding_by_phone(Phone("13800000002")) is None
 
 
+async def test_update_user_with_one_full_width_digit_is_the_same_phone(world: World) -> None:
+    await _bind(world.store, "zhangsan", "13800000001")
+    await _bind(world.store, "lisi", "13800000002")
+    await world.handlers.dispatcher().dispatch(_change("update_user", "lisi", mobile="13８00000001"))
+    assert world.metrics.value(CONFLICTS, rule="I1") == 1
+    lisi = await world.store.get_binding("lisi")
+    assert lisi is not None
+    assert lisi.phone == "13800000002"
+    await world.handlers.dispatcher().dispatch(_change("update_user", "lisi", mobile="１３８００００００２２"))
+    lisi = await world.store.get_binding("lisi")
+    assert lisi is not None
+    assert lisi.phone == "13800000022"
+
+
+async def test_update_user_with_another_scripts_digits_is_refused(world: World) -> None:
+    await _bind(world.store, "lisi", "13800000002")
+    await world.handlers.dispatcher().dispatch(_change("update_user", "lisi", mobile="13800000٠٠1"))
+    assert world.metrics.value(CONFLICTS, rule="phone") == 1
+    lisi = await world.store.get_binding("lisi")
+    assert lisi is not None
+    assert lisi.phone == "13800000002"
+    assert [b.phone for b in await world.store.list_bindings()] == ["13800000002"]
+
+
 async def test_delete_user_frees_the_phone(world: World) -> None:
     await _bind(world.store, "lisi", "13800000002")
     await world.handlers.dispatcher().dispatch(_change("delete_user", "lisi"))

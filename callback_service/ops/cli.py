@@ -151,7 +151,9 @@ def _directory_import(args: argparse.Namespace) -> int:
         return 2
 
     async def run(store: Store, a: argparse.Namespace) -> int:
-        report = await directory.import_directory(store, data, dry_run=a.dry_run)
+        report = await directory.import_directory(
+            store, data, dry_run=a.dry_run, allow_shared_phones=a.allow_shared_phones
+        )
         for line in report.lines():
             print(line)
         return 0 if report.ok else 1
@@ -171,6 +173,11 @@ def _add_page_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     )
     load.add_argument("file", metavar="FILE.csv")
     load.add_argument("--dry-run", action="store_true", help="check the file and write nothing")
+    load.add_argument(
+        "--allow-shared-phones",
+        action="store_true",
+        help="import students who share a phone with another row (each is listed as a warning)",
+    )
     load.set_defaults(run=_directory_import)
 
 

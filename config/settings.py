@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import (
     BaseModel,
@@ -35,13 +37,72 @@ class SettingsError(Exception):
         self.problems = problems
 
 
+_HOST_LABEL: Final = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+
+
 def _http_url(value: str, name: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    """Validate an http(s) URL and return it normalised: scheme and host lower-cased, the default port
+    and a trailing slash dropped; every reader of a setting sees this one form."""
+    text = value.strip()
+    if any(char.isspace() or not char.isprintable() for char in text):
+        raise ValueError(f"{name} must not contain spaces or control characters")
+    parts = urlsplit(text)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"{name} must be an http(s) URL")
-    if parts.query or parts.fragment:
+    if "?" in text or "#" in text:
         raise ValueError(f"{name} must not carry a query or fragment")
-    return value.rstrip("/")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"{name} must not carry a user name or password")
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        raise ValueError(f"{name} must have a port from 1 to 65535")
+    host = _host(parts.hostname or "", name)
+    netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
+    return urlunsplit((scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+def _host(host: str, name: str) -> str:
+    """A host name (IDN as punycode), an IPv4 or a bracketed IPv6 address, lower-cased."""
+    if ":" in host:
+        try:
+            return f"[{ipaddress.IPv6Address(host)}]"
+        except ValueError:
+            raise ValueError(f"{name} has an invalid IPv6 address") from None
+    try:
+        ascii_host = host.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        ascii_host = ""
+    labels = ascii_host.removesuffix(".").split(".")
+    if not ascii_host or len(ascii_host) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
+        raise ValueError(f"{name} must name a valid host")
+    return ascii_host
+
+
+class StoreUrl(SecretStr):
+    """The store URL, shown everywhere with its password masked (redis://:***@host:6379/0)."""
+
+    def _display(self) -> str:
+        return mask_url_password(self.get_secret_value())
+
+
+def mask_url_password(url: str) -> str:
+    """The URL with the password of its user part and of a password= parameter replaced by ***."""
+    parts = urlsplit(url)
+    masked = url
+    if parts.password is not None:
+        user, _, host = parts.netloc.rpartition("@")
+        masked = masked.replace(f"//{parts.netloc}", f"//{user.partition(':')[0]}:***@{host}", 1)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if any(key.lower() == "password" for key, _ in pairs):
+        hidden = [(key, "***" if key.lower() == "password" else item) for key, item in pairs]
+        query = urlencode(hidden, safe=":*")
+        masked = masked.replace(f"?{parts.query}", f"?{query}", 1)
+    return masked
 
 
 class Settings(BaseModel):
@@ -66,7 +127,13 @@ class Settings(BaseModel):
     app_secret: SecretStr = Field(description="the app's Secret: messages, OAuth, user/authsucc")
     contacts_secret: SecretStr = Field(description="the contacts-sync Secret: user create/update/delete")
     public_base_url: str = Field(description="the URL students reach the service at")
-    store_url: str = Field(default=DEFAULT_STORE_URL, description="sqlite:///path or redis://host:port/db")
+    store_url: StoreUrl = Field(
+        default=StoreUrl(DEFAULT_STORE_URL),
+        description="sqlite:///path or redis://host:port/db; secret: it may hold the Redis password",
+    )
+    redis_allow_volatile: bool = Field(
+        default=False, description="run on a Redis without persistence (acknowledged events lost on restart)"
+    )
     cas_base_url: str = Field(description="the CAS server, e.g. https://cas.example.edu.cn/cas")
     cas_validate_path: str = Field(default="/p3/serviceValidate", description="CAS ticket validation path")
     wecom_api_base: str = Field(default=DEFAULT_WECOM_API_BASE, description="WeCom API host")
@@ -153,8 +220,8 @@ class Settings(BaseModel):
 
     @field_validator("store_url")
     @classmethod
-    def _check_store_url(cls, value: str) -> str:
-        if urlsplit(value).scheme not in ("sqlite", "redis", "rediss", "unix"):
+    def _check_store_url(cls, value: StoreUrl) -> StoreUrl:
+        if urlsplit(value.get_secret_value()).scheme not in ("sqlite", "redis", "rediss", "unix"):
             raise ValueError("must start with sqlite:/// or redis://")
         return value
 

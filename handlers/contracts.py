@@ -28,6 +28,10 @@ class StoreUnavailable(Exception):
     """The store cannot be reached or failed mid-operation; nothing was written. The web layer answers 503."""
 
 
+class StoreNotDurable(StoreUnavailable):
+    """The store answers but would lose what it acknowledged on a restart (a Redis without persistence)."""
+
+
 class KeyValueStore(Protocol):
     """Key-value entries with expiry (token cache, CAS/OAuth state, rate limits) and leased locks."""
 
@@ -75,7 +79,8 @@ class Store(KeyValueStore, Protocol):
     # lifecycle
 
     async def ping(self) -> None:
-        """Check that the store answers; raise StoreUnavailable when it does not."""
+        """Check that the store answers and keeps what it acknowledges: StoreUnavailable when it does
+        not answer, StoreNotDurable when it would lose acknowledged writes on a restart."""
         ...
 
     async def close(self) -> None:

@@ -20,9 +20,9 @@ from tests.support.world import store_url_for
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A real redis-server for the session, without persistence; killed at the end."""
+    """A real redis-server for the session, with AOF (fsync left to the OS: no crash tests here)."""
     binary = require_redis_server()
-    server = RedisServer(binary, tmp_path_factory.mktemp("redis"))
+    server = RedisServer(binary, tmp_path_factory.mktemp("redis"), appendfsync="no")
     server.start()
     yield server
     server.kill()

@@ -29,13 +29,17 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _run(app: web.Application, args: argparse.Namespace) -> int:
     """Serve the app on --host and --port until SIGINT or SIGTERM, with the query-free access log."""
-    web.run_app(
-        app,
-        host=args.host,
-        port=args.port,
-        access_log_class=PathOnlyAccessLogger,
-        print=lambda line: print(line, flush=True),
-    )
+    try:
+        web.run_app(
+            app,
+            host=args.host,
+            port=args.port,
+            access_log_class=PathOnlyAccessLogger,
+            print=lambda line: print(line, flush=True),
+        )
+    except StoreUnavailable as exc:  # at start: unreachable, or a Redis that does not persist
+        print(f"wecom-bind: the store is unavailable: {exc}", file=sys.stderr)
+        return 3
     return 0
 
 
@@ -71,7 +75,9 @@ def _store_command(run: StoreCommand) -> Callable[[argparse.Namespace], int]:
         configure_logging("WARNING")
 
         async def main() -> int:
-            store = await open_store(settings.store_url)
+            store = await open_store(
+                settings.store_url.get_secret_value(), allow_volatile=settings.redis_allow_volatile
+            )
             try:
                 return await run(store, args)
             finally:
@@ -79,8 +85,8 @@ def _store_command(run: StoreCommand) -> Callable[[argparse.Namespace], int]:
 
         try:
             return asyncio.run(main())
-        except StoreUnavailable:
-            print("wecom-bind: the store is unavailable", file=sys.stderr)
+        except StoreUnavailable as exc:
+            print(f"wecom-bind: the store is unavailable: {exc}", file=sys.stderr)
             return 3
 
     return command

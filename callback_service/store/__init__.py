@@ -18,11 +18,11 @@ from handlers.contracts import Clock, Store
 __all__ = ["RedisStore", "SqliteStore", "open_store"]
 
 
-async def open_store(url: str, *, clock: Clock = time.time) -> Store:
+async def open_store(url: str, *, clock: Clock = time.time, allow_volatile: bool = False) -> Store:
     """Open the store that the URL names; StoreUnavailable when it cannot be reached.
 
-    A malformed URL raises ValueError naming the setting, never echoing the URL (it may hold a
-    password).
+    A Redis server that does not persist raises StoreNotDurable unless allow_volatile. A malformed
+    URL raises ValueError naming the setting, never echoing the URL (it may hold a password).
     """
     scheme = urlsplit(url).scheme
     if scheme == "sqlite":
@@ -42,7 +42,7 @@ async def open_store(url: str, *, clock: Clock = time.time) -> Store:
         if not prefix:
             raise ValueError("WECOM_BIND_STORE_URL: the Redis key prefix must not be empty")
         plain = urlunsplit(parts._replace(query=urlencode(rest)))
-        return await RedisStore.open(plain, prefix=prefix, clock=clock)
+        return await RedisStore.open(plain, prefix=prefix, clock=clock, allow_volatile=allow_volatile)
     raise ValueError(
         f"WECOM_BIND_STORE_URL: unknown scheme {scheme!r}; use sqlite:///path or redis://host:port/db"
     )

@@ -39,6 +39,7 @@ from callback_service.store.common import (
     phone_arg,
     positive,
 )
+from callback_service.store.persistence import check_persistence
 from handlers.binding import (
     AccountFollowed,
     Actor,
@@ -621,8 +622,10 @@ class RedisStore:
         prefix: str = DEFAULT_PREFIX,
         clock: Clock = time.time,
         dedup_ttl: float = DEFAULT_DEDUP_TTL,
+        allow_volatile: bool = False,
     ) -> None:
         self._redis = client
+        self._allow_volatile = allow_volatile
         self._prefix = prefix
         self._clock = clock
         self._dedup_ttl = positive("dedup_ttl", dedup_ttl)
@@ -667,8 +670,10 @@ class RedisStore:
         dedup_ttl: float = DEFAULT_DEDUP_TTL,
         socket_timeout: float = 5.0,
         max_connections: int = 32,
+        allow_volatile: bool = False,
     ) -> RedisStore:
-        """Connect and check the schema version; StoreUnavailable when the server does not answer."""
+        """Connect, check the schema version and persistence; StoreUnavailable when the server does not
+        answer, StoreNotDurable when it does not persist (unless allow_volatile)."""
         # No automatic retries: a script retried after a lost reply would run twice. A blocking
         # pool makes a burst of requests queue for a connection instead of failing.
         pool = aioredis.BlockingConnectionPool.from_url(
@@ -681,9 +686,11 @@ class RedisStore:
             retry=Retry(NoBackoff(), 0),
         )
         client = aioredis.Redis.from_pool(pool)
-        store = cls(client, prefix=prefix, clock=clock, dedup_ttl=dedup_ttl)
+        store = cls(client, prefix=prefix, clock=clock, dedup_ttl=dedup_ttl, allow_volatile=allow_volatile)
         try:
             await store._check_schema()
+            with store._unavailable():
+                await check_persistence(client, allow_volatile=allow_volatile, at_start=True)
         except BaseException:
             await store.close()
             raise
@@ -731,9 +738,10 @@ class RedisStore:
     # lifecycle
 
     async def ping(self) -> None:
-        """Check that the server answers."""
+        """Check that the server answers and persists (StoreNotDurable when not, unless allowed)."""
         with self._unavailable():
             await self._redis.ping()
+            await check_persistence(self._redis, allow_volatile=self._allow_volatile, at_start=False)
 
     async def close(self) -> None:
         """Close the connection pool; the store is unusable afterwards."""

@@ -49,7 +49,12 @@ def setup_routes(app: web.Application) -> None:
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
-    store = await open_store(app[SETTINGS].store_url, clock=app[CLOCK])
+    settings = app[SETTINGS]
+    store = await open_store(
+        settings.store_url.get_secret_value(),
+        clock=app[CLOCK],
+        allow_volatile=settings.redis_allow_volatile,
+    )
     app[STORE] = store
     yield
     await store.close()

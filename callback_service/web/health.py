@@ -9,7 +9,7 @@ from aiohttp import web
 
 from callback_service.clients.wecom import WeComError
 from callback_service.web.keys import METRICS, STORE, WECOM_APP
-from handlers.contracts import StoreUnavailable
+from handlers.contracts import StoreNotDurable, StoreUnavailable
 
 
 def _version() -> str:
@@ -32,17 +32,19 @@ async def ready(request: web.Request) -> web.Response:
     checks = {"store": "up", "wecom": "up"}
     try:
         await request.app[STORE].ping()
+    except StoreNotDurable:
+        checks["store"] = "redis does not persist"
     except StoreUnavailable:
         checks["store"] = "down"
-    if checks["store"] == "up":
+    if checks["store"] == "down":
+        checks["wecom"] = "unknown"
+    else:
         try:
             # The token usually comes from the store's cache: WeCom is asked only when it runs out.
             async with asyncio.timeout(READY_TIMEOUT):
                 await request.app[WECOM_APP].access_token()
         except (WeComError, StoreUnavailable, TimeoutError):
             checks["wecom"] = "down"
-    else:
-        checks["wecom"] = "unknown"
     ok = checks["store"] == checks["wecom"] == "up"
     body = {"status": "ready" if ok else "unavailable", **checks}
     return web.json_response(body, status=200 if ok else 503)

@@ -5,11 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from config import Settings, SettingsError, load_settings
+from tests.store.support import RedisServer, require_redis_server
+from tests.support.processes import free_port, start_service, stop, wait_healthy
+from tests.support.world import service_env
 
 AES_KEY = "6qkdMrq68nTKduznJYO1A37W2oEgpkMUvkttRToqhUt"
 REQUIRED = {
@@ -40,7 +45,7 @@ def test_loads_from_environment_with_defaults(clean_env: pytest.MonkeyPatch) -> 
     assert settings.corp_id == "ww1436e0e65a779aee"
     assert settings.agent_id == 1000002
     assert settings.public_base_url == "https://bind.example.edu.cn"
-    assert settings.store_url == "sqlite:///data/wecom-bind.db"
+    assert settings.store_url.get_secret_value() == "sqlite:///data/wecom-bind.db"
     assert settings.wecom_api_base == "https://qyapi.weixin.qq.com"
     assert settings.timestamp_window == 600
     assert settings.is_https
@@ -163,3 +168,115 @@ def test_contacts_callback_settings_are_optional_and_paired(clean_env: pytest.Mo
         load_settings()
     clean_env.setenv("WECOM_BIND_CONTACTS_ENCODING_AES_KEY", AES_KEY)
     assert "contacts-token" not in repr(load_settings())
+
+
+def _with(clean_env: pytest.MonkeyPatch, **values: str) -> Settings:
+    for name, value in REQUIRED.items():
+        clean_env.setenv(name, value)
+    for name, value in values.items():
+        clean_env.setenv(name, value)
+    return load_settings()
+
+
+@pytest.mark.parametrize(
+    ("given", "normalised"),
+    [
+        ("HTTPS://Bind.Example.edu.cn/", "https://bind.example.edu.cn"),
+        ("https://bind.example.edu.cn:443/", "https://bind.example.edu.cn"),
+        ("http://BIND.example.edu.cn:8080/wecom/", "http://bind.example.edu.cn:8080/wecom"),
+        (" https://bind.example.edu.cn ", "https://bind.example.edu.cn"),
+        ("https://[::1]:8443/", "https://[::1]:8443"),
+        ("https://绑定.example.edu.cn", "https://xn--mbt723f.example.edu.cn"),
+    ],
+)
+def test_the_public_url_is_normalised_once(clean_env: pytest.MonkeyPatch, given: str, normalised: str) -> None:
+    settings = _with(clean_env, WECOM_BIND_PUBLIC_BASE_URL=given)
+    assert settings.public_base_url == normalised
+    assert settings.is_https == normalised.startswith("https://")
+
+
+@pytest.mark.parametrize(
+    ("given", "problem"),
+    [
+        ("https://bind example.edu", "must not contain spaces"),
+        ("https://bind.example.edu:99999", "port from 1 to 65535"),
+        ("https://bind.example.edu:0", "port from 1 to 65535"),
+        ("https://bind.example.edu:https", "port from 1 to 65535"),
+        ("ftp://bind.example.edu", "http(s) URL"),
+        ("https://", "http(s) URL"),
+        ("https://bind.example.edu/?a=1", "query or fragment"),
+        ("https://bind.example.edu/#top", "query or fragment"),
+        ("https://bind.example.edu?", "query or fragment"),
+        ("https://user:pw@bind.example.edu", "user name or password"),
+        ("https://-bind.example.edu", "valid host"),
+        ("https://bind..example.edu", "valid host"),
+        ("https://bind_example.edu", "valid host"),
+        ("https://bind.\texample.edu", "must not contain"),
+    ],
+)
+def test_a_bad_public_url_is_refused_naming_the_setting(
+    clean_env: pytest.MonkeyPatch, given: str, problem: str
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        _with(clean_env, WECOM_BIND_PUBLIC_BASE_URL=given)
+    [line] = caught.value.problems
+    assert line.startswith("WECOM_BIND_PUBLIC_BASE_URL: ")
+    assert problem in line
+
+
+def test_the_other_urls_are_normalised_the_same_way(clean_env: pytest.MonkeyPatch) -> None:
+    settings = _with(
+        clean_env,
+        WECOM_BIND_CAS_BASE_URL="HTTPS://CAS.example.edu.cn/cas/",
+        WECOM_BIND_WECOM_API_BASE="HTTPS://qyapi.weixin.qq.com:443",
+        WECOM_BIND_FOLLOW_URL="https://Work.Weixin.qq.com/follow/",
+    )
+    assert settings.cas_base_url == "https://cas.example.edu.cn/cas"
+    assert settings.wecom_api_base == "https://qyapi.weixin.qq.com"
+    assert settings.follow_url == "https://work.weixin.qq.com/follow"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://:hunter2-redis-pw@10.0.0.5:6379/0?prefix=wb:", "redis://:***@10.0.0.5:6379/0?prefix=wb:"),
+        ("rediss://wecom:hunter2-redis-pw@redis.example.edu.cn:6380/1", "rediss://wecom:***@redis.example.edu.cn:6380/1"),
+        ("redis://10.0.0.5:6379/0?password=hunter2-redis-pw", "redis://10.0.0.5:6379/0?password=***"),
+        ("sqlite:///data/wecom-bind.db", "sqlite:///data/wecom-bind.db"),
+    ],
+)
+def test_the_store_url_is_a_secret_in_every_repr(clean_env: pytest.MonkeyPatch, url: str, shown: str) -> None:
+    settings = _with(clean_env, WECOM_BIND_STORE_URL=url)
+    assert settings.store_url.get_secret_value() == url
+    for text in (repr(settings), str(settings), repr(settings.store_url), str(settings.store_url),
+                 repr(settings.model_dump()), settings.model_dump_json()):
+        assert "hunter2-redis-pw" not in text
+    assert str(settings.store_url) == shown
+
+
+def test_no_log_line_at_start_shows_the_store_password(tmp_path: Path) -> None:
+    server = RedisServer(require_redis_server(), tmp_path, appendfsync="no",
+                         extra=("--requirepass", "hunter2-redis-pw"))
+    server.start()
+    port = free_port()
+    env = service_env(port, store_url=server.url.replace("redis://", "redis://:hunter2-redis-pw@"))
+    env["WECOM_BIND_LOG_LEVEL"] = "DEBUG"
+    process = start_service(["serve", "--host", "127.0.0.1", "--port", str(port)], env)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", process)
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=10) as response:
+                body = response.read()
+        except urllib.error.HTTPError as refused:  # 503: no WeCom here; the store's part is what counts
+            body = refused.read()
+        assert b'"store": "up"' in body
+    finally:
+        stdout, stderr = stop(process)
+        server.kill()
+    assert "DEBUG" in stderr  # the lines were there to be read
+    assert "hunter2-redis-pw" not in stdout + stderr
+
+
+def test_redis_allow_volatile_is_a_setting(clean_env: pytest.MonkeyPatch) -> None:
+    assert not _with(clean_env).redis_allow_volatile
+    assert _with(clean_env, WECOM_BIND_REDIS_ALLOW_VOLATILE="true").redis_allow_volatile

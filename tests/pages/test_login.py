@@ -53,8 +53,9 @@ async def test_session_cookie_is_httponly_lax_and_not_secure_on_http(env: PagesE
     assert morsel["path"] == "/"
 
 
-async def test_session_cookie_is_secure_when_the_public_url_is_https(make_env: MakeEnv) -> None:
-    env = await make_env(public_base_url="https://bind.example.edu.cn")
+@pytest.mark.parametrize("public_base_url", ["https://bind.example.edu.cn", "HTTPS://Bind.Example.edu.cn/"])
+async def test_session_cookie_is_secure_when_the_public_url_is_https(make_env: MakeEnv, public_base_url: str) -> None:
+    env = await make_env(public_base_url=public_base_url)
     response = await env.login("2021001")
     assert response.status == 302
     morsel = _cookie(response.headers.getall("Set-Cookie"))[COOKIE]

@@ -53,19 +53,26 @@ def _answers_ping(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
             sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
+            # -NOAUTH: a server started with --requirepass answers too.
+            return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
     except OSError:
         return False
 
 
 @dataclass
 class RedisServer:
-    """A redis-server child process with its own directory; AOF optional (fsync always by default)."""
+    """A redis-server child process with its own directory; AOF on (fsync always) unless aof=False.
+
+    The service refuses a Redis that does not persist: aof=False (with no save points) is for the
+    tests of that refusal. extra: more redis-server arguments (save points, renamed commands).
+    """
 
     binary: str
     directory: Path
-    aof: bool = False
+    aof: bool = True
     appendfsync: str = "always"
+    save: str = ""
+    extra: tuple[str, ...] = ()
     port: int = 0
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
@@ -87,7 +94,7 @@ class RedisServer:
                 "--dir",
                 str(self.directory.resolve()),
                 "--save",
-                "",
+                self.save,
                 "--daemonize",
                 "no",
                 "--logfile",
@@ -97,6 +104,7 @@ class RedisServer:
                 args += ["--appendonly", "yes", "--appendfsync", self.appendfsync]
             else:
                 args += ["--appendonly", "no"]
+            args += list(self.extra)
             self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from handlers.binding import Actor, AuditRecord, Binding
 from handlers.contracts import Store
-from handlers.phone import mask_phone
+from handlers.phone import InvalidPhone, Phone, mask_phone
 
 Print = Callable[[str], None]
 
@@ -55,6 +55,21 @@ async def binding_show(store: Store, member_id: str, out: Print) -> int:
     out(describe_binding(binding))
     for record in await store.audit_list(member_id=member_id, limit=20):
         out("  " + describe_audit(record))
+    return 0
+
+
+async def binding_by_phone(store: Store, phone_text: str, out: Print) -> int:
+    """Print the binding that holds a phone, typed as a student would type it; the phone masked."""
+    try:
+        phone = Phone.parse(phone_text)
+    except InvalidPhone as exc:
+        out(f"not a mainland mobile number ({exc})")
+        return 2
+    binding = await store.get_binding_by_phone(phone)
+    if binding is None:
+        out(f"phone {phone.masked}: held by no member")
+        return 1
+    out(describe_binding(binding))
     return 0
 
 

@@ -98,6 +98,13 @@ def _add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     show = binding_commands.add_parser("show", help="a member's binding and its recent audit records")
     show.add_argument("member_id", metavar="ID")
     show.set_defaults(run=_store_command(lambda store, a: admin.binding_show(store, a.member_id, print)))
+    by_phone = binding_commands.add_parser("phone", help="the binding that holds a phone (shown masked)")
+    by_phone.add_argument(
+        "phone", metavar="PHONE", help="as a student types it; - reads it from stdin (kept out of history)"
+    )
+    by_phone.set_defaults(
+        run=_store_command(lambda store, a: admin.binding_by_phone(store, _phone_arg(a.phone), print))
+    )
     release = binding_commands.add_parser("release", help="free a member's phone and binding (audited)")
     release.add_argument("member_id", metavar="ID")
     release.add_argument("--reason", required=True, metavar="TEXT")
@@ -120,6 +127,10 @@ def _add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     reconcile = commands.add_parser("reconcile", help="compare WeCom's members with the store")
     reconcile.add_argument("--fix", action="store_true", help="settle each drift from WeCom's truth, audited")
     reconcile.set_defaults(run=_store_command(_reconcile))
+
+
+def _phone_arg(text: str) -> str:
+    return sys.stdin.readline().strip() if text == "-" else text
 
 
 async def _reconcile(store: Store, args: argparse.Namespace) -> int:

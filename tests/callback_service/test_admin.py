@@ -51,6 +51,34 @@ async def test_binding_show_masks_the_phone(store_url: str) -> None:
     assert _run(store_url, "binding", "show", "nobody").returncode == 1
 
 
+@pytest.mark.parametrize("typed", ["13800000001", "+86 138-0000-0001", "１３８０００００００１", "13８00000001"])
+async def test_binding_phone_finds_the_holder_of_a_phone_as_typed(store_url: str, typed: str) -> None:
+    result = _run(store_url, "binding", "phone", typed)
+    assert result.returncode == 0, result.stderr
+    assert "member 2021001" in result.stdout
+    assert "13800000001" not in result.stdout
+
+
+def test_binding_phone_reads_the_phone_from_stdin(store_url: str) -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("WECOM_BIND_")}
+    env.update(service_env(9))
+    env["WECOM_BIND_STORE_URL"] = store_url
+    result = subprocess.run(
+        [sys.executable, "-m", "callback_service", "binding", "phone", "-"],
+        env=env, input="138 0000 0001\n", capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "member 2021001" in result.stdout
+
+
+@pytest.mark.parametrize(("typed", "code"), [("13800000٠٠1", 2), ("12345", 2), ("13800000009", 1)])
+async def test_binding_phone_refuses_other_scripts_and_says_when_free(store_url: str, typed: str, code: int) -> None:
+    result = _run(store_url, "binding", "phone", typed)
+    assert result.returncode == code
+    assert "member 2021001" not in result.stdout
+    assert typed not in result.stdout
+
+
 async def test_binding_release_is_audited_and_frees_the_phone(store_url: str) -> None:
     result = _run(store_url, "binding", "release", "2021001", "--reason", "student asked by email")
     assert result.returncode == 0, result.stderr

@@ -5,11 +5,12 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import json
 import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Final
+from typing import Annotated, Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import (
@@ -21,12 +22,16 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX: Final = "WECOM_BIND_"
 CONFIG_ENV: Final = "WECOM_BIND_CONFIG"
 DEFAULT_STORE_URL: Final = "sqlite:///data/wecom-bind.db"
 DEFAULT_WECOM_API_BASE: Final = "https://qyapi.weixin.qq.com"
+DEFAULT_SCHOOL_NAME: Final = "上海工程技术大学"
+_CAS_ATTRIBUTE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9._-]{0,63}\Z")
+
+ProxyNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class SettingsError(Exception):
@@ -136,6 +141,8 @@ class Settings(BaseModel):
     )
     cas_base_url: str = Field(description="the CAS server, e.g. https://cas.example.edu.cn/cas")
     cas_validate_path: str = Field(default="/p3/serviceValidate", description="CAS ticket validation path")
+    cas_mobile_attribute: str = Field(default="mobile", description="the CAS attribute that holds the phone")
+    cas_name_attribute: str = Field(default="name", description="the CAS attribute that holds the name")
     wecom_api_base: str = Field(default=DEFAULT_WECOM_API_BASE, description="WeCom API host")
     follow_url: str | None = Field(
         default=None, description="the link the follow QR (关注二维码) encodes; shown after binding"
@@ -150,6 +157,12 @@ class Settings(BaseModel):
     second_verification: bool = Field(default=False, description="WeCom's 二次验证 admission gate")
     departments: dict[str, int] = Field(
         default_factory=dict, description="院系 name -> WeCom department id, for members created on binding"
+    )
+    school_name: str = Field(
+        default=DEFAULT_SCHOOL_NAME, min_length=1, max_length=64, description="the school, as pages name it"
+    )
+    trusted_proxies: Annotated[tuple[ProxyNetwork, ...], NoDecode] = Field(
+        default=(), description="reverse proxies (IPs or CIDR networks) whose X-Forwarded-For is believed"
     )
     log_level: str = Field(default="INFO")
 
@@ -231,6 +244,46 @@ class Settings(BaseModel):
         if any(not name.strip() or ident < 1 for name, ident in value.items()):
             raise ValueError("each 院系 name must be non-empty and map to a department id of 1 or more")
         return value
+
+    @field_validator("cas_mobile_attribute", "cas_name_attribute")
+    @classmethod
+    def _check_cas_attribute(cls, value: str) -> str:
+        if not _CAS_ATTRIBUTE.match(value):
+            raise ValueError("must be an XML name of letters, digits, '.', '_' or '-'")
+        return value
+
+    @field_validator("school_name")
+    @classmethod
+    def _check_school_name(cls, value: str) -> str:
+        value = value.strip()
+        if not value or not value.isprintable():
+            raise ValueError("must be printable text")
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _read_trusted_proxies(cls, value: object) -> tuple[ProxyNetwork, ...]:
+        # From the environment: a comma-separated string, or a JSON list.
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    value = json.loads(text)
+                except ValueError:
+                    raise ValueError("must be a JSON list or comma-separated IPs or networks") from None
+            else:
+                value = [item for item in text.split(",") if item.strip()]
+        if not isinstance(value, list | tuple):
+            raise ValueError("must be a list of IPs or networks")
+        networks: dict[ProxyNetwork, None] = {}
+        for item in value:
+            try:
+                if not isinstance(item, str | ipaddress.IPv4Network | ipaddress.IPv6Network):
+                    raise ValueError(item)
+                networks[ipaddress.ip_network(item.strip() if isinstance(item, str) else item)] = None
+            except ValueError:
+                raise ValueError(f"{str(item)[:64]!r} is not an IP address or a CIDR network") from None
+        return tuple(networks)
 
     @field_validator("log_level")
     @classmethod

@@ -115,7 +115,12 @@ class PagesEnv:
         return PhoneForm.read(await response.text())
 
     async def submit(
-        self, phone: str, *, form: PhoneForm | None = None, follow: bool = True
+        self,
+        phone: str,
+        *,
+        form: PhoneForm | None = None,
+        follow: bool = True,
+        headers: dict[str, str] | None = None,
     ) -> aiohttp.ClientResponse:
         """Submit the phone form (read afresh unless given)."""
         form = form or await self.form()
@@ -123,6 +128,7 @@ class PagesEnv:
             "/bind/phone",
             data={"csrf": form.csrf, "form_id": form.form_id, "phone": phone},
             allow_redirects=follow,
+            headers=headers,
         )
         await response.read()
         return response

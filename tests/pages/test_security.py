@@ -74,24 +74,78 @@ async def test_too_many_submits_of_a_student_get_a_429_page(make_env: MakeEnv) -
     env = await make_env(PagesConfig(submits_per_student=3, submit_window=600))
     await env.login("2021001")
     for _ in range(3):
-        assert (await env.submit("12345", follow=False)).status == 400
-    response = await env.submit("13800000001", follow=False)
+        assert (await env.submit("13800000001", follow=False)).status == 303
+    response = await env.submit("13800000011", follow=False)
     page = await response.text()
     assert response.status == 429
     assert "提交过于频繁" in page
-    assert "10 分钟" in page
+    # What happened, and when to try again.
+    assert "10 分钟内提交绑定的次数已达上限（3 次）" in page
+    assert "请在 10 分钟后再试" in page
+    assert 'href="/help"' not in page.split("<nav")[0]
     assert response.headers["Retry-After"] == "600"
-    assert await env.store.get_binding("2021001") is None
+    binding = await env.store.get_binding("2021001")
+    assert binding is not None
+    assert binding.phone == "13800000001"
+
+
+async def test_a_wrong_phone_format_does_not_count(make_env: MakeEnv) -> None:
+    env = await make_env(PagesConfig(submits_per_student=2, submits_per_ip=2))
+    await env.login("2021003")
+    for _ in range(5):
+        assert (await env.submit("12345", follow=False)).status == 400
+    assert "绑定成功" in await (await env.submit("13800000003")).text()
 
 
 async def test_too_many_submits_from_one_address_get_a_429_page(make_env: MakeEnv) -> None:
     env = await make_env(PagesConfig(submits_per_student=100, submits_per_ip=2))
     await env.login("2021001")
-    assert (await env.submit("12345", follow=False)).status == 400
+    assert (await env.submit("13800000001", follow=False)).status == 303
     env.client.session.cookie_jar.clear()
     await env.login("2021003")
-    assert (await env.submit("12345", follow=False)).status == 400
-    assert (await env.submit("13800000003", follow=False)).status == 429
+    assert (await env.submit("13800000003", follow=False)).status == 303
+    response = await env.submit("13800000013", follow=False)
+    assert response.status == 429
+    assert "您所在的网络" in await response.text()
+
+
+async def test_a_student_refused_by_its_own_limit_does_not_lock_its_address_out(make_env: MakeEnv) -> None:
+    env = await make_env(PagesConfig(submits_per_student=2, submits_per_ip=5))
+    await env.login("2021001")
+    statuses = [(await env.submit("13800000001", follow=False)).status for _ in range(20)]
+    assert statuses == [303, 303] + [429] * 18
+    env.client.session.cookie_jar.clear()
+    await env.login("2021003")
+    assert "绑定成功" in await (await env.submit("13800000003")).text()
+
+
+async def test_the_address_comes_from_a_trusted_proxy_only(make_env: MakeEnv) -> None:
+    env = await make_env(PagesConfig(submits_per_ip=1), trusted_proxies="127.0.0.1")
+    students = {"2021001": "13800000001", "2021003": "13800000003"}
+    for (student, phone), client in zip(students.items(), ("203.0.113.5", "203.0.113.6"), strict=True):
+        env.client.session.cookie_jar.clear()
+        await env.login(student)
+        forwarded = {"X-Forwarded-For": f"198.51.100.1, {client}"}
+        assert (await env.submit(phone, follow=False, headers=forwarded)).status == 303
+        record = (await env.store.audit_list(member_id=student))[0]
+        assert record.source == f"bind-page {client}"
+    # The left part of the header is anyone's to write: only what the proxy appended counts.
+    env.client.session.cookie_jar.clear()
+    await env.login("2021002")
+    spoofed = {"X-Forwarded-For": "203.0.113.99, 203.0.113.5"}
+    assert (await env.submit("13800000002", follow=False, headers=spoofed)).status == 429
+
+
+async def test_x_forwarded_for_is_ignored_without_trusted_proxies(make_env: MakeEnv) -> None:
+    env = await make_env(PagesConfig(submits_per_ip=1))
+    await env.login("2021001")
+    headers = {"X-Forwarded-For": "203.0.113.5"}
+    assert (await env.submit("13800000001", follow=False, headers=headers)).status == 303
+    assert (await env.store.audit_list(member_id="2021001"))[0].source == "bind-page 127.0.0.1"
+    env.client.session.cookie_jar.clear()
+    await env.login("2021003")
+    headers = {"X-Forwarded-For": "203.0.113.6"}
+    assert (await env.submit("13800000003", follow=False, headers=headers)).status == 429
 
 
 async def test_a_store_outage_is_a_503_page_without_internals(env: PagesEnv) -> None:

@@ -15,6 +15,7 @@ from typing import Final
 from aiohttp import web
 
 from callback_service.clients.wecom import InvalidCode, WeComClient, WeComError, WeComUnavailable
+from callback_service.web.client_address import client_of
 from callback_service.web.keys import METRICS, STORE, WECOM_APP
 from callback_service.web.pages.render import message, page, render, url
 from handlers.admission import AdmissionGate, AdmissionRefusal, Admitted
@@ -77,7 +78,7 @@ async def admit(request: web.Request) -> web.StreamResponse:
     if openid is None and identity.userid is not None:
         openid = await _openid_of(wecom, identity.userid)
     gate = AdmissionGate(store=app[STORE], wecom=wecom, counters=app[METRICS])
-    source = f"admission-page {request.remote or 'unknown'}"
+    source = f"admission-page {client_of(request)}"
     actor = Actor(who=identity.userid or openid or "unknown", source=source)
     try:
         result = await gate.admit(identity.userid, openid, actor=actor)

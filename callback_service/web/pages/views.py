@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Final
@@ -19,6 +20,7 @@ from aiohttp import web
 
 from callback_service.clients.cas import CasAuthenticationFailure
 from callback_service.ops.qr import bind_url, qr_image
+from callback_service.web.client_address import client_of
 from callback_service.web.keys import BINDING_FLOW, CAS, CLOCK, PAGES_CONFIG, SESSIONS, SETTINGS, STORE
 from callback_service.web.pages.render import message, page, render, url
 from callback_service.web.pages.session import Session
@@ -151,17 +153,8 @@ async def bind_phone_submit(request: web.Request) -> web.StreamResponse:
         )
     config = app[PAGES_CONFIG]
     store = app[STORE]
-    if await _over_limit(request, session):
-        minutes = max(1, round(config.submit_window / 60))
-        return message(
-            request,
-            title="提交过于频繁",
-            text=f"为保护您的账号，绑定提交次数已达上限。请 {minutes} 分钟后再试。",
-            status=429,
-            link=(url(request, "help"), "查看常见问题"),
-            headers={"Retry-After": str(int(config.submit_window))},
-        )
     phone_text = _field(form, "phone")
+    # A typing mistake is not an attempt on the rules: it is refused here and counts for nothing.
     try:
         phone = Phone.parse(phone_text)
     except InvalidPhone:
@@ -171,6 +164,9 @@ async def bind_phone_submit(request: web.Request) -> web.StreamResponse:
             request, session, binding, entry, phone=phone_text[:_MAX_PHONE_INPUT], error=PHONE_FORMAT_ERROR,
             status=400,
         )
+    limited = await _over_limit(request, session)
+    if limited is not None:
+        return _too_many(request, limited)
     form_id = _field(form, "form_id")
     if not _FORM_ID.match(form_id):
         form_id = app[SESSIONS].new_token()
@@ -182,7 +178,7 @@ async def bind_phone_submit(request: web.Request) -> web.StreamResponse:
         return _redirect(result_url, status=303)
     result_key = f"bind-result:{key}"
     await store.kv_set(result_key, _Outcome(state="pending").to_json(), ttl=config.result_ttl)
-    actor = Actor(who=session.student_id, source=f"bind-page {request.remote or 'unknown'}")
+    actor = Actor(who=session.student_id, source=f"bind-page {client_of(request)}")
     try:
         result = await app[BINDING_FLOW].bind(session.student_id, phone, actor=actor)
     except BaseException:
@@ -380,16 +376,48 @@ async def _record_failure(store: Store, key: str, ttl: float) -> None:
         log.warning("bind: could not record a failed submit")
 
 
-async def _over_limit(request: web.Request, session: Session) -> bool:
+async def _over_limit(request: web.Request, session: Session) -> str | None:
+    """Count a submit that reaches the rules; say which limit ("student", "address") refuses it."""
     config = request.app[PAGES_CONFIG]
     store = request.app[STORE]
-    ip = request.remote or "unknown"
-    per_student = await store.kv_incr(f"rate:bind:student:{session.student_id}", ttl=config.submit_window)
-    per_ip = await store.kv_incr(f"rate:bind:ip:{ip}", ttl=config.submit_window)
-    if per_student > config.submits_per_student or per_ip > config.submits_per_ip:
-        log.warning("bind: rate limit reached by student %s from %s", session.student_id, ip)
-        return True
-    return False
+    address = client_of(request)
+    counters = (
+        ("student", f"rate:bind:student:{session.student_id}", config.submits_per_student),
+        ("address", f"rate:bind:ip:{address}", config.submits_per_ip),
+    )
+    # A refused submit counts nowhere: one student's burst must not lock the others on its address out.
+    refused = None
+    for limit, key, allowed in counters:
+        if int(await store.kv_get(key) or 0) >= allowed:
+            refused = limit
+            break
+    else:
+        for limit, key, allowed in counters:
+            # Two submits racing past the check above: the later one is refused, though counted.
+            if await store.kv_incr(key, ttl=config.submit_window) > allowed:
+                refused = limit
+                break
+    if refused is not None:
+        log.warning("bind: %s rate limit: refused student %s from %s", refused, session.student_id, address)
+    return refused
+
+
+def _too_many(request: web.Request, limit: str) -> web.Response:
+    config = request.app[PAGES_CONFIG]
+    minutes = max(1, math.ceil(config.submit_window / 60))
+    if limit == "student":
+        allowed = config.submits_per_student
+        what = f"您在 {minutes} 分钟内提交绑定的次数已达上限（{allowed} 次），本次提交没有生效。"
+    else:
+        what = f"您所在的网络在 {minutes} 分钟内提交绑定的次数过多，本次提交没有生效。"
+    return message(
+        request,
+        title="提交过于频繁",
+        text=f"{what}为保护您的账号，请在 {minutes} 分钟后再试；输错手机号格式不计入次数。",
+        status=429,
+        link=(url(request, "me"), "查看我的绑定"),
+        headers={"Retry-After": str(math.ceil(config.submit_window))},
+    )
 
 
 async def _phone_form(

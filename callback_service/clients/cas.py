@@ -24,6 +24,7 @@ __all__ = [
     "CasInvalidTicket",
     "CasPrincipal",
     "CasUnreachable",
+    "logout_request_ticket",
     "parse_service_response",
 ]
 
@@ -35,6 +36,11 @@ _SUCCESS: Final = f"{{{CAS_NAMESPACE}}}authenticationSuccess"
 _FAILURE: Final = f"{{{CAS_NAMESPACE}}}authenticationFailure"
 _USER: Final = f"{{{CAS_NAMESPACE}}}user"
 _ATTRIBUTES: Final = f"{{{CAS_NAMESPACE}}}attributes"
+SAML_PROTOCOL: Final = "urn:oasis:names:tc:SAML:2.0:protocol"
+_LOGOUT_REQUEST: Final = f"{{{SAML_PROTOCOL}}}LogoutRequest"
+_SESSION_INDEX: Final = f"{{{SAML_PROTOCOL}}}SessionIndex"
+# A logoutRequest is a few hundred bytes.
+_MAX_LOGOUT_REQUEST: Final = 16 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +166,24 @@ def parse_service_response(body: bytes) -> CasPrincipal:
     if not user:
         raise CasUnreachable("CAS authenticationSuccess names no user")
     return CasPrincipal(user=user, attributes=_read_attributes(success.find(_ATTRIBUTES)))
+
+
+def logout_request_ticket(document: str) -> str | None:
+    """The ticket named by a CAS single-logout request (the SessionIndex of a SAML LogoutRequest),
+    or None for anything else: malformed, oversized, with a DTD or entities, or not a LogoutRequest."""
+    if not document or len(document) > _MAX_LOGOUT_REQUEST:
+        return None
+    try:
+        root = _safe_fromstring(document, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except (ET.ParseError, DefusedXmlException, ValueError):
+        return None
+    if root.tag != _LOGOUT_REQUEST:
+        return None
+    indexes = root.findall(_SESSION_INDEX)
+    if len(indexes) != 1:
+        return None
+    ticket = (indexes[0].text or "").strip()
+    return ticket or None
 
 
 def _read_attributes(element: ET.Element | None) -> dict[str, tuple[str, ...]]:

@@ -15,8 +15,10 @@ from typing import Final
 import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from yarl import URL
 
 from callback_service.web.keys import STORE
+from callback_service.web.pages.session import COOKIE
 from config import Settings
 from handlers.binding import DirectoryEntry
 from handlers.contracts import Store
@@ -101,8 +103,20 @@ class PagesEnv:
         assert response.status == 302, response.status
         return ticket_of(response.headers["Location"], self.service_url)
 
+    async def start_login(self) -> None:
+        """Open /bind as this browser would to log in (anew, if a student is logged in already):
+        the service sets the cookie that ties the coming CAS ticket to this browser."""
+        jar = self.client.session.cookie_jar
+        kept = {morsel.key: morsel.value for morsel in jar if morsel.key == COOKIE}
+        jar.clear(lambda morsel: morsel.key == COOKIE)
+        response = await self.client.get("/bind", allow_redirects=False)
+        assert response.status == 302, response.status
+        assert response.headers["Location"].startswith(self.settings.cas_base_url + "/login?")
+        jar.update_cookies(kept, URL(str(self.client.make_url("/"))))
+
     async def login(self, student_id: str) -> aiohttp.ClientResponse:
-        """Walk the student through CAS back to /bind/cas; return the service's answer."""
+        """Walk the student through /bind and CAS back to /bind/cas; return the service's answer."""
+        await self.start_login()
         ticket = await self.ticket(student_id)
         response = await self.client.get("/bind/cas", params={"ticket": ticket}, allow_redirects=False)
         await response.read()

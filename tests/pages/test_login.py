@@ -9,6 +9,7 @@ import pytest
 from yarl import URL
 
 from callback_service.web.pages.session import COOKIE
+from callback_service.web.pages.views import LOGIN_COOKIE
 from tests.pages.conftest import MakeEnv
 from tests.pages.support import PagesEnv
 
@@ -56,7 +57,18 @@ async def test_session_cookie_is_httponly_lax_and_not_secure_on_http(env: PagesE
 @pytest.mark.parametrize("public_base_url", ["https://bind.example.edu.cn", "HTTPS://Bind.Example.edu.cn/"])
 async def test_session_cookie_is_secure_when_the_public_url_is_https(make_env: MakeEnv, public_base_url: str) -> None:
     env = await make_env(public_base_url=public_base_url)
-    response = await env.login("2021001")
+    started = await env.client.get("/bind", allow_redirects=False)
+    login = _cookie(started.headers.getall("Set-Cookie"))[LOGIN_COOKIE]
+    assert login["secure"]
+    assert login["httponly"]
+    # The test client speaks http: the Secure cookie is sent by hand, as a browser on https would.
+    ticket = await env.ticket("2021001")
+    response = await env.client.get(
+        "/bind/cas",
+        params={"ticket": ticket},
+        headers={"Cookie": f"{LOGIN_COOKIE}={login.value}"},
+        allow_redirects=False,
+    )
     assert response.status == 302
     morsel = _cookie(response.headers.getall("Set-Cookie"))[COOKIE]
     assert morsel["secure"]
@@ -97,6 +109,7 @@ async def test_a_logged_in_student_goes_from_bind_to_the_phone_page(env: PagesEn
 
 
 async def test_a_replayed_ticket_shows_a_page_to_start_again(env: PagesEnv) -> None:
+    await env.start_login()
     ticket = await env.ticket("2021001")
     first = await env.client.get("/bind/cas", params={"ticket": ticket}, allow_redirects=False)
     assert first.status == 302
@@ -112,6 +125,7 @@ async def test_a_replayed_ticket_shows_a_page_to_start_again(env: PagesEnv) -> N
 
 
 async def test_a_ticket_that_cas_already_spent_is_refused(env: PagesEnv) -> None:
+    await env.start_login()
     ticket = await env.ticket("2021001")
     # Someone else validated it first, straight at CAS.
     async with env.http.get(
@@ -133,6 +147,7 @@ async def test_a_missing_or_malformed_ticket_is_a_page(env: PagesEnv, query: dic
 
 
 async def test_no_parameter_steers_the_redirect_after_login(env: PagesEnv) -> None:
+    await env.start_login()
     ticket = await env.ticket("2021001")
     response = await env.client.get(
         "/bind/cas",
@@ -146,6 +161,7 @@ async def test_no_parameter_steers_the_redirect_after_login(env: PagesEnv) -> No
 
 async def test_cas_down_is_a_503_page(make_env: MakeEnv) -> None:
     env = await make_env()
+    await env.start_login()
     ticket = await env.ticket("2021001")
     await env.cas.close()
     response = await env.client.get("/bind/cas", params={"ticket": ticket}, allow_redirects=False)

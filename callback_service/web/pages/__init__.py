@@ -18,6 +18,7 @@ from callback_service.clients.cas import CasClient
 from callback_service.web.keys import (
     BINDING_FLOW,
     CAS,
+    CLOCK,
     HTTP,
     PAGE_TEMPLATES,
     PAGES_CONFIG,
@@ -49,6 +50,8 @@ def setup_pages(app: web.Application, config: PagesConfig | None = None) -> None
     router = app.router
     router.add_get("/bind", views.bind, name="bind")
     router.add_get(CAS_RETURN_PATH, views.bind_cas, name="bind-cas")
+    # CAS single logout POSTs its logoutRequest to the service URL, server to server.
+    router.add_post(CAS_RETURN_PATH, views.cas_logout_request)
     router.add_get("/bind/phone", views.bind_phone, name="bind-phone")
     router.add_post("/bind/phone", views.bind_phone_submit)
     router.add_get("/bind/result/{form}", views.bind_result, name="bind-result")
@@ -78,6 +81,8 @@ async def _pages_ctx(app: web.Application) -> AsyncIterator[None]:
         secret=settings.session_secret.get_secret_value(),
         secure=settings.is_https,
         ttl=config.session_ttl,
+        keep=config.session_keep,
+        clock=app[CLOCK],
     )
     app[BINDING_FLOW] = BindingFlow(
         store=app[STORE],

@@ -17,6 +17,10 @@ class PagesConfig:
     """
 
     session_ttl: float = 30 * 60.0
+    # How long a session's data outlives its login: a phone typed into an expired form waits this long.
+    session_keep: float = 24 * 3600.0
+    # How long a login started at /bind may take to come back from CAS.
+    login_window: float = 10 * 60.0
     submit_window: float = 10 * 60.0
     submits_per_student: int = 10
     # A campus NAT puts hundreds of students behind one address.

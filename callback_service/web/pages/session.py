@@ -1,9 +1,13 @@
 """The students' sessions: data kept server-side in the store, a random id in a signed cookie.
 
 The cookie holds `{id}.{signature}`, the signature an HMAC of the id under the session secret, so
-a forged or altered cookie is no session at all. The store keeps the data under a hash of the id,
-with a time to live that each save renews. The id is replaced after the CAS ticket check, so a
-session id planted before the login is worth nothing afterwards.
+a forged or altered cookie is no session at all. The store keeps the data under a hash of the id.
+The id is replaced after the CAS ticket check, so a session id planted before the login is worth
+nothing afterwards.
+
+A login lasts `ttl`; the data and the cookie are kept `keep` longer, logged out, so that a phone
+typed into a form that outlived its login survives the next login of the same student in the same
+browser. The CAS ticket of each login indexes its session, for CAS single logout.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
@@ -23,53 +28,68 @@ from handlers.contracts import KeyValueStore
 
 COOKIE: Final = "wecom_bind_session"
 _KEY_PREFIX: Final = "session:"
+_TICKET_PREFIX: Final = "session-of-ticket:"
+DEFAULT_KEEP: Final = 24 * 3600.0
 _ID_BYTES: Final = 32
 _MAX_COOKIE: Final = 200
 
 
 @dataclass(frozen=True, slots=True)
 class Session:
-    """A logged-in student's session: who CAS said they are, and the CSRF token of their forms."""
+    """A student's session: who CAS said they are, the CSRF token of their forms, and what the
+    pages keep for them (a phone typed into a form that expired, a phone that 2.1 refused)."""
 
     sid: str
     student_id: str
     csrf: str
     name: str | None = None
     cas_mobile: str | None = None
+    expires_at: float = float("inf")
+    former_csrf: str | None = None
+    draft_phone: str | None = None
+    refused_phone: str | None = None
 
     def to_json(self) -> str:
         """The data as stored (the id is the key, not part of the value)."""
-        return json.dumps(
-            {
-                "student_id": self.student_id,
-                "csrf": self.csrf,
-                "name": self.name,
-                "cas_mobile": self.cas_mobile,
-            }
-        )
+        return json.dumps({name: getattr(self, name) for name in _STORED})
 
     @classmethod
     def from_json(cls, sid: str, raw: str) -> Session | None:
         """The session stored under sid, or None when the value is not one of ours."""
         try:
             data = json.loads(raw)
-            student_id, csrf = data["student_id"], data["csrf"]
-            name, cas_mobile = data.get("name"), data.get("cas_mobile")
+            student_id, csrf, expires_at = data["student_id"], data["csrf"], data.get("expires_at")
         except (ValueError, KeyError, TypeError, AttributeError):
             return None
         if not (isinstance(student_id, str) and student_id and isinstance(csrf, str) and csrf):
             return None
+        texts = {name: data.get(name) for name in _OPTIONAL_TEXTS}
         return cls(
             sid=sid,
             student_id=student_id,
             csrf=csrf,
-            name=name if isinstance(name, str) else None,
-            cas_mobile=cas_mobile if isinstance(cas_mobile, str) else None,
+            expires_at=float(expires_at) if isinstance(expires_at, int | float) else 0.0,
+            **{name: value if isinstance(value, str) else None for name, value in texts.items()},
         )
 
     def csrf_ok(self, token: str | None) -> bool:
         """True when a form's token is this session's, compared in constant time."""
         return token is not None and hmac.compare_digest(token.encode(), self.csrf.encode())
+
+    def former_csrf_ok(self, token: str | None) -> bool:
+        """True when a form's token is that of this browser's previous login of the same student."""
+        former = self.former_csrf
+        if token is None or former is None:
+            return False
+        return hmac.compare_digest(token.encode(), former.encode())
+
+    def live(self, now: float) -> bool:
+        """Whether the login still holds (after it, the session keeps only what the pages saved)."""
+        return now < self.expires_at
+
+
+_OPTIONAL_TEXTS: Final = ("name", "cas_mobile", "former_csrf", "draft_phone", "refused_phone")
+_STORED: Final = ("student_id", "csrf", "expires_at", *_OPTIONAL_TEXTS)
 
 
 class SessionStore:
@@ -82,12 +102,16 @@ class SessionStore:
         secret: str,
         secure: bool,
         ttl: float,
+        keep: float = DEFAULT_KEEP,
+        clock: Callable[[], float] = time.time,
         token: Callable[[int], str] = secrets.token_urlsafe,
     ) -> None:
         self._kv = kv
         self._key = hashlib.sha256(b"wecom-bind session cookie\0" + secret.encode()).digest()
         self._secure = secure
         self._ttl = ttl
+        self._keep = keep
+        self._clock = clock
         self._token = token
 
     def new_token(self) -> str:
@@ -95,7 +119,12 @@ class SessionStore:
         return self._token(_ID_BYTES)
 
     async def load(self, request: web.Request) -> Session | None:
-        """The request's session, or None when the cookie is missing, forged or expired."""
+        """The request's logged-in session, or None when the cookie is missing, forged or expired."""
+        session = await self.load_kept(request)
+        return session if session is not None and session.live(self._clock()) else None
+
+    async def load_kept(self, request: web.Request) -> Session | None:
+        """The request's session even when its login has expired (its data is kept a while longer)."""
         sid = self._unsign(request.cookies.get(COOKIE))
         if sid is None:
             return None
@@ -110,8 +139,14 @@ class SessionStore:
         student_id: str,
         name: str | None,
         cas_mobile: str | None,
+        ticket: str | None = None,
     ) -> Session:
-        """Open a session under a new id for a student just logged in, ending any previous one."""
+        """Open a session under a new id for a student just logged in, ending any previous one.
+
+        What the pages kept for the same student in this browser's previous session (a typed phone,
+        a refused phone, its CSRF token for a form still open) comes along; another student's does not.
+        """
+        same = previous is not None and previous.student_id == student_id
         if previous is not None:
             await self._kv.kv_delete(self._store_key(previous.sid))
         session = Session(
@@ -120,17 +155,26 @@ class SessionStore:
             csrf=self.new_token(),
             name=name,
             cas_mobile=cas_mobile,
+            expires_at=self._clock() + self._ttl,
+            former_csrf=previous.csrf if same and previous is not None else None,
+            draft_phone=previous.draft_phone if same and previous is not None else None,
+            refused_phone=previous.refused_phone if same and previous is not None else None,
         )
         await self.save(session, response)
+        if ticket is not None:
+            await self._kv.kv_set(
+                self._ticket_key(ticket), self._store_key(session.sid), ttl=self._ttl + self._keep
+            )
         return session
 
     async def save(self, session: Session, response: web.StreamResponse) -> None:
-        """Store the session and (re)send its cookie, renewing its time to live."""
-        await self._kv.kv_set(self._store_key(session.sid), session.to_json(), ttl=self._ttl)
+        """Store the session and (re)send its cookie, both kept until `keep` after the login ends."""
+        remaining = max(0.0, min(session.expires_at - self._clock(), self._ttl)) + self._keep
+        await self._kv.kv_set(self._store_key(session.sid), session.to_json(), ttl=remaining)
         response.set_cookie(
             COOKIE,
             self._sign(session.sid),
-            max_age=int(self._ttl),
+            max_age=int(remaining),
             path="/",
             httponly=True,
             samesite="Lax",
@@ -142,6 +186,14 @@ class SessionStore:
         if session is not None:
             await self._kv.kv_delete(self._store_key(session.sid))
         response.del_cookie(COOKIE, path="/", httponly=True, samesite="Lax", secure=self._secure)
+
+    async def end_by_ticket(self, ticket: str) -> bool:
+        """End the session that the login with this CAS ticket opened (CAS single logout)."""
+        key = await self._kv.kv_pop(self._ticket_key(ticket))
+        if key is None or not key.startswith(_KEY_PREFIX):
+            return False
+        await self._kv.kv_delete(key)
+        return True
 
     def _sign(self, sid: str) -> str:
         return f"{sid}.{self._mac(sid)}"
@@ -157,6 +209,10 @@ class SessionStore:
     def _mac(self, sid: str) -> str:
         digest = hmac.new(self._key, sid.encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+    @staticmethod
+    def _ticket_key(ticket: str) -> str:
+        return _TICKET_PREFIX + hashlib.sha256(ticket.encode()).hexdigest()
 
     @staticmethod
     def _store_key(sid: str) -> str:

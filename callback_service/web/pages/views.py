@@ -18,11 +18,11 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from callback_service.clients.cas import CasAuthenticationFailure
+from callback_service.clients.cas import CasAuthenticationFailure, logout_request_ticket
 from callback_service.ops.qr import bind_url, qr_image
 from callback_service.web.client_address import client_of
 from callback_service.web.keys import BINDING_FLOW, CAS, CLOCK, PAGES_CONFIG, SESSIONS, SETTINGS, STORE
-from callback_service.web.pages.render import message, page, render, url
+from callback_service.web.pages.render import SECURITY_HEADERS, message, page, render, url
 from callback_service.web.pages.session import Session
 from handlers.binding import Actor, Binding, BindingState, DirectoryEntry
 from handlers.binding_flow import Bound, Refusal, Refused
@@ -33,6 +33,7 @@ from handlers.phone import InvalidPhone, Phone, mask_phone
 log: Final = logging.getLogger(__name__)
 
 _TICKET: Final = re.compile(r"[A-Za-z0-9._\-]{1,256}\Z")
+LOGIN_COOKIE: Final = "wecom_bind_login"
 _FORM_ID: Final = re.compile(r"[A-Za-z0-9_\-]{16,64}\Z")
 _MAX_PHONE_INPUT: Final = 64
 _POLL: Final = 0.1
@@ -64,15 +65,35 @@ REFUSALS: Final[dict[Refusal, tuple[str, str]]] = {
 
 @page
 async def bind(request: web.Request) -> web.StreamResponse:
-    """/bind: on to the CAS login (or straight to the phone page for a student logged in already)."""
-    if await request.app[SESSIONS].load(request) is not None:
+    """/bind: on to the CAS login (or straight to the phone page for a student logged in already).
+
+    The login is tied to this browser: a random cookie, known to the store for a few minutes, that
+    /bind/cas asks for. So a ticket someone else obtained, in a link, logs no one in (login CSRF),
+    while the service URL that CAS sees stays the one of the settings.
+    """
+    app = request.app
+    if await app[SESSIONS].load(request) is not None:
         return _redirect(url(request, "bind-phone"))
-    return _redirect(request.app[CAS].login_url())
+    window = app[PAGES_CONFIG].login_window
+    nonce = app[SESSIONS].new_token()
+    await app[STORE].kv_set(_login_key(nonce), "1", ttl=window)
+    response = _redirect(app[CAS].login_url())
+    response.set_cookie(
+        LOGIN_COOKIE,
+        nonce,
+        max_age=int(window),
+        path=url(request, "bind"),
+        httponly=True,
+        samesite="Lax",
+        secure=app[SETTINGS].is_https,
+    )
+    return response
 
 
 @page
 async def bind_cas(request: web.Request) -> web.StreamResponse:
     """/bind/cas?ticket=: validate the ticket once, rotate the session, on to the phone page."""
+    app = request.app
     ticket = request.query.get("ticket", "")
     if not _TICKET.match(ticket):
         return message(
@@ -81,28 +102,71 @@ async def bind_cas(request: web.Request) -> web.StreamResponse:
             text="没有收到统一身份认证的登录凭据，请从头开始认证绑定：重新扫描二维码或点击下方按钮。",
             status=400,
         )
-    config = request.app[PAGES_CONFIG]
-    digest = hashlib.sha256(ticket.encode()).hexdigest()
+    store = app[STORE]
+    spent_key = f"cas-ticket:{hashlib.sha256(ticket.encode()).hexdigest()}"
     # A ticket is used once here too, whatever the CAS server does with a replay.
-    if not await request.app[STORE].kv_set_if_absent(f"cas-ticket:{digest}", "1", ttl=config.ticket_memory):
+    if await store.kv_get(spent_key) is not None:
         log.info("bind: a CAS ticket was presented again")
         return _ticket_spent(request)
+    nonce = request.cookies.get(LOGIN_COOKIE, "")
+    if not _FORM_ID.match(nonce) or await store.kv_get(_login_key(nonce)) is None:
+        log.info("bind: a CAS ticket came back to a browser that did not start a login")
+        return message(
+            request,
+            title="请重新登录",
+            text="本次登录不是从本浏览器开始的，或已超时，登录没有生效。请点击下方按钮重新开始认证绑定。",
+            status=400,
+        )
     try:
-        principal = await request.app[CAS].validate(ticket)
+        principal = await app[CAS].validate(ticket)
     except CasAuthenticationFailure as exc:
         log.info("bind: CAS refused a ticket: %s", exc.code)
+        await store.kv_set(spent_key, "1", ttl=app[PAGES_CONFIG].ticket_memory)
         return _ticket_spent(request)
-    sessions = request.app[SESSIONS]
+    # Marked only once CAS has answered: a CAS outage leaves the ticket good for a retry.
+    if not await store.kv_set_if_absent(spent_key, "1", ttl=app[PAGES_CONFIG].ticket_memory):
+        log.info("bind: a CAS ticket was presented twice at once")
+        return _ticket_spent(request)
+    await store.kv_delete(_login_key(nonce))
+    settings = app[SETTINGS]
+    sessions = app[SESSIONS]
     response = _redirect(url(request, "bind-phone"))
+    response.del_cookie(
+        LOGIN_COOKIE, path=url(request, "bind"), httponly=True, samesite="Lax", secure=settings.is_https
+    )
     await sessions.start(
         response,
-        previous=await sessions.load(request),
+        previous=await sessions.load_kept(request),
         student_id=principal.user,
-        name=principal.attribute("name") or principal.attribute("cn"),
-        cas_mobile=Phone.parse_or_none(principal.attribute("mobile")),
+        name=principal.attribute(settings.cas_name_attribute),
+        cas_mobile=Phone.parse_or_none(principal.attribute(settings.cas_mobile_attribute)),
+        ticket=ticket,
     )
     log.info("bind: student %s logged in", principal.user)
     return response
+
+
+async def cas_logout_request(request: web.Request) -> web.StreamResponse:
+    """POST /bind/cas: CAS single logout; end the session that the named ticket opened.
+
+    It comes from the CAS server, not a browser, so it carries no CSRF token: it can only end a
+    session, of a ticket that only that login saw. Whatever the body, the answer is the same 200.
+    """
+    ticket = None
+    try:
+        form = await request.post()
+    except (web.HTTPException, ValueError):
+        form = None
+    if form is not None:
+        ticket = logout_request_ticket(_field(form, "logoutRequest"))
+    ended = ticket is not None and _TICKET.match(ticket) and await request.app[SESSIONS].end_by_ticket(ticket)
+    if ended:
+        log.info("bind: CAS single logout ended a session")
+    return web.Response(text="ok", headers=SECURITY_HEADERS)
+
+
+def _login_key(nonce: str) -> str:
+    return f"cas-login:{hashlib.sha256(nonce.encode()).hexdigest()}"
 
 
 def _ticket_spent(request: web.Request) -> web.Response:

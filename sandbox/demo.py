@@ -161,7 +161,7 @@ def wecom_sandbox(settings: Settings, students: Sequence[DemoStudent] = DEMO_STU
     settings carry its Token and key. Each demo student has a simulated WeChat with its own phone, to
     pick on the follow page, and so has a visitor who is in no record.
     """
-    departments = {1: "上海工程技术大学"} | {
+    departments = {1: settings.school_name} | {
         ident: name for name, ident in demo_departments(students).items()
     }
     app = create_wecom_sandbox(
@@ -179,6 +179,7 @@ def wecom_sandbox(settings: Settings, students: Sequence[DemoStudent] = DEMO_STU
         contacts_callback=_contacts_target(settings),
         departments=departments,
         help_url=settings.public_base_url + "/help",
+        corp_name=settings.school_name,
     )
     state = app[WECOM_SANDBOX_STATE]
     # The name is the WeChat's nickname: the emulator's pages say "张三的微信" themselves.
@@ -210,6 +211,7 @@ def create_demo_app(*, host: str, port: int, data_dir: Path) -> web.Application:
     app[PAGES_CONFIG] = PagesConfig(departments=demo_departments())
     app.cleanup_ctx.append(directory_seeder())
     app.router.add_get("/", _start_page(settings), name="demo-start")
-    app.add_subapp(CAS_MOUNT, create_cas_sandbox(users=cas_users(), show_accounts=True))
+    cas = create_cas_sandbox(users=cas_users(), show_accounts=True, school=settings.school_name)
+    app.add_subapp(CAS_MOUNT, cas)
     app.add_subapp(WECOM_MOUNT, wecom_sandbox(settings))
     return app

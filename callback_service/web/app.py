@@ -27,7 +27,7 @@ from callback_service.web.keys import (
     WECOM_APP,
     WECOM_CONTACTS,
 )
-from callback_service.web.middlewares import error_middleware
+from callback_service.web.middlewares import error_middleware, error_pages
 from callback_service.web.pages import setup_pages
 from config import Settings
 from crypto import WeComCrypto
@@ -116,7 +116,11 @@ def create_app(
     dispatcher replaces the callback handlers' dispatch table (tests); run_workers=False leaves
     the inbox to be drained by the caller.
     """
-    app = web.Application(middlewares=[error_middleware], client_max_size=CLIENT_MAX_SIZE)
+    # A path typed with a trailing slash (/bind/) is sent, relatively, to the one without it.
+    trailing_slash = web.normalize_path_middleware(append_slash=False, remove_slash=True)
+    app = web.Application(
+        middlewares=[error_middleware, error_pages, trailing_slash], client_max_size=CLIENT_MAX_SIZE
+    )
     app[SETTINGS] = settings
     app[CLOCK] = clock
     app[METRICS] = Metrics()

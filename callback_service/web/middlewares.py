@@ -1,4 +1,5 @@
-"""Turns domain failures into HTTP answers at the edge, never leaking internals."""
+"""Turns domain failures into HTTP answers at the edge, never leaking internals, and every HTTP error
+that a browser can reach into a page of the site."""
 
 from __future__ import annotations
 
@@ -8,9 +9,17 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from callback_service.web.pages.render import SECURITY_HEADERS, message, url
 from handlers.contracts import StoreUnavailable
 
 log: Final = logging.getLogger(__name__)
+
+MACHINE_PATHS: Final = frozenset(
+    {"/wecom/callback", "/wecom/contacts-callback", "/health", "/ready", "/metrics"}
+)
+"""Paths that WeCom and monitoring call: their answers stay plain for the machines that read them."""
+# Headers of an HTTP error that still mean something on its page.
+_KEPT_HEADERS: Final = ("Allow", "Retry-After")
 
 
 @web.middleware
@@ -26,3 +35,36 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("unhandled error during %s %s", request.method, request.path)
         return web.Response(status=500, text="internal error")
+
+
+@web.middleware
+async def error_pages(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Show an HTTP error (404, 405, 413...) as a Chinese page in the site's layout with a way back."""
+    try:
+        return await handler(request)
+    except web.HTTPException as answer:
+        # A mounted application (the demo's emulators) answers its own errors.
+        if answer.status < 400 or request.path in MACHINE_PATHS or len(request.match_info.apps) > 1:
+            raise
+        title, text, link = _error_text(request, answer.status)
+        kept = {name: answer.headers[name] for name in _KEPT_HEADERS if name in answer.headers}
+        response = message(
+            request, title=title, text=text, status=answer.status, link=link, headers=kept | SECURITY_HEADERS
+        )
+        return response
+
+
+def _error_text(request: web.Request, status: int) -> tuple[str, str, tuple[str, str] | None]:
+    if status == 404:
+        return "页面不存在", "您访问的页面不存在，请检查链接是否完整，或从下方按钮重新开始认证绑定。", None
+    if status == 405:
+        return "无法打开此页面", "该页面不能以这种方式打开。请返回上一页，或重新开始认证绑定。", None
+    if status == 413:
+        return (
+            "提交的内容过长",
+            "您提交的内容超过了允许的长度，本次提交没有生效。请返回手机号绑定页面，重新输入手机号后提交。",
+            (url(request, "bind-phone"), "返回手机号绑定页面"),
+        )
+    if status >= 500:
+        return "服务暂时不可用", "系统繁忙或正在维护，您的操作没有生效。请稍后重新尝试。", None
+    return "请求无效", "无法处理本次请求，您的操作没有生效。请从下方按钮重新开始认证绑定。", None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from handlers.binding import Actor
 from handlers.guide import GUIDE
+from tests.pages.conftest import MakeEnv
 from tests.pages.support import PagesEnv
 
 
@@ -60,3 +61,11 @@ async def test_the_poster_qr_is_served(env: PagesEnv) -> None:
     assert response.status == 200
     assert response.content_type == "image/png"
     assert (await response.read()).startswith(b"\x89PNG")
+
+
+async def test_the_school_is_named_by_settings(make_env: MakeEnv) -> None:
+    env = await make_env(school_name="某某理工大学")
+    for path in ("/help", "/me", "/bind/nowhere"):
+        page = await (await env.client.get(path)).text()
+        assert "某某理工大学" in page
+        assert "上海工程技术大学" not in page

@@ -60,6 +60,7 @@ def setup_pages(app: web.Application, config: PagesConfig | None = None) -> None
     router.add_get("/help", views.help_page, name="help")
     router.add_get("/me", views.me, name="me")
     router.add_post("/logout", views.logout, name="logout")
+    router.add_get("/logout", views.logout_page)
     # Without second verification WeCom never sends anyone here: the route does not exist.
     if app[SETTINGS].second_verification:
         router.add_get("/wecom/admit", admission.admit, name="admit")

@@ -12,14 +12,13 @@ from aiohttp import web
 
 from callback_service.clients.cas import CasUnreachable
 from callback_service.clients.wecom import WeComUnavailable
-from callback_service.web.keys import PAGE_TEMPLATES
+from callback_service.web.keys import PAGE_TEMPLATES, SETTINGS
 from handlers.contracts import StoreUnavailable
 
 log: Final = logging.getLogger(__name__)
 
 View = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-SCHOOL: Final = "上海工程技术大学"
 # No script runs on these pages, nothing frames them, and forms post to us only.
 SECURITY_HEADERS: Final = {
     "Content-Security-Policy": (
@@ -42,7 +41,7 @@ def render(
 ) -> web.Response:
     """Render a page of templates/pages/ with the links every page needs."""
     values = {
-        "school": SCHOOL,
+        "school": request.app[SETTINGS].school_name,
         "help_url": url(request, "help"),
         "me_url": url(request, "me"),
         "start_url": url(request, "bind"),

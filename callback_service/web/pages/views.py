@@ -355,6 +355,21 @@ async def me(request: web.Request) -> web.StreamResponse:
 
 
 @page
+async def logout_page(request: web.Request) -> web.StreamResponse:
+    """GET /logout (a link typed or kept): a button that logs out, or word that no one is logged in."""
+    session = await request.app[SESSIONS].load(request)
+    if session is None:
+        return message(
+            request,
+            title="您尚未登录",
+            text="您当前没有登录，无需退出。如需绑定手机号，请先使用学号登录统一身份认证。",
+            status=200,
+        )
+    context = {"csrf": session.csrf, "logout_url": url(request, "logout"), "name": session.name}
+    return render(request, "logout.html", context)
+
+
+@page
 async def logout(request: web.Request) -> web.StreamResponse:
     """POST /logout: end the session (the form carries the CSRF token)."""
     sessions = request.app[SESSIONS]

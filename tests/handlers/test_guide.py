@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from handlers.guide import GUIDE, ErrorCode
+from handlers.guide import GUIDE, RULES, STEPS, ErrorCode
 from tests.support.reference import GUIDE_TEXT
 
 
@@ -23,3 +23,20 @@ def test_the_first_two_remedies_are_verbatim() -> None:
     guide = GUIDE_TEXT.read_text(encoding="utf-8")
     assert GUIDE[ErrorCode.PHONE_TAKEN].remedies[0] in guide
     assert GUIDE[ErrorCode.ACCOUNT_FOLLOWED].remedies[0] in guide
+
+
+def test_the_rules_of_1_2_are_verbatim() -> None:
+    guide = GUIDE_TEXT.read_text(encoding="utf-8")
+    assert len(RULES) == 3
+    for rule in RULES:
+        assert rule in guide
+
+
+def test_the_steps_of_1_3_are_the_guides() -> None:
+    guide = GUIDE_TEXT.read_text(encoding="utf-8")
+    assert [step.number for step in STEPS] == [1, 2, 3, 4, 5]
+    # Step 2 word for word; the others name the school the settings name.
+    assert STEPS[1].title in guide
+    assert STEPS[0].title.format(school="上海工程技术大学").rstrip("。") in guide
+    for step in STEPS:
+        assert f"步骤{step.number}" in guide

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,9 @@ def make_env(
 ) -> MakeEnv:
     """Start the emulators and the service; settings and the pages' config may be overridden."""
 
-    async def make(config: PagesConfig | None = None, **overrides: Any) -> PagesEnv:
+    async def make(
+        config: PagesConfig | None = None, *, clock: Callable[[], float] = time.time, **overrides: Any
+    ) -> PagesEnv:
         cas = await aiohttp_server(create_cas_sandbox(users=CAS_USERS))
         wecom = await aiohttp_server(
             create_wecom_sandbox(
@@ -62,7 +65,7 @@ def make_env(
             **overrides,
         }
         settings = world_settings(**values)
-        app = create_app(settings, run_workers=False)
+        app = create_app(settings, clock=clock, run_workers=False)
         app[PAGES_CONFIG] = config or PagesConfig(departments={"电子电气工程学院": 2})
         client = await aiohttp_client(app)
         await app[STORE].directory_upsert(DIRECTORY)

@@ -94,7 +94,9 @@ async def test_a_forged_cookie_is_no_session(env: PagesEnv) -> None:
     value = _cookie((await env.login("2021001")).headers.getall("Set-Cookie"))[COOKIE].value
     sid, _, mac = value.rpartition(".")
     env.client.session.cookie_jar.clear()
-    for forged in (f"{sid}.{mac[:-2]}xx", f"{sid[:-1]}A.{mac}", sid, "x" * 500):
+    # One character changed (never to itself: that would be the real cookie).
+    other_mac, other_sid = ("y" if mac[-1] == "x" else "x"), ("B" if sid[-1] == "A" else "A")
+    for forged in (f"{sid}.{mac[:-1]}{other_mac}", f"{sid[:-1]}{other_sid}.{mac}", sid, "x" * 500):
         env.client.session.cookie_jar.update_cookies({COOKIE: forged}, URL(str(env.client.make_url("/"))))
         response = await env.client.get("/bind/phone", allow_redirects=False)
         assert response.status == 302

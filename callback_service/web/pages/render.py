@@ -14,6 +14,7 @@ from callback_service.clients.cas import CasUnreachable
 from callback_service.clients.wecom import WeComUnavailable
 from callback_service.web.keys import PAGE_TEMPLATES, SETTINGS
 from handlers.contracts import StoreUnavailable
+from handlers.guide import UNFOLLOW, ErrorCode
 
 log: Final = logging.getLogger(__name__)
 
@@ -36,12 +37,32 @@ def url(request: web.Request, name: str, **parts: str) -> str:
     return str(request.app.router[name].url_for(**parts))
 
 
+def guide_links(request: web.Request) -> dict[str, list[tuple[str, str]]]:
+    """The ways on from each error of chapter 2: the steps its remedy cites, and the pages to go to."""
+    help_url = url(request, "help")
+    return {
+        ErrorCode.PHONE_TAKEN: [(f"{help_url}#rules", "查看 1.2 注意事项")],
+        ErrorCode.ACCOUNT_FOLLOWED: [(url(request, "me"), "查看我的绑定状态")],
+        ErrorCode.PHONE_NOT_IN_CONTACTS: [
+            (f"{help_url}#step-2", "查看 1.3 关注企业号的具体步骤：步骤2"),
+            (f"{help_url}#step-3", "步骤3"),
+            (url(request, "bind"), "原因二：去认证绑定"),
+        ],
+        ErrorCode.PHONE_VERIFIED_BY_OTHER: [
+            (f"{help_url}#step-3", "查看 1.3 关注企业号的具体步骤：步骤3"),
+            (url(request, "bind"), "去绑定新的手机号"),
+        ],
+    }
+
+
 def render(
     request: web.Request, template: str, context: Mapping[str, Any] | None = None, *, status: int = 200
 ) -> web.Response:
     """Render a page of templates/pages/ with the links every page needs."""
     values = {
         "school": request.app[SETTINGS].school_name,
+        "guide_links": guide_links(request),
+        "unfollow": UNFOLLOW,
         "help_url": url(request, "help"),
         "me_url": url(request, "me"),
         "start_url": url(request, "bind"),

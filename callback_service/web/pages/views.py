@@ -13,7 +13,7 @@ import json
 import logging
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from aiohttp import web
@@ -27,7 +27,7 @@ from callback_service.web.pages.session import Session
 from handlers.binding import Actor, Binding, BindingState, DirectoryEntry
 from handlers.binding_flow import Bound, Refusal, Refused
 from handlers.contracts import Store
-from handlers.guide import GUIDE, ErrorCode, GuideEntry
+from handlers.guide import GUIDE, RULES, STEPS, ErrorCode, GuideEntry
 from handlers.phone import InvalidPhone, Phone, mask_phone
 
 log: Final = logging.getLogger(__name__)
@@ -190,31 +190,19 @@ async def bind_phone(request: web.Request) -> web.StreamResponse:
     store = request.app[STORE]
     binding = await store.get_binding(session.student_id)
     entry = await store.directory_get(session.student_id)
-    return await _phone_form(request, session, binding, entry, phone=_prefill(binding, entry, session))
+    return await _phone_form(request, session, binding, entry, prefill=_prefill(binding, entry, session))
 
 
 @page
 async def bind_phone_submit(request: web.Request) -> web.StreamResponse:
     """POST /bind/phone: CSRF, rate limits, double-submit guard, then the binding rules."""
     app = request.app
-    session = await app[SESSIONS].load(request)
+    sessions = app[SESSIONS]
+    session = await sessions.load(request)
     form = await request.post()
-    if session is None:
-        return message(
-            request,
-            title="页面已过期",
-            text="登录状态已失效，本次提交没有生效。请重新开始认证绑定。",
-            status=403,
-        )
-    if not session.csrf_ok(_field(form, "csrf")):
-        log.warning("bind: CSRF token missing or wrong for student %s", session.student_id)
-        return message(
-            request,
-            title="请求无效",
-            text="页面已过期或来源不明，本次提交没有生效。请返回手机号绑定页面重新提交。",
-            status=403,
-            link=(url(request, "bind-phone"), "返回手机号绑定页面"),
-        )
+    token = _field(form, "csrf")
+    if session is None or not session.csrf_ok(token):
+        return await _expired_form(request, session, token, _field(form, "phone"))
     config = app[PAGES_CONFIG]
     store = app[STORE]
     phone_text = _field(form, "phone")
@@ -225,7 +213,12 @@ async def bind_phone_submit(request: web.Request) -> web.StreamResponse:
         binding = await store.get_binding(session.student_id)
         entry = await store.directory_get(session.student_id)
         return await _phone_form(
-            request, session, binding, entry, phone=phone_text[:_MAX_PHONE_INPUT], error=PHONE_FORMAT_ERROR,
+            request,
+            session,
+            binding,
+            entry,
+            prefill=_Prefill(phone_text[:_MAX_PHONE_INPUT], "typed"),
+            error=PHONE_FORMAT_ERROR,
             status=400,
         )
     limited = await _over_limit(request, session)
@@ -233,7 +226,7 @@ async def bind_phone_submit(request: web.Request) -> web.StreamResponse:
         return _too_many(request, limited)
     form_id = _field(form, "form_id")
     if not _FORM_ID.match(form_id):
-        form_id = app[SESSIONS].new_token()
+        form_id = sessions.new_token()
     key = f"{session.student_id}:{form_id}"
     result_url = url(request, "bind-result", form=form_id)
     # The same form sent twice (a double tap, a resend) runs once; both land on its result.
@@ -248,8 +241,50 @@ async def bind_phone_submit(request: web.Request) -> web.StreamResponse:
     except BaseException:
         await _record_failure(store, result_key, config.result_ttl)
         raise
-    await store.kv_set(result_key, _Outcome.of(result).to_json(), ttl=config.result_ttl)
-    return _redirect(result_url, status=303)
+    await store.kv_set(result_key, _Outcome.of(result, phone).to_json(), ttl=config.result_ttl)
+    response = _redirect(result_url, status=303)
+    # The form is no longer a draft; a phone 2.1 refused is not offered again.
+    refused = isinstance(result, Refused) and result.reason is Refusal.PHONE_TAKEN
+    kept = replace(session, draft_phone=None, refused_phone=phone if refused else session.refused_phone)
+    if kept != session:
+        await sessions.save(kept, response)
+    return response
+
+
+async def _expired_form(
+    request: web.Request, session: Session | None, token: str, phone_text: str
+) -> web.Response:
+    """A submit whose login or form has expired: nothing is bound, and the phone typed is kept in
+    the session when the form is provably this browser's (its token is this session's, or that of
+    its previous login of the same student); never from a form of unknown origin."""
+    sessions = request.app[SESSIONS]
+    keep = 0 < len(phone_text) <= _MAX_PHONE_INPUT and phone_text.isprintable()
+    if session is None:
+        kept = await sessions.load_kept(request)
+        text = "登录状态已失效，本次提交没有生效。请重新开始认证绑定。"
+        link = None
+        if kept is None or not kept.csrf_ok(token):
+            return message(request, title="页面已过期", text=text, status=403)
+        owner = kept
+    elif session.former_csrf_ok(token):
+        text = "该页面已过期（您已重新登录），本次提交没有生效。请返回手机号绑定页面，核对后重新提交。"
+        link = (url(request, "bind-phone"), "返回手机号绑定页面")
+        owner = session
+    else:
+        log.warning("bind: CSRF token missing or wrong for student %s", session.student_id)
+        return message(
+            request,
+            title="请求无效",
+            text="页面已过期或来源不明，本次提交没有生效。请返回手机号绑定页面重新提交。",
+            status=403,
+            link=(url(request, "bind-phone"), "返回手机号绑定页面"),
+        )
+    if keep:
+        text += "您输入的手机号已为您保留。"
+    response = message(request, title="页面已过期", text=text, status=403, link=link)
+    if keep:
+        await sessions.save(replace(owner, draft_phone=phone_text), response)
+    return response
 
 
 @page
@@ -279,9 +314,12 @@ async def bind_result(request: web.Request) -> web.StreamResponse:
     reason = Refusal(outcome.reason or Refusal.IN_PROGRESS)
     code = reason.code
     if code is not None:
-        return render(
-            request, "refused.html", {"entry": GUIDE[code], "retry_url": url(request, "bind-phone")}
-        )
+        context = {
+            "entry": GUIDE[code],
+            "retry_url": url(request, "bind-phone"),
+            "phone_masked": outcome.phone_masked,
+        }
+        return render(request, "refused.html", context)
     title, text = REFUSALS[reason]
     return message(request, title=title, text=text, status=200, link=(url(request, "bind-phone"), "重新绑定"))
 
@@ -322,7 +360,7 @@ async def bind_qr(request: web.Request) -> web.StreamResponse:
 @page
 async def help_page(request: web.Request) -> web.StreamResponse:
     """/help: the guide's chapter 2, errors 2.1 to 2.4 with their causes and remedies."""
-    return render(request, "help.html", {"entries": guide_entries()})
+    return render(request, "help.html", {"entries": guide_entries(), "rules": RULES, "steps": STEPS})
 
 
 @page
@@ -406,7 +444,7 @@ class _Outcome:
     corrected: bool = False
 
     @classmethod
-    def of(cls, result: Bound | Refused) -> _Outcome:
+    def of(cls, result: Bound | Refused, phone: str) -> _Outcome:
         if isinstance(result, Bound):
             return cls(
                 state="bound",
@@ -416,7 +454,12 @@ class _Outcome:
                 invited=result.invited,
                 followed=result.followed,
             )
-        return cls(state="refused", reason=result.reason.value, corrected=result.corrected)
+        return cls(
+            state="refused",
+            reason=result.reason.value,
+            corrected=result.corrected,
+            phone_masked=mask_phone(phone),
+        )
 
     def to_json(self) -> str:
         return json.dumps({name: getattr(self, name) for name in self.__slots__})
@@ -505,7 +548,7 @@ async def _phone_form(
     binding: Binding | None,
     entry: DirectoryEntry | None,
     *,
-    phone: str,
+    prefill: _Prefill,
     error: str | None = None,
     status: int = 200,
 ) -> web.Response:
@@ -514,7 +557,9 @@ async def _phone_form(
         "bind_phone.html",
         {
             **_student(session, entry),
-            "phone": phone,
+            "phone": prefill.phone,
+            "source": prefill.source,
+            "refused_masked": prefill.refused_masked,
             "error": error,
             "csrf": session.csrf,
             "form_id": request.app[SESSIONS].new_token(),
@@ -535,12 +580,30 @@ def _student(session: Session, entry: DirectoryEntry | None) -> dict[str, str | 
     }
 
 
-def _prefill(binding: Binding | None, entry: DirectoryEntry | None, session: Session) -> str:
-    """The phone shown in the form: the bound one, else the directory's, else CAS's, else none."""
+@dataclass(frozen=True, slots=True)
+class _Prefill:
+    """The phone the form shows, and where it comes from: "typed" (just now), "draft" (typed into a
+    form that expired), "bound", "directory", "cas", or "" (nowhere); refused_masked: the candidate
+    was the phone that 2.1 refused (shown masked), so the field is left empty."""
+
+    phone: str
+    source: str
+    refused_masked: str | None = None
+
+
+def _prefill(binding: Binding | None, entry: DirectoryEntry | None, session: Session) -> _Prefill:
+    """The phone shown in the form: a kept draft, the bound one, the directory's, CAS's, or none."""
+    if session.draft_phone:
+        return _Prefill(session.draft_phone, "draft")
     if binding is not None and binding.state is not BindingState.PENDING and binding.phone:
-        return binding.phone
+        return _Prefill(binding.phone, "bound")
     # Both were parsed where they entered: the directory import and the CAS login.
-    return (entry.phone if entry else None) or session.cas_mobile or ""
+    for candidate, source in ((entry.phone if entry else None, "directory"), (session.cas_mobile, "cas")):
+        if candidate:
+            if candidate == session.refused_phone:
+                return _Prefill("", "", refused_masked=mask_phone(candidate))
+            return _Prefill(candidate, source)
+    return _Prefill("", "")
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,9 +41,15 @@ def test_2_1_a_phone_bound_by_another_member(new_phone: NewPhone) -> None:
     sunqi.shot("phone-prefilled-taken")
     assert sunqi.submit_phone() == ErrorCode.PHONE_TAKEN
     expect_guide_entry(page, ErrorCode.PHONE_TAKEN)
+    taken = mask_phone(SUNQI.directory_phone)
+    expect(page.locator("[data-refused-phone]")).to_contain_text(f"您提交的手机号 {taken} 已被其他成员绑定")
     sunqi.shot("2.1-phone-taken")
-    # The remedy: another phone.
+    # The remedy: another phone. The form does not offer the taken one again, and says why.
     page.get_by_role("link", name="重新绑定").click()
+    expect(page).to_have_url(sunqi.demo.url("/bind/phone"))
+    expect(page.locator("#phone")).to_have_value("")
+    expect(page.locator("[data-source=refused]")).to_contain_text(f"手机号 {taken} 已被其他成员绑定")
+    sunqi.shot("2.1-retry-empty")
     assert sunqi.submit_phone("+86 138-0000-0005") == "bound"
     expect(page.locator("#outcome")).to_contain_text("138****0005")
     sunqi.shot("bound-other-phone")
@@ -57,7 +63,12 @@ def test_2_2_a_followed_member_binding_another_phone(new_phone: NewPhone) -> Non
     expect(page.locator(".note")).to_contain_text("取消关注")
     assert zhangsan.submit_phone(OTHER_PHONE) == ErrorCode.ACCOUNT_FOLLOWED
     expect_guide_entry(page, ErrorCode.ACCOUNT_FOLLOWED)
+    # Where 取消关注 is, and a way to check the state.
+    expect(page.locator("[data-unfollow]")).to_contain_text("企业微信插件")
+    expect(page.locator("[data-unfollow]")).to_contain_text("选择“取消关注”")
     zhangsan.shot("2.2-account-followed")
+    page.get_by_role("link", name="查看我的绑定").first.click()
+    expect(page.locator("dl.who .state")).to_have_text("已关注")
     # The remedy: unfollow with the WeChat that follows, then bind again.
     zhangsan.open("/sandbox/wecom/unfollow")
     page.get_by_role("button", name="取消关注").click()

@@ -1,4 +1,9 @@
-"""An emulated CAS server (统一身份认证) for the tests and the demo, mountable as a sub-application."""
+"""An emulated CAS server (统一身份认证) for the tests and the demo, mountable as a sub-application.
+
+With single logout (the default, as Apereo CAS), logging out of the emulator POSTs a SAML
+LogoutRequest (form field `logoutRequest`, the ticket as SessionIndex) to the service URL of every
+ticket that the ended single sign-on session issued and that a service validated (CAS protocol 2.3.3).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from typing import Any, Final, Protocol, TypeVar
 from urllib.parse import urlsplit
 from xml.sax.saxutils import escape
 
+import aiohttp
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
@@ -56,6 +62,7 @@ class _ServiceTicket:
     expires_at: float
     from_new_login: bool
     authenticated_at: float
+    tgt: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +100,8 @@ class _CasState:
         # Insertion order is expiry order (constant TTLs), so purging stops at the first live one.
         self.tickets: dict[str, _ServiceTicket] = {}
         self.sessions: dict[str, _SsoSession] = {}
+        # Per single sign-on session, the (service, ticket) pairs that services validated.
+        self.validated: dict[str, list[tuple[str, str]]] = {}
 
     def authenticate(self, student_id: str, password: str) -> CasUser | None:
         user = self.users.get(student_id)
@@ -104,6 +113,8 @@ class _CasState:
     def open_session(self, user: CasUser) -> str:
         now = self.clock()
         _purge(self.sessions, now)
+        for gone in self.validated.keys() - self.sessions.keys():
+            del self.validated[gone]
         tgt = self._new_id("TGT-", self.sessions)
         self.sessions[tgt] = _SsoSession(user.student_id, now + self.tgt_ttl, now)
         return tgt
@@ -115,13 +126,13 @@ class _CasState:
         return found
 
     def issue_ticket(
-        self, student_id: str, service: str, *, from_new_login: bool, authenticated_at: float
+        self, student_id: str, service: str, *, from_new_login: bool, authenticated_at: float, tgt: str
     ) -> str:
         now = self.clock()
         _purge(self.tickets, now)
         ticket = self._new_id("ST-", self.tickets)
         self.tickets[ticket] = _ServiceTicket(
-            student_id, service, now + self.ticket_ttl, from_new_login, authenticated_at
+            student_id, service, now + self.ticket_ttl, from_new_login, authenticated_at, tgt
         )
         return ticket
 
@@ -136,6 +147,10 @@ _STATE: Final = web.AppKey("cas_sandbox_state", _CasState)
 _TEMPLATES: Final = web.AppKey("cas_sandbox_templates", jinja2.Environment)
 _SCHOOL: Final = web.AppKey("cas_sandbox_school", str)
 _SHOW_ACCOUNTS: Final = web.AppKey("cas_sandbox_show_accounts", bool)
+_SINGLE_LOGOUT: Final = web.AppKey("cas_sandbox_single_logout", bool)
+_LOGOUT_TIMEOUT: Final = aiohttp.ClientTimeout(total=5)
+SAML_PROTOCOL: Final = "urn:oasis:names:tc:SAML:2.0:protocol"
+SAML_ASSERTION: Final = "urn:oasis:names:tc:SAML:2.0:assertion"
 
 
 def create_cas_sandbox(
@@ -147,6 +162,7 @@ def create_cas_sandbox(
     random: Callable[[int], str] | None = None,
     school: str = "上海工程技术大学",
     show_accounts: bool = False,
+    single_logout: bool = True,
 ) -> web.Application:
     """Build the CAS emulator: /login, /logout, /serviceValidate and /p3/serviceValidate."""
     _check_users(users)
@@ -162,6 +178,7 @@ def create_cas_sandbox(
     )
     app[_SCHOOL] = school
     app[_SHOW_ACCOUNTS] = show_accounts
+    app[_SINGLE_LOGOUT] = single_logout
     aiohttp_jinja2.setup(
         app,
         app_key=_TEMPLATES,
@@ -186,7 +203,12 @@ async def _login_form(request: web.Request) -> web.Response:
     if session is not None:
         if service is not None:
             return _redirect_with_ticket(
-                request, session.student_id, service, from_new_login=False, at=session.authenticated_at
+                request,
+                session.student_id,
+                service,
+                from_new_login=False,
+                at=session.authenticated_at,
+                tgt=_tgc(request) or "",
             )
         return _logged_in_page(request, state.users[session.student_id])
     return _render_login(request, service=service, username="", error=None)
@@ -210,7 +232,7 @@ async def _login_submit(request: web.Request) -> web.Response:
     tgt = state.open_session(user)
     if service is not None:
         response = _redirect_with_ticket(
-            request, user.student_id, service, from_new_login=True, at=state.clock()
+            request, user.student_id, service, from_new_login=True, at=state.clock(), tgt=tgt
         )
     else:
         response = _logged_in_page(request, user)
@@ -228,8 +250,10 @@ async def _login_submit(request: web.Request) -> web.Response:
 async def _logout(request: web.Request) -> web.Response:
     state = request.app[_STATE]
     tgt = _tgc(request)
-    if tgt:
-        state.sessions.pop(tgt, None)
+    if tgt and state.sessions.pop(tgt, None) is not None:
+        logins = state.validated.pop(tgt, [])
+        if request.app[_SINGLE_LOGOUT]:
+            await _single_logout(logins, state.clock())
     service = request.query.get("service")
     # A link, not a redirect: the emulator keeps no service registry, so redirecting would be open.
     link = service if service is not None and _is_acceptable_service(service) else None
@@ -270,6 +294,7 @@ async def _service_validate(request: web.Request) -> web.Response:
         return _failure("INVALID_TICKET", f"Ticket '{shown}' did not come from an initial login")
     if "pgtUrl" in request.query:
         return _failure("UNAUTHORIZED_SERVICE_PROXY", "The emulator does not issue proxy-granting tickets")
+    state.validated.setdefault(issued.tgt, []).append((service, ticket))
     return _success(state.users[issued.student_id], issued)
 
 
@@ -323,12 +348,35 @@ def _render(
 
 
 def _redirect_with_ticket(
-    request: web.Request, student_id: str, service: str, *, from_new_login: bool, at: float
+    request: web.Request, student_id: str, service: str, *, from_new_login: bool, at: float, tgt: str
 ) -> web.Response:
     ticket = request.app[_STATE].issue_ticket(
-        student_id, service, from_new_login=from_new_login, authenticated_at=at
+        student_id, service, from_new_login=from_new_login, authenticated_at=at, tgt=tgt
     )
     return web.Response(status=302, headers={"Location": _with_ticket(service, ticket), **_NO_CACHE})
+
+
+async def _single_logout(logins: Sequence[tuple[str, str]], now: float) -> None:
+    """POST a LogoutRequest to each service that validated a ticket of the ended session."""
+    if not logins:
+        return
+    instant = datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    async with aiohttp.ClientSession(timeout=_LOGOUT_TIMEOUT) as http:
+        for service, ticket in logins:
+            document = (
+                f'<samlp:LogoutRequest xmlns:samlp="{SAML_PROTOCOL}" xmlns:saml="{SAML_ASSERTION}" '
+                f'ID="LR-{_random_token(_TICKET_RANDOM_CHARS)}" Version="2.0" IssueInstant="{instant}">'
+                "<saml:NameID>@NOT_USED@</saml:NameID>"
+                f"<samlp:SessionIndex>{escape(ticket)}</samlp:SessionIndex>"
+                "</samlp:LogoutRequest>"
+            )
+            form = {"logoutRequest": document}
+            try:
+                async with http.post(service, data=form, allow_redirects=False) as answer:
+                    await answer.read()
+            except (aiohttp.ClientError, TimeoutError):
+                # Best effort, as a CAS server's is: a service that is down keeps its session.
+                continue
 
 
 def _with_ticket(service: str, ticket: str) -> str:

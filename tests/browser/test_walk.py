@@ -151,3 +151,15 @@ def test_logging_out_of_both_lets_another_student_log_in(new_phone: NewPhone, de
     expect(page.locator("#username")).to_have_value("")
     shared.login(LISI.student_id)
     expect(page.locator("dl.who")).to_contain_text(LISI.name)
+
+
+def test_logging_out_of_cas_ends_the_session_here(new_phone: NewPhone, demo: Demo) -> None:
+    shared = new_phone("shared")
+    page = shared.page
+    shared.login(ZHANGSAN.student_id)
+    # Straight to the unified identity's logout: its single logout reaches the service.
+    shared.open("/sandbox/cas/logout")
+    expect(page.get_by_text("您已安全退出统一身份认证")).to_be_visible()
+    shared.open("/me")
+    expect(page.locator("#outcome")).to_contain_text("您尚未登录")
+    shared.shot("cas-single-logout")

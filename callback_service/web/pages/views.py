@@ -359,7 +359,7 @@ async def bind_qr(request: web.Request) -> web.StreamResponse:
 
 @page
 async def help_page(request: web.Request) -> web.StreamResponse:
-    """/help: the guide's chapter 2, errors 2.1 to 2.4 with their causes and remedies."""
+    """/help: the guide's 1.2 rules and 1.3 steps, then chapter 2's errors with causes and remedies."""
     return render(request, "help.html", {"entries": guide_entries(), "rules": RULES, "steps": STEPS})
 
 
@@ -368,13 +368,7 @@ async def me(request: web.Request) -> web.StreamResponse:
     """/me: a logged-in student's binding state, the phone masked."""
     session = await request.app[SESSIONS].load(request)
     if session is None:
-        return message(
-            request,
-            title="您尚未登录",
-            text="查看绑定状态前，请先使用学号登录统一身份认证。",
-            status=200,
-            link=(url(request, "bind"), "登录统一身份认证"),
-        )
+        return _not_logged_in(request, "查看绑定状态前，请先使用学号登录统一身份认证。")
     store = request.app[STORE]
     binding = await store.get_binding(session.student_id)
     entry = await store.directory_get(session.student_id)
@@ -397,12 +391,7 @@ async def logout_page(request: web.Request) -> web.StreamResponse:
     """GET /logout (a link typed or kept): a button that logs out, or word that no one is logged in."""
     session = await request.app[SESSIONS].load(request)
     if session is None:
-        return message(
-            request,
-            title="您尚未登录",
-            text="您当前没有登录，无需退出。如需绑定手机号，请先使用学号登录统一身份认证。",
-            status=200,
-        )
+        return _not_logged_in(request, "您当前没有登录，无需退出。如需绑定手机号，请先登录统一身份认证。")
     context = {"csrf": session.csrf, "logout_url": url(request, "logout"), "name": session.name}
     return render(request, "logout.html", context)
 
@@ -428,6 +417,12 @@ async def logout(request: web.Request) -> web.StreamResponse:
 
 
 # helpers
+
+
+def _not_logged_in(request: web.Request, text: str) -> web.Response:
+    return message(
+        request, title="您尚未登录", text=text, status=200, link=(url(request, "bind"), "登录统一身份认证")
+    )
 
 
 @dataclass(frozen=True, slots=True)

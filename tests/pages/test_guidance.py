@@ -167,3 +167,10 @@ async def test_a_form_of_unknown_origin_keeps_nothing(env: PagesEnv) -> None:
     anonymous = await env.submit("13900000666", form=forged, follow=False)
     assert anonymous.status == 403
     assert "Set-Cookie" not in anonymous.headers
+
+
+async def test_me_says_where_to_unfollow_a_followed_student(env: PagesEnv) -> None:
+    await env.bind("2021001", "13800000001")
+    await env.store.follow("2021001", "o-wechat", actor=Actor(who="wecom", source="test"))
+    page = await (await env.client.get("/me")).text()
+    assert "打开“上海工程技术大学”企业号（企业微信插件）" in page

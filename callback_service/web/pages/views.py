@@ -263,7 +263,7 @@ async def _expired_form(
         kept = await sessions.load_kept(request)
         text = "登录状态已失效，本次提交没有生效。请重新开始认证绑定。"
         link = None
-        if kept is None or not kept.csrf_ok(token):
+        if kept is None or not (kept.csrf_ok(token) or kept.former_csrf_ok(token)):
             return message(request, title="页面已过期", text=text, status=403)
         owner = kept
     elif session.former_csrf_ok(token):

@@ -1,18 +1,108 @@
-"""Logging set-up, and an access log that never records query strings (tickets, codes)."""
+"""Logging: JSON lines or readable text, a request id on every line, and a query-free access log.
+
+The request id lives in a context variable: the request middleware sets it for a request, and the
+inbox's worker sets it for the event that request stored, so every line of both carries it. A
+handler filter copies it onto the record, which costs nothing for a record that the level drops.
+"""
 
 from __future__ import annotations
 
+import contextvars
+import datetime as dt
+import json
 import logging
+import re
+import secrets
+from typing import Final, Literal
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+
+LogFormat = Literal["json", "text"]
+
+REQUEST_ID_HEADER: Final = "X-Request-Id"
+REQUEST_ID: Final[contextvars.ContextVar[str | None]] = contextvars.ContextVar("request_id", default=None)
+# What a proxy's id may look like; anything else is replaced by our own (it reaches every log line).
+_VALID_REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+# The attributes every LogRecord has; any other attribute came from `extra=` and is an event's field.
+_RECORD_ATTRIBUTES: Final = frozenset(
+    logging.LogRecord("", 0, "", 0, "", None, None).__dict__
+) | {"message", "asctime", "request_id"}
+
+
+def new_request_id() -> str:
+    """A fresh request id: URL-safe base64, so that it never reads as a run of digits (a phone)."""
+    return secrets.token_urlsafe(12)
+
+
+def accept_request_id(value: str | None) -> str:
+    """The proxy's request id when it is well formed, else a fresh one."""
+    if value and _VALID_REQUEST_ID.fullmatch(value):
+        return value
+    return new_request_id()
+
+
+class RequestIdFilter(logging.Filter):
+    """Copies the current request id onto each record that a handler is about to emit."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Set record.request_id (None outside a request or event); never drops a record."""
+        if not hasattr(record, "request_id"):
+            record.request_id = REQUEST_ID.get()
+        return True
+
+
+def record_fields(record: logging.LogRecord) -> dict[str, object]:
+    """The fields a log call gave in `extra=`: the event's or the page's."""
+    return {key: value for key, value in record.__dict__.items() if key not in _RECORD_ATTRIBUTES}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request_id and the record's fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as one line of JSON."""
+        line: dict[str, object] = {
+            "time": dt.datetime.fromtimestamp(record.created, tz=dt.UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": getattr(record, "request_id", None),
+        }
+        line.update(record_fields(record))
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """Readable lines: time, level, logger, message, then the request id and the fields as key=value."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as a readable line (and its traceback, if any)."""
+        text = super().format(record)
+        extras = [f"{key}={value}" for key, value in record_fields(record).items()]
+        request_id = getattr(record, "request_id", None)
+        if request_id:
+            extras.insert(0, f"request_id={request_id}")
+        if not extras:
+            return text
+        head, newline, tail = text.partition("\n")
+        return f"{head}  [{' '.join(extras)}]{newline}{tail}"
 
 
 class PathOnlyAccessLogger(AbstractAccessLogger):
     """Logs method, path, status and time; the query is left out, since it may carry a ticket or code."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        """Write one access line."""
+        """Write one access line, with the request's id and its route as fields."""
+        if not self.logger.isEnabledFor(logging.INFO):
+            return
+        info = request.match_info.route.resource if isinstance(request, web.Request) else None
         self.logger.info(
             '%s "%s %s" %d %.1fms',
             request.remote,
@@ -20,13 +110,18 @@ class PathOnlyAccessLogger(AbstractAccessLogger):
             request.path,
             response.status,
             time * 1000,
+            extra={
+                "request_id": response.headers.get(REQUEST_ID_HEADER),
+                "route": info.canonical if info is not None else None,
+                "status": response.status,
+                "duration_ms": round(time * 1000, 1),
+            },
         )
 
 
-def configure_logging(level: str) -> None:
-    """Send log lines to stderr at the given level."""
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        force=True,
-    )
+def configure_logging(level: str, log_format: LogFormat = "text") -> None:
+    """Send log lines to stderr at the given level, as JSON lines or readable text."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    handler.addFilter(RequestIdFilter())
+    logging.basicConfig(level=level, handlers=[handler], force=True)

@@ -10,7 +10,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import (
@@ -165,6 +165,12 @@ class Settings(BaseModel):
         default=(), description="reverse proxies (IPs or CIDR networks) whose X-Forwarded-For is believed"
     )
     log_level: str = Field(default="INFO")
+    metrics_token: SecretStr | None = Field(
+        default=None, description="the bearer token /metrics asks for; unset, /metrics answers 404"
+    )
+    log_format: Literal["json", "text"] | None = Field(
+        default=None, description="json (one object per line) or text; serve defaults to json, demo to text"
+    )
 
     @field_validator("encoding_aes_key", "contacts_encoding_aes_key")
     @classmethod
@@ -284,6 +290,15 @@ class Settings(BaseModel):
             except ValueError:
                 raise ValueError(f"{str(item)[:64]!r} is not an IP address or a CIDR network") from None
         return tuple(networks)
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _check_metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
 
     @field_validator("log_level")
     @classmethod

@@ -227,3 +227,8 @@ class Store(KeyValueStore, Protocol):
     async def inbox_stats(self) -> InboxStats:
         """Return the pending, leased and dead counts."""
         ...
+
+    async def inbox_oldest_pending(self) -> float | None:
+        """Return when the oldest event not yet handled (ready, retrying or leased; not dead) was
+        stored, or None when there is none."""
+        ...

@@ -6,6 +6,7 @@ CI=true, where they fail.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -15,6 +16,8 @@ import pytest
 from callback_service.store import open_store
 from handlers.contracts import Store
 from tests.store.support import FakeClock, RedisServer, require_redis_server
+from tests.support.logscan import PhoneScanner, lines_with_full_phones
+from tests.support.processes import all_output
 from tests.support.world import store_url_for
 
 
@@ -65,3 +68,23 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         request.getfixturevalue("redis_server") if request.param == "redis" else None
     )
     return store_url_for(request.param, tmp_path, redis_server)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_full_phone_in_any_log() -> Iterator[None]:
+    """Phones are personal data: fail the run when any log line of it, ours or a started process's,
+    holds a full mobile number (the fixtures' phones are all 1[3-9] and 11 digits)."""
+    scanner = PhoneScanner()
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(scanner)
+    root.setLevel(logging.INFO)
+    yield
+    root.removeHandler(scanner)
+    root.setLevel(previous)
+    offending = scanner.offending + lines_with_full_phones(
+        line for output in all_output() for line in output.splitlines()
+    )
+    if offending:
+        shown = "\n".join(line[:300] for line in offending[:20])
+        pytest.fail(f"{len(offending)} log line(s) of this run hold a full phone number:\n{shown}")

@@ -5,6 +5,10 @@ WeCom retry (the same message) is a no-op while two different events in the same
 kept. Workers lease events, run the dispatcher, and retry failures with backoff; an event that
 keeps failing goes to the dead letters, with a metric and a log line. Leases make the inbox
 crash-safe: events a dead process held become takeable again when their lease runs out.
+
+The stored payload is the decrypted XML behind an envelope of one XML comment that names the id of
+the request which delivered it, so that the worker's log lines carry that id too. A comment before
+the root is well-formed XML: a payload with or without it parses the same.
 """
 
 from __future__ import annotations
@@ -14,11 +18,13 @@ import contextlib
 import hashlib
 import logging
 import random
+import time
 from collections.abc import Callable
 from typing import Final
 
 from callback_service.callbacks.xml import MalformedXml, parse_event
-from callback_service.metrics import Metrics
+from callback_service.logs import REQUEST_ID
+from callback_service.metrics import HANDLER_SECONDS, Metrics
 from handlers.binding import InboxItem
 from handlers.contracts import Store, StoreUnavailable
 from handlers.dispatch import Dispatcher
@@ -35,6 +41,25 @@ DUPLICATES: Final = "wecom_bind_inbox_duplicates_total"
 def dedup_key(event: Event) -> str:
     """The inbox key of an event: a hash of the decrypted message itself."""
     return hashlib.sha256(event.raw.encode("utf-8")).hexdigest()
+
+
+_ENVELOPE_HEAD: Final = "<!-- request-id: "
+_ENVELOPE_TAIL: Final = " -->"
+
+
+def envelope(request_id: str | None, raw: str) -> str:
+    """The payload to store: the event's XML, behind the id of the request that delivered it."""
+    return raw if request_id is None else f"{_ENVELOPE_HEAD}{request_id}{_ENVELOPE_TAIL}{raw}"
+
+
+def open_envelope(payload: str) -> tuple[str | None, str]:
+    """The request id (None when the payload has none) and the event's XML of a stored payload."""
+    if not payload.startswith(_ENVELOPE_HEAD):
+        return None, payload
+    end = payload.find(_ENVELOPE_TAIL, len(_ENVELOPE_HEAD))
+    if end < 0:
+        return None, payload
+    return payload[len(_ENVELOPE_HEAD):end], payload[end + len(_ENVELOPE_TAIL):]
 
 
 def backoff(attempts: int, *, base: float = 0.5, cap: float = 60.0) -> float:
@@ -75,7 +100,8 @@ class Inbox:
 
     async def accept(self, event: Event) -> None:
         """Store the event durably; only then may the callback be acknowledged."""
-        appended = await self._store.inbox_append(dedup_key(event), event.kind, event.raw)
+        payload = envelope(REQUEST_ID.get(), event.raw)
+        appended = await self._store.inbox_append(dedup_key(event), event.kind, payload)
         if appended:
             self._wakeup.set()
         else:
@@ -153,20 +179,34 @@ class Inbox:
                 await self._wakeup.wait()
 
     async def _handle(self, item: InboxItem) -> None:
+        request_id, raw = open_envelope(item.payload)
+        token = REQUEST_ID.set(request_id)
         try:
-            event = parse_event(item.payload.encode("utf-8"))
+            await self._handle_event(item, raw)
+        finally:
+            REQUEST_ID.reset(token)
+
+    async def _handle_event(self, item: InboxItem, raw: str) -> None:
+        try:
+            event = parse_event(raw.encode("utf-8"))
         except MalformedXml as exc:
             # Cannot happen for what the receiver stored; a corrupt row must not loop forever.
             await self._dead(item, f"unparseable payload: {exc}")
             return
+        started = time.perf_counter()
         try:
             await self._dispatcher.dispatch(event)
         except Exception as exc:  # any handler failure is retried, then dead-lettered
+            self._metrics.observe(HANDLER_SECONDS, time.perf_counter() - started, event=event.kind)
             await self._failed(item, event, exc)
             return
+        self._metrics.observe(HANDLER_SECONDS, time.perf_counter() - started, event=event.kind)
         await self._store.inbox_done(item.id)
         self._metrics.inc(HANDLED, kind=event.kind)
-        log.info("inbox event %d handled: %s for member %s", item.id, event.kind, event.user_id)
+        log.info(
+            "inbox event %d handled: %s for member %s", item.id, event.kind, event.user_id,
+            extra={"inbox_id": item.id, "event": event.kind, "member": event.user_id},
+        )
 
     async def _failed(self, item: InboxItem, event: Event, exc: Exception) -> None:
         self._metrics.inc(FAILED, kind=event.kind)
@@ -175,9 +215,15 @@ class Inbox:
             await self._dead(item, error)
             return
         attempts = await self._store.inbox_retry(item.id, error, delay=self._retry_delay(item.attempts + 1))
-        log.warning("inbox event %d (%s) failed, attempt %d: %s", item.id, event.kind, attempts, error)
+        log.warning(
+            "inbox event %d (%s) failed, attempt %d: %s", item.id, event.kind, attempts, error,
+            extra={"inbox_id": item.id, "event": event.kind, "member": event.user_id, "attempts": attempts},
+        )
 
     async def _dead(self, item: InboxItem, error: str) -> None:
         await self._store.inbox_dead(item.id, error)
         self._metrics.inc(DEAD, kind=item.event_type)
-        log.error("inbox event %d (%s) moved to the dead letters: %s", item.id, item.event_type, error)
+        log.error(
+            "inbox event %d (%s) moved to the dead letters: %s", item.id, item.event_type, error,
+            extra={"inbox_id": item.id, "event": item.event_type},
+        )

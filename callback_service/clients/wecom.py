@@ -151,6 +151,10 @@ class _Transient(Exception):
         self.reason = reason
 
 
+ApiObserver = Callable[[str, int, float], None]
+"""Told of each WeCom API request: the endpoint, its errcode (-1: no answer) and the seconds it took."""
+
+
 class WeComClient:
     """Calls the WeCom API with one secret (the app's or the contacts-sync one)."""
 
@@ -174,6 +178,7 @@ class WeComClient:
         lock_poll: float = 0.05,
         timer: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        observe: ApiObserver | None = None,
     ) -> None:
         if not secret:
             raise InvalidSecret(40001, "empty secret")
@@ -196,6 +201,7 @@ class WeComClient:
         self._lock_poll = lock_poll
         self._timer = timer
         self._sleep = sleep
+        self._observe = observe
         digest = hashlib.sha256(f"{corp_id}\0{secret}".encode()).hexdigest()[:32]
         self._cache_key = f"wecom:token:{digest}"
         self._lock_name = f"wecom:token-refresh:{digest}"
@@ -469,6 +475,23 @@ class WeComClient:
         raise WeComUnavailable(last.errcode, last.reason)
 
     async def _request(
+        self, method: str, api: str, params: Mapping[str, str], json_body: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        if self._observe is None:
+            return await self._request_once(method, api, params, json_body)
+        started = time.perf_counter()
+        errcode = -1  # no answer: a timeout, a transport error, an HTTP error or a body that is not JSON
+        try:
+            data = await self._request_once(method, api, params, json_body)
+            errcode = 0
+            return data
+        except (WeComError, _Transient) as exc:
+            errcode = exc.errcode
+            raise
+        finally:
+            self._observe(api, errcode, time.perf_counter() - started)
+
+    async def _request_once(
         self, method: str, api: str, params: Mapping[str, str], json_body: Mapping[str, Any] | None
     ) -> dict[str, Any]:
         try:

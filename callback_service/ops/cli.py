@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -14,7 +15,7 @@ from callback_service.logs import PathOnlyAccessLogger, configure_logging
 from callback_service.ops import admin, directory, qr
 from callback_service.store import open_store
 from callback_service.web.app import create_app
-from config import Settings, SettingsError, load_settings
+from config import Settings, SettingsError, env_name, load_settings
 from handlers.contracts import Store, StoreUnavailable
 
 
@@ -45,7 +46,7 @@ def _run(app: web.Application, args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format or "json")
     return _run(create_app(settings), args)
 
 
@@ -58,7 +59,12 @@ def _demo(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
 
-    configure_logging("INFO")
+    # The demo makes up its own settings; only the log format comes from the environment.
+    log_format = os.environ.get(env_name("log_format"), "text")
+    if log_format not in ("json", "text"):
+        print(f"wecom-bind: {env_name('log_format')}: must be json or text", file=sys.stderr)
+        return 2
+    configure_logging("INFO", "json" if log_format == "json" else "text")
     data_dir = Path(args.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     return _run(create_demo_app(host=args.host, port=args.port, data_dir=data_dir), args)

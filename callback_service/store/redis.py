@@ -1073,3 +1073,24 @@ class RedisStore:
         """Return the inbox counts."""
         pending, leased, dead = await self._inbox(self._inbox_stats)
         return InboxStats(pending=int(pending), leased=int(leased), dead=int(dead))
+
+    async def inbox_oldest_pending(self) -> float | None:
+        """Return when the oldest event not yet handled was stored."""
+        script = self._redis.register_script(_INBOX_PRELUDE + _INBOX_OLDEST)
+        created = await self._inbox(script)
+        return None if created is None else float(created)
+
+
+# The zero-padded ids grow with creation, so the smallest id of the ready and leased sets is the
+# oldest live event; the sets are scanned in full, which a scrape can afford at an inbox's depth.
+_INBOX_OLDEST: Final = r"""
+local oldest = nil
+for _, set in ipairs({READY, LEASED}) do
+  local first = redis.call('ZRANGE', set, 0, -1)
+  for _, id in ipairs(first) do
+    if oldest == nil or id < oldest then oldest = id end
+  end
+end
+if oldest == nil then return nil end
+return redis.call('HGET', P .. 'inbox:i:' .. oldest, 'created')
+"""

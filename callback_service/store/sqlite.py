@@ -1057,6 +1057,18 @@ class SqliteStore:
 
         return await self._read(run)
 
+    async def inbox_oldest_pending(self) -> float | None:
+        """Return when the oldest event not yet handled was stored."""
+
+        def run(c: sqlite3.Connection) -> float | None:
+            # Ids grow with creation: the first live row in id order is the oldest.
+            values = c.execute(
+                "SELECT created_at FROM inbox WHERE state != 'dead' ORDER BY id LIMIT 1"
+            ).fetchone()
+            return None if values is None else float(values[0])
+
+        return await self._read(run)
+
 
 def _item(values: tuple[object, ...]) -> InboxItem:
     item_id, dedup_key, event_type, payload, attempts, created_at, last_error = values

@@ -12,7 +12,7 @@ from callback_service.callbacks import endpoint as callback
 from callback_service.callbacks.inbox import Inbox
 from callback_service.callbacks.receiver import CallbackReceiver
 from callback_service.clients.wecom import WeComClient
-from callback_service.metrics import Metrics
+from callback_service.metrics import WECOM_API_SECONDS, Metrics
 from callback_service.store import open_store
 from callback_service.web import health
 from callback_service.web.keys import (
@@ -27,7 +27,7 @@ from callback_service.web.keys import (
     WECOM_APP,
     WECOM_CONTACTS,
 )
-from callback_service.web.middlewares import error_middleware, error_pages
+from callback_service.web.middlewares import error_middleware, error_pages, request_id_middleware
 from callback_service.web.pages import setup_pages
 from config import Settings
 from crypto import WeComCrypto
@@ -76,8 +76,16 @@ async def _wecom_ctx(app: web.Application) -> AsyncIterator[None]:
             secret=secret.get_secret_value(),
             store=app[STORE],
             clock=app[CLOCK],
+            observe=_wecom_observer(app[METRICS]),
         )
     yield
+
+
+def _wecom_observer(metrics: Metrics) -> Callable[[str, int, float], None]:
+    def observe(endpoint: str, errcode: int, seconds: float) -> None:
+        metrics.observe(WECOM_API_SECONDS, seconds, endpoint=endpoint, errcode=str(errcode))
+
+    return observe
 
 
 def _inbox_ctx(*, run_workers: bool) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -119,7 +127,8 @@ def create_app(
     # A path typed with a trailing slash (/bind/) is sent, relatively, to the one without it.
     trailing_slash = web.normalize_path_middleware(append_slash=False, remove_slash=True)
     app = web.Application(
-        middlewares=[error_middleware, error_pages, trailing_slash], client_max_size=CLIENT_MAX_SIZE
+        middlewares=[request_id_middleware, error_middleware, error_pages, trailing_slash],
+        client_max_size=CLIENT_MAX_SIZE,
     )
     app[SETTINGS] = settings
     app[CLOCK] = clock

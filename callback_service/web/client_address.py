@@ -17,7 +17,7 @@ from aiohttp import hdrs, web
 from callback_service.web.keys import SETTINGS
 from config.settings import ProxyNetwork
 
-__all__ = ["UNKNOWN", "client_address", "client_of", "resolve_client_address"]
+__all__ = ["UNKNOWN", "client_address", "client_of", "from_trusted_proxy", "resolve_client_address"]
 
 UNKNOWN: Final = "unknown"
 # A header longer than this is not a chain of proxies; its right part is still read.
@@ -36,6 +36,15 @@ def client_address(request: web.Request, trusted_proxies: Sequence[ProxyNetwork]
 def client_of(request: web.Request) -> str:
     """The client's address of a request to our app, by the app's setting `trusted_proxies`."""
     return client_address(request, request.app[SETTINGS].trusted_proxies)
+
+
+def from_trusted_proxy(request: web.Request) -> bool:
+    """Whether the request's peer is one of the app's trusted reverse proxies."""
+    proxies = request.app[SETTINGS].trusted_proxies
+    if not proxies:
+        return False
+    address = _parse(request.remote)
+    return address is not None and _trusted(address, proxies)
 
 
 def resolve_client_address(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 from importlib import metadata
 
 from aiohttp import web
 
 from callback_service.clients.wecom import WeComError
-from callback_service.web.keys import METRICS, STORE, WECOM_APP
+from callback_service.metrics import CONTENT_TYPE
+from callback_service.web.keys import CLOCK, METRICS, SETTINGS, STORE, WECOM_APP
 from handlers.contracts import StoreNotDurable, StoreUnavailable
 
 
@@ -50,14 +52,29 @@ async def ready(request: web.Request) -> web.Response:
     return web.json_response(body, status=200 if ok else 503)
 
 
+def _may_scrape(request: web.Request) -> bool:
+    token = request.app[SETTINGS].metrics_token
+    if token is None:
+        return False
+    given = request.headers.get("Authorization", "")
+    expected = "Bearer " + token.get_secret_value()
+    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus text: the counters, and the inbox's depth."""
-    stats = await request.app[STORE].inbox_stats()
+    """Prometheus text for a scraper with the bearer token; 404 to anyone else, or without a token set."""
+    if not _may_scrape(request):
+        raise web.HTTPNotFound()
+    store = request.app[STORE]
+    stats = await store.inbox_stats()
+    oldest = await store.inbox_oldest_pending()
+    age = 0.0 if oldest is None else max(0.0, request.app[CLOCK]() - oldest)
     text = request.app[METRICS].render(
         {
             "wecom_bind_inbox_pending": stats.pending,
             "wecom_bind_inbox_leased": stats.leased,
             "wecom_bind_inbox_dead": stats.dead,
+            "wecom_bind_inbox_oldest_pending_age_seconds": age,
         }
     )
-    return web.Response(text=text, content_type="text/plain", charset="utf-8")
+    return web.Response(body=text.encode("utf-8"), headers={"Content-Type": CONTENT_TYPE})

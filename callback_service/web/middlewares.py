@@ -1,14 +1,19 @@
-"""Turns domain failures into HTTP answers at the edge, never leaking internals, and every HTTP error
-that a browser can reach into a page of the site."""
+"""The request id of every request; domain failures turned into HTTP answers that leak nothing; and
+every HTTP error that a browser can reach turned into a page of the site."""
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Final
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from callback_service.logs import REQUEST_ID, REQUEST_ID_HEADER, accept_request_id
+from callback_service.metrics import CALLBACK_SECONDS, PAGE_SECONDS
+from callback_service.web.client_address import from_trusted_proxy
+from callback_service.web.keys import METRICS
 from callback_service.web.pages.render import SECURITY_HEADERS, message, url
 from handlers.contracts import StoreUnavailable
 
@@ -20,6 +25,42 @@ MACHINE_PATHS: Final = frozenset(
 """Paths that WeCom and monitoring call: their answers stay plain for the machines that read them."""
 # Headers of an HTTP error that still mean something on its page.
 _KEPT_HEADERS: Final = ("Allow", "Retry-After")
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Give the request an id, on every log line of it and in the X-Request-Id of its answer, and
+    time it: the callback's acknowledgement, or the page's route.
+
+    The id of the proxy in front is kept when well formed, so that its log and ours join up.
+    """
+    started = time.perf_counter()
+    # Only a trusted proxy's id is kept: anyone else could plant misleading ids in our logs.
+    offered = request.headers.get(REQUEST_ID_HEADER) if from_trusted_proxy(request) else None
+    request_id = accept_request_id(offered)
+    token = REQUEST_ID.set(request_id)
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers[REQUEST_ID_HEADER] = request_id
+        raise
+    finally:
+        REQUEST_ID.reset(token)
+        _observe(request, time.perf_counter() - started)
+    response.headers[REQUEST_ID_HEADER] = request_id
+    return response
+
+
+def _observe(request: web.Request, seconds: float) -> None:
+    metrics = request.app.get(METRICS)
+    if metrics is None:  # an app of the sandbox's, mounted beside ours in the demo
+        return
+    route = request.match_info.route
+    if route.name == "callback":
+        metrics.observe(CALLBACK_SECONDS, seconds)
+        return
+    resource = route.resource
+    metrics.observe(PAGE_SECONDS, seconds, route=resource.canonical if resource is not None else "unmatched")
 
 
 @web.middleware

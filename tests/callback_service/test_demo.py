@@ -36,7 +36,12 @@ def test_demo_command_serves_its_start_page_and_both_sandboxes(tmp_path: Path) -
         with urllib.request.urlopen(base + "/sandbox/wecom/", timeout=5) as response:  # noqa: S310
             wecom_home = response.read().decode()
     finally:
-        stop(process)
+        _, stderr = stop(process)
+    # The demo's log is for people: readable lines, each request's id at the end of its access line.
+    access = [line for line in stderr.splitlines() if 'aiohttp.access' in line and '"GET /"' in line]
+    assert access
+    assert not access[0].startswith("{")
+    assert "request_id=" in access[0]
     for student in DEMO_STUDENTS:
         assert student.student_id in start
         assert student.name in start

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
@@ -57,6 +58,7 @@ async def test_subscribe_encrypted_by_wechatpy_is_accepted_and_dispatched(
             async with session.post(base + "/wecom/callback", params=query, data=reply.encode()) as response:
                 assert response.status == 200
                 assert await response.text() == "success"
+                request_id = response.headers["X-Request-Id"]
             query["msg_signature"] = "f" * 40
             async with session.post(base + "/wecom/callback", params=query, data=reply.encode()) as response:
                 assert response.status == 403
@@ -79,7 +81,14 @@ async def test_subscribe_encrypted_by_wechatpy_is_accepted_and_dispatched(
         assert [sent.touser for sent in state.messages] == [("zhangsan",)]
     finally:
         _, stderr = stop(process)
-    assert "handled: subscribe for member zhangsan" in stderr
+    # serve writes JSON lines; the worker's line carries the id of the request that stored the event.
+    lines = [json.loads(line) for line in stderr.splitlines() if line.strip()]
+    handled = [line for line in lines if "handled: subscribe for member zhangsan" in line["message"]]
+    assert len(handled) == 1
+    assert handled[0]["request_id"] == request_id
+    assert (handled[0]["event"], handled[0]["member"]) == ("subscribe", "zhangsan")
+    access = [line for line in lines if line["logger"] == "aiohttp.access" and line.get("route")]
+    assert any(line["request_id"] == request_id and line["status"] == 200 for line in access)
     assert "callback refused (403)" in stderr
     assert TOKEN not in stderr
     assert AES_KEY not in stderr

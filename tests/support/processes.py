@@ -15,6 +15,8 @@ from typing import IO
 
 # The files each started process writes its stdout and stderr to, by pid, until `stop` reads them.
 _OUTPUT: dict[int, tuple[IO[str], IO[str]]] = {}
+# What every stopped process wrote, for the session's scan of the logs (tests/support/logscan.py).
+_TRANSCRIPTS: list[str] = []
 
 
 def free_port() -> int:
@@ -67,7 +69,20 @@ def stop(process: subprocess.Popen[str], *, timeout: float = 10.0) -> tuple[str,
         process.kill()
         process.wait(timeout=timeout)
     stdout, stderr = _OUTPUT.pop(process.pid, (None, None))
-    return _read_back(stdout), _read_back(stderr)
+    output = _read_back(stdout), _read_back(stderr)
+    _TRANSCRIPTS.extend(output)
+    return output
+
+
+def all_output() -> list[str]:
+    """What every process started in this session wrote, stopped or not (for the scan of the logs)."""
+    running = []
+    for stdout, stderr in _OUTPUT.values():
+        for stream in (stdout, stderr):
+            stream.flush()
+            stream.seek(0)
+            running.append(stream.read())
+    return [*_TRANSCRIPTS, *running]
 
 
 def _read_back(stream: IO[str] | None) -> str:

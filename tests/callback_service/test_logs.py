@@ -1,0 +1,163 @@
+"""Log lines: JSON or text, and one request id on the answer, the request's lines and its event's lines."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from callback_service.callbacks.inbox import envelope, open_envelope
+from callback_service.logs import (
+    REQUEST_ID,
+    JsonFormatter,
+    RequestIdFilter,
+    TextFormatter,
+    accept_request_id,
+    new_request_id,
+)
+from callback_service.web.app import create_app
+from callback_service.web.keys import INBOX
+from tests.callback_service.conftest import NOW, Clock, Recorder
+from tests.support.callbacks import encrypt_callback, event_xml
+from tests.support.world import world_settings
+
+Client = TestClient[web.Request, web.Application]
+
+
+class Collector(logging.Handler):
+    """Keeps each record it is handed, after the request-id filter ran."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+        self.addFilter(RequestIdFilter())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def collected() -> Iterator[Collector]:
+    handler = Collector()
+    logger = logging.getLogger("callback_service")
+    previous = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(previous)
+
+
+def _record(message: str, **fields: object) -> logging.LogRecord:
+    logger = logging.getLogger("callback_service.test")
+    record = logger.makeRecord(logger.name, logging.INFO, __file__, 1, message, (), None, extra=fields)
+    RequestIdFilter().filter(record)
+    return record
+
+
+def test_a_json_line_holds_time_level_logger_message_request_id_and_the_fields() -> None:
+    token = REQUEST_ID.set("req-1")
+    try:
+        record = _record("inbox event 7 handled", event="subscribe", member="2021001")
+    finally:
+        REQUEST_ID.reset(token)
+    line = JsonFormatter().format(record)
+    assert "\n" not in line
+    data = json.loads(line)
+    assert set(data) == {"time", "level", "logger", "message", "request_id", "event", "member"}
+    assert data["level"] == "INFO"
+    assert data["logger"] == "callback_service.test"
+    assert data["message"] == "inbox event 7 handled"
+    assert data["request_id"] == "req-1"
+    assert (data["event"], data["member"]) == ("subscribe", "2021001")
+    assert data["time"].endswith("+00:00")
+
+
+def test_a_text_line_is_readable_with_the_request_id_and_fields_at_its_end() -> None:
+    token = REQUEST_ID.set("req-2")
+    try:
+        record = _record("page served", route="/bind")
+    finally:
+        REQUEST_ID.reset(token)
+    line = TextFormatter().format(record)
+    assert "INFO callback_service.test: page served" in line
+    assert line.endswith("[request_id=req-2 route=/bind]")
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(line)
+
+
+def test_a_line_outside_any_request_has_a_null_request_id() -> None:
+    assert json.loads(JsonFormatter().format(_record("worker started")))["request_id"] is None
+
+
+def test_request_ids_are_kept_when_well_formed_and_never_a_run_of_digits() -> None:
+    assert accept_request_id("abc-123.DEF_4:5") == "abc-123.DEF_4:5"
+    for hostile in ("", "a b", "x" * 129, "id\nforged", "<script>"):
+        assert accept_request_id(hostile) != hostile
+    assert len({new_request_id() for _ in range(100)}) == 100
+
+
+def test_the_envelope_carries_the_request_id_and_gives_the_xml_back() -> None:
+    raw = "<xml><Event>subscribe</Event></xml>"
+    assert open_envelope(envelope("req-3", raw)) == ("req-3", raw)
+    assert open_envelope(envelope(None, raw)) == (None, raw)
+    assert open_envelope(raw) == (None, raw)
+
+
+async def test_every_answer_carries_a_request_id(client: Client) -> None:
+    first = await client.get("/health")
+    second = await client.get("/health")
+    missing = await client.get("/no-such-page")
+    ids = [response.headers.get("X-Request-Id") for response in (first, second, missing)]
+    assert all(ids)
+    assert len(set(ids)) == 3
+    assert missing.status == 404
+
+
+@pytest.fixture
+async def proxied(
+    aiohttp_client: Callable[[web.Application], Awaitable[Client]],
+    clock: Clock,
+    recorder: Recorder,
+    store_url: str,
+) -> Client:
+    """The app behind a trusted reverse proxy on loopback (the test client's own address)."""
+    settings = world_settings(store_url=store_url, trusted_proxies=["127.0.0.1", "::1"])
+    app = create_app(settings, clock=clock, dispatcher=recorder.dispatcher(), run_workers=False)
+    return await aiohttp_client(app)
+
+
+async def test_an_untrusted_peer_cannot_choose_the_request_id(client: Client) -> None:
+    response = await client.get("/health", headers={"X-Request-Id": "nginx-0af3"})
+    assert response.headers["X-Request-Id"] not in ("", "nginx-0af3")
+
+
+async def test_the_proxy_request_id_is_kept_and_a_forged_one_replaced(proxied: Client) -> None:
+    client = proxied
+    kept = await client.get("/health", headers={"X-Request-Id": "nginx-0af3"})
+    assert kept.headers["X-Request-Id"] == "nginx-0af3"
+    replaced = await client.get("/health", headers={"X-Request-Id": "evil value"})
+    assert replaced.headers["X-Request-Id"] not in ("", "evil value")
+
+
+async def test_the_event_lines_carry_the_id_of_the_request_that_delivered_it(
+    proxied: Client, recorder: Recorder, collected: Collector
+) -> None:
+    client = proxied
+    signed = encrypt_callback(event_xml("subscribe", "2021001", create_time=NOW), timestamp=NOW)
+    response = await client.post(
+        "/wecom/callback", params=signed.query, data=signed.body, headers={"X-Request-Id": "wecom-push-1"}
+    )
+    assert response.status == 200
+    assert response.headers["X-Request-Id"] == "wecom-push-1"
+    assert REQUEST_ID.get() is None  # the worker below runs in this task: nothing is inherited
+    assert await client.app[INBOX].drain() == 1
+    assert [event.kind for event in recorder.events] == ["subscribe"]
+    handled = [record for record in collected.records if "handled" in record.getMessage()]
+    assert len(handled) == 1
+    assert getattr(handled[0], "request_id", None) == "wecom-push-1"
+    assert getattr(handled[0], "event", None) == "subscribe"

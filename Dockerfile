@@ -1,4 +1,5 @@
 # wecom-bind: the service image. Settings come from WECOM_BIND_* variables at run time, never from here.
+# Only the service is copied: no sandbox/ (the emulators), tests/ or bench/ (tests/ops/test_image.py checks).
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml setup.cfg README.md ./

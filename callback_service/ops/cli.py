@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sqlite3
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 from aiohttp import web
 
 from callback_service.logs import PathOnlyAccessLogger, configure_logging
-from callback_service.ops import admin, directory, qr
+from callback_service.ops import admin, backup, directory, qr
 from callback_service.store import open_store
 from callback_service.web.app import create_app
 from config import Settings, SettingsError, env_name, load_settings
@@ -184,6 +185,21 @@ def _directory_import(args: argparse.Namespace) -> int:
     return _store_command(run)(args)
 
 
+def _backup(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    try:
+        source = backup.sqlite_path(settings.store_url)
+        size = backup.backup_sqlite(source, Path(args.path))
+    except backup.BackupError as exc:
+        print(f"wecom-bind: {exc}", file=sys.stderr)
+        return 2
+    except sqlite3.Error as exc:
+        print(f"wecom-bind: backup failed: {exc}", file=sys.stderr)
+        return 3
+    print(f"{args.path}: {size} bytes, a consistent copy of {source}")
+    return 0
+
+
 def _add_page_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     qrcode = commands.add_parser("qrcode", help="the QR code of {public_base_url}/bind, for posters")
     qrcode.add_argument("--out", metavar="FILE", help="write a .png or .svg file instead of printing it")
@@ -220,6 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8080)
     demo.add_argument("--data-dir", default="data", help="where the demo's SQLite file lives")
     demo.set_defaults(run=_demo)
+
+    backup_parser = commands.add_parser(
+        "backup", help="copy the SQLite store to PATH while the service runs (SQLite's online backup)"
+    )
+    backup_parser.add_argument("path", metavar="PATH", help="a new file")
+    backup_parser.set_defaults(run=_backup)
 
     _add_admin_commands(commands)
     _add_page_commands(commands)

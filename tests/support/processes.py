@@ -10,7 +10,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import IO
 
 # The files each started process writes its stdout and stderr to, by pid, until `stop` reads them.
@@ -27,8 +27,10 @@ def free_port() -> int:
         return port
 
 
-def start_service(args: list[str], env: Mapping[str, str]) -> subprocess.Popen[str]:
-    """Start `python -m callback_service ARGS` with only the given WECOM_BIND_* variables.
+def start_service(
+    args: list[str], env: Mapping[str, str], *, command: Sequence[str] | None = None
+) -> subprocess.Popen[str]:
+    """Start `python -m callback_service ARGS` (or command ARGS) with only the given WECOM_BIND_* variables.
 
     Its output goes to temporary files rather than pipes, so that a chatty process never blocks
     on a full pipe; `stop` reads them back.
@@ -38,7 +40,8 @@ def start_service(args: list[str], env: Mapping[str, str]) -> subprocess.Popen[s
     stdout = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115 - stop() closes it
     stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115
     process = subprocess.Popen(
-        [sys.executable, "-m", "callback_service", *args], env=clean, stdout=stdout, stderr=stderr, text=True
+        [*(command or (sys.executable, "-m", "callback_service")), *args],
+        env=clean, stdout=stdout, stderr=stderr, text=True,
     )
     _OUTPUT[process.pid] = (stdout, stderr)
     return process

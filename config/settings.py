@@ -165,6 +165,10 @@ class Settings(BaseModel):
         default=(), description="reverse proxies (IPs or CIDR networks) whose X-Forwarded-For is believed"
     )
     log_level: str = Field(default="INFO")
+    audit_retention_days: int = Field(
+        default=365, ge=1, le=36500,
+        description="days the audit log is kept: audit prune and student erase keep anything younger",
+    )
     metrics_token: SecretStr | None = Field(
         default=None, description="the bearer token /metrics asks for; unset, /metrics answers 404"
     )

@@ -99,6 +99,8 @@ class AuditAction(enum.StrEnum):
     DELETE = "delete"
     RENAME = "rename"
     CONFLICT = "conflict"
+    EXPORT = "export"
+    ERASE = "erase"
 
 
 @dataclass(frozen=True, slots=True)

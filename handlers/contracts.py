@@ -11,6 +11,7 @@ from typing import Protocol
 
 from handlers.binding import (
     Actor,
+    AuditAction,
     AuditRecord,
     Binding,
     Claim,
@@ -101,6 +102,10 @@ class Store(KeyValueStore, Protocol):
         """Return the number of students in the directory."""
         ...
 
+    async def directory_delete(self, student_id: str) -> bool:
+        """Remove a student's directory entry (a data erasure); False when there was none."""
+        ...
+
     # bindings
 
     async def get_binding(self, member_id: str) -> Binding | None:
@@ -185,6 +190,16 @@ class Store(KeyValueStore, Protocol):
 
     async def audit_list(self, *, member_id: str | None = None, limit: int = 100) -> list[AuditRecord]:
         """Return audit records, newest first, optionally of one member only."""
+        ...
+
+    async def audit_note(self, member_id: str, action: AuditAction, detail: str, *, actor: Actor) -> None:
+        """Append an audit record of something done about the member that changes no binding
+        (a data request's export or erasure)."""
+        ...
+
+    async def audit_prune(self, before: float, *, member_id: str | None = None) -> int:
+        """Delete the audit records written before the time given (all, or one member's) and
+        return how many; the retention period is the caller's to respect."""
         ...
 
     # idempotency keys

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
+import json
 import os
 import sqlite3
 import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from aiohttp import web
 
 from callback_service.logs import PathOnlyAccessLogger, configure_logging
-from callback_service.ops import admin, backup, directory, qr
+from callback_service.ops import admin, backup, directory, personal_data, qr
 from callback_service.store import open_store
 from callback_service.web.app import create_app
 from config import Settings, SettingsError, env_name, load_settings
@@ -119,10 +122,29 @@ def _add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
         run=_store_command(lambda store, a: admin.binding_release(store, a.member_id, a.reason, print))
     )
 
-    audit = commands.add_parser("audit", help="the audit log, newest first")
+    audit = commands.add_parser("audit", help="the audit log, newest first; or prune it")
     audit.add_argument("--member", metavar="ID")
     audit.add_argument("--limit", type=int, default=100)
     audit.set_defaults(run=_store_command(lambda store, a: admin.audit(store, a.member, a.limit, print)))
+    audit_commands = audit.add_subparsers(dest="audit_command", metavar="ACTION")
+    prune = audit_commands.add_parser(
+        "prune", help="delete the records before DATE (UTC), never inside WECOM_BIND_AUDIT_RETENTION_DAYS"
+    )
+    prune.add_argument("--before", required=True, type=_date, metavar="YYYY-MM-DD")
+    prune.set_defaults(run=_store_command(_audit_prune))
+
+    student = commands.add_parser("student", help="a student's data request (PIPL): export or erase")
+    student_commands = student.add_subparsers(dest="student_command", required=True, metavar="ACTION")
+    export = student_commands.add_parser("export", help="print everything held about the student as JSON")
+    export.add_argument("member_id", metavar="ID")
+    export.add_argument("--reason", default="data request", metavar="TEXT", help="for the audit log")
+    export.set_defaults(run=_store_command(_student_export))
+    erase = student_commands.add_parser(
+        "erase", help="remove the binding, directory entry and sessions; keep the masked audit in retention"
+    )
+    erase.add_argument("member_id", metavar="ID")
+    erase.add_argument("--reason", default="data request", metavar="TEXT", help="for the audit log")
+    erase.set_defaults(run=_store_command(_student_erase))
 
     inbox = commands.add_parser("inbox", help="the callback inbox")
     inbox_commands = inbox.add_subparsers(dest="inbox_command", required=True, metavar="ACTION")
@@ -138,6 +160,45 @@ def _add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
 
 def _phone_arg(text: str) -> str:
     return sys.stdin.readline().strip() if text == "-" else text
+
+
+def _date(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}") from None
+
+
+async def _audit_prune(store: Store, args: argparse.Namespace) -> int:
+    retention = _settings(args).audit_retention_days
+    try:
+        count = await personal_data.prune_audit(store, args.before, now=time.time(), retention_days=retention)
+    except personal_data.RetentionError as exc:
+        print(f"wecom-bind: {exc}", file=sys.stderr)
+        return 2
+    print(f"{count} audit record(s) before {args.before.isoformat()} deleted")
+    return 0
+
+
+async def _student_export(store: Store, args: argparse.Namespace) -> int:
+    data = await personal_data.export_student(
+        store, args.member_id, now=time.time(), actor=admin.admin_actor(args.reason)
+    )
+    print(json.dumps(data, ensure_ascii=False, indent=2))
+    return 0
+
+
+async def _student_erase(store: Store, args: argparse.Namespace) -> int:
+    erasure = await personal_data.erase_student(
+        store, args.member_id, now=time.time(), retention_days=_settings(args).audit_retention_days,
+        actor=admin.admin_actor(args.reason),
+    )
+    print(
+        f"student {args.member_id}: binding {'removed' if erasure.binding else 'none'}, directory entry "
+        f"{'removed' if erasure.directory else 'none'}, {erasure.sessions} session(s) ended, "
+        f"{erasure.audit_records} audit record(s) past retention deleted"
+    )
+    return 0
 
 
 async def _reconcile(store: Store, args: argparse.Namespace) -> int:

@@ -1074,12 +1074,73 @@ class RedisStore:
         pending, leased, dead = await self._inbox(self._inbox_stats)
         return InboxStats(pending=int(pending), leased=int(leased), dead=int(dead))
 
+    # personal data (PIPL): small and self-contained, so that they move with the backend
+
+    async def directory_delete(self, student_id: str) -> bool:
+        """Remove a student's directory entry."""
+        with self._unavailable():
+            return bool(await self._redis.hdel(self._prefix + "dir", student_id))
+
+    async def audit_note(self, member_id: str, action: AuditAction, detail: str, *, actor: Actor) -> None:
+        """Append an audit record that changes nothing else."""
+        script = self._redis.register_script(_PRELUDE + _AUDIT_NOTE)
+        await self._rule(script, actor, member_id, action.value, detail)
+
+    async def audit_prune(self, before: float, *, member_id: str | None = None) -> int:
+        """Delete the audit records written before the time given, a bounded batch per script call."""
+        script = self._redis.register_script(_AUDIT_PRUNE)
+        pruned = 0
+        while True:
+            count = int(await self._run(
+                script, (), (self._prefix, repr(before), member_id or "", str(_PRUNE_BATCH))
+            ))
+            pruned += count
+            if count < _PRUNE_BATCH:
+                return pruned
+
     async def inbox_oldest_pending(self) -> float | None:
         """Return when the oldest event not yet handled was stored."""
         script = self._redis.register_script(_INBOX_PRELUDE + _INBOX_OLDEST)
         created = await self._inbox(script)
         return None if created is None else float(created)
 
+
+_AUDIT_NOTE: Final = r"""
+audit(ARGV[6], ARGV[5], nil, ARGV[7])
+return out('ok')
+"""
+
+# The audit lists are newest first, so the old records sit at their tails: pop them there while
+# they are older than ARGV[2], at most ARGV[4] per call, from one member's list (ARGV[3]) and the
+# whole log, or from the whole log and the lists of the members they name.
+_PRUNE_BATCH: Final = 500
+_AUDIT_PRUNE: Final = r"""
+local P, before, member, limit = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local function old_tail(key)
+  local last = redis.call('LINDEX', key, -1)
+  if not last then return nil end
+  if tonumber(cjson.decode(last).at) >= before then return nil end
+  return redis.call('RPOP', key)
+end
+local count = 0
+if member ~= '' then
+  while count < limit do
+    local record = old_tail(P .. 'audit:m:' .. member)
+    if not record then break end
+    redis.call('LREM', P .. 'audit', -1, record)
+    count = count + 1
+  end
+  return count
+end
+while count < limit do
+  local record = old_tail(P .. 'audit')
+  if not record then break end
+  local owner = cjson.decode(record).member
+  redis.call('LREM', P .. 'audit:m:' .. owner, -1, record)
+  count = count + 1
+end
+return count
+"""
 
 # The zero-padded ids grow with creation, so the smallest id of the ready and leased sets is the
 # oldest live event; the sets are scanned in full, which a scrape can afford at an inbox's depth.

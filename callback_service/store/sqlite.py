@@ -1057,6 +1057,36 @@ class SqliteStore:
 
         return await self._read(run)
 
+    # personal data (PIPL): small and self-contained, so that they move with the backend
+
+    async def directory_delete(self, student_id: str) -> bool:
+        """Remove a student's directory entry."""
+
+        def run(tx: _Tx) -> bool:
+            return tx.c.execute("DELETE FROM directory WHERE student_id = ?", (student_id,)).rowcount > 0
+
+        return await self._write(run)
+
+    async def audit_note(self, member_id: str, action: AuditAction, detail: str, *, actor: Actor) -> None:
+        """Append an audit record that changes nothing else."""
+
+        def run(tx: _Tx) -> None:
+            tx.audit(action, member_id, None, detail)
+
+        await self._write(run, actor)
+
+    async def audit_prune(self, before: float, *, member_id: str | None = None) -> int:
+        """Delete the audit records written before the time given."""
+
+        def run(tx: _Tx) -> int:
+            if member_id is None:
+                return tx.c.execute("DELETE FROM audit WHERE at < ?", (before,)).rowcount
+            return tx.c.execute(
+                "DELETE FROM audit WHERE member_id = ? AND at < ?", (member_id, before)
+            ).rowcount
+
+        return await self._write(run)
+
     async def inbox_oldest_pending(self) -> float | None:
         """Return when the oldest event not yet handled was stored."""
 

@@ -30,6 +30,9 @@ COOKIE: Final = "wecom_bind_session"
 _KEY_PREFIX: Final = "session:"
 _TICKET_PREFIX: Final = "session-of-ticket:"
 DEFAULT_KEEP: Final = 24 * 3600.0
+# Each student's session keys, so that a data erasure can end them (kv has no listing by prefix).
+_INDEX_PREFIX: Final = "sessions-of:"
+_INDEX_TTL: Final = 7 * 24 * 3600.0
 _ID_BYTES: Final = 32
 _MAX_COOKIE: Final = 200
 
@@ -165,6 +168,7 @@ class SessionStore:
             await self._kv.kv_set(
                 self._ticket_key(ticket), self._store_key(session.sid), ttl=self._ttl + self._keep
             )
+        await _index_session(self._kv, student_id, self._store_key(session.sid))
         return session
 
     async def save(self, session: Session, response: web.StreamResponse) -> None:
@@ -218,3 +222,39 @@ class SessionStore:
     def _store_key(sid: str) -> str:
         # A leaked store dump shows hashes, not ids that would open the sessions.
         return _KEY_PREFIX + hashlib.sha256(sid.encode()).hexdigest()
+
+
+async def _index_session(kv: KeyValueStore, student_id: str, key: str) -> None:
+    # Read, add, write: two logins of one student at the same instant may keep only one key, and
+    # then the other session escapes an erasure until it expires (session_ttl after its last use).
+    index = _INDEX_PREFIX + student_id
+    keys = [k for k in _keys(await kv.kv_get(index)) if await kv.kv_get(k) is not None]
+    await kv.kv_set(index, json.dumps([*keys, key]), ttl=_INDEX_TTL)
+
+
+def _keys(raw: str | None) -> list[str]:
+    try:
+        value = json.loads(raw) if raw else []
+    except ValueError:
+        return []
+    return [key for key in value if isinstance(key, str)] if isinstance(value, list) else []
+
+
+async def sessions_of(kv: KeyValueStore, student_id: str) -> list[Session]:
+    """The student's open sessions (for a data request's export)."""
+    found = []
+    for key in _keys(await kv.kv_get(_INDEX_PREFIX + student_id)):
+        raw = await kv.kv_get(key)
+        session = None if raw is None else Session.from_json("", raw)
+        if session is not None and session.student_id == student_id:
+            found.append(session)
+    return found
+
+
+async def end_sessions_of(kv: KeyValueStore, student_id: str) -> int:
+    """End every open session of the student (a data erasure); return how many were open."""
+    ended = 0
+    for key in _keys(await kv.kv_pop(_INDEX_PREFIX + student_id)):
+        if await kv.kv_pop(key) is not None:
+            ended += 1
+    return ended

@@ -1,0 +1,108 @@
+"""Personal data (PIPL): a student's data request (export), erasure, and the audit log's retention.
+
+Both the export and the erasure are audited. The erasure removes the binding (freeing its phone
+and openid), the directory entry and the open sessions; of the audit log it keeps only the
+student's records within the retention period, which hold masked phones only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from callback_service.web.pages.session import end_sessions_of, sessions_of
+from handlers.binding import Actor, AuditAction
+from handlers.contracts import Store
+
+DAY = 24 * 3600.0
+
+
+class RetentionError(ValueError):
+    """A prune would delete audit records that the retention period keeps."""
+
+
+def _iso(at: float | None) -> str | None:
+    return None if at is None else dt.datetime.fromtimestamp(at, tz=dt.UTC).isoformat(timespec="seconds")
+
+
+def retention_start(now: float, retention_days: int) -> float:
+    """The oldest time the retention period keeps: records before it may go."""
+    return now - retention_days * DAY
+
+
+def day_start(date: dt.date) -> float:
+    """Midnight UTC at the start of the date, as seconds since the epoch."""
+    return dt.datetime.combine(date, dt.time(), tzinfo=dt.UTC).timestamp()
+
+
+async def prune_audit(store: Store, before: dt.date, *, now: float, retention_days: int) -> int:
+    """Delete the audit records written before the date (UTC); RetentionError inside the retention."""
+    cutoff = day_start(before)
+    if cutoff > retention_start(now, retention_days):
+        keep_from = dt.datetime.fromtimestamp(retention_start(now, retention_days), tz=dt.UTC).date()
+        raise RetentionError(
+            f"{before.isoformat()} is inside the retention period of {retention_days} days:"
+            f" name {keep_from.isoformat()} or earlier"
+        )
+    return await store.audit_prune(cutoff)
+
+
+async def export_student(store: Store, student_id: str, *, now: float, actor: Actor) -> dict[str, Any]:
+    """Everything the store holds about the student, for a data request (audited as an export)."""
+    entry = await store.directory_get(student_id)
+    binding = await store.get_binding(student_id)
+    audit = await store.audit_list(member_id=student_id, limit=10_000)
+    sessions = await sessions_of(store, student_id)
+    data: dict[str, Any] = {
+        "student_id": student_id,
+        "exported_at": _iso(now),
+        "directory": None if entry is None else asdict(entry),
+        "binding": None if binding is None else {
+            "phone": binding.phone,
+            "state": binding.state.value,
+            "openid": binding.openid,
+            "previous_phone": binding.previous_phone,
+            "lease_expires_at": _iso(binding.lease_expires_at),
+            "updated_at": _iso(binding.updated_at),
+        },
+        "sessions": [{"name": s.name, "cas_mobile": s.cas_mobile} for s in sessions],
+        "audit": [
+            {
+                "at": _iso(record.at), "action": record.action.value, "who": record.who,
+                "source": record.source, "phone": record.phone_masked, "detail": record.detail,
+            }
+            for record in audit
+        ],
+    }
+    await store.audit_note(student_id, AuditAction.EXPORT, "data request: export", actor=actor)
+    return data
+
+
+@dataclass(frozen=True, slots=True)
+class Erasure:
+    """What an erasure removed."""
+
+    binding: bool
+    directory: bool
+    sessions: int
+    audit_records: int
+
+
+async def erase_student(
+    store: Store, student_id: str, *, now: float, retention_days: int, actor: Actor
+) -> Erasure:
+    """Remove the student's data, keeping only their masked audit records within the retention."""
+    # The binding goes through the rules' own removal: its phone and openid are freed, audited.
+    binding = await store.delete_member(student_id, actor=actor)
+    directory = await store.directory_delete(student_id)
+    sessions = await end_sessions_of(store, student_id)
+    pruned = await store.audit_prune(retention_start(now, retention_days), member_id=student_id)
+    erasure = Erasure(binding=binding, directory=directory, sessions=sessions, audit_records=pruned)
+    await store.audit_note(
+        student_id, AuditAction.ERASE,
+        f"data request: erased binding={binding} directory={directory} sessions={sessions}"
+        f" old audit records={pruned}",
+        actor=actor,
+    )
+    return erasure

@@ -18,6 +18,9 @@ from callback_service.web.pages.render import SECURITY_HEADERS, message, url
 from handlers.contracts import StoreUnavailable
 
 log: Final = logging.getLogger(__name__)
+# The POST routes of WeCom's callbacks (the app's, and the contacts-sync assistant's when it has its
+# own): timed as acknowledgements, not as pages.
+CALLBACK_ROUTES: Final = frozenset({"callback", "contacts-callback"})
 
 MACHINE_PATHS: Final = frozenset(
     {"/wecom/callback", "/wecom/contacts-callback", "/health", "/ready", "/metrics"}
@@ -56,7 +59,7 @@ def _observe(request: web.Request, seconds: float) -> None:
     if metrics is None:  # an app of the sandbox's, mounted beside ours in the demo
         return
     route = request.match_info.route
-    if route.name == "callback":
+    if route.name in CALLBACK_ROUTES:
         metrics.observe(CALLBACK_SECONDS, seconds)
         return
     resource = route.resource

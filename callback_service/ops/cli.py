@@ -249,7 +249,7 @@ def _directory_import(args: argparse.Namespace) -> int:
 def _backup(args: argparse.Namespace) -> int:
     settings = _settings(args)
     try:
-        source = backup.sqlite_path(settings.store_url)
+        source = backup.sqlite_path(settings.store_url.get_secret_value())
         size = backup.backup_sqlite(source, Path(args.path))
     except backup.BackupError as exc:
         print(f"wecom-bind: {exc}", file=sys.stderr)

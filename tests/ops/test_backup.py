@@ -11,6 +11,7 @@ from pathlib import Path
 from callback_service.ops.backup import backup_sqlite
 from callback_service.store import open_store
 from handlers.binding import Actor, BindingState
+from handlers.phone import Phone
 from tests.support.world import service_env
 
 STUDENT = Actor(who="student", source="127.0.0.1")
@@ -28,7 +29,7 @@ def _cli(store_url: str, *args: str) -> subprocess.CompletedProcess[str]:
 async def _bind(url: str, member: str, phone: str) -> None:
     store = await open_store(url)
     try:
-        await store.commit_claim(await store.claim_phone(member, phone, lease=60, actor=STUDENT))
+        await store.commit_claim(await store.claim_phone(member, Phone(phone), lease=60, actor=STUDENT))
     finally:
         await store.close()
 
@@ -44,7 +45,7 @@ async def test_a_backup_taken_under_writes_is_one_consistent_store(tmp_path: Pat
             while not stop.is_set() and count < 2000:  # bounded
                 member = f"20{count:05d}"
                 await store.commit_claim(
-                    await store.claim_phone(member, f"1380{count:07d}", lease=60, actor=STUDENT)
+                    await store.claim_phone(member, Phone(f"1380{count:07d}"), lease=60, actor=STUDENT)
                 )
                 count += 1
             return count

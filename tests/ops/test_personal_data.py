@@ -23,6 +23,7 @@ from callback_service.store import open_store
 from callback_service.web.pages.session import SessionStore, sessions_of
 from handlers.binding import Actor, AuditAction, BindingState, DirectoryEntry
 from handlers.contracts import Store
+from handlers.phone import Phone
 from tests.store.support import FakeClock
 from tests.support.world import service_env
 
@@ -35,7 +36,7 @@ async def _student(store: Store, clock: FakeClock) -> SessionStore:
     """2021001: in the directory, bound and followed, logged in twice; history 40 days long."""
     await store.directory_upsert([DirectoryEntry("2021001", "张三", "管理学院", "13800000001"),
                                   DirectoryEntry("2021002", "李四", "管理学院", "13800000002")])
-    await store.commit_claim(await store.claim_phone("2021001", "13800000001", lease=60, actor=STUDENT))
+    await store.commit_claim(await store.claim_phone("2021001", Phone("13800000001"), lease=60, actor=STUDENT))
     clock.advance(40 * DAY)
     await store.follow("2021001", "openid-zhangsan", actor=STUDENT)
     sessions = SessionStore(kv=store, secret="s" * 40, secure=False, ttl=1800)
@@ -71,7 +72,7 @@ async def test_the_erasure_leaves_only_masked_audit_records_within_retention(
     assert (erasure.binding, erasure.directory, erasure.sessions, erasure.audit_records) == (True, True, 2, 2)
 
     assert await store.get_binding("2021001") is None
-    assert await store.get_binding_by_phone("13800000001") is None
+    assert await store.get_binding_by_phone(Phone("13800000001")) is None
     assert await store.get_binding_by_openid("openid-zhangsan") is None
     assert await store.directory_get("2021001") is None
     assert await sessions_of(store, "2021001") == []
@@ -85,7 +86,7 @@ async def test_the_erasure_leaves_only_masked_audit_records_within_retention(
     assert all("13800000001" not in record.detail for record in kept)
     assert await store.integrity_problems() == []
     # The phone is free for another student.
-    claim = await store.claim_phone("2021002", "13800000001", lease=60, actor=STUDENT)
+    claim = await store.claim_phone("2021002", Phone("13800000001"), lease=60, actor=STUDENT)
     assert (await store.commit_claim(claim)).state is BindingState.BOUND
 
     again = await export_student(store, "2021001", now=clock(), actor=ADMIN)
@@ -117,7 +118,7 @@ async def test_the_commands(tmp_path: Path) -> None:
     store = await open_store(url)
     try:
         await store.directory_upsert([DirectoryEntry("2021001", "张三", "管理学院", "13800000001")])
-        await store.commit_claim(await store.claim_phone("2021001", "13800000001", lease=60, actor=STUDENT))
+        await store.commit_claim(await store.claim_phone("2021001", Phone("13800000001"), lease=60, actor=STUDENT))
     finally:
         await store.close()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from handlers.binding import Actor, AuditAction, DirectoryEntry
 from handlers.contracts import Store
+from handlers.phone import Phone
 from tests.store.support import FakeClock
 
 ADMIN = Actor(who="admin:ops", source="cli: data request")
@@ -31,8 +32,8 @@ async def test_an_audit_note_is_recorded_without_a_phone(store: Store) -> None:
 
 async def _history(store: Store, clock: FakeClock) -> float:
     """Old records of two members, then a newer one of each; returns the time between them."""
-    await store.commit_claim(await store.claim_phone("2021001", "13800000001", lease=60, actor=STUDENT))
-    await store.audit_conflict("2021002", "13800000001", "I1: taken", actor=STUDENT)
+    await store.commit_claim(await store.claim_phone("2021001", Phone("13800000001"), lease=60, actor=STUDENT))
+    await store.audit_conflict("2021002", Phone("13800000001"), "I1: taken", actor=STUDENT)
     clock.advance(100)
     between = clock()
     clock.advance(100)

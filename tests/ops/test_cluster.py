@@ -107,6 +107,8 @@ async def test_two_instances_behind_nginx_survive_a_sigkill(
             "WECOM_BIND_CAS_BASE_URL": str(cas_server.make_url("")).rstrip("/"),
             "WECOM_BIND_INBOX_LEASE": "2",
             "WECOM_BIND_LOG_FORMAT": "json",
+            # nginx, on loopback, is the trusted proxy: its X-Forwarded-For and X-Request-Id count.
+            "WECOM_BIND_TRUSTED_PROXIES": "127.0.0.1,::1",
         }
 
         def launch() -> None:

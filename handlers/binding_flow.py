@@ -5,6 +5,11 @@ where it entered) in the store under a lease (I1, I2, I3 checked atomically), wr
 then commit the claim; when WeCom says no, release the claim and nothing has changed. WeCom's
 60104 is the truth about I1: it becomes guide 2.1, the claim is released and the conflict goes to
 the audit log.
+
+WeCom's truth about I3 is the member's status: user/update silently ignores the mobile of an
+activated member (developer.work.weixin.qq.com/document/path/90197), so the flow reads the member
+first and refuses an activated one as 2.2, whatever the store holds. Where the answer shows the
+mobile, the write is read back before it is committed: no 绑定成功 that WeCom did not apply.
 """
 
 from __future__ import annotations
@@ -24,17 +29,18 @@ from handlers.binding import (
     ClaimLost,
     PhoneTaken,
 )
-from handlers.contacts import (
-    MOBILE_EXISTS,
-    MOBILE_INVALID,
-    USER_NOT_FOUND,
-    USERID_EXISTS,
-    WeComContacts,
-    errcode_of,
-)
+from handlers.contacts import STATUS_ACTIVATED, ContactMember, WeComContacts
 from handlers.contracts import Store
 from handlers.guide import ErrorCode
 from handlers.phone import Phone, mask_phone
+from handlers.wecom_errors import (
+    MobileExists,
+    MobileInvalid,
+    UserIdExists,
+    UserNotFound,
+    WeComError,
+    WeComUnavailable,
+)
 
 log: Final = logging.getLogger(__name__)
 
@@ -70,7 +76,8 @@ class Bound:
     """The phone is the member's, in the store and in WeCom.
 
     already_bound: it was already (nothing was written); created: the member was new to WeCom
-    (user/create); invited: batch/invite accepted the member; followed: the member already follows.
+    (user/create); invited: WeCom invited the member (user/create's to_invite, or batch/invite);
+    followed: the member already follows.
     """
 
     member_id: str
@@ -155,47 +162,70 @@ class BindingFlow:
             if binding is None or binding.phone != phone or binding.state not in settled:
                 raise
         log.info("binding: member %s bound %s (created: %s)", member_id, mask_phone(phone), created)
-        invited = await self._invite(member_id)
+        # user/create invited the new member already; an existing member is invited here.
+        invited = True if created else await self._invite(member_id)
         return Bound(member_id, phone, already_bound=False, created=created, invited=invited, followed=False)
 
     async def _write(self, member_id: str, phone: Phone) -> bool:
         """Write the phone to WeCom; True when the member had to be created."""
         try:
+            member = await self._contacts.user_get(member_id)
+        except UserNotFound:
+            member = None
+        if member is None:
+            created = await self._create(member_id, phone)
+            if created:
+                return True
+            member = await self._contacts.user_get(member_id)
+        if member.mobile_shown and member.mobile == phone:
+            return False  # WeCom holds it already: writing it again would change nothing
+        if member.status == STATUS_ACTIVATED:
+            raise _Refusal(Refusal.ACCOUNT_FOLLOWED, "wecom: the member is activated (status 1)")
+        try:
             await self._contacts.user_update(member_id, mobile=phone)
-            return False
-        except Exception as exc:
-            code = errcode_of(exc)
-            if code != USER_NOT_FOUND:
-                _raise_refusal(code, exc)
-                raise
+        except MobileExists as exc:
+            raise _Refusal(Refusal.PHONE_TAKEN, "wecom 60104: mobile belongs to another member") from exc
+        except MobileInvalid as exc:
+            raise _Refusal(Refusal.MOBILE_REFUSED, "wecom 60103: mobile refused") from exc
+        await self._confirm(member_id, phone)
+        return False
+
+    async def _create(self, member_id: str, phone: Phone) -> bool:
+        """user/create from the directory; False when someone created the member meanwhile."""
         entry = await self._store.directory_get(member_id)
         if entry is None:
             raise _Refusal(Refusal.NOT_IN_DIRECTORY, "member in neither WeCom nor the directory")
         department = self._departments.get(entry.department, self._default_department)
         try:
+            # user/create invites the new member by default (to_invite,
+            # developer.work.weixin.qq.com/document/path/90195): no batch/invite follows it.
             await self._contacts.user_create(
                 userid=member_id, name=entry.name, department=[department], mobile=phone
             )
-            return True
-        except Exception as exc:
-            code = errcode_of(exc)
-            if code != USERID_EXISTS:
-                _raise_refusal(code, exc)
-                raise
-        # Created meanwhile (by an admin or a sync): it exists now, so update it after all.
-        try:
-            await self._contacts.user_update(member_id, mobile=phone)
-        except Exception as exc:
-            _raise_refusal(errcode_of(exc), exc)
-            raise
-        return False
+        except UserIdExists:
+            return False
+        except MobileExists as exc:
+            raise _Refusal(Refusal.PHONE_TAKEN, "wecom 60104: mobile belongs to another member") from exc
+        except MobileInvalid as exc:
+            raise _Refusal(Refusal.MOBILE_REFUSED, "wecom 60103: mobile refused") from exc
+        return True
+
+    async def _confirm(self, member_id: str, phone: Phone) -> None:
+        """Read the write back where WeCom shows the mobile; a hidden one is unknown, not a failure."""
+        member: ContactMember = await self._contacts.user_get(member_id)
+        if not member.mobile_shown or member.mobile == phone:
+            return
+        if member.status == STATUS_ACTIVATED:
+            # Activated between our read and our write: WeCom ignored the mobile.
+            raise _Refusal(Refusal.ACCOUNT_FOLLOWED, "wecom: the member activated; the mobile was ignored")
+        raise WeComUnavailable(-1, "user/update answered 0 but WeCom does not hold the mobile")
 
     async def _invite(self, member_id: str) -> bool:
         # The binding stands without the invite: the student can still scan the follow QR.
         try:
             outcome = await self._contacts.batch_invite(users=[member_id])
-        except Exception as exc:
-            log.warning("binding: batch/invite of %s failed (errcode %s)", member_id, errcode_of(exc))
+        except WeComError as exc:
+            log.warning("binding: batch/invite of %s failed (errcode %s)", member_id, exc.errcode)
             return False
         return member_id not in outcome.invalid_users
 
@@ -222,9 +252,3 @@ class _Refusal(Exception):
         self.reason = reason
         self.why = why
 
-
-def _raise_refusal(code: int | None, exc: BaseException) -> None:
-    if code == MOBILE_EXISTS:
-        raise _Refusal(Refusal.PHONE_TAKEN, "wecom 60104: mobile belongs to another member") from exc
-    if code == MOBILE_INVALID:
-        raise _Refusal(Refusal.MOBILE_REFUSED, "wecom 60103: mobile refused") from exc

@@ -1,8 +1,7 @@
 """What the binding rules need from the WeCom contacts (企业号通讯录), as a typing Protocol.
 
 callback_service.clients.wecom.WeComClient (with the contacts-sync secret) fulfils it structurally.
-Its failures are exceptions that carry WeCom's integer `errcode`; the rules read it through
-`errcode_of`, so they never import the client.
+Its failures are the typed family of handlers.wecom_errors, which the rules catch by type.
 """
 
 from __future__ import annotations
@@ -10,14 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final, Protocol
 
-MOBILE_INVALID: Final = 60103
-"""WeCom refuses the mobile number."""
-USERID_EXISTS: Final = 60102
-"""user/create: the userid is taken (someone created the member meanwhile)."""
-MOBILE_EXISTS: Final = 60104
-"""Another member already has this mobile: rule I1, as WeCom enforces it."""
-USER_NOT_FOUND: Final = 60111
-"""No member has this userid."""
+STATUS_ACTIVATED: Final = 1
+"""user/get status 已激活: following the WeChat plugin, or logged in to the WeCom app. WeCom then
+ignores a mobile written by user/update and answers errcode 0 all the same
+(developer.work.weixin.qq.com/document/path/90197: "若成员已激活企业微信，则需成员自行修改
+（此情况下该参数被忽略，但不会报错）")."""
 
 
 class ContactMember(Protocol):
@@ -30,12 +26,19 @@ class ContactMember(Protocol):
 
     @property
     def mobile(self) -> str | None:
-        """The member's mobile, or None when WeCom holds none."""
+        """The member's mobile; None when WeCom holds none or did not show it (see mobile_shown)."""
+        ...
+
+    @property
+    def mobile_shown(self) -> bool:
+        """Whether the answer carried the mobile at all: an app created after 2022-06-20 gets none
+        from user/get (developer.work.weixin.qq.com/document/path/90196), and a hidden mobile is
+        unknown, never empty."""
         ...
 
     @property
     def status(self) -> int:
-        """1 followed (已激活), 2 disabled, 4 not followed (未激活), 5 left."""
+        """1 activated (已激活), 2 disabled, 4 not activated (未激活), 5 quit."""
         ...
 
 
@@ -52,25 +55,20 @@ class WeComContacts(Protocol):
     """The WeCom contacts API calls that binding a phone makes."""
 
     async def user_get(self, userid: str) -> ContactMember:
-        """user/get: a member, or an error with errcode USER_NOT_FOUND."""
+        """user/get: a member, or UserNotFound."""
         ...
 
     async def user_update(self, userid: str, *, mobile: str | None = None) -> None:
-        """user/update: set the member's mobile; errcodes MOBILE_EXISTS, USER_NOT_FOUND, MOBILE_INVALID."""
+        """user/update: set the member's mobile; MobileExists, UserNotFound, MobileInvalid when refused."""
         ...
 
     async def user_create(
         self, *, userid: str, name: str, department: Sequence[int], mobile: str | None = None
     ) -> None:
-        """user/create: a new member; errcodes MOBILE_EXISTS, USERID_EXISTS, MOBILE_INVALID."""
+        """user/create: a new member, invited by WeCom (to_invite); MobileExists, UserIdExists..."""
         ...
 
     async def batch_invite(self, *, users: Sequence[str] = ()) -> InviteOutcome:
         """batch/invite: invite members to follow the organisation."""
         ...
 
-
-def errcode_of(exc: BaseException) -> int | None:
-    """WeCom's errcode carried by a contacts failure, or None for any other exception."""
-    errcode = getattr(exc, "errcode", None)
-    return errcode if isinstance(errcode, int) and not isinstance(errcode, bool) else None

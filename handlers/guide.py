@@ -48,6 +48,9 @@ GUIDE: Final[dict[ErrorCode, GuideEntry]] = {
         remedies=(
             "若您需要重新绑定新的手机号，请先使用已关注的个人微信进行取消关注，"
             "然后才可重新进行手机号绑定。",
+            # WeCom ignores a new mobile for any activated member, also one who logged in to the
+            # WeCom app, who changes it there (developer.work.weixin.qq.com/document/path/90197).
+            "若您已登录过企业微信App，也可以在企业微信中自行修改手机号：企业微信 → 我 → 个人信息 → 手机。",
         ),
     ),
     ErrorCode.PHONE_NOT_IN_CONTACTS: GuideEntry(

@@ -11,7 +11,7 @@ from aiohttp import web
 from callback_service.callbacks import endpoint as callback
 from callback_service.callbacks.inbox import Inbox
 from callback_service.callbacks.receiver import CallbackReceiver
-from callback_service.clients.wecom import WeComClient
+from callback_service.clients.wecom import TokenProbe, WeComClient
 from callback_service.metrics import WECOM_API_SECONDS, Metrics
 from callback_service.store import open_store
 from callback_service.web import health
@@ -26,6 +26,7 @@ from callback_service.web.keys import (
     STORE,
     WECOM_APP,
     WECOM_CONTACTS,
+    WECOM_READY,
 )
 from callback_service.web.middlewares import error_middleware, error_pages, request_id_middleware
 from callback_service.web.pages import setup_pages
@@ -78,6 +79,7 @@ async def _wecom_ctx(app: web.Application) -> AsyncIterator[None]:
             clock=app[CLOCK],
             observe=_wecom_observer(app[METRICS]),
         )
+    app[WECOM_READY] = TokenProbe(app[WECOM_APP], clock=app[CLOCK])
     yield
 
 

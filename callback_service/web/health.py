@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 from importlib import metadata
 
 from aiohttp import web
 
-from callback_service.clients.wecom import WeComError
 from callback_service.metrics import CONTENT_TYPE
-from callback_service.web.keys import CLOCK, METRICS, SETTINGS, STORE, WECOM_APP
+from callback_service.web.keys import CLOCK, METRICS, SETTINGS, STORE, WECOM_READY
 from handlers.contracts import StoreNotDurable, StoreUnavailable
 
 
@@ -30,7 +28,11 @@ READY_TIMEOUT = 3.0
 
 
 async def ready(request: web.Request) -> web.Response:
-    """Answer 200 when the store answers and WeCom gives the app a token, 503 otherwise."""
+    """Answer 200 when the store answers and WeCom gives the app a token, 503 otherwise.
+
+    A configuration error shows as "wecom: <errcode>: <remedy>"; while WeCom refuses, it is asked
+    again at most once a minute.
+    """
     checks = {"store": "up", "wecom": "up"}
     try:
         await request.app[STORE].ping()
@@ -43,10 +45,11 @@ async def ready(request: web.Request) -> web.Response:
     else:
         try:
             # The token usually comes from the store's cache: WeCom is asked only when it runs out.
-            async with asyncio.timeout(READY_TIMEOUT):
-                await request.app[WECOM_APP].access_token()
-        except (WeComError, StoreUnavailable, TimeoutError):
-            checks["wecom"] = "down"
+            problem = await request.app[WECOM_READY].problem(within=READY_TIMEOUT)
+        except StoreUnavailable:
+            problem = "down"
+        if problem is not None:
+            checks["wecom"] = problem
     ok = checks["store"] == checks["wecom"] == "up"
     body = {"status": "ready" if ok else "unavailable", **checks}
     return web.json_response(body, status=200 if ok else 503)

@@ -12,7 +12,7 @@ from aiohttp import web
 from callback_service.callbacks.inbox import Inbox
 from callback_service.callbacks.receiver import CallbackReceiver
 from callback_service.clients.cas import CasClient
-from callback_service.clients.wecom import WeComClient
+from callback_service.clients.wecom import TokenProbe, WeComClient
 from callback_service.metrics import Metrics
 from config import Settings
 from handlers.binding_flow import BindingFlow
@@ -36,6 +36,8 @@ INBOX: Final = web.AppKey("inbox", Inbox)
 # WeCom's API with each secret: the app's (messages, OAuth, authsucc) and the contacts-sync one.
 WECOM_APP: Final = web.AppKey("wecom_app", WeComClient)
 WECOM_CONTACTS: Final = web.AppKey("wecom_contacts", WeComClient)
+# /ready's question to WeCom with the app's secret, remembered for a minute while it fails.
+WECOM_READY: Final = web.AppKey("wecom_ready", TokenProbe)
 # The students' pages (callback_service.web.pages): set by setup_pages, the rest opened at start.
 PAGES_CONFIG: Final[web.AppKey[PagesConfig]] = web.AppKey("pages_config")
 PAGE_TEMPLATES: Final = web.AppKey("page_templates", jinja2.Environment)

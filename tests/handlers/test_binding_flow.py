@@ -15,7 +15,7 @@ from pytest_aiohttp import AiohttpServer
 from callback_service.clients.wecom import WeComClient, WeComUnavailable
 from handlers.binding import Actor, AuditAction, BindingState, DirectoryEntry
 from handlers.binding_flow import BindingFlow, Bound, Refusal, Refused
-from handlers.contacts import WeComContacts, errcode_of
+from handlers.contacts import WeComContacts
 from handlers.contracts import Store
 from handlers.guide import ErrorCode
 from handlers.phone import Phone
@@ -106,6 +106,14 @@ async def test_creates_a_member_missing_in_wecom_from_the_directory(world: World
     assert (member.name, member.department, member.mobile) == ("赵六", [7], "13800000004")
 
 
+async def test_a_new_member_is_invited_once_by_user_create_alone(world: World) -> None:
+    result = await world.flow.bind("2021004", Phone("13800000004"), actor=ACTOR)
+    assert isinstance(result, Bound)
+    assert result.created
+    assert result.invited
+    assert "batch/invite" not in world.wecom.calls
+
+
 async def test_an_unknown_department_lands_in_the_root(world: World) -> None:
     result = await world.flow.bind("2021005", Phone("13800000005"), actor=ACTOR)
     assert isinstance(result, Bound)
@@ -143,6 +151,58 @@ async def test_a_followed_member_is_2_2(world: World) -> None:
     assert result == Refused("2021001", Refusal.ACCOUNT_FOLLOWED)
     assert result.reason.code is ErrorCode.ACCOUNT_FOLLOWED
     assert world.wecom.members["2021001"].mobile == "13800000001"
+
+
+async def test_an_activated_members_new_phone_is_2_2_from_wecoms_truth_with_nothing_committed(
+    world: World,
+) -> None:
+    await world.flow.bind("2021001", Phone("13800000001"), actor=ACTOR)
+    # Followed in WeChat, but the subscribe never reached the store: WeCom's status is the truth.
+    world.wecom.members["2021001"].status = 1
+    result = await world.flow.bind("2021001", Phone("13800000002"), actor=ACTOR)
+    assert result == Refused("2021001", Refusal.ACCOUNT_FOLLOWED)
+    assert "user/update" not in world.wecom.calls[-2:]
+    binding = await world.store.get_binding("2021001")
+    assert binding is not None
+    assert (binding.state, binding.phone) == (BindingState.BOUND, "13800000001")
+    assert await world.store.get_binding_by_phone(Phone("13800000002")) is None
+    assert world.wecom.members["2021001"].mobile == "13800000001"
+    assert (await world.actions("2021001"))[-2:] == [AuditAction.CLAIM, AuditAction.RELEASE]
+
+
+async def test_a_member_activated_through_the_app_is_2_2_though_no_subscribe_was_ever_seen(
+    world: World,
+) -> None:
+    # 李四 logged in to the WeCom app before this service existed: the store knows nothing of it.
+    world.wecom.members["2021002"].status = 1
+    result = await world.flow.bind("2021002", Phone("13800000002"), actor=ACTOR)
+    assert result == Refused("2021002", Refusal.ACCOUNT_FOLLOWED)
+    assert result.reason.code is ErrorCode.ACCOUNT_FOLLOWED
+    assert "user/update" not in world.wecom.calls
+    assert await world.store.get_binding("2021002") is None
+    assert await world.store.get_binding_by_phone(Phone("13800000002")) is None
+    assert world.wecom.members["2021002"].mobile is None
+
+
+async def test_a_write_wecom_did_not_apply_is_never_bound(world: World) -> None:
+    # WeCom answers 0 but keeps the old mobile (the member activated between our read and write).
+    world.wecom.members["2021002"].mobile = "13900000002"
+    world.wecom.members["2021002"].status = 4
+
+    class _ActivatesOnWrite:
+        def __init__(self, inner: WeComContacts) -> None:
+            self._inner = inner
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._inner, name)
+
+        async def user_update(self, userid: str, **fields: object) -> None:
+            world.wecom.members[userid].status = 1  # WeCom then ignores the mobile, silently
+
+    flow = BindingFlow(store=world.store, contacts=_ActivatesOnWrite(world.contacts), departments={})  # type: ignore[arg-type]
+    result = await flow.bind("2021002", Phone("13800000002"), actor=ACTOR)
+    assert result == Refused("2021002", Refusal.ACCOUNT_FOLLOWED)
+    assert await world.store.get_binding("2021002") is None
 
 
 async def test_a_followed_member_confirming_its_phone_is_fine(world: World) -> None:
@@ -194,13 +254,14 @@ async def test_a_wecom_outage_propagates_and_releases_the_claim(world: World) ->
     world.wecom.faults.status(502, count=10, api="user/update")
     with pytest.raises(WeComUnavailable) as raised:
         await world.flow.bind("2021001", Phone("13800000001"), actor=ACTOR)
-    assert errcode_of(raised.value) == -1
+    assert raised.value.errcode == -1
     assert await world.store.get_binding("2021001") is None
     assert await world.actions("2021001") == [AuditAction.CLAIM, AuditAction.RELEASE]
 
 
 async def test_a_member_created_meanwhile_is_updated_after_all(world: World) -> None:
-    world.wecom.faults.errcode(60111, api="user/update")
+    # Not a member when the flow looked, created by someone else before its user/create.
+    world.wecom.faults.errcode(60111, api="user/get")
     world.wecom.members["2021004"] = Member(userid="2021004", name="赵六", department=[7])
     result = await world.flow.bind("2021004", Phone("13800000004"), actor=ACTOR)
     assert isinstance(result, Bound)

@@ -255,6 +255,27 @@ async def test_a_followed_member_changing_its_phone_is_2_2(env: PagesEnv) -> Non
     assert env.wecom_state.members["2021001"].mobile == "13800000001"
 
 
+async def test_a_member_activated_in_the_wecom_app_is_2_2_with_both_ways_out(env: PagesEnv) -> None:
+    # Activated through the WeCom app: no subscribe ever reached the store, WeCom's status says so.
+    env.wecom_state.members["2021003"].status = 1
+    page = await env.bind("2021003", "13800000003")
+    assert "绑定成功" not in page
+    _assert_guide_entry(page, ErrorCode.ACCOUNT_FOLLOWED)
+    assert "取消关注" in page
+    assert "企业微信 → 我 → 个人信息 → 手机" in page
+    assert await env.store.get_binding("2021003") is None
+    assert "user/update" not in env.wecom_state.calls
+
+
+async def test_a_wecom_block_45009_binds_nothing_and_says_try_later(env: PagesEnv) -> None:
+    env.wecom_state.faults.errcode(45009, count=10, api="user/get")
+    page = await env.bind("2021003", "13800000003")
+    assert "稍后再试" in page
+    assert "绑定成功" not in page
+    assert env.wecom_state.calls.count("user/get") == 1
+    assert await env.store.get_binding("2021003") is None
+
+
 async def test_wecom_60104_is_shown_as_2_1_and_the_store_corrected(env: PagesEnv) -> None:
     # The store has never heard of OTHER_PHONE; WeCom holds it for another member.
     assert await env.store.get_binding_by_phone(OTHER_PHONE) is None

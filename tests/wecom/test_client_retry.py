@@ -1,4 +1,4 @@
-"""Retries: -1, 45009, 45033, HTTP 5xx and timeouts are retried with backoff, bounded in count and time."""
+"""Retries: -1, 45033, HTTP 5xx and timeouts are retried with backoff, bounded in count and time; 45009 is not."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import time
 
 import pytest
 
-from callback_service.clients.wecom import UserNotFound, WeComUnavailable
+from callback_service.clients.wecom import RateLimited, UserNotFound, WeComUnavailable
 from tests.wecom.conftest import ClientFactory, Sandbox
 
 
-@pytest.mark.parametrize("errcode", [-1, 45009, 45033])
+@pytest.mark.parametrize("errcode", [-1, 45033])
 async def test_busy_errcodes_are_retried(sandbox: Sandbox, make_client: ClientFactory, errcode: int) -> None:
     client = make_client()
     await client.access_token()
@@ -38,7 +38,7 @@ async def test_a_slow_answer_times_out_and_is_retried(sandbox: Sandbox, make_cli
 
 
 async def test_gettoken_itself_is_retried(sandbox: Sandbox, make_client: ClientFactory) -> None:
-    sandbox.faults.errcode(45009, count=1, api="gettoken")
+    sandbox.faults.errcode(45033, count=1, api="gettoken")
     sandbox.faults.status(502, count=1, api="gettoken")
     assert (await make_client().user_get("2021001")).name == "张三"
     assert sandbox.state.calls.count("gettoken") == 3
@@ -49,10 +49,10 @@ async def test_exhausted_retries_raise_unavailable_after_max_attempts(
 ) -> None:
     client = make_client(max_attempts=3)
     await client.access_token()
-    sandbox.faults.errcode(45009, count=10, api="user/get")
+    sandbox.faults.errcode(45033, count=10, api="user/get")
     with pytest.raises(WeComUnavailable) as raised:
         await client.user_get("2021001")
-    assert raised.value.errcode == 45009
+    assert raised.value.errcode == 45033
     assert sandbox.state.calls.count("user/get") == 3
 
 
@@ -81,4 +81,16 @@ async def test_business_errors_are_not_retried(sandbox: Sandbox, make_client: Cl
     with pytest.raises(UserNotFound) as raised:
         await client.user_get("nobody")
     assert raised.value.errcode == 60111
+    assert sandbox.state.calls.count("user/get") == 1
+
+
+async def test_a_block_45009_is_raised_at_once_not_retried(sandbox: Sandbox, make_client: ClientFactory) -> None:
+    # WeCom blocks for a minute or an hour: retrying within seconds only extends the block.
+    client = make_client()
+    await client.access_token()
+    sandbox.faults.errcode(45009, count=10, api="user/get")
+    with pytest.raises(RateLimited) as raised:
+        await client.user_get("2021001")
+    assert isinstance(raised.value, WeComUnavailable)
+    assert raised.value.errcode == 45009
     assert sandbox.state.calls.count("user/get") == 1

@@ -97,7 +97,7 @@ def unavailable(request: web.Request) -> web.Response:
     return message(
         request,
         title="服务暂时不可用",
-        text="系统繁忙或正在维护，您的操作没有生效。请稍后重新尝试。",
+        text="系统繁忙或正在维护，您的操作没有生效。请稍后再试。",
         status=503,
         headers={"Retry-After": "30"},
     )

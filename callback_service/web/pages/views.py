@@ -305,7 +305,7 @@ async def bind_result(request: web.Request) -> web.StreamResponse:
         return message(
             request,
             title="绑定未完成",
-            text="服务暂时不可用，本次绑定没有生效。请稍后重新提交。",
+            text="服务暂时不可用，本次绑定没有生效。请稍后再试。",
             status=200,
             link=(url(request, "bind-phone"), "返回手机号绑定页面"),
         )

@@ -1,0 +1,79 @@
+"""WeCom's refusals as typed errors: configuration errors name their remedy, and /ready's probe
+asks for a token at most once a minute while it fails."""
+
+from __future__ import annotations
+
+import pytest
+
+from callback_service.clients.wecom import (
+    ApiForbidden,
+    AppUntrustedIp,
+    ConfigurationError,
+    ContactsUntrustedIp,
+    InvalidCorpId,
+    InvalidSecret,
+    OutsideVisibleRange,
+    TokenProbe,
+    WrongAgent,
+)
+from handlers.wecom_errors import error_for
+from tests.store.support import FakeClock
+from tests.wecom.conftest import ClientFactory, Sandbox
+
+
+@pytest.mark.parametrize(
+    ("errcode", "kind", "remedy"),
+    [
+        (40001, InvalidSecret, "WECOM_BIND_CONTACTS_SECRET"),
+        (40013, InvalidCorpId, "WECOM_BIND_CORP_ID"),
+        (48002, ApiForbidden, "通讯录同步"),
+        (48009, ContactsUntrustedIp, "通讯录同步 → 企业可信IP"),
+        (60020, AppUntrustedIp, "应用管理 → the app → 企业可信IP"),
+        (60011, OutsideVisibleRange, "可见范围"),
+        (301002, WrongAgent, "WECOM_BIND_AGENT_ID"),
+    ],
+)
+async def test_configuration_errors_are_typed_and_name_their_remedy(
+    sandbox: Sandbox, make_client: ClientFactory, errcode: int, kind: type[ConfigurationError], remedy: str
+) -> None:
+    client = make_client()
+    await client.access_token()
+    sandbox.faults.errcode(errcode, count=5, api="user/get")
+    with pytest.raises(kind) as raised:
+        await client.user_get("2021001")
+    assert raised.value.errcode == errcode
+    assert remedy in str(raised.value)
+    assert sandbox.state.calls.count("user/get") == 1
+
+
+def test_an_untrusted_ip_names_the_address_wecom_saw() -> None:
+    error = error_for(48009, "not allow to access from your ip, hint: [1], from ip: 203.0.113.7, more info")
+    assert isinstance(error, ContactsUntrustedIp)
+    assert "add 203.0.113.7 to 管理工具 → 通讯录同步 → 企业可信IP" in str(error)
+
+
+async def test_readiness_asks_for_a_token_at_most_once_a_minute_while_it_fails(
+    sandbox: Sandbox, make_client: ClientFactory, clock: FakeClock
+) -> None:
+    probe = TokenProbe(make_client("not-the-secret"), clock=clock)
+    first = await probe.problem(within=2.0)
+    assert first is not None
+    assert first.startswith("40001: ")
+    assert "not-the-secret" not in first
+    clock.advance(30)
+    assert await probe.problem(within=2.0) == first
+    assert sandbox.state.calls.count("gettoken") == 1
+    clock.advance(31)
+    assert await probe.problem(within=2.0) == first
+    assert sandbox.state.calls.count("gettoken") == 2
+
+
+async def test_readiness_is_quiet_once_wecom_gives_a_token(
+    sandbox: Sandbox, make_client: ClientFactory, clock: FakeClock
+) -> None:
+    probe = TokenProbe(make_client(), clock=clock)
+    sandbox.faults.status(502, count=10, api="gettoken")
+    assert await probe.problem(within=2.0) == "down"
+    sandbox.faults.clear()
+    clock.advance(61)
+    assert await probe.problem(within=2.0) is None

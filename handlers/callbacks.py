@@ -7,15 +7,18 @@ after a crash between the handling and the inbox's bookkeeping).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Final, Protocol
 
-from handlers.binding import Actor, OpenidConflict, PhoneTaken
+from handlers.binding import Actor, BindingState, OpenidConflict, PhoneTaken
 from handlers.conflicts import Counters, record_conflict
+from handlers.contacts import ContactMember
 from handlers.contracts import Store
 from handlers.dispatch import Dispatcher, Handler
 from handlers.events import ContactChange, Event, Subscribe, Unsubscribe
 from handlers.phone import InvalidPhone, Phone
+from handlers.wecom_errors import UserNotFound
 
 log: Final = logging.getLogger(__name__)
 
@@ -30,9 +33,23 @@ class WeComFollowers(Protocol):
         """The openid of the WeChat that follows as this member."""
         ...
 
-    async def send_text(self, touser: Sequence[str], content: str, *, agent_id: int) -> object:
-        """Send a text message from the app to members."""
+    async def send_text(
+        self, touser: Sequence[str], content: str, *, agent_id: int, duplicate_check: bool = False
+    ) -> object:
+        """Send a text message from the app to members; duplicate_check: WeCom drops a repeat."""
         ...
+
+
+class WeComMembers(Protocol):
+    """What the contacts-sync events need: user/get, with the secret that may read the mobile."""
+
+    async def user_get(self, userid: str) -> ContactMember:
+        """user/get: a member, or UserNotFound."""
+        ...
+
+
+class ClaimInFlight(Exception):
+    """A binding of this member is at WeCom right now: the event waits for it (the inbox retries)."""
 
 
 DEFAULT_WELCOME: Final = (
@@ -50,9 +67,13 @@ class CallbackHandlers:
         wecom: WeComFollowers,
         counters: Counters,
         agent_id: int,
+        members: WeComMembers | None = None,
         welcome: str = DEFAULT_WELCOME,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._agent_id = agent_id
+        self._members = members
+        self._clock = clock
         self._store = store
         self._wecom = wecom
         self._counters = counters
@@ -83,7 +104,11 @@ class CallbackHandlers:
         # The welcome is remembered once sent, so a retried subscribe does not send it twice.
         key = f"welcome:{member}:{openid}"
         if await self._store.kv_get(key) is None:
-            await self._wecom.send_text([member], self._welcome, agent_id=self._agent_id)
+            # A send retried after a timeout may have reached WeCom: its duplicate check greets once
+            # (developer.work.weixin.qq.com/document/path/90236, enable_duplicate_check).
+            await self._wecom.send_text(
+                [member], self._welcome, agent_id=self._agent_id, duplicate_check=True
+            )
             await self._store.kv_set(key, "sent", ttl=WELCOME_TTL)
 
     async def unsubscribe(self, event: Event) -> None:
@@ -92,25 +117,54 @@ class CallbackHandlers:
         await self._store.unfollow(event.user_id, actor=CALLBACK_ACTOR)
 
     async def contact_changed(self, event: Event) -> None:
-        """Follow a member's new user id and mobile in WeCom, keeping I1: a clash is a conflict."""
+        """Follow a member's new user id and mobile in WeCom, keeping I1: a clash is a conflict.
+
+        Today's update_user carries the UserID and departments, not the mobile
+        (developer.work.weixin.qq.com/document/path/90970): the mobile is then asked of WeCom, and
+        one that WeCom does not show is unknown, never empty.
+        """
         assert isinstance(event, ContactChange)
         member = event.user_id
         if event.new_user_id and event.new_user_id != member:
             await self._store.rename_member(member, event.new_user_id, actor=CALLBACK_ACTOR)
             member = event.new_user_id
-        if event.mobile is None:
-            return  # WeCom sends only what changed: the mobile did not.
+        mobile = event.mobile
+        if mobile is None:
+            mobile = await self._fetch_mobile(member)
+            if mobile is None:
+                return
         phone: Phone | None = None
-        if event.mobile:
+        if mobile:
             try:
-                phone = Phone.parse(event.mobile)
+                phone = Phone.parse(mobile)
             except InvalidPhone:
                 await self._conflict("phone", member, None, "WeCom's mobile is not a mainland number")
                 return
+        binding = await self._store.get_binding(member)
+        if binding is not None and binding.state is not BindingState.PENDING and binding.phone == phone:
+            return
         try:
             await self._store.set_member_phone(member, phone, take=False, actor=CALLBACK_ACTOR)
         except PhoneTaken:
             await self._conflict("I1", member, phone, "WeCom's new mobile is another member's here")
+
+    async def _fetch_mobile(self, member: str) -> str | None:
+        """WeCom's mobile of the member ("" when it holds none), or None when unknown."""
+        if self._members is None:
+            return None
+        binding = await self._store.get_binding(member)
+        if binding is not None and binding.state is BindingState.PENDING and not binding.lease_expired(
+            self._clock()
+        ):
+            # The binding flow is writing this member: reading WeCom now could undo its claim.
+            raise ClaimInFlight(f"member {member} has a claim at WeCom")
+        try:
+            found = await self._members.user_get(member)
+        except UserNotFound:
+            return None  # gone meanwhile: its delete_user settles it
+        if not found.mobile_shown:
+            return None
+        return found.mobile or ""
 
     async def contact_deleted(self, event: Event) -> None:
         """A member left the contacts: free its phone and its binding."""

@@ -1,4 +1,8 @@
-"""The WeCom callback endpoint: `GET` verifies the URL, `POST` receives encrypted events."""
+"""The WeCom callback endpoints: `GET` verifies the URL, `POST` receives encrypted events.
+
+Two servers share this code: the app's (/wecom/callback) and the contacts-sync assistant's
+(/wecom/contacts-callback), each with its own Token and EncodingAESKey, hence its own receiver.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,8 @@ from typing import Final
 
 from aiohttp import web
 
-from callback_service.callbacks.receiver import CallbackRejected
-from callback_service.web.keys import INBOX, RECEIVER, SETTINGS
+from callback_service.callbacks.receiver import CallbackReceiver, CallbackRejected
+from callback_service.web.keys import CONTACTS_RECEIVER, INBOX, RECEIVER, SETTINGS
 
 log: Final = logging.getLogger(__name__)
 
@@ -19,13 +23,20 @@ def _reject(request: web.Request, exc: CallbackRejected) -> web.Response:
     return web.Response(status=exc.status, text=text)
 
 
+def _receiver(request: web.Request) -> CallbackReceiver:
+    # The route's name says which server was called; each has its own crypto.
+    if request.match_info.route.name in ("contacts-callback", "contacts-callback-verify"):
+        return request.app[CONTACTS_RECEIVER]
+    return request.app[RECEIVER]
+
+
 async def verify_url(request: web.Request) -> web.Response:
     """Answer WeCom's URL verification with the bare decrypted echostr."""
     query = request.query
     # Some proxies turn an unencoded '+' of the base64 echostr into a space; base64 has no spaces.
     echostr = query.get("echostr", "").replace(" ", "+")
     try:
-        plaintext = request.app[RECEIVER].verify_url(
+        plaintext = _receiver(request).verify_url(
             msg_signature=query.get("msg_signature", ""),
             timestamp=query.get("timestamp", ""),
             nonce=query.get("nonce", ""),
@@ -55,7 +66,7 @@ async def receive_event(request: web.Request) -> web.Response:
         return web.Response(status=413, text="request too large")
     query = request.query
     try:
-        event = request.app[RECEIVER].receive(
+        event = _receiver(request).receive(
             msg_signature=query.get("msg_signature", ""),
             timestamp=query.get("timestamp", ""),
             nonce=query.get("nonce", ""),

@@ -325,11 +325,17 @@ class WeComClient:
             invalid_tags=tuple(int(t) for t in _list(data.get("invalidtag"))),
         )
 
-    async def send_text(self, touser: Sequence[str], content: str, *, agent_id: int) -> SendResult:
-        """message/send (app secret): a text message to members."""
-        body = {
+    async def send_text(
+        self, touser: Sequence[str], content: str, *, agent_id: int, duplicate_check: bool = False
+    ) -> SendResult:
+        """message/send (app secret): a text message to members; duplicate_check: WeCom drops a repeat."""
+        body: dict[str, Any] = {
             "touser": "|".join(touser), "msgtype": "text", "agentid": agent_id, "text": {"content": content}
         }
+        if duplicate_check:
+            # WeCom drops the same message to the same members within the interval (default 1800 s,
+            # developer.work.weixin.qq.com/document/path/90236): a retry after a timeout is sent once.
+            body["enable_duplicate_check"] = 1
         data = await self._call("POST", "message/send", json_body=body)
         invalid = data.get("invaliduser")
         return SendResult(

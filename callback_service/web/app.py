@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 from aiohttp import web
+from pydantic import SecretStr
 
 from callback_service.callbacks import endpoint as callback
 from callback_service.callbacks.inbox import Inbox
@@ -17,6 +18,7 @@ from callback_service.store import open_store
 from callback_service.web import health
 from callback_service.web.keys import (
     CLOCK,
+    CONTACTS_RECEIVER,
     DISPATCHER,
     HTTP,
     INBOX,
@@ -47,6 +49,11 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/metrics", health.metrics, name="metrics")
     app.router.add_get("/wecom/callback", callback.verify_url, name="callback-verify")
     app.router.add_post("/wecom/callback", callback.receive_event, name="callback")
+    if CONTACTS_RECEIVER in app:
+        app.router.add_get(
+            "/wecom/contacts-callback", callback.verify_url, name="contacts-callback-verify"
+        )
+        app.router.add_post("/wecom/contacts-callback", callback.receive_event, name="contacts-callback")
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -97,6 +104,8 @@ def _inbox_ctx(*, run_workers: bool) -> Callable[[web.Application], AsyncIterato
             wecom=app[WECOM_APP],
             counters=app[METRICS],
             agent_id=app[SETTINGS].agent_id,
+            members=app[WECOM_CONTACTS],
+            clock=app[CLOCK],
         ).dispatcher()
         inbox = Inbox(
             store=app[STORE],
@@ -112,6 +121,21 @@ def _inbox_ctx(*, run_workers: bool) -> Callable[[web.Application], AsyncIterato
         await inbox.stop()
 
     return inbox_ctx
+
+
+def _receiver(
+    settings: Settings, token: SecretStr, key: SecretStr, clock: Callable[[], float]
+) -> CallbackReceiver:
+    return CallbackReceiver(
+        crypto=WeComCrypto(
+            token=token.get_secret_value(),
+            encoding_aes_key=key.get_secret_value(),
+            receive_id=settings.corp_id,
+        ),
+        corp_id=settings.corp_id,
+        timestamp_window=settings.timestamp_window,
+        clock=clock,
+    )
 
 
 def create_app(
@@ -135,16 +159,13 @@ def create_app(
     app[SETTINGS] = settings
     app[CLOCK] = clock
     app[METRICS] = Metrics()
-    app[RECEIVER] = CallbackReceiver(
-        crypto=WeComCrypto(
-            token=settings.token.get_secret_value(),
-            encoding_aes_key=settings.encoding_aes_key.get_secret_value(),
-            receive_id=settings.corp_id,
-        ),
-        corp_id=settings.corp_id,
-        timestamp_window=settings.timestamp_window,
-        clock=clock,
-    )
+    app[RECEIVER] = _receiver(settings, settings.token, settings.encoding_aes_key, clock)
+    if settings.contacts_token is not None and settings.contacts_encoding_aes_key is not None:
+        # The contacts-sync assistant pushes change_contact to its own server, with its own Token
+        # and key (developer.work.weixin.qq.com/document/path/90970); without them it does not exist.
+        app[CONTACTS_RECEIVER] = _receiver(
+            settings, settings.contacts_token, settings.contacts_encoding_aes_key, clock
+        )
     if dispatcher is not None:
         app[DISPATCHER] = dispatcher
     # The order matters: the inbox's workers stop before the clients and the store close.

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 SETTINGS: Final = web.AppKey("settings", Settings)
 CLOCK: Final[web.AppKey[Callable[[], float]]] = web.AppKey("clock")
 RECEIVER: Final = web.AppKey("receiver", CallbackReceiver)
+# The contacts-sync assistant's event server: set only when its Token and key are.
+CONTACTS_RECEIVER: Final = web.AppKey("contacts_receiver", CallbackReceiver)
 METRICS: Final = web.AppKey("metrics", Metrics)
 # Opened when the app starts, each in its own cleanup_ctx:
 STORE: Final[web.AppKey[Store]] = web.AppKey("store")

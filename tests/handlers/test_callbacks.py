@@ -15,18 +15,19 @@ from callback_service.clients.wecom import WeComClient
 from callback_service.metrics import Metrics
 from callback_service.store import open_store
 from handlers.binding import Actor, AuditAction, BindingState
-from handlers.callbacks import CallbackHandlers
+from handlers.callbacks import CallbackHandlers, ClaimInFlight
 from handlers.conflicts import CONFLICTS
 from handlers.contracts import Store
 from handlers.events import ContactChange, Subscribe, Unsubscribe
 from handlers.phone import Phone
 from sandbox.wecom import create_wecom_sandbox
 from sandbox.wecom_keys import WECOM_SANDBOX_STATE
-from sandbox.wecom_state import APP, Member, WeComSandboxState
+from sandbox.wecom_state import APP, CONTACTS, Member, WeComSandboxState
 from tests.support.world import store_url_for
 
 CORP_ID = "wwhandlers000000"
 APP_SECRET = "app-secret"
+CONTACTS_SECRET = "contacts-secret"
 STUDENT = Actor(who="student", source="127.0.0.1")
 
 
@@ -46,7 +47,7 @@ async def world(
 ) -> AsyncIterator[World]:
     sandbox = create_wecom_sandbox(
         corp_id=CORP_ID,
-        secrets={APP_SECRET: APP},
+        secrets={APP_SECRET: APP, CONTACTS_SECRET: CONTACTS},
         agent_id=1000002,
         callback=None,
         members=[
@@ -63,7 +64,13 @@ async def world(
             session=session, api_base=str(server.make_url("")).rstrip("/"), corp_id=CORP_ID,
             secret=APP_SECRET, store=store,
         )
-        handlers = CallbackHandlers(store=store, wecom=client, counters=metrics, agent_id=1000002)
+        contacts = WeComClient(
+            session=session, api_base=str(server.make_url("")).rstrip("/"), corp_id=CORP_ID,
+            secret=CONTACTS_SECRET, store=store,
+        )
+        handlers = CallbackHandlers(
+            store=store, wecom=client, counters=metrics, agent_id=1000002, members=contacts
+        )
         yield World(store=store, wecom=sandbox[WECOM_SANDBOX_STATE], handlers=handlers, metrics=metrics)
     await store.close()
 
@@ -173,3 +180,39 @@ async def test_delete_user_frees_the_phone(world: World) -> None:
     await world.handlers.dispatcher().dispatch(_change("delete_user", "lisi"))
     assert await world.store.get_binding("lisi") is None
     await _bind(world.store, "zhangsan", "13800000002")
+
+
+async def test_a_contacts_sync_update_user_with_only_a_user_id_fetches_the_mobile(world: World) -> None:
+    await _bind(world.store, "lisi", "13800000002")
+    # An administrator changed the mobile in the console; today's event names the member only.
+    world.wecom.members["lisi"].mobile = "13800000022"
+    await world.handlers.dispatcher().dispatch(_change("update_user", "lisi"))
+    binding = await world.store.get_binding("lisi")
+    assert binding is not None
+    assert (binding.state, binding.phone) == (BindingState.BOUND, "13800000022")
+    assert await world.store.get_binding_by_phone(Phone("13800000002")) is None
+
+
+async def test_an_update_user_for_a_member_wecom_shows_unchanged_changes_nothing(world: World) -> None:
+    await _bind(world.store, "lisi", "13800000002")
+    before = await world.store.audit_list(member_id="lisi")
+    await world.handlers.dispatcher().dispatch(_change("update_user", "lisi"))
+    assert await world.store.audit_list(member_id="lisi") == before
+
+
+async def test_an_update_user_waits_for_a_claim_at_wecom(world: World) -> None:
+    await world.store.claim_phone("lisi", Phone("13800000029"), lease=60, actor=STUDENT)
+    with pytest.raises(ClaimInFlight):
+        await world.handlers.dispatcher().dispatch(_change("update_user", "lisi"))
+    binding = await world.store.get_binding("lisi")
+    assert binding is not None
+    assert binding.state is BindingState.PENDING
+
+
+async def test_an_update_user_of_a_member_gone_meanwhile_changes_nothing(world: World) -> None:
+    await _bind(world.store, "lisi", "13800000002")
+    world.wecom.delete_member("lisi")
+    await world.handlers.dispatcher().dispatch(_change("update_user", "lisi"))
+    binding = await world.store.get_binding("lisi")
+    assert binding is not None
+    assert binding.phone == "13800000002"

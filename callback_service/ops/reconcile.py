@@ -1,29 +1,49 @@
-"""`wecom-bind reconcile`: compare WeCom's members with the store, and settle the drift from WeCom.
+"""`wecom-bind reconcile`: read the store and WeCom's members, print the drift, settle it from WeCom.
 
-WeCom enforces mobile uniqueness (I1, errcode 60104), so its members are a consistent truth: the
-store is corrected towards it, never the other way. The store is read before WeCom, and a fix is
-applied only while the member's binding is still the one that was read; a binding that changed
-meanwhile (a student binding right now) is left for the next run.
+The rules (what counts as drift, the order of the fixes) are handlers.reconcile's; this module
+reads and writes. The store is read before WeCom, and a fix is applied only while the member's
+binding is still the one that was read; a binding that changed meanwhile (a student binding right
+now) is left for the next run.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Final, Protocol
 
 import aiohttp
 
-from callback_service.clients.wecom import DeptUser, UserNotFound, WeComClient, WeComError, WeComUnavailable
+from callback_service.clients.wecom import (
+    ConfigurationError,
+    DeptUser,
+    UserNotFound,
+    WeComClient,
+    WeComError,
+    WeComUnavailable,
+)
 from callback_service.ops.admin import admin_actor
 from config import Settings
-from handlers.binding import Actor, Binding, BindingState
+from handlers.binding import Actor
+from handlers.contacts import ContactMember
 from handlers.contracts import Store
-from handlers.phone import InvalidPhone, Phone, mask_phone
+from handlers.reconcile import Drift, DriftKind, Fix, WeComView, compare, order_fixes
+
+__all__ = [
+    "Drift",
+    "DriftChanged",
+    "DriftKind",
+    "SettleReport",
+    "find_drift",
+    "order_fixes",
+    "reconcile",
+    "reconcile_command",
+    "settle",
+    "settle_all",
+]
 
 log: Final = logging.getLogger(__name__)
 
@@ -32,18 +52,9 @@ READ_CONCURRENCY: Final = 8
 PAGE_SIZE: Final = 10000
 """user/list_id's page size: WeCom's maximum."""
 EXIT_WECOM: Final = 4
-"""The exit status when WeCom cannot be read (the store's is 3, in the CLI)."""
+"""The exit status when WeCom cannot be read or refuses the secret (the store's is 3, in the CLI)."""
 
 Print = Callable[[str], None]
-
-
-class DriftKind(enum.StrEnum):
-    """How the store and WeCom disagree about a member."""
-
-    PHONE_DIFFERS = "PHONE_DIFFERS"
-    MISSING_IN_STORE = "MISSING_IN_STORE"
-    MISSING_IN_WECOM = "MISSING_IN_WECOM"
-    EXPIRED_CLAIM = "EXPIRED_CLAIM"
 
 
 class ContactsReader(Protocol):
@@ -53,44 +64,9 @@ class ContactsReader(Protocol):
         """user/list_id: every (member, department), page by page."""
         ...
 
-    async def user_get(self, userid: str) -> _Member:
+    async def user_get(self, userid: str) -> ContactMember:
         """user/get: a member; UserNotFound when WeCom has none by that userid."""
         ...
-
-
-class _Member(Protocol):
-    @property
-    def mobile(self) -> str | None: ...
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Drift:
-    """One member on which the store and WeCom disagree, with phones masked for printing.
-
-    wecom_phone is WeCom's mobile (the truth to settle to) and seen the binding as it was read;
-    neither shows in a repr.
-    """
-
-    kind: DriftKind
-    member_id: str
-    store_phone_masked: str
-    wecom_phone_masked: str
-    detail: str
-    in_wecom: bool
-    wecom_phone: Phone | None = field(repr=False)
-    seen: Binding | None = field(repr=False)
-
-    def describe(self) -> str:
-        """One printable line; phones masked."""
-        return (
-            f"{self.kind:<16} member {self.member_id}  store {self.store_phone_masked}"
-            f"  wecom {self.wecom_phone_masked}  {self.detail}"
-        )
-
-    @property
-    def deletes(self) -> bool:
-        """Whether settling removes the binding (WeCom has no such member)."""
-        return not self.in_wecom
 
 
 class DriftChanged(Exception):
@@ -103,10 +79,12 @@ class DriftChanged(Exception):
 
 @dataclass(frozen=True, slots=True)
 class SettleReport:
-    """What settle_all did: the drifts settled and those left because they changed meanwhile."""
+    """What settle_all did: the drifts settled, those left because they changed meanwhile, and
+    those only reported (nothing the store can take from WeCom)."""
 
     settled: tuple[Drift, ...]
     changed: tuple[Drift, ...]
+    reported: tuple[Drift, ...] = ()
 
 
 # finding
@@ -129,24 +107,16 @@ async def find_drift(
     userids: dict[str, None] = {}  # a member is listed once per department; keep the first
     async for row in contacts.user_list_id(limit=page_size):
         userids.setdefault(row.userid, None)
-    wecom = await _read_mobiles(contacts, list(userids), concurrency)
-
-    drifts: list[Drift] = []
-    for member_id in sorted(bindings.keys() | wecom.keys()):
-        binding = bindings.get(member_id)
-        in_wecom = member_id in wecom
-        drift = _compare(member_id, binding, in_wecom, wecom.get(member_id), now)
-        if drift is not None:
-            drifts.append(drift)
-    return drifts
+    wecom = await _read_members(contacts, list(userids), concurrency)
+    return compare(bindings, wecom, now=now)
 
 
-async def _read_mobiles(
+async def _read_members(
     contacts: ContactsReader, userids: Sequence[str], concurrency: int
-) -> dict[str, str | None]:
+) -> dict[str, WeComView]:
     """user/get each member, a bounded number at once; a member deleted since the listing is left out."""
     gate = asyncio.Semaphore(max(1, concurrency))
-    mobiles: dict[str, str | None] = {}
+    members: dict[str, WeComView] = {}
 
     async def read(userid: str) -> None:
         async with gate:
@@ -154,7 +124,8 @@ async def _read_mobiles(
                 member = await contacts.user_get(userid)
             except UserNotFound:
                 return
-        mobiles[userid] = member.mobile
+        shown = member.mobile or "" if member.mobile_shown else None
+        members[userid] = WeComView(member_id=userid, mobile=shown, status=member.status)
 
     try:
         async with asyncio.TaskGroup() as group:
@@ -163,72 +134,7 @@ async def _read_mobiles(
     except ExceptionGroup as failures:
         # The first failure cancelled the other reads; it is the one worth reporting.
         raise failures.exceptions[0] from None
-    return mobiles
-
-
-def _compare(
-    member_id: str, binding: Binding | None, in_wecom: bool, raw_mobile: str | None, now: float
-) -> Drift | None:
-    mobile, foreign = _mainland(raw_mobile)
-    if binding is not None and binding.state is BindingState.PENDING:
-        if not binding.lease_expired(now):
-            return None  # a write to WeCom is in flight; its own commit or release settles it
-        previous = f"previous {mask_phone(binding.previous_phone)}; " if binding.previous_phone else ""
-        if not in_wecom:
-            detail = "not a WeCom member: the claim is dropped"
-        elif mobile == binding.phone:
-            detail = "the write reached WeCom: settles to the claimed phone"
-        else:
-            detail = "the write did not reach WeCom: settles to WeCom's mobile"
-        return _drift(DriftKind.EXPIRED_CLAIM, member_id, binding, in_wecom, mobile, previous + detail)
-    if binding is None:
-        if mobile is None:
-            return None
-        detail = "no binding: binds WeCom's mobile"
-        return _drift(DriftKind.MISSING_IN_STORE, member_id, None, True, mobile, detail)
-    if not in_wecom:
-        detail = "not a WeCom member: the binding is removed"
-        return _drift(DriftKind.MISSING_IN_WECOM, member_id, binding, False, None, detail)
-    if mobile != binding.phone:
-        if foreign:
-            detail = "WeCom's mobile is not a mainland mobile: the phone is removed"
-        elif mobile is None:
-            detail = "WeCom holds no mobile: the phone is removed"
-        else:
-            detail = f"{binding.state}: settles to WeCom's mobile"
-        return _drift(DriftKind.PHONE_DIFFERS, member_id, binding, True, mobile, detail)
-    return None
-
-
-def _mainland(raw: str | None) -> tuple[Phone | None, bool]:
-    """WeCom's mobile as the store's 11 digits, and whether it was a number the store cannot hold."""
-    if raw is None:
-        return None, False
-    try:
-        return Phone.parse(raw), False
-    except InvalidPhone:
-        return None, True
-
-
-def _drift(
-    kind: DriftKind,
-    member_id: str,
-    seen: Binding | None,
-    in_wecom: bool,
-    wecom_phone: Phone | None,
-    detail: str,
-) -> Drift:
-    store_phone = seen.phone if seen is not None else None
-    return Drift(
-        kind=kind,
-        member_id=member_id,
-        store_phone_masked=mask_phone(store_phone) if store_phone else "-",
-        wecom_phone_masked=mask_phone(wecom_phone) if wecom_phone else "-",
-        detail=detail,
-        in_wecom=in_wecom,
-        wecom_phone=wecom_phone,
-        seen=seen,
-    )
+    return members
 
 
 # settling
@@ -236,10 +142,14 @@ def _drift(
 
 async def settle(store: Store, drift: Drift, *, actor: Actor) -> None:
     """Settle one member from WeCom's truth, audited under actor; DriftChanged when its binding moved."""
+    if drift.fix is Fix.NONE:
+        return
     if await store.get_binding(drift.member_id) != drift.seen:
         raise DriftChanged(drift.member_id)
     if drift.deletes:
         await store.delete_member(drift.member_id, actor=actor)
+    elif drift.fix is Fix.UNFOLLOW:
+        await store.unfollow(drift.member_id, actor=actor)
     else:
         # take: WeCom gave this phone to this member, so a store holder of it is out of date.
         await store.set_member_phone(drift.member_id, drift.wecom_phone, take=True, actor=actor)
@@ -248,13 +158,14 @@ async def settle(store: Store, drift: Drift, *, actor: Actor) -> None:
 async def settle_all(store: Store, drifts: Iterable[Drift], *, actor: Actor) -> SettleReport:
     """Settle every drift, phones freed before they are taken, so that a take strips a member only
     in a cycle (two members that swapped phones)."""
-    remaining = {drift.member_id: drift for drift in drifts}
+    reported = tuple(drift for drift in drifts if drift.fix is Fix.NONE)
+    remaining = {drift.member_id: drift for drift in drifts if drift.fix is not Fix.NONE}
     settled: list[Drift] = []
     changed: list[Drift] = []
     for member_id in order_fixes(list(remaining.values())):
         drift = remaining.pop(member_id)
         holder = None
-        if drift.wecom_phone is not None and not drift.deletes:
+        if drift.takes_phone and drift.wecom_phone is not None:
             holder = await store.get_binding_by_phone(drift.wecom_phone)
         try:
             await settle(store, drift, actor=actor)
@@ -267,44 +178,7 @@ async def settle_all(store: Store, drifts: Iterable[Drift], *, actor: Actor) -> 
             # This fix took the phone from a member still to be settled: it now starts from here.
             stripped = remaining[holder.member_id]
             remaining[holder.member_id] = replace(stripped, seen=await store.get_binding(holder.member_id))
-    return SettleReport(settled=tuple(settled), changed=tuple(changed))
-
-
-def order_fixes(drifts: Sequence[Drift]) -> list[str]:
-    """The member ids in the order to settle them: removals first, then each phone after its
-    current holder (among the drifting members) has let go of it; a cycle is broken by a take."""
-    holders: dict[str, str] = {}
-    for drift in drifts:
-        if drift.seen is not None:
-            for phone in (drift.seen.phone, drift.seen.previous_phone):
-                if phone is not None:
-                    holders[phone] = drift.member_id
-    by_member = {drift.member_id: drift for drift in drifts}
-    waiting: dict[str, list[str]] = {}  # holder -> members waiting for its phone
-    ready: list[str] = []
-    for drift in sorted(drifts, key=lambda d: (d.wecom_phone is not None and not d.deletes, d.member_id)):
-        holder = holders.get(drift.wecom_phone) if drift.wecom_phone and not drift.deletes else None
-        if holder is None or holder == drift.member_id:
-            ready.append(drift.member_id)
-        else:
-            waiting.setdefault(holder, []).append(drift.member_id)
-    order: list[str] = []
-    queued = set(ready)
-    cursor = 0
-    while len(order) < len(by_member):
-        if cursor == len(ready):
-            # Everything left waits in a cycle: start it anywhere, the take strips the phone.
-            start = min(m for m in by_member if m not in queued)
-            ready.append(start)
-            queued.add(start)
-        member_id = ready[cursor]
-        cursor += 1
-        order.append(member_id)
-        for waiter in waiting.pop(member_id, []):
-            if waiter not in queued:
-                ready.append(waiter)
-                queued.add(waiter)
-    return order
+    return SettleReport(settled=tuple(settled), changed=tuple(changed), reported=reported)
 
 
 # the command
@@ -319,12 +193,13 @@ async def reconcile(
         out(drift.describe())
     counts = ", ".join(f"{sum(d.kind is kind for d in drifts)} {kind}" for kind in DriftKind)
     out(f"{len(drifts)} drift(s) found: {counts}")
-    if not drifts:
-        return 0
+    if all(d.fix is Fix.NONE for d in drifts):
+        return 0  # nothing the store can take from WeCom; the lines above say why
     if not fix:
         out("run with --fix to settle them from WeCom")
         return 1
-    if all(d.deletes for d in drifts) and len(drifts) == len(await store.list_bindings()):
+    fixable = [d for d in drifts if d.fix is not Fix.NONE]
+    if all(d.deletes for d in fixable) and len(fixable) == len(await store.list_bindings()):
         # More likely a secret that sees no one (its 可见范围) than an organisation that left.
         out("WeCom has none of the store's members: refusing to remove every binding;"
             " check the contacts-sync secret's visible range, or release them one by one")
@@ -353,6 +228,12 @@ async def reconcile_command(store: Store, settings: Settings, *, fix: bool, out:
             )
         except WeComUnavailable as exc:
             err(f"wecom-bind: WeCom is unavailable ({exc.errmsg}); nothing was settled")
+            return EXIT_WECOM
+        except ConfigurationError as exc:
+            # 48009, 60020, 48002...: reading on would only be refused again, and WeCom blocks an
+            # IP that keeps presenting a secret it refuses.
+            err(f"wecom-bind: WeCom refused the contacts-sync secret (errcode {exc.errcode}): "
+                f"{exc.describe()}; nothing was settled")
             return EXIT_WECOM
         except WeComError as exc:
             err(f"wecom-bind: WeCom refused: errcode {exc.errcode} {exc.errmsg}; nothing was settled")

@@ -12,7 +12,7 @@ import random
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import aiohttp
@@ -35,6 +35,7 @@ from callback_service.store import open_store
 from handlers.binding import Actor, AuditAction, Binding, BindingState
 from handlers.contracts import Store
 from handlers.phone import Phone
+from handlers.reconcile import Fix
 from sandbox.wecom import create_wecom_sandbox
 from sandbox.wecom_keys import WECOM_SANDBOX_STATE
 from sandbox.wecom_state import APP, CONTACTS, Member, WeComSandboxState
@@ -149,6 +150,7 @@ async def test_a_store_in_step_with_wecom_has_no_drift(store: Store, start_wecom
     await bind(store, "s1", "13800000001")
     await bind(store, "s3", "13800000003")
     await store.follow("s3", "openid-s3", actor=STUDENT)
+    wecom.state.members["s3"].status = 1  # followed: WeCom's member is activated
     # A live claim is a write in flight, not drift, whatever WeCom says yet.
     await store.claim_phone("s2", Phone("13800000002"), lease=LEASE, actor=STUDENT)
 
@@ -164,6 +166,7 @@ async def test_phone_differs_settles_to_wecoms_mobile(
     await bind(store, "s1", "13800000001")
     await bind(store, "s2", "13800000002")
     await store.follow("s2", "openid-s2", actor=STUDENT)
+    wecom.state.members["s2"].status = 1
     await bind(store, "s3", "13800000003")
 
     drifts = await find_drift(store, wecom.contacts, now=clock.now)
@@ -286,6 +289,50 @@ async def test_every_kind_at_once(store: Store, start_wecom: WeComFactory, clock
     await settle_and_check(store, wecom, clock, drifts)
 
 
+async def test_hidden_mobiles_are_no_drift_and_fix_changes_nothing(
+    store: Store, start_wecom: WeComFactory, clock: Clock
+) -> None:
+    # A secret whose user/get hides the mobile (an app since 2022-06-20): unknown, never empty.
+    wecom = await start_wecom([member("s1", "13800000001"), member("s2", "13900000002"),
+                               member("s3", "13900000003")])
+    await bind(store, "s1", "13800000001")
+    await bind(store, "s2", "13800000002")
+    hiding = HidingContacts(wecom.contacts)
+    before = {b.member_id: b for b in await store.list_bindings()}
+    lines: list[str] = []
+
+    assert await find_drift(store, hiding, now=clock.now) == []
+    status = await reconcile(store, hiding, fix=True, out=lines.append, now=clock.now, actor=RECONCILE)
+
+    assert status == 0
+    assert lines == ["0 drift(s) found: " + ", ".join(f"0 {kind}" for kind in DriftKind)]
+    assert {b.member_id: b for b in await store.list_bindings()} == before
+    assert [r.source for r in await store.audit_list(limit=100)].count(RECONCILE.source) == 0
+
+
+async def test_a_followed_member_wecom_no_longer_shows_activated_is_unfollowed(
+    store: Store, start_wecom: WeComFactory, clock: Clock
+) -> None:
+    wecom = await start_wecom([member("s1", "13800000001"), member("s2", "13800000002")])
+    await bind(store, "s1", "13800000001")
+    await store.follow("s1", "openid-s1", actor=STUDENT)  # its unsubscribe never arrived
+    await bind(store, "s2", "13800000002")
+    wecom.state.members["s2"].status = 1  # activated through the WeCom app: no follow to record
+
+    drifts = await find_drift(store, wecom.contacts, now=clock.now)
+
+    assert kinds(drifts) == {"s1": DriftKind.STATUS_DIFFERS, "s2": DriftKind.STATUS_DIFFERS}
+    assert [d.fix for d in drifts] == [Fix.UNFOLLOW, Fix.NONE]
+    lines: list[str] = []
+    status = await reconcile(store, wecom.contacts, fix=True, out=lines.append, now=clock.now, actor=RECONCILE)
+    assert status == 0
+    s1 = await stored(store, "s1")
+    assert (s1.state, s1.phone, s1.openid) == (BindingState.BOUND, "13800000001", None)
+    s2 = await stored(store, "s2")
+    assert s2.state is BindingState.BOUND
+    assert [d.member_id for d in await find_drift(store, wecom.contacts, now=clock.now)] == ["s2"]
+
+
 # the order of fixes
 
 
@@ -326,6 +373,7 @@ async def test_members_that_swapped_phones_are_settled_in_one_run(
     await bind(store, "a", "13800000001")
     await bind(store, "b", "13800000002")
     await store.follow("b", "openid-b", actor=STUDENT)
+    wecom.state.members["b"].status = 1
 
     drifts = await find_drift(store, wecom.contacts, now=clock.now)
 
@@ -402,6 +450,14 @@ class CountingContacts:
             return await self._client.user_get(userid)
         finally:
             self.in_flight -= 1
+
+
+class HidingContacts(CountingContacts):
+    """The real client, as an app's secret sees WeCom since 2022-06-20: no mobile in user/get."""
+
+    async def user_get(self, userid: str) -> WeComMember:
+        found = await super().user_get(userid)
+        return replace(found, mobile=None, mobile_shown=False)
 
 
 async def test_members_are_read_page_by_page_with_bounded_concurrency(
@@ -522,3 +578,32 @@ async def test_the_command_says_when_wecom_is_unavailable(tmp_path: Path) -> Non
     assert result.returncode == 4
     assert "WeCom is unavailable" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("errcode", "remedy"),
+    [(48009, "通讯录同步 → 企业可信IP"), (60020, "应用管理 → the app → 企业可信IP"), (48002, "WECOM_BIND_CONTACTS_SECRET")],
+)
+async def test_the_command_names_the_remedy_of_a_refused_secret(
+    aiohttp_server: ServerFactory, tmp_path: Path, errcode: int, remedy: str
+) -> None:
+    app = create_wecom_sandbox(
+        corp_id=CORP_ID,
+        secrets={APP_SECRET: APP, CONTACTS_SECRET: CONTACTS},
+        agent_id=AGENT_ID,
+        callback=None,
+        members=[member("s1", "13900000001")],
+    )
+    server = await aiohttp_server(app)
+    app[WECOM_SANDBOX_STATE].faults.errcode(errcode, count=100, api="user/list_id")
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    env = service_env(9, wecom_api_base=str(server.make_url("")).rstrip("/"), store_url=store_url)
+
+    result = await asyncio.to_thread(_run, env, "reconcile", "--fix")
+
+    assert result.returncode == 4, result.stderr
+    [line] = result.stderr.splitlines()
+    assert f"errcode {errcode}" in line
+    assert remedy in line
+    assert "nothing was settled" in line
+    assert app[WECOM_SANDBOX_STATE].calls.count("user/list_id") == 1

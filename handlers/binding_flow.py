@@ -14,9 +14,10 @@ mobile, the write is read back before it is committed: no 绑定成功 that WeCo
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -30,7 +31,7 @@ from handlers.binding import (
     PhoneTaken,
 )
 from handlers.contacts import STATUS_ACTIVATED, ContactMember, WeComContacts
-from handlers.contracts import Store
+from handlers.contracts import Store, StoreUnavailable
 from handlers.guide import ErrorCode
 from handlers.phone import Phone, mask_phone
 from handlers.wecom_errors import (
@@ -39,6 +40,7 @@ from handlers.wecom_errors import (
     UserIdExists,
     UserNotFound,
     WeComError,
+    WeComUnanswered,
     WeComUnavailable,
 )
 
@@ -48,6 +50,8 @@ DEFAULT_LEASE: Final = 60.0
 """Seconds a claim holds its phone: longer than the WeCom client's whole retry budget."""
 ROOT_DEPARTMENT: Final = 1
 """WeCom's root department: where a member is created when its 院系 has no known department id."""
+SETTLE_DELAYS: Final = (1.0, 2.0, 4.0, 8.0, 16.0)
+"""Pauses before each try to settle a write whose answer was lost: 31 s in all, within the lease."""
 
 
 class Refusal(enum.StrEnum):
@@ -102,7 +106,23 @@ class Refused:
     corrected: bool = False
 
 
-BindResult = Bound | Refused
+@dataclass(frozen=True, slots=True)
+class Confirming:
+    """WeCom's answer to the write was lost (or the store failed after it): the claim is kept and
+    settled in the background, by the same write until WeCom answers, then commit or release."""
+
+    member_id: str
+    phone: Phone
+
+    @property
+    def phone_masked(self) -> str:
+        """The claimed phone as pages and logs show it."""
+        return mask_phone(self.phone)
+
+
+BindResult = Bound | Refused | Confirming
+Settled = Callable[[Bound | Refused | None], Awaitable[None]]
+"""Told how a Confirming binding ended: bound, refused, or None when it is left to the lease."""
 
 
 class BindingFlow:
@@ -116,15 +136,27 @@ class BindingFlow:
         departments: Mapping[str, int] | None = None,
         default_department: int = ROOT_DEPARTMENT,
         lease: float = DEFAULT_LEASE,
+        settle_delays: Sequence[float] = SETTLE_DELAYS,
     ) -> None:
         self._store = store
         self._contacts = contacts
         self._departments = dict(departments or {})
         self._default_department = default_department
         self._lease = lease
+        self._settle_delays = tuple(settle_delays)
+        self._settling: set[asyncio.Task[None]] = set()
 
-    async def bind(self, member_id: str, phone: Phone, *, actor: Actor) -> BindResult:
-        """Bind the phone to the member, or say which rule refused it; WeCom outages propagate."""
+    async def close(self) -> None:
+        """Stop settling: a claim still unsettled stays until its lease runs out (then reconcile)."""
+        for task in list(self._settling):
+            task.cancel()
+        await asyncio.gather(*self._settling, return_exceptions=True)
+
+    async def bind(
+        self, member_id: str, phone: Phone, *, actor: Actor, on_settled: Settled | None = None
+    ) -> BindResult:
+        """Bind the phone to the member, or say which rule refused it; WeCom outages before the
+        write propagate. A write whose outcome is unknown is Confirming: on_settled hears the end."""
         try:
             claim = await self._store.claim_phone(member_id, phone, lease=self._lease, actor=actor)
         except PhoneTaken:
@@ -143,28 +175,78 @@ class BindingFlow:
         try:
             created = await self._write(member_id, phone)
         except _Refusal as refusal:
-            await self._release(claim)
-            corrected = refusal.reason is Refusal.PHONE_TAKEN
-            if corrected:
-                await self._record_conflict(claim, refusal.why)
-            return Refused(member_id, refusal.reason, corrected=corrected)
+            return await self._refuse(claim, refusal)
+        except _OutcomeUnknown as unknown:
+            log.warning("binding: member %s: %s; confirming in the background", member_id, unknown)
+            return self._confirm_later(claim, on_settled)
         except BaseException:
-            # WeCom is down, or we were cancelled: nothing may stay claimed on our side.
+            # WeCom is down before the write, or we were cancelled: nothing may stay claimed.
             await self._release(claim)
             raise
+        try:
+            await self._commit(claim)
+        except StoreUnavailable:
+            # WeCom holds the phone now: the claim is kept until the store takes the commit.
+            log.warning("binding: member %s: the store failed after WeCom's write; confirming", member_id)
+            return self._confirm_later(claim, on_settled)
+        log.info("binding: member %s bound %s (created: %s)", member_id, mask_phone(phone), created)
+        # user/create invited the new member already; an existing member is invited here.
+        invited = True if created else await self._invite(member_id)
+        return Bound(member_id, phone, already_bound=False, created=created, invited=invited, followed=False)
+
+    async def _refuse(self, claim: Claim, refusal: _Refusal) -> Refused:
+        await self._release(claim)
+        corrected = refusal.reason is Refusal.PHONE_TAKEN
+        if corrected:
+            await self._record_conflict(claim, refusal.why)
+        return Refused(claim.member_id, refusal.reason, corrected=corrected)
+
+    async def _commit(self, claim: Claim) -> None:
         try:
             await self._store.commit_claim(claim)
         except ClaimLost:
             # WeCom's change_contact for this very write may be handled first, settling the member
             # to the phone before we commit: that is the same outcome, not a failure.
-            binding = await self._store.get_binding(member_id)
+            binding = await self._store.get_binding(claim.member_id)
             settled = BindingState.BOUND, BindingState.FOLLOWED
-            if binding is None or binding.phone != phone or binding.state not in settled:
+            if binding is None or binding.phone != claim.phone or binding.state not in settled:
                 raise
-        log.info("binding: member %s bound %s (created: %s)", member_id, mask_phone(phone), created)
-        # user/create invited the new member already; an existing member is invited here.
-        invited = True if created else await self._invite(member_id)
-        return Bound(member_id, phone, already_bound=False, created=created, invited=invited, followed=False)
+
+    def _confirm_later(self, claim: Claim, on_settled: Settled | None) -> Confirming:
+        task = asyncio.create_task(self._settle(claim, on_settled))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+        return Confirming(claim.member_id, claim.phone)
+
+    async def _settle(self, claim: Claim, on_settled: Settled | None) -> None:
+        """Repeat the same idempotent write until WeCom answers, then commit or release."""
+        outcome: Bound | Refused | None = None
+        for delay in self._settle_delays:
+            await asyncio.sleep(delay)
+            try:
+                await self._write(claim.member_id, claim.phone)
+                await self._commit(claim)
+            except _Refusal as refusal:
+                outcome = await self._refuse(claim, refusal)
+                break
+            except (_OutcomeUnknown, WeComUnavailable, StoreUnavailable) as exc:
+                log.info("binding: member %s still unconfirmed (%s)", claim.member_id, exc)
+                continue
+            except (WeComError, ClaimLost) as exc:
+                # Nothing this loop can settle: the lease runs out and reconcile settles from WeCom.
+                log.warning("binding: member %s left to its lease (%s)", claim.member_id, type(exc).__name__)
+                break
+            log.info("binding: member %s bound %s (confirmed)", claim.member_id, mask_phone(claim.phone))
+            outcome = Bound(claim.member_id, claim.phone, already_bound=False, created=False, invited=False,
+                            followed=False)
+            break
+        else:
+            log.warning("binding: member %s unconfirmed; its lease and reconcile settle it", claim.member_id)
+        if on_settled is not None:
+            try:
+                await on_settled(outcome)
+            except StoreUnavailable:
+                log.warning("binding: could not record how member %s's binding ended", claim.member_id)
 
     async def _write(self, member_id: str, phone: Phone) -> bool:
         """Write the phone to WeCom; True when the member had to be created."""
@@ -187,7 +269,12 @@ class BindingFlow:
             raise _Refusal(Refusal.PHONE_TAKEN, "wecom 60104: mobile belongs to another member") from exc
         except MobileInvalid as exc:
             raise _Refusal(Refusal.MOBILE_REFUSED, "wecom 60103: mobile refused") from exc
-        await self._confirm(member_id, phone)
+        except WeComUnanswered as exc:
+            raise _OutcomeUnknown(f"user/update unanswered ({exc.errmsg})") from exc
+        try:
+            await self._confirm(member_id, phone)
+        except WeComUnavailable as exc:
+            raise _OutcomeUnknown(f"user/update unconfirmed ({exc.errmsg})") from exc
         return False
 
     async def _create(self, member_id: str, phone: Phone) -> bool:
@@ -208,6 +295,8 @@ class BindingFlow:
             raise _Refusal(Refusal.PHONE_TAKEN, "wecom 60104: mobile belongs to another member") from exc
         except MobileInvalid as exc:
             raise _Refusal(Refusal.MOBILE_REFUSED, "wecom 60103: mobile refused") from exc
+        except WeComUnanswered as exc:
+            raise _OutcomeUnknown(f"user/create unanswered ({exc.errmsg})") from exc
         return True
 
     async def _confirm(self, member_id: str, phone: Phone) -> None:
@@ -233,15 +322,19 @@ class BindingFlow:
         # WeCom overruled the store (I1): the audit log says so beside the released claim.
         try:
             await self._store.audit_conflict(claim.member_id, claim.phone, why, actor=claim.actor)
-        except Exception:
+        except StoreUnavailable:
             log.exception("binding: recording WeCom's conflict for member %s failed", claim.member_id)
 
     async def _release(self, claim: Claim) -> None:
         try:
             await self._store.release_claim(claim)
-        except Exception:
+        except StoreUnavailable:
             # Its lease runs out, and reconciliation settles the member from WeCom's truth.
             log.exception("binding: releasing the claim of member %s failed", claim.member_id)
+
+
+class _OutcomeUnknown(Exception):
+    """A write was sent and WeCom's answer never came: it may or may not have been applied."""
 
 
 class _Refusal(Exception):

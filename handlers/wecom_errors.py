@@ -27,6 +27,10 @@ class WeComUnavailable(WeComError):
     """WeCom did not answer usefully within the retry budget (busy, 5xx, timeouts, unreachable)."""
 
 
+class WeComUnanswered(WeComUnavailable):
+    """The request may have reached WeCom, but no answer came (timeouts, 5xx): a write may have applied."""
+
+
 class RateLimited(WeComUnavailable):
     """45009: WeCom blocks this caller for a minute or an hour; retrying within seconds is futile."""
 

@@ -42,6 +42,7 @@ from handlers.wecom_errors import (
     UserNotFound,
     WeComError,
     WeComRefusal,
+    WeComUnanswered,
     WeComUnavailable,
     WrongAgent,
     error_for,
@@ -81,6 +82,7 @@ __all__ = [
     "WeComError",
     "WeComMember",
     "WeComRefusal",
+    "WeComUnanswered",
     "WeComUnavailable",
     "WrongAgent",
     "error_for",
@@ -134,12 +136,17 @@ class SendResult:
 
 
 class _Transient(Exception):
-    """A failure worth retrying; `errcode`/`reason` describe it for the final error."""
+    """A failure worth retrying; `errcode`/`reason` describe it for the final error.
 
-    def __init__(self, errcode: int, reason: str) -> None:
+    answered: WeCom answered (busy, with an errcode) and so did nothing; otherwise the request may
+    have reached WeCom and its answer was lost (a timeout, a 5xx, a dropped connection).
+    """
+
+    def __init__(self, errcode: int, reason: str, *, answered: bool = False) -> None:
         super().__init__(reason)
         self.errcode = errcode
         self.reason = reason
+        self.answered = answered
 
 
 ApiObserver = Callable[[str, int, float], None]
@@ -455,11 +462,13 @@ class WeComClient:
     ) -> dict[str, Any]:
         started = self._timer()
         last: _Transient | None = None
+        unanswered = False
         for number in range(1, self._max_attempts + 1):
             try:
                 return await attempt()
             except _Transient as exc:
                 last = exc
+                unanswered = unanswered or not exc.answered
             delay = min(self._max_delay, self._base_delay * 2 ** (number - 1))
             delay *= 0.5 + self._jitter() / 2
             spent = self._timer() - started
@@ -472,6 +481,8 @@ class WeComClient:
             await self._sleep(delay)
         assert last is not None
         log.error("wecom: %s failed after %d tries: %s", api, number, last.reason)
+        if unanswered:
+            raise WeComUnanswered(last.errcode, last.reason)
         raise WeComUnavailable(last.errcode, last.reason)
 
     async def _request(
@@ -517,7 +528,7 @@ class WeComClient:
         if not isinstance(errcode, int):
             raise _Transient(-1, "errcode is not an integer")
         if errcode in RETRIABLE_ERRCODES:
-            raise _Transient(errcode, f"errcode {errcode}: {data.get('errmsg', '')}")
+            raise _Transient(errcode, f"errcode {errcode}: {data.get('errmsg', '')}", answered=True)
         if errcode != 0:
             raise error_for(errcode, str(data.get("errmsg", "")))
         return data

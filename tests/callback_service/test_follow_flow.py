@@ -8,12 +8,21 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
+from callback_service.web.app import create_app
 from callback_service.web.keys import STORE, WECOM_CONTACTS
 from handlers.binding import AccountFollowed, Actor, Binding, BindingState
 from handlers.contracts import Store
 from handlers.phone import Phone
+from sandbox.wecom_keys import WECOM_SANDBOX_STATE
 from sandbox.wecom_state import Member
-from tests.support.world import ServerFactory, World, eventually, running_world
+from tests.support.world import (
+    ServerFactory,
+    World,
+    eventually,
+    running_world,
+    wecom_sandbox,
+    world_settings,
+)
 from tests.wecom._support import browser, new_wechat, post_page
 
 P1 = Phone("13800000001")
@@ -119,3 +128,25 @@ async def test_ready_when_the_store_and_wecom_answer(aiohttp_server: ServerFacto
     ):
         assert response.status == 200
         assert await response.json() == {"status": "ready", "store": "up", "wecom": "up"}
+
+
+async def test_ready_names_a_configuration_error_and_asks_wecom_once_a_minute(
+    aiohttp_server: ServerFactory, store_url: str
+) -> None:
+    wecom_app = wecom_sandbox(callback_url="http://127.0.0.1:9/wecom/callback", members=[])
+    wecom_server = await aiohttp_server(wecom_app)
+    settings = world_settings(
+        wecom_api_base=str(wecom_server.make_url("")).rstrip("/"), store_url=store_url, app_secret="wrong-secret"
+    )
+    service = await aiohttp_server(create_app(settings))
+    async with aiohttp.ClientSession() as http:
+        bodies = []
+        for _ in range(3):
+            async with http.get(str(service.make_url("/ready"))) as response:
+                assert response.status == 503
+                bodies.append(await response.json())
+    assert bodies[0]["store"] == "up"
+    assert bodies[0]["wecom"].startswith("40001: the secret is wrong")
+    assert "wrong-secret" not in str(bodies)
+    assert bodies == [bodies[0]] * 3
+    assert wecom_app[WECOM_SANDBOX_STATE].calls.count("gettoken") == 1

@@ -13,10 +13,10 @@ from aiohttp.test_utils import TestServer
 from pytest_aiohttp import AiohttpServer
 
 from callback_service.clients.wecom import WeComClient, WeComUnavailable
-from handlers.binding import Actor, AuditAction, BindingState, DirectoryEntry
-from handlers.binding_flow import BindingFlow, Bound, Refusal, Refused
+from handlers.binding import Actor, AuditAction, BindingState, Claim, DirectoryEntry
+from handlers.binding_flow import BindingFlow, Bound, Confirming, Refusal, Refused
 from handlers.contacts import WeComContacts
-from handlers.contracts import Store
+from handlers.contracts import Store, StoreUnavailable
 from handlers.guide import ErrorCode
 from handlers.phone import Phone
 from sandbox.wecom import APP, CONTACTS, Member, WeComSandboxState, create_wecom_sandbox
@@ -250,8 +250,8 @@ async def test_wecom_refusing_the_mobile_is_a_refusal(world: World) -> None:
     assert await world.store.get_binding("2021001") is None
 
 
-async def test_a_wecom_outage_propagates_and_releases_the_claim(world: World) -> None:
-    world.wecom.faults.status(502, count=10, api="user/update")
+async def test_a_wecom_outage_before_the_write_propagates_and_releases_the_claim(world: World) -> None:
+    world.wecom.faults.status(502, count=10, api="user/get")
     with pytest.raises(WeComUnavailable) as raised:
         await world.flow.bind("2021001", Phone("13800000001"), actor=ACTOR)
     assert raised.value.errcode == -1
@@ -339,3 +339,105 @@ async def test_a_change_contact_handled_before_the_commit_is_still_a_success(wor
     assert binding is not None
     assert binding.state is BindingState.BOUND
     assert binding.phone == "13800000001"
+
+
+# a write whose answer was lost (issue 9)
+
+
+class _Outcomes:
+    """Collects how Confirming bindings ended."""
+
+    def __init__(self) -> None:
+        self.ended: asyncio.Queue[Bound | Refused | None] = asyncio.Queue()
+
+    async def __call__(self, ended: Bound | Refused | None) -> None:
+        await self.ended.put(ended)
+
+    async def next(self) -> Bound | Refused | None:
+        return await asyncio.wait_for(self.ended.get(), timeout=10)
+
+
+@pytest.fixture
+async def quick_flow(world: World, wecom_server: TestServer) -> AsyncIterator[BindingFlow]:
+    """A flow whose client gives up at once (one try, short timeout) and settles quickly."""
+    async with aiohttp.ClientSession() as session:
+        client = WeComClient(
+            session=session, api_base=str(wecom_server.make_url("")), corp_id=CORP_ID,
+            secret="contacts-secret", store=world.store, clock=world.clock, max_attempts=1, timeout=0.3,
+        )
+        flow = BindingFlow(store=world.store, contacts=client, departments={}, settle_delays=(0.2, 0.2, 0.2))
+        yield flow
+        await flow.close()
+
+
+async def test_an_applied_write_whose_answer_was_lost_is_confirmed_then_committed(
+    world: World, quick_flow: BindingFlow
+) -> None:
+    world.wecom.faults.delay(0.6, api="user/update")  # WeCom applies it; its answer comes too late
+    outcomes = _Outcomes()
+    result = await quick_flow.bind("2021002", Phone("13800000002"), actor=ACTOR, on_settled=outcomes)
+    assert result == Confirming("2021002", Phone("13800000002"))
+    pending = await world.store.get_binding("2021002")
+    assert pending is not None
+    assert pending.state is BindingState.PENDING  # the claim is kept, not released
+    ended = await outcomes.next()
+    assert isinstance(ended, Bound)
+    binding = await world.store.get_binding("2021002")
+    assert binding is not None
+    assert (binding.state, binding.phone) == (BindingState.BOUND, "13800000002")
+    assert world.wecom.members["2021002"].mobile == "13800000002"
+    assert await world.actions("2021002") == [AuditAction.CLAIM, AuditAction.BIND]
+
+
+async def test_a_lost_write_that_wecom_then_refuses_is_released(world: World, quick_flow: BindingFlow) -> None:
+    world.wecom.faults.status(502, api="user/update")
+    outcomes = _Outcomes()
+    result = await quick_flow.bind("2021002", Phone("13800000002"), actor=ACTOR, on_settled=outcomes)
+    assert isinstance(result, Confirming)
+    # Meanwhile an administrator gives the phone to another member in WeCom: 60104 on the retry.
+    world.wecom.members["2020999"].mobile = "13800000002"
+    assert await outcomes.next() == Refused("2021002", Refusal.PHONE_TAKEN, corrected=True)
+    assert await world.store.get_binding("2021002") is None
+    assert await world.store.get_binding_by_phone(Phone("13800000002")) is None
+    assert world.wecom.members["2021002"].mobile is None
+
+
+async def test_a_store_failing_after_wecoms_write_is_committed_later(world: World, wecom_server: TestServer) -> None:
+    store = _CommitFailsOnce(world.store)
+    flow = BindingFlow(store=store, contacts=world.contacts, departments={}, settle_delays=(0.1,))  # type: ignore[arg-type]
+    outcomes = _Outcomes()
+    result = await flow.bind("2021002", Phone("13800000002"), actor=ACTOR, on_settled=outcomes)
+    assert isinstance(result, Confirming)
+    assert world.wecom.members["2021002"].mobile == "13800000002"
+    assert isinstance(await outcomes.next(), Bound)
+    binding = await world.store.get_binding("2021002")
+    assert binding is not None
+    assert (binding.state, binding.phone) == (BindingState.BOUND, "13800000002")
+    assert world.wecom.calls.count("user/update") == 1  # WeCom already held it: not written again
+
+
+async def test_an_unconfirmable_write_is_left_to_its_lease(world: World, quick_flow: BindingFlow) -> None:
+    world.wecom.faults.status(502, count=100, api="user/update")
+    outcomes = _Outcomes()
+    assert isinstance(await quick_flow.bind("2021002", Phone("13800000002"), actor=ACTOR, on_settled=outcomes), Confirming)
+    assert await outcomes.next() is None
+    binding = await world.store.get_binding("2021002")
+    assert binding is not None
+    assert binding.state is BindingState.PENDING  # never released: its lease runs out, reconcile settles it
+
+
+class _CommitFailsOnce:
+    """The real store, whose first commit fails as a store outage would."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.failed = False
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    async def commit_claim(self, claim: Claim) -> object:
+        if not self.failed:
+            self.failed = True
+            raise StoreUnavailable("the store went away")
+        return await self._store.commit_claim(claim)

@@ -276,6 +276,30 @@ async def test_a_wecom_block_45009_binds_nothing_and_says_try_later(env: PagesEn
     assert await env.store.get_binding("2021003") is None
 
 
+async def test_a_write_whose_answer_was_lost_says_confirming_then_bound(env: PagesEnv) -> None:
+    # Every try of user/update goes unanswered within the student's request; WeCom answers later.
+    env.wecom_state.faults.status(502, count=4, api="user/update")
+    await env.login("2021003")
+    response = await env.submit("13800000003")
+    page = await response.text()
+    assert "正在确认" in page
+    assert "138****0003" in page
+    _no_full_phone(page)
+    assert "没有生效" not in page
+    me = await (await env.client.get("/me")).text()
+    assert "绑定处理中" in me
+    for _ in range(100):
+        await asyncio.sleep(0.1)
+        page = await (await env.client.get(response.url.path)).text()
+        if "正在确认" not in page:
+            break
+    assert "绑定成功" in page
+    binding = await env.store.get_binding("2021003")
+    assert binding is not None
+    assert (binding.state, binding.phone) == (BindingState.BOUND, "13800000003")
+    assert env.wecom_state.members["2021003"].mobile == "13800000003"
+
+
 async def test_wecom_60104_is_shown_as_2_1_and_the_store_corrected(env: PagesEnv) -> None:
     # The store has never heard of OTHER_PHONE; WeCom holds it for another member.
     assert await env.store.get_binding_by_phone(OTHER_PHONE) is None

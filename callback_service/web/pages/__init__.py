@@ -92,3 +92,4 @@ async def _pages_ctx(app: web.Application) -> AsyncIterator[None]:
         lease=config.claim_lease,
     )
     yield
+    await app[BINDING_FLOW].close()

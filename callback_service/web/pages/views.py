@@ -25,7 +25,7 @@ from callback_service.web.keys import BINDING_FLOW, CAS, CLOCK, PAGES_CONFIG, SE
 from callback_service.web.pages.render import SECURITY_HEADERS, message, page, render, url
 from callback_service.web.pages.session import Session
 from handlers.binding import Actor, Binding, BindingState, DirectoryEntry
-from handlers.binding_flow import Bound, Refusal, Refused
+from handlers.binding_flow import Bound, Confirming, Refusal, Refused
 from handlers.contracts import Store
 from handlers.guide import GUIDE, RULES, STEPS, ErrorCode, GuideEntry
 from handlers.phone import InvalidPhone, Phone, mask_phone
@@ -236,8 +236,14 @@ async def bind_phone_submit(request: web.Request) -> web.StreamResponse:
     result_key = f"bind-result:{key}"
     await store.kv_set(result_key, _Outcome(state="pending").to_json(), ttl=config.result_ttl)
     actor = Actor(who=session.student_id, source=f"bind-page {client_of(request)}")
+
+    async def settled(ended: Bound | Refused | None) -> None:
+        # A lost WeCom answer was settled in the background: the result page shows how it ended.
+        outcome = _Outcome(state="unsettled") if ended is None else _Outcome.of(ended, phone)
+        await store.kv_set(result_key, outcome.to_json(), ttl=config.result_ttl)
+
     try:
-        result = await app[BINDING_FLOW].bind(session.student_id, phone, actor=actor)
+        result = await app[BINDING_FLOW].bind(session.student_id, phone, actor=actor, on_settled=settled)
     except BaseException:
         await _record_failure(store, result_key, config.result_ttl)
         raise
@@ -301,6 +307,20 @@ async def bind_result(request: web.Request) -> web.StreamResponse:
         return _result_gone(request)
     if outcome.state == "pending":
         return render(request, "pending.html", {"refresh_url": url(request, "bind-result", form=form_id)})
+    if outcome.state == "confirming":
+        return render(
+            request,
+            "confirming.html",
+            {"refresh_url": url(request, "bind-result", form=form_id), "phone_masked": outcome.phone_masked},
+        )
+    if outcome.state == "unsettled":
+        return message(
+            request,
+            title="暂未能确认绑定结果",
+            text="企业号通讯录暂时没有确认本次绑定，系统会继续核对。请稍后在“我的绑定”查看结果，请勿重复提交。",
+            status=200,
+            link=(url(request, "me"), "查看我的绑定"),
+        )
     if outcome.state == "failed":
         return message(
             request,
@@ -439,7 +459,9 @@ class _Outcome:
     corrected: bool = False
 
     @classmethod
-    def of(cls, result: Bound | Refused, phone: str) -> _Outcome:
+    def of(cls, result: Bound | Refused | Confirming, phone: str) -> _Outcome:
+        if isinstance(result, Confirming):
+            return cls(state="confirming", phone_masked=result.phone_masked)
         if isinstance(result, Bound):
             return cls(
                 state="bound",

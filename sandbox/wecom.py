@@ -210,11 +210,21 @@ def _api(name: str, handler: ApiHandler, *, access: Access | None
         fault = state.faults.take(name)
         if fault is not None:
             if fault.kind == "delay":
-                await asyncio.sleep(fault.value)
+                # The request has arrived whole: WeCom applies it even when the caller stops waiting
+                # for the answer (a write whose answer is lost), so the late answer is shielded from
+                # the caller's disconnect.
+                await request.read()
+                late = asyncio.ensure_future(_late(fault.value, lambda: answer(request, state)))
+                _LATE.add(late)
+                late.add_done_callback(_LATE.discard)
+                return await asyncio.shield(late)
             elif fault.kind == "status":
                 return web.Response(status=int(fault.value), text="sandbox fault")
             else:
                 return _json(int(fault.value), _FAULT_MESSAGES.get(int(fault.value), "sandbox fault"))
+        return await answer(request, state)
+
+    async def answer(request: web.Request, state: WeComSandboxState) -> web.Response:
         try:
             label = ""
             if access is not None:
@@ -232,6 +242,15 @@ def _api(name: str, handler: ApiHandler, *, access: Access | None
         return _json(0, errmsg, result)
 
     return view
+
+
+_LATE: Final[set[asyncio.Future[web.Response]]] = set()
+"""Late answers in flight: held so that they finish after their caller left."""
+
+
+async def _late(seconds: float, answering: Callable[[], Awaitable[web.Response]]) -> web.Response:
+    await asyncio.sleep(seconds)
+    return await answering()
 
 
 _LABEL: Final = web.RequestKey("wecom_sandbox_label", str)

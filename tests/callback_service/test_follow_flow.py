@@ -80,21 +80,24 @@ async def test_remedy_of_2_2_bind_follow_refused_unfollow_rebind(
         assert [sent.touser for sent in world.wecom.messages] == [("2021001",)]
 
 
-@pytest.mark.skip(reason="today's WeCom sends change_contact only to the contacts-sync event server "
-                  "(/wecom/contacts-callback, branch wecom-service) and never for API writes")
-async def test_contact_changes_pushed_by_wecom_move_and_free_phones(
+async def test_console_changes_pushed_to_the_contacts_sync_server_move_and_free_phones(
     aiohttp_server: ServerFactory, store_url: str
 ) -> None:
     members = [
         Member(userid="2021001", name="张三", department=[1], mobile=None),
         Member(userid="2021002", name="李四", department=[1], mobile=None),
     ]
-    async with running_world(aiohttp_server, store_url=store_url, members=members) as world:
+    async with (
+        running_world(aiohttp_server, store_url=store_url, members=members, contacts_sync=True) as world,
+        aiohttp.ClientSession() as http,
+    ):
         await _bind(world, "2021001", P1)
         await _bind(world, "2021002", "13800000002")
-        contacts = world.service.app[WECOM_CONTACTS]
-        # An admin changes 张三's mobile in WeCom: the push moves the phone in the store.
-        await contacts.user_update("2021001", mobile="13800000011")
+        # An admin changes 张三's mobile in the console: update_user names the member only, and
+        # the service asks WeCom (the contacts-sync secret) for the mobile.
+        async with http.post(world.wecom_url + "/_sandbox/console/members/2021001",
+                             json={"mobile": "13800000011"}) as response:
+            assert response.status == 200
 
         async def moved() -> Binding | None:
             binding = await _store(world).get_binding("2021001")
@@ -102,21 +105,16 @@ async def test_contact_changes_pushed_by_wecom_move_and_free_phones(
 
         await eventually(moved)
         assert await _store(world).get_binding_by_phone(P1) is None
-        # An admin renames 李四's user id, then deletes the member.
-        await contacts.user_update("2021002", new_userid="2021002b")
-
-        async def renamed() -> Binding | None:
-            return await _store(world).get_binding("2021002b")
-
-        assert (await eventually(renamed)).phone == "13800000002"
-        await contacts.user_delete("2021002b")
+        async with http.delete(world.wecom_url + "/_sandbox/console/members/2021002") as response:
+            assert response.status == 200
 
         async def deleted() -> bool | None:
-            return True if await _store(world).get_binding("2021002b") is None else None
+            return True if await _store(world).get_binding("2021002") is None else None
 
         await eventually(deleted)
         assert await _store(world).get_binding_by_phone(Phone("13800000002")) is None
-        assert world.wecom.pushes
+        contact_pushes = [push for push in world.wecom.pushes if push.event == "change_contact"]
+        assert contact_pushes
         assert all(push.delivered for push in world.wecom.pushes)
 
 

@@ -12,7 +12,7 @@ import random
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -57,6 +57,7 @@ class WeCom:
     state: WeComSandboxState
     base: str
     contacts: WeComClient
+    app: WeComClient
 
     def add(self, userid: str, mobile: str | None, *, departments: Iterable[int] = (1,)) -> None:
         """Put a member straight into the emulated contacts."""
@@ -105,7 +106,9 @@ def start_wecom(
             max_delay=0.05,
             jitter=lambda: 0.5,
         )
-        return WeCom(state=app[WECOM_SANDBOX_STATE], base=base, contacts=contacts)
+        app_client = WeComClient(session=http, api_base=base, corp_id=CORP_ID, secret=APP_SECRET, store=store,
+                                 clock=clock)
+        return WeCom(state=app[WECOM_SANDBOX_STATE], base=base, contacts=contacts, app=app_client)
 
     return start
 
@@ -297,7 +300,8 @@ async def test_hidden_mobiles_are_no_drift_and_fix_changes_nothing(
                                member("s3", "13900000003")])
     await bind(store, "s1", "13800000001")
     await bind(store, "s2", "13800000002")
-    hiding = HidingContacts(wecom.contacts)
+    # Members read with the app's secret: today's WeCom gives it no mobile in user/get.
+    hiding = AppReads(wecom.contacts, wecom.app)
     before = {b.member_id: b for b in await store.list_bindings()}
     lines: list[str] = []
 
@@ -452,12 +456,18 @@ class CountingContacts:
             self.in_flight -= 1
 
 
-class HidingContacts(CountingContacts):
-    """The real client, as an app's secret sees WeCom since 2022-06-20: no mobile in user/get."""
+class AppReads:
+    """WeCom's members listed with the contacts-sync secret and read with the app's (no mobiles)."""
+
+    def __init__(self, contacts: WeComClient, app: WeComClient) -> None:
+        self._contacts = contacts
+        self._app = app
+
+    def user_list_id(self, *, limit: int = 10000) -> AsyncIterator[DeptUser]:
+        return self._contacts.user_list_id(limit=limit)
 
     async def user_get(self, userid: str) -> WeComMember:
-        found = await super().user_get(userid)
-        return replace(found, mobile=None, mobile_shown=False)
+        return await self._app.user_get(userid)
 
 
 async def test_members_are_read_page_by_page_with_bounded_concurrency(
@@ -607,3 +617,26 @@ async def test_the_command_names_the_remedy_of_a_refused_secret(
     assert remedy in line
     assert "nothing was settled" in line
     assert app[WECOM_SANDBOX_STATE].calls.count("user/list_id") == 1
+
+
+async def test_an_untrusted_ip_48009_names_the_address_to_trust_and_exits_4(
+    aiohttp_server: ServerFactory, tmp_path: Path
+) -> None:
+    app = create_wecom_sandbox(
+        corp_id=CORP_ID,
+        secrets={APP_SECRET: APP, CONTACTS_SECRET: CONTACTS},
+        agent_id=AGENT_ID,
+        callback=None,
+        members=[member("s1", "13900000001")],
+        contacts_trusted_ips=["203.0.113.0/24"],  # the server's own address is not among them
+    )
+    server = await aiohttp_server(app)
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    env = service_env(9, wecom_api_base=str(server.make_url("")).rstrip("/"), store_url=store_url)
+
+    result = await asyncio.to_thread(_run, env, "reconcile")
+
+    assert result.returncode == 4, result.stderr
+    [line] = result.stderr.splitlines()
+    assert "errcode 48009" in line
+    assert "add 127.0.0.1 to 管理工具 → 通讯录同步 → 企业可信IP" in line

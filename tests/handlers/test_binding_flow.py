@@ -96,6 +96,7 @@ async def test_binds_through_user_update_then_commits_and_invites(world: World) 
     assert binding.phone == "13800000001"
     assert await world.actions("2021001") == [AuditAction.CLAIM, AuditAction.BIND]
     assert [i.users for i in world.wecom.invites] == [("2021001",)]
+    assert world.wecom.invitations == {"2021001": 1}
 
 
 async def test_creates_a_member_missing_in_wecom_from_the_directory(world: World) -> None:
@@ -112,6 +113,7 @@ async def test_a_new_member_is_invited_once_by_user_create_alone(world: World) -
     assert result.created
     assert result.invited
     assert "batch/invite" not in world.wecom.calls
+    assert world.wecom.invitations == {"2021004": 1}  # user/create's to_invite, once
 
 
 async def test_an_unknown_department_lands_in_the_root(world: World) -> None:
@@ -174,7 +176,8 @@ async def test_a_member_activated_through_the_app_is_2_2_though_no_subscribe_was
     world: World,
 ) -> None:
     # 李四 logged in to the WeCom app before this service existed: the store knows nothing of it.
-    world.wecom.members["2021002"].status = 1
+    world.wecom.set_uses_wecom_app("2021002", True)
+    assert world.wecom.members["2021002"].status == 1
     result = await world.flow.bind("2021002", Phone("13800000002"), actor=ACTOR)
     assert result == Refused("2021002", Refusal.ACCOUNT_FOLLOWED)
     assert result.reason.code is ErrorCode.ACCOUNT_FOLLOWED

@@ -37,6 +37,8 @@ class World:
     wecom: WeComSandboxState
     handlers: CallbackHandlers
     metrics: Metrics
+    wecom_base: str
+    app_client: WeComClient
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -71,7 +73,8 @@ async def world(
         handlers = CallbackHandlers(
             store=store, wecom=client, counters=metrics, agent_id=1000002, members=contacts
         )
-        yield World(store=store, wecom=sandbox[WECOM_SANDBOX_STATE], handlers=handlers, metrics=metrics)
+        yield World(store=store, wecom=sandbox[WECOM_SANDBOX_STATE], handlers=handlers, metrics=metrics,
+                    wecom_base=str(server.make_url("")).rstrip("/"), app_client=client)
     await store.close()
 
 
@@ -213,6 +216,38 @@ async def test_an_update_user_of_a_member_gone_meanwhile_changes_nothing(world: 
     await _bind(world.store, "lisi", "13800000002")
     world.wecom.delete_member("lisi")
     await world.handlers.dispatcher().dispatch(_change("update_user", "lisi"))
+    binding = await world.store.get_binding("lisi")
+    assert binding is not None
+    assert binding.phone == "13800000002"
+
+
+async def test_a_welcome_retried_after_a_lost_answer_greets_once(world: World) -> None:
+    await _bind(world.store, "zhangsan", "13800000001")
+    world.wecom.follow("zhangsan", world.wecom.add_wechat("张三的微信", "13800000001"))
+    # WeCom delivers the welcome, but its answer comes after the client gave up: the client sends
+    # it again, and WeCom's duplicate check drops the repeat.
+    world.wecom.faults.delay(0.6, api="message/send")
+    async with aiohttp.ClientSession() as session:
+        impatient = WeComClient(
+            session=session, api_base=world.wecom_base, corp_id=CORP_ID, secret=APP_SECRET,
+            store=world.store, timeout=0.3, max_attempts=3, base_delay=0.5, max_delay=0.5,
+        )
+        handlers = CallbackHandlers(store=world.store, wecom=impatient, counters=world.metrics, agent_id=1000002)
+        await handlers.dispatcher().dispatch(_event(Subscribe, "zhangsan"))
+    assert world.wecom.calls.count("message/send") == 2
+    assert [m.touser for m in world.wecom.messages] == [("zhangsan",)]
+    assert len(world.wecom.duplicates) == 1
+
+
+async def test_an_update_user_whose_mobile_wecom_hides_changes_nothing(world: World) -> None:
+    await _bind(world.store, "lisi", "13800000002")
+    world.wecom.members["lisi"].mobile = "13800000022"
+    # Read with the app's secret, as an app created after 2022-06-20: the mobile is not shown.
+    handlers = CallbackHandlers(
+        store=world.store, wecom=world.app_client, counters=world.metrics, agent_id=1000002,
+        members=world.app_client,
+    )
+    await handlers.dispatcher().dispatch(_change("update_user", "lisi"))
     binding = await world.store.get_binding("lisi")
     assert binding is not None
     assert binding.phone == "13800000002"

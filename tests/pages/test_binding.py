@@ -257,7 +257,7 @@ async def test_a_followed_member_changing_its_phone_is_2_2(env: PagesEnv) -> Non
 
 async def test_a_member_activated_in_the_wecom_app_is_2_2_with_both_ways_out(env: PagesEnv) -> None:
     # Activated through the WeCom app: no subscribe ever reached the store, WeCom's status says so.
-    env.wecom_state.members["2021003"].status = 1
+    env.wecom_state.set_uses_wecom_app("2021003", True)
     page = await env.bind("2021003", "13800000003")
     assert "绑定成功" not in page
     _assert_guide_entry(page, ErrorCode.ACCOUNT_FOLLOWED)

@@ -27,6 +27,9 @@ APP_SECRET = "app-secret"
 CONTACTS_SECRET = "contacts-secret"
 # Nothing listens on port 9: a test that forgets to name its emulator never reaches WeCom's real host.
 CLOSED_PORT_URL = "http://127.0.0.1:9"
+# The contacts-sync assistant's event server has its own Token and key.
+CONTACTS_TOKEN = "contactsTokenForTheSyncAssistant"
+CONTACTS_AES_KEY = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
 ServerFactory = Callable[..., Awaitable[TestServer]]
 T = TypeVar("T")
 
@@ -94,15 +97,23 @@ def store_url_for(backend: str, tmp_path: Path, redis_server: RedisServer | None
 
 
 def wecom_sandbox(
-    *, callback_url: str, members: list[Member], admission_url: str | None = None
+    *,
+    callback_url: str,
+    members: list[Member],
+    admission_url: str | None = None,
+    contacts_callback_url: str | None = None,
 ) -> web.Application:
     """The emulated WeCom, pushing to callback_url with the test Token and key; with admission_url,
-    second verification (二次验证) sends joining members there first."""
+    second verification (二次验证) sends joining members there first; with contacts_callback_url,
+    console changes go there with the contacts-sync Token and key."""
     return create_wecom_sandbox(
         corp_id=CORP_ID,
         secrets={APP_SECRET: APP, CONTACTS_SECRET: CONTACTS},
         agent_id=AGENT_ID,
         callback=CallbackTarget(url=callback_url, token=TOKEN, encoding_aes_key=AES_KEY),
+        contacts_callback=None if contacts_callback_url is None else CallbackTarget(
+            url=contacts_callback_url, token=CONTACTS_TOKEN, encoding_aes_key=CONTACTS_AES_KEY
+        ),
         members=members,
         push_timeout=5.0,
         push_retry_delay=0.1,
@@ -117,24 +128,31 @@ async def running_world(
     store_url: str,
     members: list[Member],
     second_verification: bool = False,
+    contacts_sync: bool = False,
 ) -> AsyncIterator[World]:
     """Start the emulator and the service (its workers running), each knowing the other's URL.
 
     second_verification turns the service's admission gate on and has the emulator send joining
-    members to it.
+    members to it; contacts_sync turns on /wecom/contacts-callback, where the emulator pushes
+    change_contact.
     """
     port = free_port()
     wecom_app = wecom_sandbox(
         callback_url=f"http://127.0.0.1:{port}/wecom/callback",
         members=members,
         admission_url=f"http://127.0.0.1:{port}/wecom/admit" if second_verification else None,
+        contacts_callback_url=f"http://127.0.0.1:{port}/wecom/contacts-callback" if contacts_sync else None,
     )
     wecom_server = await aiohttp_server(wecom_app)
+    contacts: dict[str, object] = (
+        {"contacts_token": CONTACTS_TOKEN, "contacts_encoding_aes_key": CONTACTS_AES_KEY} if contacts_sync else {}
+    )
     settings = world_settings(
         port=port,
         wecom_api_base=str(wecom_server.make_url("")).rstrip("/"),
         store_url=store_url,
         second_verification=second_verification,
+        **contacts,
     )
     service = await aiohttp_server(create_app(settings), port=port)
     yield World(service=service, wecom_server=wecom_server, wecom=wecom_app[WECOM_SANDBOX_STATE],

@@ -155,6 +155,10 @@ class Settings(BaseModel):
         default=60.0, ge=1.0, le=3600.0, description="seconds a worker holds an event, then others may"
     )
     second_verification: bool = Field(default=False, description="WeCom's 二次验证 admission gate")
+    tfa_mode: Literal["authsucc", "tfa"] = Field(
+        default="authsucc",
+        description="二次验证's API: user/authsucc, or auth/get_tfa_info then user/tfa_succ",
+    )
     departments: dict[str, int] = Field(
         default_factory=dict, description="院系 name -> WeCom department id, for members created on binding"
     )

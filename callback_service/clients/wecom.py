@@ -119,6 +119,14 @@ class OAuthIdentity:
 
 
 @dataclass(frozen=True, slots=True)
+class TfaInfo:
+    """What auth/get_tfa_info says: the member, and the code that admits it once (five minutes)."""
+
+    userid: str
+    tfa_code: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class InviteResult:
     """What batch/invite could not invite."""
 
@@ -353,6 +361,19 @@ class WeComClient:
     async def auth_succ(self, userid: str) -> None:
         """user/authsucc: admit a member after second verification (二次验证)."""
         await self._call("GET", "user/authsucc", params={"userid": userid})
+
+    async def get_tfa_info(self, code: str) -> TfaInfo:
+        """auth/get_tfa_info: the member a verification page's code is for, and its single-use tfa_code."""
+        data = await self._call("POST", "auth/get_tfa_info", json_body={"code": code})
+        userid = data.get("userid")
+        tfa_code = data.get("tfa_code")
+        if not isinstance(userid, str) or not userid or not isinstance(tfa_code, str) or not tfa_code:
+            raise WeComUnavailable(-1, "get_tfa_info answered without a userid and tfa_code")
+        return TfaInfo(userid=userid, tfa_code=tfa_code)
+
+    async def tfa_succ(self, userid: str, tfa_code: str) -> None:
+        """user/tfa_succ: admit the member with the tfa_code of its verification (the newer 二次验证)."""
+        await self._call("POST", "user/tfa_succ", json_body={"userid": userid, "tfa_code": tfa_code})
 
     # the access token
 

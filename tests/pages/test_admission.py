@@ -113,6 +113,46 @@ async def test_a_bound_student_is_admitted_and_followed(world: World) -> None:
     assert not [r for r in await _store(world).audit_list() if r.action is AuditAction.CONFLICT]
 
 
+@pytest.fixture
+async def tfa_world(aiohttp_server: ServerFactory, store_url: str) -> AsyncIterator[World]:
+    """The same, with the newer 二次验证 API: auth/get_tfa_info, then user/tfa_succ."""
+    async with running_world(
+        aiohttp_server, store_url=store_url, members=_members(), second_verification=True, tfa_mode="tfa"
+    ) as running:
+        yield running
+
+
+async def test_the_tfa_flow_admits_a_bound_student_through_tfa_succ(tfa_world: World) -> None:
+    world = tfa_world
+    await _bind(world, "2021001", P1)
+    async with browser() as http:
+        location = await _follow(http, world, P1)
+        status, page = await _open(http, location)
+    assert status == 200, page
+    assert 'data-outcome="admitted"' in page
+    assert "auth/get_tfa_info" in world.wecom.calls
+    assert "user/tfa_succ" in world.wecom.calls
+    assert "user/authsucc" not in world.wecom.calls
+    assert "auth/getuserinfo" not in world.wecom.calls
+    follower = world.wecom.follower("2021001")
+    assert follower is not None
+    binding = await _followed(world, "2021001")
+    assert binding.openid == follower.openid
+
+
+async def test_the_tfa_flow_refuses_a_member_without_a_binding(tfa_world: World) -> None:
+    world = tfa_world
+    async with browser() as http:
+        location = await _follow(http, world, P2)  # 李四: a mobile in WeCom, never bound here
+        status, page = await _open(http, location)
+        again, _ = await _open(http, location)
+    assert status == 403
+    assert 'data-outcome="admitted"' not in page
+    assert "user/tfa_succ" not in world.wecom.calls
+    assert world.wecom.follower("2021002") is None
+    assert again == 400  # the code was used up by get_tfa_info
+
+
 async def test_a_replayed_code_shows_the_link_spent_page(world: World) -> None:
     await _bind(world, "2021001", P1)
     async with browser() as http:

@@ -129,12 +129,13 @@ async def running_world(
     members: list[Member],
     second_verification: bool = False,
     contacts_sync: bool = False,
+    **overrides: object,
 ) -> AsyncIterator[World]:
     """Start the emulator and the service (its workers running), each knowing the other's URL.
 
     second_verification turns the service's admission gate on and has the emulator send joining
     members to it; contacts_sync turns on /wecom/contacts-callback, where the emulator pushes
-    change_contact.
+    change_contact; overrides are further settings.
     """
     port = free_port()
     wecom_app = wecom_sandbox(
@@ -153,6 +154,7 @@ async def running_world(
         store_url=store_url,
         second_verification=second_verification,
         **contacts,
+        **overrides,
     )
     service = await aiohttp_server(create_app(settings), port=port)
     yield World(service=service, wecom_server=wecom_server, wecom=wecom_app[WECOM_SANDBOX_STATE],

@@ -1,8 +1,12 @@
 """The admission page of WeCom's second verification (二次验证): /wecom/admit?code=.
 
-WeCom sends a joining member here with an OAuth code. The page resolves the code (auth/getuserinfo,
-the app's secret), hands the member and the WeChat's openid to the admission rules, and shows what
-they decided: admitted (user/authsucc called), or why not with the guide's cause and remedy.
+WeCom sends a joining member here with a code. The page resolves the code, hands the member and the
+WeChat's openid to the admission rules, and shows what they decided: admitted, or why not with the
+guide's cause and remedy. Two APIs, by WECOM_BIND_TFA_MODE, both with the contacts-sync secret as the
+documentation prescribes: authsucc resolves the code with auth/getuserinfo and admits with
+user/authsucc (developer.work.weixin.qq.com/document/path/90203: "企业收到code后，使用'通讯录同步助手'
+调用接口'根据code获取成员信息'"); tfa resolves it with auth/get_tfa_info and admits with
+user/tfa_succ and the single-use tfa_code (document/path/99499, 99500).
 """
 
 from __future__ import annotations
@@ -14,11 +18,17 @@ from typing import Final
 
 from aiohttp import web
 
-from callback_service.clients.wecom import InvalidCode, WeComClient, WeComError, WeComUnavailable
+from callback_service.clients.wecom import (
+    InvalidCode,
+    OAuthIdentity,
+    WeComClient,
+    WeComError,
+    WeComUnavailable,
+)
 from callback_service.web.client_address import client_of
-from callback_service.web.keys import METRICS, STORE, WECOM_APP
+from callback_service.web.keys import METRICS, SETTINGS, STORE, WECOM_APP, WECOM_CONTACTS
 from callback_service.web.pages.render import message, page, render, url
-from handlers.admission import AdmissionGate, AdmissionRefusal, Admitted
+from handlers.admission import AdmissionGate, AdmissionRefusal, AdmissionWeCom, Admitted
 from handlers.binding import Actor
 from handlers.guide import GUIDE
 
@@ -65,8 +75,16 @@ async def admit(request: web.Request) -> web.StreamResponse:
         return _link_spent(request, status=400)
     app = request.app
     wecom = app[WECOM_APP]
+    contacts = app[WECOM_CONTACTS]
+    admitter: AdmissionWeCom = contacts
     try:
-        identity = await wecom.get_user_info(code)
+        if app[SETTINGS].tfa_mode == "tfa":
+            # A code of a WeChat that is no member has no tfa_code either: WeCom answers 40029.
+            info = await contacts.get_tfa_info(code)
+            identity = OAuthIdentity(userid=info.userid, openid=None)
+            admitter = _TfaAdmission(contacts, info.userid, info.tfa_code)
+        else:
+            identity = await contacts.get_user_info(code)
     except InvalidCode:
         log.info("admit: an OAuth code was used, expired or unknown")
         return _link_spent(request)
@@ -77,7 +95,7 @@ async def admit(request: web.Request) -> web.StreamResponse:
     openid = identity.openid
     if openid is None and identity.userid is not None:
         openid = await _openid_of(wecom, identity.userid)
-    gate = AdmissionGate(store=app[STORE], wecom=wecom, counters=app[METRICS])
+    gate = AdmissionGate(store=app[STORE], wecom=admitter, counters=app[METRICS])
     source = f"admission-page {client_of(request)}"
     actor = Actor(who=identity.userid or openid or "unknown", source=source)
     try:
@@ -108,6 +126,21 @@ async def admit(request: web.Request) -> web.StreamResponse:
         },
         status=403,
     )
+
+
+class _TfaAdmission:
+    """The gate's admission through user/tfa_succ, with the tfa_code that came with the code."""
+
+    def __init__(self, contacts: WeComClient, userid: str, tfa_code: str) -> None:
+        self._contacts = contacts
+        self._userid = userid
+        self._tfa_code = tfa_code
+
+    async def auth_succ(self, userid: str) -> None:
+        """user/tfa_succ for the member the code was issued for."""
+        if userid != self._userid:
+            raise WeComError(-1, "the tfa_code belongs to another member")
+        await self._contacts.tfa_succ(userid, self._tfa_code)
 
 
 async def _openid_of(wecom: WeComClient, userid: str) -> str | None:

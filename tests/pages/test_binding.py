@@ -276,6 +276,15 @@ async def test_a_wecom_block_45009_binds_nothing_and_says_try_later(env: PagesEn
     assert await env.store.get_binding("2021003") is None
 
 
+async def test_an_untrusted_ip_is_the_unavailable_page_and_binds_nothing(env: PagesEnv) -> None:
+    env.wecom_state.faults.errcode(48009, count=10, api="user/get")
+    page = await env.bind("2021003", "13800000003")
+    assert "服务暂时不可用" in page
+    assert "48009" not in page
+    assert "企业可信IP" not in page
+    assert await env.store.get_binding("2021003") is None
+
+
 async def test_a_write_whose_answer_was_lost_says_confirming_then_bound(env: PagesEnv) -> None:
     # Every try of user/update goes unanswered within the student's request; WeCom answers later.
     env.wecom_state.faults.status(502, count=4, api="user/update")

@@ -11,7 +11,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from callback_service.clients.cas import CasUnreachable
-from callback_service.clients.wecom import WeComUnavailable
+from callback_service.clients.wecom import ConfigurationError, WeComUnavailable
 from callback_service.web.keys import PAGE_TEMPLATES, SETTINGS
 from handlers.contracts import StoreUnavailable
 from handlers.guide import UNFOLLOW, ErrorCode
@@ -115,6 +115,10 @@ def page(view: View) -> View:
             raise
         except (StoreUnavailable, WeComUnavailable, CasUnreachable) as exc:
             log.warning("page %s: %s unavailable", request.path, type(exc).__name__)
+            response = unavailable(request)
+        except ConfigurationError as exc:
+            # The operator's to fix (the message names the remedy); the student may only wait.
+            log.error("page %s: WeCom refused our configuration: %s", request.path, exc)
             response = unavailable(request)
         except Exception:
             log.exception("page %s: unhandled error", request.path)

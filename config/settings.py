@@ -129,8 +129,10 @@ class Settings(BaseModel):
         default=None, description="EncodingAESKey of the contacts-sync event server: 43 characters"
     )
     agent_id: int = Field(description="the app's AgentId")
-    app_secret: SecretStr = Field(description="the app's Secret: messages, OAuth, user/authsucc")
-    contacts_secret: SecretStr = Field(description="the contacts-sync Secret: user create/update/delete")
+    app_secret: SecretStr = Field(description="the app's Secret: messages, user/convert_to_openid")
+    contacts_secret: SecretStr = Field(
+        description="the contacts-sync Secret: user create/update/delete/get, 二次验证"
+    )
     public_base_url: str = Field(description="the URL students reach the service at")
     store_url: StoreUrl = Field(
         default=StoreUrl(DEFAULT_STORE_URL),

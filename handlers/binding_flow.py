@@ -179,8 +179,12 @@ class BindingFlow:
         except _OutcomeUnknown as unknown:
             log.warning("binding: member %s: %s; confirming in the background", member_id, unknown)
             return self._confirm_later(claim, on_settled)
+        except asyncio.CancelledError:
+            # Stopped with the write perhaps at WeCom: the claim stays, its lease runs out and
+            # reconcile settles the member from WeCom's truth (never a phone there without its record).
+            raise
         except BaseException:
-            # WeCom is down before the write, or we were cancelled: nothing may stay claimed.
+            # WeCom was down or refused before the write: nothing may stay claimed.
             await self._release(claim)
             raise
         try:

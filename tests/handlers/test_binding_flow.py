@@ -366,9 +366,9 @@ async def quick_flow(world: World, wecom_server: TestServer) -> AsyncIterator[Bi
     async with aiohttp.ClientSession() as session:
         client = WeComClient(
             session=session, api_base=str(wecom_server.make_url("")), corp_id=CORP_ID,
-            secret="contacts-secret", store=world.store, clock=world.clock, max_attempts=1, timeout=0.3,
+            secret="contacts-secret", store=world.store, clock=world.clock, max_attempts=1, timeout=0.5,
         )
-        flow = BindingFlow(store=world.store, contacts=client, departments={}, settle_delays=(0.2, 0.2, 0.2))
+        flow = BindingFlow(store=world.store, contacts=client, departments={}, settle_delays=(0.3,) * 5)
         yield flow
         await flow.close()
 
@@ -376,7 +376,7 @@ async def quick_flow(world: World, wecom_server: TestServer) -> AsyncIterator[Bi
 async def test_an_applied_write_whose_answer_was_lost_is_confirmed_then_committed(
     world: World, quick_flow: BindingFlow
 ) -> None:
-    world.wecom.faults.delay(0.6, api="user/update")  # WeCom applies it; its answer comes too late
+    world.wecom.faults.delay(1.0, api="user/update")  # WeCom applies it; its answer comes too late
     outcomes = _Outcomes()
     result = await quick_flow.bind("2021002", Phone("13800000002"), actor=ACTOR, on_settled=outcomes)
     assert result == Confirming("2021002", Phone("13800000002"))

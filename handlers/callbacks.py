@@ -48,8 +48,6 @@ class WeComMembers(Protocol):
         ...
 
 
-class ClaimInFlight(Exception):
-    """A binding of this member is at WeCom right now: the event waits for it (the inbox retries)."""
 
 
 DEFAULT_WELCOME: Final = (
@@ -156,8 +154,10 @@ class CallbackHandlers:
         if binding is not None and binding.state is BindingState.PENDING and not binding.lease_expired(
             self._clock()
         ):
-            # The binding flow is writing this member: reading WeCom now could undo its claim.
-            raise ClaimInFlight(f"member {member} has a claim at WeCom")
+            # The binding flow is writing this member's mobile right now: its write is the newer
+            # truth, and settling from an older read would undo its claim.
+            log.info("change_contact for member %s left to the binding in flight", member)
+            return None
         try:
             found = await self._members.user_get(member)
         except UserNotFound:

@@ -15,7 +15,7 @@ from callback_service.clients.wecom import WeComClient
 from callback_service.metrics import Metrics
 from callback_service.store import open_store
 from handlers.binding import Actor, AuditAction, BindingState
-from handlers.callbacks import CallbackHandlers, ClaimInFlight
+from handlers.callbacks import CallbackHandlers
 from handlers.conflicts import CONFLICTS
 from handlers.contracts import Store
 from handlers.events import ContactChange, Subscribe, Unsubscribe
@@ -203,10 +203,10 @@ async def test_an_update_user_for_a_member_wecom_shows_unchanged_changes_nothing
     assert await world.store.audit_list(member_id="lisi") == before
 
 
-async def test_an_update_user_waits_for_a_claim_at_wecom(world: World) -> None:
+async def test_an_update_user_leaves_a_claim_at_wecom_to_its_binding(world: World) -> None:
     await world.store.claim_phone("lisi", Phone("13800000029"), lease=60, actor=STUDENT)
-    with pytest.raises(ClaimInFlight):
-        await world.handlers.dispatcher().dispatch(_change("update_user", "lisi"))
+    await world.handlers.dispatcher().dispatch(_change("update_user", "lisi"))
+    assert "user/get" not in world.wecom.calls
     binding = await world.store.get_binding("lisi")
     assert binding is not None
     assert binding.state is BindingState.PENDING

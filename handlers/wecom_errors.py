@@ -63,6 +63,8 @@ class ConfigurationError(WeComRefusal):
     """The settings or the admin console are wrong: never retried; the message names the remedy."""
 
     remedy: ClassVar[str] = "check the WeCom settings against docs/wecom-setup.md"
+    whole_secret: ClassVar[bool] = True
+    """Whether every call with this secret fails alike (not only calls about one member)."""
 
     def __init__(self, errcode: int, errmsg: str) -> None:
         super().__init__(errcode, errmsg)
@@ -130,6 +132,7 @@ class OutsideVisibleRange(ConfigurationError):
         "the member is outside this secret's visible range: widen the app's 可见范围 (应用管理 → the app) "
         "to the students' departments, or use the contacts-sync secret"
     )
+    whole_secret = False
 
 
 class WrongAgent(ConfigurationError):

@@ -212,9 +212,16 @@ class WeComClient:
         self._cache_key = f"wecom:token:{digest}"
         self._lock_name = f"wecom:token-refresh:{digest}"
         self._local = asyncio.Lock()
+        self._refused: tuple[float, ConfigurationError] | None = None
 
     def __repr__(self) -> str:
         return f"WeComClient(corp_id={self._corp_id!r}, key={self._cache_key!r})"
+
+    def refusal(self, *, since: float) -> ConfigurationError | None:
+        """The configuration error that refused this secret's last call, if it came after since."""
+        if self._refused is None or self._refused[0] < since:
+            return None
+        return self._refused[1]
 
     @property
     def cache_key(self) -> str:
@@ -462,6 +469,25 @@ class WeComClient:
         params: Mapping[str, str] | None = None,
         json_body: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
+        try:
+            data = await self._call_with_token(method, api, params=params, json_body=json_body)
+        except ConfigurationError as exc:
+            if exc.whole_secret:
+                # Remembered for readiness: gettoken may succeed while every API call is refused
+                # (an untrusted IP answers 48009 or 60020 only on the calls themselves).
+                self._refused = (self._clock(), exc)
+            raise
+        self._refused = None
+        return data
+
+    async def _call_with_token(
+        self,
+        method: str,
+        api: str,
+        *,
+        params: Mapping[str, str] | None,
+        json_body: Mapping[str, Any] | None,
+    ) -> dict[str, Any]:
         retried_token = False
         while True:
             token = await self.access_token()
@@ -556,14 +582,23 @@ class WeComClient:
 
 
 class TokenProbe:
-    """Readiness's question to WeCom: a token for this client, asked at most once per interval while it fails.
+    """Readiness's question to WeCom: a token for this client, asked at most once per interval while it
+    fails, and any secret (this client's or a watched one's) that WeCom refused in the last interval.
 
     WeCom blocks an IP that keeps presenting a wrong secret, so a failing answer is remembered and
     repeated instead of asking again at every probe of a load balancer.
     """
 
-    def __init__(self, client: WeComClient, *, clock: Callable[[], float], interval: float = 60.0) -> None:
+    def __init__(
+        self,
+        client: WeComClient,
+        *,
+        clock: Callable[[], float],
+        interval: float = 60.0,
+        watched: Sequence[WeComClient] = (),
+    ) -> None:
         self._client = client
+        self._watched = (client, *watched)
         self._clock = clock
         self._interval = interval
         self._failure: tuple[float, str] | None = None
@@ -582,6 +617,12 @@ class TokenProbe:
             self._failure = (now, "down")
         else:
             self._failure = None
+        if self._failure is None:
+            # A secret refused by the calls of the last interval (its token came, its calls did not).
+            for client in self._watched:
+                refused = client.refusal(since=now - self._interval)
+                if refused is not None:
+                    return f"{refused.errcode}: {refused.describe()}"
         return None if self._failure is None else self._failure[1]
 
 

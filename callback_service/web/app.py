@@ -86,7 +86,7 @@ async def _wecom_ctx(app: web.Application) -> AsyncIterator[None]:
             clock=app[CLOCK],
             observe=_wecom_observer(app[METRICS]),
         )
-    app[WECOM_READY] = TokenProbe(app[WECOM_APP], clock=app[CLOCK])
+    app[WECOM_READY] = TokenProbe(app[WECOM_APP], clock=app[CLOCK], watched=(app[WECOM_CONTACTS],))
     yield
 
 

@@ -18,7 +18,8 @@ from callback_service.clients.wecom import (
 )
 from handlers.wecom_errors import error_for
 from tests.store.support import FakeClock
-from tests.wecom.conftest import ClientFactory, Sandbox
+from tests.wecom._support import APP_SECRET
+from tests.wecom.conftest import ClientFactory, Sandbox, SandboxFactory
 
 
 @pytest.mark.parametrize(
@@ -76,4 +77,32 @@ async def test_readiness_is_quiet_once_wecom_gives_a_token(
     assert await probe.problem(within=2.0) == "down"
     sandbox.faults.clear()
     clock.advance(61)
+    assert await probe.problem(within=2.0) is None
+
+
+async def test_readiness_shows_a_secret_whose_calls_wecom_refuses(
+    start_sandbox: SandboxFactory, make_client: ClientFactory, clock: FakeClock
+) -> None:
+    # The contacts-sync secret from an address outside its 企业可信IP: its token comes, its calls do not.
+    sandbox = await start_sandbox(contacts_trusted_ips=["203.0.113.0/24"])
+    contacts = make_client(api_base=sandbox.base)
+    probe = TokenProbe(make_client(APP_SECRET, api_base=sandbox.base), clock=clock, watched=(contacts,))
+    assert await probe.problem(within=2.0) is None
+    with pytest.raises(ContactsUntrustedIp):
+        await contacts.user_get("2021001")
+    problem = await probe.problem(within=2.0)
+    assert problem is not None
+    assert problem.startswith("48009: add 127.0.0.1 to 管理工具 → 通讯录同步 → 企业可信IP")
+    clock.advance(61)  # not seen again within a minute: forgotten until the next refused call
+    assert await probe.problem(within=2.0) is None
+
+
+async def test_one_member_outside_the_visible_range_does_not_make_the_service_unready(
+    sandbox: Sandbox, make_client: ClientFactory, clock: FakeClock
+) -> None:
+    client = make_client()
+    probe = TokenProbe(client, clock=clock)
+    sandbox.faults.errcode(60011, api="user/get")
+    with pytest.raises(OutsideVisibleRange):
+        await client.user_get("2021001")
     assert await probe.problem(within=2.0) is None

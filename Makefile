@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: demo test lint typecheck unit system-deps bench clean
+.PHONY: demo test lint typecheck unit system-deps bench-deps bench clean
 
 $(STAMP): setup.cfg pyproject.toml sandbox/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,9 @@ $(STAMP): setup.cfg pyproject.toml sandbox/pyproject.toml
 
 system-deps:
 	bash scripts/system-deps.sh
+
+bench-deps: system-deps
+	bash scripts/bench-deps.sh
 
 demo: $(STAMP)
 	$(BIN)/wecom-bind demo --host $(HOST) --port $(PORT)
@@ -34,7 +37,7 @@ test: system-deps $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/pytest
 
-bench: $(STAMP)
+bench: bench-deps $(STAMP)
 	$(BIN)/python -m bench
 
 clean:

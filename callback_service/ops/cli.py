@@ -15,8 +15,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from callback_service.logs import PathOnlyAccessLogger, configure_logging
+from callback_service.logs import configure_logging
 from callback_service.ops import admin, backup, directory, personal_data, qr
+from callback_service.ops.processes import run_app, run_processes
 from callback_service.store import open_store
 from callback_service.web.app import create_app
 from config import Settings, SettingsError, env_name, load_settings
@@ -35,23 +36,27 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _run(app: web.Application, args: argparse.Namespace) -> int:
     """Serve the app on --host and --port until SIGINT or SIGTERM, with the query-free access log."""
     try:
-        web.run_app(
-            app,
-            host=args.host,
-            port=args.port,
-            access_log_class=PathOnlyAccessLogger,
-            print=lambda line: print(line, flush=True),
-        )
+        run_app(app, host=args.host, port=args.port)
     except StoreUnavailable as exc:  # at start: unreachable, or a Redis that does not persist
         print(f"wecom-bind: the store is unavailable: {exc}", file=sys.stderr)
         return 3
     return 0
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     configure_logging(settings.log_level, settings.log_format or "json")
-    return _run(create_app(settings), args)
+    if args.processes == 1:
+        return _run(create_app(settings), args)
+    return run_processes(lambda: create_app(settings), host=args.host, port=args.port,
+                         processes=args.processes)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -290,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the service")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--processes", type=_positive_int, default=1, metavar="N",
+                       help="N worker processes on one port (SO_REUSEPORT), each its own store connection")
     serve.set_defaults(run=_serve)
 
     demo = commands.add_parser("demo", help="run the service beside the WeCom and CAS sandbox, seeded")

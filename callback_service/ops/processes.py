@@ -1,0 +1,91 @@
+"""`serve --processes N`: N worker processes on one port (SO_REUSEPORT), each with its own app and store.
+
+The parent forks the workers before it opens anything, forwards SIGTERM and SIGINT to them, and
+exits when they have all exited. A worker that dies on its own takes the others down with it
+(exit status 1), so that a supervisor restarts the whole service rather than half of it.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from multiprocessing.process import BaseProcess
+from types import FrameType
+
+from aiohttp import web
+from aiohttp.log import access_logger
+
+from callback_service.logs import PathOnlyAccessLogger
+
+AppFactory = Callable[[], web.Application]
+
+# How long the parent waits for the workers' graceful shutdown after forwarding a signal.
+STOP_GRACE = 30.0
+
+
+def run_app(app: web.Application, *, host: str, port: int, reuse_port: bool = False,
+            access_log: bool = True) -> None:
+    """Serve one app until SIGINT or SIGTERM, with the query-free access log."""
+    web.run_app(
+        app,
+        host=host,
+        port=port,
+        reuse_port=reuse_port or None,
+        access_log_class=PathOnlyAccessLogger,
+        access_log=access_logger if access_log else None,
+        print=lambda line: print(line, flush=True),
+    )
+
+
+def _worker(make_app: AppFactory, host: str, port: int, access_log: bool) -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT):  # the parent's forwarding handler is not ours
+        signal.signal(sig, signal.SIG_DFL)
+    # Its own process group: a terminal's Ctrl-C reaches the parent only, which forwards it once.
+    os.setpgid(0, 0)
+    run_app(make_app(), host=host, port=port, reuse_port=True, access_log=access_log)
+
+
+def run_processes(make_app: AppFactory, *, host: str, port: int, processes: int,
+                  access_log: bool = True) -> int:
+    """Run `processes` workers serving make_app() on host:port; return the exit status."""
+    if processes < 1:
+        raise ValueError(f"processes must be at least 1, got {processes}")
+    # Fork, not spawn: make_app may be a closure, and the parent has opened nothing yet.
+    context = multiprocessing.get_context("fork")
+    workers: list[BaseProcess] = [
+        context.Process(target=_worker, args=(make_app, host, port, access_log), name=f"wecom-bind-{n}")
+        for n in range(processes)
+    ]
+    stopping: list[int] = []
+
+    def forward(signum: int, _: FrameType | None) -> None:
+        stopping.append(signum)
+        for worker in workers:
+            if worker.pid is not None and worker.exitcode is None:
+                os.kill(worker.pid, signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for worker in workers:
+            worker.start()
+        while not stopping and all(worker.exitcode is None for worker in workers):
+            time.sleep(0.2)
+        if not stopping:  # a worker died on its own: stop the others
+            print("wecom-bind: a worker process exited; stopping the others", file=sys.stderr, flush=True)
+            forward(signal.SIGTERM, None)
+        deadline = time.monotonic() + STOP_GRACE
+        for worker in workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+        for worker in workers:
+            if worker.exitcode is None:
+                worker.kill()
+                worker.join()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    clean = all(worker.exitcode == 0 for worker in workers)
+    return 0 if stopping and clean else 1

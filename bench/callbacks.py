@@ -107,6 +107,8 @@ def _wechatpy_app() -> web.Application:
 
 def serve(kind: str, port: int, store_url: str, processes: int) -> None:
     """Run one server (of `processes` processes) until it is terminated."""
+    if os.environ.get("SWI"):
+        sys.setswitchinterval(float(os.environ["SWI"]))
 
     def make_app() -> web.Application:
         if kind == "bare":

@@ -47,7 +47,10 @@ def decode_aes_key(encoding_aes_key: str) -> bytes:
 
 
 class WeComCrypto:
-    """Signs, verifies, encrypts and decrypts WeCom callback messages for one receive id."""
+    """Signs, verifies, encrypts and decrypts WeCom callback messages for one receive id.
+
+    One instance serves one thread at a time (an event loop): decryption reuses one cipher context.
+    """
 
     def __init__(
         self,
@@ -65,8 +68,13 @@ class WeComCrypto:
         self._token = token
         self._receive_id_text = receive_id
         self._random_bytes = random_bytes
-        # The IV is fixed by the scheme, so one Cipher serves every call; each call takes its own context.
+        # The IV is fixed by the scheme, so one Cipher serves every call; each encryption has its own context.
         self._cipher = Cipher(algorithms.AES(key), modes.CBC(key[:AES_BLOCK]))
+        self._iv = key[:AES_BLOCK]
+        # Decryption reuses one context with its key schedule (set up once, not per callback): CBC
+        # decryption is each block's raw AES decryption XORed with the ciphertext block before it (the
+        # IV for the first), and a block-by-block context keeps no state between calls.
+        self._blocks = Cipher(algorithms.AES(key), modes.ECB()).decryptor()  # noqa: S305 - CBC, see above
 
     def __repr__(self) -> str:
         return f"WeComCrypto(receive_id={self._receive_id_text!r})"
@@ -105,8 +113,11 @@ class WeComCrypto:
             raise InvalidBase64("ciphertext is not strict base64") from None
         if not ciphertext or len(ciphertext) % AES_BLOCK:
             raise InvalidCiphertext(f"ciphertext is {len(ciphertext)} bytes, not whole AES blocks")
-        decryptor = self._cipher.decryptor()
-        content = unpad(decryptor.update(ciphertext) + decryptor.finalize())
+        blocks = self._blocks.update(ciphertext)
+        chained = self._iv + ciphertext[:-AES_BLOCK]
+        content = unpad(
+            (int.from_bytes(blocks, "big") ^ int.from_bytes(chained, "big")).to_bytes(len(blocks), "big")
+        )
         if len(content) < _HEADER:
             raise InvalidLength("decrypted text is shorter than its header")
         (length,) = _LENGTH.unpack_from(content, RANDOM_BYTES)

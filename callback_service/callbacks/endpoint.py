@@ -48,8 +48,11 @@ async def verify_url(request: web.Request) -> web.Response:
 
 
 async def _read_capped(request: web.Request, limit: int) -> bytes | None:
-    if request.content_length is not None and request.content_length > limit:
-        return None
+    if request.content_length is not None:
+        if request.content_length > limit:
+            return None
+        # The parser stops at the declared length, so one read is bounded by the limit.
+        return await request.read()
     body = bytearray()
     async for chunk in request.content.iter_chunked(64 * 1024):
         body += chunk

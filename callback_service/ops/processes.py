@@ -60,10 +60,13 @@ def run_processes(make_app: AppFactory, *, host: str, port: int, processes: int,
         context.Process(target=_worker, args=(make_app, host, port, access_log), name=f"wecom-bind-{n}")
         for n in range(processes)
     ]
-    stopping: list[int] = []
+    stopping: list[int] = []  # the signals received
 
     def forward(signum: int, _: FrameType | None) -> None:
         stopping.append(signum)
+        stop_workers(signum)
+
+    def stop_workers(signum: int) -> None:
         for worker in workers:
             if worker.pid is not None and worker.exitcode is None:
                 os.kill(worker.pid, signum)
@@ -76,7 +79,7 @@ def run_processes(make_app: AppFactory, *, host: str, port: int, processes: int,
             time.sleep(0.2)
         if not stopping:  # a worker died on its own: stop the others
             print("wecom-bind: a worker process exited; stopping the others", file=sys.stderr, flush=True)
-            forward(signal.SIGTERM, None)
+            stop_workers(signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE
         for worker in workers:
             worker.join(max(0.0, deadline - time.monotonic()))

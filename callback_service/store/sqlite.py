@@ -369,22 +369,35 @@ class SqliteStore:
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await self._call(lambda: fn(self._connection()))
 
-    async def _write(self, fn: Callable[[_Tx], T], actor: Actor | None = None) -> T:
+    async def _write(self, fn: Callable[[_Tx], T], actor: Actor | None = None, *, durable: bool = True) -> T:
+        """Run fn in one write transaction, committed with an fsync unless durable=False.
+
+        durable=False is for what expires on its own and a power loss may take: sessions (a student
+        logs in again), a page's idempotency and result records, rate counters, cached tokens, locks.
+        Under WAL, synchronous=NORMAL still survives a process crash; only an OS crash or power loss
+        can drop such a commit, and the next durable commit's fsync covers it as well.
+        """
         now = self._clock()
 
         def run() -> T:
             conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
+            if not durable:
+                conn.execute("PRAGMA synchronous = NORMAL")
             try:
-                result = fn(_Tx(conn, now, actor))
-                self._writes += 1
-                if self._writes % _PURGE_EVERY == 0:
-                    self._purge(conn, now)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = fn(_Tx(conn, now, actor))
+                    self._writes += 1
+                    if self._writes % _PURGE_EVERY == 0:
+                        self._purge(conn, now)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            finally:
+                if not durable:
+                    conn.execute("PRAGMA synchronous = FULL")
             return result
 
         return await self._call(run)
@@ -809,7 +822,7 @@ class SqliteStore:
             )
             return None
 
-        return await self._write(run)
+        return await self._write(run, durable=False)
 
     # key-value entries and locks
 
@@ -833,7 +846,7 @@ class SqliteStore:
                 (key, value, tx.now + ttl),
             )
 
-        await self._write(run)
+        await self._write(run, durable=False)
 
     async def kv_set_if_absent(self, key: str, value: str, *, ttl: float) -> bool:
         """Set the value only when absent or expired."""
@@ -849,7 +862,7 @@ class SqliteStore:
             )
             return True
 
-        return await self._write(run)
+        return await self._write(run, durable=False)
 
     async def kv_pop(self, key: str) -> str | None:
         """Read and delete in one transaction."""
@@ -861,11 +874,11 @@ class SqliteStore:
             tx.c.execute("DELETE FROM kv WHERE key = ?", (key,))
             return str(values[0]) if float(values[1]) > tx.now else None
 
-        return await self._write(run)
+        return await self._write(run, durable=False)
 
     async def kv_delete(self, key: str) -> None:
         """Delete the entry."""
-        await self._write(lambda tx: tx.c.execute("DELETE FROM kv WHERE key = ?", (key,)))
+        await self._write(lambda tx: tx.c.execute("DELETE FROM kv WHERE key = ?", (key,)), durable=False)
 
     async def kv_incr(self, key: str, *, ttl: float) -> int:
         """Increment a counter that expires ttl seconds after it was created."""
@@ -883,7 +896,7 @@ class SqliteStore:
             )
             return count
 
-        return await self._write(run)
+        return await self._write(run, durable=False)
 
     async def lock_acquire(self, name: str, *, lease: float) -> str | None:
         """Take the named lock for lease seconds."""
@@ -902,7 +915,7 @@ class SqliteStore:
             )
             return token
 
-        return await self._write(run)
+        return await self._write(run, durable=False)
 
     async def lock_release(self, name: str, token: str) -> bool:
         """Release the lock if the token still owns it."""
@@ -916,7 +929,7 @@ class SqliteStore:
             tx.c.execute("DELETE FROM locks WHERE name = ?", (name,))
             return float(values[0]) > tx.now
 
-        return await self._write(run)
+        return await self._write(run, durable=False)
 
     # durable event inbox
 

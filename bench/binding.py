@@ -1,11 +1,11 @@
 """The binding flow: whole-student flows per second against the sandbox, page latency and memory.
 
 `python -m bench.binding` starts, for each store (SQLite; Redis with AOF everysec when redis-server
-is installed) and each concurrency, a server of its own in its own process on a free loopback port:
-the service with the CAS and WeCom emulators mounted as `wecom-bind demo` mounts them, but seeded with
-generated students (each a CAS account, a directory entry with a phone, and a simulated WeChat with
-that same phone). From this process, K simulated students at a time, each with its own cookie jar,
-walk the guide:
+is installed) and each concurrency, two processes of their own on free loopback ports: the service,
+and the CAS and WeCom emulators (mounted as `wecom-bind demo` mounts them), so that the service's own
+CPU and memory are measured apart from theirs. Both are seeded with generated students (each a CAS
+account, a directory entry with a phone, and a simulated WeChat with that same phone). From this
+process, K simulated students at a time, each with its own cookie jar, walk the guide:
 
 1. GET /bind, the CAS login form, POST 学号 and password, /bind/cas?ticket= (validated server to server);
 2. GET /bind/phone (its csrf and form_id fields), POST /bind/phone (the rules; at the WeCom emulator
@@ -20,11 +20,11 @@ follow is recorded (for at most 30 s), and takes from each member's audit record
 关注 that was: nothing polls the service during the load.
 
 Every request is timed on its own (no redirect is followed automatically). It prints flows per
-second, p50/p99 per page and overall, the lag of step 5, and the server's resident memory when idle
-(after start) and at its peak (VmHWM, read after step 5 has caught up). Bounded: a fixed number of
-flows per run, a timeout on every request and on each run. The emulators run in the service's
-process, so their work and memory are in the figures too; as in bench.callbacks, access logs are off
-and logging is at WARNING. The per-IP submit limit is lifted: every simulated student is 127.0.0.1.
+second, p50/p99 per page and overall, the service's and the emulators' CPU per flow, the lag of
+step 5, and the service's resident memory when idle (after start) and at its peak (VmHWM, read after
+step 5 has caught up). Bounded: a fixed number of flows per run, a timeout on every request and on
+each run. As in bench.callbacks, access logs are off. The per-IP submit limit is lifted: every
+simulated student is 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -49,9 +49,12 @@ from typing import IO, Final
 
 import aiohttp
 from aiohttp import web
+from pydantic import SecretStr
 from yarl import URL
 
 from bench.store import cpu_model, filesystem_of, redis_server_version
+from callback_service.logs import configure_logging
+from callback_service.ops.processes import run_app, run_processes
 from callback_service.store import open_store
 from callback_service.web.app import create_app
 from callback_service.web.keys import PAGES_CONFIG
@@ -120,19 +123,61 @@ def students(count: int) -> list[DemoStudent]:
 # the server
 
 
-def serve(*, port: int, directory: Path, store_url: str, count: int) -> None:
-    """Run the service with both emulators and count students until terminated.
+SETTINGS_FILE: Final = "settings.json"
 
-    Wired as `create_demo_app` wires the demo, without its start page (which shows the five demo
-    students), on the given store; the ids of the simulated WeChats go to a file for the driver.
+
+def write_settings(directory: Path, *, port: int, emulator_port: int, store_url: str) -> None:
+    """The settings both processes read: the demo's, with the emulators on a port of their own."""
+    settings = demo_settings(host="127.0.0.1", port=port, data_dir=directory)
+    emulators = f"http://127.0.0.1:{emulator_port}"
+    values = {name: v.get_secret_value() if isinstance(v, SecretStr) else v for name, v in settings}
+    values |= {
+        "store_url": store_url,
+        "cas_base_url": emulators + CAS_MOUNT,
+        "wecom_api_base": emulators + WECOM_MOUNT,
+        "follow_url": emulators + WECOM_MOUNT + "/follow",
+        "log_level": "WARNING",
+    }
+    (directory / SETTINGS_FILE).write_text(json.dumps(values))
+
+
+def read_settings(directory: Path) -> Settings:
+    """The settings write_settings wrote."""
+    return Settings.model_validate(json.loads((directory / SETTINGS_FILE).read_text()))
+
+
+def serve(*, port: int, directory: Path, count: int, processes: int = 1) -> None:
+    """Run the service for count students until terminated: the demo's wiring, emulators elsewhere."""
+    seeded = students(count)
+    settings = read_settings(directory)
+    configure_logging(settings.log_level)
+
+    def make_app() -> web.Application:
+        app = create_app(settings)
+        # Everyone comes from 127.0.0.1: the per-IP limit (a campus NAT's) would stop the bench at 200.
+        app[PAGES_CONFIG] = PagesConfig(departments=demo_departments(seeded), submits_per_ip=10 * count)
+        app.cleanup_ctx.append(directory_seeder(seeded))
+        return app
+
+    if processes == 1:
+        run_app(make_app(), host="127.0.0.1", port=port, access_log=False)
+    else:
+        run_processes(make_app, host="127.0.0.1", port=port, processes=processes, access_log=False)
+
+
+def serve_emulators(*, port: int, directory: Path, count: int) -> None:
+    """Run the CAS and WeCom emulators for count students until terminated.
+
+    The ids of the simulated WeChats go to a file for the driver.
     """
     seeded = students(count)
-    settings = demo_settings(host="127.0.0.1", port=port, data_dir=directory)
-    settings = Settings.model_validate(settings.model_dump() | {"store_url": store_url})
-    app = create_app(settings)
-    # Everyone comes from 127.0.0.1: the per-IP limit (a campus NAT's) would stop the bench at 200.
-    app[PAGES_CONFIG] = PagesConfig(departments=demo_departments(seeded), submits_per_ip=10 * count)
-    app.cleanup_ctx.append(directory_seeder(seeded))
+    settings = read_settings(directory)
+
+    async def health(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/health", health)
     app.add_subapp(CAS_MOUNT, create_cas_sandbox(users=cas_users(seeded)))
     wecom = wecom_sandbox(settings, seeded)
     app.add_subapp(WECOM_MOUNT, wecom)
@@ -191,8 +236,10 @@ def hidden_fields(page: str) -> dict[str, str]:
 class Student:
     """One simulated student on their phone: a cookie jar of their own, every request timed."""
 
-    def __init__(self, base: URL, student: DemoStudent, wechat_id: str, recorder: Recorder) -> None:
+    def __init__(self, base: URL, emulators: URL, student: DemoStudent, wechat_id: str,
+                 recorder: Recorder) -> None:
         self.base = base
+        self.emulators = emulators
         self.student = student
         self.wechat_id = wechat_id
         self.recorder = recorder
@@ -245,7 +292,7 @@ class Student:
                 raise FlowFailed("result: not bound")
             await self.request(http, "follow-qr", "GET", self.base / "bind/follow-qr.png", expect=200)
             # step 4: the student's own WeChat follows
-            wecom = self.base / WECOM_MOUNT.strip("/")
+            wecom = self.emulators / WECOM_MOUNT.strip("/")
             use = {"wechat": self.wechat_id, "next": f"{WECOM_MOUNT}/follow"}
             _, follow = await self.request(
                 http, "wechat-use", "POST", wecom / "wechat/use", data=use, expect=303
@@ -259,7 +306,7 @@ class Student:
 
 
 async def drive(
-    base: URL, walkers: Sequence[DemoStudent], wechats: dict[str, str], concurrency: int
+    base: URL, emulators: URL, walkers: Sequence[DemoStudent], wechats: dict[str, str], concurrency: int
 ) -> tuple[float, Recorder]:
     """Walk every student's flow, concurrency at a time; the seconds it took and what was recorded."""
     recorder = Recorder()
@@ -268,7 +315,7 @@ async def drive(
     async def phone() -> None:
         for student in pending:
             try:
-                await Student(base, student, wechats[student.wechat_phone], recorder).walk()
+                await Student(base, emulators, student, wechats[student.wechat_phone], recorder).walk()
             except (FlowFailed, aiohttp.ClientError, TimeoutError) as exc:
                 recorder.failures[str(exc) or type(exc).__name__] += 1
 
@@ -331,9 +378,12 @@ class Run:
     recorder: Recorder
     settled: Settled
     cpu: float
-    """The server's CPU seconds during the load."""
+    """The service's CPU seconds during the load (all its processes)."""
+    emulator_cpu: float
+    """The emulators' CPU seconds during the load."""
     idle_kib: int
     peak_kib: int
+    processes: int = 1
 
     @property
     def flows_per_second(self) -> float:
@@ -343,45 +393,110 @@ class Run:
     def cpu_ms_per_flow(self) -> float:
         return self.cpu / max(1, self.recorder.flows) * 1000
 
+    @property
+    def emulator_cpu_ms_per_flow(self) -> float:
+        return self.emulator_cpu / max(1, self.recorder.flows) * 1000
+
+
+def process_tree(pid: int) -> list[int]:
+    """A process and its children (the workers of `serve --processes N`)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return [pid, *map(int, children)]
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """cpu_seconds over a process and its children."""
+    return sum(cpu_seconds(each) for each in process_tree(pid))
+
+
+def tree_memory_kib(pid: int, name: str) -> int:
+    """VmRSS or VmHWM summed over the workers (the parent alone when it has none)."""
+    tree = process_tree(pid)
+    return sum(memory_kib(each)[name] for each in (tree[1:] or tree))
+
+
+@dataclass
+class Servers:
+    """The service and the emulators, each in its own process, for one run."""
+
+    base: URL
+    emulators: URL
+    service: subprocess.Popen[str]
+    emulator: subprocess.Popen[str]
+    output: IO[str]
+    wechats: dict[str, str]
+
+    def stop(self) -> None:
+        """Terminate both and show what the service wrote."""
+        for process in (self.service, self.emulator):
+            process.terminate()
+        for process in (self.service, self.emulator):
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        _show_errors(self.output)
+
+
+def start_servers(run_dir: Path, store_url: str, *, count: int, processes: int = 1) -> Servers:
+    """Start the emulators and the service for count students; return once both answer."""
+    port, emulator_port = free_port(), free_port()
+    write_settings(run_dir, port=port, emulator_port=emulator_port, store_url=store_url)
+    output = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115 - closed by stop()
+    common = ["--dir", str(run_dir), "--students", str(count)]
+    emulator = subprocess.Popen(
+        [sys.executable, "-m", "bench.binding", "--serve-emulators", "--port", str(emulator_port), *common],
+        stdout=subprocess.DEVNULL, stderr=output, text=True,
+    )
+    service = subprocess.Popen(
+        [sys.executable, "-m", "bench.binding", "--serve", "--port", str(port), *common,
+         "--processes", str(processes)],
+        stdout=subprocess.DEVNULL, stderr=output, text=True,
+    )
+    servers = Servers(URL(f"http://127.0.0.1:{port}"), URL(f"http://127.0.0.1:{emulator_port}"),
+                      service, emulator, output, {})
+    try:
+        wait_healthy(str(servers.emulators), emulator)
+        wait_healthy(str(servers.base), service)
+        if processes > 1:
+            time.sleep(1.0)  # /health answered from one worker; let the others bind too
+        servers.wechats = json.loads((run_dir / WECHATS_FILE).read_text())
+    except BaseException:
+        servers.stop()
+        raise
+    return servers
+
 
 def measure(
-    store: str, store_url: str, *, flows: int, warmup: int, concurrency: int, directory: Path
+    store: str, store_url: str, *, flows: int, warmup: int, concurrency: int, directory: Path,
+    processes: int = 1,
 ) -> Run:
-    """Start a server for warmup + flows students, warm it up, and drive the flows."""
-    port = free_port()
+    """Start the servers for warmup + flows students, warm them up, and drive the flows."""
     count = warmup + flows
-    run_dir = directory / f"{store.split()[0]}-{concurrency}"
+    run_dir = directory / f"{store.split()[0]}-{concurrency}-{processes}"
     run_dir.mkdir()
     store_url = store_url or f"sqlite:///{run_dir.resolve() / 'store.db'}"
-    output = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench.binding", "--serve", "--port", str(port), "--dir", str(run_dir),
-         "--store-url", store_url, "--students", str(count)],
-        stdout=output,
-        stderr=output,
-        text=True,
-    )
-    base = URL(f"http://127.0.0.1:{port}")
+    servers = start_servers(run_dir, store_url, count=count, processes=processes)
     try:
-        wait_healthy(str(base), process)
-        idle = memory_kib(process.pid)["VmRSS"]
-        wechats: dict[str, str] = json.loads((run_dir / WECHATS_FILE).read_text())
+        idle = tree_memory_kib(servers.service.pid, "VmRSS")
         everyone = students(count)
-        asyncio.run(drive(base, everyone[:warmup], wechats, min(concurrency, warmup)))
-        cpu_before = cpu_seconds(process.pid)
-        seconds, recorder = asyncio.run(drive(base, everyone[warmup:], wechats, concurrency))
-        cpu = cpu_seconds(process.pid) - cpu_before
+        asyncio.run(drive(servers.base, servers.emulators, everyone[:warmup], servers.wechats,
+                          min(concurrency, warmup)))
+        cpu_before = tree_cpu_seconds(servers.service.pid)
+        emulator_before = cpu_seconds(servers.emulator.pid)
+        seconds, recorder = asyncio.run(
+            drive(servers.base, servers.emulators, everyone[warmup:], servers.wechats, concurrency))
+        cpu = tree_cpu_seconds(servers.service.pid) - cpu_before
+        emulator_cpu = cpu_seconds(servers.emulator.pid) - emulator_before
         settled = asyncio.run(settle(store_url, recorder.followed_at, time.time()))
-        peak = memory_kib(process.pid)["VmHWM"]
+        peak = tree_memory_kib(servers.service.pid, "VmHWM")
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        _show_errors(output)
-    return Run(store, concurrency, seconds, recorder, settled, cpu, idle, peak)
+        servers.stop()
+    return Run(store, concurrency, seconds, recorder, settled, cpu, emulator_cpu, idle, peak, processes)
 
 
 def _show_errors(output: IO[str]) -> None:
@@ -404,19 +519,20 @@ def percentile(values: list[float], fraction: float) -> float:
 def report(runs: list[Run]) -> None:
     """Print one line per run, then p50/p99 per page kind with one column per run."""
     print(
-        f"{'store':<20} {'K':>3} {'flows':>5} {'failed':>6} {'flows/s':>7} {'p50 ms':>6} {'p99 ms':>6}"
-        f" {'CPU ms/flow':>11} {'CPU %':>5} {'step 5 p50/p99 s':>16} {'drain s':>7}"
-        f" {'idle MiB':>8} {'peak MiB':>8}"
+        f"{'store':<20} {'K':>3} {'procs':>5} {'flows':>5} {'failed':>6} {'flows/s':>7} {'p50 ms':>6}"
+        f" {'p99 ms':>6} {'CPU ms/flow':>11} {'CPU %':>5} {'emu ms/flow':>11} {'step 5 p50/p99 s':>16}"
+        f" {'drain s':>7} {'idle MiB':>8} {'peak MiB':>8}"
     )
     for run in runs:
         everything = [t for times in run.recorder.pages.values() for t in times]
         lags = run.settled.lags or [0.0]
         step5 = f"{percentile(lags, 0.5) / 1000:.2f} / {percentile(lags, 0.99) / 1000:.2f}"
         print(
-            f"{run.store:<20} {run.concurrency:>3} {run.recorder.flows:>5}"
+            f"{run.store:<20} {run.concurrency:>3} {run.processes:>5} {run.recorder.flows:>5}"
             f" {sum(run.recorder.failures.values()):>6} {run.flows_per_second:>7.1f}"
             f" {percentile(everything, 0.5):>6.1f} {percentile(everything, 0.99):>6.0f}"
-            f" {run.cpu_ms_per_flow:>11.1f} {run.cpu / run.seconds * 100:>5.0f} {step5:>16}"
+            f" {run.cpu_ms_per_flow:>11.1f} {run.cpu / run.seconds * 100:>5.0f}"
+            f" {run.emulator_cpu_ms_per_flow:>11.1f} {step5:>16}"
             f" {run.settled.drain:>7.1f} {run.idle_kib / 1024:>8.1f} {run.peak_kib / 1024:>8.1f}"
         )
     for run in runs:
@@ -434,8 +550,9 @@ def report(runs: list[Run]) -> None:
             cells.append(f"{percentile(times, 0.5):7.1f} / {percentile(times, 0.99):6.1f}" if times else "-")
         mark = "" if kind in SERVICE_PAGES else " *"
         print(f"{label + mark:<28}" + "".join(f" {cell:>17}" for cell in cells))
-    print("* answered by the emulators (CAS, WeCom) in the service's process")
-    print("CPU: the server process's, during the load (% of one core); memory: its resident set")
+    print("* answered by the emulators (CAS, WeCom), in a process of their own")
+    print("CPU: the service's processes', during the load (% of one core); emu: the emulators' process;"
+          " memory: the service's resident set (summed over its workers)")
     print("step 5: from the tap on 关注 until the store held the follow (the emulator's push, the inbox,"
           " a worker)")
 
@@ -444,11 +561,12 @@ def main() -> int:
     """Run each store at each concurrency and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-emulators", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--dir", help=argparse.SUPPRESS)
-    parser.add_argument("--store-url", default="", help=argparse.SUPPRESS)
     parser.add_argument("--students", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--flows", type=int, default=300, help="whole-student flows per run")
+    parser.add_argument("--processes", type=int, default=1, help="the service's worker processes")
+    parser.add_argument("--flows", type=int, default=600, help="whole-student flows per run")
     parser.add_argument("--warmup", type=int, default=16, help="flows before each run, not counted")
     parser.add_argument(
         "--concurrency", type=int, nargs="+", default=[16, 64], help="concurrent students, one run each"
@@ -456,13 +574,16 @@ def main() -> int:
     parser.add_argument("--no-redis", action="store_true", help="SQLite only")
     args = parser.parse_args()
     if args.serve:
-        serve(port=args.port, directory=Path(args.dir), store_url=args.store_url, count=args.students)
+        serve(port=args.port, directory=Path(args.dir), count=args.students, processes=args.processes)
+        return 0
+    if args.serve_emulators:
+        serve_emulators(port=args.port, directory=Path(args.dir), count=args.students)
         return 0
     data = Path("data")
     data.mkdir(exist_ok=True)
     binary = None if args.no_redis else redis_server_binary()
     print(f"cpu:        {cpu_model()}")
-    print(f"cores:      {os.cpu_count()} (the students and the server share them)")
+    print(f"cores:      {os.cpu_count()} (the students, the emulators and the service share them)")
     print(f"os:         {platform.platform()}")
     print(f"loadavg:    {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1, 5, 15 min, at the start)")
     print(f"python:     {platform.python_version()} ({platform.python_implementation()})")
@@ -487,10 +608,10 @@ def main() -> int:
         try:
             for store, url in stores:
                 for concurrency in args.concurrency:
-                    store_url = f"{url}?prefix=bench-{concurrency}:" if url else ""
+                    store_url = f"{url}?prefix=bench-{concurrency}-{args.processes}:" if url else ""
                     runs.append(
                         measure(store, store_url, flows=args.flows, warmup=args.warmup,
-                                concurrency=concurrency, directory=directory)
+                                concurrency=concurrency, directory=directory, processes=args.processes)
                     )
         finally:
             if redis is not None:

@@ -8,12 +8,10 @@ wait on SQLite's lock. The schema carries a version, and migrations bring an old
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -30,6 +28,7 @@ from callback_service.store.common import (
     phone_arg,
     positive,
 )
+from callback_service.store.thread import StoreThread
 from handlers.binding import (
     AccountFollowed,
     Actor,
@@ -291,7 +290,7 @@ class SqliteStore:
         self._clock = clock
         self._dedup_ttl = positive("dedup_ttl", dedup_ttl)
         self._busy_timeout = busy_timeout
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
+        self._thread = StoreThread("sqlite-store")
         self._conn: sqlite3.Connection | None = None
         self._writes = 0
         self._closed = False
@@ -354,11 +353,10 @@ class SqliteStore:
     async def _call(self, fn: Callable[[], T]) -> T:
         if self._closed:
             raise StoreUnavailable("sqlite: store is closed")
-        loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._executor, fn)
+            return await self._thread.run(fn)
         except (sqlite3.Error, OSError, RuntimeError) as exc:
-            # RuntimeError: the executor was shut down under us by close().
+            # RuntimeError: the thread was stopped under us by close().
             raise StoreUnavailable(f"sqlite: {type(exc).__name__}: {exc}") from exc
 
     def _connection(self) -> sqlite3.Connection:
@@ -424,11 +422,10 @@ class SqliteStore:
                 self._conn.close()
                 self._conn = None
 
-        loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self._executor, shut)
+            await self._thread.run(shut)
         finally:
-            self._executor.shutdown(wait=False)
+            self._thread.stop()
 
     # school directory
 

@@ -107,8 +107,6 @@ def _wechatpy_app() -> web.Application:
 
 def serve(kind: str, port: int, store_url: str, processes: int) -> None:
     """Run one server (of `processes` processes) until it is terminated."""
-    if os.environ.get("SWI"):
-        sys.setswitchinterval(float(os.environ["SWI"]))
 
     def make_app() -> web.Application:
         if kind == "bare":
@@ -118,7 +116,12 @@ def serve(kind: str, port: int, store_url: str, processes: int) -> None:
         settings = world_settings(port=port, wecom_api_base="http://127.0.0.1:9", store_url=store_url)
         return create_app(settings, run_workers=False)
 
-    if processes == 1:
+    if processes == 1 and os.environ.get("PROFILE"):
+        import cProfile
+        with cProfile.Profile() as profile:
+            run_app(make_app(), host="127.0.0.1", port=port, access_log=False)
+        profile.dump_stats(os.environ["PROFILE"])
+    elif processes == 1:
         run_app(make_app(), host="127.0.0.1", port=port, access_log=False)
     else:
         run_processes(make_app, host="127.0.0.1", port=port, processes=processes, access_log=False)

@@ -992,11 +992,15 @@ class SqliteStore:
             )
             return items
 
-        return await self._write(run)
+        # A lease or a removal that a power loss undoes only makes an event run again, and the
+        # handlers are idempotent (at least once); the append is what must not be lost.
+        return await self._write(run, durable=False)
 
     async def inbox_done(self, item_id: int) -> None:
         """Remove a handled event."""
-        await self._write(lambda tx: tx.c.execute("DELETE FROM inbox WHERE id = ?", (item_id,)))
+        await self._write(
+            lambda tx: tx.c.execute("DELETE FROM inbox WHERE id = ?", (item_id,)), durable=False
+        )
 
     async def inbox_retry(self, item_id: int, error: str, *, delay: float) -> int:
         """Count a failure and schedule the event again."""

@@ -50,9 +50,12 @@ async def test_bindings_and_the_inbox_commit_with_an_fsync(sqlite: SqliteStore) 
         await sqlite.close()
 
 
-async def test_sessions_page_records_counters_and_locks_commit_without_one(sqlite: SqliteStore) -> None:
+async def test_sessions_page_records_counters_locks_and_leases_commit_without_one(sqlite: SqliteStore) -> None:
     try:
+        await sqlite.inbox_append("k0", "subscribe", "<xml/>")
         ephemeral = [
+            lambda: sqlite.inbox_take(1, lease=60),
+            lambda: sqlite.inbox_done(1),
             lambda: sqlite.kv_set("session:abc", "{}", ttl=60),
             lambda: sqlite.kv_set_if_absent("cas-ticket:abc", "1", ttl=60),
             lambda: sqlite.kv_incr("rate:bind:student:2021001", ttl=60),

@@ -15,7 +15,9 @@ test keys (bench/callbacks.lua walks the file of them), so that no two events sh
 
 Each (server, connections) run gets a fresh server and a fresh store. It prints requests per second,
 the ratio to bare in the same run (DESIGN.md's target: 0.6 or more), p50 and p99 latency, the
-server's peak RSS (VmHWM, summed over its processes) and the errors (any answer but 200 counts).
+server's peak RSS (VmHWM, summed over its processes), the errors (any answer but 200 counts), and
+the server's CPU per request with its ratio to bare's: on a machine shared with other work the
+requests per second move with the neighbours' load, the CPU per request much less.
 Then the scaling of `serve --processes N` from 1 to the machine's cores.
 """
 
@@ -66,10 +68,17 @@ class Figures:
     p99_ms: float
     errors: int
     peak_rss_mib: float
+    cpu_seconds: float
+    """The server's CPU time (all its processes) during the measured run."""
 
     @property
     def per_second(self) -> float:
         return self.requests / self.seconds
+
+    @property
+    def cpu_us(self) -> float:
+        """The server's CPU per request, in microseconds: what the ratio would be on a quiet core."""
+        return self.cpu_seconds / max(1, self.requests) * 1e6
 
 
 def _bare_app() -> web.Application:
@@ -143,13 +152,27 @@ def write_requests(path: Path, count: int, *, tag: str) -> None:
             out.write(f"{query}\t{envelope(encrypted).decode('ascii')}\n")
 
 
-def _peak_rss_mib(pid: int) -> float:
-    """VmHWM of a process and its children, in MiB (0 where /proc cannot tell)."""
-    total = 0
+def _tree(pid: int) -> list[int]:
     pids = [pid]
     with contextlib.suppress(OSError):
         pids += [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    for each in pids:
+    return pids
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU of a process and its children so far (0 where /proc cannot tell)."""
+    total = 0
+    for each in _tree(pid):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{each}/stat").read_text().rpartition(")")[2].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _peak_rss_mib(pid: int) -> float:
+    """VmHWM of a process and its children, in MiB (0 where /proc cannot tell)."""
+    total = 0
+    for each in _tree(pid):
         try:
             for line in Path(f"/proc/{each}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
@@ -235,6 +258,7 @@ def measure(kind: str, *, connections: int, processes: int, store_url: str, load
         if load.use_wrk:
             _wrk(base, requests_file=load.warmup_file, connections=connections,
                  seconds=load.warmup_seconds, threads=load.wrk_threads)
+            cpu_before = _cpu_seconds(process.pid)
             result = _wrk(base, requests_file=load.requests_file, connections=connections,
                           seconds=load.seconds, threads=load.wrk_threads)
             requests, seconds = result["requests"], result["duration_us"] / 1e6
@@ -243,29 +267,34 @@ def measure(kind: str, *, connections: int, processes: int, store_url: str, load
         else:
             asyncio.run(_python_drive(base, _read_lines(load.warmup_file), connections=connections,
                                       seconds=load.warmup_seconds))
+            cpu_before = _cpu_seconds(process.pid)
             requests, seconds, latencies, errors = asyncio.run(_python_drive(
                 base, _read_lines(load.requests_file), connections=connections, seconds=load.seconds))
             latencies.sort()
             p50 = statistics.median(latencies) * 1000
             p99 = latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1000
+        cpu = _cpu_seconds(process.pid) - cpu_before
         rss = _peak_rss_mib(process.pid)
     finally:
         process.terminate()
         process.wait(timeout=30)
     return Figures(kind=kind, connections=connections, processes=processes, requests=requests,
-                   seconds=seconds, p50_ms=p50, p99_ms=p99, errors=errors, peak_rss_mib=rss)
+                   seconds=seconds, p50_ms=p50, p99_ms=p99, errors=errors, peak_rss_mib=rss,
+                   cpu_seconds=cpu)
 
 
 def print_table(title: str, results: list[Figures]) -> None:
     """One table: each server's figures with its ratio to the bare server of the same table."""
-    bare = next((f.per_second for f in results if f.kind == "bare"), 0.0)
+    bare = next((f for f in results if f.kind == "bare"), None)
     print(title)
     print(f"  {'server':<17} {'procs':>5} {'req/s':>8} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7}"
-          f" {'RSS MiB':>8} {'errors':>6}")
+          f" {'RSS MiB':>8} {'errors':>6} {'CPU us/req':>10} {'CPU ratio':>9}")
     for f in results:
-        ratio = f.per_second / bare if bare else float("nan")
+        ratio = f.per_second / bare.per_second if bare else float("nan")
+        cpu_ratio = bare.cpu_us / f.cpu_us if bare and f.cpu_us else float("nan")
         print(f"  {f.kind:<17} {f.processes:>5} {f.per_second:>8.0f} {ratio:>6.2f} {f.p50_ms:>7.1f}"
-              f" {f.p99_ms:>7.1f} {f.peak_rss_mib:>8.1f} {f.errors:>6}", flush=True)
+              f" {f.p99_ms:>7.1f} {f.peak_rss_mib:>8.1f} {f.errors:>6} {f.cpu_us:>10.0f} {cpu_ratio:>9.2f}",
+              flush=True)
 
 
 def main() -> int:

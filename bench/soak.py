@@ -1,12 +1,13 @@
 """A soak: whole-student flows for 60 s at 80% of the rate the service just sustained; memory and errors.
 
 `python -m bench.soak` starts the service and the emulators as bench.binding does (each in a
-process of its own, SQLite by default), drives unpaced flows for a while to measure the rate the
-service sustains (this is the warm-up too), then starts flows at 80% of that rate, evenly spaced,
-for 60 s. Every flow is a student walking steps 1 to 4, and each pushes its `subscribe` callback
-(step 5) through the inbox. It prints the service's resident memory after the warm-up, every 10 s,
-and at the end (VmRSS; within 10% of the warm-up's is flat), and the errors: failed flows and
-follows not recorded. Bounded: a fixed duration, a cap on flows in flight, a timeout per request.
+process of its own, SQLite by default), drives unpaced flows to warm up, then more to measure the
+rate the service sustains, then starts flows at 80% of that rate, evenly spaced, for 60 s. Every
+flow is a student walking steps 1 to 4, and each pushes its `subscribe` callback (step 5) through
+the inbox. It prints the service's resident memory after the warm-up and the measuring, every 10 s,
+and at the end (VmRSS; within 10% of the first is flat), and the errors: failed flows, flows not
+started, follows not recorded. Bounded: a fixed duration, a cap on flows in flight, a timeout per
+request.
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ from bench.store import cpu_model
 from sandbox.demo import DemoStudent
 from tests.store.support import RedisServer, redis_server_binary
 
-IN_FLIGHT_LIMIT = 512
-"""Flows in flight at most: past it the service is not keeping up, and starting more only queues."""
+IN_FLIGHT_LIMIT = 128
+"""Flows in flight at most (twice the measuring K): past it the service is not keeping up, and
+starting more would only queue; a flow not started counts as an error."""
 
 
 async def paced(
@@ -86,7 +88,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--seconds", type=float, default=60.0, help="the soak's length (default 60)")
     parser.add_argument("--fraction", type=float, default=0.8, help="of the measured rate (default 0.8)")
-    parser.add_argument("--measure-flows", type=int, default=400, help="unpaced flows that measure the rate")
+    parser.add_argument("--warmup", type=int, default=200, help="unpaced flows to warm up, not measured")
+    parser.add_argument("--measure-flows", type=int, default=600, help="unpaced flows that measure the rate")
     parser.add_argument("--concurrency", type=int, default=64, help="students at a time while measuring")
     parser.add_argument("--store", choices=("sqlite", "redis"), default="sqlite")
     parser.add_argument("--processes", type=int, default=1, help="the service's worker processes")
@@ -125,9 +128,11 @@ def _soak(args: argparse.Namespace, run_dir: Path, store_url: str) -> int:
         def rss() -> int:
             return tree_memory_kib(servers.service.pid, "VmRSS")
 
-        warmup = everyone[: args.measure_flows]
+        asyncio.run(drive(servers.base, servers.emulators, everyone[: args.warmup], servers.wechats,
+                          args.concurrency))
+        measuring = everyone[args.warmup : args.warmup + args.measure_flows]
         seconds, measured = asyncio.run(
-            drive(servers.base, servers.emulators, warmup, servers.wechats, args.concurrency))
+            drive(servers.base, servers.emulators, measuring, servers.wechats, args.concurrency))
         rate = measured.flows / seconds
         after_warmup = rss()
         soak_rate = rate * args.fraction
@@ -135,7 +140,7 @@ def _soak(args: argparse.Namespace, run_dir: Path, store_url: str) -> int:
               f"{rate:.1f} flows/s ({sum(measured.failures.values())} failed)")
         print(f"soak: {args.seconds:g} s at {soak_rate:.1f} flows/s ({args.fraction:.0%}), "
               f"store {args.store}, {args.processes} service process(es)", flush=True)
-        walkers = everyone[args.measure_flows:]
+        walkers = everyone[args.warmup + args.measure_flows :]
         if soak_rate * args.seconds > len(walkers):
             print(f"note: only {len(walkers)} students left for the soak; raise --students")
         started = time.time()

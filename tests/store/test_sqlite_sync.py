@@ -9,6 +9,7 @@ import pytest
 
 from callback_service.store.sqlite import SqliteStore
 from handlers.binding import Actor
+from handlers.phone import Phone
 
 STUDENT = Actor(who="2021001", source="bind-page 127.0.0.1")
 
@@ -38,9 +39,9 @@ async def sqlite(tmp_path: Path) -> SqliteStore:
 
 async def test_bindings_and_the_inbox_commit_with_an_fsync(sqlite: SqliteStore) -> None:
     try:
-        claim = await sqlite.claim_phone("2021001", "13800000001", lease=60, actor=STUDENT)
+        claim = await sqlite.claim_phone("2021001", Phone("13800000001"), lease=60, actor=STUDENT)
         durable = [
-            lambda: sqlite.claim_phone("2021002", "13800000002", lease=60, actor=STUDENT),
+            lambda: sqlite.claim_phone("2021002", Phone("13800000002"), lease=60, actor=STUDENT),
             lambda: sqlite.commit_claim(claim),
             lambda: sqlite.inbox_append("k1", "subscribe", "<xml/>"),
         ]

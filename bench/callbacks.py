@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import platform
 import re
@@ -41,6 +40,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
+from bench.binding import tree_cpu_seconds, tree_memory_kib
 from bench.store import cpu_model
 from callback_service.ops.processes import run_app, run_processes
 from callback_service.web.app import create_app
@@ -152,36 +152,6 @@ def write_requests(path: Path, count: int, *, tag: str) -> None:
             out.write(f"{query}\t{envelope(encrypted).decode('ascii')}\n")
 
 
-def _tree(pid: int) -> list[int]:
-    pids = [pid]
-    with contextlib.suppress(OSError):
-        pids += [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    return pids
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User and system CPU of a process and its children so far (0 where /proc cannot tell)."""
-    total = 0
-    for each in _tree(pid):
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{each}/stat").read_text().rpartition(")")[2].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def _peak_rss_mib(pid: int) -> float:
-    """VmHWM of a process and its children, in MiB (0 where /proc cannot tell)."""
-    total = 0
-    for each in _tree(pid):
-        try:
-            for line in Path(f"/proc/{each}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-    return total / 1024
-
-
 def _wrk(base: str, *, requests_file: Path, connections: int, seconds: float, threads: int) -> dict[str, int]:
     out = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s",
@@ -258,7 +228,7 @@ def measure(kind: str, *, connections: int, processes: int, store_url: str, load
         if load.use_wrk:
             _wrk(base, requests_file=load.warmup_file, connections=connections,
                  seconds=load.warmup_seconds, threads=load.wrk_threads)
-            cpu_before = _cpu_seconds(process.pid)
+            cpu_before = tree_cpu_seconds(process.pid)
             result = _wrk(base, requests_file=load.requests_file, connections=connections,
                           seconds=load.seconds, threads=load.wrk_threads)
             requests, seconds = result["requests"], result["duration_us"] / 1e6
@@ -267,14 +237,14 @@ def measure(kind: str, *, connections: int, processes: int, store_url: str, load
         else:
             asyncio.run(_python_drive(base, _read_lines(load.warmup_file), connections=connections,
                                       seconds=load.warmup_seconds))
-            cpu_before = _cpu_seconds(process.pid)
+            cpu_before = tree_cpu_seconds(process.pid)
             requests, seconds, latencies, errors = asyncio.run(_python_drive(
                 base, _read_lines(load.requests_file), connections=connections, seconds=load.seconds))
             latencies.sort()
             p50 = statistics.median(latencies) * 1000
             p99 = latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1000
-        cpu = _cpu_seconds(process.pid) - cpu_before
-        rss = _peak_rss_mib(process.pid)
+        cpu = tree_cpu_seconds(process.pid) - cpu_before
+        rss = tree_memory_kib(process.pid, "VmHWM") / 1024
     finally:
         process.terminate()
         process.wait(timeout=30)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
@@ -161,3 +162,19 @@ async def test_the_event_lines_carry_the_id_of_the_request_that_delivered_it(
     assert len(handled) == 1
     assert getattr(handled[0], "request_id", None) == "wecom-push-1"
     assert getattr(handled[0], "event", None) == "subscribe"
+
+
+def test_a_forked_worker_makes_ids_of_its_own() -> None:
+    parent = new_request_id()
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # the worker of `serve --processes`
+        os.write(write_end, new_request_id().encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        forked = pipe.read()
+    os.waitpid(child, 0)
+    assert forked
+    assert forked != parent
+    assert forked.rpartition("r")[0] != parent.rpartition("r")[0]

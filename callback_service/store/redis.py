@@ -1091,9 +1091,9 @@ class RedisStore:
         script = self._redis.register_script(_AUDIT_PRUNE)
         pruned = 0
         while True:
-            count = int(await self._run(
-                script, (), (self._prefix, repr(before), member_id or "", str(_PRUNE_BATCH))
-            ))
+            count = int(
+                await self._run(script, (), (self._prefix, repr(before), member_id or "", str(_PRUNE_BATCH)))
+            )
             pruned += count
             if count < _PRUNE_BATCH:
                 return pruned

@@ -1,0 +1,157 @@
+"""The SQLite store's plumbing: one writer connection on a thread of its own, one transaction per change.
+
+Every operation runs as one synchronous function on a dedicated thread that owns the connection,
+so a change is one `BEGIN IMMEDIATE` transaction from its first read to its commit: no other
+coroutine's statements can interleave, and other processes on the same file wait on SQLite's lock.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Self, TypeVar
+
+from callback_service.store.common import DEFAULT_DEDUP_TTL, positive
+from callback_service.store.sqlite.schema import migrate
+from callback_service.store.thread import StoreThread
+from handlers.contracts import Clock, StoreUnavailable
+
+T = TypeVar("T")
+
+_PURGE_EVERY: Final = 512  # writes between sweeps of expired kv, lock, idempotency and dedup rows
+
+
+@dataclass(frozen=True, slots=True)
+class Tx:
+    """The connection inside one write transaction, and the time it runs at."""
+
+    c: sqlite3.Connection
+    now: float
+
+
+class SqliteBase:
+    """The connection, its thread, and the read and write transactions every part runs in."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        clock: Clock = time.time,
+        dedup_ttl: float = DEFAULT_DEDUP_TTL,
+        busy_timeout: float = 5.0,
+    ) -> None:
+        self._path = path
+        self._clock = clock
+        self._dedup_ttl = positive("dedup_ttl", dedup_ttl)
+        self._busy_timeout = busy_timeout
+        self._thread = StoreThread("sqlite-store")
+        self._conn: sqlite3.Connection | None = None
+        self._writes = 0
+        self._closed = False
+
+    @classmethod
+    async def open(cls, path: str, *, clock: Clock = time.time, dedup_ttl: float = DEFAULT_DEDUP_TTL) -> Self:
+        """Open (creating or migrating) the file; StoreUnavailable when it cannot be used."""
+        store = cls(path, clock=clock, dedup_ttl=dedup_ttl)
+        try:
+            await store._call(store._connect)
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    def _connect(self) -> None:
+        if self._path != ":memory:":
+            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            self._path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if self._path != ":memory:" and str(mode).lower() != "wal":
+                raise StoreUnavailable(f"sqlite: WAL mode refused ({mode})")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+
+    async def _call(self, fn: Callable[[], T]) -> T:
+        if self._closed:
+            raise StoreUnavailable("sqlite: store is closed")
+        try:
+            return await self._thread.run(fn)
+        except (sqlite3.Error, OSError, RuntimeError) as exc:
+            # RuntimeError: the thread was stopped under us by close().
+            raise StoreUnavailable(f"sqlite: {type(exc).__name__}: {exc}") from exc
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreUnavailable("sqlite: store is closed")
+        return self._conn
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._call(lambda: fn(self._connection()))
+
+    async def _write(self, fn: Callable[[Tx], T], *, durable: bool = True) -> T:
+        """Run fn in one write transaction, committed with an fsync unless durable=False.
+
+        durable=False is for what expires on its own and a power loss may take: sessions (a student
+        logs in again), a page's idempotency and result records, rate counters, cached tokens, locks.
+        Under WAL, synchronous=NORMAL still survives a process crash; only an OS crash or power loss
+        can drop such a commit, and the next durable commit's fsync covers it as well.
+        """
+        now = self._clock()
+
+        def run() -> T:
+            conn = self._connection()
+            if not durable:
+                conn.execute("PRAGMA synchronous = NORMAL")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = fn(Tx(conn, now))
+                    self._writes += 1
+                    if self._writes % _PURGE_EVERY == 0:
+                        self._purge(conn, now)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            finally:
+                if not durable:
+                    conn.execute("PRAGMA synchronous = FULL")
+            return result
+
+        return await self._call(run)
+
+    @staticmethod
+    def _purge(conn: sqlite3.Connection, now: float) -> None:
+        for table in ("kv", "locks", "idempotency", "inbox_dedup"):
+            conn.execute(f"DELETE FROM {table} WHERE expires_at <= ?", (now,))  # noqa: S608
+
+    async def ping(self) -> None:
+        """Check that the file answers."""
+        await self._read(lambda c: c.execute("SELECT max(version) FROM schema_version").fetchone())
+
+    async def close(self) -> None:
+        """Close the connection and stop the thread."""
+        if self._closed:
+            return
+        self._closed = True
+
+        def shut() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        try:
+            await self._thread.run(shut)
+        finally:
+            self._thread.stop()

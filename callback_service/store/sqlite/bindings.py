@@ -1,0 +1,207 @@
+"""The SQLite store's bindings: the rules of handlers.rules applied in one transaction, and the reads.
+
+A rule-keeping change is one `BEGIN IMMEDIATE` transaction: read the records the rule asks for,
+decide (handlers.rules.decide), write what it decided, commit. Nothing can change between the
+reads and the writes, as the transaction holds the file's write lock. The phones table is the
+phone index (its primary key holds I1 behind the rules); the openid index is the bindings' unique
+openid column.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import Final, TypeVar
+
+from callback_service.store.common import find_problems, limit_arg
+from callback_service.store.rules_runner import MAX_READS, RulesRunner
+from callback_service.store.sqlite.base import SqliteBase, Tx
+from handlers.binding import Actor, AuditAction, AuditRecord, Binding, BindingState
+from handlers.contracts import StoreUnavailable
+from handlers.rules import Decision, Draft, Key, KeyKind, Row, Unread, Value, decide
+
+T = TypeVar("T")
+
+_SELECT_BINDING: Final = (
+    "SELECT member_id, phone, state, openid, lease_expires_at, previous_phone, token, updated_at"
+    " FROM bindings"
+)
+_SELECT_AUDIT: Final = "SELECT id, at, who, source, action, member_id, phone_masked, detail FROM audit"
+
+
+def _row(values: tuple[object, ...]) -> Row:
+    member_id, phone, state, openid, lease, previous, token, updated = values
+    return Row(
+        member_id=str(member_id),
+        phone=None if phone is None else str(phone),
+        state=BindingState(str(state)),
+        openid=None if openid is None else str(openid),
+        lease_expires_at=None if lease is None else float(str(lease)),
+        previous_phone=None if previous is None else str(previous),
+        token=None if token is None else str(token),
+        updated_at=float(str(updated)),
+    )
+
+
+def _read_key(c: sqlite3.Connection, key: Key) -> Value:
+    """Read one record a rule asks for."""
+    if key.kind is KeyKind.BINDING:
+        values = c.execute(_SELECT_BINDING + " WHERE member_id = ?", (key.name,)).fetchone()
+        return None if values is None else _row(values)
+    if key.kind is KeyKind.PHONE:
+        values = c.execute("SELECT member_id FROM phones WHERE phone = ?", (key.name,)).fetchone()
+    else:
+        values = c.execute("SELECT member_id FROM bindings WHERE openid = ?", (key.name,)).fetchone()
+    return None if values is None else str(values[0])
+
+
+def _apply(tx: Tx, decision: Decision[T], actor: Actor | None) -> None:
+    """Write a decision: bindings removed, then saved, then the phone index, then the audit."""
+    c = tx.c
+    rows = {k.name: v for k, v in decision.writes.items() if k.kind is KeyKind.BINDING}
+    # Removed first, so that a binding moved to another member id (rename) frees its unique openid.
+    c.executemany(
+        "DELETE FROM bindings WHERE member_id = ?", [(m,) for m, row in rows.items() if row is None]
+    )
+    c.executemany(
+        "INSERT INTO bindings (member_id, phone, state, openid, lease_expires_at,"
+        " previous_phone, token, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (member_id) DO UPDATE SET phone = excluded.phone, "
+        "state = excluded.state, openid = excluded.openid, "
+        "lease_expires_at = excluded.lease_expires_at, "
+        "previous_phone = excluded.previous_phone, token = excluded.token, "
+        "updated_at = excluded.updated_at",
+        [
+            (
+                r.member_id,
+                r.phone,
+                r.state.value,
+                r.openid,
+                r.lease_expires_at,
+                r.previous_phone,
+                r.token,
+                r.updated_at,
+            )
+            for r in rows.values()
+            if isinstance(r, Row)
+        ],
+    )
+    for key, holder in decision.writes.items():
+        if key.kind is not KeyKind.PHONE:
+            continue  # the openid index is the bindings' openid column, written above
+        if holder is None:
+            c.execute("DELETE FROM phones WHERE phone = ?", (key.name,))
+        else:
+            c.execute(
+                "INSERT INTO phones (phone, member_id) VALUES (?, ?) "
+                "ON CONFLICT (phone) DO UPDATE SET member_id = excluded.member_id",
+                (key.name, holder),
+            )
+    if not decision.audits:
+        return
+    if actor is None:
+        raise ValueError("a change that writes audit records needs an actor")
+    c.executemany(
+        "INSERT INTO audit (at, who, source, action, member_id, phone_masked, detail) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (tx.now, actor.who, actor.source, e.action.value, e.member_id, e.phone_masked, e.detail)
+            for e in decision.audits
+        ],
+    )
+
+
+class SqliteBindings(RulesRunner, SqliteBase):
+    """Bindings, their indexes and the audit log on SQLite."""
+
+    async def _decide(self, first: Sequence[Key], rule: Callable[[Draft], T], actor: Actor | None) -> T:
+        def run(tx: Tx) -> T:
+            records: dict[Key, Value] = {key: _read_key(tx.c, key) for key in first}
+            for _ in range(MAX_READS):
+                try:
+                    decision = decide(records, tx.now, rule)
+                except Unread as unread:
+                    records[unread.key] = _read_key(tx.c, unread.key)
+                    continue
+                _apply(tx, decision, actor)
+                return decision.result()
+            raise StoreUnavailable(f"sqlite: a rule asked for more than {MAX_READS} records")
+
+        return await self._write(run)
+
+    async def get_binding(self, member_id: str) -> Binding | None:
+        """Return the member's binding as stored, or None."""
+        value = await self._read(lambda c: _read_key(c, Key(KeyKind.BINDING, member_id)))
+        return value.binding() if isinstance(value, Row) else None
+
+    async def list_bindings(self) -> list[Binding]:
+        """Return every binding by member id."""
+
+        def run(c: sqlite3.Connection) -> list[Binding]:
+            cur = c.execute(_SELECT_BINDING + " ORDER BY member_id")
+            return [_row(values).binding() for values in cur.fetchall()]
+
+        return await self._read(run)
+
+    async def integrity_problems(self) -> list[str]:
+        """Check the invariants across bindings, the phone index and the audit log."""
+
+        def run(c: sqlite3.Connection) -> list[str]:
+            c.execute("BEGIN")
+            try:
+                rows = [_row(v) for v in c.execute(_SELECT_BINDING)]
+                index = {str(p): str(m) for p, m in c.execute("SELECT phone, member_id FROM phones")}
+                audited = {str(m) for (m,) in c.execute("SELECT DISTINCT member_id FROM audit")}
+            finally:
+                c.execute("COMMIT")
+            openids = {row.openid: row.member_id for row in rows if row.openid is not None}
+            return find_problems(
+                [row.binding() for row in rows],
+                {row.member_id: row.token for row in rows},
+                index,
+                openids,
+                audited,
+            )
+
+        return await self._read(run)
+
+    # audit log
+
+    async def audit_list(self, *, member_id: str | None = None, limit: int = 100) -> list[AuditRecord]:
+        """Return audit records, newest first."""
+        limit = limit_arg(limit)
+
+        def run(c: sqlite3.Connection) -> list[AuditRecord]:
+            if member_id is None:
+                cur = c.execute(_SELECT_AUDIT + " ORDER BY id DESC LIMIT ?", (limit,))
+            else:
+                cur = c.execute(
+                    _SELECT_AUDIT + " WHERE member_id = ? ORDER BY id DESC LIMIT ?",
+                    (member_id, limit),
+                )
+            return [
+                AuditRecord(
+                    id=int(v[0]),
+                    at=float(v[1]),
+                    who=str(v[2]),
+                    source=str(v[3]),
+                    action=AuditAction(str(v[4])),
+                    member_id=str(v[5]),
+                    phone_masked=None if v[6] is None else str(v[6]),
+                    detail=str(v[7]),
+                )
+                for v in cur.fetchall()
+            ]
+
+        return await self._read(run)
+
+    async def audit_prune(self, before: float, *, member_id: str | None = None) -> int:
+        """Delete the audit records written before the time given."""
+
+        def run(tx: Tx) -> int:
+            if member_id is None:
+                return tx.c.execute("DELETE FROM audit WHERE at < ?", (before,)).rowcount
+            where = "DELETE FROM audit WHERE member_id = ? AND at < ?"
+            return tx.c.execute(where, (member_id, before)).rowcount
+
+        return await self._write(run)

@@ -1,0 +1,54 @@
+"""The SQLite store's copy of the school directory."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+from callback_service.store.sqlite.base import SqliteBase, Tx
+from handlers.binding import DirectoryEntry
+
+
+class SqliteDirectory(SqliteBase):
+    """The directory table: students by id, with the directory's phone as given."""
+
+    async def directory_upsert(self, entries: Sequence[DirectoryEntry]) -> int:
+        """Insert or replace directory entries in one transaction."""
+        rows = [(e.student_id, e.name, e.department, e.phone) for e in entries]
+
+        def run(tx: Tx) -> int:
+            tx.c.executemany(
+                "INSERT INTO directory (student_id, name, department, phone) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (student_id) DO UPDATE SET name = excluded.name, "
+                "department = excluded.department, phone = excluded.phone",
+                rows,
+            )
+            return len(rows)
+
+        return await self._write(run)
+
+    async def directory_get(self, student_id: str) -> DirectoryEntry | None:
+        """Return a student's directory entry."""
+
+        def run(c: sqlite3.Connection) -> DirectoryEntry | None:
+            values = c.execute(
+                "SELECT student_id, name, department, phone FROM directory WHERE student_id = ?",
+                (student_id,),
+            ).fetchone()
+            if values is None:
+                return None
+            return DirectoryEntry(values[0], values[1], values[2], values[3])
+
+        return await self._read(run)
+
+    async def directory_count(self) -> int:
+        """Return the number of directory entries."""
+        return await self._read(lambda c: int(c.execute("SELECT count(*) FROM directory").fetchone()[0]))
+
+    async def directory_delete(self, student_id: str) -> bool:
+        """Remove a student's directory entry."""
+
+        def run(tx: Tx) -> bool:
+            return tx.c.execute("DELETE FROM directory WHERE student_id = ?", (student_id,)).rowcount > 0
+
+        return await self._write(run)

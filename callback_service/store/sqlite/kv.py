@@ -1,0 +1,139 @@
+"""The SQLite store's key-value entries, leased locks and idempotency keys."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from callback_service.store.common import new_token, positive
+from callback_service.store.sqlite.base import SqliteBase, Tx
+
+
+class SqliteKv(SqliteBase):
+    """Entries with expiry, locks and idempotency keys, each change one transaction."""
+
+    # idempotency keys
+
+    async def idempotency_put(self, key: str, value: str, *, ttl: float) -> str | None:
+        """First writer wins for ttl seconds."""
+        ttl = positive("ttl", ttl)
+
+        def run(tx: Tx) -> str | None:
+            existing = tx.c.execute(
+                "SELECT value FROM idempotency WHERE key = ? AND expires_at > ?", (key, tx.now)
+            ).fetchone()
+            if existing is not None:
+                return str(existing[0])
+            tx.c.execute(
+                "INSERT OR REPLACE INTO idempotency (key, value, expires_at) VALUES (?, ?, ?)",
+                (key, value, tx.now + ttl),
+            )
+            return None
+
+        return await self._write(run, durable=False)
+
+    # key-value entries and locks
+
+    async def kv_get(self, key: str) -> str | None:
+        """Return the value unless absent or expired."""
+        now = self._clock()
+
+        def run(c: sqlite3.Connection) -> str | None:
+            values = c.execute("SELECT value FROM kv WHERE key = ? AND expires_at > ?", (key, now)).fetchone()
+            return None if values is None else str(values[0])
+
+        return await self._read(run)
+
+    async def kv_set(self, key: str, value: str, *, ttl: float) -> None:
+        """Set the value with a ttl."""
+        ttl = positive("ttl", ttl)
+
+        def run(tx: Tx) -> None:
+            tx.c.execute(
+                "INSERT OR REPLACE INTO kv (key, value, expires_at) VALUES (?, ?, ?)",
+                (key, value, tx.now + ttl),
+            )
+
+        await self._write(run, durable=False)
+
+    async def kv_set_if_absent(self, key: str, value: str, *, ttl: float) -> bool:
+        """Set the value only when absent or expired."""
+        ttl = positive("ttl", ttl)
+
+        def run(tx: Tx) -> bool:
+            live = tx.c.execute("SELECT 1 FROM kv WHERE key = ? AND expires_at > ?", (key, tx.now)).fetchone()
+            if live is not None:
+                return False
+            tx.c.execute(
+                "INSERT OR REPLACE INTO kv (key, value, expires_at) VALUES (?, ?, ?)",
+                (key, value, tx.now + ttl),
+            )
+            return True
+
+        return await self._write(run, durable=False)
+
+    async def kv_pop(self, key: str) -> str | None:
+        """Read and delete in one transaction."""
+
+        def run(tx: Tx) -> str | None:
+            values = tx.c.execute("SELECT value, expires_at FROM kv WHERE key = ?", (key,)).fetchone()
+            if values is None:
+                return None
+            tx.c.execute("DELETE FROM kv WHERE key = ?", (key,))
+            return str(values[0]) if float(values[1]) > tx.now else None
+
+        return await self._write(run, durable=False)
+
+    async def kv_delete(self, key: str) -> None:
+        """Delete the entry."""
+        await self._write(lambda tx: tx.c.execute("DELETE FROM kv WHERE key = ?", (key,)), durable=False)
+
+    async def kv_incr(self, key: str, *, ttl: float) -> int:
+        """Increment a counter that expires ttl seconds after it was created."""
+        ttl = positive("ttl", ttl)
+
+        def run(tx: Tx) -> int:
+            values = tx.c.execute("SELECT value, expires_at FROM kv WHERE key = ?", (key,)).fetchone()
+            if values is None or float(values[1]) <= tx.now:
+                count, expires_at = 1, tx.now + ttl
+            else:
+                count, expires_at = int(values[0]) + 1, float(values[1])
+            tx.c.execute(
+                "INSERT OR REPLACE INTO kv (key, value, expires_at) VALUES (?, ?, ?)",
+                (key, str(count), expires_at),
+            )
+            return count
+
+        return await self._write(run, durable=False)
+
+    async def lock_acquire(self, name: str, *, lease: float) -> str | None:
+        """Take the named lock for lease seconds."""
+        lease = positive("lease", lease)
+        token = new_token()
+
+        def run(tx: Tx) -> str | None:
+            held = tx.c.execute(
+                "SELECT 1 FROM locks WHERE name = ? AND expires_at > ?", (name, tx.now)
+            ).fetchone()
+            if held is not None:
+                return None
+            tx.c.execute(
+                "INSERT OR REPLACE INTO locks (name, token, expires_at) VALUES (?, ?, ?)",
+                (name, token, tx.now + lease),
+            )
+            return token
+
+        return await self._write(run, durable=False)
+
+    async def lock_release(self, name: str, token: str) -> bool:
+        """Release the lock if the token still owns it."""
+
+        def run(tx: Tx) -> bool:
+            values = tx.c.execute(
+                "SELECT expires_at FROM locks WHERE name = ? AND token = ?", (name, token)
+            ).fetchone()
+            if values is None:
+                return False
+            tx.c.execute("DELETE FROM locks WHERE name = ?", (name,))
+            return float(values[0]) > tx.now
+
+        return await self._write(run, durable=False)

@@ -84,7 +84,8 @@ async def test_redis_prefixes_keep_deployments_apart(redis_server: RedisServer, 
             assert await store.integrity_problems() == []
         client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
         for prefix in prefixes:
-            keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
+            # Every key under the deployment's hash tag {prefix} (one Redis Cluster slot).
+            keys = [key async for key in client.scan_iter(match=f"{{{prefix}}}*")]
             assert len(keys) > 5
         await client.aclose()
     finally:

@@ -1,0 +1,277 @@
+"""The Redis store's bindings: the rules of handlers.rules applied by one generic compare-and-apply.
+
+A change reads the records its rule asks for (MGET), decides (handlers.rules.decide), then runs
+_APPLY, which knows no rule: it checks that every key read still holds the value read, and only
+then applies the decision's writes (SET, DEL, SADD, SREM, the audit's INCR and LPUSH). When a key
+changed meanwhile, nothing is written and the change reads and decides again. A refusal is checked
+the same way, with no writes. Every key is named in KEYS, all under the deployment's hash tag.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any, Final, TypeVar
+
+from redis.exceptions import WatchError
+
+from callback_service.store.common import find_problems, limit_arg
+from callback_service.store.redis.base import RedisBase
+from callback_service.store.redis.layout import glob_escape, row_from_json, row_json
+from callback_service.store.rules_runner import MAX_READS, RulesRunner
+from handlers.binding import Actor, AuditAction, AuditRecord, Binding
+from handlers.contracts import StoreUnavailable
+from handlers.rules import Decision, Draft, Key, KeyKind, Row, Unread, Value, decide
+
+T = TypeVar("T")
+
+MAX_ATTEMPTS: Final = 64
+"""Decisions of one change at most when keys keep changing under it (each retry means another
+change succeeded); then StoreUnavailable."""
+
+# KEYS: the keys read, then the keys written. ARGV[1]: how many were read; then for each one '='
+# and its value as read, or '!' when it was absent; then triples (op, key index, argument).
+_APPLY: Final = r"""
+local n = tonumber(ARGV[1])
+for i = 1, n do
+  local seen = redis.call('GET', KEYS[i])
+  local want = ARGV[i + 1]
+  if seen then
+    if want ~= '=' .. seen then return 0 end
+  elseif want ~= '!' then
+    return 0
+  end
+end
+local id = 0
+for i = n + 2, #ARGV, 3 do
+  local op, key, arg = ARGV[i], KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2]
+  if op == 'set' then redis.call('SET', key, arg)
+  elseif op == 'del' then redis.call('DEL', key)
+  elseif op == 'sadd' then redis.call('SADD', key, arg)
+  elseif op == 'srem' then redis.call('SREM', key, arg)
+  elseif op == 'incr' then id = redis.call('INCR', key)
+  elseif op == 'push' then redis.call('LPUSH', key, '{"id":' .. id .. ',' .. arg)
+  else return redis.error_reply('unknown op ' .. op)
+  end
+end
+return 1
+"""
+
+
+# KEYS[1]: an audit list; the rest: the lists that also hold its records. ARGV: pairs of a record
+# expected at KEYS[1]'s tail (its oldest) and the index of the other list holding it. Each is popped
+# while it still is the tail, and removed from the other list; the reply says how many were.
+_PRUNE: Final = r"""
+local count = 0
+for i = 1, #ARGV, 2 do
+  if redis.call('LINDEX', KEYS[1], -1) ~= ARGV[i] then break end
+  redis.call('RPOP', KEYS[1])
+  redis.call('LREM', KEYS[tonumber(ARGV[i + 1])], -1, ARGV[i])
+  count = count + 1
+end
+return count
+"""
+_PRUNE_BATCH: Final = 500
+
+
+def _value(key: Key, raw: str | None) -> Value:
+    if raw is None:
+        return None
+    return row_from_json(raw) if key.kind is KeyKind.BINDING else raw
+
+
+class _Plan:
+    """The KEYS and ARGV of one compare-and-apply call."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.args: list[str] = []
+        self._index: dict[str, int] = {}
+
+    def key(self, name: str) -> str:
+        if name not in self._index:
+            self.keys.append(name)
+            self._index[name] = len(self.keys)
+        return str(self._index[name])
+
+    def op(self, op: str, name: str, arg: str = "") -> None:
+        self.args += (op, self.key(name), arg)
+
+
+class RedisBindings(RulesRunner, RedisBase):
+    """Bindings, their indexes and the audit log on Redis."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._apply = self._redis.register_script(_APPLY)
+        self._prune = self._redis.register_script(_PRUNE)
+
+    def _rkey(self, key: Key) -> str:
+        return self._key(key.kind.value, key.name)
+
+    async def _mget(self, keys: Sequence[Key]) -> list[str | None]:
+        if not keys:
+            return []
+        with self._unavailable():
+            values = await self._redis.mget([self._rkey(k) for k in keys])
+        return [None if v is None else str(v) for v in values]
+
+    async def _decide(self, first: Sequence[Key], rule: Callable[[Draft], T], actor: Actor | None) -> T:
+        raw: dict[Key, str | None] = dict(zip(first, await self._mget(first), strict=True))
+        for _ in range(MAX_ATTEMPTS):
+            now = self._clock()
+            for _ in range(MAX_READS):
+                try:
+                    decision = decide({k: _value(k, v) for k, v in raw.items()}, now, rule)
+                    break
+                except Unread as unread:
+                    raw[unread.key] = (await self._mget([unread.key]))[0]
+            else:
+                raise StoreUnavailable(f"redis: a rule asked for more than {MAX_READS} records")
+            if await self._apply_if_unchanged(raw, decision, now, actor):
+                return decision.result()
+            keys = list(raw)
+            raw = dict(zip(keys, await self._mget(keys), strict=True))
+        raise StoreUnavailable(f"redis: the records changed under {MAX_ATTEMPTS} decisions in a row")
+
+    async def _apply_if_unchanged(
+        self, raw: dict[Key, str | None], decision: Decision[T], now: float, actor: Actor | None
+    ) -> bool:
+        plan = _Plan()
+        for key in raw:
+            plan.key(self._rkey(key))
+        checks = ["!" if value is None else "=" + value for value in raw.values()]
+        members = self._prefix + "members"
+        for key, value in decision.writes.items():
+            name = self._rkey(key)
+            if isinstance(value, Row):
+                plan.op("set", name, row_json(value))
+                plan.op("sadd", members, key.name)
+            elif value is None:
+                plan.op("del", name)
+                if key.kind is KeyKind.BINDING:
+                    plan.op("srem", members, key.name)
+            else:
+                plan.op("set", name, value)
+        if decision.audits and actor is None:
+            raise ValueError("a change that writes audit records needs an actor")
+        for entry in decision.audits:
+            who, source = (actor.who, actor.source) if actor else ("", "")
+            body = json.dumps(
+                {
+                    "at": now,
+                    "who": who,
+                    "source": source,
+                    "action": entry.action.value,
+                    "member": entry.member_id,
+                    "phone": entry.phone_masked or "",
+                    "detail": entry.detail,
+                },
+                ensure_ascii=False,
+            )
+            plan.op("incr", self._prefix + "audit:seq")
+            plan.op("push", self._prefix + "audit", body[1:])
+            plan.op("push", self._key("audit:m", entry.member_id), body[1:])
+        done = await self._run(self._apply, plan.keys, [str(len(raw)), *checks, *plan.args])
+        return bool(done)
+
+    async def get_binding(self, member_id: str) -> Binding | None:
+        """Return the member's binding as stored, or None."""
+        (raw,) = await self._mget([Key(KeyKind.BINDING, member_id)])
+        return None if raw is None else row_from_json(raw).binding()
+
+    async def _rows(self) -> list[Row]:
+        """Every binding record, read as one consistent snapshot (WATCH, then an empty MULTI/EXEC)."""
+        members_key = self._prefix + "members"
+        with self._unavailable():
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for _ in range(MAX_ATTEMPTS):
+                    try:
+                        await pipe.watch(members_key)
+                        members = sorted(str(m) for m in await pipe.smembers(members_key))
+                        keys = [self._key("b", m) for m in members]
+                        values = []
+                        if keys:
+                            await pipe.watch(*keys)
+                            values = [str(v) for v in await pipe.mget(keys) if v is not None]
+                        pipe.multi()  # type: ignore[no-untyped-call]
+                        await pipe.execute()
+                    except WatchError:
+                        continue
+                    return [row_from_json(v) for v in values]
+        raise StoreUnavailable(f"redis: the bindings changed under {MAX_ATTEMPTS} reads in a row")
+
+    async def list_bindings(self) -> list[Binding]:
+        """Return every binding by member id (one consistent read)."""
+        return [row.binding() for row in sorted(await self._rows(), key=lambda r: r.member_id)]
+
+    async def integrity_problems(self) -> list[str]:
+        """Check the invariants; reads key by key, so meant for a quiet store."""
+        rows = await self._rows()
+        bindings = [row.binding() for row in rows]
+        tokens = {row.member_id: row.token for row in rows}
+        with self._unavailable():
+            phone_index = await self._index("p")
+            openid_index = await self._index("o")
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for b in bindings:
+                    pipe.exists(self._key("audit:m", b.member_id))
+                found = await pipe.execute()
+            audited = {b.member_id for b, n in zip(bindings, found, strict=True) if n}
+        return find_problems(bindings, tokens, phone_index, openid_index, audited)
+
+    async def _index(self, kind: str) -> dict[str, str]:
+        start = f"{self._prefix}{kind}:"
+        keys = [key async for key in self._redis.scan_iter(match=glob_escape(start) + "*", count=1000)]
+        if not keys:
+            return {}
+        values = await self._redis.mget(keys)
+        return {str(k)[len(start) :]: str(v) for k, v in zip(keys, values, strict=True) if v is not None}
+
+    async def audit_list(self, *, member_id: str | None = None, limit: int = 100) -> list[AuditRecord]:
+        """Return audit records, newest first."""
+        limit = limit_arg(limit)
+        key = self._prefix + "audit" if member_id is None else self._key("audit:m", member_id)
+        with self._unavailable():
+            encoded = await self._redis.lrange(key, 0, limit - 1)
+        records = []
+        for entry in encoded:
+            data = json.loads(entry)
+            records.append(
+                AuditRecord(
+                    id=int(data["id"]),
+                    at=float(data["at"]),
+                    who=str(data["who"]),
+                    source=str(data["source"]),
+                    action=AuditAction(data["action"]),
+                    member_id=str(data["member"]),
+                    phone_masked=data["phone"] or None,
+                    detail=str(data["detail"]),
+                )
+            )
+        return records
+
+    async def audit_prune(self, before: float, *, member_id: str | None = None) -> int:
+        """Delete the audit records written before the time given, a batch from the oldest at a time."""
+        log = self._prefix + "audit"
+        tail = log if member_id is None else self._key("audit:m", member_id)
+        pruned = 0
+        while True:
+            with self._unavailable():
+                batch = await self._redis.lrange(tail, -_PRUNE_BATCH, -1)
+            old: list[tuple[str, str]] = []  # the oldest first, while older than before
+            for record in reversed(batch):
+                data = json.loads(record)
+                if float(data["at"]) >= before:
+                    break
+                other = self._key("audit:m", str(data["member"])) if member_id is None else log
+                old.append((str(record), other))
+            if not old:
+                return pruned
+            plan = _Plan()
+            plan.key(tail)
+            args = [arg for record, other in old for arg in (record, plan.key(other))]
+            count = int(await self._run(self._prune, plan.keys, args))
+            if count == 0:
+                return pruned  # another prune took them meanwhile
+            pruned += count

@@ -1,0 +1,45 @@
+"""The Redis store's copy of the school directory: one hash of JSON entries by student id."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from redis.typing import EncodableT, FieldT
+
+from callback_service.store.redis.base import RedisBase
+from handlers.binding import DirectoryEntry
+
+
+class RedisDirectory(RedisBase):
+    """The directory hash."""
+
+    async def directory_upsert(self, entries: Sequence[DirectoryEntry]) -> int:
+        """Insert or replace directory entries in one HSET (atomic)."""
+        mapping: dict[FieldT, EncodableT] = {
+            e.student_id: json.dumps([e.name, e.department, e.phone], ensure_ascii=False) for e in entries
+        }
+        if not mapping:
+            return 0
+        with self._unavailable():
+            await self._redis.hset(self._prefix + "dir", mapping=mapping)
+        return len(entries)
+
+    async def directory_get(self, student_id: str) -> DirectoryEntry | None:
+        """Return a student's directory entry."""
+        with self._unavailable():
+            encoded = await self._redis.hget(self._prefix + "dir", student_id)
+        if encoded is None:
+            return None
+        name, department, phone = json.loads(encoded)
+        return DirectoryEntry(student_id, name, department, phone)
+
+    async def directory_count(self) -> int:
+        """Return the number of directory entries."""
+        with self._unavailable():
+            return int(await self._redis.hlen(self._prefix + "dir"))
+
+    async def directory_delete(self, student_id: str) -> bool:
+        """Remove a student's directory entry."""
+        with self._unavailable():
+            return bool(await self._redis.hdel(self._prefix + "dir", student_id))

@@ -29,8 +29,14 @@ class RulesRunner(abc.ABC):
     """The binding rules of the Store protocol as read → decide → apply over `_decide`."""
 
     @abc.abstractmethod
-    async def _decide(self, first: Sequence[Key], rule: Callable[[Draft], T], actor: Actor | None) -> T:
-        """Read, decide and apply atomically; return the outcome or raise the refusal."""
+    async def _decide(
+        self, first: Sequence[Key], rule: Callable[[Draft], T], actor: Actor | None, *, guess: bool = False
+    ) -> T:
+        """Read, decide and apply atomically; return the outcome or raise the refusal.
+
+        guess: a backend whose reads cost a round trip may first decide as if every key of first
+        were absent (the usual case), and read only when its compare-and-apply finds otherwise.
+        """
 
     async def get_binding_by_phone(self, phone: Phone) -> Binding | None:
         """Return the binding that holds the phone, or None when the phone is free."""
@@ -52,7 +58,8 @@ class RulesRunner(abc.ABC):
             token=new_token(),
             actor=actor,
         )
-        return await self._decide([binding_key(member_id), phone_key(phone)], rule, actor)
+        # Most claims are a member's first, of a free phone: guess so, the apply checks it.
+        return await self._decide([binding_key(member_id), phone_key(phone)], rule, actor, guess=True)
 
     async def commit_claim(self, claim: Claim) -> Binding:
         """Make the claimed phone the bound one (handlers.rules.commit)."""

@@ -116,8 +116,11 @@ class RedisBindings(RulesRunner, RedisBase):
             values = await self._redis.mget([self._rkey(k) for k in keys])
         return [None if v is None else str(v) for v in values]
 
-    async def _decide(self, first: Sequence[Key], rule: Callable[[Draft], T], actor: Actor | None) -> T:
-        raw: dict[Key, str | None] = dict(zip(first, await self._mget(first), strict=True))
+    async def _decide(
+        self, first: Sequence[Key], rule: Callable[[Draft], T], actor: Actor | None, *, guess: bool = False
+    ) -> T:
+        raw: dict[Key, str | None]
+        raw = dict.fromkeys(first) if guess else dict(zip(first, await self._mget(first), strict=True))
         for _ in range(MAX_ATTEMPTS):
             now = self._clock()
             for _ in range(MAX_READS):

@@ -114,7 +114,10 @@ def _apply(tx: Tx, decision: Decision[T], actor: Actor | None) -> None:
 class SqliteBindings(RulesRunner, SqliteBase):
     """Bindings, their indexes and the audit log on SQLite."""
 
-    async def _decide(self, first: Sequence[Key], rule: Callable[[Draft], T], actor: Actor | None) -> T:
+    async def _decide(
+        self, first: Sequence[Key], rule: Callable[[Draft], T], actor: Actor | None, *, guess: bool = False
+    ) -> T:
+        # guess is not needed: reads inside the transaction cost no round trip.
         def run(tx: Tx) -> T:
             records: dict[Key, Value] = {key: _read_key(tx.c, key) for key in first}
             for _ in range(MAX_READS):

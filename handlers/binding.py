@@ -177,3 +177,7 @@ class OpenidConflict(BindingError):
     def __init__(self, member_id: str, openid: str) -> None:
         super().__init__(member_id)
         self.openid = openid
+
+
+class BindingChanged(BindingError):
+    """The member's binding is no longer the one the caller read (reconcile's settle); nothing changed."""

@@ -20,6 +20,7 @@ from handlers.binding import (
     InboxStats,
 )
 from handlers.phone import Phone
+from handlers.reconcile import Fix
 
 Clock = Callable[[], float]
 """Seconds since the epoch; injected into stores so that lease and TTL tests need not sleep."""
@@ -166,6 +167,14 @@ class Store(KeyValueStore, Protocol):
         When another member holds the phone: PhoneTaken unless take, which strips it from them.
         A followed member stays followed.
         """
+        ...
+
+    async def settle_member(
+        self, member_id: str, fix: Fix, phone: Phone | None, *, seen: Binding | None, actor: Actor
+    ) -> Binding | None:
+        """Reconcile's fix in one atomic step, only while the member's binding is still `seen`
+        (BindingChanged otherwise): delete it, end its follow, or set its phone (taking it, as
+        set_member_phone with take does); Fix.NONE changes nothing."""
         ...
 
     async def delete_member(self, member_id: str, *, actor: Actor) -> bool:

@@ -21,6 +21,7 @@ from handlers.binding import (
     Actor,
     AuditAction,
     Binding,
+    BindingChanged,
     BindingError,
     BindingState,
     Claim,
@@ -30,6 +31,7 @@ from handlers.binding import (
     PhoneTaken,
 )
 from handlers.phone import Phone, mask_phone
+from handlers.reconcile import Fix
 
 T = TypeVar("T")
 
@@ -101,10 +103,6 @@ class Unread(Exception):
     def __init__(self, key: Key) -> None:
         super().__init__(f"unread {key.kind.name.lower()} record")
         self.key = key
-
-
-class BindingChanged(BindingError):
-    """The member's binding is no longer the one the caller read (reconcile's settle); nothing changed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -452,17 +450,21 @@ def rename(d: Draft, old_id: str, new_id: str) -> Binding | None:
     return moved.binding()
 
 
-def settle(
-    d: Draft, member_id: str, wanted: str | None, *, seen: Binding | None, remove: bool
-) -> Binding | None:
+def settle(d: Draft, member_id: str, fix: Fix, wanted: str | None, *, seen: Binding | None) -> Binding | None:
     """Reconcile's fix from WeCom's truth, only while the member's binding is still `seen`
-    (BindingChanged otherwise): remove the binding, or settle its phone, taking it from a holder."""
-    if _binding(d.load(member_id)) != seen:
+    (BindingChanged otherwise): remove the binding, end its follow, or settle its phone to wanted,
+    taking it from a holder (WeCom gave it to this member, so a holder here is out of date)."""
+    row = d.load(member_id)
+    if _binding(row) != seen:
         raise BindingChanged(member_id)
-    if remove:
+    if fix is Fix.DELETE:
         delete(d, member_id)
         return None
-    return set_phone(d, member_id, wanted, take=True)
+    if fix is Fix.UNFOLLOW:
+        return unfollow(d, member_id)
+    if fix is Fix.SET_PHONE:
+        return set_phone(d, member_id, wanted, take=True)
+    return _binding(row)
 
 
 def note(d: Draft, member_id: str, action: AuditAction, detail: str) -> None:

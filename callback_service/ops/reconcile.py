@@ -27,7 +27,7 @@ from callback_service.clients.wecom import (
 )
 from callback_service.ops.admin import admin_actor
 from config import Settings
-from handlers.binding import Actor
+from handlers.binding import Actor, BindingChanged
 from handlers.contacts import ContactMember
 from handlers.contracts import Store
 from handlers.reconcile import Drift, DriftKind, Fix, WeComView, compare, order_fixes
@@ -144,15 +144,11 @@ async def settle(store: Store, drift: Drift, *, actor: Actor) -> None:
     """Settle one member from WeCom's truth, audited under actor; DriftChanged when its binding moved."""
     if drift.fix is Fix.NONE:
         return
-    if await store.get_binding(drift.member_id) != drift.seen:
-        raise DriftChanged(drift.member_id)
-    if drift.deletes:
-        await store.delete_member(drift.member_id, actor=actor)
-    elif drift.fix is Fix.UNFOLLOW:
-        await store.unfollow(drift.member_id, actor=actor)
-    else:
-        # take: WeCom gave this phone to this member, so a store holder of it is out of date.
-        await store.set_member_phone(drift.member_id, drift.wecom_phone, take=True, actor=actor)
+    # One compare-and-apply: a student's claim landing after the drift was read is never overwritten.
+    try:
+        await store.settle_member(drift.member_id, drift.fix, drift.wecom_phone, seen=drift.seen, actor=actor)
+    except BindingChanged:
+        raise DriftChanged(drift.member_id) from None
 
 
 async def settle_all(store: Store, drifts: Iterable[Drift], *, actor: Actor) -> SettleReport:

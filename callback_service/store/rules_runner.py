@@ -17,6 +17,7 @@ from callback_service.store.common import new_token, phone_arg, positive
 from handlers import rules
 from handlers.binding import Actor, AuditAction, Binding, Claim
 from handlers.phone import Phone
+from handlers.reconcile import Fix
 from handlers.rules import Draft, Key, binding_key, openid_key, phone_key
 
 T = TypeVar("T")
@@ -96,12 +97,12 @@ class RulesRunner(abc.ABC):
         return await self._decide(first, rule, actor)
 
     async def settle_member(
-        self, member_id: str, phone: Phone | None, *, seen: Binding | None, remove: bool, actor: Actor
+        self, member_id: str, fix: Fix, phone: Phone | None, *, seen: Binding | None, actor: Actor
     ) -> Binding | None:
         """Reconcile's fix, applied only while the binding is still `seen` (handlers.rules.settle)."""
-        wanted = None if phone is None or remove else phone_arg(phone)
+        wanted = None if phone is None or fix is not Fix.SET_PHONE else phone_arg(phone)
         first = [binding_key(member_id)] + ([] if wanted is None else [phone_key(wanted)])
-        rule = partial(rules.settle, member_id=member_id, wanted=wanted, seen=seen, remove=remove)
+        rule = partial(rules.settle, member_id=member_id, fix=fix, wanted=wanted, seen=seen)
         return await self._decide(first, rule, actor)
 
     async def delete_member(self, member_id: str, *, actor: Actor) -> bool:

@@ -14,6 +14,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import aiohttp
 import pytest
@@ -640,3 +641,43 @@ async def test_an_untrusted_ip_48009_names_the_address_to_trust_and_exits_4(
     [line] = result.stderr.splitlines()
     assert "errcode 48009" in line
     assert "add 127.0.0.1 to 管理工具 → 通讯录同步 → 企业可信IP" in line
+
+
+class ClaimBeforeWriting:
+    """The real store, where a student's claim lands just before reconcile's first write: after its
+    read of the binding, so that only an atomic compare-and-apply can notice it."""
+
+    def __init__(self, store: Store, member_id: str, phone: str) -> None:
+        self._store = store
+        self._claim = (member_id, phone)
+        self.claimed = False
+
+    def __getattr__(self, name: str) -> object:
+        method = getattr(self._store, name)
+        if name not in ("set_member_phone", "delete_member", "settle_member") or self.claimed:
+            return method
+
+        async def claim_first(*args: object, **kwargs: object) -> object:
+            self.claimed = True
+            member_id, phone = self._claim
+            await self._store.claim_phone(member_id, Phone(phone), lease=LEASE, actor=STUDENT)
+            return await method(*args, **kwargs)
+
+        return claim_first
+
+
+async def test_a_claim_landing_between_settles_read_and_write_is_kept(
+    store: Store, start_wecom: WeComFactory, clock: Clock
+) -> None:
+    wecom = await start_wecom([member("s1", "13900000001")])
+    await bind(store, "s1", "13800000001")
+    [drift] = await find_drift(store, wecom.contacts, now=clock.now)
+    racing = ClaimBeforeWriting(store, "s1", "13700000001")
+
+    report = await settle_all(cast(Store, racing), [drift], actor=RECONCILE)
+
+    assert racing.claimed
+    assert [d.member_id for d in report.changed] == ["s1"]
+    s1 = await stored(store, "s1")
+    assert (s1.phone, s1.state, s1.previous_phone) == ("13700000001", BindingState.PENDING, "13800000001")
+    assert await store.integrity_problems() == []

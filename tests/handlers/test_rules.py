@@ -12,6 +12,7 @@ from handlers.binding import (
     AccountFollowed,
     Actor,
     AuditAction,
+    BindingChanged,
     BindingState,
     Claim,
     ClaimInProgress,
@@ -20,8 +21,8 @@ from handlers.binding import (
     PhoneTaken,
 )
 from handlers.phone import Phone
+from handlers.reconcile import Fix
 from handlers.rules import (
-    BindingChanged,
     Decision,
     Draft,
     Key,
@@ -227,11 +228,11 @@ def test_settle_applies_only_to_the_binding_that_was_read() -> None:
     seen = bound("m1", P1).binding()
     now_pending = pending("m1", P2, lease=NOW + 5, previous=P1)
     records = {binding_key("m1"): now_pending, phone_key(P1): "m1"}
-    changed = run(records, lambda d: rules.settle(d, "m1", P1, seen=seen, remove=False))
+    changed = run(records, lambda d: rules.settle(d, "m1", Fix.SET_PHONE, P1, seen=seen))
     assert isinstance(changed.refusal, BindingChanged)
     assert changed.writes == {}
     unchanged = {binding_key("m1"): bound("m1", P1), phone_key(P1): "m1"}
-    same = run(unchanged, lambda d: rules.settle(d, "m1", None, seen=seen, remove=True))
+    same = run(unchanged, lambda d: rules.settle(d, "m1", Fix.DELETE, None, seen=seen))
     assert same.result() is None
     assert actions(same) == [(AuditAction.DELETE, "m1")]
 
@@ -242,3 +243,15 @@ def test_a_conflict_only_writes_its_audit_record() -> None:
     assert [(e.action, e.phone_masked, e.detail) for e in decision.audits] == [
         (AuditAction.CONFLICT, "138****0001", "I1: taken")
     ]
+
+
+def test_settle_ends_a_follow_that_wecom_no_longer_shows() -> None:
+    followed = bound("m1", P1, openid="o1")
+    records = {binding_key("m1"): followed, openid_key("o1"): "m1"}
+    decision = run(records, lambda d: rules.settle(d, "m1", Fix.UNFOLLOW, None, seen=followed.binding()))
+    binding = decision.result()
+    assert binding is not None
+    assert (binding.state, binding.openid) == (BindingState.BOUND, None)
+    assert actions(decision) == [(AuditAction.UNFOLLOW, "m1")]
+    nothing = run(records, lambda d: rules.settle(d, "m1", Fix.NONE, None, seen=followed.binding()))
+    assert (nothing.writes, nothing.result()) == ({}, followed.binding())

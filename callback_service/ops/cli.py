@@ -16,7 +16,7 @@ from pathlib import Path
 from aiohttp import web
 
 from callback_service.logs import configure_logging
-from callback_service.ops import admin, backup, directory, personal_data, qr
+from callback_service.ops import admin, backup, directory, packages, personal_data, qr
 from callback_service.ops.processes import run_app, run_processes
 from callback_service.store import open_store
 from callback_service.web.app import create_app
@@ -51,6 +51,11 @@ def _positive_int(text: str) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    problems = packages.collisions()
+    if problems:
+        for problem in problems:
+            print(f"wecom-bind: {problem}; refusing to start (uninstall the other)", file=sys.stderr)
+        return 2
     settings = _settings(args)
     configure_logging(settings.log_level, settings.log_format or "json")
     if args.processes == 1:

@@ -133,8 +133,9 @@ def main(seconds: float, concurrency: int) -> None:
         results.append(
             asyncio.run(measure_url("sqlite (WAL, FULL)", url, seconds=seconds, concurrency=concurrency))
         )
-        for fsync in ("everysec", "always") if binary else ():
-            assert binary is not None
+        for fsync in ("everysec", "always"):
+            if binary is None:
+                break
             directory = Path(tmp) / f"redis-{fsync}"
             directory.mkdir()
             server = RedisServer(binary, directory, aof=True, appendfsync=fsync)

@@ -111,8 +111,8 @@ class AdmissionGate:
         if refusal is not None:
             await self._refused(member_id, openid, binding, holder, refusal, actor=actor)
             return AdmissionRefused(member_id, refusal)
-        assert member_id is not None
-        assert binding is not None
+        if member_id is None or binding is None:
+            raise RuntimeError("admission: judge admitted a member without an id or a binding")
         await self._wecom.auth_succ(member_id)
         log.info("admission: member %s admitted (user/authsucc)", member_id)
         return Admitted(
@@ -135,13 +135,14 @@ class AdmissionGate:
             state = binding.state.value if binding is not None else "none"
             log.info("admission: member %s refused: %s (binding %s)", member_id or "-", refusal, state)
             return
-        assert member_id is not None
-        if refusal is AdmissionRefusal.MEMBER_FOLLOWED_BY_OTHER:
-            assert binding is not None
+        if member_id is None:
+            raise RuntimeError(f"admission: conflict {refusal} without a member id")
+        if refusal is AdmissionRefusal.MEMBER_FOLLOWED_BY_OTHER and binding is not None:
             detail = f"member followed as openid {binding.openid}, joining as {openid or 'an unknown openid'}"
-        else:
-            assert holder is not None
+        elif refusal is not AdmissionRefusal.MEMBER_FOLLOWED_BY_OTHER and holder is not None:
             detail = f"openid {openid} follows as member {holder.member_id}"
+        else:
+            raise RuntimeError(f"admission: conflict {refusal} without the binding it names")
         await record_conflict(
             self._store,
             self._counters,

@@ -90,7 +90,8 @@ class CallbackHandlers:
 
     async def subscribe(self, event: Event) -> None:
         """Mark the member followed by its WeChat (I4), then welcome it once."""
-        assert isinstance(event, Subscribe)
+        if not isinstance(event, Subscribe):
+            raise TypeError(f"{type(event).__name__} dispatched as Subscribe")
         member = event.user_id
         openid = await self._wecom.convert_to_openid(member)
         try:
@@ -111,7 +112,8 @@ class CallbackHandlers:
 
     async def unsubscribe(self, event: Event) -> None:
         """Mark the member unfollowed: it may now bind another phone (the remedy of 2.2)."""
-        assert isinstance(event, Unsubscribe)
+        if not isinstance(event, Unsubscribe):
+            raise TypeError(f"{type(event).__name__} dispatched as Unsubscribe")
         await self._store.unfollow(event.user_id, actor=CALLBACK_ACTOR)
 
     async def contact_changed(self, event: Event) -> None:
@@ -121,7 +123,8 @@ class CallbackHandlers:
         (developer.work.weixin.qq.com/document/path/90970): the mobile is then asked of WeCom, and
         one that WeCom does not show is unknown, never empty.
         """
-        assert isinstance(event, ContactChange)
+        if not isinstance(event, ContactChange):
+            raise TypeError(f"{type(event).__name__} dispatched as ContactChange")
         member = event.user_id
         if event.new_user_id and event.new_user_id != member:
             await self._store.rename_member(member, event.new_user_id, actor=CALLBACK_ACTOR)
@@ -168,7 +171,8 @@ class CallbackHandlers:
 
     async def contact_deleted(self, event: Event) -> None:
         """A member left the contacts: free its phone and its binding."""
-        assert isinstance(event, ContactChange)
+        if not isinstance(event, ContactChange):
+            raise TypeError(f"{type(event).__name__} dispatched as ContactChange")
         await self._store.delete_member(event.user_id, actor=CALLBACK_ACTOR)
 
     async def acknowledged(self, event: Event) -> None:

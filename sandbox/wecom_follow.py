@@ -306,7 +306,8 @@ def _settle(request: web.Request, wechat: WeChatUser, outcome: FollowOutcome) ->
         }, status=409)
     if outcome.error is not None:
         return _guide_error(request, outcome.error)
-    assert outcome.userid is not None
+    if outcome.userid is None:
+        raise RuntimeError("sandbox: a follow outcome without error, conflict or member")
     admission = request.app[WECOM_SANDBOX_ADMISSION]
     if admission is not None:
         # 二次验证: the member joins only once the service's admission page calls user/authsucc.

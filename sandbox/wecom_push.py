@@ -194,7 +194,8 @@ class Pusher:
     async def _deliver(self, record: PushRecord) -> None:
         target = self._targets[record.target]
         crypto = self._cryptos[record.target]
-        assert self._session is not None
+        if self._session is None:
+            raise RuntimeError("sandbox: callback push delivered before the pusher was started")
         # The contacts-sync assistant is no app: its envelope names no agent.
         agent = str(self._state.agent_id) if record.target == APP_TARGET else ""
         for attempt in range(PUSH_TRIES):

@@ -236,8 +236,7 @@ def parse_event(plaintext: bytes) -> Event:
         sender = fields.required("FromUserName")
         return EnterAgent(user_id=sender, event_key=fields.text("EventKey"), **common)
     change_type = fields.text("ChangeType") if event == "change_contact" else None
-    if change_type in CONTACT_CHANGE_TYPES:
-        assert change_type is not None
+    if change_type is not None and change_type in CONTACT_CHANGE_TYPES:
         extra = {
             tag: text
             for tag, text in fields.children

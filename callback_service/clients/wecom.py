@@ -526,7 +526,8 @@ class WeComClient:
                 api, last.reason, number, self._max_attempts, delay,
             )
             await self._sleep(delay)
-        assert last is not None
+        if last is None:  # max_attempts < 1: no try was made
+            raise WeComUnavailable(-1, f"{api}: no attempt was made")
         log.error("wecom: %s failed after %d tries: %s", api, number, last.reason)
         if unanswered:
             raise WeComUnanswered(last.errcode, last.reason)

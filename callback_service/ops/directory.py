@@ -156,10 +156,9 @@ def parse_directory(data: bytes, *, allow_shared_phones: bool = False) -> Parsed
             )
             if not allow_shared_phones:
                 wrong = [*wrong, shared]
-        if wrong:
+        if wrong or entry is None:
             problems.extend(RowProblem(start, message) for message in wrong)
             continue
-        assert entry is not None
         if shared is not None:
             warnings.append(RowProblem(start, shared))
         first_line[entry.student_id] = start

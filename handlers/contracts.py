@@ -73,8 +73,11 @@ class KeyValueStore(Protocol):
 class Store(KeyValueStore, Protocol):
     """The whole store: directory, bindings with the rules I1 to I5 held atomically, audit, inbox, kv.
 
-    Every method may raise StoreUnavailable, and then wrote nothing. Rule-keeping methods take an
-    Actor and write their audit record in the same atomic operation as the change. Phones are
+    The rules themselves are the pure decisions of handlers.rules; a rule-keeping method reads the
+    records its rule asks for, decides, and applies the decision (writes and audit records) in one
+    atomic step, provided that nothing it read has changed meanwhile, else it reads again. Every
+    method may raise StoreUnavailable, and then wrote nothing. Rule-keeping methods take an Actor and
+    write their audit record in the same atomic operation as the change. Phones are
     handlers.phone.Phone values, parsed where they entered (a plain str is a TypeError).
     """
 
@@ -127,7 +130,7 @@ class Store(KeyValueStore, Protocol):
         ...
 
     async def claim_phone(self, member_id: str, phone: Phone, *, lease: float, actor: Actor) -> Claim:
-        """Hold the phone for the member as pending for lease seconds, before writing to WeCom.
+        """Hold the phone for the member as pending for lease seconds, before writing to WeCom (rules.claim).
 
         Claiming the member's own bound phone returns a Claim with already_bound and changes
         nothing. Raises AccountFollowed (I3), PhoneTaken (I1), or ClaimInProgress when the member

@@ -8,9 +8,10 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from handlers.binding import Binding, BindingState
+from handlers.binding import BindingState
 from handlers.contracts import StoreUnavailable
 from handlers.phone import Phone, mask_phone
+from handlers.rules import Row
 
 DEFAULT_DEDUP_TTL: Final = 7 * 24 * 3600.0
 """How long the inbox remembers a dedup key after the event was appended (WeCom retries within ~15 s)."""
@@ -48,31 +49,35 @@ def limit_arg(limit: int) -> int:
 
 
 def find_problems(
-    bindings: Sequence[Binding],
-    tokens: Mapping[str, str | None],
+    rows: Sequence[Row],
     phone_index: Mapping[str, str],
     openid_index: Mapping[str, str],
     audited: set[str],
 ) -> list[str]:
-    """Describe every broken invariant between bindings, their indexes and the audit log."""
+    """Describe every broken invariant between binding records, their indexes and the audit log:
+    the shapes the rules of handlers.rules write (pending with a lease and a token, bound with a
+    phone, followed with an openid), I1 and I4 in the indexes, and I5 (an audit record each)."""
     problems: list[str] = []
-    by_member = {b.member_id: b for b in bindings}
-    for b in bindings:
-        m = b.member_id
-        if b.state is BindingState.PENDING and (
-            b.phone is None or b.lease_expires_at is None or not tokens.get(m)
+    by_member = {row.member_id: row for row in rows}
+    for row in rows:
+        m = row.member_id
+        if row.state is BindingState.PENDING and (
+            row.phone is None or row.lease_expires_at is None or not row.token or row.openid is not None
         ):
-            problems.append(f"{m}: pending without phone, lease or token")
-        if b.state is BindingState.BOUND and (b.phone is None or b.openid is not None):
+            problems.append(f"{m}: pending without phone, lease or token, or with an openid")
+        claimed = row.token is not None or row.lease_expires_at is not None
+        if row.state is not BindingState.PENDING and claimed:
+            problems.append(f"{m}: a claim's token or lease outside a claim")
+        if row.state is BindingState.BOUND and (row.phone is None or row.openid is not None):
             problems.append(f"{m}: bound without phone, or with an openid")
-        if b.state is BindingState.FOLLOWED and b.openid is None:
+        if row.state is BindingState.FOLLOWED and row.openid is None:
             problems.append(f"{m}: followed without openid")
-        if b.state is not BindingState.PENDING and b.previous_phone is not None:
+        if row.state is not BindingState.PENDING and row.previous_phone is not None:
             problems.append(f"{m}: previous phone outside a claim")
-        for phone in (b.phone, b.previous_phone):
+        for phone in (row.phone, row.previous_phone):
             if phone is not None and phone_index.get(phone) != m:
                 problems.append(f"{m}: phone {mask_phone(phone)} not indexed to it")
-        if b.openid is not None and openid_index.get(b.openid) != m:
+        if row.openid is not None and openid_index.get(row.openid) != m:
             problems.append(f"{m}: openid not indexed to it")
         if m not in audited:
             problems.append(f"{m}: binding without audit record")

@@ -211,17 +211,18 @@ class RedisBindings(RulesRunner, RedisBase):
     async def integrity_problems(self) -> list[str]:
         """Check the invariants; reads key by key, so meant for a quiet store."""
         rows = await self._rows()
-        bindings = [row.binding() for row in rows]
-        tokens = {row.member_id: row.token for row in rows}
         with self._unavailable():
             phone_index = await self._index("p")
             openid_index = await self._index("o")
+            stored = set(await self._index("b"))
             async with self._redis.pipeline(transaction=False) as pipe:
-                for b in bindings:
-                    pipe.exists(self._key("audit:m", b.member_id))
+                for row in rows:
+                    pipe.exists(self._key("audit:m", row.member_id))
                 found = await pipe.execute()
-            audited = {b.member_id for b, n in zip(bindings, found, strict=True) if n}
-        return find_problems(bindings, tokens, phone_index, openid_index, audited)
+            audited = {row.member_id for row, n in zip(rows, found, strict=True) if n}
+        listed = {row.member_id for row in rows}
+        unlisted = [f"{m}: binding missing from the members set" for m in sorted(stored - listed)]
+        return unlisted + find_problems(rows, phone_index, openid_index, audited)
 
     async def _index(self, kind: str) -> dict[str, str]:
         start = f"{self._prefix}{kind}:"

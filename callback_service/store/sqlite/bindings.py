@@ -158,13 +158,7 @@ class SqliteBindings(RulesRunner, SqliteBase):
             finally:
                 c.execute("COMMIT")
             openids = {row.openid: row.member_id for row in rows if row.openid is not None}
-            return find_problems(
-                [row.binding() for row in rows],
-                {row.member_id: row.token for row in rows},
-                index,
-                openids,
-                audited,
-            )
+            return find_problems(rows, index, openids, audited)
 
         return await self._read(run)
 

@@ -18,6 +18,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
 from redis.exceptions import ResponseError
+from redis.typing import EncodableT, FieldT
 
 from callback_service.store import open_store
 from handlers.binding import Actor, AuditAction, BindingState, DirectoryEntry, OpenidConflict, PhoneTaken
@@ -147,6 +148,12 @@ async def test_the_first_key_layout_is_migrated(redis_server: RedisServer, tmp_p
         for key in (f"{prefix}audit", f"{prefix}audit:m:m1"):
             await client.lpush(key, json.dumps(record))
         await client.set(f"{prefix}other:b:m9", "another deployment's key")
+        item: dict[FieldT, EncodableT] = {"dedup": "d1", "type": "subscribe", "payload": "<xml/>", "attempts": "2", "created": "4.0",
+                "error": "boom"}
+        await client.hset(f"{prefix}inbox:i:000000000000007", mapping=item)
+        await client.zadd(f"{prefix}inbox:ready", {"000000000000007": 4.0})
+        await client.set(f"{prefix}inbox:seq", "7")
+        await client.set(f"{prefix}inbox:d:d1", str(time.time() + 3600))
 
         store = await open_store(f"{redis_server.url}?prefix={prefix}")
         try:
@@ -159,6 +166,11 @@ async def test_the_first_key_layout_is_migrated(redis_server: RedisServer, tmp_p
             assert audit.action is AuditAction.BIND
             await store.unfollow("m1", actor=ACTOR)
             assert [r.id for r in await store.audit_list(member_id="m1")] == [2, 1]
+            [taken] = await store.inbox_take(10, lease=30)
+            assert (taken.id, taken.dedup_key, taken.attempts, taken.last_error) == (7, "d1", 2, "boom")
+            assert not await store.inbox_append("d1", "subscribe", "<xml/>")
+            assert await store.inbox_append("d2", "subscribe", "<xml/>")
+            assert [i.id for i in await store.inbox_take(10, lease=30)] == [8]
         finally:
             await store.close()
         left = sorted([key async for key in client.scan_iter(match=f"{prefix}*")])

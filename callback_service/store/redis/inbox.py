@@ -1,7 +1,7 @@
 """The Redis store's durable event inbox: batched appends, leases, retries and dead letters.
 
-Each script names the inbox's sorted sets in KEYS (ready, leased, dead), so that it is routed to
-their slot; the item hashes and dedup keys it builds from the prefix share that slot's hash tag.
+The inbox is eight keys (INBOX_KEYS), and every script names all of them in KEYS: none builds a
+key of its own, so that a cluster or a managed Redis that checks a script's keys runs them.
 """
 
 from __future__ import annotations
@@ -13,44 +13,49 @@ from typing import Any, Final
 from redis.commands.core import AsyncScript
 
 from callback_service.store.common import AppendBatcher, PendingAppend, limit_arg, positive
-from callback_service.store.redis.base import RedisBase, ms
+from callback_service.store.redis.base import RedisBase
 from handlers.binding import InboxItem, InboxStats
 from handlers.contracts import StoreUnavailable
 
-# Inbox scripts: KEYS the ready, leased and dead sets; ARGV[1] prefix, ARGV[2] now. Ids are
-# zero-padded in the sorted sets so that equal scores still order by id.
+# Inbox scripts. KEYS (all of the inbox, so that every key a script touches is named): the ready,
+# leased and dead sorted sets of item ids, the items hash (id -> JSON of dedup key, type, payload,
+# created), the attempts and errors hashes (id -> count, last error), the id sequence, and the
+# dedup sorted set (dedup key -> when it is forgotten). ARGV[1]: now. Ids are zero-padded so that
+# equal scores still order by id.
 _INBOX_PRELUDE: Final = r"""
-local P = ARGV[1]
-local NOW_S = ARGV[2]
+local NOW_S = ARGV[1]
 local NOW = tonumber(NOW_S)
-local READY, LEASED, DEAD = KEYS[1], KEYS[2], KEYS[3]
+local READY, LEASED, DEAD, ITEMS, ATTEMPTS, ERRORS, SEQ, DEDUP =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 
 local function item(id)
-  local h = redis.call('HMGET', P .. 'inbox:i:' .. id,
-    'dedup', 'type', 'payload', 'attempts', 'created', 'error')
-  if not h[1] then return nil end
-  return cjson.encode({id = id, dedup = h[1], type = h[2], payload = h[3], attempts = h[4],
-                       created = h[5], error = h[6]})
+  local encoded = redis.call('HGET', ITEMS, id)
+  if not encoded then return nil end
+  return {id, encoded, redis.call('HGET', ATTEMPTS, id) or '0', redis.call('HGET', ERRORS, id) or ''}
+end
+
+local function failed(id, err)
+  if redis.call('HEXISTS', ITEMS, id) == 0 or redis.call('ZSCORE', DEAD, id) then return nil end
+  redis.call('HSET', ERRORS, id, err)
+  return redis.call('HINCRBY', ATTEMPTS, id, 1)
 end
 """
 
-# ARGV[3], ARGV[4]: the dedup keys' expiry (clock seconds, and Redis's own in ms); then a dedup key,
-# an event type and a payload per event. The reply has a 1 (appended) or a 0 (a retry) per event;
-# an event repeated within the batch is appended once, its first time.
+# ARGV[2]: when the batch's dedup keys are forgotten (clock seconds); then a dedup key and the
+# item's JSON per event. The reply has a 1 (appended) or a 0 (a retry) per event; an event repeated
+# within the batch is appended once, its first time.
 _INBOX_APPEND: Final = r"""
-local dedup_until, dedup_ms = ARGV[3], ARGV[4]
+local dedup_until = ARGV[2]
+redis.call('ZREMRANGEBYSCORE', DEDUP, '-inf', NOW_S)
 local added = {}
-for i = 5, #ARGV, 3 do
+for i = 3, #ARGV, 2 do
   local dedup = ARGV[i]
-  local dk = P .. 'inbox:d:' .. dedup
-  local seen = redis.call('GET', dk)
-  if seen and tonumber(seen) > NOW then
+  if redis.call('ZSCORE', DEDUP, dedup) then
     added[#added + 1] = 0
   else
-    redis.call('SET', dk, dedup_until, 'PX', dedup_ms)
-    local id = string.format('%015d', redis.call('INCR', P .. 'inbox:seq'))
-    redis.call('HSET', P .. 'inbox:i:' .. id, 'dedup', dedup, 'type', ARGV[i + 1],
-               'payload', ARGV[i + 2], 'attempts', 0, 'created', NOW_S)
+    redis.call('ZADD', DEDUP, dedup_until, dedup)
+    local id = string.format('%015d', redis.call('INCR', SEQ))
+    redis.call('HSET', ITEMS, id, ARGV[i + 1])
     redis.call('ZADD', READY, NOW_S, id)
     added[#added + 1] = 1
   end
@@ -59,7 +64,7 @@ return added
 """
 
 _INBOX_TAKE: Final = r"""
-local limit, lease_until = tonumber(ARGV[3]), ARGV[4]
+local limit, lease_until = tonumber(ARGV[2]), ARGV[3]
 local lapsed = redis.call('ZRANGEBYSCORE', LEASED, '-inf', NOW_S, 'WITHSCORES')
 for i = 1, #lapsed, 2 do
   redis.call('ZREM', LEASED, lapsed[i])
@@ -70,38 +75,35 @@ local result = {}
 for _, id in ipairs(ids) do
   redis.call('ZREM', READY, id)
   redis.call('ZADD', LEASED, lease_until, id)
-  local encoded = item(id)
-  if encoded then table.insert(result, encoded) end
+  local found = item(id)
+  if found then table.insert(result, found) end
 end
 return result
 """
 
 _INBOX_DONE: Final = r"""
-local id = ARGV[3]
+local id = ARGV[2]
 redis.call('ZREM', READY, id)
 redis.call('ZREM', LEASED, id)
 redis.call('ZREM', DEAD, id)
-redis.call('DEL', P .. 'inbox:i:' .. id)
+redis.call('HDEL', ITEMS, id)
+redis.call('HDEL', ATTEMPTS, id)
+redis.call('HDEL', ERRORS, id)
 return 1
 """
 
 _INBOX_RETRY: Final = r"""
-local id, err, due = ARGV[3], ARGV[4], ARGV[5]
-local key = P .. 'inbox:i:' .. id
-if redis.call('EXISTS', key) == 0 or redis.call('ZSCORE', DEAD, id) then return 0 end
-local attempts = redis.call('HINCRBY', key, 'attempts', 1)
-redis.call('HSET', key, 'error', err)
+local id, err, due = ARGV[2], ARGV[3], ARGV[4]
+local attempts = failed(id, err)
+if not attempts then return 0 end
 redis.call('ZREM', LEASED, id)
 redis.call('ZADD', READY, due, id)
 return attempts
 """
 
 _INBOX_DEAD: Final = r"""
-local id, err = ARGV[3], ARGV[4]
-local key = P .. 'inbox:i:' .. id
-if redis.call('EXISTS', key) == 0 or redis.call('ZSCORE', DEAD, id) then return 0 end
-redis.call('HINCRBY', key, 'attempts', 1)
-redis.call('HSET', key, 'error', err)
+local id, err = ARGV[2], ARGV[3]
+if not failed(id, err) then return 0 end
 redis.call('ZREM', READY, id)
 redis.call('ZREM', LEASED, id)
 redis.call('ZADD', DEAD, NOW_S, id)
@@ -109,26 +111,26 @@ return 1
 """
 
 _INBOX_LIST_DEAD: Final = r"""
-local ids = redis.call('ZREVRANGE', DEAD, 0, tonumber(ARGV[3]) - 1)
+local ids = redis.call('ZREVRANGE', DEAD, 0, tonumber(ARGV[2]) - 1)
 local result = {}
 for _, id in ipairs(ids) do
-  local encoded = item(id)
-  if encoded then table.insert(result, encoded) end
+  local found = item(id)
+  if found then table.insert(result, found) end
 end
 return result
 """
 
 _INBOX_REQUEUE: Final = r"""
 local ids = {}
-if ARGV[3] == 'all' then
+if ARGV[2] == 'all' then
   ids = redis.call('ZRANGE', DEAD, 0, -1)
 else
-  for i = 4, #ARGV do table.insert(ids, ARGV[i]) end
+  for i = 3, #ARGV do table.insert(ids, ARGV[i]) end
 end
 local count = 0
 for _, id in ipairs(ids) do
   if redis.call('ZREM', DEAD, id) == 1 then
-    redis.call('HSET', P .. 'inbox:i:' .. id, 'attempts', 0)
+    redis.call('HDEL', ATTEMPTS, id)
     redis.call('ZADD', READY, NOW_S, id)
     count = count + 1
   end
@@ -144,6 +146,7 @@ return {redis.call('ZCARD', READY) + due_leases, leased, redis.call('ZCARD', DEA
 
 # The zero-padded ids grow with creation, so the smallest id of the ready and leased sets is the
 # oldest live event; the sets are scanned in full, which a scrape can afford at an inbox's depth.
+# The reply is that item's JSON (its created time read in Python: a Lua number would be cut).
 _INBOX_OLDEST: Final = r"""
 local oldest = nil
 for _, set in ipairs({READY, LEASED}) do
@@ -152,9 +155,10 @@ for _, set in ipairs({READY, LEASED}) do
   end
 end
 if oldest == nil then return nil end
-return redis.call('HGET', P .. 'inbox:i:' .. oldest, 'created')
+return redis.call('HGET', ITEMS, oldest)
 """
 
+INBOX_KEYS: Final = ("ready", "leased", "dead", "items", "attempts", "errors", "seq", "dedup")
 _APPEND_BATCH: Final = 256  # events per append script at most: a script holds the server while it runs
 
 
@@ -162,21 +166,30 @@ def _item_id(item_id: int) -> str:
     return f"{item_id:015d}"
 
 
-def _inbox_item(encoded: str) -> InboxItem:
+def item_json(dedup_key: str, event_type: str, payload: str, created_at: float) -> str:
+    """An inbox item as the items hash holds it."""
+    return json.dumps(
+        {"dedup": dedup_key, "type": event_type, "payload": payload, "created": created_at},
+        ensure_ascii=False,
+    )
+
+
+def _inbox_item(found: Sequence[str]) -> InboxItem:
+    item_id, encoded, attempts, error = found
     data = json.loads(encoded)
     return InboxItem(
-        id=int(data["id"]),
+        id=int(item_id),
         dedup_key=str(data["dedup"]),
         event_type=str(data["type"]),
         payload=str(data["payload"]),
-        attempts=int(data["attempts"]),
+        attempts=int(attempts),
         created_at=float(data["created"]),
-        last_error=data.get("error") or None,
+        last_error=error or None,
     )
 
 
 class RedisInbox(RedisBase):
-    """The inbox: item hashes, the ready, leased and dead sorted sets, dedup keys."""
+    """The inbox: the items, attempts and errors hashes, the ready, leased, dead and dedup sorted sets."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -193,11 +206,11 @@ class RedisInbox(RedisBase):
         self._inbox_stats = register(_INBOX_PRELUDE + _INBOX_STATS)
         self._inbox_oldest = register(_INBOX_PRELUDE + _INBOX_OLDEST)
 
-    def _inbox_keys(self) -> tuple[str, str, str]:
-        return self._key("inbox", "ready"), self._key("inbox", "leased"), self._key("inbox", "dead")
+    def _inbox_keys(self) -> list[str]:
+        return [self._key("inbox", part) for part in INBOX_KEYS]
 
     async def _inbox(self, script: AsyncScript, *args: str) -> Any:
-        return await self._run(script, self._inbox_keys(), (self._prefix, self._now(), *args))
+        return await self._run(script, self._inbox_keys(), (self._now(), *args))
 
     async def inbox_append(self, dedup_key: str, event_type: str, payload: str) -> bool:
         """Append an event unless its dedup key is remembered.
@@ -212,9 +225,9 @@ class RedisInbox(RedisBase):
 
     async def _append_batch(self, batch: list[PendingAppend]) -> list[bool]:
         now = self._clock()
-        args = [self._prefix, repr(now), repr(now + self._dedup_ttl), str(ms(self._dedup_ttl))]
+        args = [repr(now), repr(now + self._dedup_ttl)]
         for item in batch:
-            args += (item.dedup_key, item.event_type, item.payload)
+            args += (item.dedup_key, item_json(item.dedup_key, item.event_type, item.payload, now))
         added = await self._run(self._inbox_append, self._inbox_keys(), args)
         return [bool(flag) for flag in added]
 
@@ -224,7 +237,7 @@ class RedisInbox(RedisBase):
         lease = positive("lease", lease)
         now = self._clock()
         encoded = await self._run(
-            self._inbox_take, self._inbox_keys(), (self._prefix, repr(now), str(limit), repr(now + lease))
+            self._inbox_take, self._inbox_keys(), (repr(now), str(limit), repr(now + lease))
         )
         return [_inbox_item(e) for e in encoded]
 
@@ -261,5 +274,5 @@ class RedisInbox(RedisBase):
 
     async def inbox_oldest_pending(self) -> float | None:
         """Return when the oldest event not yet handled was stored."""
-        created = await self._inbox(self._inbox_oldest)
-        return None if created is None else float(created)
+        encoded = await self._inbox(self._inbox_oldest)
+        return None if encoded is None else float(json.loads(encoded)["created"])

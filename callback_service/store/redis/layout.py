@@ -3,8 +3,9 @@
 Under the hash tag `{P}` (P the configured prefix): b:<member> (a binding, JSON), p:<phone> and
 o:<openid> (the indexes: a member id), members (set), audit and audit:m:<member> (lists of JSON,
 newest first), audit:seq, dir (hash), kv:<key>, lock:<name>, idem:<key> (hashes v, e),
-inbox:i:<id> (hash), inbox:ready, inbox:leased, inbox:dead (sorted sets), inbox:d:<dedup key>,
-schema. Layout 1 had the same keys under P without braces, and bindings as hashes.
+inbox:items, inbox:attempts, inbox:errors (hashes by item id), inbox:seq, inbox:ready,
+inbox:leased, inbox:dead, inbox:dedup (sorted sets), schema. Layout 1 had the same keys under P
+without braces, bindings and inbox items as hashes of their own, a key per dedup key.
 """
 
 from __future__ import annotations
@@ -98,9 +99,16 @@ async def _migrate_layout_1(client: aioredis.Redis, prefix: str) -> None:
                     continue  # another deployment's longer prefix
                 moved += 1
                 try:
-                    if rest.startswith("b:") and await client.type(key) == "hash":
+                    if rest.startswith(("b:", "inbox:i:")) and await client.type(key) == "hash":
                         fields = {str(k): str(v) for k, v in (await client.hgetall(key)).items()}
-                        await client.set(tag + rest, row_json(_row_of_layout_1(rest[2:], fields)))
+                        if rest.startswith("b:"):
+                            await client.set(tag + rest, row_json(_row_of_layout_1(rest[2:], fields)))
+                        else:
+                            await _move_item(client, tag, rest.removeprefix("inbox:i:"), fields)
+                        await client.delete(key)
+                    elif rest.startswith("inbox:d:"):
+                        forget_at = float(await client.get(key) or 0)
+                        await client.zadd(tag + "inbox:dedup", {rest.removeprefix("inbox:d:"): forget_at})
                         await client.delete(key)
                     else:
                         await client.rename(key, tag + rest)
@@ -112,6 +120,21 @@ async def _migrate_layout_1(client: aioredis.Redis, prefix: str) -> None:
         await client.set(prefix + "schema", str(SCHEMA_VERSION))
     finally:
         await client.delete(lock)
+
+
+async def _move_item(client: aioredis.Redis, tag: str, item_id: str, fields: dict[str, str]) -> None:
+    """A layout 1 inbox item hash into the items, attempts and errors hashes."""
+    data = {
+        "dedup": fields["dedup"],
+        "type": fields["type"],
+        "payload": fields["payload"],
+        "created": float(fields["created"]),
+    }
+    await client.hset(tag + "inbox:items", item_id, json.dumps(data, ensure_ascii=False))
+    if int(fields.get("attempts") or 0):
+        await client.hset(tag + "inbox:attempts", item_id, fields["attempts"])
+    if fields.get("error"):
+        await client.hset(tag + "inbox:errors", item_id, fields["error"])
 
 
 def _row_of_layout_1(member_id: str, fields: dict[str, str]) -> Row:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -178,3 +179,17 @@ async def test_the_first_key_layout_is_migrated(redis_server: RedisServer, tmp_p
         assert await client.get(f"{prefix}schema") == "2"  # code of the first layout refuses it now
     finally:
         await client.aclose()
+
+
+def test_no_script_builds_a_key_of_its_own() -> None:
+    from callback_service.store.redis import bindings, inbox, kv
+
+    scripts = [
+        value
+        for module in (bindings, inbox, kv)
+        for name, value in vars(module).items()
+        if name.isupper() and isinstance(value, str) and "redis.call(" in value
+    ]
+    assert len(scripts) >= 10
+    built = re.compile(r"redis\.call\('\w+',\s*[^,)]*\.\.")
+    assert [line for script in scripts for line in script.splitlines() if built.search(line)] == []

@@ -39,14 +39,18 @@ class RulesRunner(abc.ABC):
         were absent (the usual case), and read only when its compare-and-apply finds otherwise.
         """
 
+    @abc.abstractmethod
+    async def _look(self, first: Sequence[Key], rule: Callable[[Draft], T]) -> T:
+        """Read and decide a rule that writes nothing (a lookup), from one consistent view."""
+
     async def get_binding_by_phone(self, phone: Phone) -> Binding | None:
         """Return the binding that holds the phone, or None when the phone is free."""
         phone = phone_arg(phone)
-        return await self._decide([phone_key(phone)], partial(rules.phone_holder, phone=phone), None)
+        return await self._look([phone_key(phone)], partial(rules.phone_holder, phone=phone))
 
     async def get_binding_by_openid(self, openid: str) -> Binding | None:
         """Return the binding of the member that this openid follows as, or None."""
-        return await self._decide([openid_key(openid)], partial(rules.openid_member, openid=openid), None)
+        return await self._look([openid_key(openid)], partial(rules.openid_member, openid=openid))
 
     async def claim_phone(self, member_id: str, phone: Phone, *, lease: float, actor: Actor) -> Claim:
         """Hold the phone for the member under a lease (handlers.rules.claim)."""

@@ -106,6 +106,10 @@ class RedisBindings(RulesRunner, RedisBase):
         self._apply = self._redis.register_script(_APPLY)
         self._prune = self._redis.register_script(_PRUNE)
 
+    async def _look(self, first: Sequence[Key], rule: Callable[[Draft], T]) -> T:
+        # A lookup checks its reads by the same compare-and-apply, with nothing to apply.
+        return await self._decide(first, rule, None)
+
     def _rkey(self, key: Key) -> str:
         return self._key(key.kind.value, key.name)
 

@@ -111,6 +111,19 @@ def _apply(tx: Tx, decision: Decision[T], actor: Actor | None) -> None:
     )
 
 
+def _decided(
+    c: sqlite3.Connection, now: float, first: Sequence[Key], rule: Callable[[Draft], T]
+) -> Decision[T]:
+    """Read the records the rule asks for, first and then one by one, and decide."""
+    records: dict[Key, Value] = {key: _read_key(c, key) for key in first}
+    for _ in range(MAX_READS):
+        try:
+            return decide(records, now, rule)
+        except Unread as unread:
+            records[unread.key] = _read_key(c, unread.key)
+    raise StoreUnavailable(f"sqlite: a rule asked for more than {MAX_READS} records")
+
+
 class SqliteBindings(RulesRunner, SqliteBase):
     """Bindings, their indexes and the audit log on SQLite."""
 
@@ -119,18 +132,26 @@ class SqliteBindings(RulesRunner, SqliteBase):
     ) -> T:
         # guess is not needed: reads inside the transaction cost no round trip.
         def run(tx: Tx) -> T:
-            records: dict[Key, Value] = {key: _read_key(tx.c, key) for key in first}
-            for _ in range(MAX_READS):
-                try:
-                    decision = decide(records, tx.now, rule)
-                except Unread as unread:
-                    records[unread.key] = _read_key(tx.c, unread.key)
-                    continue
-                _apply(tx, decision, actor)
-                return decision.result()
-            raise StoreUnavailable(f"sqlite: a rule asked for more than {MAX_READS} records")
+            decision = _decided(tx.c, tx.now, first, rule)
+            _apply(tx, decision, actor)
+            return decision.result()
 
         return await self._write(run)
+
+    async def _look(self, first: Sequence[Key], rule: Callable[[Draft], T]) -> T:
+        now = self._clock()
+
+        def run(c: sqlite3.Connection) -> T:
+            c.execute("BEGIN")  # a read transaction: one consistent view, no write lock
+            try:
+                decision = _decided(c, now, first, rule)
+            finally:
+                c.execute("COMMIT")
+            if decision.writes or decision.audits:
+                raise ValueError("a lookup decided to write")
+            return decision.result()
+
+        return await self._read(run)
 
     async def get_binding(self, member_id: str) -> Binding | None:
         """Return the member's binding as stored, or None."""

@@ -3,7 +3,8 @@
 `sqlite:///data/wecom-bind.db` (a path relative to the working directory) or
 `sqlite:////var/lib/wecom-bind/store.db` (absolute: four slashes, as in SQLAlchemy) opens the
 embedded SQLite store; `redis://host:port/db` (also `rediss://`, `unix://`) opens the Redis store,
-with an optional `prefix` query parameter (default `wecom-bind:`) under which every key lives.
+with an optional `prefix` query parameter (default `wecom-bind:`): every key lives under the hash
+tag `{prefix}` (so the prefix holds no brace), in one Redis Cluster slot.
 """
 
 from __future__ import annotations

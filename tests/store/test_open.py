@@ -100,3 +100,17 @@ async def test_redis_refuses_a_newer_schema(redis_server: RedisServer) -> None:
     await client.aclose()
     with pytest.raises(StoreUnavailable, match="newer"):
         await open_store(f"{redis_server.url}?prefix={prefix}")
+
+
+async def test_redis_refuses_a_newer_schema_under_the_hash_tag(redis_server: RedisServer) -> None:
+    prefix = f"s{uuid.uuid4().hex[:8]}:"
+    client = aioredis.Redis.from_url(redis_server.url)
+    await client.set(f"{{{prefix}}}schema", "3")
+    await client.aclose()
+    with pytest.raises(StoreUnavailable, match="newer"):
+        await open_store(f"{redis_server.url}?prefix={prefix}")
+
+
+async def test_redis_refuses_a_prefix_with_a_brace(redis_server: RedisServer) -> None:
+    with pytest.raises(ValueError, match="WECOM_BIND_STORE_URL: the Redis key prefix"):
+        await open_store(f"{redis_server.url}?prefix=a{{b}}:")

@@ -70,6 +70,7 @@ class RedisBase:
     ) -> Self:
         """Connect, check the schema version and persistence; StoreUnavailable when the server does not
         answer, StoreNotDurable when it does not persist (unless allow_volatile)."""
+        tagged(prefix)  # a bad prefix is refused before any connection is made
         # No automatic retries: a script retried after a lost reply would run twice. A blocking
         # pool makes a burst of requests queue for a connection instead of failing.
         pool = aioredis.BlockingConnectionPool.from_url(

@@ -1,4 +1,4 @@
-"""What both store backends share: argument checks, tokens and the wording of audit details."""
+"""What both store backends share: argument checks, tokens, the integrity check and batched appends."""
 
 from __future__ import annotations
 
@@ -34,11 +34,6 @@ def phone_arg(phone: Phone) -> Phone:
     if not isinstance(phone, Phone):
         raise TypeError("a phone given to the store must be a handlers.phone.Phone")
     return phone
-
-
-def masked(phone: str | None) -> str:
-    """Mask a phone for an audit detail; '-' when there is none."""
-    return mask_phone(phone) if phone else "-"
 
 
 def limit_arg(limit: int) -> int:

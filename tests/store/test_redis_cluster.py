@@ -74,13 +74,15 @@ async def test_a_cluster_refuses_keys_of_two_slots(cluster: RedisServer) -> None
         await client.aclose()
 
 
-async def test_every_change_runs_on_a_cluster(cluster: RedisServer, cluster_store: Store) -> None:
+async def test_every_change_runs_on_a_cluster(
+    cluster: RedisServer, cluster_store: Store, clock: FakeClock
+) -> None:
     client = aioredis.Redis.from_url(cluster.url, decode_responses=True)
     await client.config_set("slowlog-log-slower-than", 0)
     await client.config_set("slowlog-max-len", 100_000)
     await client.slowlog_reset()
     try:
-        await every_change(cluster_store)
+        await every_change(cluster_store, clock)
         logged = await client.slowlog_get(100_000)
     finally:
         await client.config_set("slowlog-log-slower-than", 10_000)
@@ -95,7 +97,7 @@ async def test_every_change_runs_on_a_cluster(cluster: RedisServer, cluster_stor
         assert len({key_slot(key.encode()) for key in keys}) == 1, keys
 
 
-async def every_change(store: Store) -> None:
+async def every_change(store: Store, clock: FakeClock) -> None:
     """Every rule-keeping change, the directory, kv, locks, idempotency and the inbox, once."""
     claim = await store.claim_phone("m1", Phone("13800000001"), lease=60, actor=ACTOR)
     await store.commit_claim(claim)
@@ -129,8 +131,14 @@ async def every_change(store: Store) -> None:
     assert await store.inbox_retry(item.id, "boom", delay=0) == 1
     await store.inbox_dead(item.id, "boom")
     assert await store.inbox_requeue_dead() == 1
+    assert await store.inbox_oldest_pending() is not None
     await store.inbox_done(item.id)
     assert (await store.inbox_stats()).pending == 0
+    assert await store.inbox_oldest_pending() is None
+    await store.audit_note("m1", AuditAction.EXPORT, "data request", actor=ACTOR)
+    assert await store.audit_prune(clock() + 1, member_id="m2") > 0
+    assert await store.audit_prune(clock() + 1) > 0
+    assert await store.directory_delete("m1")
 
 
 async def test_the_first_key_layout_is_migrated(redis_server: RedisServer, tmp_path: Path) -> None:

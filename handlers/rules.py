@@ -180,7 +180,8 @@ class Draft:
 
     def save(self, row: Row) -> Row:
         """Write the binding record, stamped with the time."""
-        row = replace(row, updated_at=self.now)
+        if row.updated_at != self.now:
+            row = replace(row, updated_at=self.now)
         self.writes[binding_key(row.member_id)] = row
         return row
 
@@ -211,8 +212,9 @@ class Draft:
         self.audits.append(AuditEntry(action, member_id, mask_phone(phone) if phone else None, detail))
 
     def expired(self, row: Row) -> bool:
-        """True for a pending claim whose lease has run out."""
-        return row.binding().lease_expired(self.now)
+        """True for a pending claim whose lease has run out (as Binding.lease_expired says)."""
+        lease = row.lease_expires_at
+        return row.state is BindingState.PENDING and lease is not None and lease <= self.now
 
     def holds(self, row: Row | None, phone: str) -> bool:
         """True when the row really holds the phone (not a stale claim that ran out)."""

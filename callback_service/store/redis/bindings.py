@@ -30,7 +30,11 @@ MAX_ATTEMPTS: Final = 64
 change succeeded); then StoreUnavailable."""
 
 # KEYS: the keys read, then the keys written. ARGV[1]: how many were read; then for each one '='
-# and its value as read, or '!' when it was absent; then triples (op, key index, argument).
+# and its value as read, or '!' when it was absent; then the writes as one JSON array (one argument
+# rather than many: each costs the client an encoding), each an op and its arguments (key indexes
+# into KEYS, values): S key value (set), D key (delete), B key set member value (set a record and
+# list its member in a set), X key set member (delete a record and unlist its member), A sequence
+# log list body (an audit record: the sequence's next id, then the record pushed onto both lists).
 _APPLY: Final = r"""
 local n = tonumber(ARGV[1])
 for i = 1, n do
@@ -42,16 +46,24 @@ for i = 1, n do
     return 0
   end
 end
-local id = 0
-for i = n + 2, #ARGV, 3 do
-  local op, key, arg = ARGV[i], KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2]
-  if op == 'set' then redis.call('SET', key, arg)
-  elseif op == 'del' then redis.call('DEL', key)
-  elseif op == 'sadd' then redis.call('SADD', key, arg)
-  elseif op == 'srem' then redis.call('SREM', key, arg)
-  elseif op == 'incr' then id = redis.call('INCR', key)
-  elseif op == 'push' then redis.call('LPUSH', key, '{"id":' .. id .. ',' .. arg)
-  else return redis.error_reply('unknown op ' .. op)
+for _, w in ipairs(cjson.decode(ARGV[n + 2])) do
+  local op = w[1]
+  if op == 'S' then
+    redis.call('SET', KEYS[w[2]], w[3])
+  elseif op == 'D' then
+    redis.call('DEL', KEYS[w[2]])
+  elseif op == 'B' then
+    redis.call('SET', KEYS[w[2]], w[5])
+    redis.call('SADD', KEYS[w[3]], w[4])
+  elseif op == 'X' then
+    redis.call('DEL', KEYS[w[2]])
+    redis.call('SREM', KEYS[w[3]], w[4])
+  elseif op == 'A' then
+    local record = '{"id":' .. redis.call('INCR', KEYS[w[2]]) .. ',' .. w[5]
+    redis.call('LPUSH', KEYS[w[3]], record)
+    redis.call('LPUSH', KEYS[w[4]], record)
+  else
+    return redis.error_reply('unknown op ' .. tostring(op))
   end
 end
 return 1
@@ -81,21 +93,21 @@ def _value(key: Key, raw: str | None) -> Value:
 
 
 class _Plan:
-    """The KEYS and ARGV of one compare-and-apply call."""
+    """The KEYS and the writes of one compare-and-apply call."""
 
     def __init__(self) -> None:
         self.keys: list[str] = []
-        self.args: list[str] = []
+        self.writes: list[list[str | int]] = []
         self._index: dict[str, int] = {}
 
-    def key(self, name: str) -> str:
+    def key(self, name: str) -> int:
         if name not in self._index:
             self.keys.append(name)
             self._index[name] = len(self.keys)
-        return str(self._index[name])
+        return self._index[name]
 
-    def op(self, op: str, name: str, arg: str = "") -> None:
-        self.args += (op, self.key(name), arg)
+    def op(self, op: str, *keys: str, values: tuple[str, ...] = ()) -> None:
+        self.writes.append([op, *(self.key(name) for name in keys), *values])
 
 
 class RedisBindings(RulesRunner, RedisBase):
@@ -152,14 +164,13 @@ class RedisBindings(RulesRunner, RedisBase):
         for key, value in decision.writes.items():
             name = self._rkey(key)
             if isinstance(value, Row):
-                plan.op("set", name, row_json(value))
-                plan.op("sadd", members, key.name)
+                plan.op("B", name, members, values=(key.name, row_json(value)))
+            elif value is None and key.kind is KeyKind.BINDING:
+                plan.op("X", name, members, values=(key.name,))
             elif value is None:
-                plan.op("del", name)
-                if key.kind is KeyKind.BINDING:
-                    plan.op("srem", members, key.name)
+                plan.op("D", name)
             else:
-                plan.op("set", name, value)
+                plan.op("S", name, values=(value,))
         if decision.audits and actor is None:
             raise ValueError("a change that writes audit records needs an actor")
         for entry in decision.audits:
@@ -176,10 +187,10 @@ class RedisBindings(RulesRunner, RedisBase):
                 },
                 ensure_ascii=False,
             )
-            plan.op("incr", self._prefix + "audit:seq")
-            plan.op("push", self._prefix + "audit", body[1:])
-            plan.op("push", self._key("audit:m", entry.member_id), body[1:])
-        done = await self._run(self._apply, plan.keys, [str(len(raw)), *checks, *plan.args])
+            log, own = self._prefix + "audit", self._key("audit:m", entry.member_id)
+            plan.op("A", self._prefix + "audit:seq", log, own, values=(body[1:],))
+        writes = json.dumps(plan.writes, ensure_ascii=False)
+        done = await self._run(self._apply, plan.keys, [str(len(raw)), *checks, writes])
         return bool(done)
 
     async def get_binding(self, member_id: str) -> Binding | None:
@@ -278,7 +289,7 @@ class RedisBindings(RulesRunner, RedisBase):
                 return pruned
             plan = _Plan()
             plan.key(tail)
-            args = [arg for record, other in old for arg in (record, plan.key(other))]
+            args = [arg for record, other in old for arg in (record, str(plan.key(other)))]
             count = int(await self._run(self._prune, plan.keys, args))
             if count == 0:
                 return pruned  # another prune took them meanwhile

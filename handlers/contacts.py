@@ -41,6 +41,11 @@ class ContactMember(Protocol):
         """1 activated (已激活), 2 disabled, 4 not activated (未激活), 5 quit."""
         ...
 
+    @property
+    def department(self) -> tuple[int, ...]:
+        """The ids of the departments the member is in (not a sensitive field: always shown)."""
+        ...
+
 
 class InviteOutcome(Protocol):
     """What batch/invite could not do."""

@@ -25,6 +25,7 @@ class DriftKind(enum.StrEnum):
     MISSING_IN_WECOM = "MISSING_IN_WECOM"
     EXPIRED_CLAIM = "EXPIRED_CLAIM"
     STATUS_DIFFERS = "STATUS_DIFFERS"
+    DEPARTMENT_DIFFERS = "DEPARTMENT_DIFFERS"
 
 
 class Fix(enum.StrEnum):
@@ -83,11 +84,25 @@ class Drift:
         return self.fix is Fix.SET_PHONE and self.wecom_phone is not None
 
 
-def compare(bindings: Mapping[str, Binding], wecom: Mapping[str, WeComView], *, now: float) -> list[Drift]:
-    """Every member on which the bindings and WeCom's members disagree, one drift each, by member id."""
+def compare(
+    bindings: Mapping[str, Binding],
+    wecom: Mapping[str, WeComView],
+    *,
+    now: float,
+    departments: Mapping[str, int] | None = None,
+) -> list[Drift]:
+    """Every member on which the bindings and WeCom's members disagree, one drift each, by member id.
+
+    departments maps a bound member to the WeCom department its 院系 in the school directory names
+    (WECOM_BIND_DEPARTMENTS); a member in WeCom outside it is reported, never moved.
+    """
     drifts = []
+    expected = departments or {}
     for member_id in sorted(bindings.keys() | wecom.keys()):
         drift = _compare(member_id, bindings.get(member_id), wecom.get(member_id), now)
+        if drift is None:
+            drift = _department_drift(member_id, bindings.get(member_id), wecom.get(member_id),
+                                      expected.get(member_id))
         if drift is not None:
             drifts.append(drift)
     return drifts
@@ -148,6 +163,18 @@ def _status_drift(member_id: str, binding: Binding, seen: WeComView) -> Drift | 
     # status before every write, so this member is refused a new phone (2.2) meanwhile.
     detail = "activated in WeCom, not followed here: reported only (a follow is recorded with its openid)"
     return _drift(DriftKind.STATUS_DIFFERS, member_id, binding, True, phone, detail, Fix.NONE)
+
+
+def _department_drift(
+    member_id: str, binding: Binding | None, seen: WeComView | None, expected: int | None
+) -> Drift | None:
+    if binding is None or seen is None or expected is None or expected in seen.department:
+        return None
+    shown = ",".join(str(d) for d in seen.department) or "none"
+    detail = (f"the directory's 院系 is WeCom department {expected}, WeCom has {shown}: reported only"
+              " (move the member in WeCom's admin console, or correct the directory)")
+    return _drift(DriftKind.DEPARTMENT_DIFFERS, member_id, binding, True, Phone.parse_or_none(binding.phone),
+                  detail, Fix.NONE)
 
 
 def _mainland(raw: str | None) -> tuple[Phone | None, bool]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Final, Protocol
 
@@ -97,8 +97,12 @@ async def find_drift(
     now: float,
     concurrency: int = READ_CONCURRENCY,
     page_size: int = PAGE_SIZE,
+    departments: Mapping[str, int] | None = None,
 ) -> list[Drift]:
     """Compare every binding with WeCom's members; one drift per member that disagrees, by member id.
+
+    departments (WECOM_BIND_DEPARTMENTS: 院系 -> WeCom department id) lets a bound member's WeCom
+    departments be checked against the 院系 of its directory entry.
 
     Raises WeComUnavailable (or another WeComError) when WeCom cannot be read: nothing is guessed.
     """
@@ -108,7 +112,13 @@ async def find_drift(
     async for row in contacts.user_list_id(limit=page_size):
         userids.setdefault(row.userid, None)
     wecom = await _read_members(contacts, list(userids), concurrency)
-    return compare(bindings, wecom, now=now)
+    expected: dict[str, int] = {}
+    if departments:
+        for member_id in bindings:
+            entry = await store.directory_get(member_id)
+            if entry is not None and entry.department in departments:
+                expected[member_id] = departments[entry.department]
+    return compare(bindings, wecom, now=now, departments=expected)
 
 
 async def _read_members(
@@ -125,7 +135,9 @@ async def _read_members(
             except UserNotFound:
                 return
         shown = member.mobile or "" if member.mobile_shown else None
-        members[userid] = WeComView(member_id=userid, mobile=shown, status=member.status)
+        members[userid] = WeComView(
+            member_id=userid, mobile=shown, status=member.status, department=tuple(member.department)
+        )
 
     try:
         async with asyncio.TaskGroup() as group:
@@ -181,10 +193,17 @@ async def settle_all(store: Store, drifts: Iterable[Drift], *, actor: Actor) -> 
 
 
 async def reconcile(
-    store: Store, contacts: ContactsReader, *, fix: bool, out: Print, now: float, actor: Actor
+    store: Store,
+    contacts: ContactsReader,
+    *,
+    fix: bool,
+    out: Print,
+    now: float,
+    actor: Actor,
+    departments: Mapping[str, int] | None = None,
 ) -> int:
     """Print every drift and a summary, settling them with fix; the command's exit status."""
-    drifts = await find_drift(store, contacts, now=now)
+    drifts = await find_drift(store, contacts, now=now, departments=departments)
     for drift in drifts:
         out(drift.describe())
     counts = ", ".join(f"{sum(d.kind is kind for d in drifts)} {kind}" for kind in DriftKind)
@@ -220,7 +239,8 @@ async def reconcile_command(store: Store, settings: Settings, *, fix: bool, out:
         )
         try:
             return await reconcile(
-                store, contacts, fix=fix, out=out, now=time.time(), actor=admin_actor("reconcile")
+                store, contacts, fix=fix, out=out, now=time.time(), actor=admin_actor("reconcile"),
+                departments=settings.departments,
             )
         except WeComUnavailable as exc:
             err(f"wecom-bind: WeCom is unavailable ({exc.errmsg}); nothing was settled")

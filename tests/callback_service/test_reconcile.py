@@ -33,7 +33,7 @@ from callback_service.ops.reconcile import (
     settle_all,
 )
 from callback_service.store import open_store
-from handlers.binding import Actor, AuditAction, Binding, BindingState
+from handlers.binding import Actor, AuditAction, Binding, BindingState, DirectoryEntry
 from handlers.contracts import Store
 from handlers.phone import Phone
 from handlers.reconcile import Fix
@@ -681,3 +681,32 @@ async def test_a_claim_landing_between_settles_read_and_write_is_kept(
     s1 = await stored(store, "s1")
     assert (s1.phone, s1.state, s1.previous_phone) == ("13700000001", BindingState.PENDING, "13800000001")
     assert await store.integrity_problems() == []
+
+
+async def test_a_member_outside_its_directory_department_is_reported_never_moved(
+    store: Store, start_wecom: WeComFactory, clock: Clock
+) -> None:
+    wecom = await start_wecom([member("s1", "13800000001"), member("s2", "13800000002")])
+    wecom.state.members["s2"].department = [1, 2]
+    await store.directory_upsert([
+        DirectoryEntry("s1", "学生", "计算机学院", None),
+        DirectoryEntry("s2", "学生", "计算机学院", None),
+    ])
+    await bind(store, "s1", "13800000001")
+    await bind(store, "s2", "13800000002")
+    departments = {"计算机学院": 2}
+    # Without the 院系 mapping there is nothing to compare with.
+    assert await find_drift(store, wecom.contacts, now=clock.now) == []
+
+    drifts = await find_drift(store, wecom.contacts, now=clock.now, departments=departments)
+
+    assert kinds(drifts) == {"s1": DriftKind.DEPARTMENT_DIFFERS}
+    assert drifts[0].fix is Fix.NONE
+    assert "WeCom department 2" in drifts[0].describe()
+    before = await store.list_bindings()
+    lines: list[str] = []
+    status = await reconcile(store, wecom.contacts, fix=True, out=lines.append, now=clock.now,
+                             actor=RECONCILE, departments=departments)
+    assert status == 0
+    assert await store.list_bindings() == before
+    assert wecom.state.members["s1"].department == [1]

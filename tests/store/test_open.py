@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import multiprocessing
 import sqlite3
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -114,3 +117,33 @@ async def test_redis_refuses_a_newer_schema_under_the_hash_tag(redis_server: Red
 async def test_redis_refuses_a_prefix_with_a_brace(redis_server: RedisServer) -> None:
     with pytest.raises(ValueError, match="WECOM_BIND_STORE_URL: the Redis key prefix"):
         await open_store(f"{redis_server.url}?prefix=a{{b}}:")
+
+
+def _open_once(path: str, barrier: Any, results: Any) -> None:
+    """In a forked process: open the store at the barrier, as one of `serve --processes` workers."""
+    async def open_and_close() -> None:
+        store = await SqliteStore.open(path)
+        await store.close()
+
+    barrier.wait()
+    try:
+        asyncio.run(open_and_close())
+        results.put("ok")
+    except Exception as exc:  # reported to the parent, which asserts on it
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_processes_opening_one_new_sqlite_file_at_once_all_open_it(tmp_path: Path) -> None:
+    # Turning a new file to WAL races between processes, and SQLite answers that race "database is
+    # locked" at once; before the open retried it, about one round in eight lost a worker.
+    context = multiprocessing.get_context("fork")
+    for round_ in range(30):
+        path = str(tmp_path / f"store-{round_}.db")
+        barrier, results = context.Barrier(6), context.Queue()
+        openers = [context.Process(target=_open_once, args=(path, barrier, results)) for _ in range(6)]
+        for opener in openers:
+            opener.start()
+        outcomes = [results.get(timeout=30) for _ in openers]
+        for opener in openers:
+            opener.join(10)
+        assert outcomes == ["ok"] * 6, (round_, outcomes)

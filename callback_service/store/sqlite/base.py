@@ -70,7 +70,17 @@ class SqliteBase:
             self._path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
         )
         try:
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            # Processes opening one new file at once (serve --processes) race to turn it to WAL, and
+            # SQLite answers that race "database is locked" without waiting on its busy handler.
+            deadline = time.monotonic() + self._busy_timeout
+            while True:
+                try:
+                    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                    break
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) or time.monotonic() >= deadline:
+                        raise
+                    time.sleep(0.01)
             if self._path != ":memory:" and str(mode).lower() != "wal":
                 raise StoreUnavailable(f"sqlite: WAL mode refused ({mode})")
             conn.execute("PRAGMA synchronous = FULL")

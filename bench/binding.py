@@ -108,7 +108,7 @@ def students(count: int) -> list[DemoStudent]:
     """count generated students, the same on both sides of the bench: each its own phone."""
     return [
         DemoStudent(
-            student_id=f"30{n:06d}",
+            member_id=f"30{n:06d}",
             name=f"学生{n:04d}",
             department=DEPARTMENTS[n % len(DEPARTMENTS)],
             directory_phone=f"139{n:08d}",
@@ -272,7 +272,7 @@ class Student:
             _, login = await self.request(http, "bind", "GET", self.base / "bind", expect=302)
             form, _ = await self.request(http, "cas-form", "GET", login, expect=200)
             fields = hidden_fields(form.decode())
-            credentials = {"username": self.student.student_id, "password": DEMO_PASSWORD}
+            credentials = {"username": self.student.member_id, "password": DEMO_PASSWORD}
             _, ticket = await self.request(
                 http, "cas-login", "POST", login, data=fields | credentials, expect=302
             )
@@ -302,7 +302,7 @@ class Student:
             body, _ = await self.request(http, "follow", "POST", follow, expect=200)
             if "关注成功" not in body.decode():
                 raise FlowFailed("follow: not followed")
-        self.recorder.followed_at[self.student.student_id] = tapped
+        self.recorder.followed_at[self.student.member_id] = tapped
 
 
 async def drive(

@@ -35,7 +35,7 @@ class Actor:
 class DirectoryEntry:
     """A student in the school directory; phone is the directory's text as given, or None."""
 
-    student_id: str
+    member_id: str
     name: str
     department: str
     phone: str | None

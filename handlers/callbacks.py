@@ -29,7 +29,7 @@ CALLBACK_ACTOR: Final = Actor(who="wecom", source="callback")
 class WeComFollowers(Protocol):
     """What the handlers need from WeCom's API (the app's secret)."""
 
-    async def convert_to_openid(self, user_id: str) -> str:
+    async def convert_to_openid(self, member_id: str) -> str:
         """The openid of the WeChat that follows as this member."""
         ...
 
@@ -92,7 +92,7 @@ class CallbackHandlers:
         """Mark the member followed by its WeChat (I4), then welcome it once."""
         if not isinstance(event, Subscribe):
             raise TypeError(f"{type(event).__name__} dispatched as Subscribe")
-        member = event.user_id
+        member = event.member_id
         openid = await self._wecom.convert_to_openid(member)
         try:
             await self._store.follow(member, openid, actor=CALLBACK_ACTOR)
@@ -114,7 +114,7 @@ class CallbackHandlers:
         """Mark the member unfollowed: it may now bind another phone (the remedy of 2.2)."""
         if not isinstance(event, Unsubscribe):
             raise TypeError(f"{type(event).__name__} dispatched as Unsubscribe")
-        await self._store.unfollow(event.user_id, actor=CALLBACK_ACTOR)
+        await self._store.unfollow(event.member_id, actor=CALLBACK_ACTOR)
 
     async def contact_changed(self, event: Event) -> None:
         """Follow a member's new user id and mobile in WeCom, keeping I1: a clash is a conflict.
@@ -125,7 +125,7 @@ class CallbackHandlers:
         """
         if not isinstance(event, ContactChange):
             raise TypeError(f"{type(event).__name__} dispatched as ContactChange")
-        member = event.user_id
+        member = event.member_id
         if event.new_user_id and event.new_user_id != member:
             await self._store.rename_member(member, event.new_user_id, actor=CALLBACK_ACTOR)
             member = event.new_user_id
@@ -173,11 +173,11 @@ class CallbackHandlers:
         """A member left the contacts: free its phone and its binding."""
         if not isinstance(event, ContactChange):
             raise TypeError(f"{type(event).__name__} dispatched as ContactChange")
-        await self._store.delete_member(event.user_id, actor=CALLBACK_ACTOR)
+        await self._store.delete_member(event.member_id, actor=CALLBACK_ACTOR)
 
     async def acknowledged(self, event: Event) -> None:
         """Events without rules of their own: kept in the inbox's record, nothing else to do."""
-        log.info("event %s for member %s acknowledged", event.kind, event.user_id)
+        log.info("event %s for member %s acknowledged", event.kind, event.member_id)
 
     async def _conflict(self, rule: str, member: str, phone: Phone | None, detail: str) -> None:
         await record_conflict(

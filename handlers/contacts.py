@@ -21,7 +21,7 @@ class ContactMember(Protocol):
 
     @property
     def userid(self) -> str:
-        """The member's userid (our student id)."""
+        """The member's userid: our member id (the 学号)."""
         ...
 
     @property

@@ -98,7 +98,7 @@ class Store(KeyValueStore, Protocol):
         """Insert or replace directory entries, all or nothing; return how many were written."""
         ...
 
-    async def directory_get(self, student_id: str) -> DirectoryEntry | None:
+    async def directory_get(self, member_id: str) -> DirectoryEntry | None:
         """Return a student's directory entry, or None."""
         ...
 
@@ -106,7 +106,7 @@ class Store(KeyValueStore, Protocol):
         """Return the number of students in the directory."""
         ...
 
-    async def directory_delete(self, student_id: str) -> bool:
+    async def directory_delete(self, member_id: str) -> bool:
         """Remove a student's directory entry (a data erasure); False when there was none."""
         ...
 

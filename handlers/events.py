@@ -10,7 +10,7 @@ class Event:
     """What every callback message carries; `raw` is the decrypted XML, kept for the inbox and audits."""
 
     corp_id: str
-    user_id: str
+    member_id: str
     create_time: int
     agent_id: str | None
     raw: str
@@ -54,7 +54,7 @@ class EnterAgent(Event):
 class ContactChange(Event):
     """A member was created, updated or deleted in the WeCom contacts.
 
-    `user_id` is the member the change is about (the XML's UserID), not the sender. Fields absent
+    `member_id` is the member the change is about (the XML's UserID), not the sender. Fields absent
     from the message are None: WeCom sends only what changed.
     """
 

@@ -49,7 +49,7 @@ _NO_CACHE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache", "Expires"
 class CasUser:
     """A seeded account of the emulated 统一身份认证: 学号, password and released attributes."""
 
-    student_id: str
+    member_id: str
     password: str = field(repr=False)
     name: str
     attributes: Mapping[str, str | Sequence[str]] = field(default_factory=dict)
@@ -57,7 +57,7 @@ class CasUser:
 
 @dataclass(frozen=True, slots=True)
 class _ServiceTicket:
-    student_id: str
+    member_id: str
     service: str
     expires_at: float
     from_new_login: bool
@@ -67,7 +67,7 @@ class _ServiceTicket:
 
 @dataclass(frozen=True, slots=True)
 class _SsoSession:
-    student_id: str
+    member_id: str
     expires_at: float
     authenticated_at: float
 
@@ -103,8 +103,8 @@ class _CasState:
         # Per single sign-on session, the (service, ticket) pairs that services validated.
         self.validated: dict[str, list[tuple[str, str]]] = {}
 
-    def authenticate(self, student_id: str, password: str) -> CasUser | None:
-        user = self.users.get(student_id)
+    def authenticate(self, member_id: str, password: str) -> CasUser | None:
+        user = self.users.get(member_id)
         expected = user.password if user is not None else secrets.token_hex(16)
         # Compared even for an unknown 学号, so timing does not tell which accounts exist.
         matches = hmac.compare_digest(password.encode(), expected.encode())
@@ -116,7 +116,7 @@ class _CasState:
         for gone in self.validated.keys() - self.sessions.keys():
             del self.validated[gone]
         tgt = self._new_id("TGT-", self.sessions)
-        self.sessions[tgt] = _SsoSession(user.student_id, now + self.tgt_ttl, now)
+        self.sessions[tgt] = _SsoSession(user.member_id, now + self.tgt_ttl, now)
         return tgt
 
     def session(self, tgt: str | None) -> _SsoSession | None:
@@ -126,13 +126,13 @@ class _CasState:
         return found
 
     def issue_ticket(
-        self, student_id: str, service: str, *, from_new_login: bool, authenticated_at: float, tgt: str
+        self, member_id: str, service: str, *, from_new_login: bool, authenticated_at: float, tgt: str
     ) -> str:
         now = self.clock()
         _purge(self.tickets, now)
         ticket = self._new_id("ST-", self.tickets)
         self.tickets[ticket] = _ServiceTicket(
-            student_id, service, now + self.ticket_ttl, from_new_login, authenticated_at, tgt
+            member_id, service, now + self.ticket_ttl, from_new_login, authenticated_at, tgt
         )
         return ticket
 
@@ -204,13 +204,13 @@ async def _login_form(request: web.Request) -> web.Response:
         if service is not None:
             return _redirect_with_ticket(
                 request,
-                session.student_id,
+                session.member_id,
                 service,
                 from_new_login=False,
                 at=session.authenticated_at,
                 tgt=_tgc(request) or "",
             )
-        return _logged_in_page(request, state.users[session.student_id])
+        return _logged_in_page(request, state.users[session.member_id])
     return _render_login(request, service=service, username="", error=None)
 
 
@@ -232,7 +232,7 @@ async def _login_submit(request: web.Request) -> web.Response:
     tgt = state.open_session(user)
     if service is not None:
         response = _redirect_with_ticket(
-            request, user.student_id, service, from_new_login=True, at=state.clock(), tgt=tgt
+            request, user.member_id, service, from_new_login=True, at=state.clock(), tgt=tgt
         )
     else:
         response = _logged_in_page(request, user)
@@ -295,7 +295,7 @@ async def _service_validate(request: web.Request) -> web.Response:
     if "pgtUrl" in request.query:
         return _failure("UNAUTHORIZED_SERVICE_PROXY", "The emulator does not issue proxy-granting tickets")
     state.validated.setdefault(issued.tgt, []).append((service, ticket))
-    return _success(state.users[issued.student_id], issued)
+    return _success(state.users[issued.member_id], issued)
 
 
 def _render_login(
@@ -322,7 +322,7 @@ def _logged_in_page(request: web.Request, user: CasUser) -> web.Response:
         "sandbox/cas_message.html",
         {
             "title": "登录成功",
-            "message": f"{user.name}（{user.student_id}），您已登录统一身份认证。",
+            "message": f"{user.name}（{user.member_id}），您已登录统一身份认证。",
             "link": logout,
             "link_text": "退出登录",
         },
@@ -348,10 +348,10 @@ def _render(
 
 
 def _redirect_with_ticket(
-    request: web.Request, student_id: str, service: str, *, from_new_login: bool, at: float, tgt: str
+    request: web.Request, member_id: str, service: str, *, from_new_login: bool, at: float, tgt: str
 ) -> web.Response:
     ticket = request.app[_STATE].issue_ticket(
-        student_id, service, from_new_login=from_new_login, authenticated_at=at, tgt=tgt
+        member_id, service, from_new_login=from_new_login, authenticated_at=at, tgt=tgt
     )
     return web.Response(status=302, headers={"Location": _with_ticket(service, ticket), **_NO_CACHE})
 
@@ -405,7 +405,7 @@ def _success(user: CasUser, issued: _ServiceTicket) -> web.Response:
     lines = [
         f'<cas:serviceResponse xmlns:cas="{CAS_NAMESPACE}">',
         "  <cas:authenticationSuccess>",
-        f"    <cas:user>{escape(user.student_id)}</cas:user>",
+        f"    <cas:user>{escape(user.member_id)}</cas:user>",
         "    <cas:attributes>",
         *(f"      <cas:{name}>{escape(value)}</cas:{name}>" for name, value in attributes),
         "    </cas:attributes>",
@@ -470,9 +470,9 @@ def _random_token(length: int) -> str:
 
 def _check_users(users: Mapping[str, CasUser]) -> None:
     for key, user in users.items():
-        if key != user.student_id or not user.student_id.strip():
-            raise ValueError(f"user key {key!r} does not match its student_id")
-        texts = [user.student_id, user.name]
+        if key != user.member_id or not user.member_id.strip():
+            raise ValueError(f"user key {key!r} does not match its member_id")
+        texts = [user.member_id, user.name]
         for name, value in user.attributes.items():
             if not _XML_NAME.match(name) or name in _RESERVED_ATTRIBUTES:
                 raise ValueError(f"attribute name {name!r} of {key!r} cannot be released")

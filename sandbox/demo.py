@@ -40,7 +40,7 @@ WECOM_MOUNT: Final = "/sandbox/wecom"
 class DemoStudent:
     """A seeded student: the directory entry, the CAS account and the phone of their own WeChat."""
 
-    student_id: str
+    member_id: str
     name: str
     department: str
     directory_phone: str | None
@@ -98,8 +98,8 @@ def cas_users(students: Sequence[DemoStudent] = DEMO_STUDENTS) -> dict[str, CasU
         attributes = {"department": student.department}
         if student.cas_mobile:
             attributes["mobile"] = student.cas_mobile
-        users[student.student_id] = CasUser(
-            student_id=student.student_id, password=DEMO_PASSWORD, name=student.name, attributes=attributes
+        users[student.member_id] = CasUser(
+            member_id=student.member_id, password=DEMO_PASSWORD, name=student.name, attributes=attributes
         )
     return users
 
@@ -116,7 +116,7 @@ def _start_page(settings: Settings) -> Handler:
             cas=CAS_MOUNT,
             wecom=WECOM_MOUNT,
             students=DEMO_STUDENTS,
-            student={s.student_id: s for s in DEMO_STUDENTS},
+            student={s.member_id: s for s in DEMO_STUDENTS},
             visitor=(DEMO_VISITOR_NAME, DEMO_VISITOR_PHONE),
             password=DEMO_PASSWORD,
         )
@@ -134,7 +134,7 @@ def directory_seeder(
         await app[STORE].directory_upsert(
             [
                 DirectoryEntry(
-                    student_id=student.student_id,
+                    member_id=student.member_id,
                     name=student.name,
                     department=student.department,
                     phone=student.directory_phone,

@@ -106,7 +106,7 @@ class Inbox:
             self._wakeup.set()
         else:
             self._metrics.inc(DUPLICATES)
-            log.info("duplicate callback %s for member %s ignored", event.kind, event.user_id)
+            log.info("duplicate callback %s for member %s ignored", event.kind, event.member_id)
 
     def start(self) -> None:
         """Start the workers; they first pick up whatever a previous process left."""
@@ -204,8 +204,8 @@ class Inbox:
         await self._store.inbox_done(item.id)
         self._metrics.inc(HANDLED, kind=event.kind)
         log.info(
-            "inbox event %d handled: %s for member %s", item.id, event.kind, event.user_id,
-            extra={"inbox_id": item.id, "event": event.kind, "member": event.user_id},
+            "inbox event %d handled: %s for member %s", item.id, event.kind, event.member_id,
+            extra={"inbox_id": item.id, "event": event.kind, "member": event.member_id},
         )
 
     async def _failed(self, item: InboxItem, event: Event, exc: Exception) -> None:
@@ -217,7 +217,7 @@ class Inbox:
         attempts = await self._store.inbox_retry(item.id, error, delay=self._retry_delay(item.attempts + 1))
         log.warning(
             "inbox event %d (%s) failed, attempt %d: %s", item.id, event.kind, attempts, error,
-            extra={"inbox_id": item.id, "event": event.kind, "member": event.user_id, "attempts": attempts},
+            extra={"inbox_id": item.id, "event": event.kind, "member": event.member_id, "attempts": attempts},
         )
 
     async def _dead(self, item: InboxItem, error: str) -> None:

@@ -229,12 +229,12 @@ def parse_event(plaintext: bytes) -> Event:
     event = (fields.text("Event") or "").lower() if msg_type == "event" else None
     sender = fields.text("FromUserName") or ""
     if event == "subscribe":
-        return Subscribe(user_id=fields.required("FromUserName"), **common)
+        return Subscribe(member_id=fields.required("FromUserName"), **common)
     if event == "unsubscribe":
-        return Unsubscribe(user_id=fields.required("FromUserName"), **common)
+        return Unsubscribe(member_id=fields.required("FromUserName"), **common)
     if event == "enter_agent":
         sender = fields.required("FromUserName")
-        return EnterAgent(user_id=sender, event_key=fields.text("EventKey"), **common)
+        return EnterAgent(member_id=sender, event_key=fields.text("EventKey"), **common)
     change_type = fields.text("ChangeType") if event == "change_contact" else None
     if change_type is not None and change_type in CONTACT_CHANGE_TYPES:
         extra = {
@@ -243,7 +243,7 @@ def parse_event(plaintext: bytes) -> Event:
             if tag not in _CONTACT_FIELDS and tag != "AgentID"
         }
         return ContactChange(
-            user_id=fields.required("UserID"),
+            member_id=fields.required("UserID"),
             change_type=change_type,
             new_user_id=fields.text("NewUserID") or None,
             name=fields.text("Name"),
@@ -258,4 +258,4 @@ def parse_event(plaintext: bytes) -> Event:
             extra=extra,
             **common,
         )
-    return UnknownEvent(user_id=sender, msg_type=msg_type, event=event, change_type=change_type, **common)
+    return UnknownEvent(member_id=sender, msg_type=msg_type, event=event, change_type=change_type, **common)

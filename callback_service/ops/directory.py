@@ -145,8 +145,8 @@ def parse_directory(data: bytes, *, allow_shared_phones: bool = False) -> Parsed
             continue
         cells = {field: row[index].strip() for field, index in positions.items()}
         entry, wrong = _entry(cells)
-        if entry is not None and entry.student_id in first_line:
-            wrong = [*wrong, f"学号 {entry.student_id} 与第 {first_line[entry.student_id]} 行重复"]
+        if entry is not None and entry.member_id in first_line:
+            wrong = [*wrong, f"学号 {entry.member_id} 与第 {first_line[entry.member_id]} 行重复"]
         shared: str | None = None
         if entry is not None and entry.phone and entry.phone in phone_line:
             other_line, other_id = phone_line[entry.phone]
@@ -161,9 +161,9 @@ def parse_directory(data: bytes, *, allow_shared_phones: bool = False) -> Parsed
             continue
         if shared is not None:
             warnings.append(RowProblem(start, shared))
-        first_line[entry.student_id] = start
+        first_line[entry.member_id] = start
         if entry.phone:
-            phone_line.setdefault(entry.phone, (start, entry.student_id))
+            phone_line.setdefault(entry.phone, (start, entry.member_id))
         entries.append(entry)
     if not entries and not problems:
         problems.append(RowProblem(1, "文件中没有学生记录"))
@@ -217,10 +217,10 @@ def _columns(header: Sequence[str]) -> tuple[dict[str, int], list[str]]:
 
 def _entry(cells: Mapping[str, str]) -> tuple[DirectoryEntry | None, list[str]]:
     wrong: list[str] = []
-    student_id, name, department = cells["student_id"], cells["name"], cells["department"]
-    if not student_id:
+    member_id, name, department = cells["student_id"], cells["name"], cells["department"]
+    if not member_id:
         wrong.append("学号为空")
-    elif not _STUDENT_ID.match(student_id):
+    elif not _STUDENT_ID.match(member_id):
         wrong.append("学号只能包含字母、数字和 _-@.，且不超过 64 个字符")
     for title, text in (("姓名", name), ("院系", department)):
         control = _control(text)
@@ -237,5 +237,5 @@ def _entry(cells: Mapping[str, str]) -> tuple[DirectoryEntry | None, list[str]]:
         except InvalidPhone:
             wrong.append("手机号格式不正确（应为 11 位大陆手机号，可带 +86、空格或短横线）")
     if wrong:
-        return (DirectoryEntry(student_id, name, department, None) if student_id else None), wrong
-    return DirectoryEntry(student_id, name, department, phone), []
+        return (DirectoryEntry(member_id, name, department, None) if member_id else None), wrong
+    return DirectoryEntry(member_id, name, department, phone), []

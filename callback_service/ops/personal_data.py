@@ -48,14 +48,14 @@ async def prune_audit(store: Store, before: dt.date, *, now: float, retention_da
     return await store.audit_prune(cutoff)
 
 
-async def export_student(store: Store, student_id: str, *, now: float, actor: Actor) -> dict[str, Any]:
+async def export_student(store: Store, member_id: str, *, now: float, actor: Actor) -> dict[str, Any]:
     """Everything the store holds about the student, for a data request (audited as an export)."""
-    entry = await store.directory_get(student_id)
-    binding = await store.get_binding(student_id)
-    audit = await store.audit_list(member_id=student_id, limit=10_000)
-    sessions = await sessions_of(store, student_id)
+    entry = await store.directory_get(member_id)
+    binding = await store.get_binding(member_id)
+    audit = await store.audit_list(member_id=member_id, limit=10_000)
+    sessions = await sessions_of(store, member_id)
     data: dict[str, Any] = {
-        "student_id": student_id,
+        "member_id": member_id,
         "exported_at": _iso(now),
         "directory": None if entry is None else asdict(entry),
         "binding": None if binding is None else {
@@ -75,7 +75,7 @@ async def export_student(store: Store, student_id: str, *, now: float, actor: Ac
             for record in audit
         ],
     }
-    await store.audit_note(student_id, AuditAction.EXPORT, "data request: export", actor=actor)
+    await store.audit_note(member_id, AuditAction.EXPORT, "data request: export", actor=actor)
     return data
 
 
@@ -90,17 +90,17 @@ class Erasure:
 
 
 async def erase_student(
-    store: Store, student_id: str, *, now: float, retention_days: int, actor: Actor
+    store: Store, member_id: str, *, now: float, retention_days: int, actor: Actor
 ) -> Erasure:
     """Remove the student's data, keeping only their masked audit records within the retention."""
     # The binding goes through the rules' own removal: its phone and openid are freed, audited.
-    binding = await store.delete_member(student_id, actor=actor)
-    directory = await store.directory_delete(student_id)
-    sessions = await end_sessions_of(store, student_id)
-    pruned = await store.audit_prune(retention_start(now, retention_days), member_id=student_id)
+    binding = await store.delete_member(member_id, actor=actor)
+    directory = await store.directory_delete(member_id)
+    sessions = await end_sessions_of(store, member_id)
+    pruned = await store.audit_prune(retention_start(now, retention_days), member_id=member_id)
     erasure = Erasure(binding=binding, directory=directory, sessions=sessions, audit_records=pruned)
     await store.audit_note(
-        student_id, AuditAction.ERASE,
+        member_id, AuditAction.ERASE,
         f"data request: erased binding={binding} directory={directory} sessions={sessions}"
         f" old audit records={pruned}",
         actor=actor,

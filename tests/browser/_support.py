@@ -132,13 +132,13 @@ class Phone:
 
     # steps 1 to 3: the service's pages
 
-    def login(self, student_id: str, *, shot: bool = False) -> None:
+    def login(self, member_id: str, *, shot: bool = False) -> None:
         """Steps 1 and 2: /bind, then the CAS login with 学号 and password, back on the phone page."""
         self.open("/bind")
         expect(self.page.locator("#username")).to_be_visible()
         if shot:
             self.shot("cas-login")
-        self.page.fill("#username", student_id)
+        self.page.fill("#username", member_id)
         self.page.fill("#password", DEMO_PASSWORD)
         self.page.get_by_role("button", name="登录").click()
         expect(self.page).to_have_url(self.demo.url("/bind/phone"))
@@ -156,9 +156,9 @@ class Phone:
         expect(outcome).to_have_attribute("data-outcome", re.compile(r"^(?!pending$)"))
         return outcome.get_attribute("data-outcome") or ""
 
-    def bind(self, student_id: str, phone: str | None = None) -> None:
+    def bind(self, member_id: str, phone: str | None = None) -> None:
         """Steps 1 to 3 at once, expecting 绑定成功."""
-        self.login(student_id)
+        self.login(member_id)
         assert self.submit_phone(phone) == "bound"
 
     def wait_for_state(self, state: str) -> None:

@@ -15,7 +15,7 @@ from tests.browser._support import Phone, expect_guide_entry, expect_wecom_refus
 pytestmark = pytest.mark.browser
 
 NewPhone = Callable[[str], Phone]
-STUDENT = {student.student_id: student for student in DEMO_STUDENTS}
+STUDENT = {student.member_id: student for student in DEMO_STUDENTS}
 ZHANGSAN: DemoStudent = STUDENT["2021001"]
 LISI: DemoStudent = STUDENT["2021002"]
 SUNQI: DemoStudent = STUDENT["2021005"]
@@ -23,7 +23,7 @@ OTHER_PHONE = "13800000009"
 
 
 def _bind_and_follow_directly(phone: Phone, student: DemoStudent) -> None:
-    phone.bind(student.student_id)
+    phone.bind(student.member_id)
     phone.scan_follow_qr(student.name)
     phone.press_follow()
     phone.expect_followed(student.name)
@@ -31,10 +31,10 @@ def _bind_and_follow_directly(phone: Phone, student: DemoStudent) -> None:
 
 
 def test_2_1_a_phone_bound_by_another_member(new_phone: NewPhone) -> None:
-    new_phone("zhangsan").bind(ZHANGSAN.student_id)
+    new_phone("zhangsan").bind(ZHANGSAN.member_id)
     sunqi = new_phone("sunqi")
     page = sunqi.page
-    sunqi.login(SUNQI.student_id)
+    sunqi.login(SUNQI.member_id)
     assert SUNQI.directory_phone is not None
     assert SUNQI.directory_phone == ZHANGSAN.directory_phone
     expect(page.locator("#phone")).to_have_value(SUNQI.directory_phone)
@@ -94,7 +94,7 @@ def test_2_3_a_phone_in_no_member_record(new_phone: NewPhone) -> None:
 def test_2_3_when_the_phone_typed_is_not_the_bound_one(new_phone: NewPhone) -> None:
     lisi = new_phone("lisi")
     page = lisi.page
-    lisi.bind(LISI.student_id)
+    lisi.bind(LISI.member_id)
     lisi.scan_follow_qr(LISI.name)
     lisi.press_follow()
     # 原因一: the WeChat's own phone, not the one bound.

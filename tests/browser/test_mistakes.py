@@ -16,7 +16,7 @@ from tests.browser._support import Phone
 pytestmark = pytest.mark.browser
 
 NewPhone = Callable[[str], Phone]
-ZHANGSAN = next(student for student in DEMO_STUDENTS if student.student_id == "2021001")
+ZHANGSAN = next(student for student in DEMO_STUDENTS if student.member_id == "2021001")
 
 
 def _expect_our_page(page: Page, heading: str) -> None:
@@ -49,7 +49,7 @@ def test_get_logout_and_a_body_over_the_limit(new_phone: NewPhone) -> None:
     page = student.page
     student.open("/logout")
     _expect_our_page(page, "您尚未登录")
-    student.login(ZHANGSAN.student_id)
+    student.login(ZHANGSAN.member_id)
     # A form's phone of 2 MB (past the field's maxlength, as a script or a broken keyboard could).
     page.locator("#phone").evaluate("input => { input.removeAttribute('maxlength'); input.value = '1'.repeat(2 << 20) }")
     page.locator("#bind-submit").click()

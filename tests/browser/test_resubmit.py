@@ -14,20 +14,20 @@ from tests.browser._support import Demo, Phone
 pytestmark = pytest.mark.browser
 
 NewPhone = Callable[[str], Phone]
-STUDENT = {student.student_id: student for student in DEMO_STUDENTS}
+STUDENT = {student.member_id: student for student in DEMO_STUDENTS}
 ZHANGSAN: DemoStudent = STUDENT["2021001"]
 WANGWU: DemoStudent = STUDENT["2021003"]
 ZHAOLIU: DemoStudent = STUDENT["2021004"]
 
 
-def _binds(demo: Demo, student_id: str) -> int:
-    return sum(1 for record in demo.audit(student_id) if record.action == AuditAction.BIND)
+def _binds(demo: Demo, member_id: str) -> int:
+    return sum(1 for record in demo.audit(member_id) if record.action == AuditAction.BIND)
 
 
 def test_a_double_tap_on_bind_binds_once(new_phone: NewPhone, demo: Demo) -> None:
     wangwu = new_phone("wangwu")
     page = wangwu.page
-    wangwu.login(WANGWU.student_id)
+    wangwu.login(WANGWU.member_id)
     # WeCom answers slowly, so that the second tap comes while the first submit is on its way:
     # two taps at once make one request only, as the browser keeps the last form submission.
     armed = page.request.post(
@@ -47,7 +47,7 @@ def test_a_double_tap_on_bind_binds_once(new_phone: NewPhone, demo: Demo) -> Non
     assert posts == [demo.url("/bind/phone")] * 2
     result_url = page.url
     wangwu.shot("double-tap-bound")
-    assert _binds(demo, WANGWU.student_id) == 1
+    assert _binds(demo, WANGWU.member_id) == 1
     # The result stays what it was.
     page.reload()
     assert wangwu.outcome() == "bound"
@@ -57,7 +57,7 @@ def test_a_double_tap_on_bind_binds_once(new_phone: NewPhone, demo: Demo) -> Non
 def test_the_same_form_sent_twice_lands_on_one_result(new_phone: NewPhone, demo: Demo) -> None:
     zhaoliu = new_phone("zhaoliu")
     first = zhaoliu.page
-    zhaoliu.login(ZHAOLIU.student_id)
+    zhaoliu.login(ZHAOLIU.member_id)
     # The same form (its CSRF token and form id) in a second tab: a resend, as after going back.
     second = zhaoliu.context.new_page()
     second.goto(zhaoliu.demo.url("/help"))
@@ -71,7 +71,7 @@ def test_the_same_form_sent_twice_lands_on_one_result(new_phone: NewPhone, demo:
     expect(second.locator("#outcome")).to_have_attribute("data-outcome", "bound")
     assert second.url == first.url
     zhaoliu.shot("resent-form", second)
-    assert _binds(demo, ZHAOLIU.student_id) == 1
+    assert _binds(demo, ZHAOLIU.member_id) == 1
 
 
 def test_a_replayed_ticket_gets_a_clear_page_and_no_login(new_phone: NewPhone, demo: Demo) -> None:
@@ -84,7 +84,7 @@ def test_a_replayed_ticket_gets_a_clear_page_and_no_login(new_phone: NewPhone, d
             tickets.append(request.url)
 
     page.on("request", note_ticket)
-    zhangsan.login(ZHANGSAN.student_id)
+    zhangsan.login(ZHANGSAN.member_id)
     assert len(tickets) == 1
     ticket_url = tickets[0]
     # The student's own browser, back on the CAS return (history, a reload, a shared link).

@@ -16,7 +16,7 @@ from tests.browser._support import Demo, Phone
 pytestmark = pytest.mark.browser
 
 NewPhone = Callable[[str], Phone]
-STUDENT = {student.student_id: student for student in DEMO_STUDENTS}
+STUDENT = {student.member_id: student for student in DEMO_STUDENTS}
 ZHANGSAN: DemoStudent = STUDENT["2021001"]
 LISI: DemoStudent = STUDENT["2021002"]
 WANGWU: DemoStudent = STUDENT["2021003"]
@@ -34,7 +34,7 @@ def test_the_start_page_lists_the_urls_the_accounts_and_what_to_click(
         expect(page.locator(f'#urls a[href="{demo.url(path)}"]')).to_be_visible()
     expect(page.locator("#accounts")).to_contain_text(DEMO_PASSWORD)
     for student in DEMO_STUDENTS:
-        row = page.locator(f'tr[data-student="{student.student_id}"]')
+        row = page.locator(f'tr[data-student="{student.member_id}"]')
         expect(row).to_contain_text(student.name)
         expect(row).to_contain_text(student.walks)
     expect(page.locator('tr[data-student="visitor"]')).to_contain_text(DEMO_VISITOR_NAME)
@@ -49,7 +49,7 @@ def test_the_start_page_lists_the_urls_the_accounts_and_what_to_click(
 def test_steps_1_to_5_with_a_direct_follow(new_phone: NewPhone) -> None:
     zhangsan = new_phone("zhangsan")
     page = zhangsan.page
-    zhangsan.login(ZHANGSAN.student_id, shot=True)
+    zhangsan.login(ZHANGSAN.member_id, shot=True)
     # Figure 1-3: the directory's phone, pre-filled.
     assert ZHANGSAN.directory_phone is not None
     expect(page.locator("#phone")).to_have_value(ZHANGSAN.directory_phone)
@@ -82,7 +82,7 @@ def test_steps_1_to_5_with_sms_verification(new_phone: NewPhone) -> None:
     lisi = new_phone("lisi")
     page = lisi.page
     assert LISI.directory_phone is not None
-    lisi.login(LISI.student_id)
+    lisi.login(LISI.member_id)
     expect(page.locator("#phone")).to_have_value(LISI.directory_phone)
     assert lisi.submit_phone() == "bound"
     lisi.shot("bound")
@@ -106,7 +106,7 @@ def test_steps_1_to_5_with_sms_verification(new_phone: NewPhone) -> None:
 def test_a_changed_phone_is_bound_in_place_of_the_prefilled_one(new_phone: NewPhone) -> None:
     wangwu = new_phone("wangwu")
     page = wangwu.page
-    wangwu.login(WANGWU.student_id)
+    wangwu.login(WANGWU.member_id)
     # No phone in the directory: CAS's mobile attribute fills the field.
     assert WANGWU.directory_phone is None
     assert WANGWU.cas_mobile is not None
@@ -124,7 +124,7 @@ def test_a_changed_phone_is_bound_in_place_of_the_prefilled_one(new_phone: NewPh
 def test_an_empty_field_is_typed_and_a_wrong_format_is_explained(new_phone: NewPhone) -> None:
     zhaoliu = new_phone("zhaoliu")
     page = zhaoliu.page
-    zhaoliu.login(ZHAOLIU.student_id)
+    zhaoliu.login(ZHAOLIU.member_id)
     expect(page.locator("#phone")).to_have_value("")
     zhaoliu.shot("phone-empty")
     page.fill("#phone", "12345")
@@ -139,7 +139,7 @@ def test_an_empty_field_is_typed_and_a_wrong_format_is_explained(new_phone: NewP
 def test_logging_out_of_both_lets_another_student_log_in(new_phone: NewPhone, demo: Demo) -> None:
     shared = new_phone("shared")
     page = shared.page
-    shared.login(ZHANGSAN.student_id)
+    shared.login(ZHANGSAN.member_id)
     shared.open("/me")
     page.get_by_role("button", name="退出登录").click()
     expect(page.locator("#outcome")).to_contain_text("您已退出登录")
@@ -149,14 +149,14 @@ def test_logging_out_of_both_lets_another_student_log_in(new_phone: NewPhone, de
     expect(page.get_by_text("您已安全退出统一身份认证")).to_be_visible()
     page.get_by_role("link", name="返回应用").click()
     expect(page.locator("#username")).to_have_value("")
-    shared.login(LISI.student_id)
+    shared.login(LISI.member_id)
     expect(page.locator("dl.who")).to_contain_text(LISI.name)
 
 
 def test_logging_out_of_cas_ends_the_session_here(new_phone: NewPhone, demo: Demo) -> None:
     shared = new_phone("shared")
     page = shared.page
-    shared.login(ZHANGSAN.student_id)
+    shared.login(ZHANGSAN.member_id)
     # Straight to the unified identity's logout: its single logout reaches the service.
     shared.open("/sandbox/cas/logout")
     expect(page.get_by_text("您已安全退出统一身份认证")).to_be_visible()

@@ -85,7 +85,7 @@ async def test_official_message_is_accepted(client: Client, clock: Clock, record
     [event] = recorder.events
     assert isinstance(event, UnknownEvent)
     assert event.msg_type == "text"
-    assert event.user_id == "ChenJiaShun"
+    assert event.member_id == "ChenJiaShun"
     assert event.raw == sample["expected_plaintext"]
 
 
@@ -98,7 +98,7 @@ async def test_subscribe_unsubscribe_enter_agent(client: Client, recorder: Recor
         assert await post(client, signed.query, signed.body) == (200, "success")
     subscribe, unsubscribe, enter = recorder.events
     assert isinstance(subscribe, Subscribe)
-    assert subscribe.user_id == "zhangsan"
+    assert subscribe.member_id == "zhangsan"
     assert isinstance(unsubscribe, Unsubscribe)
     assert unsubscribe.create_time == NOW
     assert isinstance(enter, EnterAgent)
@@ -118,7 +118,7 @@ async def test_change_contact_update_user_with_new_userid(client: Client, record
     [event] = recorder.events
     assert isinstance(event, ContactChange)
     assert event.kind == "change_contact:update_user"
-    assert (event.user_id, event.new_user_id, event.name) == ("2021001", "2021001x", "张三")
+    assert (event.member_id, event.new_user_id, event.name) == ("2021001", "2021001x", "张三")
     assert event.department == (1, 2, 3)
     assert event.mobile == "13800000001"
     assert event.main_department == 1
@@ -133,7 +133,7 @@ async def test_change_contact_create_and_delete(client: Client, recorder: Record
     [event] = recorder.events
     assert isinstance(event, ContactChange)
     assert event.change_type == change_type
-    assert event.user_id == "2021002"
+    assert event.member_id == "2021002"
 
 
 async def test_unknown_event_keeps_its_raw_xml(client: Client, recorder: Recorder) -> None:

@@ -62,7 +62,7 @@ async def test_an_update_user_with_only_a_user_id_reaches_the_inbox(
     assert await _post(contacts_client, query, body) == 200
     [event] = recorder.events
     assert isinstance(event, ContactChange)
-    assert (event.kind, event.user_id) == ("change_contact:update_user", "2021001")
+    assert (event.kind, event.member_id) == ("change_contact:update_user", "2021001")
     assert event.mobile is None  # not sent, so not known: never "no mobile"
     # A retry of the same message is acknowledged and stored once.
     assert await _post(contacts_client, query, body) == 200

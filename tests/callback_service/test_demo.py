@@ -43,7 +43,7 @@ def test_demo_command_serves_its_start_page_and_both_sandboxes(tmp_path: Path) -
     assert not access[0].startswith("{")
     assert "request_id=" in access[0]
     for student in DEMO_STUDENTS:
-        assert student.student_id in start
+        assert student.member_id in start
         assert student.name in start
     assert DEMO_PASSWORD in start
     assert f"{base}/bind" in start

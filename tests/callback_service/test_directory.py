@@ -28,7 +28,7 @@ EXPECTED = [
 
 
 async def _entries(store: Store) -> list[DirectoryEntry | None]:
-    return [await store.directory_get(student_id) for student_id in ("2021001", "2021002", "2021003")]
+    return [await store.directory_get(member_id) for member_id in ("2021001", "2021002", "2021003")]
 
 
 @pytest.mark.parametrize(

@@ -37,7 +37,7 @@ async def test_a_retried_callback_is_handled_once(client: Client, recorder: Reco
     for nonce in ("1", "1", "2"):
         assert await _post(client, message, nonce) == 200
     assert await client.app[INBOX].drain() == 1
-    assert [event.user_id for event in recorder.events] == ["zhangsan"]
+    assert [event.member_id for event in recorder.events] == ["zhangsan"]
 
 
 async def test_two_events_in_the_same_second_are_both_kept(client: Client, recorder: Recorder) -> None:
@@ -52,7 +52,7 @@ async def test_a_failing_handler_is_retried_then_dead_lettered(tmp_path: Path) -
     tries: list[str] = []
 
     async def failing(event: Event) -> None:
-        tries.append(event.user_id)
+        tries.append(event.member_id)
         raise RuntimeError("WeCom said no")
 
     metrics = Metrics()
@@ -98,7 +98,7 @@ async def test_a_restarted_app_handles_what_the_last_one_left(
         if second.events:
             break
         await asyncio.sleep(0.05)
-    assert [event.user_id for event in second.events] == ["wangwu"]
+    assert [event.member_id for event in second.events] == ["wangwu"]
     await client.close()
 
 
@@ -129,7 +129,7 @@ async def test_shutdown_finishes_the_event_in_flight(tmp_path: Path) -> None:
     async def slow(event: Event) -> None:
         started.set()
         await asyncio.sleep(0.3)
-        handled.append(event.user_id)
+        handled.append(event.member_id)
 
     inbox = Inbox(store=store, dispatcher=Dispatcher({}, fallback=slow), metrics=Metrics(), workers=2)
     try:
@@ -153,7 +153,7 @@ async def test_shutdown_past_its_grace_returns_the_event(tmp_path: Path) -> None
         await asyncio.Event().wait()
 
     async def good(event: Event) -> None:
-        handled.append(event.user_id)
+        handled.append(event.member_id)
 
     first = Inbox(store=store, dispatcher=Dispatcher({}, fallback=stuck), metrics=Metrics(), workers=1,
                   lease=0.5)

@@ -10,7 +10,7 @@ from yarl import URL
 from sandbox.cas import CasUser
 
 STUDENT: Final = CasUser(
-    student_id="2021001",
+    member_id="2021001",
     password="correct-horse",
     name="张三",
     attributes={
@@ -20,8 +20,8 @@ STUDENT: Final = CasUser(
     },
 )
 # A name that XML and HTML must both escape.
-AWKWARD: Final = CasUser(student_id="2021002", password="另一个密码", name='李四 <b>&"x"', attributes={})
-USERS: Final = {user.student_id: user for user in (STUDENT, AWKWARD)}
+AWKWARD: Final = CasUser(member_id="2021002", password="另一个密码", name='李四 <b>&"x"', attributes={})
+USERS: Final = {user.member_id: user for user in (STUDENT, AWKWARD)}
 # A service URL with its own query, escapes and reserved characters, which must come back exactly.
 SERVICE: Final = "https://bind.example.edu/cas/callback?next=%2Fbind%3Fstep%3D3&lang=zh-CN"
 TICKET_TTL: Final = 10.0
@@ -45,7 +45,7 @@ async def post_login(
     http: aiohttp.ClientSession,
     login_url: URL,
     *,
-    username: str = STUDENT.student_id,
+    username: str = STUDENT.member_id,
     password: str = STUDENT.password,
     service: str | None = SERVICE,
 ) -> aiohttp.ClientResponse:

@@ -48,7 +48,7 @@ async def test_validate_returns_the_student_and_attributes(
 ) -> None:
     ticket = await login_for_ticket(http, login_url)
     principal = await make_client().validate(ticket)
-    assert principal.user == STUDENT.student_id
+    assert principal.user == STUDENT.member_id
     assert principal.attribute("mobile") == "13800138000"
     assert principal.attribute("department") == "电子电气工程学院"
     assert principal.attribute("name") == "张三"
@@ -62,7 +62,7 @@ async def test_validate_on_the_cas_2_path(
 ) -> None:
     ticket = await login_for_ticket(http, login_url)
     principal = await make_client(validate_path="serviceValidate").validate(ticket)
-    assert principal.user == STUDENT.student_id
+    assert principal.user == STUDENT.member_id
 
 
 async def test_a_ticket_works_once(
@@ -100,7 +100,7 @@ async def test_an_expired_ticket_fails(
     client = make_client()
     fresh = await login_for_ticket(http, login_url)
     clock.advance(TICKET_TTL - 0.001)
-    assert (await client.validate(fresh)).user == STUDENT.student_id
+    assert (await client.validate(fresh)).user == STUDENT.member_id
     stale = await login_for_ticket(http, login_url)
     clock.advance(TICKET_TTL)
     with pytest.raises(CasInvalidTicket, match="expired"):
@@ -208,7 +208,7 @@ async def test_the_service_query_round_trips_exactly(
     async with http.get(make_client(service_url=service).login_url(), allow_redirects=False) as form:
         assert form.status == 200
     ticket = await login_for_ticket(http, login_url, service=service)
-    assert (await make_client(service_url=service).validate(ticket)).user == STUDENT.student_id
+    assert (await make_client(service_url=service).validate(ticket)).user == STUDENT.member_id
 
 
 def test_login_and_logout_urls(http: aiohttp.ClientSession) -> None:
@@ -235,7 +235,7 @@ async def test_the_emulator_mounted_under_a_prefix_works_end_to_end(
     async with http.get(server.make_url("/login")) as root:
         assert root.status == 404
 
-    form_data = {"username": STUDENT.student_id, "password": STUDENT.password, "service": SERVICE}
+    form_data = {"username": STUDENT.member_id, "password": STUDENT.password, "service": SERVICE}
     async with http.post(
         server.make_url("/sandbox/cas/login"), data=form_data, allow_redirects=False
     ) as response:
@@ -255,7 +255,7 @@ async def test_the_emulator_mounted_under_a_prefix_works_end_to_end(
         user, _, _ = await asyncio.to_thread(python_cas.verify_ticket, second)
     finally:
         python_cas.session.close()
-    assert user == STUDENT.student_id
+    assert user == STUDENT.member_id
 
     async with http.get(client.logout_url()) as logout:
         assert "已退出" in await logout.text()

@@ -230,9 +230,9 @@ async def test_injected_randomness_names_the_tickets(
 
 def test_seeded_users_are_checked_at_creation() -> None:
     mismatched = {"x": STUDENT}
-    bad_name = {"1": CasUser(student_id="1", password="p", name="n", attributes={"a b": "v"})}
-    reserved = {"1": CasUser(student_id="1", password="p", name="n", attributes={"name": "v"})}
-    control = {"1": CasUser(student_id="1", password="p", name="n\x00", attributes={})}
+    bad_name = {"1": CasUser(member_id="1", password="p", name="n", attributes={"a b": "v"})}
+    reserved = {"1": CasUser(member_id="1", password="p", name="n", attributes={"name": "v"})}
+    control = {"1": CasUser(member_id="1", password="p", name="n\x00", attributes={})}
     for users in (mismatched, bad_name, reserved, control):
         try:
             create_cas_sandbox(users=users)

@@ -49,7 +49,7 @@ async def test_success_document_follows_the_schema(
     assert success.tag == f"{{{CAS_NAMESPACE}}}authenticationSuccess"
     user, attributes = success
     assert user.tag == f"{{{CAS_NAMESPACE}}}user"
-    assert user.text == STUDENT.student_id
+    assert user.text == STUDENT.member_id
     released = [(child.tag.rpartition("}")[2], child.text) for child in attributes]
     assert released == [
         ("authenticationDate", "2023-11-14T22:13:20Z"),
@@ -127,7 +127,7 @@ async def test_python_cas_version_3_reads_user_and_attributes(
             assert 'name="service"' in await form.text()
         ticket = await login_for_ticket(http, login_url)
         user, attributes, pgtiou = await asyncio.to_thread(client.verify_ticket, ticket)
-        assert user == STUDENT.student_id
+        assert user == STUDENT.member_id
         assert pgtiou is None
         assert attributes["mobile"] == "13800138000"
         assert attributes["department"] == "电子电气工程学院"
@@ -148,7 +148,7 @@ async def test_python_cas_version_2_reads_the_user(
     try:
         ticket = await login_for_ticket(http, login_url)
         user, attributes, pgtiou = await asyncio.to_thread(client.verify_ticket, ticket)
-        assert user == STUDENT.student_id
+        assert user == STUDENT.member_id
         assert pgtiou is None
         assert attributes["name"] == "张三"
 
@@ -163,7 +163,7 @@ async def test_python_cas_version_2_reads_the_user(
 async def test_python_cas_reads_escaped_values_back(
     http: aiohttp.ClientSession, cas_server: TestServer, login_url: URL
 ) -> None:
-    form = {"username": AWKWARD.student_id, "password": AWKWARD.password, "service": SERVICE}
+    form = {"username": AWKWARD.member_id, "password": AWKWARD.password, "service": SERVICE}
     async with http.post(login_url, data=form, allow_redirects=False) as response:
         ticket = response.headers["Location"].rpartition("ticket=")[2]
     client = cas.CASClient(version=3, service_url=SERVICE, server_url=f"{cas_server.make_url('/')}")
@@ -171,5 +171,5 @@ async def test_python_cas_reads_escaped_values_back(
         user, attributes, _ = await asyncio.to_thread(client.verify_ticket, ticket)
     finally:
         client.session.close()
-    assert user == AWKWARD.student_id
+    assert user == AWKWARD.member_id
     assert attributes["name"] == AWKWARD.name

@@ -79,12 +79,12 @@ async def world(
 
 
 def _event(kind: type[Subscribe] | type[Unsubscribe], user: str) -> Subscribe | Unsubscribe:
-    return kind(corp_id=CORP_ID, user_id=user, create_time=1, agent_id="1000002", raw="<xml/>")
+    return kind(corp_id=CORP_ID, member_id=user, create_time=1, agent_id="1000002", raw="<xml/>")
 
 
 def _change(change_type: str, user: str, **fields: str) -> ContactChange:
     return ContactChange(
-        corp_id=CORP_ID, user_id=user, create_time=1, agent_id=None, raw="<xml/>",
+        corp_id=CORP_ID, member_id=user, create_time=1, agent_id=None, raw="<xml/>",
         change_type=change_type, **fields,  # type: ignore[arg-type]
     )
 

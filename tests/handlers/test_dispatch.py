@@ -7,7 +7,7 @@ from handlers.events import ContactChange, Event, Subscribe, UnknownEvent
 
 
 def _common() -> dict[str, object]:
-    return {"corp_id": "ww1", "user_id": "m1", "create_time": 1, "agent_id": None, "raw": "<xml/>"}
+    return {"corp_id": "ww1", "member_id": "m1", "create_time": 1, "agent_id": None, "raw": "<xml/>"}
 
 
 async def test_routes_by_kind_and_falls_back() -> None:

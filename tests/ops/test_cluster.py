@@ -88,7 +88,7 @@ async def test_two_instances_behind_nginx_survive_a_sigkill(
             state.follow(follower, state.add_wechat(f"{follower}的微信", f"1370000{follower[-4:]}"))
         wecom_server = await aiohttp_server(wecom_app)
         cas_server = await aiohttp_server(create_cas_sandbox(
-            users={s: CasUser(student_id=s, password=PASSWORD, name=f"学生{s}") for s in STUDENTS}
+            users={s: CasUser(member_id=s, password=PASSWORD, name=f"学生{s}") for s in STUDENTS}
         ))
         store_url = redis.url
         store = await open_store(store_url)

@@ -41,9 +41,9 @@ async def _student(store: Store, clock: FakeClock) -> SessionStore:
     await store.follow("2021001", "openid-zhangsan", actor=STUDENT)
     sessions = SessionStore(kv=store, secret="s" * 40, secure=False, ttl=1800)
     for _ in range(2):
-        await sessions.start(web.Response(), previous=None, student_id="2021001", name="张三",
+        await sessions.start(web.Response(), previous=None, member_id="2021001", name="张三",
                              cas_mobile="13800000001")
-    await sessions.start(web.Response(), previous=None, student_id="2021002", name="李四", cas_mobile=None)
+    await sessions.start(web.Response(), previous=None, member_id="2021002", name="李四", cas_mobile=None)
     return sessions
 
 
@@ -53,7 +53,7 @@ async def test_the_export_holds_everything_about_the_student_and_is_audited(
     await _student(store, clock)
     data = await export_student(store, "2021001", now=clock(), actor=ADMIN)
     json.dumps(data, ensure_ascii=False)  # it prints as JSON
-    assert data["directory"] == {"student_id": "2021001", "name": "张三", "department": "管理学院",
+    assert data["directory"] == {"member_id": "2021001", "name": "张三", "department": "管理学院",
                                  "phone": "13800000001"}
     assert data["binding"]["phone"] == "13800000001"
     assert data["binding"]["state"] == "followed"

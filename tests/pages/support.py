@@ -29,22 +29,22 @@ from tests.cas._support import post_login, ticket_of
 
 PASSWORD: Final = "密码-correct-horse"
 CAS_USERS: Final = {
-    user.student_id: user
+    user.member_id: user
     for user in (
         # In the directory with a phone; a member of WeCom without one.
-        CasUser(student_id="2021001", password=PASSWORD, name="张三", attributes={}),
+        CasUser(member_id="2021001", password=PASSWORD, name="张三", attributes={}),
         # In the directory without a phone; CAS releases a mobile.
-        CasUser(student_id="2021002", password=PASSWORD, name="李四", attributes={"mobile": "13800000002"}),
+        CasUser(member_id="2021002", password=PASSWORD, name="李四", attributes={"mobile": "13800000002"}),
         # Neither: the field is empty.
-        CasUser(student_id="2021003", password=PASSWORD, name="王五", attributes={}),
+        CasUser(member_id="2021003", password=PASSWORD, name="王五", attributes={}),
         # In the directory, not yet a member of WeCom: bound through user/create.
-        CasUser(student_id="2021004", password=PASSWORD, name="赵六", attributes={}),
+        CasUser(member_id="2021004", password=PASSWORD, name="赵六", attributes={}),
         # In neither the directory nor WeCom, with a name that HTML must escape.
-        CasUser(student_id="2021009", password=PASSWORD, name="<b>孙七</b>", attributes={}),
+        CasUser(member_id="2021009", password=PASSWORD, name="<b>孙七</b>", attributes={}),
         # Outside the directory; CAS releases a mobile typed in full-width digits.
-        CasUser(student_id="2021005", password=PASSWORD, name="钱九", attributes={"mobile": "１３８０００００００５"}),
+        CasUser(member_id="2021005", password=PASSWORD, name="钱九", attributes={"mobile": "１３８０００００００５"}),
         # Outside the directory; CAS releases a mobile with Arabic-Indic digits.
-        CasUser(student_id="2021006", password=PASSWORD, name="吴十", attributes={"mobile": "13800000٠٠6"}),
+        CasUser(member_id="2021006", password=PASSWORD, name="吴十", attributes={"mobile": "13800000٠٠6"}),
     )
 }
 DIRECTORY: Final = (
@@ -91,13 +91,13 @@ class PagesEnv:
         """The CAS service URL the service asks tickets for."""
         return self.settings.public_base_url + "/bind/cas"
 
-    async def ticket(self, student_id: str) -> str:
+    async def ticket(self, member_id: str) -> str:
         """Log the student in at CAS and return the ticket CAS hands back for our service."""
         response = await post_login(
             self.http,
             self.cas.make_url("/login"),
-            username=student_id,
-            password=CAS_USERS[student_id].password,
+            username=member_id,
+            password=CAS_USERS[member_id].password,
             service=self.service_url,
         )
         assert response.status == 302, response.status
@@ -114,10 +114,10 @@ class PagesEnv:
         assert response.headers["Location"].startswith(self.settings.cas_base_url + "/login?")
         jar.update_cookies(kept, URL(str(self.client.make_url("/"))))
 
-    async def login(self, student_id: str) -> aiohttp.ClientResponse:
+    async def login(self, member_id: str) -> aiohttp.ClientResponse:
         """Walk the student through /bind and CAS back to /bind/cas; return the service's answer."""
         await self.start_login()
-        ticket = await self.ticket(student_id)
+        ticket = await self.ticket(member_id)
         response = await self.client.get("/bind/cas", params={"ticket": ticket}, allow_redirects=False)
         await response.read()
         return response
@@ -147,9 +147,9 @@ class PagesEnv:
         await response.read()
         return response
 
-    async def bind(self, student_id: str, phone: str) -> str:
+    async def bind(self, member_id: str, phone: str) -> str:
         """Log in and bind; return the result page."""
-        assert (await self.login(student_id)).status == 302
+        assert (await self.login(member_id)).status == 302
         response = await self.submit(phone)
         return await response.text()
 

@@ -119,11 +119,11 @@ async def _gated_cas(aiohttp_server: AiohttpServer, users: dict[str, CasUser]) -
     return gate
 
 
-async def _ticket_at(env: PagesEnv, gate: Gate, student_id: str) -> str:
+async def _ticket_at(env: PagesEnv, gate: Gate, member_id: str) -> str:
     response = await post_login(
         env.http,
         gate.server.make_url("/cas/login"),
-        username=student_id,
+        username=member_id,
         password=PASSWORD,
         service=env.service_url,
     )
@@ -157,7 +157,7 @@ async def test_the_cas_attribute_names_come_from_settings(
 ) -> None:
     users = {
         "2021009": CasUser(
-            student_id="2021009",
+            member_id="2021009",
             password=PASSWORD,
             name="CAS 的 name",
             attributes={"cn": "孙七", "telephoneNumber": "13800000009", "mobile": "13900000000"},
@@ -179,9 +179,9 @@ async def test_the_cas_attribute_names_come_from_settings(
 # single logout
 
 
-async def _login_ticket(env: PagesEnv, student_id: str) -> str:
+async def _login_ticket(env: PagesEnv, member_id: str) -> str:
     await env.start_login()
-    ticket = await env.ticket(student_id)
+    ticket = await env.ticket(member_id)
     response = await env.client.get("/bind/cas", params={"ticket": ticket}, allow_redirects=False)
     assert response.status == 302
     return ticket

@@ -100,8 +100,8 @@ async def test_2_2_says_where_to_unfollow_and_leads_to_me(env: PagesEnv) -> None
 # a typed phone kept across an expired form and a ticket error
 
 
-async def _relogin(env: PagesEnv, student_id: str) -> None:
-    response = await env.login(student_id)
+async def _relogin(env: PagesEnv, member_id: str) -> None:
+    response = await env.login(member_id)
     assert response.status == 302
     assert response.headers["Location"] == "/bind/phone"
 

@@ -48,11 +48,11 @@ def encrypt_callback(message: str, *, timestamp: int, receive_id: str = CORP_ID,
     return sign_ciphertext(crypto.encrypt(message.encode()), timestamp=timestamp, nonce=nonce, crypto=crypto)
 
 
-def event_xml(event: str, user_id: str, *, create_time: int, corp_id: str = CORP_ID, extra: str = "") -> str:
+def event_xml(event: str, member_id: str, *, create_time: int, corp_id: str = CORP_ID, extra: str = "") -> str:
     """The decrypted XML of an event callback."""
     return (
         f"<xml><ToUserName><![CDATA[{corp_id}]]></ToUserName>"
-        f"<FromUserName><![CDATA[{user_id}]]></FromUserName>"
+        f"<FromUserName><![CDATA[{member_id}]]></FromUserName>"
         f"<CreateTime>{create_time}</CreateTime><MsgType><![CDATA[event]]></MsgType>"
         f"<Event><![CDATA[{event}]]></Event>{extra}<AgentID>{AGENT_ID}</AgentID></xml>"
     )

@@ -176,7 +176,7 @@ async def test_console_edits_push_change_contact_to_the_contacts_server_only(
     parsed = parse_event(sandbox.state.pushes[1].xml.encode())
     assert isinstance(parsed, ContactChange)
     assert parsed.kind == "change_contact:update_user"
-    assert parsed.user_id == "2021003"
+    assert parsed.member_id == "2021003"
 
 
 async def test_console_refuses_bad_input_and_changes_nothing(sandbox: Sandbox) -> None:
@@ -335,4 +335,4 @@ async def test_the_running_service_receives_the_pushes(
             break
         await asyncio.sleep(0.02)
     assert sorted(type(e).__name__ for e in events) == ["Subscribe", "Unsubscribe"]
-    assert {e.user_id for e in events} == {"2021002"}
+    assert {e.member_id for e in events} == {"2021002"}

@@ -17,7 +17,7 @@ class RedisDirectory(RedisBase):
     async def directory_upsert(self, entries: Sequence[DirectoryEntry]) -> int:
         """Insert or replace directory entries in one HSET (atomic)."""
         mapping: dict[FieldT, EncodableT] = {
-            e.student_id: json.dumps([e.name, e.department, e.phone], ensure_ascii=False) for e in entries
+            e.member_id: json.dumps([e.name, e.department, e.phone], ensure_ascii=False) for e in entries
         }
         if not mapping:
             return 0
@@ -25,21 +25,21 @@ class RedisDirectory(RedisBase):
             await self._redis.hset(self._prefix + "dir", mapping=mapping)
         return len(entries)
 
-    async def directory_get(self, student_id: str) -> DirectoryEntry | None:
+    async def directory_get(self, member_id: str) -> DirectoryEntry | None:
         """Return a student's directory entry."""
         with self._unavailable():
-            encoded = await self._redis.hget(self._prefix + "dir", student_id)
+            encoded = await self._redis.hget(self._prefix + "dir", member_id)
         if encoded is None:
             return None
         name, department, phone = json.loads(encoded)
-        return DirectoryEntry(student_id, name, department, phone)
+        return DirectoryEntry(member_id, name, department, phone)
 
     async def directory_count(self) -> int:
         """Return the number of directory entries."""
         with self._unavailable():
             return int(await self._redis.hlen(self._prefix + "dir"))
 
-    async def directory_delete(self, student_id: str) -> bool:
+    async def directory_delete(self, member_id: str) -> bool:
         """Remove a student's directory entry."""
         with self._unavailable():
-            return bool(await self._redis.hdel(self._prefix + "dir", student_id))
+            return bool(await self._redis.hdel(self._prefix + "dir", member_id))

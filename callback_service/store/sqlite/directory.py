@@ -14,7 +14,7 @@ class SqliteDirectory(SqliteBase):
 
     async def directory_upsert(self, entries: Sequence[DirectoryEntry]) -> int:
         """Insert or replace directory entries in one transaction."""
-        rows = [(e.student_id, e.name, e.department, e.phone) for e in entries]
+        rows = [(e.member_id, e.name, e.department, e.phone) for e in entries]
 
         def run(tx: Tx) -> int:
             tx.c.executemany(
@@ -27,13 +27,13 @@ class SqliteDirectory(SqliteBase):
 
         return await self._write(run)
 
-    async def directory_get(self, student_id: str) -> DirectoryEntry | None:
+    async def directory_get(self, member_id: str) -> DirectoryEntry | None:
         """Return a student's directory entry."""
 
         def run(c: sqlite3.Connection) -> DirectoryEntry | None:
             values = c.execute(
                 "SELECT student_id, name, department, phone FROM directory WHERE student_id = ?",
-                (student_id,),
+                (member_id,),
             ).fetchone()
             if values is None:
                 return None
@@ -45,10 +45,10 @@ class SqliteDirectory(SqliteBase):
         """Return the number of directory entries."""
         return await self._read(lambda c: int(c.execute("SELECT count(*) FROM directory").fetchone()[0]))
 
-    async def directory_delete(self, student_id: str) -> bool:
+    async def directory_delete(self, member_id: str) -> bool:
         """Remove a student's directory entry."""
 
         def run(tx: Tx) -> bool:
-            return tx.c.execute("DELETE FROM directory WHERE student_id = ?", (student_id,)).rowcount > 0
+            return tx.c.execute("DELETE FROM directory WHERE student_id = ?", (member_id,)).rowcount > 0
 
         return await self._write(run)

@@ -43,7 +43,7 @@ class Session:
     pages keep for them (a phone typed into a form that expired, a phone that 2.1 refused)."""
 
     sid: str
-    student_id: str
+    member_id: str
     csrf: str
     name: str | None = None
     cas_mobile: str | None = None
@@ -61,15 +61,17 @@ class Session:
         """The session stored under sid, or None when the value is not one of ours."""
         try:
             data = json.loads(raw)
-            student_id, csrf, expires_at = data["student_id"], data["csrf"], data.get("expires_at")
+            # "student_id": the key of sessions stored before the member's id had one name.
+            member_id = data["member_id"] if "member_id" in data else data["student_id"]
+            csrf, expires_at = data["csrf"], data.get("expires_at")
         except (ValueError, KeyError, TypeError, AttributeError):
             return None
-        if not (isinstance(student_id, str) and student_id and isinstance(csrf, str) and csrf):
+        if not (isinstance(member_id, str) and member_id and isinstance(csrf, str) and csrf):
             return None
         texts = {name: data.get(name) for name in _OPTIONAL_TEXTS}
         return cls(
             sid=sid,
-            student_id=student_id,
+            member_id=member_id,
             csrf=csrf,
             expires_at=float(expires_at) if isinstance(expires_at, int | float) else 0.0,
             **{name: value if isinstance(value, str) else None for name, value in texts.items()},
@@ -92,7 +94,7 @@ class Session:
 
 
 _OPTIONAL_TEXTS: Final = ("name", "cas_mobile", "former_csrf", "draft_phone", "refused_phone")
-_STORED: Final = ("student_id", "csrf", "expires_at", *_OPTIONAL_TEXTS)
+_STORED: Final = ("member_id", "csrf", "expires_at", *_OPTIONAL_TEXTS)
 
 
 class SessionStore:
@@ -139,7 +141,7 @@ class SessionStore:
         response: web.StreamResponse,
         *,
         previous: Session | None,
-        student_id: str,
+        member_id: str,
         name: str | None,
         cas_mobile: str | None,
         ticket: str | None = None,
@@ -149,12 +151,12 @@ class SessionStore:
         What the pages kept for the same student in this browser's previous session (a typed phone,
         a refused phone, its CSRF token for a form still open) comes along; another student's does not.
         """
-        same = previous is not None and previous.student_id == student_id
+        same = previous is not None and previous.member_id == member_id
         if previous is not None:
             await self._kv.kv_delete(self._store_key(previous.sid))
         session = Session(
             sid=self.new_token(),
-            student_id=student_id,
+            member_id=member_id,
             csrf=self.new_token(),
             name=name,
             cas_mobile=cas_mobile,
@@ -168,7 +170,7 @@ class SessionStore:
             await self._kv.kv_set(
                 self._ticket_key(ticket), self._store_key(session.sid), ttl=self._ttl + self._keep
             )
-        await _index_session(self._kv, student_id, self._store_key(session.sid))
+        await _index_session(self._kv, member_id, self._store_key(session.sid))
         return session
 
     async def save(self, session: Session, response: web.StreamResponse) -> None:
@@ -224,10 +226,10 @@ class SessionStore:
         return _KEY_PREFIX + hashlib.sha256(sid.encode()).hexdigest()
 
 
-async def _index_session(kv: KeyValueStore, student_id: str, key: str) -> None:
+async def _index_session(kv: KeyValueStore, member_id: str, key: str) -> None:
     # Read, add, write: two logins of one student at the same instant may keep only one key, and
     # then the other session escapes an erasure until it expires (session_ttl after its last use).
-    index = _INDEX_PREFIX + student_id
+    index = _INDEX_PREFIX + member_id
     keys = [k for k in _keys(await kv.kv_get(index)) if await kv.kv_get(k) is not None]
     await kv.kv_set(index, json.dumps([*keys, key]), ttl=_INDEX_TTL)
 
@@ -240,21 +242,21 @@ def _keys(raw: str | None) -> list[str]:
     return [key for key in value if isinstance(key, str)] if isinstance(value, list) else []
 
 
-async def sessions_of(kv: KeyValueStore, student_id: str) -> list[Session]:
+async def sessions_of(kv: KeyValueStore, member_id: str) -> list[Session]:
     """The student's open sessions (for a data request's export)."""
     found = []
-    for key in _keys(await kv.kv_get(_INDEX_PREFIX + student_id)):
+    for key in _keys(await kv.kv_get(_INDEX_PREFIX + member_id)):
         raw = await kv.kv_get(key)
         session = None if raw is None else Session.from_json("", raw)
-        if session is not None and session.student_id == student_id:
+        if session is not None and session.member_id == member_id:
             found.append(session)
     return found
 
 
-async def end_sessions_of(kv: KeyValueStore, student_id: str) -> int:
+async def end_sessions_of(kv: KeyValueStore, member_id: str) -> int:
     """End every open session of the student (a data erasure); return how many were open."""
     ended = 0
-    for key in _keys(await kv.kv_pop(_INDEX_PREFIX + student_id)):
+    for key in _keys(await kv.kv_pop(_INDEX_PREFIX + member_id)):
         if await kv.kv_pop(key) is not None:
             ended += 1
     return ended

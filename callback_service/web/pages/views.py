@@ -137,7 +137,7 @@ async def bind_cas(request: web.Request) -> web.StreamResponse:
     await sessions.start(
         response,
         previous=await sessions.load_kept(request),
-        student_id=principal.user,
+        member_id=principal.user,
         name=principal.attribute(settings.cas_name_attribute),
         cas_mobile=Phone.parse_or_none(principal.attribute(settings.cas_mobile_attribute)),
         ticket=ticket,
@@ -188,8 +188,8 @@ async def bind_phone(request: web.Request) -> web.StreamResponse:
     if session is None:
         return _redirect(url(request, "bind"))
     store = request.app[STORE]
-    binding = await store.get_binding(session.student_id)
-    entry = await store.directory_get(session.student_id)
+    binding = await store.get_binding(session.member_id)
+    entry = await store.directory_get(session.member_id)
     return await _phone_form(request, session, binding, entry, prefill=_prefill(binding, entry, session))
 
 
@@ -210,8 +210,8 @@ async def bind_phone_submit(request: web.Request) -> web.StreamResponse:
     try:
         phone = Phone.parse(phone_text)
     except InvalidPhone:
-        binding = await store.get_binding(session.student_id)
-        entry = await store.directory_get(session.student_id)
+        binding = await store.get_binding(session.member_id)
+        entry = await store.directory_get(session.member_id)
         return await _phone_form(
             request,
             session,
@@ -227,15 +227,15 @@ async def bind_phone_submit(request: web.Request) -> web.StreamResponse:
     form_id = _field(form, "form_id")
     if not _FORM_ID.match(form_id):
         form_id = sessions.new_token()
-    key = f"{session.student_id}:{form_id}"
+    key = f"{session.member_id}:{form_id}"
     result_url = url(request, "bind-result", form=form_id)
     # The same form sent twice (a double tap, a resend) runs once; both land on its result.
     if await store.idempotency_put(f"bind-submit:{key}", "1", ttl=config.result_ttl) is not None:
-        log.info("bind: a repeated submit of student %s", session.student_id)
+        log.info("bind: a repeated submit of student %s", session.member_id)
         return _redirect(result_url, status=303)
     result_key = f"bind-result:{key}"
     await store.kv_set(result_key, _Outcome(state="pending").to_json(), ttl=config.result_ttl)
-    actor = Actor(who=session.student_id, source=f"bind-page {client_of(request)}")
+    actor = Actor(who=session.member_id, source=f"bind-page {client_of(request)}")
 
     async def settled(ended: Bound | Refused | None) -> None:
         # A lost WeCom answer was settled in the background: the result page shows how it ended.
@@ -243,7 +243,7 @@ async def bind_phone_submit(request: web.Request) -> web.StreamResponse:
         await store.kv_set(result_key, outcome.to_json(), ttl=config.result_ttl)
 
     try:
-        result = await app[BINDING_FLOW].bind(session.student_id, phone, actor=actor, on_settled=settled)
+        result = await app[BINDING_FLOW].bind(session.member_id, phone, actor=actor, on_settled=settled)
     except BaseException:
         await _record_failure(store, result_key, config.result_ttl)
         raise
@@ -277,7 +277,7 @@ async def _expired_form(
         link = (url(request, "bind-phone"), "返回手机号绑定页面")
         owner = session
     else:
-        log.warning("bind: CSRF token missing or wrong for student %s", session.student_id)
+        log.warning("bind: CSRF token missing or wrong for student %s", session.member_id)
         return message(
             request,
             title="请求无效",
@@ -302,7 +302,7 @@ async def bind_result(request: web.Request) -> web.StreamResponse:
     form_id = request.match_info["form"]
     if not _FORM_ID.match(form_id):
         return _result_gone(request)
-    outcome = await _wait_for_outcome(request, f"bind-result:{session.student_id}:{form_id}")
+    outcome = await _wait_for_outcome(request, f"bind-result:{session.member_id}:{form_id}")
     if outcome is None:
         return _result_gone(request)
     if outcome.state == "pending":
@@ -390,8 +390,8 @@ async def me(request: web.Request) -> web.StreamResponse:
     if session is None:
         return _not_logged_in(request, "查看绑定状态前，请先使用学号登录统一身份认证。")
     store = request.app[STORE]
-    binding = await store.get_binding(session.student_id)
-    entry = await store.directory_get(session.student_id)
+    binding = await store.get_binding(session.member_id)
+    entry = await store.directory_get(session.member_id)
     return render(
         request,
         "me.html",
@@ -521,7 +521,7 @@ async def _over_limit(request: web.Request, session: Session) -> str | None:
     store = request.app[STORE]
     address = client_of(request)
     counters = (
-        ("student", f"rate:bind:student:{session.student_id}", config.submits_per_student),
+        ("student", f"rate:bind:student:{session.member_id}", config.submits_per_student),
         ("address", f"rate:bind:ip:{address}", config.submits_per_ip),
     )
     # A refused submit counts nowhere: one student's burst must not lock the others on its address out.
@@ -537,7 +537,7 @@ async def _over_limit(request: web.Request, session: Session) -> str | None:
                 refused = limit
                 break
     if refused is not None:
-        log.warning("bind: %s rate limit: refused student %s from %s", refused, session.student_id, address)
+        log.warning("bind: %s rate limit: refused student %s from %s", refused, session.member_id, address)
     return refused
 
 
@@ -591,7 +591,7 @@ async def _phone_form(
 def _student(session: Session, entry: DirectoryEntry | None) -> dict[str, str | None]:
     """Who the page is about: the directory's name and 院系, else what CAS said."""
     return {
-        "student_id": session.student_id,
+        "student_id": session.member_id,
         "name": entry.name if entry else session.name,
         "department": entry.department if entry else None,
     }

@@ -127,10 +127,13 @@ class PathOnlyAccessLogger(AbstractAccessLogger):
         """Write one access line, with the request's id and its route as fields."""
         if not self.logger.isEnabledFor(logging.INFO):
             return
+        # Imported here: the web layer's modules log through this one.
+        from callback_service.web.client_address import client_of
+
         info = request.match_info.route.resource if isinstance(request, web.Request) else None
         self.logger.info(
             '%s "%s %s" %d %.1fms',
-            request.remote,
+            client_of(request),
             request.method,
             request.path,
             response.status,

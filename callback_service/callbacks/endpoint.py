@@ -12,13 +12,14 @@ from typing import Final
 from aiohttp import web
 
 from callback_service.callbacks.receiver import CallbackReceiver, CallbackRejected
+from callback_service.web.client_address import client_of
 from callback_service.web.keys import CONTACTS_RECEIVER, INBOX, RECEIVER, SETTINGS
 
 log: Final = logging.getLogger(__name__)
 
 
 def _reject(request: web.Request, exc: CallbackRejected) -> web.Response:
-    log.warning("callback refused (%d) from %s: %s", exc.status, request.remote, exc.reason)
+    log.warning("callback refused (%d) from %s: %s", exc.status, client_of(request), exc.reason)
     text = "forbidden" if exc.status == 403 else "bad request"
     return web.Response(status=exc.status, text=text)
 
@@ -65,7 +66,7 @@ async def receive_event(request: web.Request) -> web.Response:
     """Verify, decrypt and parse a callback, store its event in the inbox, and acknowledge it."""
     body = await _read_capped(request, request.app[SETTINGS].callback_max_bytes)
     if body is None:
-        log.warning("callback refused (413) from %s: body over the limit", request.remote)
+        log.warning("callback refused (413) from %s: body over the limit", client_of(request))
         return web.Response(status=413, text="request too large")
     query = request.query
     try:

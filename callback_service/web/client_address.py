@@ -26,16 +26,18 @@ _MAX_HOPS: Final = 32
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-def client_address(request: web.Request, trusted_proxies: Sequence[ProxyNetwork]) -> str:
+def client_address(request: web.BaseRequest, trusted_proxies: Sequence[ProxyNetwork]) -> str:
     """The address of the client that sent request, as text (UNKNOWN when there is none)."""
     return resolve_client_address(
         request.remote, request.headers.getall(hdrs.X_FORWARDED_FOR, ()), trusted_proxies
     )
 
 
-def client_of(request: web.Request) -> str:
-    """The client's address of a request to our app, by the app's setting `trusted_proxies`."""
-    return client_address(request, request.app[SETTINGS].trusted_proxies)
+def client_of(request: web.BaseRequest) -> str:
+    """The client's address of a request to our app, by the app's setting `trusted_proxies` (a
+    request to an app without our settings, such as the demo's emulators, trusts no proxy)."""
+    settings = request.config_dict.get(SETTINGS) if isinstance(request, web.Request) else None
+    return client_address(request, settings.trusted_proxies if settings is not None else ())
 
 
 def from_trusted_proxy(request: web.Request) -> bool:

@@ -6,22 +6,24 @@ import json
 import logging
 import os
 from collections.abc import Awaitable, Callable, Iterator
+from unittest import mock
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, make_mocked_request
 
 from callback_service.callbacks.inbox import envelope, open_envelope
 from callback_service.logs import (
     REQUEST_ID,
     JsonFormatter,
+    PathOnlyAccessLogger,
     RequestIdFilter,
     TextFormatter,
     accept_request_id,
     new_request_id,
 )
 from callback_service.web.app import create_app
-from callback_service.web.keys import INBOX
+from callback_service.web.keys import INBOX, SETTINGS
 from tests.callback_service.conftest import NOW, Clock, Recorder
 from tests.support.callbacks import encrypt_callback, event_xml
 from tests.support.world import world_settings
@@ -178,3 +180,32 @@ def test_a_forked_worker_makes_ids_of_its_own() -> None:
     assert forked
     assert forked != parent
     assert forked.rpartition("r")[0] != parent.rpartition("r")[0]
+
+
+def _access_line(trusted: list[str]) -> str:
+    app = web.Application()
+    app[SETTINGS] = world_settings(trusted_proxies=trusted)
+    # aiohttp's own helper for a request without a server; the peer is the proxy on loopback.
+    transport = mock.Mock()
+    transport.get_extra_info.side_effect = lambda name, default=None: (
+        ("127.0.0.1", 40000) if name == "peername" else default
+    )
+    request = make_mocked_request(
+        "POST", "/wecom/callback", headers={"X-Forwarded-For": "203.0.113.9"}, app=app, transport=transport
+    )
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    logger = logging.getLogger("test.access")
+    logger.addHandler(Keep())
+    logger.setLevel(logging.INFO)
+    PathOnlyAccessLogger(logger, "").log(request, web.Response(text="success"), 0.001)
+    return lines[0]
+
+
+def test_the_access_line_names_the_client_behind_a_trusted_proxy_and_the_peer_otherwise() -> None:
+    assert _access_line(["127.0.0.1"]).startswith("203.0.113.9 ")
+    assert _access_line([]).startswith("127.0.0.1 ")

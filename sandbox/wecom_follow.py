@@ -46,7 +46,7 @@ from sandbox.wecom_rules import (
     masked,
     wecom_mobile,
 )
-from sandbox.wecom_state import FollowOutcome, WeChatUser, WeComSandboxState
+from sandbox.wecom_state import FollowOutcome, SandboxError, WeChatUser, WeComSandboxState
 
 WECHAT_COOKIE: Final = "wecom_sandbox_wechat"
 HOME: Final = "wecom_home"
@@ -58,6 +58,7 @@ VERIFY: Final = "wecom_verify"
 CODE: Final = "wecom_code"
 UNFOLLOW: Final = "wecom_unfollow"
 AUTHORIZE: Final = "wecom_authorize"
+APP_LOGIN: Final = "wecom_app_login"
 _NO_CACHE: Final = {"Cache-Control": "no-store"}
 _STATE_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 _NOT_ONE_MEMBER: Final = (
@@ -81,6 +82,8 @@ def setup_follow_routes(app: web.Application) -> None:
     app.router.add_get("/unfollow", _unfollow_page, name=UNFOLLOW)
     app.router.add_post("/unfollow", _unfollow_submit)
     app.router.add_get("/connect/oauth2/authorize", _authorize, name=AUTHORIZE)
+    app.router.add_get("/app-login", _app_login_page, name=APP_LOGIN)
+    app.router.add_post("/app-login", _app_login_submit)
 
 
 # pages
@@ -94,7 +97,32 @@ async def _home(request: web.Request) -> web.Response:
         "followed": _member_name(state, state.followed_member(wechat.wechat_id)) if wechat else None,
         "members": len(state.members),
         "follows": len(state.follows),
+        "app_login": _url(request, APP_LOGIN),
     })
+
+
+async def _app_login_page(request: web.Request) -> web.Response:
+    return _app_login_form(request, userid="", done=None, error=None)
+
+
+async def _app_login_submit(request: web.Request) -> web.Response:
+    """A member logs in to the WeCom app: activated (status 1) with no subscribe pushed, as WeCom
+    counts "已激活企业微信或已关注微信插件" alike (developer.work.weixin.qq.com/document/path/90196)."""
+    form = await request.post()
+    userid = _field(form, "userid").strip()
+    try:
+        request.app[WECOM_SANDBOX_STATE].set_uses_wecom_app(userid, True)
+    except SandboxError:
+        return _app_login_form(request, userid=userid, done=None, error="通讯录中没有这个成员")
+    return _app_login_form(request, userid="", done=userid, error=None)
+
+
+def _app_login_form(
+    request: web.Request, *, userid: str, done: str | None, error: str | None
+) -> web.Response:
+    return _render(request, "sandbox/wecom_app_login.html", {
+        "userid": userid, "done": done, "error": error, "action": _url(request, APP_LOGIN),
+    }, status=400 if error else 200)
 
 
 async def _wechat_page(request: web.Request) -> web.Response:

@@ -19,6 +19,7 @@ STUDENT = {student.member_id: student for student in DEMO_STUDENTS}
 ZHANGSAN: DemoStudent = STUDENT["2021001"]
 LISI: DemoStudent = STUDENT["2021002"]
 SUNQI: DemoStudent = STUDENT["2021005"]
+ZHAOLIU: DemoStudent = STUDENT["2021004"]
 OTHER_PHONE = "13800000009"
 
 
@@ -53,6 +54,23 @@ def test_2_1_a_phone_bound_by_another_member(new_phone: NewPhone) -> None:
     assert sunqi.submit_phone("+86 138-0000-0005") == "bound"
     expect(page.locator("#outcome")).to_contain_text("138****0005")
     sunqi.shot("bound-other-phone")
+
+
+def test_2_2_for_a_member_activated_through_the_wecom_app(new_phone: NewPhone) -> None:
+    # No follow, no subscribe: only WeCom knows the member is activated, and the flow asks it.
+    zhaoliu = new_phone("zhaoliu")
+    page = zhaoliu.page
+    zhaoliu.bind(ZHAOLIU.member_id, ZHAOLIU.wechat_phone)
+    zhaoliu.open("/sandbox/wecom/app-login")
+    page.locator("#userid").fill(ZHAOLIU.member_id)
+    page.get_by_role("button", name="登录企业微信 App").click()
+    expect(page.locator(f'[data-activated="{ZHAOLIU.member_id}"]')).to_be_visible()
+    zhaoliu.shot("activated-in-app")
+    zhaoliu.open("/bind/phone")
+    assert zhaoliu.submit_phone(OTHER_PHONE) == ErrorCode.ACCOUNT_FOLLOWED
+    expect_guide_entry(page, ErrorCode.ACCOUNT_FOLLOWED)
+    expect(page.get_by_text("企业微信 → 我 → 个人信息 → 手机", exact=False).first).to_be_visible()
+    zhaoliu.shot("2.2-activated-in-app")
 
 
 def test_2_2_a_followed_member_binding_another_phone(new_phone: NewPhone) -> None:

@@ -192,3 +192,19 @@ async def test_mounted_under_a_prefix_every_link_keeps_it() -> None:
         assert sandbox[WECOM_SANDBOX_STATE].calls == ["gettoken"]
     finally:
         await server.close()
+
+
+async def test_a_member_logging_in_to_the_wecom_app_is_activated_with_no_event(sandbox: Sandbox) -> None:
+    assert sandbox.state.members["2021002"].status == STATUS_INACTIVE
+    pushes = len(sandbox.state.pushes)
+    async with browser() as http:
+        status, page = await post_page(http, sandbox.url("/app-login"), {"userid": "2021002"})
+        assert status == 200
+        assert 'data-activated="2021002"' in page
+        status, page = await post_page(http, sandbox.url("/app-login"), {"userid": "nobody"})
+        assert status == 400
+        assert "通讯录中没有这个成员" in page
+    assert sandbox.state.members["2021002"].status == STATUS_ACTIVE
+    assert sandbox.state.members["2021002"].uses_wecom_app
+    assert sandbox.state.follower("2021002") is None
+    assert len(sandbox.state.pushes) == pushes

@@ -30,13 +30,15 @@ from handlers.binding import (
     ClaimLost,
     PhoneTaken,
 )
-from handlers.contacts import STATUS_ACTIVATED, ContactMember, WeComContacts
+from handlers.contacts import STATUS_ACTIVATED, ContactMember, MemberReader, WeComContacts
 from handlers.contracts import Store, StoreUnavailable
 from handlers.guide import ErrorCode
 from handlers.phone import Phone, mask_phone
 from handlers.wecom_errors import (
+    ContactsUntrustedIp,
     MobileExists,
     MobileInvalid,
+    OutsideVisibleRange,
     UserIdExists,
     UserNotFound,
     WeComError,
@@ -137,9 +139,14 @@ class BindingFlow:
         default_department: int = ROOT_DEPARTMENT,
         lease: float = DEFAULT_LEASE,
         settle_delays: Sequence[float] = SETTLE_DELAYS,
+        reader: MemberReader | None = None,
     ) -> None:
         self._store = store
         self._contacts = contacts
+        # Who reads a member's status: the app's secret where given. A contacts-sync assistant whose
+        # trusted address was added after 2022-08-15 may write members but not read them (48009,
+        # developer.work.weixin.qq.com/document/path/90196), while status is never hidden from an app.
+        self._reader = reader if reader is not None else contacts
         self._departments = dict(departments or {})
         self._default_department = default_department
         self._lease = lease
@@ -252,17 +259,27 @@ class BindingFlow:
             except StoreUnavailable:
                 log.warning("binding: could not record how member %s's binding ended", claim.member_id)
 
+    async def _read(self, member_id: str) -> ContactMember:
+        """The member as WeCom shows it for its status; UserNotFound when WeCom has none."""
+        try:
+            return await self._reader.user_get(member_id)
+        except OutsideVisibleRange:
+            if self._reader is self._contacts:
+                raise
+            # Outside the app's visible range: the contacts-sync assistant sees every member.
+            return await self._contacts.user_get(member_id)
+
     async def _write(self, member_id: str, phone: Phone) -> bool:
         """Write the phone to WeCom; True when the member had to be created."""
         try:
-            member = await self._contacts.user_get(member_id)
+            member: ContactMember | None = await self._read(member_id)
         except UserNotFound:
             member = None
         if member is None:
             created = await self._create(member_id, phone)
             if created:
                 return True
-            member = await self._contacts.user_get(member_id)
+            member = await self._read(member_id)
         if member.mobile_shown and member.mobile == phone:
             return False  # WeCom holds it already: writing it again would change nothing
         if member.status == STATUS_ACTIVATED:
@@ -305,7 +322,12 @@ class BindingFlow:
 
     async def _confirm(self, member_id: str, phone: Phone) -> None:
         """Read the write back where WeCom shows the mobile; a hidden one is unknown, not a failure."""
-        member: ContactMember = await self._contacts.user_get(member_id)
+        try:
+            member: ContactMember = await self._contacts.user_get(member_id)
+        except ContactsUntrustedIp:
+            # This address may write through the contacts-sync assistant but not read (48009): the
+            # app's view, which hides the mobile unless the app predates 2022-06-20.
+            member = await self._read(member_id)
         if not member.mobile_shown or member.mobile == phone:
             return
         if member.status == STATUS_ACTIVATED:

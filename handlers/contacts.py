@@ -56,6 +56,14 @@ class InviteOutcome(Protocol):
         ...
 
 
+class MemberReader(Protocol):
+    """What reads a member from WeCom (user/get): the app's client, or the contacts-sync one."""
+
+    async def user_get(self, userid: str) -> ContactMember:
+        """user/get: the member; UserNotFound when WeCom has none by that userid."""
+        ...
+
+
 class WeComContacts(Protocol):
     """The WeCom contacts API calls that binding a phone makes."""
 

@@ -105,6 +105,7 @@ def create_wecom_sandbox(
     app_sees_sensitive: bool = False,
     contacts_trusted_ips: Iterable[str] | None = LOOPBACK,
     app_trusted_ips: Iterable[str] | None = LOOPBACK,
+    contacts_reads_details: bool = True,
 ) -> web.Application:
     """Build the WeCom emulator; `secrets` maps each secret to its label (APP, CONTACTS, ...).
 
@@ -112,6 +113,9 @@ def create_wecom_sandbox(
     the contacts-sync assistant's event server (change_contact). `visible_departments` is the app's
     visible range (None: the whole organisation); `app_sees_sensitive` plays an app created before
     2022-06-20; the trusted IPs are networks (None: any address; the default, the loopback only).
+    `contacts_reads_details=False` plays a contacts-sync assistant whose trusted address was added
+    after 2022-08-15: its writes work, its user/get answers 48009 (document/path/90196: "从2022年8月15日
+    10点开始，'企业管理后台 - 管理工具 - 通讯录同步'的新增IP将不能再调用此接口").
     """
     if not secrets or any(not secret for secret in secrets):
         raise ValueError("the emulator needs at least one non-empty secret")
@@ -135,6 +139,7 @@ def create_wecom_sandbox(
         contacts_trusted_ips=contacts_trusted_ips,
         app_trusted_ips=app_trusted_ips,
     )
+    state.contacts_reads_details = contacts_reads_details
     for member in members:
         if member.userid in state.members:
             raise ValueError(f"member {member.userid!r} seeded twice")
@@ -297,8 +302,12 @@ async def _user_get(request: web.Request, state: WeComSandboxState, body: dict[s
     userid = request.query.get("userid")
     if not userid:
         raise SandboxError(41009, "missing userid")
-    member = state.member(userid)
     label = request[_LABEL]
+    if label == CONTACTS and not state.contacts_reads_details:
+        # document/path/90313, 48009: "不再允许通讯录同步助手从新增IP读取通讯录详情".
+        raise SandboxError(48009, "api forbidden for contacts sync from a new ip: read member details "
+                                  "with an app's secret, or the ids with user/list_id")
+    member = state.member(userid)
     state.check_visible(label, member)
     # document/path/90196: since 2022-06-20 a new app gets no 头像、性别、手机、邮箱、企业邮箱、员工个人
     # 二维码、地址; the contacts-sync secret still reads them all.

@@ -364,3 +364,19 @@ async def test_a_result_is_only_its_students(env: PagesEnv) -> None:
     other = await env.client.get(result_path)
     assert other.status == 404
     assert "找不到绑定结果" in await other.text()
+
+
+async def test_a_contacts_assistant_that_may_not_read_still_binds_and_refuses_by_status(env: PagesEnv) -> None:
+    # Its trusted address was added after 2022-08-15: user/get with its secret answers 48009, its
+    # writes work. The status comes from the app's secret, which never hides it.
+    env.wecom_state.contacts_reads_details = False
+    page = await env.bind("2021003", "13800000003")
+    assert "绑定成功" in page
+    binding = await env.store.get_binding("2021003")
+    assert binding is not None
+    assert binding.phone == "13800000003"
+    assert env.wecom_state.members["2021003"].mobile == "13800000003"
+    env.wecom_state.set_uses_wecom_app("2021003", True)
+    page = await (await env.submit("13800000023")).text()
+    _assert_guide_entry(page, ErrorCode.ACCOUNT_FOLLOWED)
+    assert env.wecom_state.members["2021003"].mobile == "13800000003"

@@ -140,6 +140,21 @@ async def test_untrusted_ips_get_48009_and_60020_on_the_api_not_on_gettoken(
     assert (await api.call(APP_SECRET, "user/get", query={"userid": "2021001"}))["errcode"] == 60020
 
 
+async def test_a_contacts_address_added_after_2022_08_15_writes_but_may_not_read(
+    start_sandbox: SandboxFactory, http: aiohttp.ClientSession
+) -> None:
+    sandbox = await start_sandbox(contacts_reads_details=False)
+    api = Api(http, sandbox)
+    refused = await api.call(CONTACTS_SECRET, "user/get", query={"userid": "2021001"})
+    assert refused["errcode"] == 48009
+    write = await api.call(CONTACTS_SECRET, "user/update", body={"userid": "2021002", "name": "改"})
+    assert write["errcode"] == 0
+    assert sandbox.state.members["2021002"].name == "改"
+    assert (await api.call(CONTACTS_SECRET, "user/list_id", body={"limit": 10}))["errcode"] == 0
+    shown = await api.call(APP_SECRET, "user/get", query={"userid": "2021002"})
+    assert (shown["errcode"], shown["status"]) == (0, STATUS_INACTIVE)
+
+
 async def test_trusted_ips_none_means_any_address(start_sandbox: SandboxFactory, http: aiohttp.ClientSession) -> None:
     sandbox = await start_sandbox(contacts_trusted_ips=None, app_trusted_ips=["127.0.0.1", "::1"])
     api = Api(http, sandbox)

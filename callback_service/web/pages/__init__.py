@@ -25,6 +25,7 @@ from callback_service.web.keys import (
     SESSIONS,
     SETTINGS,
     STORE,
+    WECOM_APP,
     WECOM_CONTACTS,
 )
 from callback_service.web.pages import admission, views
@@ -88,6 +89,7 @@ async def _pages_ctx(app: web.Application) -> AsyncIterator[None]:
     app[BINDING_FLOW] = BindingFlow(
         store=app[STORE],
         contacts=app[WECOM_CONTACTS],
+        reader=app[WECOM_APP],
         departments=config.departments,
         lease=config.claim_lease,
     )

@@ -115,7 +115,11 @@ class ContactsUntrustedIp(_UntrustedIp):
     """48009: the contacts-sync secret was used from an IP outside its trusted list (since 2022-08-15)."""
 
     remedy = "the contacts-sync secret works only from trusted IPs"
-    where = "管理工具 → 通讯录同步 → 企业可信IP (the contacts-sync secret works only from trusted IPs)"
+    where = (
+        "管理工具 → 通讯录同步 → 企业可信IP (the contacts-sync secret works only from trusted IPs; from an"
+        " address trusted after 2022-08-15 it writes members but may not read them, and the service then"
+        " reads with the app's secret)"
+    )
 
 
 class AppUntrustedIp(_UntrustedIp):

@@ -19,6 +19,7 @@ import aiohttp
 
 from callback_service.clients.wecom import (
     ConfigurationError,
+    ContactsUntrustedIp,
     DeptUser,
     UserNotFound,
     WeComClient,
@@ -36,6 +37,7 @@ __all__ = [
     "Drift",
     "DriftChanged",
     "DriftKind",
+    "ListThenRead",
     "SettleReport",
     "find_drift",
     "order_fixes",
@@ -67,6 +69,33 @@ class ContactsReader(Protocol):
     async def user_get(self, userid: str) -> ContactMember:
         """user/get: a member; UserNotFound when WeCom has none by that userid."""
         ...
+
+
+class ListThenRead:
+    """The members listed with the contacts-sync secret and read with it too, or with the app's secret
+    from the first 48009: an assistant trusted from this address after 2022-08-15 may list members
+    but not read them (developer.work.weixin.qq.com/document/path/90196), and the app's reading hides
+    the mobile (unknown, never drift) but not the status or the departments."""
+
+    def __init__(self, contacts: ContactsReader, app: ContactsReader) -> None:
+        self._contacts = contacts
+        self._app = app
+        self._app_reads = False
+
+    def user_list_id(self, *, limit: int = PAGE_SIZE) -> AsyncIterator[DeptUser]:
+        """user/list_id with the contacts-sync secret."""
+        return self._contacts.user_list_id(limit=limit)
+
+    async def user_get(self, userid: str) -> ContactMember:
+        """user/get with the contacts-sync secret while WeCom lets it read, then with the app's."""
+        if not self._app_reads:
+            try:
+                return await self._contacts.user_get(userid)
+            except ContactsUntrustedIp:
+                log.warning("reconcile: the contacts-sync secret may not read members here (48009); "
+                            "reading with the app's secret, which hides the mobile")
+                self._app_reads = True
+        return await self._app.user_get(userid)
 
 
 class DriftChanged(Exception):
@@ -230,12 +259,15 @@ async def reconcile_command(store: Store, settings: Settings, *, fix: bool, out:
     """`wecom-bind reconcile [--fix]`: read WeCom with the contacts-sync secret; exit 0 when in step
     (or settled), 1 when drift is left, EXIT_WECOM when WeCom cannot be read."""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30, connect=5)) as session:
-        contacts = WeComClient(
-            session=session,
-            api_base=settings.wecom_api_base,
-            corp_id=settings.corp_id,
-            secret=settings.contacts_secret.get_secret_value(),
-            store=store,
+        def client(secret: str) -> WeComClient:
+            return WeComClient(
+                session=session, api_base=settings.wecom_api_base, corp_id=settings.corp_id,
+                secret=secret, store=store,
+            )
+
+        contacts = ListThenRead(
+            client(settings.contacts_secret.get_secret_value()),
+            client(settings.app_secret.get_secret_value()),
         )
         try:
             return await reconcile(

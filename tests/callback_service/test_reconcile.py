@@ -710,3 +710,34 @@ async def test_a_member_outside_its_directory_department_is_reported_never_moved
     assert status == 0
     assert await store.list_bindings() == before
     assert wecom.state.members["s1"].department == [1]
+
+
+async def test_an_assistant_that_may_not_read_is_read_through_the_app_with_mobiles_unknown(
+    aiohttp_server: ServerFactory, tmp_path: Path
+) -> None:
+    app = create_wecom_sandbox(
+        corp_id=CORP_ID,
+        secrets={APP_SECRET: APP, CONTACTS_SECRET: CONTACTS},
+        agent_id=AGENT_ID,
+        callback=None,
+        members=[member("followed", "13900000001"), member("differs", "13900000002")],
+        contacts_reads_details=False,  # its address was trusted after 2022-08-15: user/get is 48009
+    )
+    server = await aiohttp_server(app)
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    store = await open_store(store_url)
+    try:
+        await bind(store, "followed", "13900000001")
+        await store.follow("followed", "openid-followed", actor=STUDENT)
+        await bind(store, "differs", "13800000002")  # WeCom holds another mobile, which the app cannot see
+    finally:
+        await store.close()
+    env = service_env(9, wecom_api_base=str(server.make_url("")).rstrip("/"), store_url=store_url)
+
+    result = await asyncio.to_thread(_run, env, "reconcile")
+
+    assert result.returncode == 1, result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("STATUS_DIFFERS") and "member followed" in line for line in lines), lines
+    assert not any("member differs" in line for line in lines), lines
+    assert "1 drift(s) found" in result.stdout

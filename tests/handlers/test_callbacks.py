@@ -258,3 +258,14 @@ async def test_an_update_user_whose_mobile_wecom_hides_changes_nothing(world: Wo
     binding = await world.store.get_binding("lisi")
     assert binding is not None
     assert binding.phone == "13800000002"
+
+
+async def test_an_update_user_that_wecom_will_not_let_us_read_changes_nothing(world: World) -> None:
+    await _bind(world.store, "lisi", "13800000002")
+    world.wecom.members["lisi"].mobile = "13800000022"
+    # The assistant's address was trusted after 2022-08-15: user/get with its secret answers 48009.
+    world.wecom.contacts_reads_details = False
+    await world.handlers.dispatcher().dispatch(_change("update_user", "lisi"))
+    binding = await world.store.get_binding("lisi")
+    assert binding is not None
+    assert binding.phone == "13800000002"

@@ -30,12 +30,11 @@ from handlers.binding import (
     ClaimLost,
     PhoneTaken,
 )
-from handlers.contacts import STATUS_ACTIVATED, ContactMember, MemberReader, WeComContacts
+from handlers.contacts import STATUS_ACTIVATED, ContactMember, ContactsThenApp, MemberReader, WeComContacts
 from handlers.contracts import Store, StoreUnavailable
 from handlers.guide import ErrorCode
 from handlers.phone import Phone, mask_phone
 from handlers.wecom_errors import (
-    ContactsUntrustedIp,
     MobileExists,
     MobileInvalid,
     OutsideVisibleRange,
@@ -147,6 +146,8 @@ class BindingFlow:
         # trusted address was added after 2022-08-15 may write members but not read them (48009,
         # developer.work.weixin.qq.com/document/path/90196), while status is never hidden from an app.
         self._reader = reader if reader is not None else contacts
+        # Who reads the write back: the contacts-sync assistant sees the mobile, where it may read.
+        self._details = ContactsThenApp(contacts, self._reader)
         self._departments = dict(departments or {})
         self._default_department = default_department
         self._lease = lease
@@ -322,12 +323,7 @@ class BindingFlow:
 
     async def _confirm(self, member_id: str, phone: Phone) -> None:
         """Read the write back where WeCom shows the mobile; a hidden one is unknown, not a failure."""
-        try:
-            member: ContactMember = await self._contacts.user_get(member_id)
-        except ContactsUntrustedIp:
-            # This address may write through the contacts-sync assistant but not read (48009): the
-            # app's view, which hides the mobile unless the app predates 2022-06-20.
-            member = await self._read(member_id)
+        member = await self._details.user_get(member_id)
         if not member.mobile_shown or member.mobile == phone:
             return
         if member.status == STATUS_ACTIVATED:

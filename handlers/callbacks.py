@@ -18,7 +18,7 @@ from handlers.contracts import Store
 from handlers.dispatch import Dispatcher, Handler
 from handlers.events import ContactChange, Event, Subscribe, Unsubscribe
 from handlers.phone import InvalidPhone, Phone
-from handlers.wecom_errors import ContactsUntrustedIp, UserNotFound
+from handlers.wecom_errors import UserNotFound
 
 log: Final = logging.getLogger(__name__)
 
@@ -165,12 +165,6 @@ class CallbackHandlers:
             found = await self._members.user_get(member)
         except UserNotFound:
             return None  # gone meanwhile: its delete_user settles it
-        except ContactsUntrustedIp:
-            # An assistant trusted from this address after 2022-08-15 may not read members (48009,
-            # developer.work.weixin.qq.com/document/path/90196): the mobile is unknown, not an error
-            # to retry into the dead letters.
-            log.info("change_contact for member %s: WeCom does not let us read the mobile", member)
-            return None
         if not found.mobile_shown:
             return None
         return found.mobile or ""

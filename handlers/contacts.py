@@ -6,8 +6,13 @@ Its failures are the typed family of handlers.wecom_errors, which the rules catc
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Final, Protocol
+
+from handlers.wecom_errors import ContactsUntrustedIp
+
+log: Final = logging.getLogger(__name__)
 
 STATUS_ACTIVATED: Final = 1
 """user/get status 已激活: following the WeChat plugin, or logged in to the WeCom app. WeCom then
@@ -62,6 +67,31 @@ class MemberReader(Protocol):
     async def user_get(self, userid: str) -> ContactMember:
         """user/get: the member; UserNotFound when WeCom has none by that userid."""
         ...
+
+
+class ContactsThenApp:
+    """Reads members with the contacts-sync secret, and from WeCom's first 48009 with the app's.
+
+    An address trusted by the contacts-sync assistant after 2022-08-15 may write members but not
+    read them (developer.work.weixin.qq.com/document/path/90196); the app's view then stands in,
+    with the status and departments and, from an app created after 2022-06-20, no mobile (unknown).
+    """
+
+    def __init__(self, contacts: MemberReader, app: MemberReader) -> None:
+        self._contacts = contacts
+        self._app = app
+        self._app_reads = False
+
+    async def user_get(self, userid: str) -> ContactMember:
+        """user/get with the contacts-sync secret while WeCom lets it read, then with the app's."""
+        if not self._app_reads:
+            try:
+                return await self._contacts.user_get(userid)
+            except ContactsUntrustedIp:
+                log.warning("the contacts-sync secret may not read members from here (48009): "
+                            "reading with the app's secret, which hides the mobile")
+                self._app_reads = True
+        return await self._app.user_get(userid)
 
 
 class WeComContacts(Protocol):

@@ -19,7 +19,6 @@ import aiohttp
 
 from callback_service.clients.wecom import (
     ConfigurationError,
-    ContactsUntrustedIp,
     DeptUser,
     UserNotFound,
     WeComClient,
@@ -29,7 +28,7 @@ from callback_service.clients.wecom import (
 from callback_service.ops.admin import admin_actor
 from config import Settings
 from handlers.binding import Actor, BindingChanged
-from handlers.contacts import ContactMember
+from handlers.contacts import ContactMember, ContactsThenApp
 from handlers.contracts import Store
 from handlers.reconcile import Drift, DriftKind, Fix, WeComView, compare, order_fixes
 
@@ -72,30 +71,20 @@ class ContactsReader(Protocol):
 
 
 class ListThenRead:
-    """The members listed with the contacts-sync secret and read with it too, or with the app's secret
-    from the first 48009: an assistant trusted from this address after 2022-08-15 may list members
-    but not read them (developer.work.weixin.qq.com/document/path/90196), and the app's reading hides
-    the mobile (unknown, never drift) but not the status or the departments."""
+    """The members listed with the contacts-sync secret, and read through ContactsThenApp: with that
+    secret while WeCom lets it read, then with the app's (status and departments; mobiles unknown)."""
 
     def __init__(self, contacts: ContactsReader, app: ContactsReader) -> None:
         self._contacts = contacts
-        self._app = app
-        self._app_reads = False
+        self._read = ContactsThenApp(contacts, app)
 
     def user_list_id(self, *, limit: int = PAGE_SIZE) -> AsyncIterator[DeptUser]:
         """user/list_id with the contacts-sync secret."""
         return self._contacts.user_list_id(limit=limit)
 
     async def user_get(self, userid: str) -> ContactMember:
-        """user/get with the contacts-sync secret while WeCom lets it read, then with the app's."""
-        if not self._app_reads:
-            try:
-                return await self._contacts.user_get(userid)
-            except ContactsUntrustedIp:
-                log.warning("reconcile: the contacts-sync secret may not read members here (48009); "
-                            "reading with the app's secret, which hides the mobile")
-                self._app_reads = True
-        return await self._app.user_get(userid)
+        """user/get through ContactsThenApp."""
+        return await self._read.user_get(userid)
 
 
 class DriftChanged(Exception):

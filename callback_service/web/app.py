@@ -35,6 +35,7 @@ from callback_service.web.pages import setup_pages
 from config import Settings
 from crypto import WeComCrypto
 from handlers.callbacks import CallbackHandlers
+from handlers.contacts import ContactsThenApp
 from handlers.dispatch import Dispatcher
 
 # Forms and callbacks are small; the callback view applies its own, tighter cap.
@@ -104,7 +105,8 @@ def _inbox_ctx(*, run_workers: bool) -> Callable[[web.Application], AsyncIterato
             wecom=app[WECOM_APP],
             counters=app[METRICS],
             agent_id=app[SETTINGS].agent_id,
-            members=app[WECOM_CONTACTS],
+            # The mobile of a change_contact: the app's view where the assistant may not read (48009).
+            members=ContactsThenApp(app[WECOM_CONTACTS], app[WECOM_APP]),
             clock=app[CLOCK],
         ).dispatcher()
         inbox = Inbox(

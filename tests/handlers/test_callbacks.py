@@ -17,6 +17,7 @@ from callback_service.store import open_store
 from handlers.binding import Actor, AuditAction, BindingState
 from handlers.callbacks import CallbackHandlers
 from handlers.conflicts import CONFLICTS
+from handlers.contacts import ContactsThenApp
 from handlers.contracts import Store
 from handlers.events import ContactChange, Subscribe, Unsubscribe
 from handlers.phone import Phone
@@ -70,8 +71,10 @@ async def world(
             session=session, api_base=str(server.make_url("")).rstrip("/"), corp_id=CORP_ID,
             secret=CONTACTS_SECRET, store=store,
         )
+        # Wired as the app wires them: the mobile read with the contacts-sync secret where it may.
         handlers = CallbackHandlers(
-            store=store, wecom=client, counters=metrics, agent_id=1000002, members=contacts
+            store=store, wecom=client, counters=metrics, agent_id=1000002,
+            members=ContactsThenApp(contacts, client),
         )
         yield World(store=store, wecom=sandbox[WECOM_SANDBOX_STATE], handlers=handlers, metrics=metrics,
                     wecom_base=str(server.make_url("")).rstrip("/"), app_client=client)

@@ -251,6 +251,10 @@ class Store(KeyValueStore, Protocol):
         """Put dead letters (all, or the given ones) back as due with attempts reset; return how many."""
         ...
 
+    async def inbox_drop_dead(self, item_ids: Sequence[int]) -> int:
+        """Remove the given dead letters for good (a data erasure); return how many were dead."""
+        ...
+
     async def inbox_stats(self) -> InboxStats:
         """Return the pending, leased and dead counts."""
         ...

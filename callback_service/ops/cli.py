@@ -150,7 +150,8 @@ def _add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     export.add_argument("--reason", default="data request", metavar="TEXT", help="for the audit log")
     export.set_defaults(run=_store_command(_student_export))
     erase = student_commands.add_parser(
-        "erase", help="remove the binding, directory entry and sessions; keep the masked audit in retention"
+        "erase",
+        help="remove the binding, directory entry, sessions and dead letters; keep the audit in retention",
     )
     erase.add_argument("member_id", metavar="ID")
     erase.add_argument("--reason", default="data request", metavar="TEXT", help="for the audit log")
@@ -206,6 +207,7 @@ async def _student_erase(store: Store, args: argparse.Namespace) -> int:
     print(
         f"student {args.member_id}: binding {'removed' if erasure.binding else 'none'}, directory entry "
         f"{'removed' if erasure.directory else 'none'}, {erasure.sessions} session(s) ended, "
+        f"{erasure.dead_letters} dead letter(s) removed, "
         f"{erasure.audit_records} audit record(s) past retention deleted"
     )
     return 0

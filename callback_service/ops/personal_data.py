@@ -1,8 +1,9 @@
 """Personal data (PIPL): a student's data request (export), erasure, and the audit log's retention.
 
 Both the export and the erasure are audited. The erasure removes the binding (freeing its phone
-and openid), the directory entry and the open sessions; of the audit log it keeps only the
-student's records within the retention period, which hold masked phones only.
+and openid), the directory entry, the open sessions and the dead letters of the student's events;
+of the audit log it keeps only the student's records within the retention period, which hold
+masked phones only. Rate counters and page results keyed by the student expire within minutes.
 """
 
 from __future__ import annotations
@@ -11,11 +12,15 @@ import datetime as dt
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from callback_service.callbacks.inbox import open_envelope
+from callback_service.callbacks.xml import MalformedXml, parse_event
 from callback_service.web.pages.session import end_sessions_of, sessions_of
-from handlers.binding import Actor, AuditAction
+from handlers.binding import Actor, AuditAction, InboxItem
 from handlers.contracts import Store
 
 DAY = 24 * 3600.0
+DEAD_LETTERS_READ = 100_000
+"""How many dead letters a data request reads: all of them, at any inbox this service keeps."""
 
 
 class RetentionError(ValueError):
@@ -48,12 +53,26 @@ async def prune_audit(store: Store, before: dt.date, *, now: float, retention_da
     return await store.audit_prune(cutoff)
 
 
+async def dead_letters_of(store: Store, member_id: str) -> list[InboxItem]:
+    """The dead letters (events that kept failing) about the student."""
+    found = []
+    for item in await store.inbox_list_dead(limit=DEAD_LETTERS_READ):
+        try:
+            event = parse_event(open_envelope(item.payload)[1].encode("utf-8"))
+        except MalformedXml:
+            continue
+        if event.member_id == member_id:
+            found.append(item)
+    return found
+
+
 async def export_student(store: Store, member_id: str, *, now: float, actor: Actor) -> dict[str, Any]:
     """Everything the store holds about the student, for a data request (audited as an export)."""
     entry = await store.directory_get(member_id)
     binding = await store.get_binding(member_id)
     audit = await store.audit_list(member_id=member_id, limit=10_000)
     sessions = await sessions_of(store, member_id)
+    dead = await dead_letters_of(store, member_id)
     data: dict[str, Any] = {
         "member_id": member_id,
         "exported_at": _iso(now),
@@ -67,6 +86,11 @@ async def export_student(store: Store, member_id: str, *, now: float, actor: Act
             "updated_at": _iso(binding.updated_at),
         },
         "sessions": [{"name": s.name, "cas_mobile": s.cas_mobile} for s in sessions],
+        "dead_letters": [
+            {"id": item.id, "event": item.event_type, "stored_at": _iso(item.created_at),
+             "error": item.last_error}
+            for item in dead
+        ],
         "audit": [
             {
                 "at": _iso(record.at), "action": record.action.value, "who": record.who,
@@ -86,6 +110,7 @@ class Erasure:
     binding: bool
     directory: bool
     sessions: int
+    dead_letters: int
     audit_records: int
 
 
@@ -97,12 +122,14 @@ async def erase_student(
     binding = await store.delete_member(member_id, actor=actor)
     directory = await store.directory_delete(member_id)
     sessions = await end_sessions_of(store, member_id)
+    dead_letters = await store.inbox_drop_dead([item.id for item in await dead_letters_of(store, member_id)])
     pruned = await store.audit_prune(retention_start(now, retention_days), member_id=member_id)
-    erasure = Erasure(binding=binding, directory=directory, sessions=sessions, audit_records=pruned)
+    erasure = Erasure(binding=binding, directory=directory, sessions=sessions, dead_letters=dead_letters,
+                      audit_records=pruned)
     await store.audit_note(
         member_id, AuditAction.ERASE,
         f"data request: erased binding={binding} directory={directory} sessions={sessions}"
-        f" old audit records={pruned}",
+        f" dead letters={dead_letters} old audit records={pruned}",
         actor=actor,
     )
     return erasure

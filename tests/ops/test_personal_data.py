@@ -25,6 +25,7 @@ from handlers.binding import Actor, AuditAction, BindingState, DirectoryEntry
 from handlers.contracts import Store
 from handlers.phone import Phone
 from tests.store.support import FakeClock
+from tests.support.callbacks import event_xml
 from tests.support.world import service_env
 
 ADMIN = Actor(who="admin:ops", source="cli: ticket 42")
@@ -44,6 +45,11 @@ async def _student(store: Store, clock: FakeClock) -> SessionStore:
         await sessions.start(web.Response(), previous=None, member_id="2021001", name="张三",
                              cas_mobile="13800000001")
     await sessions.start(web.Response(), previous=None, member_id="2021002", name="李四", cas_mobile=None)
+    # An event about each student that kept failing: dead letters.
+    for member in ("2021001", "2021002"):
+        assert await store.inbox_append(f"dedup-{member}", "subscribe", event_xml("subscribe", member, create_time=1))
+    for item in await store.inbox_take(10, lease=30):
+        await store.inbox_dead(item.id, "gave up")
     return sessions
 
 
@@ -59,6 +65,7 @@ async def test_the_export_holds_everything_about_the_student_and_is_audited(
     assert data["binding"]["state"] == "followed"
     assert data["binding"]["openid"] == "openid-zhangsan"
     assert data["sessions"] == [{"name": "张三", "cas_mobile": "13800000001"}] * 2
+    assert [(d["event"], d["error"]) for d in data["dead_letters"]] == [("subscribe", "gave up")]
     assert [record["action"] for record in data["audit"]] == ["follow", "bind", "claim"]
     [latest, *_] = await store.audit_list(member_id="2021001")
     assert (latest.action, latest.who) == (AuditAction.EXPORT, ADMIN.who)
@@ -69,7 +76,9 @@ async def test_the_erasure_leaves_only_masked_audit_records_within_retention(
 ) -> None:
     await _student(store, clock)
     erasure = await erase_student(store, "2021001", now=clock(), retention_days=RETENTION, actor=ADMIN)
-    assert (erasure.binding, erasure.directory, erasure.sessions, erasure.audit_records) == (True, True, 2, 2)
+    assert (erasure.binding, erasure.directory, erasure.sessions, erasure.dead_letters, erasure.audit_records) == (
+        True, True, 2, 1, 2
+    )
 
     assert await store.get_binding("2021001") is None
     assert await store.get_binding_by_phone(Phone("13800000001")) is None
@@ -79,6 +88,7 @@ async def test_the_erasure_leaves_only_masked_audit_records_within_retention(
     # The other student's data is untouched.
     assert await store.directory_get("2021002") is not None
     assert len(await sessions_of(store, "2021002")) == 1
+    assert [item.dedup_key for item in await store.inbox_list_dead()] == ["dedup-2021002"]
     # Kept: the follow (within the 30 days), the removal and the erasure; the claim and bind are gone.
     kept = await store.audit_list(member_id="2021001")
     assert [record.action for record in kept] == [AuditAction.ERASE, AuditAction.DELETE, AuditAction.FOLLOW]
@@ -90,7 +100,7 @@ async def test_the_erasure_leaves_only_masked_audit_records_within_retention(
     assert (await store.commit_claim(claim)).state is BindingState.BOUND
 
     again = await export_student(store, "2021001", now=clock(), actor=ADMIN)
-    assert (again["directory"], again["binding"], again["sessions"]) == (None, None, [])
+    assert (again["directory"], again["binding"], again["sessions"], again["dead_letters"]) == (None, None, [], [])
 
 
 async def test_prune_refuses_a_date_inside_the_retention_and_deletes_before_one_outside(

@@ -649,3 +649,19 @@ async def test_concurrent_appends_keep_each_event_once(store: Store) -> None:
     taken = await store.inbox_take(100, lease=LEASE)
     assert sorted(item.dedup_key for item in taken) == sorted(set(keys))
     assert all(item.payload == f"<xml>{item.dedup_key}</xml>" for item in taken)
+
+
+async def test_inbox_drops_only_dead_letters_for_good(store: Store) -> None:
+    assert await store.inbox_append("k1", "subscribe", "<xml>1</xml>")
+    assert await store.inbox_append("k2", "subscribe", "<xml>2</xml>")
+    first, second = await store.inbox_take(10, lease=30)
+    await store.inbox_dead(first.id, "gave up")
+    assert await store.inbox_drop_dead([first.id, second.id]) == 1  # the leased one stays
+    assert await store.inbox_drop_dead([first.id]) == 0
+    assert await store.inbox_drop_dead([]) == 0
+    assert await store.inbox_list_dead() == []
+    assert await store.inbox_requeue_dead([first.id]) == 0
+    stats = await store.inbox_stats()
+    assert (stats.pending, stats.leased, stats.dead) == (0, 1, 0)
+    # Its dedup key is still remembered: a late retry of the dropped message is not taken again.
+    assert not await store.inbox_append("k1", "subscribe", "<xml>1</xml>")

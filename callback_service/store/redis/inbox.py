@@ -138,6 +138,20 @@ end
 return count
 """
 
+_INBOX_DROP: Final = r"""
+local count = 0
+for i = 2, #ARGV do
+  local id = ARGV[i]
+  if redis.call('ZREM', DEAD, id) == 1 then
+    redis.call('HDEL', ITEMS, id)
+    redis.call('HDEL', ATTEMPTS, id)
+    redis.call('HDEL', ERRORS, id)
+    count = count + 1
+  end
+end
+return count
+"""
+
 _INBOX_STATS: Final = r"""
 local due_leases = redis.call('ZCOUNT', LEASED, '-inf', NOW_S)
 local leased = redis.call('ZCARD', LEASED) - due_leases
@@ -203,6 +217,7 @@ class RedisInbox(RedisBase):
         self._inbox_dead = register(_INBOX_PRELUDE + _INBOX_DEAD)
         self._inbox_list_dead = register(_INBOX_PRELUDE + _INBOX_LIST_DEAD)
         self._inbox_requeue = register(_INBOX_PRELUDE + _INBOX_REQUEUE)
+        self._inbox_drop = register(_INBOX_PRELUDE + _INBOX_DROP)
         self._inbox_stats = register(_INBOX_PRELUDE + _INBOX_STATS)
         self._inbox_oldest = register(_INBOX_PRELUDE + _INBOX_OLDEST)
 
@@ -266,6 +281,12 @@ class RedisInbox(RedisBase):
         if not item_ids:
             return 0
         return int(await self._inbox(self._inbox_requeue, "some", *map(_item_id, item_ids)))
+
+    async def inbox_drop_dead(self, item_ids: Sequence[int]) -> int:
+        """Remove the given dead letters for good."""
+        if not item_ids:
+            return 0
+        return int(await self._inbox(self._inbox_drop, *map(_item_id, item_ids)))
 
     async def inbox_stats(self) -> InboxStats:
         """Return the inbox counts."""

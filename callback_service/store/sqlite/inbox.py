@@ -151,6 +151,16 @@ class SqliteInbox(SqliteBase):
 
         return await self._write(run)
 
+    async def inbox_drop_dead(self, item_ids: Sequence[int]) -> int:
+        """Remove the given dead letters for good."""
+        ids = list(item_ids)
+
+        def run(tx: Tx) -> int:
+            delete = "DELETE FROM inbox WHERE state = 'dead' AND id = ?"
+            return sum(tx.c.execute(delete, (item_id,)).rowcount for item_id in ids)
+
+        return await self._write(run)
+
     async def inbox_stats(self) -> InboxStats:
         """Return the inbox counts."""
         now = self._clock()

@@ -7,13 +7,14 @@ Two servers share this code: the app's (/wecom/callback) and the contacts-sync a
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 from aiohttp import web
 
 from callback_service.callbacks.receiver import CallbackReceiver, CallbackRejected
 from callback_service.web.client_address import client_of
-from callback_service.web.keys import CONTACTS_RECEIVER, INBOX, RECEIVER, SETTINGS
+from callback_service.web.keys import INBOX, SETTINGS
 
 log: Final = logging.getLogger(__name__)
 
@@ -24,20 +25,29 @@ def _reject(request: web.Request, exc: CallbackRejected) -> web.Response:
     return web.Response(status=exc.status, text=text)
 
 
-def _receiver(request: web.Request) -> CallbackReceiver:
-    # The route's name says which server was called; each has its own crypto.
-    if request.match_info.route.name in ("contacts-callback", "contacts-callback-verify"):
-        return request.app[CONTACTS_RECEIVER]
-    return request.app[RECEIVER]
+Endpoint = Callable[[web.Request], Awaitable[web.Response]]
 
 
-async def verify_url(request: web.Request) -> web.Response:
+def endpoints(receiver: web.AppKey[CallbackReceiver]) -> tuple[Endpoint, Endpoint]:
+    """The URL verification (GET) and event (POST) endpoints of one callback server, whose
+    Token and EncodingAESKey are those of the receiver under that key."""
+
+    async def verify(request: web.Request) -> web.Response:
+        return await verify_url(request, request.app[receiver])
+
+    async def receive(request: web.Request) -> web.Response:
+        return await receive_event(request, request.app[receiver])
+
+    return verify, receive
+
+
+async def verify_url(request: web.Request, receiver: CallbackReceiver) -> web.Response:
     """Answer WeCom's URL verification with the bare decrypted echostr."""
     query = request.query
     # Some proxies turn an unencoded '+' of the base64 echostr into a space; base64 has no spaces.
     echostr = query.get("echostr", "").replace(" ", "+")
     try:
-        plaintext = _receiver(request).verify_url(
+        plaintext = receiver.verify_url(
             msg_signature=query.get("msg_signature", ""),
             timestamp=query.get("timestamp", ""),
             nonce=query.get("nonce", ""),
@@ -62,7 +72,7 @@ async def _read_capped(request: web.Request, limit: int) -> bytes | None:
     return bytes(body)
 
 
-async def receive_event(request: web.Request) -> web.Response:
+async def receive_event(request: web.Request, receiver: CallbackReceiver) -> web.Response:
     """Verify, decrypt and parse a callback, store its event in the inbox, and acknowledge it."""
     body = await _read_capped(request, request.app[SETTINGS].callback_max_bytes)
     if body is None:
@@ -70,7 +80,7 @@ async def receive_event(request: web.Request) -> web.Response:
         return web.Response(status=413, text="request too large")
     query = request.query
     try:
-        event = _receiver(request).receive(
+        event = receiver.receive(
             msg_signature=query.get("msg_signature", ""),
             timestamp=query.get("timestamp", ""),
             nonce=query.get("nonce", ""),

@@ -48,13 +48,13 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/health", health.health, name="health")
     app.router.add_get("/ready", health.ready, name="ready")
     app.router.add_get("/metrics", health.metrics, name="metrics")
-    app.router.add_get("/wecom/callback", callback.verify_url, name="callback-verify")
-    app.router.add_post("/wecom/callback", callback.receive_event, name="callback")
+    verify, receive = callback.endpoints(RECEIVER)
+    app.router.add_get("/wecom/callback", verify, name="callback-verify")
+    app.router.add_post("/wecom/callback", receive, name="callback")
     if CONTACTS_RECEIVER in app:
-        app.router.add_get(
-            "/wecom/contacts-callback", callback.verify_url, name="contacts-callback-verify"
-        )
-        app.router.add_post("/wecom/contacts-callback", callback.receive_event, name="contacts-callback")
+        verify, receive = callback.endpoints(CONTACTS_RECEIVER)
+        app.router.add_get("/wecom/contacts-callback", verify, name="contacts-callback-verify")
+        app.router.add_post("/wecom/contacts-callback", receive, name="contacts-callback")
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:

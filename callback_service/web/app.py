@@ -30,7 +30,7 @@ from callback_service.web.keys import (
     WECOM_CONTACTS,
     WECOM_READY,
 )
-from callback_service.web.middlewares import error_middleware, error_pages, request_id_middleware
+from callback_service.web.middlewares import service_middleware
 from callback_service.web.pages import setup_pages
 from config import Settings
 from crypto import WeComCrypto
@@ -152,10 +152,8 @@ def create_app(
     dispatcher replaces the callback handlers' dispatch table (tests); run_workers=False leaves
     the inbox to be drained by the caller.
     """
-    # A path typed with a trailing slash (/bind/) is sent, relatively, to the one without it.
-    trailing_slash = web.normalize_path_middleware(append_slash=False, remove_slash=True)
     app = web.Application(
-        middlewares=[request_id_middleware, error_middleware, error_pages, trailing_slash],
+        middlewares=[service_middleware],
         client_max_size=CLIENT_MAX_SIZE,
     )
     app[SETTINGS] = settings

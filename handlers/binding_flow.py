@@ -293,6 +293,11 @@ class BindingFlow:
             raise _Refusal(Refusal.MOBILE_REFUSED, "wecom 60103: mobile refused") from exc
         except WeComUnanswered as exc:
             raise _OutcomeUnknown(f"user/update unanswered ({exc.errmsg})") from exc
+        if not member.mobile_shown and self._details.app_reads:
+            # The read-back would be the app's view that has just hidden the mobile, so it could tell
+            # nothing; and every user/get counts against WeCom's 10,000 a minute for that API
+            # (developer.work.weixin.qq.com/document/path/90312).
+            return False
         try:
             await self._confirm(member_id, phone)
         except WeComUnavailable as exc:

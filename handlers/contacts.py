@@ -82,6 +82,11 @@ class ContactsThenApp:
         self._app = app
         self._app_reads = False
 
+    @property
+    def app_reads(self) -> bool:
+        """Whether reads go through the app's secret now (the contacts-sync secret answered 48009)."""
+        return self._app_reads
+
     async def user_get(self, userid: str) -> ContactMember:
         """user/get with the contacts-sync secret while WeCom lets it read, then with the app's."""
         if not self._app_reads:

@@ -366,6 +366,27 @@ async def test_a_result_is_only_its_students(env: PagesEnv) -> None:
     assert "找不到绑定结果" in await other.text()
 
 
+async def test_no_read_back_where_wecom_would_hide_the_mobile_again(env: PagesEnv) -> None:
+    # The assistant may not read (48009) and the app hides the mobile: once the flow knows that,
+    # the read-back after user/update could tell nothing, and each user/get counts against WeCom's
+    # per-API minute limit. The status read before the write stays.
+    env.wecom_state.contacts_reads_details = False
+    env.wecom_state.app_sees_sensitive = False
+    assert "绑定成功" in await env.bind("2021003", "13800000003")
+    before = len(env.wecom_state.calls)
+    assert "绑定成功" in await env.bind("2021001", "13800000001")
+    assert env.wecom_state.calls[before:].count("user/get") == 1
+    assert env.wecom_state.members["2021001"].mobile == "13800000001"
+
+
+async def test_the_write_is_read_back_where_wecom_shows_the_mobile(env: PagesEnv) -> None:
+    env.wecom_state.contacts_reads_details = True
+    assert "绑定成功" in await env.bind("2021003", "13800000003")
+    before = len(env.wecom_state.calls)
+    assert "绑定成功" in await env.bind("2021001", "13800000001")
+    assert env.wecom_state.calls[before:].count("user/get") == 2
+
+
 async def test_a_contacts_assistant_that_may_not_read_still_binds_and_refuses_by_status(env: PagesEnv) -> None:
     # Its trusted address was added after 2022-08-15: user/get with its secret answers 48009, its
     # writes work. The status comes from the app's secret, which never hides it.

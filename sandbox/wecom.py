@@ -7,10 +7,12 @@ and lists it; messages and OAuth take an application's secret.
 
 By default it plays WeCom as its documentation describes it today (not the 企业号 of 2015): members
 carry a status; user/update ignores an activated member's mobile; user/get hides the sensitive
-fields from an app; each secret has its trusted IPs; change_contact goes to the contacts-sync
-assistant's own event server, and only for changes made outside the API (the admin console under
-/_sandbox/console); the app has a visible range; user/create invites; message/send can drop a
-duplicate; 45009 blocks for a while. The admin endpoints under /_sandbox/ are the emulator's own.
+fields from an app; each secret has its trusted IPs, and the contacts-sync assistant, trusted from
+an address added after 2022-08-15, writes members but may not read them (48009); change_contact
+goes to the contacts-sync assistant's own event server, and only for changes made outside the API
+(the admin console under /_sandbox/console); the app has a visible range; user/create invites;
+message/send can drop a duplicate; 45009 blocks for a while. The admin endpoints under /_sandbox/
+are the emulator's own.
 """
 
 from __future__ import annotations
@@ -105,7 +107,7 @@ def create_wecom_sandbox(
     app_sees_sensitive: bool = False,
     contacts_trusted_ips: Iterable[str] | None = LOOPBACK,
     app_trusted_ips: Iterable[str] | None = LOOPBACK,
-    contacts_reads_details: bool = True,
+    contacts_reads_details: bool = False,
 ) -> web.Application:
     """Build the WeCom emulator; `secrets` maps each secret to its label (APP, CONTACTS, ...).
 
@@ -113,9 +115,10 @@ def create_wecom_sandbox(
     the contacts-sync assistant's event server (change_contact). `visible_departments` is the app's
     visible range (None: the whole organisation); `app_sees_sensitive` plays an app created before
     2022-06-20; the trusted IPs are networks (None: any address; the default, the loopback only).
-    `contacts_reads_details=False` plays a contacts-sync assistant whose trusted address was added
-    after 2022-08-15: its writes work, its user/get answers 48009 (document/path/90196: "从2022年8月15日
-    10点开始，'企业管理后台 - 管理工具 - 通讯录同步'的新增IP将不能再调用此接口").
+    By default the contacts-sync assistant's trusted address was added after 2022-08-15, as for every
+    deployment since: its writes work, its user/get answers 48009 (document/path/90196: "从2022年8月15日
+    10点开始，'企业管理后台 - 管理工具 - 通讯录同步'的新增IP将不能再调用此接口");
+    `contacts_reads_details=True` plays an address trusted before that date, which reads every field.
     """
     if not secrets or any(not secret for secret in secrets):
         raise ValueError("the emulator needs at least one non-empty secret")
@@ -138,8 +141,8 @@ def create_wecom_sandbox(
         app_sees_sensitive=app_sees_sensitive,
         contacts_trusted_ips=contacts_trusted_ips,
         app_trusted_ips=app_trusted_ips,
+        contacts_reads_details=contacts_reads_details,
     )
-    state.contacts_reads_details = contacts_reads_details
     for member in members:
         if member.userid in state.members:
             raise ValueError(f"member {member.userid!r} seeded twice")
@@ -310,7 +313,7 @@ async def _user_get(request: web.Request, state: WeComSandboxState, body: dict[s
     member = state.member(userid)
     state.check_visible(label, member)
     # document/path/90196: since 2022-06-20 a new app gets no 头像、性别、手机、邮箱、企业邮箱、员工个人
-    # 二维码、地址; the contacts-sync secret still reads them all.
+    # 二维码、地址; the contacts-sync secret, where it may read at all, reads them all.
     return member.as_json(sensitive=label == CONTACTS or state.app_sees_sensitive)
 
 

@@ -305,6 +305,7 @@ class WeComSandboxState:
         app_sees_sensitive: bool = False,
         contacts_trusted_ips: Iterable[str] | None = LOOPBACK,
         app_trusted_ips: Iterable[str] | None = LOOPBACK,
+        contacts_reads_details: bool = False,
     ) -> None:
         self.corp_id = corp_id
         self.corp_name = corp_name
@@ -336,10 +337,10 @@ class WeComSandboxState:
         self.visible_departments = None if visible_departments is None else frozenset(visible_departments)
         """The app's visible range (可见范围) by department; None: the whole organisation."""
         self.app_sees_sensitive = app_sees_sensitive
-        # Whether the contacts-sync assistant may read member details (user/get) from our address:
-        # only an address trusted before 2022-08-15 may (see create_wecom_sandbox).
-        self.contacts_reads_details = True
         """Whether user/get shows the app the sensitive fields (an app created before 2022-06-20)."""
+        self.contacts_reads_details = contacts_reads_details
+        """Whether the contacts-sync assistant may read members (user/get) from the caller's address:
+        only an address trusted before 2022-08-15 may (document/path/90196); a newer one gets 48009."""
         self.trusted_ips = {CONTACTS: _networks(contacts_trusted_ips), APP: _networks(app_trusted_ips)}
         """Each secret label's 企业可信IP as networks; None: any address."""
         self.invitations: dict[str, int] = {}

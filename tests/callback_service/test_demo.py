@@ -46,6 +46,7 @@ def test_demo_command_serves_its_start_page_and_both_sandboxes(tmp_path: Path) -
         assert student.member_id in start
         assert student.name in start
     assert DEMO_PASSWORD in start
+    assert "不能读取成员详情（48009）" in start  # the demo's WeCom is today's, and its start page says so
     assert f"{base}/bind" in start
     assert "统一身份认证" in login
     assert "上海工程技术大学" in wecom_home

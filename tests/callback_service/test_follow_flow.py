@@ -16,6 +16,7 @@ from handlers.phone import Phone
 from sandbox.wecom_keys import WECOM_SANDBOX_STATE
 from sandbox.wecom_state import Member
 from tests.support.world import (
+    OLD_ASSISTANT,
     ServerFactory,
     World,
     eventually,
@@ -80,38 +81,48 @@ async def test_remedy_of_2_2_bind_follow_refused_unfollow_rebind(
         assert [sent.touser for sent in world.wecom.messages] == [("2021001",)]
 
 
+@pytest.mark.parametrize(
+    ("wecom_options", "shown"), [(OLD_ASSISTANT, True), ({}, False)], ids=["assistant-before-2022-08-15", "today"]
+)
 async def test_console_changes_pushed_to_the_contacts_sync_server_move_and_free_phones(
-    aiohttp_server: ServerFactory, store_url: str
+    aiohttp_server: ServerFactory, store_url: str, wecom_options: dict[str, object], shown: bool
 ) -> None:
     members = [
         Member(userid="2021001", name="张三", department=[1], mobile=None),
         Member(userid="2021002", name="李四", department=[1], mobile=None),
     ]
     async with (
-        running_world(aiohttp_server, store_url=store_url, members=members, contacts_sync=True) as world,
+        running_world(aiohttp_server, store_url=store_url, members=members, contacts_sync=True,
+                      wecom_options=wecom_options) as world,
         aiohttp.ClientSession() as http,
     ):
         await _bind(world, "2021001", P1)
         await _bind(world, "2021002", "13800000002")
-        # An admin changes 张三's mobile in the console: update_user names the member only, and
-        # the service asks WeCom (the contacts-sync secret) for the mobile.
+        # An admin changes 张三's mobile in the console: update_user names the member only, and the
+        # service asks WeCom for the mobile. An assistant trusted before 2022-08-15 reads it; today's
+        # gets 48009 and the app sees no mobile: unknown, so the binding stays as it is.
         async with http.post(world.wecom_url + "/_sandbox/console/members/2021001",
                              json={"mobile": "13800000011"}) as response:
             assert response.status == 200
 
-        async def moved() -> Binding | None:
-            binding = await _store(world).get_binding("2021001")
-            return binding if binding is not None and binding.phone == "13800000011" else None
+        async def handled() -> bool | None:
+            stats = await _store(world).inbox_stats()
+            delivered = bool(world.wecom.pushes) and all(push.delivered for push in world.wecom.pushes)
+            return True if delivered and stats.pending == stats.leased == 0 else None
 
-        await eventually(moved)
-        assert await _store(world).get_binding_by_phone(P1) is None
+        await eventually(handled)
+        binding = await _store(world).get_binding("2021001")
+        assert binding is not None
+        assert (binding.state, binding.phone) == (BindingState.BOUND, "13800000011" if shown else P1)
+        assert (await _store(world).get_binding_by_phone(P1) is None) is shown
+        assert world.wecom.calls.count("user/get") == (1 if shown else 2)  # today: the assistant's, then the app's
         async with http.delete(world.wecom_url + "/_sandbox/console/members/2021002") as response:
             assert response.status == 200
 
         async def deleted() -> bool | None:
             return True if await _store(world).get_binding("2021002") is None else None
 
-        await eventually(deleted)
+        await eventually(deleted)  # a deletion needs no read
         assert await _store(world).get_binding_by_phone(Phone("13800000002")) is None
         contact_pushes = [push for push in world.wecom.pushes if push.event == "change_contact"]
         assert contact_pushes

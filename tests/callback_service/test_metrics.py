@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from callback_service.clients.wecom import WeComError
 from callback_service.web.app import create_app
-from callback_service.web.keys import INBOX, METRICS, WECOM_CONTACTS
+from callback_service.web.keys import INBOX, METRICS, WECOM_APP
 from sandbox.wecom_state import Member
 from tests.callback_service.conftest import NOW, Clock, Recorder
 from tests.support.callbacks import encrypt_callback, event_xml
@@ -99,9 +99,10 @@ async def test_wecom_calls_are_timed_by_endpoint_and_errcode(
         members=[Member(userid="2021001", name="张三", department=[1], mobile="13800000001")],
     ) as world:
         app = world.service.app
-        await app[WECOM_CONTACTS].user_get("2021001")
+        # The app's secret reads members (today's contacts-sync assistant may not: 48009).
+        await app[WECOM_APP].user_get("2021001")
         with pytest.raises(WeComError):
-            await app[WECOM_CONTACTS].user_get("nobody")
+            await app[WECOM_APP].user_get("nobody")
         found = samples(app[METRICS].render())
     calls = {
         labels: value for (name, labels), value in found.items() if name == "wecom_bind_wecom_api_seconds_count"

@@ -189,6 +189,7 @@ async def test_delete_user_frees_the_phone(world: World) -> None:
 
 
 async def test_a_contacts_sync_update_user_with_only_a_user_id_fetches_the_mobile(world: World) -> None:
+    world.wecom.contacts_reads_details = True  # an assistant trusted before 2022-08-15 reads the mobile
     await _bind(world.store, "lisi", "13800000002")
     # An administrator changed the mobile in the console; today's event names the member only.
     world.wecom.members["lisi"].mobile = "13800000022"
@@ -200,6 +201,7 @@ async def test_a_contacts_sync_update_user_with_only_a_user_id_fetches_the_mobil
 
 
 async def test_an_update_user_for_a_member_wecom_shows_unchanged_changes_nothing(world: World) -> None:
+    world.wecom.contacts_reads_details = True  # an assistant trusted before 2022-08-15 shows the mobile
     await _bind(world.store, "lisi", "13800000002")
     before = await world.store.audit_list(member_id="lisi")
     await world.handlers.dispatcher().dispatch(_change("update_user", "lisi"))
@@ -266,8 +268,9 @@ async def test_an_update_user_whose_mobile_wecom_hides_changes_nothing(world: Wo
 async def test_an_update_user_that_wecom_will_not_let_us_read_changes_nothing(world: World) -> None:
     await _bind(world.store, "lisi", "13800000002")
     world.wecom.members["lisi"].mobile = "13800000022"
-    # The assistant's address was trusted after 2022-08-15: user/get with its secret answers 48009.
-    world.wecom.contacts_reads_details = False
+    # Today's WeCom, the emulator's default: the assistant's address was trusted after 2022-08-15,
+    # its user/get answers 48009, and the app's shows no mobile.
+    assert not world.wecom.contacts_reads_details
     await world.handlers.dispatcher().dispatch(_change("update_user", "lisi"))
     binding = await world.store.get_binding("lisi")
     assert binding is not None

@@ -388,9 +388,10 @@ async def test_the_write_is_read_back_where_wecom_shows_the_mobile(env: PagesEnv
 
 
 async def test_a_contacts_assistant_that_may_not_read_still_binds_and_refuses_by_status(env: PagesEnv) -> None:
-    # Its trusted address was added after 2022-08-15: user/get with its secret answers 48009, its
-    # writes work. The status comes from the app's secret, which never hides it.
-    env.wecom_state.contacts_reads_details = False
+    # Today's WeCom, the emulator's default: the assistant's trusted address was added after
+    # 2022-08-15, its user/get answers 48009, its writes work. The status comes from the app's
+    # secret, which never hides it.
+    assert not env.wecom_state.contacts_reads_details
     page = await env.bind("2021003", "13800000003")
     assert "绑定成功" in page
     binding = await env.store.get_binding("2021003")

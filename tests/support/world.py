@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Final, TypeVar
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -32,6 +33,12 @@ CONTACTS_TOKEN = "contactsTokenForTheSyncAssistant"
 CONTACTS_AES_KEY = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
 ServerFactory = Callable[..., Awaitable[TestServer]]
 T = TypeVar("T")
+
+OLD_ASSISTANT: Final[dict[str, Any]] = {"contacts_reads_details": True}
+"""Emulator options for a contacts-sync assistant whose address was trusted before 2022-08-15: it
+reads members, mobiles included. Today's, the emulator's default, gets 48009 from user/get."""
+old_assistant: Final = pytest.mark.parametrize("wecom_options", [OLD_ASSISTANT], ids=["assistant-before-2022-08-15"])
+"""Runs a test whose `wecom_options` fixture configures its emulator against OLD_ASSISTANT."""
 
 
 @dataclass
@@ -102,10 +109,11 @@ def wecom_sandbox(
     members: list[Member],
     admission_url: str | None = None,
     contacts_callback_url: str | None = None,
+    **options: Any,
 ) -> web.Application:
     """The emulated WeCom, pushing to callback_url with the test Token and key; with admission_url,
     second verification (二次验证) sends joining members there first; with contacts_callback_url,
-    console changes go there with the contacts-sync Token and key."""
+    console changes go there with the contacts-sync Token and key; options go to create_wecom_sandbox."""
     return create_wecom_sandbox(
         corp_id=CORP_ID,
         secrets={APP_SECRET: APP, CONTACTS_SECRET: CONTACTS},
@@ -118,6 +126,7 @@ def wecom_sandbox(
         push_timeout=5.0,
         push_retry_delay=0.1,
         admission_url=admission_url,
+        **options,
     )
 
 
@@ -129,13 +138,15 @@ async def running_world(
     members: list[Member],
     second_verification: bool = False,
     contacts_sync: bool = False,
+    wecom_options: Mapping[str, Any] | None = None,
     **overrides: object,
 ) -> AsyncIterator[World]:
     """Start the emulator and the service (its workers running), each knowing the other's URL.
 
     second_verification turns the service's admission gate on and has the emulator send joining
     members to it; contacts_sync turns on /wecom/contacts-callback, where the emulator pushes
-    change_contact; overrides are further settings.
+    change_contact; wecom_options go to create_wecom_sandbox (none: today's WeCom); overrides are
+    further settings.
     """
     port = free_port()
     wecom_app = wecom_sandbox(
@@ -143,6 +154,7 @@ async def running_world(
         members=members,
         admission_url=f"http://127.0.0.1:{port}/wecom/admit" if second_verification else None,
         contacts_callback_url=f"http://127.0.0.1:{port}/wecom/contacts-callback" if contacts_sync else None,
+        **(wecom_options or {}),
     )
     wecom_server = await aiohttp_server(wecom_app)
     contacts: dict[str, object] = (

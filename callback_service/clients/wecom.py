@@ -56,6 +56,10 @@ caller for a minute or an hour (developer.work.weixin.qq.com/document/path/90312
 at once as RateLimited, and the caller (a student's page, an inbox worker) decides when to try again."""
 TOKEN_ERRCODES: Final = frozenset({40014, 42001})
 """Invalid or expired access_token: drop it, fetch another, retry the call once."""
+# An address trusted by the contacts-sync assistant after 2022-08-15 gets 48009 from user/get while
+# its writes work (developer.work.weixin.qq.com/document/path/90196): that 48009 refuses the read,
+# not the secret (ContactsThenApp reads with the app's then), so readiness does not report it.
+_MEMBER_READ: Final = "user/get"
 
 # The family of WeCom's refusals is declared with the rules (handlers.wecom_errors); these names
 # are the client's public face of it.
@@ -472,7 +476,7 @@ class WeComClient:
         try:
             data = await self._call_with_token(method, api, params=params, json_body=json_body)
         except ConfigurationError as exc:
-            if exc.whole_secret:
+            if exc.whole_secret and not (api == _MEMBER_READ and isinstance(exc, ContactsUntrustedIp)):
                 # Remembered for readiness: gettoken may succeed while every API call is refused
                 # (an untrusted IP answers 48009 or 60020 only on the calls themselves).
                 self._refused = (self._clock(), exc)

@@ -116,6 +116,9 @@ async def test_console_changes_pushed_to_the_contacts_sync_server_move_and_free_
         assert (binding.state, binding.phone) == (BindingState.BOUND, "13800000011" if shown else P1)
         assert (await _store(world).get_binding_by_phone(P1) is None) is shown
         assert world.wecom.calls.count("user/get") == (1 if shown else 2)  # today: the assistant's, then the app's
+        # A read refused with 48009 is no configuration error: the assistant's writes work.
+        async with http.get(world.service_url + "/ready") as response:
+            assert (response.status, await response.json()) == (200, {"status": "ready", "store": "up", "wecom": "up"})
         async with http.delete(world.wecom_url + "/_sandbox/console/members/2021002") as response:
             assert response.status == 200
 

@@ -89,11 +89,26 @@ async def test_readiness_shows_a_secret_whose_calls_wecom_refuses(
     probe = TokenProbe(make_client(APP_SECRET, api_base=sandbox.base), clock=clock, watched=(contacts,))
     assert await probe.problem(within=2.0) is None
     with pytest.raises(ContactsUntrustedIp):
-        await contacts.user_get("2021001")
+        await contacts.user_update("2021002", name="改")
     problem = await probe.problem(within=2.0)
     assert problem is not None
     assert problem.startswith("48009: add 127.0.0.1 to 管理工具 → 通讯录同步 → 企业可信IP")
     clock.advance(61)  # not seen again within a minute: forgotten until the next refused call
+    assert await probe.problem(within=2.0) is None
+
+
+async def test_a_contacts_address_that_writes_but_may_not_read_does_not_make_the_service_unready(
+    sandbox: Sandbox, make_client: ClientFactory, clock: FakeClock
+) -> None:
+    # Today's WeCom: an address trusted after 2022-08-15 gets 48009 from user/get while its writes
+    # work (developer.work.weixin.qq.com/document/path/90196); the service then reads with the app's.
+    contacts = make_client()
+    probe = TokenProbe(make_client(APP_SECRET), clock=clock, watched=(contacts,))
+    with pytest.raises(ContactsUntrustedIp):
+        await contacts.user_get("2021001")
+    assert await probe.problem(within=2.0) is None
+    await contacts.user_update("2021002", name="改")
+    assert sandbox.state.members["2021002"].name == "改"
     assert await probe.problem(within=2.0) is None
 
 

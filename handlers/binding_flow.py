@@ -35,6 +35,7 @@ from handlers.contracts import Store, StoreUnavailable
 from handlers.guide import ErrorCode
 from handlers.phone import Phone, mask_phone
 from handlers.wecom_errors import (
+    ContactsUntrustedIp,
     MobileExists,
     MobileInvalid,
     OutsideVisibleRange,
@@ -264,11 +265,16 @@ class BindingFlow:
         """The member as WeCom shows it for its status; UserNotFound when WeCom has none."""
         try:
             return await self._reader.user_get(member_id)
-        except OutsideVisibleRange:
+        except OutsideVisibleRange as outside:
             if self._reader is self._contacts:
                 raise
-            # Outside the app's visible range: the contacts-sync assistant sees every member.
-            return await self._contacts.user_get(member_id)
+            # Outside the app's visible range: the contacts-sync assistant sees every member, where it
+            # may read. Today's may not (48009, developer.work.weixin.qq.com/document/path/90196): the
+            # remedy is then the app's visible range, not the assistant's trusted IPs.
+            try:
+                return await self._contacts.user_get(member_id)
+            except ContactsUntrustedIp:
+                raise outside from None
 
     async def _write(self, member_id: str, phone: Phone) -> bool:
         """Write the phone to WeCom; True when the member had to be created."""

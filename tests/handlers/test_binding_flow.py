@@ -24,10 +24,11 @@ from handlers.contacts import MemberReader, WeComContacts
 from handlers.contracts import Store, StoreUnavailable
 from handlers.guide import ErrorCode
 from handlers.phone import Phone
+from handlers.wecom_errors import OutsideVisibleRange
 from sandbox.wecom import APP, CONTACTS, Member, WeComSandboxState, create_wecom_sandbox
 from sandbox.wecom_keys import WECOM_SANDBOX_STATE
 from tests.store.support import FakeClock
-from tests.support.world import old_assistant
+from tests.support.world import OLD_ASSISTANT, old_assistant
 
 CORP_ID = "wwflowtest0000000"
 T = TypeVar("T")
@@ -315,6 +316,33 @@ async def test_a_wecom_outage_before_the_write_propagates_and_releases_the_claim
     assert raised.value.errcode == -1
     assert await world.store.get_binding("2021001") is None
     assert await world.actions("2021001") == [AuditAction.CLAIM, AuditAction.RELEASE]
+
+
+outside_the_apps_range = pytest.mark.parametrize(
+    "wecom_options", [{"visible_departments": [7]}], ids=["app-sees-department-7-only"]
+)
+"""The app's visible range holds 管理学院 (7) only: 张三 (2021001, department 1) is outside it."""
+
+
+@outside_the_apps_range
+async def test_a_member_outside_the_apps_range_is_a_range_error_when_the_assistant_may_not_read(
+    world: World,
+) -> None:
+    # The app answers 60011 and today's assistant 48009: the remedy is the app's visible range, not
+    # the assistant's trusted IPs (which writes work from).
+    with pytest.raises(OutsideVisibleRange):
+        await world.flow.bind("2021001", Phone("13800000001"), actor=ACTOR)
+    assert await world.store.get_binding("2021001") is None
+    assert "user/update" not in world.wecom.calls
+
+
+@pytest.mark.parametrize(
+    "wecom_options", [{"visible_departments": [7], **OLD_ASSISTANT}], ids=["app-sees-7-assistant-before-2022-08-15"]
+)
+async def test_a_member_outside_the_apps_range_is_read_by_an_assistant_that_may_read(world: World) -> None:
+    result = await world.flow.bind("2021001", Phone("13800000001"), actor=ACTOR)
+    assert isinstance(result, Bound)
+    assert world.wecom.members["2021001"].mobile == "13800000001"
 
 
 async def test_a_member_created_meanwhile_is_updated_after_all(world: World) -> None:

@@ -369,9 +369,9 @@ async def test_a_result_is_only_its_students(env: PagesEnv) -> None:
 async def test_no_read_back_where_wecom_would_hide_the_mobile_again(env: PagesEnv) -> None:
     # The assistant may not read (48009) and the app hides the mobile: once the flow knows that,
     # the read-back after user/update could tell nothing, and each user/get counts against WeCom's
-    # per-API minute limit. The status read before the write stays.
-    env.wecom_state.contacts_reads_details = False
-    env.wecom_state.app_sees_sensitive = False
+    # per-API minute limit. The status read before the write stays. That is today's WeCom, the
+    # emulator's default.
+    assert (env.wecom_state.contacts_reads_details, env.wecom_state.app_sees_sensitive) == (False, False)
     assert "绑定成功" in await env.bind("2021003", "13800000003")
     before = len(env.wecom_state.calls)
     assert "绑定成功" in await env.bind("2021001", "13800000001")
@@ -380,7 +380,7 @@ async def test_no_read_back_where_wecom_would_hide_the_mobile_again(env: PagesEn
 
 
 async def test_the_write_is_read_back_where_wecom_shows_the_mobile(env: PagesEnv) -> None:
-    env.wecom_state.contacts_reads_details = True
+    env.wecom_state.contacts_reads_details = True  # an assistant trusted before 2022-08-15
     assert "绑定成功" in await env.bind("2021003", "13800000003")
     before = len(env.wecom_state.calls)
     assert "绑定成功" in await env.bind("2021001", "13800000001")

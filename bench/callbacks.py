@@ -18,7 +18,9 @@ the ratio to bare in the same run (DESIGN.md's target: 0.6 or more), p50 and p99
 server's peak RSS (VmHWM, summed over its processes), the errors (any answer but 200 counts), and
 the server's CPU per request with its ratio to bare's: on a machine shared with other work the
 requests per second move with the neighbours' load, the CPU per request much less.
-Then the scaling of `serve --processes N` from 1 to the machine's cores.
+Then the scaling of `serve --processes N` from 1 to the machine's cores. `--rounds N` measures
+the servers in turn N times and prints each one's median too: on a shared machine a single round
+moves with the neighbours.
 """
 
 from __future__ import annotations
@@ -267,6 +269,24 @@ def print_table(title: str, results: list[Figures]) -> None:
               flush=True)
 
 
+def print_medians(title: str, tables: list[list[Figures]]) -> None:
+    """Each server's median over rounds, its ratios taken to the bare server of each round first:
+    on a shared machine one round's neighbours move both servers of that round alike."""
+    print(title)
+    print(f"  {'server':<17} {'req/s':>8} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7} {'RSS MiB':>8}"
+          f" {'errors':>6} {'CPU us/req':>10} {'CPU ratio':>9}")
+    for position, kind in enumerate(f.kind for f in tables[0]):
+        runs = [table[position] for table in tables]
+        bares = [next(f for f in table if f.kind == "bare") for table in tables]
+        ratio = statistics.median(f.per_second / b.per_second for f, b in zip(runs, bares, strict=True))
+        cpu_ratio = statistics.median(b.cpu_us / f.cpu_us for f, b in zip(runs, bares, strict=True))
+        print(f"  {kind:<17} {statistics.median(f.per_second for f in runs):>8.0f} {ratio:>6.2f}"
+              f" {statistics.median(f.p50_ms for f in runs):>7.1f}"
+              f" {statistics.median(f.p99_ms for f in runs):>7.1f} {max(f.peak_rss_mib for f in runs):>8.1f}"
+              f" {sum(f.errors for f in runs):>6} {statistics.median(f.cpu_us for f in runs):>10.0f}"
+              f" {cpu_ratio:>9.2f}", flush=True)
+
+
 def main() -> int:
     """Measure each server at each connection count, then the scaling with processes; print the figures."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -283,6 +303,8 @@ def main() -> int:
                         help="servers whose scaling with processes is printed ('' for none)")
     parser.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--wrk-threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="repeat the servers in turn, then print each one's median (default 1)")
     args = parser.parse_args()
     if args.serve:
         serve(args.serve, args.port, args.store_url, args.processes)
@@ -322,15 +344,27 @@ def main() -> int:
             return f"sqlite:///{directory / f'bench{runs}.db'}"
 
         try:
-            for connections in connection_counts:
-                results = [measure(kind, connections=connections, processes=1, store_url=store_for(kind),
-                                   load=load) for kind in kinds]
-                print_table(f"{connections} connections, 1 process:", results)
-                for f in results:
-                    if f.kind.startswith("wecom-bind") and f.requests > args.events:
-                        print(f"  note: {f.kind} took more requests than distinct events; raise --events")
+            rounds: dict[int, list[list[Figures]]] = {connections: [] for connections in connection_counts}
+            for round_number in range(1, args.rounds + 1):
+                if round_number > 1:  # fresh timestamps: the service refuses those older than its window
+                    write_requests(load.requests_file, args.events, tag=f"m{round_number}-")
+                    write_requests(load.warmup_file, 5000, tag=f"w{round_number}-")
+                for connections in connection_counts:
+                    results = [measure(kind, connections=connections, processes=1,
+                                       store_url=store_for(kind), load=load) for kind in kinds]
+                    label = f", round {round_number} of {args.rounds}" if args.rounds > 1 else ""
+                    print_table(f"{connections} connections, 1 process{label}:", results)
+                    rounds[connections].append(results)
+                    for f in results:
+                        if f.kind.startswith("wecom-bind") and f.requests > args.events:
+                            print(f"  note: {f.kind} took more requests than distinct events; raise --events")
+            if args.rounds > 1:
+                for connections, tables in rounds.items():
+                    print_medians(f"{connections} connections, the median of {args.rounds} rounds:", tables)
             scaling = [kind for kind in args.scaling.split(",") if kind]
             if scaling and cores > 1:
+                write_requests(load.requests_file, args.events, tag="s")
+                write_requests(load.warmup_file, 5000, tag="sw")
                 connections = max(connection_counts)
                 for processes in range(1, cores + 1):
                     results = [measure(kind, connections=connections, processes=processes,

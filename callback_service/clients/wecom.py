@@ -217,6 +217,10 @@ class WeComClient:
         self._lock_name = f"wecom:token-refresh:{digest}"
         self._local = asyncio.Lock()
         self._refused: tuple[float, ConfigurationError] | None = None
+        # The store's token as this process last saw it: a call does not read the store again until
+        # its refresh time. WeCom repeats a live token to every instance that asks, and an instance
+        # holding one that another dropped hears 40014 or 42001 and reads the store's new one.
+        self._held: _CachedToken | None = None
 
     def __repr__(self) -> str:
         return f"WeComClient(corp_id={self._corp_id!r}, key={self._cache_key!r})"
@@ -390,6 +394,9 @@ class WeComClient:
 
     async def access_token(self) -> str:
         """The current access token, from the store, fetched once when none is valid."""
+        held = self._held
+        if held is not None and self._clock() < held.refresh_at:
+            return held.token
         cached = await self._read_cache()
         now = self._clock()
         if cached is not None and now < cached.refresh_at:
@@ -398,6 +405,8 @@ class WeComClient:
 
     async def drop_token(self, token: str) -> None:
         """Forget the cached token if it is still this one (WeCom said it is invalid or expired)."""
+        if self._held is not None and self._held.token == token:
+            self._held = None
         cached = await self._read_cache()
         if cached is not None and cached.token == token:
             await self._store.kv_delete(self._cache_key)
@@ -450,6 +459,7 @@ class WeComClient:
             json.dumps({"token": token, "expires_at": expires_at, "refresh_at": refresh_at}),
             ttl=expires_in,
         )
+        self._held = _CachedToken(token, expires_at, refresh_at)
         log.info("wecom: fetched an access token for %s (valid %d s)", self._cache_key, expires_in)
         return token
 
@@ -459,9 +469,11 @@ class WeComClient:
             return None
         try:
             data = json.loads(raw)
-            return _CachedToken(str(data["token"]), float(data["expires_at"]), float(data["refresh_at"]))
+            cached = _CachedToken(str(data["token"]), float(data["expires_at"]), float(data["refresh_at"]))
         except (ValueError, KeyError, TypeError):
             return None
+        self._held = cached
+        return cached
 
     # the plumbing
 

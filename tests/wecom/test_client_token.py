@@ -43,6 +43,38 @@ async def test_two_instances_on_one_store_fetch_once(sandbox: Sandbox, make_clie
     assert gettokens(sandbox) == 1
 
 
+async def test_a_token_held_is_not_read_from_the_store_at_every_call(
+    sandbox: Sandbox, make_client: ClientFactory, sqlite_store: Store
+) -> None:
+    client = make_client()
+    await client.user_get("2021001")
+    token = await client.access_token()
+    # Gone from the store behind the client's back: the client still holds it until its refresh time.
+    await sqlite_store.kv_delete(client.cache_key)
+    for _ in range(3):
+        await client.user_get("2021001")
+    assert await client.access_token() == token
+    assert gettokens(sandbox) == 1
+    assert await sqlite_store.kv_get(client.cache_key) is None
+
+
+async def test_a_held_token_that_another_instance_replaced_is_given_up_for_the_stores(
+    sandbox: Sandbox, make_client: ClientFactory
+) -> None:
+    first, second = make_client(), make_client()
+    await first.user_get("2021001")
+    old = await first.access_token()
+    sandbox.state.revoke_tokens()
+    await second.user_get("2021001")  # 40014: dropped, fetched again, stored
+    new = await second.access_token()
+    assert new != old
+    # The first still holds the revoked token: WeCom refuses it once, and the store's new one serves.
+    await first.user_get("2021002")
+    assert await first.access_token() == new
+    assert gettokens(sandbox) == 2
+    assert sandbox.state.calls.count("user/get") == 5
+
+
 async def test_instances_share_the_token_on_either_backend(
     sandbox: Sandbox, make_client: ClientFactory, store: Store
 ) -> None:

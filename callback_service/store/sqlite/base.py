@@ -1,8 +1,11 @@
 """The SQLite store's plumbing: one writer connection on a thread of its own, one transaction per change.
 
-Every operation runs as one synchronous function on a dedicated thread that owns the connection,
+Every change runs as one synchronous function on a dedicated thread that owns the connection,
 so a change is one `BEGIN IMMEDIATE` transaction from its first read to its commit: no other
 coroutine's statements can interleave, and other processes on the same file wait on SQLite's lock.
+A point read (a few rows by key) runs on the event loop's thread instead, through a read-only
+connection: under WAL a reader never waits for a writer, and the hop to the store's thread and back
+costs several times the read itself. Scans (lists, counts, checks) still go to the thread.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ class SqliteBase:
         self._busy_timeout = busy_timeout
         self._thread = StoreThread("sqlite-store")
         self._conn: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
         self._writes = 0
         self._closed = False
 
@@ -86,6 +90,11 @@ class SqliteBase:
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
             migrate(conn)
+            if self._path != ":memory:":  # another connection to :memory: would be another database
+                # No busy wait: a read that SQLite answers busy (a WAL being recovered) goes to the thread.
+                reader = sqlite3.connect(self._path, timeout=0, isolation_level=None, check_same_thread=False)
+                reader.execute("PRAGMA query_only = ON")
+                self._reader = reader
         except BaseException:
             conn.close()
             raise
@@ -107,6 +116,21 @@ class SqliteBase:
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await self._call(lambda: fn(self._connection()))
+
+    async def _lookup(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a point read on the event loop's thread (see the module's docstring); on the store's
+        thread when SQLite answers busy, or for an in-memory database."""
+        reader = self._reader
+        if self._closed or reader is None:
+            return await self._read(fn)
+        try:
+            return fn(reader)
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise StoreUnavailable(f"sqlite: {type(exc).__name__}: {exc}") from exc
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailable(f"sqlite: {type(exc).__name__}: {exc}") from exc
+        return await self._read(fn)
 
     async def _write(self, fn: Callable[[Tx], T], *, durable: bool = True) -> T:
         """Run fn in one write transaction, committed with an fsync unless durable=False.
@@ -157,6 +181,9 @@ class SqliteBase:
         self._closed = True
 
         def shut() -> None:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None

@@ -151,11 +151,11 @@ class SqliteBindings(RulesRunner, SqliteBase):
                 raise ValueError("a lookup decided to write")
             return decision.result()
 
-        return await self._read(run)
+        return await self._lookup(run)
 
     async def get_binding(self, member_id: str) -> Binding | None:
         """Return the member's binding as stored, or None."""
-        value = await self._read(lambda c: _read_key(c, Key(KeyKind.BINDING, member_id)))
+        value = await self._lookup(lambda c: _read_key(c, Key(KeyKind.BINDING, member_id)))
         return value.binding() if isinstance(value, Row) else None
 
     async def list_bindings(self) -> list[Binding]:

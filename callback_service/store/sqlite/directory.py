@@ -39,7 +39,7 @@ class SqliteDirectory(SqliteBase):
                 return None
             return DirectoryEntry(values[0], values[1], values[2], values[3])
 
-        return await self._read(run)
+        return await self._lookup(run)
 
     async def directory_count(self) -> int:
         """Return the number of directory entries."""

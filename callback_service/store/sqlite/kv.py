@@ -41,7 +41,7 @@ class SqliteKv(SqliteBase):
             values = c.execute("SELECT value FROM kv WHERE key = ? AND expires_at > ?", (key, now)).fetchone()
             return None if values is None else str(values[0])
 
-        return await self._read(run)
+        return await self._lookup(run)
 
     async def kv_set(self, key: str, value: str, *, ttl: float) -> None:
         """Set the value with a ttl."""

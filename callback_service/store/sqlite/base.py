@@ -53,6 +53,8 @@ class SqliteBase:
         self._thread = StoreThread("sqlite-store")
         self._conn: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
+        self._durable = True
+        """Whether the writer connection commits with synchronous=FULL (else NORMAL)."""
         self._writes = 0
         self._closed = False
 
@@ -144,23 +146,21 @@ class SqliteBase:
 
         def run() -> T:
             conn = self._connection()
-            if not durable:
-                conn.execute("PRAGMA synchronous = NORMAL")
+            # The level is set only when it changes: two statements less for most writes.
+            if self._durable != durable:
+                conn.execute("PRAGMA synchronous = FULL" if durable else "PRAGMA synchronous = NORMAL")
+                self._durable = durable
+            conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    result = fn(Tx(conn, now))
-                    self._writes += 1
-                    if self._writes % _PURGE_EVERY == 0:
-                        self._purge(conn, now)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-            finally:
-                if not durable:
-                    conn.execute("PRAGMA synchronous = FULL")
+                result = fn(Tx(conn, now))
+                self._writes += 1
+                if self._writes % _PURGE_EVERY == 0:
+                    self._purge(conn, now)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
             return result
 
         return await self._call(run)

@@ -6,7 +6,7 @@ the rules import only these contracts, never a backend.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Protocol
 
 from handlers.binding import (
@@ -49,6 +49,21 @@ class KeyValueStore(Protocol):
         """Set the value only if absent or expired; True when this call set it."""
         ...
 
+    async def kv_get_many(self, keys: Sequence[str]) -> list[str | None]:
+        """Return the value of each key in order (None when absent or expired), read at once."""
+        ...
+
+    async def kv_apply(
+        self,
+        sets: Mapping[str, tuple[str, float]],
+        *,
+        deletes: Collection[str] = (),
+        if_absent: Collection[str] = (),
+    ) -> bool:
+        """Set entries (key: (value, ttl)) and delete others in one atomic step, only when every key
+        of if_absent is absent or expired; True when applied, False when nothing changed."""
+        ...
+
     async def kv_pop(self, key: str) -> str | None:
         """Atomically read and delete: the single-use read of a ticket, code or state."""
         ...
@@ -59,6 +74,11 @@ class KeyValueStore(Protocol):
 
     async def kv_incr(self, key: str, *, ttl: float) -> int:
         """Increment a counter, creating it at 1 with the ttl when absent; return the new count."""
+        ...
+
+    async def kv_incr_under(self, limits: Mapping[str, int], *, ttl: float) -> str | None:
+        """Increment every counter as kv_incr does, in one atomic step, unless one has already
+        reached its limit: then return that counter's key, and nothing was counted."""
         ...
 
     async def lock_acquire(self, name: str, *, lease: float) -> str | None:

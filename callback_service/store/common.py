@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -27,6 +27,18 @@ def positive(name: str, seconds: float) -> float:
     if not seconds > 0:
         raise ValueError(f"{name} must be positive, got {seconds!r}")
     return float(seconds)
+
+
+def kv_changes(
+    sets: Mapping[str, tuple[str, float]], deletes: Collection[str], if_absent: Collection[str]
+) -> tuple[dict[str, tuple[str, float]], list[str], list[str]]:
+    """kv_apply's arguments checked: every ttl positive, no key both set and deleted."""
+    entries = {key: (value, positive("ttl", ttl)) for key, (value, ttl) in sets.items()}
+    gone = list(dict.fromkeys(deletes))
+    both = set(entries) & set(gone)
+    if both:
+        raise ValueError(f"keys both set and deleted: {sorted(both)}")
+    return entries, gone, list(dict.fromkeys(if_absent))
 
 
 def phone_arg(phone: Phone) -> Phone:

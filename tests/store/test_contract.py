@@ -524,6 +524,72 @@ async def test_kv_incr_counts_in_a_window(store: Store, clock: FakeClock) -> Non
         await store.kv_incr("rate", ttl=-1)
 
 
+async def test_kv_get_many_reads_each_key_in_order(store: Store, clock: FakeClock) -> None:
+    await store.kv_set("a", "1", ttl=10)
+    await store.kv_set("b", "2", ttl=30)
+    assert await store.kv_get_many(["b", "missing", "a", "b"]) == ["2", None, "1", "2"]
+    assert await store.kv_get_many([]) == []
+    clock.advance(10)
+    assert await store.kv_get_many(["a", "b"]) == [None, "2"]
+
+
+async def test_kv_apply_sets_and_deletes_at_once(store: Store, clock: FakeClock) -> None:
+    await store.kv_set("old", "x", ttl=60)
+    assert await store.kv_apply({"a": ("1", 10), "b": ("2", 30)}, deletes=["old", "never"])
+    assert await store.kv_get_many(["a", "b", "old"]) == ["1", "2", None]
+    clock.advance(10)
+    assert await store.kv_get_many(["a", "b"]) == [None, "2"]
+    assert await store.kv_apply({}, deletes=["b"])
+    assert await store.kv_get("b") is None
+
+
+async def test_kv_apply_if_absent_changes_nothing_when_one_is_live(store: Store, clock: FakeClock) -> None:
+    assert await store.kv_apply({"ticket": ("1", 10), "session": ("s1", 60)}, if_absent=["ticket"])
+    await store.kv_set("login", "n", ttl=60)
+    applied = await store.kv_apply(
+        {"ticket": ("2", 10), "session": ("s2", 60)}, deletes=["login"], if_absent=["other", "ticket"]
+    )
+    assert not applied
+    assert await store.kv_get_many(["ticket", "session", "login"]) == ["1", "s1", "n"]
+    clock.advance(10)  # the ticket's entry expired: it counts as absent
+    assert await store.kv_apply({"ticket": ("3", 10)}, deletes=["login"], if_absent=["ticket"])
+    assert await store.kv_get_many(["ticket", "login"]) == ["3", None]
+
+
+async def test_kv_apply_refuses_bad_arguments_and_writes_nothing(store: Store) -> None:
+    with pytest.raises(ValueError, match="ttl"):
+        await store.kv_apply({"a": ("1", 10), "b": ("2", 0)})
+    with pytest.raises(ValueError, match="both set and deleted"):
+        await store.kv_apply({"a": ("1", 10)}, deletes=["a"])
+    assert await store.kv_get_many(["a", "b"]) == [None, None]
+
+
+async def test_kv_incr_under_counts_all_or_none(store: Store, clock: FakeClock) -> None:
+    limits = {"student": 2, "address": 3}
+    assert await store.kv_incr_under(limits, ttl=60) is None
+    assert await store.kv_incr_under(limits, ttl=60) is None
+    # The student's counter is full: nothing counts, not even the address's.
+    assert await store.kv_incr_under(limits, ttl=60) == "student"
+    assert await store.kv_get_many(["student", "address"]) == ["2", "2"]
+    assert await store.kv_incr_under({"other": 5, "address": 3}, ttl=60) is None
+    assert await store.kv_incr_under({"other": 5, "address": 3}, ttl=60) == "address"
+    assert await store.kv_get_many(["other", "address"]) == ["1", "3"]
+    # The window is the first count's: once it has passed, each counter starts again at 1.
+    clock.advance(60)
+    assert await store.kv_incr_under(limits, ttl=60) is None
+    assert await store.kv_get_many(["student", "address"]) == ["1", "1"]
+    assert await store.kv_incr("student", ttl=60) == 2
+    assert await store.kv_incr_under({}, ttl=60) is None
+    with pytest.raises(ValueError, match="ttl"):
+        await store.kv_incr_under(limits, ttl=0)
+
+
+async def test_kv_incr_under_never_counts_past_a_limit_at_once(store: Store) -> None:
+    refused = await asyncio.gather(*(store.kv_incr_under({"ip": 5}, ttl=60) for _ in range(12)))
+    assert refused.count(None) == 5
+    assert await store.kv_get("ip") == "5"
+
+
 async def test_lock(store: Store, clock: FakeClock) -> None:
     token = await store.lock_acquire("refresh", lease=5)
     assert token is not None

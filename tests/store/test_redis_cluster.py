@@ -122,6 +122,9 @@ async def every_change(store: Store, clock: FakeClock) -> None:
     await store.kv_set("k", "v", ttl=60)
     assert await store.kv_pop("k") == "v"
     assert await store.kv_incr("n", ttl=60) == 1
+    assert await store.kv_apply({"a": ("1", 60), "b": ("2", 60)}, deletes=["k"], if_absent=["a"])
+    assert await store.kv_get_many(["a", "b"]) == ["1", "2"]
+    assert await store.kv_incr_under({"n": 5, "m": 5}, ttl=60) is None
     token = await store.lock_acquire("l", lease=60)
     assert token is not None
     assert await store.lock_release("l", token)

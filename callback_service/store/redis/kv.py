@@ -5,9 +5,10 @@ Each entry is a hash of v (the value) and e (its expiry, clock seconds), named i
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Final
 
-from callback_service.store.common import new_token, positive
+from callback_service.store.common import kv_changes, new_token, positive
 from callback_service.store.redis.base import RedisBase, ms
 
 _KV_SET: Final = r"""
@@ -53,6 +54,49 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 """
 
+# KEYS: the keys that must be absent (ARGV[1] of them), the keys to set (ARGV[2]), the keys to
+# delete. ARGV[3]: now; then for each key to set: its value, its expiry and its PEXPIRE.
+_KV_APPLY: Final = r"""
+local na, ns, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+for i = 1, na do
+  local e = redis.call('HGET', KEYS[i], 'e')
+  if e and tonumber(e) > now then return 0 end
+end
+for i = 1, ns do
+  local a = 4 + (i - 1) * 3
+  redis.call('DEL', KEYS[na + i])
+  redis.call('HSET', KEYS[na + i], 'v', ARGV[a], 'e', ARGV[a + 1])
+  redis.call('PEXPIRE', KEYS[na + i], ARGV[a + 2])
+end
+for i = na + ns + 1, #KEYS do
+  redis.call('DEL', KEYS[i])
+end
+return 1
+"""
+
+# KEYS: the counters. ARGV: now, a new counter's expiry and PEXPIRE, then each counter's limit.
+# The reply: the position of the first counter at its limit (nothing counted), or 0 (all counted).
+_KV_INCR_UNDER: Final = r"""
+local now = tonumber(ARGV[1])
+for i = 1, #KEYS do
+  local cur = redis.call('HMGET', KEYS[i], 'v', 'e')
+  local count = 0
+  if cur[1] and tonumber(cur[2]) > now then count = tonumber(cur[1]) end
+  if count >= tonumber(ARGV[3 + i]) then return i end
+end
+for i = 1, #KEYS do
+  local cur = redis.call('HMGET', KEYS[i], 'v', 'e')
+  if cur[1] and tonumber(cur[2]) > now then
+    redis.call('HINCRBY', KEYS[i], 'v', 1)
+  else
+    redis.call('DEL', KEYS[i])
+    redis.call('HSET', KEYS[i], 'v', 1, 'e', ARGV[2])
+    redis.call('PEXPIRE', KEYS[i], ARGV[3])
+  end
+end
+return 0
+"""
+
 _LOCK_RELEASE: Final = r"""
 local cur = redis.call('HMGET', KEYS[1], 'v', 'e')
 if not cur[1] or cur[1] ~= ARGV[1] then return 0 end
@@ -73,6 +117,8 @@ class RedisKv(RedisBase):
         self._kv_put_or_get = register(_KV_PUT_OR_GET)
         self._kv_pop = register(_KV_POP)
         self._kv_incr = register(_KV_INCR)
+        self._kv_apply = register(_KV_APPLY)
+        self._kv_incr_under = register(_KV_INCR_UNDER)
         self._lock_release = register(_LOCK_RELEASE)
 
     async def idempotency_put(self, key: str, value: str, *, ttl: float) -> str | None:
@@ -107,6 +153,40 @@ class RedisKv(RedisBase):
         )
         return bool(done)
 
+    async def kv_get_many(self, keys: Sequence[str]) -> list[str | None]:
+        """Return each key's value unless absent or expired, in one round trip."""
+        wanted = list(keys)
+        if not wanted:
+            return []
+        with self._unavailable():
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in wanted:
+                    pipe.hmget(self._key("kv", key), ["v", "e"])
+                replies = await pipe.execute()
+        now = self._clock()
+        return [
+            None if value is None or expires_at is None or float(expires_at) <= now else str(value)
+            for value, expires_at in replies
+        ]
+
+    async def kv_apply(
+        self,
+        sets: Mapping[str, tuple[str, float]],
+        *,
+        deletes: Collection[str] = (),
+        if_absent: Collection[str] = (),
+    ) -> bool:
+        """Set and delete entries in one script, when every key of if_absent is absent or expired."""
+        entries, gone, absent = kv_changes(sets, deletes, if_absent)
+        if not (entries or gone or absent):
+            return True
+        now = self._clock()
+        keys = [self._key("kv", key) for key in (*absent, *entries, *gone)]
+        args: list[Any] = [len(absent), len(entries), repr(now)]
+        for value, ttl in entries.values():
+            args += [value, repr(now + ttl), ms(ttl)]
+        return bool(await self._run(self._kv_apply, keys, args))
+
     async def kv_pop(self, key: str) -> str | None:
         """Read and delete atomically."""
         value = await self._run(self._kv_pop, (self._key("kv", key),), (self._now(),))
@@ -123,6 +203,17 @@ class RedisKv(RedisBase):
         now = self._clock()
         count = await self._run(self._kv_incr, (self._key("kv", key),), (repr(now), repr(now + ttl), ms(ttl)))
         return int(count)
+
+    async def kv_incr_under(self, limits: Mapping[str, int], *, ttl: float) -> str | None:
+        """Increment every counter in one script, unless one has reached its limit."""
+        ttl = positive("ttl", ttl)
+        counters = list(limits)
+        if not counters:
+            return None
+        now = self._clock()
+        args = [repr(now), repr(now + ttl), ms(ttl), *(int(limits[key]) for key in counters)]
+        full = int(await self._run(self._kv_incr_under, [self._key("kv", key) for key in counters], args))
+        return counters[full - 1] if full else None
 
     async def lock_acquire(self, name: str, *, lease: float) -> str | None:
         """Take the named lock for lease seconds."""

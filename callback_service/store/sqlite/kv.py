@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Collection, Mapping, Sequence
 
-from callback_service.store.common import new_token, positive
+from callback_service.store.common import kv_changes, new_token, positive
 from callback_service.store.sqlite.base import SqliteBase, Tx
 
 
@@ -71,6 +72,50 @@ class SqliteKv(SqliteBase):
 
         return await self._write(run, durable=False)
 
+    async def kv_get_many(self, keys: Sequence[str]) -> list[str | None]:
+        """Return each key's value unless absent or expired, from one read."""
+        wanted = list(keys)
+        if not wanted:
+            return []
+        now = self._clock()
+
+        def run(c: sqlite3.Connection) -> list[str | None]:
+            marks = ", ".join("?" * len(wanted))
+            found = dict(
+                c.execute(
+                    f"SELECT key, value FROM kv WHERE key IN ({marks}) AND expires_at > ?",  # noqa: S608
+                    (*wanted, now),
+                ).fetchall()
+            )
+            return [None if key not in found else str(found[key]) for key in wanted]
+
+        return await self._lookup(run)
+
+    async def kv_apply(
+        self,
+        sets: Mapping[str, tuple[str, float]],
+        *,
+        deletes: Collection[str] = (),
+        if_absent: Collection[str] = (),
+    ) -> bool:
+        """Set and delete entries in one transaction, when every key of if_absent is absent or expired."""
+        entries, gone, absent = kv_changes(sets, deletes, if_absent)
+        if not (entries or gone or absent):
+            return True
+
+        def run(tx: Tx) -> bool:
+            live = "SELECT 1 FROM kv WHERE key = ? AND expires_at > ?"
+            if any(tx.c.execute(live, (key, tx.now)).fetchone() for key in absent):
+                return False
+            tx.c.executemany(
+                "INSERT OR REPLACE INTO kv (key, value, expires_at) VALUES (?, ?, ?)",
+                [(key, value, tx.now + ttl) for key, (value, ttl) in entries.items()],
+            )
+            tx.c.executemany("DELETE FROM kv WHERE key = ?", [(key,) for key in gone])
+            return True
+
+        return await self._write(run, durable=False)
+
     async def kv_pop(self, key: str) -> str | None:
         """Read and delete in one transaction."""
 
@@ -102,6 +147,28 @@ class SqliteKv(SqliteBase):
                 (key, str(count), expires_at),
             )
             return count
+
+        return await self._write(run, durable=False)
+
+    async def kv_incr_under(self, limits: Mapping[str, int], *, ttl: float) -> str | None:
+        """Increment every counter in one transaction, unless one has reached its limit."""
+        ttl = positive("ttl", ttl)
+        wanted = dict(limits)
+
+        def run(tx: Tx) -> str | None:
+            counts: dict[str, tuple[int, float]] = {}
+            for key, limit in wanted.items():
+                values = tx.c.execute("SELECT value, expires_at FROM kv WHERE key = ?", (key,)).fetchone()
+                live = values is not None and float(values[1]) > tx.now
+                count = int(values[0]) if live else 0
+                if count >= limit:
+                    return key
+                counts[key] = (count + 1, float(values[1]) if live else tx.now + ttl)
+            tx.c.executemany(
+                "INSERT OR REPLACE INTO kv (key, value, expires_at) VALUES (?, ?, ?)",
+                [(key, str(count), expires_at) for key, (count, expires_at) in counts.items()],
+            )
+            return None
 
         return await self._write(run, durable=False)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from callback_service.web.keys import STORE
@@ -117,6 +119,17 @@ async def test_a_student_refused_by_its_own_limit_does_not_lock_its_address_out(
     env.client.session.cookie_jar.clear()
     await env.login("2021003")
     assert "绑定成功" in await (await env.submit("13800000003")).text()
+
+
+async def test_a_burst_of_submits_counts_none_past_a_limit(make_env: MakeEnv) -> None:
+    env = await make_env(PagesConfig(submits_per_student=3, submits_per_ip=100))
+    await env.login("2021001")
+    forms = [await env.form() for _ in range(8)]
+    responses = await asyncio.gather(*(env.submit("13800000001", form=form, follow=False) for form in forms))
+    assert sorted(response.status for response in responses) == [303] * 3 + [429] * 5
+    # Counted all or none, at once: the refused ones count neither for the student nor the address.
+    counts = await env.store.kv_get_many(["rate:bind:student:2021001", "rate:bind:ip:127.0.0.1"])
+    assert counts == ["3", "3"]
 
 
 async def test_the_address_comes_from_a_trusted_proxy_only(make_env: MakeEnv) -> None:

@@ -18,7 +18,7 @@ import hmac
 import json
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -145,15 +145,19 @@ class SessionStore:
         name: str | None,
         cas_mobile: str | None,
         ticket: str | None = None,
-    ) -> Session:
+        sets: Mapping[str, tuple[str, float]] | None = None,
+        deletes: Collection[str] = (),
+        if_absent: Collection[str] = (),
+    ) -> Session | None:
         """Open a session under a new id for a student just logged in, ending any previous one.
 
         What the pages kept for the same student in this browser's previous session (a typed phone,
         a refused phone, its CSRF token for a form still open) comes along; another student's does not.
+        The caller's own entries (sets, deletes) change in the same atomic step, which happens only
+        when every key of if_absent is absent: otherwise nothing changes, no cookie is sent, and the
+        answer is None.
         """
         same = previous is not None and previous.member_id == member_id
-        if previous is not None:
-            await self._kv.kv_delete(self._store_key(previous.sid))
         session = Session(
             sid=self.new_token(),
             member_id=member_id,
@@ -165,18 +169,30 @@ class SessionStore:
             draft_phone=previous.draft_phone if same and previous is not None else None,
             refused_phone=previous.refused_phone if same and previous is not None else None,
         )
-        await self.save(session, response)
+        key = self._store_key(session.sid)
+        remaining = self._remaining(session)
+        changes = dict(sets or {})
+        changes[key] = (session.to_json(), remaining)
         if ticket is not None:
-            await self._kv.kv_set(
-                self._ticket_key(ticket), self._store_key(session.sid), ttl=self._ttl + self._keep
-            )
-        await _index_session(self._kv, member_id, self._store_key(session.sid))
+            changes[self._ticket_key(ticket)] = (key, self._ttl + self._keep)
+        ended = [] if previous is None else [self._store_key(previous.sid)]
+        index, keys = await _session_index(self._kv, member_id, ended)
+        changes[index] = (json.dumps([*keys, key]), _INDEX_TTL)
+        if not await self._kv.kv_apply(changes, deletes=[*deletes, *ended], if_absent=if_absent):
+            return None
+        self._set_cookie(response, session, remaining)
         return session
 
     async def save(self, session: Session, response: web.StreamResponse) -> None:
         """Store the session and (re)send its cookie, both kept until `keep` after the login ends."""
-        remaining = max(0.0, min(session.expires_at - self._clock(), self._ttl)) + self._keep
+        remaining = self._remaining(session)
         await self._kv.kv_set(self._store_key(session.sid), session.to_json(), ttl=remaining)
+        self._set_cookie(response, session, remaining)
+
+    def _remaining(self, session: Session) -> float:
+        return max(0.0, min(session.expires_at - self._clock(), self._ttl)) + self._keep
+
+    def _set_cookie(self, response: web.StreamResponse, session: Session, remaining: float) -> None:
         response.set_cookie(
             COOKIE,
             self._sign(session.sid),
@@ -226,12 +242,15 @@ class SessionStore:
         return _KEY_PREFIX + hashlib.sha256(sid.encode()).hexdigest()
 
 
-async def _index_session(kv: KeyValueStore, member_id: str, key: str) -> None:
-    # Read, add, write: two logins of one student at the same instant may keep only one key, and
-    # then the other session escapes an erasure until it expires (session_ttl after its last use).
+async def _session_index(kv: KeyValueStore, member_id: str, ended: Collection[str]) -> tuple[str, list[str]]:
+    """The student's index key and the session keys it lists that are still open, less those ending."""
+    # Read here, written by the caller: two logins of one student at the same instant may keep only
+    # one key, and then the other session escapes an erasure until it expires (session_ttl after
+    # its last use).
     index = _INDEX_PREFIX + member_id
-    keys = [k for k in _keys(await kv.kv_get(index)) if await kv.kv_get(k) is not None]
-    await kv.kv_set(index, json.dumps([*keys, key]), ttl=_INDEX_TTL)
+    listed = [k for k in _keys(await kv.kv_get(index)) if k not in ended]
+    open_now = await kv.kv_get_many(listed)
+    return index, [k for k, raw in zip(listed, open_now, strict=True) if raw is not None]
 
 
 def _keys(raw: str | None) -> list[str]:

@@ -104,12 +104,14 @@ async def bind_cas(request: web.Request) -> web.StreamResponse:
         )
     store = app[STORE]
     spent_key = f"cas-ticket:{hashlib.sha256(ticket.encode()).hexdigest()}"
+    nonce = request.cookies.get(LOGIN_COOKIE, "")
+    login_key = _login_key(nonce)
+    spent, login = await store.kv_get_many([spent_key, login_key])
     # A ticket is used once here too, whatever the CAS server does with a replay.
-    if await store.kv_get(spent_key) is not None:
+    if spent is not None:
         log.info("bind: a CAS ticket was presented again")
         return _ticket_spent(request)
-    nonce = request.cookies.get(LOGIN_COOKIE, "")
-    if not _FORM_ID.match(nonce) or await store.kv_get(_login_key(nonce)) is None:
+    if not _FORM_ID.match(nonce) or login is None:
         log.info("bind: a CAS ticket came back to a browser that did not start a login")
         return message(
             request,
@@ -123,25 +125,28 @@ async def bind_cas(request: web.Request) -> web.StreamResponse:
         log.info("bind: CAS refused a ticket: %s", exc.code)
         await store.kv_set(spent_key, "1", ttl=app[PAGES_CONFIG].ticket_memory)
         return _ticket_spent(request)
-    # Marked only once CAS has answered: a CAS outage leaves the ticket good for a retry.
-    if not await store.kv_set_if_absent(spent_key, "1", ttl=app[PAGES_CONFIG].ticket_memory):
-        log.info("bind: a CAS ticket was presented twice at once")
-        return _ticket_spent(request)
-    await store.kv_delete(_login_key(nonce))
     settings = app[SETTINGS]
     sessions = app[SESSIONS]
     response = _redirect(url(request, "bind-phone"))
     response.del_cookie(
         LOGIN_COOKIE, path=url(request, "bind"), httponly=True, samesite="Lax", secure=settings.is_https
     )
-    await sessions.start(
+    # The ticket is marked spent only once CAS has answered (a CAS outage leaves it good for a
+    # retry), in the same step as the session opens: a ticket presented twice at once logs in once.
+    session = await sessions.start(
         response,
         previous=await sessions.load_kept(request),
         member_id=principal.user,
         name=principal.attribute(settings.cas_name_attribute),
         cas_mobile=Phone.parse_or_none(principal.attribute(settings.cas_mobile_attribute)),
         ticket=ticket,
+        sets={spent_key: ("1", app[PAGES_CONFIG].ticket_memory)},
+        deletes=[login_key],
+        if_absent=[spent_key],
     )
+    if session is None:
+        log.info("bind: a CAS ticket was presented twice at once")
+        return _ticket_spent(request)
     log.info("bind: student %s logged in", principal.user)
     return response
 
@@ -229,12 +234,13 @@ async def bind_phone_submit(request: web.Request) -> web.StreamResponse:
         form_id = sessions.new_token()
     key = f"{session.member_id}:{form_id}"
     result_url = url(request, "bind-result", form=form_id)
-    # The same form sent twice (a double tap, a resend) runs once; both land on its result.
-    if await store.idempotency_put(f"bind-submit:{key}", "1", ttl=config.result_ttl) is not None:
+    result_key = f"bind-result:{key}"
+    # The same form sent twice (a double tap, a resend) runs once: the first writes its result,
+    # pending until the rules have answered; both land on it.
+    pending = _Outcome(state="pending").to_json()
+    if not await store.kv_set_if_absent(result_key, pending, ttl=config.result_ttl):
         log.info("bind: a repeated submit of student %s", session.member_id)
         return _redirect(result_url, status=303)
-    result_key = f"bind-result:{key}"
-    await store.kv_set(result_key, _Outcome(state="pending").to_json(), ttl=config.result_ttl)
     actor = Actor(who=session.member_id, source=f"bind-page {client_of(request)}")
 
     async def settled(ended: Bound | Refused | None) -> None:
@@ -520,22 +526,14 @@ async def _over_limit(request: web.Request, session: Session) -> str | None:
     config = request.app[PAGES_CONFIG]
     store = request.app[STORE]
     address = client_of(request)
-    counters = (
-        ("student", f"rate:bind:student:{session.member_id}", config.submits_per_student),
-        ("address", f"rate:bind:ip:{address}", config.submits_per_ip),
+    student_key, address_key = f"rate:bind:student:{session.member_id}", f"rate:bind:ip:{address}"
+    # Counted all or none: a refused submit counts nowhere, so one student's burst must not lock
+    # the others on its address out.
+    full = await store.kv_incr_under(
+        {student_key: config.submits_per_student, address_key: config.submits_per_ip},
+        ttl=config.submit_window,
     )
-    # A refused submit counts nowhere: one student's burst must not lock the others on its address out.
-    refused = None
-    for limit, key, allowed in counters:
-        if int(await store.kv_get(key) or 0) >= allowed:
-            refused = limit
-            break
-    else:
-        for limit, key, allowed in counters:
-            # Two submits racing past the check above: the later one is refused, though counted.
-            if await store.kv_incr(key, ttl=config.submit_window) > allowed:
-                refused = limit
-                break
+    refused = None if full is None else "student" if full == student_key else "address"
     if refused is not None:
         log.warning("bind: %s rate limit: refused student %s from %s", refused, session.member_id, address)
     return refused

@@ -47,6 +47,8 @@ def setup_pages(app: web.Application, config: PagesConfig | None = None) -> None
         loader=jinja2.PackageLoader("callback_service.web", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
+        # The templates ship with the package: each is compiled once, not checked on disk at each page.
+        auto_reload=False,
     )
     router = app.router
     router.add_get("/bind", views.bind, name="bind")

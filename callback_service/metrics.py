@@ -48,6 +48,8 @@ class Metrics:
             for name, (text, labels, buckets) in _HISTOGRAMS.items()
         }
         self._gauges = {name: Gauge(name, text, registry=self.registry) for name, text in _GAUGES.items()}
+        # Each histogram's child per label values: prometheus-client checks and locks at each labels().
+        self._observers: dict[tuple[object, ...], Histogram] = {}
 
     def describe(self, name: str, help_text: str) -> None:
         """Give a counter its HELP line (before its first increment)."""
@@ -71,8 +73,12 @@ class Metrics:
 
     def observe(self, name: str, seconds: float, **labels: str) -> None:
         """Record a latency in one of the histograms (the *_SECONDS names of this module)."""
-        histogram = self._histograms[name]
-        (histogram.labels(**labels) if labels else histogram).observe(seconds)
+        key = (name, *labels.items())
+        observer = self._observers.get(key)
+        if observer is None:
+            histogram = self._histograms[name]
+            observer = self._observers[key] = histogram.labels(**labels) if labels else histogram
+        observer.observe(seconds)
 
     def value(self, name: str, **labels: str) -> float:
         """The current value of a counter (0 when never incremented)."""

@@ -229,7 +229,7 @@ class SessionStore:
         return sid
 
     def _mac(self, sid: str) -> str:
-        digest = hmac.new(self._key, sid.encode(), hashlib.sha256).digest()
+        digest = hmac.digest(self._key, sid.encode(), "sha256")  # OpenSSL's one-shot HMAC
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
     @staticmethod

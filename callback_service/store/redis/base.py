@@ -1,5 +1,10 @@
 """The Redis store's plumbing: the connection pool, the key layout, errors turned into StoreUnavailable.
 
+The commands of the pages and the rules that are issued in one turn of the event loop are sent
+together, in one pipeline without a transaction (each command, each script, still atomic on its
+own): under load one round trip and one connection from the pool carry several of them, and
+redis-py's cost per command, more than the server's, falls with it.
+
 Every key lives under `{P}`, the configured prefix P in braces: a Redis Cluster hash tag, so that
 all the keys of a deployment share one slot, and every script, which names each key it touches in
 KEYS, runs on a cluster or a managed Redis that routes scripts by their keys. Times come from the
@@ -19,7 +24,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from callback_service.store.common import DEFAULT_DEDUP_TTL, positive
 from callback_service.store.persistence import check_persistence
@@ -29,6 +34,8 @@ from handlers.contracts import Clock, StoreUnavailable
 DEFAULT_PREFIX: Final = "wecom-bind:"
 _EXPIRY_SLACK_MS: Final = 1000  # Redis drops an entry this long after the clock says it expired
 UNAVAILABLE: Final = (RedisError, OSError, asyncio.TimeoutError)
+
+_Queued = tuple[tuple[Any, ...], "asyncio.Future[Any]"]
 
 
 def ms(seconds: float) -> int:
@@ -55,6 +62,9 @@ class RedisBase:
         self._clock = clock
         self._dedup_ttl = positive("dedup_ttl", dedup_ttl)
         self._closed = False
+        self._turn: list[_Queued] | None = None
+        """The commands issued in this turn of the event loop, sent together at its end."""
+        self._sending: set[asyncio.Task[None]] = set()
 
     @classmethod
     async def open(
@@ -112,6 +122,68 @@ class RedisBase:
     async def _run(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
         with self._unavailable():
             return await script(keys=list(keys), args=list(args))
+
+    async def _commands(self, *commands: tuple[Any, ...]) -> list[Any]:
+        """Send commands with the others of this turn of the event loop; their replies, in order."""
+        with self._unavailable():
+            replies = await asyncio.gather(*self._queue(commands), return_exceptions=True)
+            for reply in replies:
+                if isinstance(reply, BaseException):
+                    raise reply
+            return list(replies)
+
+    async def _script(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run a script with the other commands of this turn of the event loop."""
+        with self._unavailable():
+            try:
+                [future] = self._queue([("EVALSHA", script.sha, len(keys), *keys, *args)])
+                return await future
+            except NoScriptError:
+                # Not run: the server does not know the script yet (a restart, or a first call).
+                return await script(keys=list(keys), args=list(args))
+
+    def _queue(self, commands: Sequence[tuple[Any, ...]]) -> list[asyncio.Future[Any]]:
+        loop = asyncio.get_running_loop()
+        if self._turn is None:
+            self._turn = []
+            loop.call_soon(self._send_turn)
+        futures = []
+        for command in commands:
+            future = loop.create_future()
+            self._turn.append((command, future))
+            futures.append(future)
+        return futures
+
+    def _send_turn(self) -> None:
+        turn, self._turn = self._turn or [], None
+        if turn:
+            task = asyncio.ensure_future(self._send(turn))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _send(self, turn: list[_Queued]) -> None:
+        replies: list[Any]
+        try:
+            if len(turn) == 1:
+                replies = [await self._redis.execute_command(*turn[0][0])]  # type: ignore[no-untyped-call]
+            else:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for command, _ in turn:
+                        pipe.execute_command(*command)
+                    replies = await pipe.execute(raise_on_error=False)
+        except asyncio.CancelledError:
+            for _, future in turn:
+                future.cancel()
+            raise
+        except BaseException as exc:  # handed to every caller of the turn, whatever it is
+            replies = [exc] * len(turn)
+        for (_, future), reply in zip(turn, replies, strict=True):
+            if future.done():  # its caller went away
+                continue
+            if isinstance(reply, BaseException):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
 
     async def ping(self) -> None:
         """Check that the server answers and persists (StoreNotDurable when not, unless allowed)."""

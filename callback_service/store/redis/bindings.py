@@ -128,8 +128,7 @@ class RedisBindings(RulesRunner, RedisBase):
     async def _mget(self, keys: Sequence[Key]) -> list[str | None]:
         if not keys:
             return []
-        with self._unavailable():
-            values = await self._redis.mget([self._rkey(k) for k in keys])
+        [values] = await self._commands(("MGET", *(self._rkey(k) for k in keys)))
         return [None if v is None else str(v) for v in values]
 
     async def _decide(
@@ -190,7 +189,7 @@ class RedisBindings(RulesRunner, RedisBase):
             log, own = self._prefix + "audit", self._key("audit:m", entry.member_id)
             plan.op("A", self._prefix + "audit:seq", log, own, values=(body[1:],))
         writes = json.dumps(plan.writes, ensure_ascii=False)
-        done = await self._run(self._apply, plan.keys, [str(len(raw)), *checks, writes])
+        done = await self._script(self._apply, plan.keys, [str(len(raw)), *checks, writes])
         return bool(done)
 
     async def get_binding(self, member_id: str) -> Binding | None:

@@ -27,8 +27,7 @@ class RedisDirectory(RedisBase):
 
     async def directory_get(self, member_id: str) -> DirectoryEntry | None:
         """Return a student's directory entry."""
-        with self._unavailable():
-            encoded = await self._redis.hget(self._prefix + "dir", member_id)
+        [encoded] = await self._commands(("HGET", self._prefix + "dir", member_id))
         if encoded is None:
             return None
         name, department, phone = json.loads(encoded)

@@ -125,15 +125,14 @@ class RedisKv(RedisBase):
         """First writer wins for ttl seconds."""
         ttl = positive("ttl", ttl)
         now = self._clock()
-        existing = await self._run(
+        existing = await self._script(
             self._kv_put_or_get, (self._key("idem", key),), (value, repr(now + ttl), repr(now), ms(ttl))
         )
         return None if existing is None else str(existing)
 
     async def kv_get(self, key: str) -> str | None:
         """Return the value unless absent or expired."""
-        with self._unavailable():
-            value, expires_at = await self._redis.hmget(self._key("kv", key), ["v", "e"])
+        [(value, expires_at)] = await self._commands(("HMGET", self._key("kv", key), "v", "e"))
         if value is None or expires_at is None or float(expires_at) <= self._clock():
             return None
         return str(value)
@@ -142,13 +141,14 @@ class RedisKv(RedisBase):
         """Set the value with a ttl."""
         ttl = positive("ttl", ttl)
         now = self._clock()
-        await self._run(self._kv_set, (self._key("kv", key),), (value, repr(now + ttl), repr(now), ms(ttl)))
+        args = (value, repr(now + ttl), repr(now), ms(ttl))
+        await self._script(self._kv_set, (self._key("kv", key),), args)
 
     async def kv_set_if_absent(self, key: str, value: str, *, ttl: float) -> bool:
         """Set the value only when absent or expired."""
         ttl = positive("ttl", ttl)
         now = self._clock()
-        done = await self._run(
+        done = await self._script(
             self._kv_set_if_absent, (self._key("kv", key),), (value, repr(now + ttl), repr(now), ms(ttl))
         )
         return bool(done)
@@ -158,11 +158,7 @@ class RedisKv(RedisBase):
         wanted = list(keys)
         if not wanted:
             return []
-        with self._unavailable():
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for key in wanted:
-                    pipe.hmget(self._key("kv", key), ["v", "e"])
-                replies = await pipe.execute()
+        replies = await self._commands(*(("HMGET", self._key("kv", key), "v", "e") for key in wanted))
         now = self._clock()
         return [
             None if value is None or expires_at is None or float(expires_at) <= now else str(value)
@@ -185,23 +181,23 @@ class RedisKv(RedisBase):
         args: list[Any] = [len(absent), len(entries), repr(now)]
         for value, ttl in entries.values():
             args += [value, repr(now + ttl), ms(ttl)]
-        return bool(await self._run(self._kv_apply, keys, args))
+        return bool(await self._script(self._kv_apply, keys, args))
 
     async def kv_pop(self, key: str) -> str | None:
         """Read and delete atomically."""
-        value = await self._run(self._kv_pop, (self._key("kv", key),), (self._now(),))
+        value = await self._script(self._kv_pop, (self._key("kv", key),), (self._now(),))
         return None if value is None else str(value)
 
     async def kv_delete(self, key: str) -> None:
         """Delete the entry."""
-        with self._unavailable():
-            await self._redis.delete(self._key("kv", key))
+        await self._commands(("DEL", self._key("kv", key)))
 
     async def kv_incr(self, key: str, *, ttl: float) -> int:
         """Increment a counter that expires ttl seconds after it was created."""
         ttl = positive("ttl", ttl)
         now = self._clock()
-        count = await self._run(self._kv_incr, (self._key("kv", key),), (repr(now), repr(now + ttl), ms(ttl)))
+        args = (repr(now), repr(now + ttl), ms(ttl))
+        count = await self._script(self._kv_incr, (self._key("kv", key),), args)
         return int(count)
 
     async def kv_incr_under(self, limits: Mapping[str, int], *, ttl: float) -> str | None:
@@ -212,7 +208,7 @@ class RedisKv(RedisBase):
             return None
         now = self._clock()
         args = [repr(now), repr(now + ttl), ms(ttl), *(int(limits[key]) for key in counters)]
-        full = int(await self._run(self._kv_incr_under, [self._key("kv", key) for key in counters], args))
+        full = int(await self._script(self._kv_incr_under, [self._key("kv", key) for key in counters], args))
         return counters[full - 1] if full else None
 
     async def lock_acquire(self, name: str, *, lease: float) -> str | None:
@@ -220,7 +216,7 @@ class RedisKv(RedisBase):
         lease = positive("lease", lease)
         token = new_token()
         now = self._clock()
-        done = await self._run(
+        done = await self._script(
             self._kv_set_if_absent,
             (self._key("lock", name),),
             (token, repr(now + lease), repr(now), ms(lease)),
@@ -229,5 +225,5 @@ class RedisKv(RedisBase):
 
     async def lock_release(self, name: str, token: str) -> bool:
         """Release the lock if the token still owns it."""
-        done = await self._run(self._lock_release, (self._key("lock", name),), (token, self._now()))
+        done = await self._script(self._lock_release, (self._key("lock", name),), (token, self._now()))
         return bool(done)

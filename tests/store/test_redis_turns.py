@@ -1,0 +1,67 @@
+"""Redis: the commands of one turn of the event loop share a pipeline, and each keeps its own answer."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis.asyncio as aioredis
+
+from callback_service.store.redis import RedisStore
+from handlers.binding import Actor
+from handlers.contracts import Store, StoreUnavailable
+from handlers.phone import Phone
+from tests.store.support import RedisServer
+
+ACTOR = Actor(who="test", source="test")
+
+
+async def test_each_command_of_a_turn_gets_its_own_answer(redis_store: Store, redis_server: RedisServer) -> None:
+    assert isinstance(redis_store, RedisStore)
+    for n in range(5):
+        await redis_store.kv_set(f"k{n}", str(n), ttl=60)
+    # A key of the wrong type under the store's prefix: its own reads fail, the others' do not.
+    client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        await client.set(redis_store._key("kv", "broken"), "not a hash")
+    finally:
+        await client.aclose()
+    answers = await asyncio.gather(
+        *(redis_store.kv_get(f"k{n}") for n in range(5)),
+        redis_store.kv_get("broken"),
+        redis_store.kv_set_if_absent("k0", "again", ttl=60),
+        redis_store.claim_phone("m1", Phone("13800138001"), lease=60, actor=ACTOR),
+        redis_store.kv_get_many(["k4", "missing", "k1"]),
+        return_exceptions=True,
+    )
+    assert answers[:5] == ["0", "1", "2", "3", "4"]
+    assert isinstance(answers[5], StoreUnavailable)
+    assert "WRONGTYPE" in str(answers[5])
+    assert answers[6] is False
+    assert not isinstance(answers[7], BaseException)
+    assert answers[8] == ["4", None, "1"]
+    assert await redis_store.integrity_problems() == []
+
+
+async def test_scripts_the_server_forgot_are_loaded_again(redis_store: Store, redis_server: RedisServer) -> None:
+    await redis_store.kv_set("k", "v", ttl=60)
+    client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        await client.script_flush()
+    finally:
+        await client.aclose()
+    # Several at once, each told NOSCRIPT in one pipeline: each loads and runs its script once.
+    await asyncio.gather(*(redis_store.kv_incr("n", ttl=60) for _ in range(3)), redis_store.kv_set("k", "w", ttl=60))
+    assert await redis_store.kv_get_many(["n", "k"]) == ["3", "w"]
+    claim = await redis_store.claim_phone("m1", Phone("13800138001"), lease=60, actor=ACTOR)
+    await redis_store.commit_claim(claim)
+    binding = await redis_store.get_binding("m1")
+    assert binding is not None
+
+
+async def test_a_closed_store_answers_unavailable_at_once(redis_store: Store) -> None:
+    await redis_store.close()
+    with pytest.raises(StoreUnavailable):
+        await redis_store.kv_get("k")
+    with pytest.raises(StoreUnavailable):
+        await redis_store.kv_set("k", "v", ttl=60)

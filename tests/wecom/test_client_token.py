@@ -46,7 +46,7 @@ async def test_two_instances_on_one_store_fetch_once(sandbox: Sandbox, make_clie
 async def test_a_token_held_is_not_read_from_the_store_at_every_call(
     sandbox: Sandbox, make_client: ClientFactory, sqlite_store: Store
 ) -> None:
-    client = make_client()
+    client = make_client(APP_SECRET)
     await client.user_get("2021001")
     token = await client.access_token()
     # Gone from the store behind the client's back: the client still holds it until its refresh time.
@@ -61,7 +61,7 @@ async def test_a_token_held_is_not_read_from_the_store_at_every_call(
 async def test_a_held_token_that_another_instance_replaced_is_given_up_for_the_stores(
     sandbox: Sandbox, make_client: ClientFactory
 ) -> None:
-    first, second = make_client(), make_client()
+    first, second = make_client(APP_SECRET), make_client(APP_SECRET)
     await first.user_get("2021001")
     old = await first.access_token()
     sandbox.state.revoke_tokens()

@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 
 from callback_service.store import open_store
 from callback_service.store.sqlite import SCHEMA_VERSION, SqliteStore
+from callback_service.store.sqlite.schema import MIGRATIONS
 from handlers.binding import Actor
 from handlers.contracts import StoreUnavailable
 from handlers.phone import Phone
@@ -147,3 +148,27 @@ def test_processes_opening_one_new_sqlite_file_at_once_all_open_it(tmp_path: Pat
         for opener in openers:
             opener.join(10)
         assert outcomes == ["ok"] * 6, (round_, outcomes)
+
+
+async def test_a_file_of_the_first_schema_gets_the_expiry_indexes(tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "store.db"
+    with sqlite3.connect(path) as conn:  # a file as the first version of the code left it
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        for statement in MIGRATIONS[0]:
+            conn.execute(statement)
+        conn.execute("INSERT INTO schema_version (version) VALUES (1)")
+        conn.execute("INSERT INTO kv (key, value, expires_at) VALUES ('k', 'v', ?)", (clock() + 60,))
+    store = await SqliteStore.open(str(path), clock=clock)
+    try:
+        assert await store.kv_get("k") == "v"
+        for table in ("kv", "locks", "idempotency", "inbox_dedup"):
+            query = f"EXPLAIN QUERY PLAN DELETE FROM {table} WHERE expires_at <= 0"  # noqa: S608
+
+            def plan(c: sqlite3.Connection, query: str = query) -> str:
+                return repr(c.execute(query).fetchall())
+
+            assert f"{table}_expiry" in await store._read(plan)
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]

@@ -1,14 +1,17 @@
-"""Redis: the commands of one turn of the event loop share a pipeline, and each keeps its own answer."""
+"""Redis: the commands of one turn of the event loop share a pipeline, each with its own answer; a
+decision starts from the records as this process last saw them, and reads again when they changed."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
 import redis.asyncio as aioredis
 
+from callback_service.store import open_store
 from callback_service.store.redis import RedisStore
-from handlers.binding import Actor
+from handlers.binding import Actor, ClaimLost
 from handlers.contracts import Store, StoreUnavailable
 from handlers.phone import Phone
 from tests.store.support import RedisServer
@@ -65,3 +68,53 @@ async def test_a_closed_store_answers_unavailable_at_once(redis_store: Store) ->
         await redis_store.kv_get("k")
     with pytest.raises(StoreUnavailable):
         await redis_store.kv_set("k", "v", ttl=60)
+
+
+async def _commands_during(server: RedisServer, step: Callable[[], Awaitable[object]]) -> list[str]:
+    """The commands the server ran while step ran, by name (from its slow log, which logs them all)."""
+    client = aioredis.Redis.from_url(server.url, decode_responses=True)
+    try:
+        await client.config_set("slowlog-log-slower-than", 0)
+        await client.slowlog_reset()
+        await step()
+        logged = await client.slowlog_get(10_000)
+        await client.config_set("slowlog-log-slower-than", 10_000)
+    finally:
+        await client.aclose()
+    names = [bytes(entry["command"]).decode(errors="replace").split(" ")[0].upper() for entry in logged]
+    return [name for name in reversed(names) if name not in ("SLOWLOG", "CONFIG")]
+
+
+async def test_a_commit_starts_from_its_claims_record_without_reading_it(
+    redis_store: Store, redis_server: RedisServer
+) -> None:
+    claim = await redis_store.claim_phone("m1", Phone("13800138001"), lease=60, actor=ACTOR)
+    commands = await _commands_during(redis_server, lambda: redis_store.commit_claim(claim))
+    assert "MGET" not in commands
+    assert commands.count("EVALSHA") == 1
+    binding = await redis_store.get_binding("m1")
+    assert binding is not None
+    assert binding.phone == "13800138001"
+
+
+async def test_a_record_another_instance_changed_is_read_again_and_decided_afresh(
+    redis_store: Store, redis_server: RedisServer
+) -> None:
+    assert isinstance(redis_store, RedisStore)
+    other = await open_store(f"{redis_server.url}?prefix={redis_store._plain_prefix}")
+    try:
+        claim = await redis_store.claim_phone("m1", Phone("13800138001"), lease=60, actor=ACTOR)
+        await redis_store.commit_claim(claim)
+        # Another instance removes the member: what this one last saw is stale.
+        assert await other.delete_member("m1", actor=ACTOR)
+        again = await redis_store.claim_phone("m1", Phone("13800138002"), lease=60, actor=ACTOR)
+        assert not again.already_bound
+        assert again.previous_phone is None
+        # And a claim that the other instance released meanwhile is lost, not committed.
+        assert await other.release_claim(again)
+        with pytest.raises(ClaimLost):
+            await redis_store.commit_claim(again)
+        assert await redis_store.get_binding("m1") is None
+        assert await redis_store.integrity_problems() == []
+    finally:
+        await other.close()

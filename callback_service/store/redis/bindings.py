@@ -10,7 +10,7 @@ the same way, with no writes. Every key is named in KEYS, all under the deployme
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, TypeVar
 
 from redis.exceptions import WatchError
@@ -25,6 +25,8 @@ from handlers.rules import Decision, Draft, Key, KeyKind, Row, Unread, Value, de
 
 T = TypeVar("T")
 
+SEEN_LIMIT: Final = 10_000
+"""Records whose value as this process last read or wrote it a decision may start from."""
 MAX_ATTEMPTS: Final = 64
 """Decisions of one change at most when keys keep changing under it (each retry means another
 change succeeded); then StoreUnavailable."""
@@ -117,6 +119,10 @@ class RedisBindings(RulesRunner, RedisBase):
         super().__init__(*args, **kwargs)
         self._apply = self._redis.register_script(_APPLY)
         self._prune = self._redis.register_script(_PRUNE)
+        # A decision starts from the values last seen here instead of reading them again: the
+        # compare-and-apply checks them all the same, and one that changed meanwhile costs a read
+        # and a second decision. So the claim's own record serves its commit without a round trip.
+        self._seen: dict[str, str | None] = {}
 
     async def _look(self, first: Sequence[Key], rule: Callable[[Draft], T]) -> T:
         # A lookup checks its reads by the same compare-and-apply, with nothing to apply.
@@ -128,14 +134,25 @@ class RedisBindings(RulesRunner, RedisBase):
     async def _mget(self, keys: Sequence[Key]) -> list[str | None]:
         if not keys:
             return []
-        [values] = await self._commands(("MGET", *(self._rkey(k) for k in keys)))
-        return [None if v is None else str(v) for v in values]
+        names = [self._rkey(k) for k in keys]
+        [values] = await self._commands(("MGET", *names))
+        found = [None if v is None else str(v) for v in values]
+        self._saw(zip(names, found, strict=True))
+        return found
+
+    def _saw(self, values: Iterable[tuple[str, str | None]]) -> None:
+        self._seen.update(values)
+        while len(self._seen) > SEEN_LIMIT:
+            del self._seen[next(iter(self._seen))]  # the oldest first
 
     async def _decide(
         self, first: Sequence[Key], rule: Callable[[Draft], T], actor: Actor | None, *, guess: bool = False
     ) -> T:
-        raw: dict[Key, str | None]
-        raw = dict.fromkeys(first) if guess else dict(zip(first, await self._mget(first), strict=True))
+        seen = {key: self._seen[name] for key in first if (name := self._rkey(key)) in self._seen}
+        unseen = [key for key in first if key not in seen]
+        if unseen and not guess:
+            seen |= zip(unseen, await self._mget(unseen), strict=True)
+        raw: dict[Key, str | None] = {key: seen.get(key) for key in first}
         for _ in range(MAX_ATTEMPTS):
             now = self._clock()
             for _ in range(MAX_READS):
@@ -160,15 +177,20 @@ class RedisBindings(RulesRunner, RedisBase):
             plan.key(self._rkey(key))
         checks = ["!" if value is None else "=" + value for value in raw.values()]
         members = self._prefix + "members"
+        written: dict[str, str | None] = {}
         for key, value in decision.writes.items():
             name = self._rkey(key)
             if isinstance(value, Row):
-                plan.op("B", name, members, values=(key.name, row_json(value)))
+                encoded = written[name] = row_json(value)
+                plan.op("B", name, members, values=(key.name, encoded))
             elif value is None and key.kind is KeyKind.BINDING:
+                written[name] = None
                 plan.op("X", name, members, values=(key.name,))
             elif value is None:
+                written[name] = None
                 plan.op("D", name)
             else:
+                written[name] = value
                 plan.op("S", name, values=(value,))
         if decision.audits and actor is None:
             raise ValueError("a change that writes audit records needs an actor")
@@ -190,6 +212,8 @@ class RedisBindings(RulesRunner, RedisBase):
             plan.op("A", self._prefix + "audit:seq", log, own, values=(body[1:],))
         writes = json.dumps(plan.writes, ensure_ascii=False)
         done = await self._script(self._apply, plan.keys, [str(len(raw)), *checks, writes])
+        if done:
+            self._saw([*((self._rkey(key), value) for key, value in raw.items()), *written.items()])
         return bool(done)
 
     async def get_binding(self, member_id: str) -> Binding | None:

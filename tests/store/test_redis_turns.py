@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
@@ -14,7 +15,7 @@ from callback_service.store.redis import RedisStore
 from handlers.binding import Actor, ClaimLost
 from handlers.contracts import Store, StoreUnavailable
 from handlers.phone import Phone
-from tests.store.support import RedisServer
+from tests.store.support import RedisServer, require_redis_server
 
 ACTOR = Actor(who="test", source="test")
 
@@ -118,3 +119,23 @@ async def test_a_record_another_instance_changed_is_read_again_and_decided_afres
         assert await redis_store.integrity_problems() == []
     finally:
         await other.close()
+
+
+async def test_a_turn_whose_server_is_gone_fails_each_of_its_callers(tmp_path: Path) -> None:
+    server = RedisServer(require_redis_server(), tmp_path)
+    server.start()
+    store = await open_store(server.url)
+    try:
+        await store.kv_set("k", "v", ttl=60)
+        server.kill()
+        answers = await asyncio.gather(
+            store.kv_get("k"),
+            store.kv_set("k", "w", ttl=60),
+            store.get_binding("m1"),
+            store.claim_phone("m1", Phone("13800138001"), lease=60, actor=ACTOR),
+            return_exceptions=True,
+        )
+        assert all(isinstance(answer, StoreUnavailable) for answer in answers), answers
+    finally:
+        await store.close()
+        server.kill()

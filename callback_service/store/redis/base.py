@@ -175,8 +175,13 @@ class RedisBase:
             for _, future in turn:
                 future.cancel()
             raise
-        except BaseException as exc:  # handed to every caller of the turn, whatever it is
-            replies = [exc] * len(turn)
+        except BaseException as exc:  # handed to every caller of the turn (a lost connection...)
+            for _, future in turn:
+                if not future.done():
+                    future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
         for (_, future), reply in zip(turn, replies, strict=True):
             if future.done():  # its caller went away
                 continue

@@ -14,6 +14,7 @@ the root is well-formed XML: a payload with or without it parses the same.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import logging
@@ -90,7 +91,11 @@ class Inbox:
         self._lease = lease
         self._idle_poll = idle_poll
         self._retry_delay = retry_delay
-        self._wakeup = asyncio.Event()
+        # Idle workers wait on futures of their own: an accepted event wakes one of them, not all
+        # (each woken worker takes from the store, and all but one would find nothing).
+        self._idle: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._accepted = 0
+        """Events accepted so far: a worker whose take raced an accept sees it change and looks again."""
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         metrics.describe(HANDLED, "callback events handled")
@@ -103,7 +108,8 @@ class Inbox:
         payload = envelope(REQUEST_ID.get(), event.raw)
         appended = await self._store.inbox_append(dedup_key(event), event.kind, payload)
         if appended:
-            self._wakeup.set()
+            self._accepted += 1
+            self._wake(1)
         else:
             self._metrics.inc(DUPLICATES)
             log.info("duplicate callback %s for member %s ignored", event.kind, event.member_id)
@@ -127,7 +133,7 @@ class Inbox:
         A cancelled event is not lost: its lease runs out and the next process takes it.
         """
         self._stopping.set()
-        self._wakeup.set()
+        self._wake(len(self._idle))
         if not self._tasks:
             return
         _, pending = await asyncio.wait(self._tasks, timeout=grace)
@@ -152,6 +158,7 @@ class Inbox:
 
     async def _work(self, number: int) -> None:
         while not self._stopping.is_set():
+            accepted = self._accepted
             try:
                 items = await self._store.inbox_take(1, lease=self._lease)
             except StoreUnavailable:
@@ -159,8 +166,8 @@ class Inbox:
                 await self._sleep(self._idle_poll)
                 continue
             if not items:
-                self._wakeup.clear()
-                await self._sleep(self._idle_poll)
+                if self._accepted == accepted:  # else an event came in while the take was out
+                    await self._sleep(self._idle_poll)
                 continue
             for item in items:
                 try:
@@ -173,10 +180,28 @@ class Inbox:
                     # A worker must outlive any one event; this one returns when its lease runs out.
                     log.exception("inbox worker %d: unexpected failure on event %d", number, item.id)
 
+    def _wake(self, count: int) -> None:
+        while count > 0 and self._idle:
+            waiter = self._idle.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                count -= 1
+
     async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._wakeup.wait()
+        """Wait until an accepted event wakes this worker, the inbox stops, or seconds pass (an
+        event due again after a retry's delay wakes nobody: the poll finds it)."""
+        if self._stopping.is_set():
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._idle.append(waiter)
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(seconds):
+                    await waiter
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+                self._idle.remove(waiter)
 
     async def _handle(self, item: InboxItem) -> None:
         request_id, raw = open_envelope(item.payload)

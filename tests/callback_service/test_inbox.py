@@ -11,10 +11,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from callback_service.callbacks.inbox import DEAD, Inbox
+from callback_service.callbacks.xml import parse_event
 from callback_service.metrics import Metrics
 from callback_service.store import open_store
 from callback_service.web.app import create_app
 from callback_service.web.keys import INBOX, METRICS, STORE
+from handlers.binding import InboxItem
 from handlers.dispatch import Dispatcher
 from handlers.events import Event
 from tests.callback_service.conftest import NOW, Clock, Recorder
@@ -193,4 +195,46 @@ async def test_a_worker_outlives_a_store_outage_mid_event(tmp_path: Path, caplog
     assert "store unavailable while handling event" in caplog.text
     assert inbox.workers_alive == 1
     await inbox.stop(grace=1)
+    assert inbox.workers_alive == 0
+
+
+async def test_an_accepted_event_wakes_one_idle_worker_not_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = await open_store(f"sqlite:///{tmp_path / 's.db'}")
+    takes: list[int] = []
+    take = store.inbox_take
+
+    async def counted(limit: int, *, lease: float) -> list[InboxItem]:
+        items = await take(limit, lease=lease)
+        takes.append(len(items))
+        return items
+
+    monkeypatch.setattr(store, "inbox_take", counted)
+    handled: list[str] = []
+
+    async def record(event: Event) -> None:
+        handled.append(event.member_id)
+
+    inbox = Inbox(store=store, dispatcher=Dispatcher({}, fallback=record), metrics=Metrics(), workers=4,
+                  idle_poll=30)
+    inbox.start()
+    try:
+        for _ in range(100):  # each worker looks once at start, finds nothing and goes idle
+            if len(takes) == 4:
+                break
+            await asyncio.sleep(0.01)
+        assert takes == [0, 0, 0, 0]
+        await inbox.accept(parse_event(event_xml("subscribe", "lisi", create_time=NOW).encode()))
+        for _ in range(100):
+            if handled:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+        assert handled == ["lisi"]
+        # One worker woke, took the event, and looked once more; the three others slept on.
+        assert takes[4:] == [1, 0]
+    finally:
+        await inbox.stop(grace=1)
+        await store.close()
     assert inbox.workers_alive == 0

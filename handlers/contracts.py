@@ -234,12 +234,6 @@ class Store(KeyValueStore, Protocol):
         return how many; the retention period is the caller's to respect."""
         ...
 
-    # idempotency keys
-
-    async def idempotency_put(self, key: str, value: str, *, ttl: float) -> str | None:
-        """Record value under key for ttl seconds if the key is new; else return the existing value."""
-        ...
-
     # durable event inbox
 
     async def inbox_append(self, dedup_key: str, event_type: str, payload: str) -> bool:

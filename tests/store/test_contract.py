@@ -467,17 +467,6 @@ async def test_audit_log(store: Store, clock: FakeClock) -> None:
     await consistent(store)
 
 
-# idempotency keys
-
-
-async def test_idempotency_put(store: Store, clock: FakeClock) -> None:
-    assert await store.idempotency_put("submit-1", "first", ttl=10) is None
-    assert await store.idempotency_put("submit-1", "second", ttl=10) == "first"
-    clock.advance(10)
-    assert await store.idempotency_put("submit-1", "third", ttl=10) is None
-    assert await store.idempotency_put("submit-1", "fourth", ttl=10) == "third"
-
-
 # key-value entries and locks
 
 

@@ -161,7 +161,7 @@ async def test_a_file_of_the_first_schema_gets_the_expiry_indexes(tmp_path: Path
     store = await SqliteStore.open(str(path), clock=clock)
     try:
         assert await store.kv_get("k") == "v"
-        for table in ("kv", "locks", "idempotency", "inbox_dedup"):
+        for table in ("kv", "locks", "inbox_dedup"):
             query = f"EXPLAIN QUERY PLAN DELETE FROM {table} WHERE expires_at <= 0"  # noqa: S608
 
             def plan(c: sqlite3.Connection, query: str = query) -> str:

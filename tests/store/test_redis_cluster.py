@@ -98,7 +98,7 @@ async def test_every_change_runs_on_a_cluster(
 
 
 async def every_change(store: Store, clock: FakeClock) -> None:
-    """Every rule-keeping change, the directory, kv, locks, idempotency and the inbox, once."""
+    """Every rule-keeping change, the directory, kv, locks and the inbox, once."""
     claim = await store.claim_phone("m1", Phone("13800000001"), lease=60, actor=ACTOR)
     await store.commit_claim(claim)
     with pytest.raises(PhoneTaken):
@@ -128,7 +128,6 @@ async def every_change(store: Store, clock: FakeClock) -> None:
     token = await store.lock_acquire("l", lease=60)
     assert token is not None
     assert await store.lock_release("l", token)
-    assert await store.idempotency_put("i", "v", ttl=60) is None
     assert await store.inbox_append("d1", "subscribe", "<xml/>")
     [item] = await store.inbox_take(10, lease=30)
     assert await store.inbox_retry(item.id, "boom", delay=0) == 1

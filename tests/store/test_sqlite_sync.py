@@ -62,7 +62,6 @@ async def test_sessions_page_records_counters_locks_and_leases_commit_without_on
             lambda: sqlite.kv_incr("rate:bind:student:2021001", ttl=60),
             lambda: sqlite.kv_pop("session:abc"),
             lambda: sqlite.kv_delete("cas-ticket:abc"),
-            lambda: sqlite.idempotency_put("bind-submit:x", "1", ttl=60),
             lambda: sqlite.lock_acquire("token", lease=10),
         ]
         for write in ephemeral:

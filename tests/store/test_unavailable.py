@@ -33,7 +33,6 @@ OPERATIONS: list[Callable[[Store], Awaitable[object]]] = [
     lambda s: s.lock_acquire("l", lease=5),
     lambda s: s.audit_list(),
     lambda s: s.directory_count(),
-    lambda s: s.idempotency_put("k", "v", ttl=5),
 ]
 
 

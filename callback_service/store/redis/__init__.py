@@ -3,7 +3,7 @@
 Parts: base (the client, keys under the deployment's hash tag, errors), layout (the key layout,
 records' encoding, the migration from layout 1), bindings (the rules of handlers.rules read,
 decided and applied by one generic compare-and-apply script; the audit log), directory, kv
-(entries, locks, idempotency keys) and inbox.
+(entries and locks) and inbox.
 """
 
 from __future__ import annotations

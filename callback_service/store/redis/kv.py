@@ -1,4 +1,4 @@
-"""The Redis store's key-value entries, leased locks and idempotency keys: one script per change.
+"""The Redis store's key-value entries and leased locks: one script per change.
 
 Each entry is a hash of v (the value) and e (its expiry, clock seconds), named in KEYS[1].
 """
@@ -25,15 +25,6 @@ redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'v', ARGV[1], 'e', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1
-"""
-
-_KV_PUT_OR_GET: Final = r"""
-local cur = redis.call('HMGET', KEYS[1], 'v', 'e')
-if cur[1] and tonumber(cur[2]) > tonumber(ARGV[3]) then return cur[1] end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'v', ARGV[1], 'e', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-return false
 """
 
 _KV_POP: Final = r"""
@@ -107,28 +98,18 @@ return 0
 
 
 class RedisKv(RedisBase):
-    """Entries with expiry, locks and idempotency keys."""
+    """Entries with expiry and locks."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         register = self._redis.register_script
         self._kv_set = register(_KV_SET)
         self._kv_set_if_absent = register(_KV_SET_IF_ABSENT)
-        self._kv_put_or_get = register(_KV_PUT_OR_GET)
         self._kv_pop = register(_KV_POP)
         self._kv_incr = register(_KV_INCR)
         self._kv_apply = register(_KV_APPLY)
         self._kv_incr_under = register(_KV_INCR_UNDER)
         self._lock_release = register(_LOCK_RELEASE)
-
-    async def idempotency_put(self, key: str, value: str, *, ttl: float) -> str | None:
-        """First writer wins for ttl seconds."""
-        ttl = positive("ttl", ttl)
-        now = self._clock()
-        existing = await self._script(
-            self._kv_put_or_get, (self._key("idem", key),), (value, repr(now + ttl), repr(now), ms(ttl))
-        )
-        return None if existing is None else str(existing)
 
     async def kv_get(self, key: str) -> str | None:
         """Return the value unless absent or expired."""

@@ -2,7 +2,7 @@
 
 Parts: base (the connection, its thread, one transaction per change), schema (versioned
 migrations), bindings (the rules of handlers.rules read, decided and applied in one transaction;
-the audit log), directory, kv (entries, locks, idempotency keys) and inbox.
+the audit log), directory, kv (entries and locks) and inbox.
 """
 
 from __future__ import annotations

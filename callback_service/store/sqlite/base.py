@@ -24,7 +24,7 @@ from handlers.contracts import Clock, StoreUnavailable
 
 T = TypeVar("T")
 
-_PURGE_EVERY: Final = 512  # writes between sweeps of expired kv, lock, idempotency and dedup rows
+_PURGE_EVERY: Final = 512  # writes between sweeps of expired kv, lock and dedup rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +138,7 @@ class SqliteBase:
         """Run fn in one write transaction, committed with an fsync unless durable=False.
 
         durable=False is for what expires on its own and a power loss may take: sessions (a student
-        logs in again), a page's idempotency and result records, rate counters, cached tokens, locks.
+        logs in again), a page's result records, rate counters, cached tokens, locks.
         Under WAL, synchronous=NORMAL still survives a process crash; only an OS crash or power loss
         can drop such a commit, and the next durable commit's fsync covers it as well.
         """
@@ -167,7 +167,7 @@ class SqliteBase:
 
     @staticmethod
     def _purge(conn: sqlite3.Connection, now: float) -> None:
-        for table in ("kv", "locks", "idempotency", "inbox_dedup"):
+        for table in ("kv", "locks", "inbox_dedup"):
             conn.execute(f"DELETE FROM {table} WHERE expires_at <= ?", (now,))  # noqa: S608
 
     async def ping(self) -> None:

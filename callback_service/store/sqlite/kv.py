@@ -1,4 +1,4 @@
-"""The SQLite store's key-value entries, leased locks and idempotency keys."""
+"""The SQLite store's key-value entries and leased locks."""
 
 from __future__ import annotations
 
@@ -10,29 +10,7 @@ from callback_service.store.sqlite.base import SqliteBase, Tx
 
 
 class SqliteKv(SqliteBase):
-    """Entries with expiry, locks and idempotency keys, each change one transaction."""
-
-    # idempotency keys
-
-    async def idempotency_put(self, key: str, value: str, *, ttl: float) -> str | None:
-        """First writer wins for ttl seconds."""
-        ttl = positive("ttl", ttl)
-
-        def run(tx: Tx) -> str | None:
-            existing = tx.c.execute(
-                "SELECT value FROM idempotency WHERE key = ? AND expires_at > ?", (key, tx.now)
-            ).fetchone()
-            if existing is not None:
-                return str(existing[0])
-            tx.c.execute(
-                "INSERT OR REPLACE INTO idempotency (key, value, expires_at) VALUES (?, ?, ?)",
-                (key, value, tx.now + ttl),
-            )
-            return None
-
-        return await self._write(run, durable=False)
-
-    # key-value entries and locks
+    """Entries with expiry and locks, each change one transaction."""
 
     async def kv_get(self, key: str) -> str | None:
         """Return the value unless absent or expired."""

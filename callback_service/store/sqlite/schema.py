@@ -57,7 +57,8 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     (
         "CREATE INDEX kv_expiry ON kv (expires_at)",
         "CREATE INDEX locks_expiry ON locks (expires_at)",
-        "CREATE INDEX idempotency_expiry ON idempotency (expires_at)",
+        # A page's double submit is guarded by its result entry in kv now: the table is unused.
+        "DROP TABLE idempotency",
         "CREATE INDEX inbox_dedup_expiry ON inbox_dedup (expires_at)",
     ),
 )

@@ -15,9 +15,10 @@ mobile, the write is read back before it is committed: no 绑定成功 that WeCo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -291,14 +292,8 @@ class BindingFlow:
             return False  # WeCom holds it already: writing it again would change nothing
         if member.status == STATUS_ACTIVATED:
             raise _Refusal(Refusal.ACCOUNT_FOLLOWED, "wecom: the member is activated (status 1)")
-        try:
+        with _writing_mobile("user/update"):
             await self._contacts.user_update(member_id, mobile=phone)
-        except MobileExists as exc:
-            raise _Refusal(Refusal.PHONE_TAKEN, "wecom 60104: mobile belongs to another member") from exc
-        except MobileInvalid as exc:
-            raise _Refusal(Refusal.MOBILE_REFUSED, "wecom 60103: mobile refused") from exc
-        except WeComUnanswered as exc:
-            raise _OutcomeUnknown(f"user/update unanswered ({exc.errmsg})") from exc
         if not member.mobile_shown and self._details.app_reads:
             # The read-back would be the app's view that has just hidden the mobile, so it could tell
             # nothing; and every user/get counts against WeCom's 10,000 a minute for that API
@@ -317,19 +312,14 @@ class BindingFlow:
             raise _Refusal(Refusal.NOT_IN_DIRECTORY, "member in neither WeCom nor the directory")
         department = self._departments.get(entry.department, self._default_department)
         try:
-            # user/create invites the new member by default (to_invite,
-            # developer.work.weixin.qq.com/document/path/90195): no batch/invite follows it.
-            await self._contacts.user_create(
-                userid=member_id, name=entry.name, department=[department], mobile=phone
-            )
+            with _writing_mobile("user/create"):
+                # user/create invites the new member by default (to_invite,
+                # developer.work.weixin.qq.com/document/path/90195): no batch/invite follows it.
+                await self._contacts.user_create(
+                    userid=member_id, name=entry.name, department=[department], mobile=phone
+                )
         except UserIdExists:
             return False
-        except MobileExists as exc:
-            raise _Refusal(Refusal.PHONE_TAKEN, "wecom 60104: mobile belongs to another member") from exc
-        except MobileInvalid as exc:
-            raise _Refusal(Refusal.MOBILE_REFUSED, "wecom 60103: mobile refused") from exc
-        except WeComUnanswered as exc:
-            raise _OutcomeUnknown(f"user/create unanswered ({exc.errmsg})") from exc
         return True
 
     async def _confirm(self, member_id: str, phone: Phone) -> None:
@@ -368,6 +358,19 @@ class BindingFlow:
 
 class _OutcomeUnknown(Exception):
     """A write was sent and WeCom's answer never came: it may or may not have been applied."""
+
+
+@contextlib.contextmanager
+def _writing_mobile(api: str) -> Iterator[None]:
+    """WeCom's refusals of a mobile written by `api` as the flow's refusals; no answer as unknown."""
+    try:
+        yield
+    except MobileExists as exc:
+        raise _Refusal(Refusal.PHONE_TAKEN, "wecom 60104: mobile belongs to another member") from exc
+    except MobileInvalid as exc:
+        raise _Refusal(Refusal.MOBILE_REFUSED, "wecom 60103: mobile refused") from exc
+    except WeComUnanswered as exc:
+        raise _OutcomeUnknown(f"{api} unanswered ({exc.errmsg})") from exc
 
 
 class _Refusal(Exception):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -22,7 +23,6 @@ from sandbox.wecom_push import CallbackTarget
 from sandbox.wecom_state import APP, CONTACTS, Member, WeComSandboxState
 from tests.store.support import RedisServer
 from tests.support.callbacks import AES_KEY, AGENT_ID, CORP_ID, TOKEN
-from tests.support.processes import free_port
 
 APP_SECRET = "app-secret"
 CONTACTS_SECRET = "contacts-secret"
@@ -148,7 +148,12 @@ async def running_world(
     change_contact; wecom_options go to create_wecom_sandbox (none: today's WeCom); overrides are
     further settings.
     """
-    port = free_port()
+    # The service's socket is bound now and handed to its server later: a port only looked up here
+    # could be taken by another process before the service binds it.
+    reserved = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    reserved.bind(("127.0.0.1", 0))
+    port: int = reserved.getsockname()[1]
     wecom_app = wecom_sandbox(
         callback_url=f"http://127.0.0.1:{port}/wecom/callback",
         members=members,
@@ -168,9 +173,14 @@ async def running_world(
         **contacts,
         **overrides,
     )
-    service = await aiohttp_server(create_app(settings), port=port)
-    yield World(service=service, wecom_server=wecom_server, wecom=wecom_app[WECOM_SANDBOX_STATE],
-                settings=settings)
+    service = TestServer(create_app(settings), port=port, socket_factory=lambda *_: reserved)
+    try:
+        await service.start_server()
+        yield World(service=service, wecom_server=wecom_server, wecom=wecom_app[WECOM_SANDBOX_STATE],
+                    settings=settings)
+    finally:
+        await service.close()
+        reserved.close()
 
 
 async def eventually(probe: Callable[[], Awaitable[T | None]], *, within: float = 10.0) -> T:

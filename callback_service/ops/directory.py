@@ -45,7 +45,7 @@ class RowProblem:
     message: str
 
     def __str__(self) -> str:
-        return f"第 {self.line} 行：{self.message}"
+        return f"line {self.line}: {self.message}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,15 +77,15 @@ class ImportReport:
 
     def lines(self) -> list[str]:
         """The report, one line each, for the command line."""
-        out = [f"编码 {self.encoding}，有效记录 {self.rows} 条（其中有手机号 {self.with_phone} 条）"]
-        out.extend(f"警告：{warning}" for warning in self.warnings)
+        out = [f"encoding {self.encoding}: {self.rows} good row(s), {self.with_phone} with a phone"]
+        out.extend(f"warning: {warning}" for warning in self.warnings)
         out.extend(str(problem) for problem in self.problems)
         if self.problems:
-            out.append(f"发现 {len(self.problems)} 处错误：未导入任何记录，请修正后重新导入。")
+            out.append(f"{len(self.problems)} problem(s): nothing imported; fix the file and import it again")
         elif self.dry_run:
-            out.append(f"试运行：文件无误，可导入 {self.rows} 条记录；未写入。")
+            out.append(f"dry run: the file is good, {self.rows} row(s) would be imported; nothing written")
         else:
-            out.append(f"已导入 {self.written} 条记录。")
+            out.append(f"{self.written} row(s) imported")
         return out
 
 
@@ -105,20 +105,20 @@ def parse_directory(data: bytes, *, allow_shared_phones: bool = False) -> Parsed
         text, encoding = decode(data)
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        problem = RowProblem(line, "文件编码无法识别，请另存为 UTF-8 或 GB18030 编码的 CSV 文件")
+        problem = RowProblem(line, "the file is neither UTF-8 nor GB18030: save it as a UTF-8 CSV")
         return ParsedDirectory("unknown", (), (problem,))
     reader = csv.reader(io.StringIO(text, newline=""))
     last_line = text.count("\n") + (0 if text.endswith("\n") else 1)
     try:
         header = next(reader)
     except StopIteration:
-        return ParsedDirectory(encoding, (), (RowProblem(1, "文件为空"),))
+        return ParsedDirectory(encoding, (), (RowProblem(1, "the file is empty"),))
     except csv.Error as exc:
-        return ParsedDirectory(encoding, (), (RowProblem(1, f"表头无法解析（{exc}）"),))
+        return ParsedDirectory(encoding, (), (RowProblem(1, f"the header cannot be read ({exc})"),))
     positions, missing = _columns(header)
     if missing:
-        names = "、".join("/".join(COLUMNS[field][:2]) for field in missing)
-        return ParsedDirectory(encoding, (), (RowProblem(1, f"表头缺少列：{names}"),))
+        names = ", ".join("/".join(COLUMNS[field][:2]) for field in missing)
+        return ParsedDirectory(encoding, (), (RowProblem(1, f"the header lacks the column(s) {names}"),))
     entries: list[DirectoryEntry] = []
     problems: list[RowProblem] = []
     warnings: list[RowProblem] = []
@@ -132,7 +132,7 @@ def parse_directory(data: bytes, *, allow_shared_phones: bool = False) -> Parsed
         except StopIteration:
             break
         except csv.Error as exc:
-            problems.append(RowProblem(start, f"无法解析（{exc}）"))
+            problems.append(RowProblem(start, f"cannot be read ({exc})"))
             break
         end = reader.line_num
         if end > start:
@@ -141,18 +141,19 @@ def parse_directory(data: bytes, *, allow_shared_phones: bool = False) -> Parsed
         if not any(cell.strip() for cell in row):
             continue
         if len(row) != len(header):
-            problems.append(RowProblem(start, f"该行有 {len(row)} 个单元格，表头有 {len(header)} 列"))
+            cells_text = f"{len(row)} cell(s), but the header has {len(header)} columns"
+            problems.append(RowProblem(start, cells_text))
             continue
         cells = {field: row[index].strip() for field, index in positions.items()}
         entry, wrong = _entry(cells)
         if entry is not None and entry.member_id in first_line:
-            wrong = [*wrong, f"学号 {entry.member_id} 与第 {first_line[entry.member_id]} 行重复"]
+            wrong = [*wrong, f"student id {entry.member_id} is already on line {first_line[entry.member_id]}"]
         shared: str | None = None
         if entry is not None and entry.phone and entry.phone in phone_line:
             other_line, other_id = phone_line[entry.phone]
             shared = (
-                f"手机号 {mask_phone(entry.phone)} 与第 {other_line} 行（学号 {other_id}）相同："
-                "一个手机号只能绑定一名学生"
+                f"phone {mask_phone(entry.phone)} is also on line {other_line} (student id {other_id}):"
+                " one phone binds one student"
             )
             if not allow_shared_phones:
                 wrong = [*wrong, shared]
@@ -166,7 +167,7 @@ def parse_directory(data: bytes, *, allow_shared_phones: bool = False) -> Parsed
             phone_line.setdefault(entry.phone, (start, entry.member_id))
         entries.append(entry)
     if not entries and not problems:
-        problems.append(RowProblem(1, "文件中没有学生记录"))
+        problems.append(RowProblem(1, "the file holds no student"))
     return ParsedDirectory(encoding, tuple(entries), tuple(problems), tuple(warnings))
 
 
@@ -190,10 +191,10 @@ async def import_directory(
 
 
 def _spans_lines(start: int, end: int, *, last: int) -> str:
-    where = "直到文件末尾" if end >= last else f"到第 {end} 行"
+    where = "to the end of the file" if end >= last else f"to line {end}"
     return (
-        f"引号内的单元格从本行一直延续{where}，后面的行被并入了这一行。"
-        "请检查本行是否多了或少了一个英文双引号（\"）"
+        f"a quoted cell runs from this line {where}, swallowing the lines after it:"
+        ' look for a missing or extra double quote (") on this line'
     )
 
 
@@ -219,23 +220,28 @@ def _entry(cells: Mapping[str, str]) -> tuple[DirectoryEntry | None, list[str]]:
     wrong: list[str] = []
     member_id, name, department = cells["student_id"], cells["name"], cells["department"]
     if not member_id:
-        wrong.append("学号为空")
+        wrong.append("no student id (学号)")
     elif not _STUDENT_ID.match(member_id):
-        wrong.append("学号只能包含字母、数字和 _-@.，且不超过 64 个字符")
-    for title, text in (("姓名", name), ("院系", department)):
+        wrong.append(
+            "the student id (学号) may hold only letters, digits and _-@. (64 at most), as a WeCom userid"
+        )
+    for title, text in (("name (姓名)", name), ("department (院系)", department)):
         control = _control(text)
         if not text:
-            wrong.append(f"{title}为空")
+            wrong.append(f"no {title}")
         elif len(text) > _MAX_TEXT:
-            wrong.append(f"{title}超过 {_MAX_TEXT} 个字符")
+            wrong.append(f"the {title} is longer than {_MAX_TEXT} characters")
         elif control is not None:
-            wrong.append(f"{title}含有控制字符 {control}（不可见字符或文字方向控制符），请删除后重新导入")
+            wrong.append(f"the {title} holds the control character {control} (invisible, or one that"
+                         " changes the text's direction): delete it and import again")
     phone: Phone | None = None
     if cells["phone"]:
         try:
             phone = Phone.parse(cells["phone"])
         except InvalidPhone:
-            wrong.append("手机号格式不正确（应为 11 位大陆手机号，可带 +86、空格或短横线）")
+            wrong.append(
+                "the phone (手机) is not a mainland mobile number (11 digits; +86, spaces, dashes are fine)"
+            )
     if wrong:
         return (DirectoryEntry(member_id, name, department, None) if member_id else None), wrong
     return DirectoryEntry(member_id, name, department, phone), []

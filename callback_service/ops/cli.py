@@ -249,7 +249,7 @@ def _directory_import(args: argparse.Namespace) -> int:
 
     async def run(store: Store, a: argparse.Namespace) -> int:
         report = await directory.import_directory(
-            store, data, dry_run=a.dry_run, allow_shared_phones=a.allow_shared_phones
+            store, data, dry_run=a.dry_run, allow_shared_phones=a.allow_shared_phones, encoding=a.encoding
         )
         for line in report.lines():
             print(line)
@@ -289,6 +289,12 @@ def _add_page_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
         "--allow-shared-phones",
         action="store_true",
         help="import students who share a phone with another row (each is listed as a warning)",
+    )
+    load.add_argument(
+        "--encoding",
+        choices=("utf-8", "gb18030"),
+        default="auto",
+        help="read the file in this encoding (default: UTF-8, or GB18030 when no UTF-8 is in it)",
     )
     load.set_defaults(run=_directory_import)
 

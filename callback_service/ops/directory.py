@@ -1,7 +1,12 @@
 """The school directory (学校通讯录系统) import: a CSV of 学号, 姓名, 院系 and 手机, all or nothing.
 
 Spreadsheets in China save CSV as UTF-8 (with or without a BOM) or as GB18030 (Excel's "CSV" on
-a Chinese Windows); both are read. Every bad row is reported with its line number and nothing is
+a Chinese Windows); both are read, and the encoding is decided once for the whole file, strictly:
+UTF-8 when all of it decodes as UTF-8; GB18030 when the operator says so, or when the file holds no
+UTF-8 multi-byte character at all and all of it decodes as GB18030; otherwise the file is refused,
+naming the first byte that does not decode. A file that is UTF-8 but for one byte is thus never
+read as GB18030, which would import every name in it as mojibake (张三 as 寮犱笁).
+Every bad row is reported with its line number and nothing is
 written unless every row is good; the store's bulk upsert then writes them in one transaction.
 A row is one line with as many cells as the header: a quoted cell that runs over a line break is
 a stray quote that would swallow the rows after it. Phones are checked and stored as their 11
@@ -17,7 +22,7 @@ import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 from handlers.binding import DirectoryEntry
 from handlers.contracts import Store
@@ -33,6 +38,8 @@ COLUMNS: Final[Mapping[str, tuple[str, ...]]] = {
 _STUDENT_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-@.]{0,63}\Z")
 """A student id must be usable as a WeCom userid."""
 _MAX_TEXT: Final = 64
+UNDECIDED: Final = "undecided"
+"""The encoding of a refused file."""
 _BIDI_CONTROLS: Final = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 """Embeddings, overrides and isolates: they reorder how a name shows on the pages."""
 
@@ -77,7 +84,10 @@ class ImportReport:
 
     def lines(self) -> list[str]:
         """The report, one line each, for the command line."""
-        out = [f"encoding {self.encoding}: {self.rows} good row(s), {self.with_phone} with a phone"]
+        if self.encoding == UNDECIDED:
+            out = [f"encoding {UNDECIDED}: the file is not read"]
+        else:
+            out = [f"encoding {self.encoding}: {self.rows} good row(s), {self.with_phone} with a phone"]
         out.extend(f"warning: {warning}" for warning in self.warnings)
         out.extend(str(problem) for problem in self.problems)
         if self.problems:
@@ -89,36 +99,100 @@ class ImportReport:
         return out
 
 
-def decode(data: bytes) -> tuple[str, str]:
-    """Return the text and the encoding of a CSV file: UTF-8 (BOM or not), else GB18030."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        return data[3:].decode("utf-8"), "UTF-8 (BOM)"
+FileEncoding = Literal["auto", "utf-8", "gb18030"]
+"""How the operator asks a file to be read: decided from the file (auto), or one encoding."""
+_UTF8_BOM: Final = b"\xef\xbb\xbf"
+_NAME_TEXT: Final = re.compile(r"[^\x00-\x7f\d]+")
+"""A run of text that is not ASCII and holds no digit (so never a phone), to show how a file reads."""
+
+
+class UndecodableFile(ValueError):
+    """The file is refused as a whole: a byte does not decode in the encoding decided for it."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+def decode(data: bytes, encoding: FileEncoding = "auto") -> tuple[str, str]:
+    """Return the text and the encoding of a CSV file, decided for the whole file as the module says;
+    UndecodableFile when it cannot be."""
+    bom = data.startswith(_UTF8_BOM)
     try:
-        return data.decode("utf-8"), "UTF-8"
-    except UnicodeDecodeError:
-        return data.decode("gb18030"), "GB18030"
+        text = data[len(_UTF8_BOM) :].decode("utf-8") if bom else data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        not_utf8 = exc.start + (len(_UTF8_BOM) if bom else 0)
+    else:
+        return text, "UTF-8 (BOM)" if bom else "UTF-8"
+    line, where = _where(data, not_utf8)
+    if encoding == "utf-8":
+        raise UndecodableFile(line, f"{where} does not decode as UTF-8")
+    if encoding == "gb18030" and bom:
+        raise UndecodableFile(1, "the file starts with UTF-8's byte order mark: it is not GB18030")
+    try:
+        gb_text = data.decode("gb18030")
+    except UnicodeDecodeError as exc:
+        gb_line, gb_where = _where(data, exc.start)
+        if encoding == "gb18030":
+            raise UndecodableFile(gb_line, f"{gb_where} does not decode as GB18030") from None
+        raise UndecodableFile(
+            min(line, gb_line),
+            f"the file is neither UTF-8 ({where}, line {line}, does not decode) nor GB18030"
+            f" ({gb_where}, line {gb_line}, does not decode)",
+        ) from None
+    utf8_char = _first_utf8_char(data)
+    if encoding == "gb18030" or utf8_char is None:
+        return gb_text, "GB18030"
+    # Some of it is UTF-8 and some is not: reading it all as GB18030 would garble the UTF-8 part.
+    sample = _NAME_TEXT.search(gb_text)
+    seen = f" (read so, it begins {sample.group()[:16]})" if sample else ""
+    raise UndecodableFile(
+        line,
+        f"{where} does not decode as UTF-8, though {utf8_char} decode as a UTF-8 character: the file"
+        f" may mix two encodings, and is read as neither. Save it as UTF-8 again; or, if all of it is"
+        f" GB18030{seen}, import it with --encoding gb18030",
+    )
 
 
-def parse_directory(data: bytes, *, allow_shared_phones: bool = False) -> ParsedDirectory:
+def _first_utf8_char(data: bytes) -> str | None:
+    """The first multi-byte character that a UTF-8 reader finds in data, described for a message;
+    each byte that does not decode is skipped (it reads as a lone surrogate)."""
+    offset = 0
+    for char in data.decode("utf-8", "surrogateescape"):
+        if "\udc80" <= char <= "\udcff" or char < "\x80":
+            offset += 1
+            continue
+        line, _ = _where(data, offset)
+        size = len(char.encode("utf-8"))
+        return f"bytes {offset} to {offset + size - 1} (line {line})"
+    return None
+
+
+def _where(data: bytes, offset: int) -> tuple[int, str]:
+    """The line (from 1) of the byte at offset, and the byte described for a message."""
+    return data.count(b"\n", 0, offset) + 1, f"byte {offset} of the file (0x{data[offset]:02X})"
+
+
+def parse_directory(
+    data: bytes, *, allow_shared_phones: bool = False, encoding: FileEncoding = "auto"
+) -> ParsedDirectory:
     """Read a directory CSV; each bad row becomes a RowProblem (a shared phone a warning, if allowed)."""
     try:
-        text, encoding = decode(data)
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        problem = RowProblem(line, "the file is neither UTF-8 nor GB18030: save it as a UTF-8 CSV")
-        return ParsedDirectory("unknown", (), (problem,))
+        text, decided = decode(data, encoding)
+    except UndecodableFile as exc:
+        return ParsedDirectory(UNDECIDED, (), (RowProblem(exc.line, str(exc)),))
     reader = csv.reader(io.StringIO(text, newline=""))
     last_line = text.count("\n") + (0 if text.endswith("\n") else 1)
     try:
         header = next(reader)
     except StopIteration:
-        return ParsedDirectory(encoding, (), (RowProblem(1, "the file is empty"),))
+        return ParsedDirectory(decided, (), (RowProblem(1, "the file is empty"),))
     except csv.Error as exc:
-        return ParsedDirectory(encoding, (), (RowProblem(1, f"the header cannot be read ({exc})"),))
+        return ParsedDirectory(decided, (), (RowProblem(1, f"the header cannot be read ({exc})"),))
     positions, missing = _columns(header)
     if missing:
         names = ", ".join("/".join(COLUMNS[field][:2]) for field in missing)
-        return ParsedDirectory(encoding, (), (RowProblem(1, f"the header lacks the column(s) {names}"),))
+        return ParsedDirectory(decided, (), (RowProblem(1, f"the header lacks the column(s) {names}"),))
     entries: list[DirectoryEntry] = []
     problems: list[RowProblem] = []
     warnings: list[RowProblem] = []
@@ -168,14 +242,19 @@ def parse_directory(data: bytes, *, allow_shared_phones: bool = False) -> Parsed
         entries.append(entry)
     if not entries and not problems:
         problems.append(RowProblem(1, "the file holds no student"))
-    return ParsedDirectory(encoding, tuple(entries), tuple(problems), tuple(warnings))
+    return ParsedDirectory(decided, tuple(entries), tuple(problems), tuple(warnings))
 
 
 async def import_directory(
-    store: Store, data: bytes, *, dry_run: bool = False, allow_shared_phones: bool = False
+    store: Store,
+    data: bytes,
+    *,
+    dry_run: bool = False,
+    allow_shared_phones: bool = False,
+    encoding: FileEncoding = "auto",
 ) -> ImportReport:
     """Check a directory CSV and, unless dry_run or any row is bad, write every entry at once."""
-    parsed = parse_directory(data, allow_shared_phones=allow_shared_phones)
+    parsed = parse_directory(data, allow_shared_phones=allow_shared_phones, encoding=encoding)
     written = 0
     if not parsed.problems and not dry_run:
         written = await store.directory_upsert(parsed.entries)

@@ -41,7 +41,8 @@ async def _entries(store: Store) -> list[DirectoryEntry | None]:
     ],
 )
 async def test_imports_every_encoding_spreadsheets_save(sqlite_store: Store, data: bytes, encoding: str) -> None:
-    report = await import_directory(sqlite_store, data)
+    # GB18030 as the operator names it: 学号 and 学院 in GB18030 happen to hold UTF-8 multi-byte sequences.
+    report = await import_directory(sqlite_store, data, encoding="gb18030" if encoding == "GB18030" else "auto")
     assert report.ok
     assert (report.encoding, report.rows, report.with_phone, report.written) == (encoding, 3, 2, 3)
     assert await _entries(sqlite_store) == EXPECTED
@@ -80,7 +81,7 @@ async def test_bad_rows_are_reported_by_line_and_nothing_is_imported(sqlite_stor
         "2021009,,,\n"  # 9: no name, no department
         "bad id!,钱九,管理学院,\n"  # 10: id unusable in WeCom
     ).encode("gb18030")
-    report = await import_directory(sqlite_store, data)
+    report = await import_directory(sqlite_store, data, encoding="gb18030")
     assert not report.ok
     assert report.written == 0
     assert [(p.line, p.message[:14]) for p in report.problems] == [
@@ -233,7 +234,7 @@ async def test_full_width_phones_are_stored_as_ascii_and_other_scripts_refused(s
         (b"", "the file is empty"),
         ("学号,姓名,手机\n2021001,张三,\n".encode(), "the header lacks the column(s) 院系/department"),
         ("学号,姓名,院系,手机\n\n".encode(), "holds no student"),
-        (b"\xff\xfe\x00\x00\x81\x30", "neither UTF-8 nor GB18030"),
+        (b"\xff\xfe\x00\x00\x81\x30", "neither UTF-8 (byte 0 of the file (0xFF), line 1"),
     ],
 )
 def test_files_that_are_not_a_directory(data: bytes, message: str) -> None:
@@ -266,10 +267,10 @@ def test_the_command_imports_dry_runs_and_reports(
 ) -> None:
     good = tmp_path / "good.csv"
     good.write_bytes(GOOD.encode("gb18030"))
-    assert main(["directory", "import", str(good), "--dry-run"]) == 0
+    assert main(["directory", "import", str(good), "--dry-run", "--encoding", "gb18030"]) == 0
     assert "dry run" in capsys.readouterr().out
     assert asyncio.run(_count(settings_env)) == 0
-    assert main(["directory", "import", str(good)]) == 0
+    assert main(["directory", "import", str(good), "--encoding", "gb18030"]) == 0
     assert "3 row(s) imported" in capsys.readouterr().out
     assert asyncio.run(_count(settings_env)) == 3
 
@@ -291,3 +292,99 @@ def test_the_command_imports_dry_runs_and_reports(
 
     assert main(["directory", "import", str(tmp_path / "missing.csv")]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+# A UTF-8 file but for one byte: the 0xA0 of a Windows-1252 no-break space in line 3. The whole file
+# also decodes as GB18030, into 寮犱笁 for 张三: read so, it would be imported and sent to WeCom.
+MIXED = (
+    "学号,姓名,院系,手机\n"
+    "2021001,张三,机械学院,13800000001\n"
+).encode() + b"2021002,Li\xa0Ming,\xe6\x9c\xba\xe6\xa2\xb0\xe5\xad\xa6\xe9\x99\xa2,\n"
+# GB18030 with no UTF-8 multi-byte sequence in it: English headers and departments, names that happen
+# not to form any (学号 or 学院 would: their GB18030 bytes read as UTF-8 ѧ and Ժ).
+GB_ONLY = (
+    "student id,name,department,phone\n"
+    "2021001,张三,Mechanical Engineering,13800000001\n"
+    "2021002,李四,Management,\n"
+).encode("gb18030")
+
+
+def _import(tmp_path: Path, data: bytes, *args: str) -> int:
+    path = tmp_path / "students.csv"
+    path.write_bytes(data)
+    return main(["directory", "import", str(path), *args])
+
+
+def test_a_utf8_file_with_one_stray_byte_is_refused_naming_its_line_and_offset(
+    settings_env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert MIXED.decode("gb18030").count("寮犱笁") == 1  # the mojibake that main imported
+    assert _import(tmp_path, MIXED) == 1
+    out = capsys.readouterr().out
+    offset = MIXED.index(b"Li\xa0") + 2
+    assert f"line 3: byte {offset} of the file (0xA0) does not decode as UTF-8" in out
+    assert "寮犱笁" not in out
+    assert out.startswith("encoding undecided: the file is not read\n")
+    assert "nothing imported" in out
+    assert asyncio.run(_count(settings_env)) == 0
+    # Forced to GB18030 it would read; the operator who forces it is shown what it reads as.
+    assert "(read so, it begins 瀛﹀彿" in out
+
+
+def test_gb18030_is_read_when_asked_and_refused_when_its_bytes_read_as_utf8(
+    settings_env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = GOOD.encode("gb18030")
+    assert _import(tmp_path, data) == 1
+    out = capsys.readouterr().out
+    assert "line 1: byte 2 of the file (0xBA) does not decode as UTF-8, though bytes 0 to 1 (line 1)" in out
+    assert "if all of it is GB18030 (read so, it begins 学号), import it with --encoding gb18030" in out
+    assert asyncio.run(_count(settings_env)) == 0
+    assert _import(tmp_path, data, "--encoding", "gb18030") == 0
+    assert "encoding GB18030: 3 good row(s)" in capsys.readouterr().out
+    assert asyncio.run(_entries_at(settings_env)) == EXPECTED
+
+
+def test_gb18030_without_any_utf8_sequence_is_read_as_gb18030(
+    settings_env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _import(tmp_path, GB_ONLY) == 0
+    assert "encoding GB18030: 2 good row(s)" in capsys.readouterr().out
+    assert asyncio.run(_entries_at(settings_env))[:2] == [
+        DirectoryEntry("2021001", "张三", "Mechanical Engineering", "13800000001"),
+        DirectoryEntry("2021002", "李四", "Management", None),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("data", "args", "message"),
+    [
+        # GB18030 forced: its first byte that does not decode.
+        (GOOD.encode("gb18030") + b"2021009,\x81,Management,\n", ("--encoding", "gb18030"),
+         f"line 5: byte {len(GOOD.encode('gb18030')) + 8} of the file (0x81) does not decode as GB18030"),
+        # UTF-8 forced: a GB18030 file is refused, not guessed.
+        (GB_ONLY, ("--encoding", "utf-8"), "line 2: byte 41 of the file (0xD5) does not decode as UTF-8"),
+        # Neither: each encoding's first failure is named.
+        (b"student id,name,department,phone\n2021001,\xff,x,\n", (),
+         "line 2: the file is neither UTF-8 (byte 41 of the file (0xFF), line 2, does not decode)"
+         " nor GB18030 (byte 41 of the file (0xFF), line 2"),
+        # A UTF-8 byte order mark, then GB18030 forced: not GB18030.
+        (b"\xef\xbb\xbf" + GOOD.encode("utf-8") + b"\xff", ("--encoding", "gb18030"),
+         "line 1: the file starts with UTF-8's byte order mark"),
+    ],
+)
+def test_files_that_do_not_decode_are_refused_with_line_and_offset(
+    settings_env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], data: bytes, args: tuple[str, ...],
+    message: str,
+) -> None:
+    assert _import(tmp_path, data, *args) == 1
+    assert message in capsys.readouterr().out
+    assert asyncio.run(_count(settings_env)) == 0
+
+
+async def _entries_at(url: str) -> list[DirectoryEntry | None]:
+    store = await open_store(url)
+    try:
+        return await _entries(store)
+    finally:
+        await store.close()

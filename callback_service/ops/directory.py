@@ -40,8 +40,9 @@ _STUDENT_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-@.]{0,63}\Z")
 _MAX_TEXT: Final = 64
 UNDECIDED: Final = "undecided"
 """The encoding of a refused file."""
-_BIDI_CONTROLS: Final = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-"""Embeddings, overrides and isolates: they reorder how a name shows on the pages."""
+_INVISIBLE: Final = frozenset({"Cc", "Cf", "Zl", "Zp"})
+"""Unicode's control and format characters and line separators: each is invisible, or reorders how
+a name shows (bidi marks, embeddings, isolates), or joins or splits it unseen (U+200B, U+FEFF)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,9 +279,9 @@ def _spans_lines(start: int, end: int, *, last: int) -> str:
 
 
 def _control(text: str) -> str | None:
-    """The first control or bidi character in text, as U+XXXX, or None."""
+    """The first control, format or line-separator character in text, as U+XXXX, or None."""
     for char in text:
-        if unicodedata.category(char) == "Cc" or char in _BIDI_CONTROLS:
+        if unicodedata.category(char) in _INVISIBLE:
             return f"U+{ord(char):04X}"
     return None
 
@@ -311,8 +312,10 @@ def _entry(cells: Mapping[str, str]) -> tuple[DirectoryEntry | None, list[str]]:
         elif len(text) > _MAX_TEXT:
             wrong.append(f"the {title} is longer than {_MAX_TEXT} characters")
         elif control is not None:
-            wrong.append(f"the {title} holds the control character {control} (invisible, or one that"
-                         " changes the text's direction): delete it and import again")
+            wrong.append(
+                f"the {title} holds the character {control}, which is invisible or changes how the text"
+                " shows (a control, format or direction mark): delete it and import again"
+            )
     phone: Phone | None = None
     if cells["phone"]:
         try:

@@ -169,6 +169,15 @@ async def test_a_row_with_more_or_fewer_cells_than_the_header_is_refused(
         ("\u202e三张", "机械学院", "name", "U+202E"),
         ("张三", "\u202a机械学院", "department", "U+202A"),
         ("张三", "机械\u2066学院\u2069", "department", "U+2066"),
+        # Zero-width and bidi marks, a byte order mark inside a cell, and the rest of Unicode's Cf.
+        ("张\u200b三", "机械学院", "name", "U+200B"),
+        ("张三\u200f", "机械学院", "name", "U+200F"),
+        ("张三", "\u061c机械学院", "department", "U+061C"),
+        ("张\ufeff三", "机械学院", "name", "U+FEFF"),
+        ("张\u200d三", "机械学院", "name", "U+200D"),
+        ("张三\u00ad", "机械学院", "name", "U+00AD"),
+        ("张三", "机械\U000e0041学院", "department", "U+E0041"),
+        ("张三", "机械\u2028学院", "department", "U+2028"),
     ],
 )
 async def test_control_and_bidi_characters_in_names_are_refused(
@@ -178,7 +187,7 @@ async def test_control_and_bidi_characters_in_names_are_refused(
     report = await import_directory(sqlite_store, data)
     assert [p.line for p in report.problems] == [3]
     assert report.problems[0].message.startswith(f"the {where} ")
-    assert f"character {code} " in report.problems[0].message
+    assert f"character {code}," in report.problems[0].message
     assert await sqlite_store.directory_count() == 0
 
 

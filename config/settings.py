@@ -378,6 +378,20 @@ def load_settings(config_file: str | os.PathLike[str] | None = None) -> Settings
     return Settings.model_validate(dict(loaded))
 
 
+def load_public_base_url(config_file: str | os.PathLike[str] | None = None) -> str:
+    """The public base URL alone, from where load_settings reads it and validated as it validates it,
+    for a command that needs no other setting (qrcode); SettingsError naming the variable."""
+    path = config_file or os.environ.get(CONFIG_ENV) or None
+    name = env_name("public_base_url")
+    value = os.environ.get(name, (_read_toml(Path(path)) if path else {}).get("public_base_url"))
+    if value is None:
+        raise SettingsError([f"{name}: required setting is missing"])
+    try:
+        return _http_url(str(value), "the public base URL")
+    except ValueError as exc:
+        raise SettingsError([f"{name}: {exc}"]) from None
+
+
 def _problems(exc: ValidationError) -> list[str]:
     problems = []
     for error in exc.errors(include_input=False, include_url=False):

@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import json
 import os
+import signal
 import sqlite3
 import sys
 import time
@@ -20,7 +21,7 @@ from callback_service.ops import admin, backup, directory, packages, personal_da
 from callback_service.ops.processes import run_app, run_processes
 from callback_service.store import open_store
 from callback_service.web.app import create_app
-from config import Settings, SettingsError, env_name, load_settings
+from config import Settings, SettingsError, env_name, load_public_base_url, load_settings
 from handlers.contracts import Store, StoreUnavailable
 
 
@@ -87,12 +88,22 @@ def _demo(args: argparse.Namespace) -> int:
 StoreCommand = Callable[[Store, argparse.Namespace], Awaitable[int]]
 
 
-def _store_command(run: StoreCommand) -> Callable[[argparse.Namespace], int]:
-    """Wrap an admin command: load the settings, open the store, run, close."""
+def _store_command(run: StoreCommand, *, creates: bool = False) -> Callable[[argparse.Namespace], int]:
+    """Wrap an admin command: load the settings, open the store, run, close. Unless the command
+    creates a store, a SQLite file that does not exist is refused rather than created empty."""
 
     def command(args: argparse.Namespace) -> int:
         settings = _settings(args)
         configure_logging("WARNING")
+        url = settings.store_url.get_secret_value()
+        if not creates and url.startswith(backup.SQLITE_PREFIX) and not backup.sqlite_path(url).is_file():
+            # A SQLite URL holds no password: it may be shown.
+            print(
+                f"wecom-bind: no store at {url} ({env_name('store_url')}): the file does not exist;"
+                " only serve, demo and directory import create one",
+                file=sys.stderr,
+            )
+            return 3
 
         async def main() -> int:
             store = await open_store(
@@ -116,7 +127,7 @@ def _add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     binding = commands.add_parser("binding", help="show or release a member's binding")
     binding_commands = binding.add_subparsers(dest="binding_command", required=True, metavar="ACTION")
     show = binding_commands.add_parser("show", help="a member's binding and its recent audit records")
-    show.add_argument("member_id", metavar="ID")
+    show.add_argument("member_id", metavar="ID", type=_member_id)
     show.set_defaults(run=_store_command(lambda store, a: admin.binding_show(store, a.member_id, print)))
     by_phone = binding_commands.add_parser("phone", help="the binding that holds a phone (shown masked)")
     by_phone.add_argument(
@@ -126,15 +137,15 @@ def _add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
         run=_store_command(lambda store, a: admin.binding_by_phone(store, _phone_arg(a.phone), print))
     )
     release = binding_commands.add_parser("release", help="free a member's phone and binding (audited)")
-    release.add_argument("member_id", metavar="ID")
-    release.add_argument("--reason", required=True, metavar="TEXT")
+    release.add_argument("member_id", metavar="ID", type=_member_id)
+    release.add_argument("--reason", required=True, metavar="TEXT", type=_reason)
     release.set_defaults(
         run=_store_command(lambda store, a: admin.binding_release(store, a.member_id, a.reason, print))
     )
 
     audit = commands.add_parser("audit", help="the audit log, newest first; or prune it")
-    audit.add_argument("--member", metavar="ID")
-    audit.add_argument("--limit", type=int, default=100)
+    audit.add_argument("--member", metavar="ID", type=_member_id)
+    audit.add_argument("--limit", type=_positive_int, default=100)
     audit.set_defaults(run=_store_command(lambda store, a: admin.audit(store, a.member, a.limit, print)))
     audit_commands = audit.add_subparsers(dest="audit_command", metavar="ACTION")
     prune = audit_commands.add_parser(
@@ -146,15 +157,19 @@ def _add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     student = commands.add_parser("student", help="a student's data request (PIPL): export or erase")
     student_commands = student.add_subparsers(dest="student_command", required=True, metavar="ACTION")
     export = student_commands.add_parser("export", help="print everything held about the student as JSON")
-    export.add_argument("member_id", metavar="ID")
-    export.add_argument("--reason", default="data request", metavar="TEXT", help="for the audit log")
+    export.add_argument("member_id", metavar="ID", type=_member_id)
+    export.add_argument(
+        "--reason", default="data request", metavar="TEXT", type=_reason, help="for the audit log"
+    )
     export.set_defaults(run=_store_command(_student_export))
     erase = student_commands.add_parser(
         "erase",
         help="remove the binding, directory entry, sessions and dead letters; keep the audit in retention",
     )
-    erase.add_argument("member_id", metavar="ID")
-    erase.add_argument("--reason", default="data request", metavar="TEXT", help="for the audit log")
+    erase.add_argument("member_id", metavar="ID", type=_member_id)
+    erase.add_argument(
+        "--reason", default="data request", metavar="TEXT", type=_reason, help="for the audit log"
+    )
     erase.set_defaults(run=_store_command(_student_erase))
 
     inbox = commands.add_parser("inbox", help="the callback inbox")
@@ -167,6 +182,19 @@ def _add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     reconcile = commands.add_parser("reconcile", help="compare WeCom's members with the store")
     reconcile.add_argument("--fix", action="store_true", help="settle each drift from WeCom's truth, audited")
     reconcile.set_defaults(run=_store_command(_reconcile))
+
+
+def _member_id(text: str) -> str:
+    # An id or a reason goes into the audit log and onto the terminal: a newline in it would forge a line.
+    if not text or not text.isprintable():
+        raise argparse.ArgumentTypeError(f"not a member id: {text!r}")
+    return text
+
+
+def _reason(text: str) -> str:
+    if not text.isprintable():
+        raise argparse.ArgumentTypeError(f"must be one line of printable text: {text!r}")
+    return text
 
 
 def _phone_arg(text: str) -> str:
@@ -191,19 +219,30 @@ async def _audit_prune(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
+def _unknown_student(member_id: str) -> int:
+    print(f"wecom-bind: student {member_id}: the store holds nothing about this id", file=sys.stderr)
+    return 1
+
+
 async def _student_export(store: Store, args: argparse.Namespace) -> int:
-    data = await personal_data.export_student(
-        store, args.member_id, now=time.time(), actor=admin.admin_actor(args.reason)
-    )
+    try:
+        data = await personal_data.export_student(
+            store, args.member_id, now=time.time(), actor=admin.admin_actor(args.reason)
+        )
+    except personal_data.UnknownStudent:
+        return _unknown_student(args.member_id)
     print(json.dumps(data, ensure_ascii=False, indent=2))
     return 0
 
 
 async def _student_erase(store: Store, args: argparse.Namespace) -> int:
-    erasure = await personal_data.erase_student(
-        store, args.member_id, now=time.time(), retention_days=_settings(args).audit_retention_days,
-        actor=admin.admin_actor(args.reason),
-    )
+    try:
+        erasure = await personal_data.erase_student(
+            store, args.member_id, now=time.time(), retention_days=_settings(args).audit_retention_days,
+            actor=admin.admin_actor(args.reason),
+        )
+    except personal_data.UnknownStudent:
+        return _unknown_student(args.member_id)
     print(
         f"student {args.member_id}: binding {'removed' if erasure.binding else 'none'}, directory entry "
         f"{'removed' if erasure.directory else 'none'}, {erasure.sessions} session(s) ended, "
@@ -222,14 +261,19 @@ async def _reconcile(store: Store, args: argparse.Namespace) -> int:
 
 
 def _qrcode(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    # The poster needs the public URL only: an operator may draw it before the service is configured.
+    try:
+        url = qr.bind_url_under(load_public_base_url(args.config))
+    except SettingsError as exc:
+        for problem in exc.problems:
+            print(f"wecom-bind: {problem}", file=sys.stderr)
+        return 2
     if args.out is None:
-        url = qr.bind_url(settings)
         print(qr.qr_text(url), end="")
         print(url)
         return 0
     try:
-        url = qr.write_bind_qr(settings, Path(args.out))
+        qr.write_bind_qr(url, Path(args.out))
     except qr.UnknownQrFormat as exc:
         print(f"wecom-bind: {exc}", file=sys.stderr)
         return 2
@@ -255,7 +299,7 @@ def _directory_import(args: argparse.Namespace) -> int:
             print(line)
         return 0 if report.ok else 1
 
-    return _store_command(run)(args)
+    return _store_command(run, creates=True)(args)
 
 
 def _backup(args: argparse.Namespace) -> int:
@@ -332,7 +376,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command named in argv."""
     args = build_parser().parse_args(argv)
-    result: int = args.run(args)
+    try:
+        result: int = args.run(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`wecom-bind student export ID | head`): end quietly, as a command that
+        # SIGPIPE ends does, and keep Python's last flush at exit from failing again on the pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     return result
 
 

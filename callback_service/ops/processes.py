@@ -7,8 +7,10 @@ exits when they have all exited. A worker that dies on its own takes the others 
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
+import re
 import signal
 import sys
 import time
@@ -37,7 +39,7 @@ def run_app(app: web.Application, *, host: str, port: int, reuse_port: bool = Fa
         reuse_port=reuse_port or None,
         access_log_class=PathOnlyAccessLogger,
         access_log=access_logger if access_log else None,
-        print=lambda line: print(line, flush=True),
+        print=_log_banner,
     )
 
 
@@ -92,3 +94,10 @@ def run_processes(make_app: AppFactory, *, host: str, port: int, processes: int,
             signal.signal(sig, handler)
     clean = all(worker.exitcode == 0 for worker in workers)
     return 0 if stopping and clean else 1
+
+
+def _log_banner(text: str) -> None:
+    """aiohttp's `======== Running on URL ========` banner as a log line instead of text on stdout,
+    so that a JSON log holds nothing but JSON lines."""
+    found = re.search(r"Running on (.+?) =", text)
+    logging.getLogger(__name__).info("serving on %s", found.group(1) if found else text)

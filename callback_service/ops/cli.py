@@ -256,7 +256,8 @@ async def _reconcile(store: Store, args: argparse.Namespace) -> int:
     from callback_service.ops.reconcile import reconcile_command
 
     return await reconcile_command(
-        store, _settings(args), fix=args.fix, out=print, err=lambda line: print(line, file=sys.stderr)
+        store, _settings(args), fix=args.fix, out=lambda line: print(admin.printable(line)),
+        err=lambda line: print(admin.printable(line), file=sys.stderr),
     )
 
 

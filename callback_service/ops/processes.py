@@ -7,10 +7,8 @@ exits when they have all exited. A worker that dies on its own takes the others 
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
 import os
-import re
 import signal
 import sys
 import time
@@ -19,7 +17,7 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 
 from aiohttp import web
-from aiohttp.log import access_logger
+from aiohttp.log import access_logger, web_logger
 
 from callback_service.logs import PathOnlyAccessLogger
 
@@ -99,5 +97,5 @@ def run_processes(make_app: AppFactory, *, host: str, port: int, processes: int,
 def _log_banner(text: str) -> None:
     """aiohttp's `======== Running on URL ========` banner as a log line instead of text on stdout,
     so that a JSON log holds nothing but JSON lines."""
-    found = re.search(r"Running on (.+?) =", text)
-    logging.getLogger(__name__).info("serving on %s", found.group(1) if found else text)
+    first_line = text.splitlines()[0] if text else text
+    web_logger.info("serving on %s", first_line.strip("= ").removeprefix("Running on "))

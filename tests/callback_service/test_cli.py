@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from callback_service.store import open_store
-from handlers.binding import Actor, AuditAction, DirectoryEntry
-from handlers.phone import Phone
+from handlers.core.binding import Actor, AuditAction, DirectoryEntry
+from handlers.core.phone import Phone
 from tests.support.processes import free_port, start_service, stop, wait_healthy
 from tests.support.world import service_env
 

@@ -354,6 +354,19 @@ def test_gb18030_is_read_when_asked_and_refused_when_its_bytes_read_as_utf8(
     assert asyncio.run(_entries_at(settings_env)) == EXPECTED
 
 
+@pytest.mark.parametrize(
+    ("data", "encoding"), [(GOOD.encode(), "UTF-8"), (b"\xef\xbb\xbf" + GOOD.encode(), "UTF-8 (BOM)")]
+)
+def test_utf8_files_with_and_without_a_bom_are_read_as_utf8(
+    settings_env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], data: bytes, encoding: str
+) -> None:
+    # Even when the operator says gb18030: a file that is UTF-8 throughout is UTF-8.
+    for args in ((), ("--encoding", "gb18030")):
+        assert _import(tmp_path, data, *args) == 0
+        assert f"encoding {encoding}: 3 good row(s)" in capsys.readouterr().out
+        assert asyncio.run(_entries_at(settings_env)) == EXPECTED
+
+
 def test_gb18030_without_any_utf8_sequence_is_read_as_gb18030(
     settings_env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -3,6 +3,9 @@
 # Every package comes from the lock files, checked against their hashes: one commit, one set of versions.
 FROM python:3.11-slim AS build
 WORKDIR /src
+# A fixed date makes the wheel's zip entries and every .pyc (hash-checked, not by mtime) the same bytes
+# in every build: two builds of one commit install the same files.
+ENV SOURCE_DATE_EPOCH=315532800
 COPY requirements/build.txt requirements/runtime.txt ./requirements/
 # The locked setuptools builds the wheel; the locked runtime set goes into a venv without pip, the one
 # directory the final stage copies.

@@ -69,7 +69,7 @@ def pins(lock: str) -> dict[str, str]:
 
 def dockerignore_excludes(path: str) -> bool:
     """Whether .dockerignore leaves path out of the build context (its last matching line wins, and a
-    left-out folder leaves out everything in it), with the engine's pattern rules."""
+    left-out folder leaves out everything in it), by the engine's rules for the patterns used here."""
     excluded = False
     for line in (ROOT / ".dockerignore").read_text().splitlines():
         pattern = line.strip()

@@ -134,6 +134,10 @@ class Settings(BaseModel):
         description="the contacts-sync Secret: user create/update/delete/get, 二次验证"
     )
     public_base_url: str = Field(description="the URL students reach the service at")
+    port: int = Field(
+        default=8080, ge=1, le=65535,
+        description="the port `serve` listens on (--port overrides); the image's health check asks it",
+    )
     store_url: StoreUrl = Field(
         default=StoreUrl(DEFAULT_STORE_URL),
         description="sqlite:///path or redis://host:port/db; secret: it may hold the Redis password",

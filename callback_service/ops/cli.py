@@ -59,6 +59,8 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     settings = _settings(args)
     configure_logging(settings.log_level, settings.log_format or "json")
+    if args.port is None:
+        args.port = settings.port
     if args.processes == 1:
         return _run(create_app(settings), args)
     return run_processes(lambda: create_app(settings), host=args.host, port=args.port,
@@ -353,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the service")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--port", type=int, help=f"default: the port setting, {env_name('port')} (8080)")
     serve.add_argument("--processes", type=_positive_int, default=1, metavar="N",
                        help="N worker processes on one port (SO_REUSEPORT), each its own store connection")
     serve.set_defaults(run=_serve)

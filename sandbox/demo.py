@@ -18,9 +18,9 @@ import jinja2
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from callback_service.store import STORE
 from callback_service.web.app import create_app
-from callback_service.web.keys import PAGES_CONFIG, STORE
-from callback_service.web.pages.config import PagesConfig
+from callback_service.web.pages.config import PAGES_CONFIG, PagesConfig
 from config import Settings
 from handlers.core.binding import DirectoryEntry
 from sandbox.cas import CasUser, create_cas_sandbox

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import ast
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-OURS = ("callback_service", "handlers", "crypto", "config", "sandbox", "bench", "tests")
+OURS = ("callback_service", "handlers", "crypto", "config", "sandbox", "testkit", "bench", "tests")
+SERVICE = ("callback_service", "handlers", "crypto", "config")
+"""The packages that ship (setup.cfg), as against the emulators, the tests' kit, the tests and the benchmarks."""
 
 
 def module_name(path: Path) -> str:
@@ -99,3 +101,99 @@ def test_handlers_holds_only_the_two_inner_packages() -> None:
 def test_the_outer_parts_keep_to_their_own(folder: str, allowed: tuple[str, ...], third_party: tuple[str, ...]) -> None:
     assert breaches(folder, allowed, third_party=third_party) == []
 
+
+
+def service_modules() -> dict[str, Path]:
+    """Every module of the service, by name."""
+    return {module_name(path): path for folder in SERVICE for path in files(folder)}
+
+
+def part(module: str) -> str:
+    """The part of the service a module belongs to: callback_service's and handlers' subpackages
+    (or top-level modules) each, and crypto and config as a whole."""
+    names = module.split(".")
+    return ".".join(names[:2]) if names[0] in ("callback_service", "handlers") and len(names) > 1 else names[0]
+
+
+def import_graph(parts: bool) -> dict[str, set[str]]:
+    """Who imports whom in the service, at a module's top or inside a function: modules, or parts."""
+    modules = service_modules()
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        for _, imported in imports(path):
+            target = imported
+            while target and target not in modules:  # `from package.module import name`
+                target = target.rpartition(".")[0]
+            if not target:
+                continue
+            source, target = (part(name), part(target)) if parts else (name, target)
+            if source != target:
+                graph.setdefault(source, set()).add(target)
+    return graph
+
+
+def circles(graph: Mapping[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one node (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_circles_are_found() -> None:
+    assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert circles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_circle_between_the_parts_of_the_service() -> None:
+    graph = import_graph(parts=True)
+    assert "callback_service.web" in graph  # the graph was read
+    assert circles(graph) == []
+
+
+def test_no_import_circle_between_the_modules_of_the_service() -> None:
+    assert circles(import_graph(parts=False)) == []
+
+
+def reaches_into(folder: str, forbidden: tuple[str, ...]) -> list[str]:
+    """The imports in folder of any of the forbidden packages."""
+    return [
+        f"{path.relative_to(REPO)}:{line}: {module}"
+        for path in files(folder)
+        for line, module in imports(path)
+        if top(module) in forbidden
+    ]
+
+
+@pytest.mark.parametrize("folder", SERVICE)
+def test_the_service_never_imports_the_emulators_the_tests_or_the_benchmarks(folder: str) -> None:
+    assert reaches_into(folder, ("sandbox", "testkit", "tests", "bench")) == []
+
+
+@pytest.mark.parametrize(("folder", "forbidden"), [("testkit", ("sandbox", "tests", "bench")), ("bench", ("tests",))])
+def test_what_the_tests_and_the_benchmarks_share_imports_neither(folder: str, forbidden: tuple[str, ...]) -> None:
+    assert reaches_into(folder, forbidden) == []

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import aiohttp
+from aiohttp import web
 
 from handlers.core.phone import mask_phone
 from handlers.core.wecom_errors import (
@@ -656,3 +657,11 @@ def _list(value: object) -> list[Any]:
     if isinstance(value, str):
         return [part for part in value.split("|") if part]
     return []
+
+
+WECOM_APP: Final = web.AppKey("wecom_app", WeComClient)
+"""WeCom's API with the app's secret: messages, openids, members' status."""
+WECOM_CONTACTS: Final = web.AppKey("wecom_contacts", WeComClient)
+"""WeCom's API with the contacts-sync secret: the contacts, the OAuth code and 二次验证."""
+WECOM_READY: Final = web.AppKey("wecom_ready", TokenProbe)
+"""/ready's question to WeCom with the app's secret, remembered for a minute while it fails."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import importlib.util
 import json
 import os
 import sqlite3
@@ -15,12 +16,12 @@ from pathlib import Path
 
 from aiohttp import web
 
+from callback_service import compose, qr
 from callback_service.logs import configure_logging
-from callback_service.ops import admin, backup, directory, packages, personal_data, qr
+from callback_service.ops import admin, backup, directory, packages, personal_data
 from callback_service.ops.processes import run_app, run_processes
-from callback_service.store import open_store
 from callback_service.web.app import create_app
-from config import Settings, SettingsError, env_name, load_settings
+from config import Settings, SettingsError, load_settings
 from handlers.usecases.contracts import Store, StoreUnavailable
 
 
@@ -65,23 +66,17 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    # The emulators are a distribution of their own (sandbox/), never installed with the service.
-    try:
-        from sandbox.demo import create_demo_app
-    except ModuleNotFoundError:
+    # The emulators are a distribution of their own (sandbox/), never installed with the service:
+    # the demo is theirs (`python -m sandbox`), and this command only hands over to it.
+    if importlib.util.find_spec("sandbox") is None:
         print("wecom-bind: the demo needs the emulators: pip install -e ./sandbox (make demo does)",
               file=sys.stderr)
         return 2
-
-    # The demo makes up its own settings; only the log format comes from the environment.
-    log_format = os.environ.get(env_name("log_format"), "text")
-    if log_format not in ("json", "text"):
-        print(f"wecom-bind: {env_name('log_format')}: must be json or text", file=sys.stderr)
-        return 2
-    configure_logging("INFO", "json" if log_format == "json" else "text")
-    data_dir = Path(args.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    return _run(create_demo_app(host=args.host, port=args.port, data_dir=data_dir), args)
+    demo = [sys.executable, "-m", "sandbox", "--host", args.host, "--port", str(args.port),
+            "--data-dir", args.data_dir]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, demo)  # noqa: S606 - our own interpreter, arguments from argparse
 
 
 StoreCommand = Callable[[Store, argparse.Namespace], Awaitable[int]]
@@ -95,9 +90,7 @@ def _store_command(run: StoreCommand) -> Callable[[argparse.Namespace], int]:
         configure_logging("WARNING")
 
         async def main() -> int:
-            store = await open_store(
-                settings.store_url.get_secret_value(), allow_volatile=settings.redis_allow_volatile
-            )
+            store = await compose.open_settings_store(settings)
             try:
                 return await run(store, args)
             finally:

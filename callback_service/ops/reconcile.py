@@ -15,13 +15,11 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Final, Protocol
 
-import aiohttp
-
+from callback_service import compose
 from callback_service.clients.wecom import (
     ConfigurationError,
     DeptUser,
     UserNotFound,
-    WeComClient,
     WeComError,
     WeComUnavailable,
 )
@@ -247,17 +245,9 @@ async def reconcile(
 async def reconcile_command(store: Store, settings: Settings, *, fix: bool, out: Print, err: Print) -> int:
     """`wecom-bind reconcile [--fix]`: read WeCom with the contacts-sync secret; exit 0 when in step
     (or settled), 1 when drift is left, EXIT_WECOM when WeCom cannot be read."""
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30, connect=5)) as session:
-        def client(secret: str) -> WeComClient:
-            return WeComClient(
-                session=session, api_base=settings.wecom_api_base, corp_id=settings.corp_id,
-                secret=secret, store=store,
-            )
-
-        contacts = ListThenRead(
-            client(settings.contacts_secret.get_secret_value()),
-            client(settings.app_secret.get_secret_value()),
-        )
+    async with compose.http_session(compose.COMMAND_HTTP_TIMEOUT) as session:
+        clients = compose.wecom_clients(settings, session=session, store=store)
+        contacts = ListThenRead(clients.contacts, clients.app)
         try:
             return await reconcile(
                 store, contacts, fix=fix, out=out, now=time.time(), actor=admin_actor("reconcile"),

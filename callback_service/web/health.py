@@ -7,8 +7,10 @@ from importlib import metadata
 
 from aiohttp import web
 
-from callback_service.metrics import CONTENT_TYPE
-from callback_service.web.keys import CLOCK, METRICS, SETTINGS, STORE, WECOM_READY
+from callback_service.clients.wecom import WECOM_READY
+from callback_service.compose import CLOCK, SETTINGS
+from callback_service.metrics import CONTENT_TYPE, METRICS
+from callback_service.store import STORE
 from handlers.usecases.contracts import StoreNotDurable, StoreUnavailable
 
 

@@ -10,10 +10,9 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from callback_service.client_address import from_trusted_proxy
 from callback_service.logs import REQUEST_ID, REQUEST_ID_HEADER, accept_request_id
-from callback_service.metrics import CALLBACK_SECONDS, PAGE_SECONDS
-from callback_service.web.client_address import from_trusted_proxy
-from callback_service.web.keys import METRICS
+from callback_service.metrics import CALLBACK_SECONDS, METRICS, PAGE_SECONDS
 from callback_service.web.pages.render import SECURITY_HEADERS, message, url
 from handlers.usecases.contracts import StoreUnavailable
 

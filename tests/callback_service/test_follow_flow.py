@@ -8,8 +8,9 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
+from callback_service.clients.wecom import WECOM_CONTACTS
+from callback_service.store import STORE
 from callback_service.web.app import create_app
-from callback_service.web.keys import STORE, WECOM_CONTACTS
 from handlers.core.binding import AccountFollowed, Actor, Binding, BindingState
 from handlers.core.phone import Phone
 from handlers.usecases.contracts import Store

@@ -10,12 +10,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from callback_service.callbacks.inbox import DEAD, Inbox
+from callback_service.callbacks.inbox import DEAD, INBOX, Inbox
 from callback_service.callbacks.xml import parse_event
-from callback_service.metrics import Metrics
-from callback_service.store import open_store
+from callback_service.metrics import METRICS, Metrics
+from callback_service.store import STORE, open_store
 from callback_service.web.app import create_app
-from callback_service.web.keys import INBOX, METRICS, STORE
 from handlers.core.binding import InboxItem
 from handlers.core.events import Event
 from handlers.usecases.dispatch import Dispatcher

@@ -18,15 +18,19 @@ from typing import Final
 
 from aiohttp import web
 
+from callback_service.client_address import client_of
 from callback_service.clients.wecom import (
+    WECOM_APP,
+    WECOM_CONTACTS,
     InvalidCode,
     OAuthIdentity,
     WeComClient,
     WeComError,
     WeComUnavailable,
 )
-from callback_service.web.client_address import client_of
-from callback_service.web.keys import METRICS, SETTINGS, STORE, WECOM_APP, WECOM_CONTACTS
+from callback_service.compose import SETTINGS
+from callback_service.metrics import METRICS
+from callback_service.store import STORE
 from callback_service.web.pages.render import message, page, render, url
 from handlers.core.binding import Actor
 from handlers.core.guide import GUIDE

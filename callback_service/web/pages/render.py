@@ -8,15 +8,18 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 import aiohttp_jinja2
+import jinja2
 from aiohttp import web
 
 from callback_service.clients.cas import CasUnreachable
 from callback_service.clients.wecom import ConfigurationError, WeComUnavailable
-from callback_service.web.keys import PAGE_TEMPLATES, SETTINGS
+from callback_service.compose import SETTINGS
 from handlers.core.guide import UNFOLLOW, ErrorCode
 from handlers.usecases.contracts import StoreUnavailable
 
 log: Final = logging.getLogger(__name__)
+PAGE_TEMPLATES: Final = web.AppKey("page_templates", jinja2.Environment)
+"""The pages' templates, compiled once (setup_pages)."""
 
 View = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

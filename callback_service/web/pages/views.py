@@ -18,12 +18,15 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from callback_service.clients.cas import CasAuthenticationFailure, logout_request_ticket
-from callback_service.ops.qr import bind_url, qr_image
-from callback_service.web.client_address import client_of
-from callback_service.web.keys import BINDING_FLOW, CAS, CLOCK, PAGES_CONFIG, SESSIONS, SETTINGS, STORE
+from callback_service.client_address import client_of
+from callback_service.clients.cas import CAS, CasAuthenticationFailure, logout_request_ticket
+from callback_service.compose import BINDING_FLOW, CLOCK, SETTINGS
+from callback_service.qr import bind_url, qr_image
+from callback_service.store import STORE
+from callback_service.store.sessions import Session
+from callback_service.web.pages.config import PAGES_CONFIG
 from callback_service.web.pages.render import SECURITY_HEADERS, message, page, render, url
-from callback_service.web.pages.session import Session
+from callback_service.web.pages.session import SESSIONS
 from handlers.core.binding import Actor, Binding, BindingState, DirectoryEntry
 from handlers.core.guide import GUIDE, RULES, STEPS, ErrorCode, GuideEntry
 from handlers.core.phone import InvalidPhone, Phone, mask_phone

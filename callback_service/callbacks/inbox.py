@@ -30,7 +30,7 @@ from callback_service.logs import REQUEST_ID
 from callback_service.metrics import HANDLER_SECONDS, Metrics
 from handlers.core.binding import InboxItem
 from handlers.core.events import Event
-from handlers.usecases.contracts import Store, StoreUnavailable
+from handlers.usecases.contracts import InboxQueue, StoreUnavailable
 from handlers.usecases.dispatch import Dispatcher
 
 log: Final = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ class Inbox:
     def __init__(
         self,
         *,
-        store: Store,
+        store: InboxQueue,
         dispatcher: Dispatcher,
         metrics: Metrics,
         workers: int,

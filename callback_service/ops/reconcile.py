@@ -28,7 +28,7 @@ from config import Settings
 from handlers.core.binding import Actor, BindingChanged
 from handlers.core.reconcile import Drift, DriftKind, Fix, WeComView, compare, order_fixes
 from handlers.usecases.contacts import ContactMember, ContactsThenApp
-from handlers.usecases.contracts import Store
+from handlers.usecases.contracts import ReconcileStore, Store
 
 __all__ = [
     "Drift",
@@ -107,7 +107,7 @@ class SettleReport:
 
 
 async def find_drift(
-    store: Store,
+    store: ReconcileStore,
     contacts: ContactsReader,
     *,
     now: float,
@@ -168,7 +168,7 @@ async def _read_members(
 # settling
 
 
-async def settle(store: Store, drift: Drift, *, actor: Actor) -> None:
+async def settle(store: ReconcileStore, drift: Drift, *, actor: Actor) -> None:
     """Settle one member from WeCom's truth, audited under actor; DriftChanged when its binding moved."""
     if drift.fix is Fix.NONE:
         return
@@ -179,7 +179,7 @@ async def settle(store: Store, drift: Drift, *, actor: Actor) -> None:
         raise DriftChanged(drift.member_id) from None
 
 
-async def settle_all(store: Store, drifts: Iterable[Drift], *, actor: Actor) -> SettleReport:
+async def settle_all(store: ReconcileStore, drifts: Iterable[Drift], *, actor: Actor) -> SettleReport:
     """Settle every drift, phones freed before they are taken, so that a take strips a member only
     in a cycle (two members that swapped phones)."""
     reported = tuple(drift for drift in drifts if drift.fix is Fix.NONE)
@@ -209,7 +209,7 @@ async def settle_all(store: Store, drifts: Iterable[Drift], *, actor: Actor) -> 
 
 
 async def reconcile(
-    store: Store,
+    store: ReconcileStore,
     contacts: ContactsReader,
     *,
     fix: bool,

@@ -18,7 +18,7 @@ from handlers.core.binding import Actor, Binding, BindingState
 from handlers.core.guide import ErrorCode
 from handlers.core.phone import Phone, mask_phone
 from handlers.usecases.conflicts import Counters, record_conflict
-from handlers.usecases.contracts import Store
+from handlers.usecases.contracts import AdmissionStore
 
 log: Final = logging.getLogger(__name__)
 
@@ -98,7 +98,9 @@ def judge(
 class AdmissionGate:
     """Admits a joining member by the rules, over the store and WeCom's user/authsucc."""
 
-    def __init__(self, *, store: Store, wecom: AdmissionWeCom, counters: Counters | None = None) -> None:
+    def __init__(
+        self, *, store: AdmissionStore, wecom: AdmissionWeCom, counters: Counters | None = None
+    ) -> None:
         self._store = store
         self._wecom = wecom
         self._counters = counters

@@ -17,7 +17,7 @@ from handlers.core.phone import InvalidPhone, Phone
 from handlers.core.wecom_errors import UserNotFound
 from handlers.usecases.conflicts import Counters, record_conflict
 from handlers.usecases.contacts import ContactMember
-from handlers.usecases.contracts import Store
+from handlers.usecases.contracts import CallbackStore
 from handlers.usecases.dispatch import Dispatcher, Handler
 
 log: Final = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class CallbackHandlers:
     def __init__(
         self,
         *,
-        store: Store,
+        store: CallbackStore,
         wecom: WeComFollowers,
         counters: Counters,
         agent_id: int,

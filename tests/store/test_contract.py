@@ -1,4 +1,5 @@
-"""The store contract, run on both backends: every operation, its errors, and expiry by the clock."""
+"""The store contract, run on both backends and on the tests' in-memory store: every operation, its
+errors, and expiry by the clock."""
 
 from __future__ import annotations
 
@@ -30,6 +31,13 @@ STUDENT = Actor(who="student", source="web 127.0.0.1")
 WECOM = Actor(who="wecom", source="callback")
 P1, P2, P3 = Phone("13800138001"), Phone("13800138002"), Phone("13800138003")
 LEASE = 60.0
+
+
+@pytest.fixture(params=["sqlite", "redis", "memory"])
+def store(request: pytest.FixtureRequest) -> Store:
+    """The store under test: each backend, and the in-memory store that the use cases' tests run on."""
+    backend: Store = request.getfixturevalue(f"{request.param}_store")
+    return backend
 
 
 async def consistent(store: Store) -> None:

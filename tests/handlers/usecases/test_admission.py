@@ -85,6 +85,12 @@ def test_each_refusal_names_a_guide_entry_and_only_i4_is_a_conflict() -> None:
         assert reason.is_conflict
 
 
+
+@pytest.fixture
+def store(memory_store: Store) -> Store:
+    """The use case's store: in memory, on the same contract as SQLite and Redis (tests/store/test_contract.py)."""
+    return memory_store
+
 @pytest.fixture
 async def wecom_server(aiohttp_server: AiohttpServer) -> TestServer:
     app = create_wecom_sandbox(

@@ -54,6 +54,12 @@ class World:
         return [r.action for r in reversed(await self.store.audit_list(member_id=member_id))]
 
 
+
+@pytest.fixture
+def store(memory_store: Store) -> Store:
+    """The use case's store: in memory, on the same contract as SQLite and Redis (tests/store/test_contract.py)."""
+    return memory_store
+
 @pytest.fixture
 def wecom_options() -> dict[str, Any]:
     """Options of the emulator beyond the test's organisation: none, today's WeCom."""

@@ -17,6 +17,7 @@ from typing import Final, Protocol
 from handlers.core.binding import Actor, Binding, BindingState
 from handlers.core.guide import ErrorCode
 from handlers.core.phone import Phone, mask_phone
+from handlers.core.rules import OneWeChat, one_wechat
 from handlers.usecases.conflicts import Counters, record_conflict
 from handlers.usecases.contracts import AdmissionStore
 
@@ -86,11 +87,13 @@ def judge(
     """
     if member_id is None or binding is None or binding.state is BindingState.PENDING:
         return AdmissionRefusal.NOT_BOUND
-    # When WeCom does not tell the joining WeChat's openid, a member followed in the store cannot
-    # be shown to rejoin with the same WeChat: the gate stays closed rather than guess.
-    if binding.state is BindingState.FOLLOWED and binding.openid is not None and binding.openid != openid:
+    # I4 as the rules state it. When WeCom does not tell the joining WeChat's openid, a member
+    # followed in the store cannot be shown to rejoin with the same WeChat: the gate stays closed.
+    holder = None if openid_holder is None else openid_holder.member_id
+    broken = one_wechat(member_id, binding, openid, lambda: holder)
+    if broken is OneWeChat.MEMBER_FOLLOWS_AS_ANOTHER:
         return AdmissionRefusal.MEMBER_FOLLOWED_BY_OTHER
-    if openid_holder is not None and openid_holder.member_id != member_id:
+    if broken is OneWeChat.WECHAT_FOLLOWS_AS_ANOTHER:
         return AdmissionRefusal.WECHAT_FOLLOWS_OTHER
     return None
 

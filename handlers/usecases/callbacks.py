@@ -141,11 +141,11 @@ class CallbackHandlers:
             except InvalidPhone:
                 await self._conflict("phone", member, None, "WeCom's mobile is not a mainland number")
                 return
-        binding = await self._store.get_binding(member)
-        if binding is not None and binding.state is not BindingState.PENDING and binding.phone == phone:
-            return
         try:
-            await self._store.set_member_phone(member, phone, take=False, actor=CALLBACK_ACTOR)
+            # A claim made while WeCom was asked is the binding flow's newer write: the rule spares it.
+            await self._store.set_member_phone(
+                member, phone, take=False, actor=CALLBACK_ACTOR, spare_live_claim=True
+            )
         except PhoneTaken:
             await self._conflict("I1", member, phone, "WeCom's new mobile is another member's here")
 

@@ -222,12 +222,13 @@ class MemberChanges(Protocol):
         ...
 
     async def set_member_phone(
-        self, member_id: str, phone: Phone | None, *, take: bool, actor: Actor
+        self, member_id: str, phone: Phone | None, *, take: bool, actor: Actor, spare_live_claim: bool = False
     ) -> Binding | None:
         """Settle the member's phone from WeCom's truth (None: no phone); drops a pending claim.
 
         When another member holds the phone: PhoneTaken unless take, which strips it from them.
-        A followed member stays followed.
+        A followed member stays followed. spare_live_claim: a live claim of the member (its lease
+        running) is left alone, and nothing changes, decided in the same atomic step as the write.
         """
         ...
 

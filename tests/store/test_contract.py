@@ -445,6 +445,23 @@ async def test_set_member_phone_drops_a_pending_claim(store: Store) -> None:
     await consistent(store)
 
 
+async def test_set_member_phone_may_spare_a_live_claim_but_not_an_expired_one(
+    store: Store, clock: FakeClock
+) -> None:
+    await bind(store, "m1", P1)
+    claim = await store.claim_phone("m1", P2, lease=LEASE, actor=STUDENT)
+    spared = await store.set_member_phone("m1", P3, take=False, actor=WECOM, spare_live_claim=True)
+    assert spared is not None
+    assert (spared.state, spared.phone, spared.previous_phone) == (BindingState.PENDING, P2, P1)
+    assert (await store.commit_claim(claim)).phone == P2
+    await store.claim_phone("m1", P1, lease=LEASE, actor=STUDENT)
+    clock.advance(LEASE + 1)
+    settled = await store.set_member_phone("m1", P3, take=False, actor=WECOM, spare_live_claim=True)
+    assert settled is not None
+    assert (settled.state, settled.phone) == (BindingState.BOUND, P3)
+    await consistent(store)
+
+
 async def test_set_member_phone_of_a_followed_member(store: Store) -> None:
     await bind(store, "m1", P1)
     await store.follow("m1", "openid-1", actor=WECOM)

@@ -271,3 +271,38 @@ async def test_an_update_user_that_wecom_will_not_let_us_read_changes_nothing(wo
     binding = await world.store.get_binding("lisi")
     assert binding is not None
     assert binding.phone == "13800000002"
+
+
+@dataclass(frozen=True)
+class _Member:
+    userid: str
+    mobile: str | None
+    mobile_shown: bool = True
+    status: int = 1
+    department: tuple[int, ...] = (1,)
+
+
+class _ClaimWhileAsked:
+    """WeCom's user/get, during which the binding flow claims a new phone for the member."""
+
+    def __init__(self, store: Store, phone: Phone) -> None:
+        self.store, self.phone = store, phone
+
+    async def user_get(self, userid: str) -> _Member:
+        self.claim = await self.store.claim_phone(userid, self.phone, lease=60, actor=STUDENT)
+        return _Member(userid, "13800000002")  # WeCom's mobile as it was before the flow's write
+
+
+async def test_a_claim_made_while_wecom_is_asked_is_left_to_its_binding(world: World, clock: FakeClock) -> None:
+    await _bind(world.store, "lisi", "13800000002")
+    members = _ClaimWhileAsked(world.store, Phone("13800000029"))
+    handlers = CallbackHandlers(
+        store=world.store, wecom=world.app_client, counters=world.metrics, agent_id=1000002,
+        members=members, clock=clock,
+    )
+    await handlers.dispatcher().dispatch(_change("update_user", "lisi"))
+    binding = await world.store.get_binding("lisi")
+    assert binding is not None
+    assert (binding.state, binding.phone) == (BindingState.PENDING, "13800000029")
+    committed = await world.store.commit_claim(members.claim)
+    assert (committed.state, committed.phone) == (BindingState.BOUND, "13800000029")

@@ -101,10 +101,10 @@ def find_problems(
             problems.append(f"{m}: openid not indexed to it")
         if m not in audited:
             problems.append(f"{m}: binding without audit record")
-    for phone, member in phone_index.items():
+    for indexed, member in phone_index.items():
         held = by_member.get(member)
-        if held is None or phone not in (held.phone, held.previous_phone):
-            problems.append(f"phone {mask_phone(phone)}: index entry without binding ({member})")
+        if held is None or indexed not in (held.phone, held.previous_phone):
+            problems.append(f"phone {mask_phone(indexed)}: index entry without binding ({member})")
     for openid, member in openid_index.items():
         held = by_member.get(member)
         if held is None or held.openid != openid:

@@ -51,11 +51,11 @@ class Binding:
     """
 
     member_id: str
-    phone: str | None
+    phone: Phone | None
     state: BindingState
     openid: str | None
     lease_expires_at: float | None
-    previous_phone: str | None
+    previous_phone: Phone | None
     updated_at: float
 
     def lease_expired(self, now: float) -> bool:

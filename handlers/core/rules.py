@@ -73,11 +73,11 @@ class Row:
     """A binding record as stored, with the claim token that Binding does not show."""
 
     member_id: str
-    phone: str | None
+    phone: Phone | None
     state: BindingState
     openid: str | None
     lease_expires_at: float | None
-    previous_phone: str | None
+    previous_phone: Phone | None
     token: str | None
     updated_at: float
 
@@ -252,7 +252,7 @@ class Draft:
         self.audit(AuditAction.PHONE_LOST, row.member_id, phone, f"taken by {taker}")
 
 
-def _bound(member_id: str, phone: str | None, *, openid: str | None = None) -> Row:
+def _bound(member_id: str, phone: Phone | None, *, openid: str | None = None) -> Row:
     """A settled binding record: followed when it has an openid, else bound."""
     state = BindingState.BOUND if openid is None else BindingState.FOLLOWED
     return Row(member_id, phone, state, openid, None, None, None, 0.0)
@@ -403,7 +403,7 @@ def unfollow(d: Draft, member_id: str) -> Binding | None:
 
 
 def set_phone(
-    d: Draft, member_id: str, wanted: str | None, *, take: bool, spare_live_claim: bool = False
+    d: Draft, member_id: str, wanted: Phone | None, *, take: bool, spare_live_claim: bool = False
 ) -> Binding | None:
     """Settle the member's phone from WeCom's truth (None: no phone), dropping a pending claim;
     PhoneTaken when another member holds it, unless take, which strips it from them.
@@ -487,7 +487,9 @@ def rename(d: Draft, old_id: str, new_id: str) -> Binding | None:
     return moved.binding()
 
 
-def settle(d: Draft, member_id: str, fix: Fix, wanted: str | None, *, seen: Binding | None) -> Binding | None:
+def settle(
+    d: Draft, member_id: str, fix: Fix, wanted: Phone | None, *, seen: Binding | None
+) -> Binding | None:
     """Reconcile's fix from WeCom's truth, only while the member's binding is still `seen`
     (BindingChanged otherwise): remove the binding, end its follow, or settle its phone to wanted,
     taking it from a holder (WeCom gave it to this member, so a holder here is out of date)."""

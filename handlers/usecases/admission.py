@@ -16,7 +16,7 @@ from typing import Final, Protocol
 
 from handlers.core.binding import Actor, Binding, BindingState
 from handlers.core.guide import ErrorCode
-from handlers.core.phone import Phone, mask_phone
+from handlers.core.phone import mask_phone
 from handlers.core.rules import OneWeChat, one_wechat
 from handlers.usecases.conflicts import Counters, record_conflict
 from handlers.usecases.contracts import AdmissionStore
@@ -153,7 +153,7 @@ class AdmissionGate:
             self._counters,
             rule="I4",
             member_id=member_id,
-            phone=Phone.parse_or_none(binding.phone) if binding is not None else None,
+            phone=binding.phone if binding is not None else None,
             detail=f"admission refused: {detail}",
             actor=actor,
         )

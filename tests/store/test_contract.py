@@ -445,6 +445,15 @@ async def test_set_member_phone_drops_a_pending_claim(store: Store) -> None:
     await consistent(store)
 
 
+async def test_a_binding_read_back_holds_phones_not_text(store: Store) -> None:
+    await bind(store, "m1", P1)
+    await store.claim_phone("m1", P2, lease=LEASE, actor=STUDENT)
+    for binding in (await store.get_binding("m1"), await store.get_binding_by_phone(P1), *await store.list_bindings()):
+        assert binding is not None
+        assert type(binding.phone) is Phone
+        assert type(binding.previous_phone) is Phone
+
+
 async def test_set_member_phone_may_spare_a_live_claim_but_not_an_expired_one(
     store: Store, clock: FakeClock
 ) -> None:

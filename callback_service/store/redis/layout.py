@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from handlers.core.binding import BindingState
+from handlers.core.phone import Phone
 from handlers.core.rules import Row
 from handlers.usecases.contracts import StoreUnavailable
 
@@ -53,11 +54,11 @@ def row_from_json(encoded: str) -> Row:
     lease = data.get("lease")
     return Row(
         member_id=str(data["member"]),
-        phone=data.get("phone"),
+        phone=_phone(data.get("phone")),
         state=BindingState(data["state"]),
         openid=data.get("openid"),
         lease_expires_at=None if lease is None else float(lease),
-        previous_phone=data.get("prev"),
+        previous_phone=_phone(data.get("prev")),
         token=data.get("token"),
         updated_at=float(data["updated"]),
     )
@@ -141,11 +142,16 @@ def _row_of_layout_1(member_id: str, fields: dict[str, str]) -> Row:
     lease = fields.get("lease")
     return Row(
         member_id=member_id,
-        phone=fields.get("phone"),
+        phone=_phone(fields.get("phone")),
         state=BindingState(fields["state"]),
         openid=fields.get("openid"),
         lease_expires_at=None if lease is None else float(lease),
-        previous_phone=fields.get("prev"),
+        previous_phone=_phone(fields.get("prev")),
         token=fields.get("token"),
         updated_at=float(fields["updated"]),
     )
+
+
+def _phone(stored: str | None) -> Phone | None:
+    """A phone as the store holds it: written from a Phone, read back as one."""
+    return None if stored is None else Phone(stored)

@@ -62,10 +62,6 @@ TOKEN_ERRCODES: Final = frozenset({40014, 42001})
 # not the secret (ContactsThenApp reads with the app's then), so readiness does not report it.
 _MEMBER_READ: Final = "user/get"
 
-# The family of WeCom's refusals is declared with the rules (handlers.core.wecom_errors); these names
-# are the client's public face of it.
-WeComConfigError = ConfigurationError
-InvalidMobile = MobileInvalid
 __all__ = [
     "ApiForbidden",
     "AppUntrustedIp",
@@ -73,7 +69,6 @@ __all__ = [
     "ContactsUntrustedIp",
     "InvalidCode",
     "InvalidCorpId",
-    "InvalidMobile",
     "InvalidSecret",
     "MobileExists",
     "MobileInvalid",
@@ -83,7 +78,6 @@ __all__ = [
     "UserIdExists",
     "UserNotFound",
     "WeComClient",
-    "WeComConfigError",
     "WeComError",
     "WeComMember",
     "WeComRefusal",
@@ -267,7 +261,7 @@ class WeComClient:
         main_department: int | None = None,
         extra: Mapping[str, Any] | None = None,
     ) -> None:
-        """user/create (contacts secret): MobileExists, UserIdExists or InvalidMobile when refused."""
+        """user/create (contacts secret): MobileExists, UserIdExists or MobileInvalid when refused."""
         body: dict[str, Any] = {
             **(extra or {}), "userid": userid, "name": name, "department": list(department)
         }
@@ -335,7 +329,11 @@ class WeComClient:
         return openid
 
     async def get_user_info(self, code: str) -> OAuthIdentity:
-        """auth/getuserinfo (app secret): resolve a single-use OAuth code; InvalidCode when it is spent."""
+        """auth/getuserinfo: resolve a single-use OAuth code; InvalidCode when it is spent.
+
+        The admission page asks it with the contacts-sync secret, as second verification's calls
+        are made (docs/wecom-setup.md, second verification).
+        """
         data = await self._call("GET", "auth/getuserinfo", params={"code": code})
         userid = data.get("userid") or data.get("UserId")
         openid = data.get("openid") or data.get("OpenId")
@@ -375,7 +373,7 @@ class WeComClient:
         )
 
     async def auth_succ(self, userid: str) -> None:
-        """user/authsucc: admit a member after second verification (二次验证)."""
+        """user/authsucc (contacts secret): admit a member after second verification (二次验证)."""
         await self._call("GET", "user/authsucc", params={"userid": userid})
 
     async def get_tfa_info(self, code: str) -> TfaInfo:

@@ -25,7 +25,8 @@ log: Final = logging.getLogger(__name__)
 
 
 class AdmissionWeCom(Protocol):
-    """What the gate needs from WeCom's API (the app's secret)."""
+    """What the gate needs from WeCom's API (with the contacts-sync secret, as second verification's
+    calls are made)."""
 
     async def auth_succ(self, userid: str) -> None:
         """user/authsucc: let the member join; WeCom then pushes subscribe."""

@@ -18,6 +18,7 @@ import jinja2
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from callback_service.callbacks import endpoint as callback_endpoint
 from callback_service.store import STORE
 from callback_service.web.app import create_app
 from callback_service.web.pages.config import PAGES_CONFIG, PagesConfig
@@ -172,7 +173,7 @@ def wecom_sandbox(settings: Settings, students: Sequence[DemoStudent] = DEMO_STU
         },
         agent_id=settings.agent_id,
         callback=CallbackTarget(
-            url=settings.public_base_url + "/wecom/callback",
+            url=settings.public_base_url + callback_endpoint.PATH,
             token=settings.token.get_secret_value(),
             encoding_aes_key=settings.encoding_aes_key.get_secret_value(),
         ),
@@ -193,7 +194,7 @@ def _contacts_target(settings: Settings) -> CallbackTarget | None:
     if settings.contacts_token is None or settings.contacts_encoding_aes_key is None:
         return None
     return CallbackTarget(
-        url=settings.public_base_url + "/wecom/contacts-callback",
+        url=settings.public_base_url + callback_endpoint.CONTACTS_PATH,
         token=settings.contacts_token.get_secret_value(),
         encoding_aes_key=settings.contacts_encoding_aes_key.get_secret_value(),
     )

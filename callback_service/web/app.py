@@ -31,16 +31,16 @@ DISPATCHER: Final = web.AppKey("dispatcher", Dispatcher)
 
 def setup_routes(app: web.Application) -> None:
     """Name every route, so that pages build URLs with url_for."""
-    app.router.add_get("/health", health.health, name="health")
-    app.router.add_get("/ready", health.ready, name="ready")
-    app.router.add_get("/metrics", health.metrics, name="metrics")
+    app.router.add_get(health.HEALTH_PATH, health.health, name="health")
+    app.router.add_get(health.READY_PATH, health.ready, name="ready")
+    app.router.add_get(health.METRICS_PATH, health.metrics, name="metrics")
     verify, receive = callback.endpoints(RECEIVER)
-    app.router.add_get("/wecom/callback", verify, name="callback-verify")
-    app.router.add_post("/wecom/callback", receive, name="callback")
+    app.router.add_get(callback.PATH, verify, name="callback-verify")
+    app.router.add_post(callback.PATH, receive, name="callback")
     if CONTACTS_RECEIVER in app:
         verify, receive = callback.endpoints(CONTACTS_RECEIVER)
-        app.router.add_get("/wecom/contacts-callback", verify, name="contacts-callback-verify")
-        app.router.add_post("/wecom/contacts-callback", receive, name="contacts-callback")
+        app.router.add_get(callback.CONTACTS_PATH, verify, name="contacts-callback-verify")
+        app.router.add_post(callback.CONTACTS_PATH, receive, name="contacts-callback")
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:

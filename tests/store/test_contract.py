@@ -24,7 +24,7 @@ from handlers.core.binding import (
 from handlers.core.guide import ErrorCode
 from handlers.core.member import MemberSeen, MemberStatus
 from handlers.core.phone import InvalidPhone, Phone
-from handlers.usecases.contracts import Store
+from handlers.usecases.contracts import Store, StoreUnavailable
 from tests.store.support import FakeClock
 
 STUDENT = Actor(who="student", source="web 127.0.0.1")
@@ -55,8 +55,11 @@ async def bind(store: Store, member: str, phone: str) -> None:
 # lifecycle
 
 
-async def test_ping(store: Store) -> None:
+async def test_ping_answers_while_open_and_not_once_closed(store: Store) -> None:
     await store.ping()
+    await store.close()
+    with pytest.raises(StoreUnavailable):
+        await store.ping()
 
 
 # school directory

@@ -85,8 +85,9 @@ def wecom_clients(
     """The two WeCom clients, their tokens cached in the store; each call timed in metrics if given."""
     observe = _wecom_observer(metrics) if metrics is not None else None
 
-    def client(secret: SecretStr) -> WeComClient:
+    def client(secret: SecretStr, *, contacts: bool) -> WeComClient:
         return WeComClient(
+            contacts=contacts,
             session=session,
             api_base=settings.wecom_api_base,
             corp_id=settings.corp_id,
@@ -96,7 +97,10 @@ def wecom_clients(
             observe=observe,
         )
 
-    return WeComClients(app=client(settings.app_secret), contacts=client(settings.contacts_secret))
+    return WeComClients(
+        app=client(settings.app_secret, contacts=False),
+        contacts=client(settings.contacts_secret, contacts=True),
+    )
 
 
 def _wecom_observer(metrics: Metrics) -> Callable[[str, int, float], None]:

@@ -17,6 +17,7 @@ from callback_service.ops.processes import run_app
 from config import env_name
 from handlers.usecases.contracts import StoreUnavailable
 from sandbox.demo import create_demo_app
+from sandbox.wecom_members import MembersFileError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--data-dir", default="data", help="where the demo's SQLite file lives")
+    parser.add_argument("--wecom-members", metavar="FILE",
+                        help="an existing organisation: CSV userid,name,department,mobile,status")
     return parser
 
 
@@ -39,8 +42,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging("INFO", "json" if log_format == "json" else "text")
     data_dir = Path(args.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
+    members = Path(args.wecom_members) if args.wecom_members else None
     try:
-        app = create_demo_app(host=args.host, port=args.port, data_dir=data_dir)
+        app = create_demo_app(host=args.host, port=args.port, data_dir=data_dir, wecom_members=members)
+    except MembersFileError as exc:
+        print(f"wecom-bind-demo: --wecom-members: {exc}", file=sys.stderr)
+        return 2
+    try:
         run_app(app, host=args.host, port=args.port)
     except StoreUnavailable as exc:
         print(f"wecom-bind-demo: the store is unavailable: {exc}", file=sys.stderr)

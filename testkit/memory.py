@@ -197,6 +197,11 @@ class MemoryStore(RulesRunner):
         await self._turn()
         return len(self._directory)
 
+    async def directory_list(self) -> list[DirectoryEntry]:
+        """Return every directory entry by student id."""
+        await self._turn()
+        return [self._directory[m] for m in sorted(self._directory)]
+
     async def directory_delete(self, member_id: str) -> bool:
         """Remove a student's directory entry."""
         await self._turn()

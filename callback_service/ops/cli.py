@@ -74,6 +74,8 @@ def _demo(args: argparse.Namespace) -> int:
         return 2
     demo = [sys.executable, "-m", "sandbox", "--host", args.host, "--port", str(args.port),
             "--data-dir", args.data_dir]
+    if args.wecom_members:
+        demo += ["--wecom-members", args.wecom_members]
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, demo)  # noqa: S606 - our own interpreter, arguments from argparse
@@ -160,6 +162,11 @@ def _add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     reconcile = commands.add_parser("reconcile", help="compare WeCom's members with the store")
     reconcile.add_argument("--fix", action="store_true", help="settle each drift from WeCom's truth, audited")
     reconcile.set_defaults(run=_store_command(_reconcile))
+    sync = commands.add_parser(
+        "sync", help="record every WeCom member's status (run it before publishing the QR code)"
+    )
+    sync.add_argument("--dry-run", action="store_true", help="read and report; record nothing")
+    sync.set_defaults(run=_store_command(_sync))
 
 
 def _phone_arg(text: str) -> str:
@@ -211,6 +218,15 @@ async def _reconcile(store: Store, args: argparse.Namespace) -> int:
 
     return await reconcile_command(
         store, _settings(args), fix=args.fix, out=print, err=lambda line: print(line, file=sys.stderr)
+    )
+
+
+async def _sync(store: Store, args: argparse.Namespace) -> int:
+    from callback_service.ops.sync import sync_command
+
+    return await sync_command(
+        store, _settings(args), dry_run=args.dry_run, out=print,
+        err=lambda line: print(line, file=sys.stderr),
     )
 
 
@@ -303,6 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8080)
     demo.add_argument("--data-dir", default="data", help="where the demo's SQLite file lives")
+    demo.add_argument("--wecom-members", metavar="FILE",
+                      help="an existing organisation: CSV userid,name,department,mobile,status")
     demo.set_defaults(run=_demo)
 
     backup_parser = commands.add_parser(

@@ -155,6 +155,10 @@ class Directory(DirectoryLookup, Protocol):
         """Return the number of students in the directory."""
         ...
 
+    async def directory_list(self) -> list[DirectoryEntry]:
+        """Return every directory entry, ordered by student id (for sync's comparison with WeCom)."""
+        ...
+
     async def directory_delete(self, member_id: str) -> bool:
         """Remove a student's directory entry (a data erasure); False when there was none."""
         ...
@@ -377,8 +381,9 @@ class CallbackStore(Remembers, BindingLookup, MemberChanges, ConflictAudit, Prot
     memories."""
 
 
-class AdmissionStore(BindingLookup, ConflictAudit, Protocol):
-    """The admission gate's store: the bindings, and the record of an admission the rules refused."""
+class AdmissionStore(BindingLookup, MemberRecords, ConflictAudit, Protocol):
+    """The admission gate's store: the bindings, WeCom's word on the member, and the record of an
+    admission the rules refused."""
 
 
 class ReconcileStore(DirectoryLookup, BindingLookup, Settling, Protocol):

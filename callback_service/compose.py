@@ -9,8 +9,7 @@ live here too, beside the code that builds them.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -26,6 +25,7 @@ from callback_service.metrics import WECOM_API_SECONDS, Metrics
 from callback_service.store import open_store
 from config import Settings
 from crypto import WeComCrypto
+from handlers.usecases.admission import AdmissionGate, AdmissionWeCom
 from handlers.usecases.binding_flow import DEFAULT_LEASE, BindingFlow
 from handlers.usecases.callbacks import CallbackHandlers
 from handlers.usecases.contacts import ContactsThenApp
@@ -186,12 +186,6 @@ def binding_flow(
     )
 
 
-@asynccontextmanager
-async def command_services(settings: Settings) -> AsyncIterator[tuple[Store, WeComClients]]:
-    """The store and WeCom's clients of a CLI command, closed when it ends."""
-    store = await open_settings_store(settings)
-    try:
-        async with http_session(COMMAND_HTTP_TIMEOUT) as session:
-            yield store, wecom_clients(settings, session=session, store=store)
-    finally:
-        await store.close()
+def admission_gate(*, store: Store, wecom: AdmissionWeCom, metrics: Metrics) -> AdmissionGate:
+    """The admission gate of second verification, over the WeCom calls of the mode in use."""
+    return AdmissionGate(store=store, wecom=wecom, counters=metrics)

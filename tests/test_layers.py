@@ -197,3 +197,32 @@ def test_the_service_never_imports_the_emulators_the_tests_or_the_benchmarks(fol
 @pytest.mark.parametrize(("folder", "forbidden"), [("testkit", ("sandbox", "tests", "bench")), ("bench", ("tests",))])
 def test_what_the_tests_and_the_benchmarks_share_imports_neither(folder: str, forbidden: tuple[str, ...]) -> None:
     assert reaches_into(folder, forbidden) == []
+
+
+BUILT_IN_COMPOSE = frozenset(
+    {"WeComClient", "TokenProbe", "CasClient", "CallbackReceiver", "CallbackHandlers", "Inbox", "BindingFlow",
+     "AdmissionGate", "open_store"}
+)
+"""What the composition root (callback_service/compose.py) alone builds: stores, clients, use cases."""
+
+
+def builds(path: Path) -> Iterator[tuple[int, str]]:
+    """The calls in a file of anything in BUILT_IN_COMPOSE, by its name."""
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call):
+            name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", None)
+            if name in BUILT_IN_COMPOSE:
+                yield node.lineno, name
+
+
+def test_stores_clients_and_use_cases_are_built_in_the_composition_root_only() -> None:
+    # bench/store.py measures the backends themselves, each opened by its URL.
+    exempt = {REPO / "callback_service" / "compose.py", REPO / "bench" / "store.py"}
+    found = [
+        f"{path.relative_to(REPO)}:{line}: {name}"
+        for folder in ("callback_service", "sandbox", "bench")
+        for path in files(folder)
+        if path not in exempt
+        for line, name in builds(path)
+    ]
+    assert found == []

@@ -226,3 +226,37 @@ def test_stores_clients_and_use_cases_are_built_in_the_composition_root_only() -
         for line, name in builds(path)
     ]
     assert found == []
+
+
+SHARED = ("callback_service.client_address", "callback_service.qr", "callback_service.logs",
+          "callback_service.metrics", "callback_service.answers")
+
+
+@pytest.mark.parametrize(
+    ("part", "forbidden"),
+    [
+        ("callback_service/clients", ("callback_service",)),
+        ("callback_service/store", ("callback_service.clients", "callback_service.callbacks", "callback_service.web",
+                                    "callback_service.ops", "callback_service.compose", *SHARED)),
+        ("callback_service/callbacks", ("callback_service.web", "callback_service.ops", "callback_service.compose",
+                                        "callback_service.store")),
+        ("callback_service/compose.py", ("callback_service.web", "callback_service.ops")),
+        ("callback_service/web", ("callback_service.ops",)),
+        *[(f"callback_service/{name.rpartition('.')[2]}.py", ("callback_service.web", "callback_service.ops",
+                                                               "callback_service.callbacks", "callback_service.store",
+                                                               "callback_service.compose"))
+          for name in SHARED],
+    ],
+)
+def test_each_part_of_the_service_keeps_to_its_layer(part: str, forbidden: tuple[str, ...]) -> None:
+    paths = [REPO / part] if part.endswith(".py") else files(part)
+    own = part.removesuffix(".py").replace("/", ".")
+    found = [
+        f"{path.relative_to(REPO)}:{line}: {module}"
+        for path in paths
+        for line, module in imports(path)
+        if any(module == f or module.startswith(f + ".") for f in forbidden)
+        and not (module == own or module.startswith(own + "."))
+    ]
+    assert paths
+    assert found == []

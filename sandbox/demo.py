@@ -7,8 +7,11 @@ else: no production configuration can reach them.
 
 from __future__ import annotations
 
+import argparse
 import base64
+import os
 import secrets
+import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,15 +22,18 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from callback_service.callbacks import endpoint as callback_endpoint
+from callback_service.logs import configure_logging
+from callback_service.ops.processes import run_app
 from callback_service.store import STORE
 from callback_service.web.app import create_app
 from callback_service.web.pages.config import PAGES_CONFIG, PagesConfig
-from config import Settings
+from config import Settings, env_name
 from handlers.core.binding import DirectoryEntry
+from handlers.usecases.contracts import StoreUnavailable
 from sandbox.cas import CasUser, create_cas_sandbox
 from sandbox.wecom import create_wecom_sandbox
 from sandbox.wecom_keys import WECOM_SANDBOX_STATE
-from sandbox.wecom_members import Organisation, read_members
+from sandbox.wecom_members import MembersFileError, Organisation, read_members
 from sandbox.wecom_push import CallbackTarget
 from sandbox.wecom_state import APP, CONTACTS
 
@@ -256,3 +262,41 @@ def create_demo_app(
     app.add_subapp(CAS_MOUNT, cas)
     app.add_subapp(WECOM_MOUNT, wecom_sandbox(settings, organisation=organisation))
     return app
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The demo's command line (`python -m sandbox`, `wecom-bind-demo`)."""
+    parser = argparse.ArgumentParser(
+        prog="wecom-bind-demo", description="The service beside its WeCom and CAS emulators, seeded."
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--data-dir", default="data", help="where the demo's SQLite file lives")
+    parser.add_argument("--wecom-members", metavar="FILE",
+                        help="an existing organisation: CSV userid,name,department,mobile,status")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the demo until SIGINT or SIGTERM."""
+    args = build_parser().parse_args(argv)
+    # The demo makes up its own settings; only the log format comes from the environment.
+    log_format = os.environ.get(env_name("log_format"), "text")
+    if log_format not in ("json", "text"):
+        print(f"wecom-bind-demo: {env_name('log_format')}: must be json or text", file=sys.stderr)
+        return 2
+    configure_logging("INFO", "json" if log_format == "json" else "text")
+    data_dir = Path(args.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    members = Path(args.wecom_members) if args.wecom_members else None
+    try:
+        app = create_demo_app(host=args.host, port=args.port, data_dir=data_dir, wecom_members=members)
+    except MembersFileError as exc:
+        print(f"wecom-bind-demo: --wecom-members: {exc}", file=sys.stderr)
+        return 2
+    try:
+        run_app(app, host=args.host, port=args.port)
+    except StoreUnavailable as exc:
+        print(f"wecom-bind-demo: the store is unavailable: {exc}", file=sys.stderr)
+        return 3
+    return 0

@@ -23,8 +23,13 @@ from typing import Final
 
 from aiohttp import web
 
-from callback_service.store.sessions import INDEX_TTL, KEY_PREFIX, Session, session_index
+from callback_service.store.sessions import INDEX_TTL as _INDEX_TTL
+from callback_service.store.sessions import KEY_PREFIX as _KEY_PREFIX
+from callback_service.store.sessions import Session
+from callback_service.store.sessions import session_index as _session_index
 from handlers.usecases.contracts import KeyValueStore
+
+__all__ = ["COOKIE", "DEFAULT_KEEP", "SESSIONS", "Session", "SessionStore"]
 
 COOKIE: Final = "wecom_bind_session"
 _TICKET_PREFIX: Final = "session-of-ticket:"
@@ -112,8 +117,8 @@ class SessionStore:
         if ticket is not None:
             changes[self._ticket_key(ticket)] = (key, self._ttl + self._keep)
         ended = [] if previous is None else [self._store_key(previous.sid)]
-        index, keys = await session_index(self._kv, member_id, ended)
-        changes[index] = (json.dumps([*keys, key]), INDEX_TTL)
+        index, keys = await _session_index(self._kv, member_id, ended)
+        changes[index] = (json.dumps([*keys, key]), _INDEX_TTL)
         if not await self._kv.kv_apply(changes, deletes=[*deletes, *ended], if_absent=if_absent):
             return None
         self._set_cookie(response, session, remaining)
@@ -148,7 +153,7 @@ class SessionStore:
     async def end_by_ticket(self, ticket: str) -> bool:
         """End the session that the login with this CAS ticket opened (CAS single logout)."""
         key = await self._kv.kv_pop(self._ticket_key(ticket))
-        if key is None or not key.startswith(KEY_PREFIX):
+        if key is None or not key.startswith(_KEY_PREFIX):
             return False
         await self._kv.kv_delete(key)
         return True
@@ -175,7 +180,7 @@ class SessionStore:
     @staticmethod
     def _store_key(sid: str) -> str:
         # A leaked store dump shows hashes, not ids that would open the sessions.
-        return KEY_PREFIX + hashlib.sha256(sid.encode()).hexdigest()
+        return _KEY_PREFIX + hashlib.sha256(sid.encode()).hexdigest()
 
 
 SESSIONS: Final = web.AppKey("sessions", SessionStore)

@@ -29,10 +29,8 @@ from handlers.usecases.admission import AdmissionGate, AdmissionWeCom
 from handlers.usecases.binding_flow import DEFAULT_LEASE, BindingFlow
 from handlers.usecases.callbacks import CallbackHandlers
 from handlers.usecases.contacts import ContactsThenApp
-from handlers.usecases.contracts import Store
+from handlers.usecases.contracts import Clock, Store
 from handlers.usecases.dispatch import Dispatcher
-
-Clock = Callable[[], float]
 
 SETTINGS: Final = web.AppKey("settings", Settings)
 CLOCK: Final[web.AppKey[Clock]] = web.AppKey("clock")

@@ -41,7 +41,7 @@ bench-deps: system-deps
 	bash scripts/bench-deps.sh
 
 demo: $(STAMP)
-	$(BIN)/wecom-bind demo --host $(HOST) --port $(PORT)
+	$(BIN)/python -m sandbox --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -53,12 +53,11 @@ from pydantic import SecretStr
 from yarl import URL
 
 from bench.store import cpu_model, filesystem_of, redis_server_version
+from callback_service import compose
 from callback_service.logs import configure_logging
 from callback_service.ops.processes import run_app, run_processes
-from callback_service.store import open_store
 from callback_service.web.app import create_app
-from callback_service.web.keys import PAGES_CONFIG
-from callback_service.web.pages.config import PagesConfig
+from callback_service.web.pages.config import PAGES_CONFIG, PagesConfig
 from config import Settings
 from handlers.core.binding import AuditAction, BindingState
 from sandbox.cas import create_cas_sandbox
@@ -75,8 +74,8 @@ from sandbox.demo import (
     wecom_sandbox,
 )
 from sandbox.wecom_keys import WECOM_SANDBOX_STATE
-from tests.store.support import RedisServer, redis_server_binary
-from tests.support.processes import free_port, wait_healthy
+from testkit.processes import free_port, wait_healthy
+from testkit.redis import RedisServer, redis_server_binary
 
 DEPARTMENTS: Final = sorted({student.department for student in DEMO_STUDENTS})
 WECHATS_FILE: Final = "wechats.json"
@@ -340,9 +339,9 @@ class Settled:
     """Seconds from the end of the load until the last follow was recorded."""
 
 
-async def settle(store_url: str, followed_at: dict[str, float], load_ended: float) -> Settled:
+async def settle(directory: Path, followed_at: dict[str, float], load_ended: float) -> Settled:
     """Read the store until every follow is recorded (bounded); each lag from the member's audit."""
-    store = await open_store(store_url)
+    store = await compose.open_settings_store(read_settings(directory))
     try:
         waiting = set(followed_at)
         deadline = time.monotonic() + SETTLE_LIMIT
@@ -492,7 +491,7 @@ def measure(
             drive(servers.base, servers.emulators, everyone[warmup:], servers.wechats, concurrency))
         cpu = tree_cpu_seconds(servers.service.pid) - cpu_before
         emulator_cpu = cpu_seconds(servers.emulator.pid) - emulator_before
-        settled = asyncio.run(settle(store_url, recorder.followed_at, time.time()))
+        settled = asyncio.run(settle(run_dir, recorder.followed_at, time.time()))
         peak = tree_memory_kib(servers.service.pid, "VmHWM")
     finally:
         servers.stop()

@@ -47,10 +47,10 @@ from bench.store import cpu_model
 from callback_service.ops.processes import run_app, run_processes
 from callback_service.web.app import create_app
 from crypto import WeComCrypto
-from tests.store.support import RedisServer, redis_server_binary
-from tests.support.callbacks import AES_KEY, CORP_ID, TOKEN, envelope, event_xml
-from tests.support.processes import free_port, wait_healthy
-from tests.support.world import world_settings
+from testkit.callbacks import AES_KEY, CORP_ID, TOKEN, envelope, event_xml
+from testkit.processes import free_port, wait_healthy
+from testkit.redis import RedisServer, redis_server_binary
+from testkit.settings import world_settings
 
 KINDS = ("bare", "wechatpy", "wecom-bind", "wecom-bind-redis")
 LUA = Path(__file__).with_name("callbacks.lua")

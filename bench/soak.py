@@ -36,7 +36,7 @@ from bench.binding import (
 )
 from bench.store import cpu_model
 from sandbox.demo import DemoStudent
-from tests.store.support import RedisServer, redis_server_binary
+from testkit.redis import RedisServer, redis_server_binary
 
 IN_FLIGHT_LIMIT = 128
 """Flows in flight at most (twice the measuring K): past it the service is not keeping up, and
@@ -148,7 +148,7 @@ def _soak(args: argparse.Namespace, run_dir: Path, store_url: str) -> int:
             servers.base, servers.emulators, walkers, servers.wechats,
             rate=soak_rate, seconds=args.seconds, sample=10.0, rss=rss))
         elapsed = time.time() - started
-        settled = asyncio.run(settle(store_url, recorder.followed_at, time.time()))
+        settled = asyncio.run(settle(run_dir, recorder.followed_at, time.time()))
         at_end = rss()
     finally:
         servers.stop()

@@ -28,7 +28,7 @@ from callback_service.store import open_store
 from handlers.core.binding import Actor
 from handlers.core.phone import Phone
 from handlers.usecases.contracts import Store
-from tests.store.support import RedisServer, redis_server_binary
+from testkit.redis import RedisServer, redis_server_binary
 
 ACTOR = Actor(who="bench", source="bench")
 

@@ -20,6 +20,8 @@ from typing import Final, Literal
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from callback_service.client_address import client_of
+
 LogFormat = Literal["json", "text"]
 
 REQUEST_ID_HEADER: Final = "X-Request-Id"
@@ -127,9 +129,6 @@ class PathOnlyAccessLogger(AbstractAccessLogger):
         """Write one access line, with the request's id and its route as fields."""
         if not self.logger.isEnabledFor(logging.INFO):
             return
-        # Imported here: the web layer's modules log through this one.
-        from callback_service.web.client_address import client_of
-
         info = request.match_info.route.resource if isinstance(request, web.Request) else None
         self.logger.info(
             '%s "%s %s" %d %.1fms',

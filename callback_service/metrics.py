@@ -6,6 +6,7 @@ import threading
 from collections.abc import Mapping
 from typing import Final
 
+from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -95,3 +96,7 @@ class Metrics:
 def _base(name: str, suffix: str = "") -> str:
     # prometheus-client adds _total to a counter's name itself.
     return name.removesuffix(suffix) if suffix else name
+
+
+METRICS: Final = web.AppKey("metrics", Metrics)
+"""The app's metrics: one registry per app, so that tests and processes never share counters."""

@@ -7,8 +7,11 @@ else: no production configuration can reach them.
 
 from __future__ import annotations
 
+import argparse
 import base64
+import os
 import secrets
+import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,14 +21,19 @@ import jinja2
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from callback_service.callbacks import endpoint as callback_endpoint
+from callback_service.logs import configure_logging
+from callback_service.ops.processes import run_app
+from callback_service.store import STORE
 from callback_service.web.app import create_app
-from callback_service.web.keys import PAGES_CONFIG, STORE
-from callback_service.web.pages.config import PagesConfig
-from config import Settings
+from callback_service.web.pages.config import PAGES_CONFIG, PagesConfig
+from config import Settings, env_name
 from handlers.core.binding import DirectoryEntry
+from handlers.usecases.contracts import StoreUnavailable
 from sandbox.cas import CasUser, create_cas_sandbox
 from sandbox.wecom import create_wecom_sandbox
 from sandbox.wecom_keys import WECOM_SANDBOX_STATE
+from sandbox.wecom_members import MembersFileError, Organisation, read_members
 from sandbox.wecom_push import CallbackTarget
 from sandbox.wecom_state import APP, CONTACTS
 
@@ -91,9 +99,16 @@ def demo_settings(*, host: str, port: int, data_dir: Path) -> Settings:
     )
 
 
-def cas_users(students: Sequence[DemoStudent] = DEMO_STUDENTS) -> dict[str, CasUser]:
-    """The emulated CAS accounts of the demo students."""
+def cas_users(
+    students: Sequence[DemoStudent] = DEMO_STUDENTS, organisation: Organisation | None = None
+) -> dict[str, CasUser]:
+    """The emulated CAS accounts of the demo students, and of the members of an existing organisation."""
     users = {}
+    for existing in organisation.members if organisation is not None else ():
+        users[existing.userid] = CasUser(
+            member_id=existing.userid, password=DEMO_PASSWORD, name=existing.name,
+            attributes={"department": _department_name(existing.department[0])},
+        )
     for student in students:
         attributes = {"department": student.department}
         if student.cas_mobile:
@@ -126,13 +141,24 @@ def _start_page(settings: Settings) -> Handler:
 
 
 def directory_seeder(
-    students: Sequence[DemoStudent] = DEMO_STUDENTS,
+    students: Sequence[DemoStudent] = DEMO_STUDENTS, organisation: Organisation | None = None
 ) -> Callable[[web.Application], AsyncIterator[None]]:
-    """A cleanup context that puts the students into the school directory when the app starts."""
+    """A cleanup context that puts the students, and the members of an existing organisation, into
+    the school directory when the app starts."""
 
     async def seed_directory(app: web.Application) -> AsyncIterator[None]:
+        existing = organisation.members if organisation is not None else ()
         await app[STORE].directory_upsert(
             [
+                DirectoryEntry(
+                    member_id=member.userid,
+                    name=member.name,
+                    department=_department_name(member.department[0]),
+                    phone=member.mobile,
+                )
+                for member in existing
+            ]
+            + [
                 DirectoryEntry(
                     member_id=student.member_id,
                     name=student.name,
@@ -153,17 +179,29 @@ def demo_departments(students: Sequence[DemoStudent] = DEMO_STUDENTS) -> dict[st
     return {name: 2 + number for number, name in enumerate(names)}
 
 
-def wecom_sandbox(settings: Settings, students: Sequence[DemoStudent] = DEMO_STUDENTS) -> web.Application:
+def _department_name(department: int) -> str:
+    names = {ident: name for name, ident in demo_departments().items()}
+    return names.get(department, f"部门{department}")
+
+
+def wecom_sandbox(
+    settings: Settings,
+    students: Sequence[DemoStudent] = DEMO_STUDENTS,
+    organisation: Organisation | None = None,
+) -> web.Application:
     """The emulated WeCom of the demo, pushing its callbacks to the service beside it.
 
     The app's events go to /wecom/callback; change_contact (for changes made in the emulated admin
     console, /_sandbox/console) to the contacts-sync endpoint /wecom/contacts-callback, when the
     settings carry its Token and key. Each demo student has a simulated WeChat with its own phone, to
-    pick on the follow page, and so has a visitor who is in no record.
+    pick on the follow page, and so has a visitor who is in no record. An existing organisation's
+    members (read from a file) are WeCom's members from the start.
     """
     departments = {1: settings.school_name} | {
         ident: name for name, ident in demo_departments(students).items()
     }
+    if organisation is not None:
+        departments |= {d: _department_name(d) for d in organisation.departments if d not in departments}
     app = create_wecom_sandbox(
         corp_id=settings.corp_id,
         secrets={
@@ -172,7 +210,7 @@ def wecom_sandbox(settings: Settings, students: Sequence[DemoStudent] = DEMO_STU
         },
         agent_id=settings.agent_id,
         callback=CallbackTarget(
-            url=settings.public_base_url + "/wecom/callback",
+            url=settings.public_base_url + callback_endpoint.PATH,
             token=settings.token.get_secret_value(),
             encoding_aes_key=settings.encoding_aes_key.get_secret_value(),
         ),
@@ -180,6 +218,7 @@ def wecom_sandbox(settings: Settings, students: Sequence[DemoStudent] = DEMO_STU
         departments=departments,
         help_url=settings.public_base_url + "/help",
         corp_name=settings.school_name,
+        members=organisation.members if organisation is not None else (),
     )
     state = app[WECOM_SANDBOX_STATE]
     # The name is the WeChat's nickname: the emulator's pages say "张三的微信" themselves.
@@ -193,25 +232,71 @@ def _contacts_target(settings: Settings) -> CallbackTarget | None:
     if settings.contacts_token is None or settings.contacts_encoding_aes_key is None:
         return None
     return CallbackTarget(
-        url=settings.public_base_url + "/wecom/contacts-callback",
+        url=settings.public_base_url + callback_endpoint.CONTACTS_PATH,
         token=settings.contacts_token.get_secret_value(),
         encoding_aes_key=settings.contacts_encoding_aes_key.get_secret_value(),
     )
 
 
-def create_demo_app(*, host: str, port: int, data_dir: Path) -> web.Application:
+def create_demo_app(
+    *, host: str, port: int, data_dir: Path, wecom_members: Path | None = None
+) -> web.Application:
     """The service with both emulators mounted, the directory seeded, and the start page at /.
 
     The emulated WeCom lives in memory, so the demo's store starts afresh at each start too.
+    wecom_members: a CSV (userid,name,department,mobile,status) of an existing organisation, whose
+    members are in WeCom from the start, in the directory and in CAS (password as the demo's);
+    MembersFileError when it cannot be loaded.
     """
+    organisation = read_members(wecom_members) if wecom_members is not None else None
     settings = demo_settings(host=host, port=port, data_dir=data_dir)
     for stale in data_dir.glob("demo.db*"):
         stale.unlink()
     app = create_app(settings)
     app[PAGES_CONFIG] = PagesConfig(departments=demo_departments())
-    app.cleanup_ctx.append(directory_seeder())
+    app.cleanup_ctx.append(directory_seeder(organisation=organisation))
     app.router.add_get("/", _start_page(settings), name="demo-start")
-    cas = create_cas_sandbox(users=cas_users(), show_accounts=True, school=settings.school_name)
+    cas = create_cas_sandbox(
+        users=cas_users(organisation=organisation), show_accounts=True, school=settings.school_name
+    )
     app.add_subapp(CAS_MOUNT, cas)
-    app.add_subapp(WECOM_MOUNT, wecom_sandbox(settings))
+    app.add_subapp(WECOM_MOUNT, wecom_sandbox(settings, organisation=organisation))
     return app
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The demo's command line (`python -m sandbox`, `wecom-bind-demo`)."""
+    parser = argparse.ArgumentParser(
+        prog="wecom-bind-demo", description="The service beside its WeCom and CAS emulators, seeded."
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--data-dir", default="data", help="where the demo's SQLite file lives")
+    parser.add_argument("--wecom-members", metavar="FILE",
+                        help="an existing organisation: CSV userid,name,department,mobile,status")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the demo until SIGINT or SIGTERM."""
+    args = build_parser().parse_args(argv)
+    # The demo makes up its own settings; only the log format comes from the environment.
+    log_format = os.environ.get(env_name("log_format"), "text")
+    if log_format not in ("json", "text"):
+        print(f"wecom-bind-demo: {env_name('log_format')}: must be json or text", file=sys.stderr)
+        return 2
+    configure_logging("INFO", "json" if log_format == "json" else "text")
+    data_dir = Path(args.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    members = Path(args.wecom_members) if args.wecom_members else None
+    try:
+        app = create_demo_app(host=args.host, port=args.port, data_dir=data_dir, wecom_members=members)
+    except MembersFileError as exc:
+        print(f"wecom-bind-demo: --wecom-members: {exc}", file=sys.stderr)
+        return 2
+    try:
+        run_app(app, host=args.host, port=args.port)
+    except StoreUnavailable as exc:
+        print(f"wecom-bind-demo: the store is unavailable: {exc}", file=sys.stderr)
+        return 3
+    return 0

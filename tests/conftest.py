@@ -1,4 +1,4 @@
-"""Shared fixtures: a session redis-server on a loopback port, and stores on SQLite and Redis.
+"""Shared fixtures: a session redis-server on a loopback port, and stores on SQLite, Redis and in memory.
 
 `store` runs a test on both backends. When redis-server is missing, Redis tests skip, except under
 CI=true, where they fail.
@@ -15,6 +15,7 @@ import pytest
 
 from callback_service.store import open_store
 from handlers.usecases.contracts import Store
+from testkit.memory import MemoryStore
 from tests.store.support import FakeClock, RedisServer, require_redis_server
 from tests.support.logscan import PhoneScanner, lines_with_full_phones
 from tests.support.processes import all_output
@@ -50,6 +51,14 @@ async def redis_store(redis_server: RedisServer, clock: FakeClock) -> AsyncItera
     """A Redis store under a key prefix of its own, on the session server."""
     prefix = f"t{uuid.uuid4().hex[:12]}:"
     store = await open_store(f"{redis_server.url}?prefix={prefix}", clock=clock)
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+async def memory_store(clock: FakeClock) -> AsyncIterator[Store]:
+    """The in-memory store (testkit.memory): the contract in dictionaries, for the use cases' tests."""
+    store = MemoryStore(clock=clock)
     yield store
     await store.close()
 

@@ -12,17 +12,31 @@ from typing import Final
 
 from aiohttp import web
 
+from callback_service.answers import http_error
+from callback_service.callbacks.inbox import INBOX
 from callback_service.callbacks.receiver import CallbackReceiver, CallbackRejected
-from callback_service.web.client_address import client_of
-from callback_service.web.keys import INBOX, SETTINGS
+from callback_service.client_address import client_of
 
 log: Final = logging.getLogger(__name__)
+
+RECEIVER: Final = web.AppKey("receiver", CallbackReceiver)
+"""The app's callback server (/wecom/callback)."""
+CONTACTS_RECEIVER: Final = web.AppKey("contacts_receiver", CallbackReceiver)
+"""The contacts-sync assistant's event server: set only when its Token and key are."""
+CALLBACK_MAX_BYTES: Final = web.AppKey("callback_max_bytes", int)
+"""The largest callback body (the setting `callback_max_bytes`)."""
+
+
+PATH: Final = "/wecom/callback"
+"""The app's callback server."""
+CONTACTS_PATH: Final = "/wecom/contacts-callback"
+"""The contacts-sync assistant's event server."""
+CALLBACK_PATHS: Final = (PATH, CONTACTS_PATH)
 
 
 def _reject(request: web.Request, exc: CallbackRejected) -> web.Response:
     log.warning("callback refused (%d) from %s: %s", exc.status, client_of(request), exc.reason)
-    text = "forbidden" if exc.status == 403 else "bad request"
-    return web.Response(status=exc.status, text=text)
+    return web.Response(status=exc.status, text=http_error(exc.status).plain)
 
 
 Endpoint = Callable[[web.Request], Awaitable[web.Response]]
@@ -74,10 +88,10 @@ async def _read_capped(request: web.Request, limit: int) -> bytes | None:
 
 async def receive_event(request: web.Request, receiver: CallbackReceiver) -> web.Response:
     """Verify, decrypt and parse a callback, store its event in the inbox, and acknowledge it."""
-    body = await _read_capped(request, request.app[SETTINGS].callback_max_bytes)
+    body = await _read_capped(request, request.app[CALLBACK_MAX_BYTES])
     if body is None:
         log.warning("callback refused (413) from %s: body over the limit", client_of(request))
-        return web.Response(status=413, text="request too large")
+        return web.Response(status=413, text=http_error(413).plain)
     query = request.query
     try:
         event = receiver.receive(

@@ -23,12 +23,14 @@ import time
 from collections.abc import Callable
 from typing import Final
 
+from aiohttp import web
+
 from callback_service.callbacks.xml import MalformedXml, parse_event
 from callback_service.logs import REQUEST_ID
 from callback_service.metrics import HANDLER_SECONDS, Metrics
 from handlers.core.binding import InboxItem
 from handlers.core.events import Event
-from handlers.usecases.contracts import Store, StoreUnavailable
+from handlers.usecases.contracts import InboxQueue, StoreUnavailable
 from handlers.usecases.dispatch import Dispatcher
 
 log: Final = logging.getLogger(__name__)
@@ -74,7 +76,7 @@ class Inbox:
     def __init__(
         self,
         *,
-        store: Store,
+        store: InboxQueue,
         dispatcher: Dispatcher,
         metrics: Metrics,
         workers: int,
@@ -252,3 +254,7 @@ class Inbox:
             "inbox event %d (%s) moved to the dead letters: %s", item.id, item.event_type, error,
             extra={"inbox_id": item.id, "event": item.event_type},
         )
+
+
+INBOX: Final = web.AppKey("inbox", Inbox)
+"""The app's inbox, opened at start."""

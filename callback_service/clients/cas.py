@@ -10,6 +10,7 @@ from typing import Final
 from urllib.parse import quote, urlencode
 
 import aiohttp
+from aiohttp import web
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring as _safe_fromstring
 from yarl import URL
@@ -209,3 +210,7 @@ async def _read_bounded(response: aiohttp.ClientResponse) -> bytes:
             raise CasUnreachable("CAS answer is too large")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+CAS: Final = web.AppKey("cas", CasClient)
+"""The CAS client of the students' pages."""

@@ -23,12 +23,14 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import aiohttp
+from aiohttp import web
 
 from handlers.core.phone import mask_phone
 from handlers.core.wecom_errors import (
     ApiForbidden,
     AppUntrustedIp,
     ConfigurationError,
+    ContactsUntrustedAddress,
     ContactsUntrustedIp,
     InvalidCode,
     InvalidCorpId,
@@ -61,18 +63,14 @@ TOKEN_ERRCODES: Final = frozenset({40014, 42001})
 # not the secret (ContactsThenApp reads with the app's then), so readiness does not report it.
 _MEMBER_READ: Final = "user/get"
 
-# The family of WeCom's refusals is declared with the rules (handlers.core.wecom_errors); these names
-# are the client's public face of it.
-WeComConfigError = ConfigurationError
-InvalidMobile = MobileInvalid
 __all__ = [
     "ApiForbidden",
     "AppUntrustedIp",
     "ConfigurationError",
+    "ContactsUntrustedAddress",
     "ContactsUntrustedIp",
     "InvalidCode",
     "InvalidCorpId",
-    "InvalidMobile",
     "InvalidSecret",
     "MobileExists",
     "MobileInvalid",
@@ -82,7 +80,6 @@ __all__ = [
     "UserIdExists",
     "UserNotFound",
     "WeComClient",
-    "WeComConfigError",
     "WeComError",
     "WeComMember",
     "WeComRefusal",
@@ -166,7 +163,7 @@ ApiObserver = Callable[[str, int, float], None]
 
 
 class WeComClient:
-    """Calls the WeCom API with one secret (the app's or the contacts-sync one)."""
+    """Calls the WeCom API with one secret (the app's, or the contacts-sync one: contacts=True)."""
 
     def __init__(
         self,
@@ -189,6 +186,7 @@ class WeComClient:
         timer: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         observe: ApiObserver | None = None,
+        contacts: bool = False,
     ) -> None:
         if not secret:
             raise InvalidSecret(40001, "empty secret")
@@ -212,6 +210,7 @@ class WeComClient:
         self._timer = timer
         self._sleep = sleep
         self._observe = observe
+        self._contacts = contacts
         digest = hashlib.sha256(f"{corp_id}\0{secret}".encode()).hexdigest()[:32]
         self._cache_key = f"wecom:token:{digest}"
         self._lock_name = f"wecom:token-refresh:{digest}"
@@ -266,7 +265,7 @@ class WeComClient:
         main_department: int | None = None,
         extra: Mapping[str, Any] | None = None,
     ) -> None:
-        """user/create (contacts secret): MobileExists, UserIdExists or InvalidMobile when refused."""
+        """user/create (contacts secret): MobileExists, UserIdExists or MobileInvalid when refused."""
         body: dict[str, Any] = {
             **(extra or {}), "userid": userid, "name": name, "department": list(department)
         }
@@ -312,18 +311,28 @@ class WeComClient:
         """user/list_id (contacts secret): every (member, department), page by page through the cursor."""
         cursor = ""
         while True:
-            body: dict[str, Any] = {"limit": limit}
-            if cursor:
-                body["cursor"] = cursor
-            data = await self._call("POST", "user/list_id", json_body=body)
-            rows = data.get("dept_user")
-            for row in rows if isinstance(rows, list) else []:
-                if isinstance(row, dict) and isinstance(row.get("userid"), str):
-                    yield DeptUser(userid=row["userid"], department=int(row.get("department", 0)))
-            next_cursor = data.get("next_cursor")
-            if not isinstance(next_cursor, str) or not next_cursor or next_cursor == cursor:
+            rows, next_cursor = await self.user_list_page(cursor, limit=limit)
+            for row in rows:
+                yield row
+            if not next_cursor or next_cursor == cursor:
                 return
             cursor = next_cursor
+
+    async def user_list_page(self, cursor: str, *, limit: int = 10000) -> tuple[list[DeptUser], str]:
+        """One page of user/list_id (document/path/96067) from the cursor ("" first), and the next
+        cursor ("" after the last page)."""
+        body: dict[str, Any] = {"limit": limit}
+        if cursor:
+            body["cursor"] = cursor
+        data = await self._call("POST", "user/list_id", json_body=body)
+        rows = data.get("dept_user")
+        page = [
+            DeptUser(userid=row["userid"], department=int(row.get("department", 0)))
+            for row in (rows if isinstance(rows, list) else [])
+            if isinstance(row, dict) and isinstance(row.get("userid"), str)
+        ]
+        next_cursor = data.get("next_cursor")
+        return page, next_cursor if isinstance(next_cursor, str) else ""
 
     async def convert_to_openid(self, userid: str) -> str:
         """user/convert_to_openid: the openid of the WeChat that follows as this member."""
@@ -334,7 +343,11 @@ class WeComClient:
         return openid
 
     async def get_user_info(self, code: str) -> OAuthIdentity:
-        """auth/getuserinfo (app secret): resolve a single-use OAuth code; InvalidCode when it is spent."""
+        """auth/getuserinfo: resolve a single-use OAuth code; InvalidCode when it is spent.
+
+        The admission page asks it with the contacts-sync secret, as second verification's calls
+        are made (docs/wecom-setup.md, second verification).
+        """
         data = await self._call("GET", "auth/getuserinfo", params={"code": code})
         userid = data.get("userid") or data.get("UserId")
         openid = data.get("openid") or data.get("OpenId")
@@ -374,7 +387,7 @@ class WeComClient:
         )
 
     async def auth_succ(self, userid: str) -> None:
-        """user/authsucc: admit a member after second verification (二次验证)."""
+        """user/authsucc (contacts secret): admit a member after second verification (二次验证)."""
         await self._call("GET", "user/authsucc", params={"userid": userid})
 
     async def get_tfa_info(self, code: str) -> TfaInfo:
@@ -594,7 +607,7 @@ class WeComClient:
         if errcode in RETRIABLE_ERRCODES:
             raise _Transient(errcode, f"errcode {errcode}: {data.get('errmsg', '')}", answered=True)
         if errcode != 0:
-            raise error_for(errcode, str(data.get("errmsg", "")))
+            raise error_for(errcode, str(data.get("errmsg", "")), contacts=self._contacts)
         return data
 
 
@@ -656,3 +669,11 @@ def _list(value: object) -> list[Any]:
     if isinstance(value, str):
         return [part for part in value.split("|") if part]
     return []
+
+
+WECOM_APP: Final = web.AppKey("wecom_app", WeComClient)
+"""WeCom's API with the app's secret: messages, openids, members' status."""
+WECOM_CONTACTS: Final = web.AppKey("wecom_contacts", WeComClient)
+"""WeCom's API with the contacts-sync secret: the contacts, the OAuth code and 二次验证."""
+WECOM_READY: Final = web.AppKey("wecom_ready", TokenProbe)
+"""/ready's question to WeCom with the app's secret, remembered for a minute while it fails."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import importlib.util
 import json
 import os
 import signal
@@ -16,10 +17,10 @@ from pathlib import Path
 
 from aiohttp import web
 
+from callback_service import compose, qr
 from callback_service.logs import configure_logging
-from callback_service.ops import admin, backup, directory, packages, personal_data, qr
+from callback_service.ops import admin, backup, directory, packages, personal_data
 from callback_service.ops.processes import run_app, run_processes
-from callback_service.store import open_store
 from callback_service.web.app import create_app
 from config import Settings, SettingsError, env_name, load_public_base_url, load_settings
 from handlers.usecases.contracts import Store, StoreUnavailable
@@ -68,23 +69,19 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    # The emulators are a distribution of their own (sandbox/), never installed with the service.
-    try:
-        from sandbox.demo import create_demo_app
-    except ModuleNotFoundError:
+    # The emulators are a distribution of their own (sandbox/), never installed with the service:
+    # the demo is theirs (`python -m sandbox`), and this command only hands over to it.
+    if importlib.util.find_spec("sandbox") is None:
         print("wecom-bind: the demo needs the emulators: pip install -e ./sandbox (make demo does)",
               file=sys.stderr)
         return 2
-
-    # The demo makes up its own settings; only the log format comes from the environment.
-    log_format = os.environ.get(env_name("log_format"), "text")
-    if log_format not in ("json", "text"):
-        print(f"wecom-bind: {env_name('log_format')}: must be json or text", file=sys.stderr)
-        return 2
-    configure_logging("INFO", "json" if log_format == "json" else "text")
-    data_dir = Path(args.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    return _run(create_demo_app(host=args.host, port=args.port, data_dir=data_dir), args)
+    demo = [sys.executable, "-m", "sandbox", "--host", args.host, "--port", str(args.port),
+            "--data-dir", args.data_dir]
+    if args.wecom_members:
+        demo += ["--wecom-members", args.wecom_members]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, demo)  # noqa: S606 - our own interpreter, arguments from argparse
 
 
 StoreCommand = Callable[[Store, argparse.Namespace], Awaitable[int]]
@@ -108,9 +105,7 @@ def _store_command(run: StoreCommand, *, creates: bool = False) -> Callable[[arg
             return 3
 
         async def main() -> int:
-            store = await open_store(
-                settings.store_url.get_secret_value(), allow_volatile=settings.redis_allow_volatile
-            )
+            store = await compose.open_settings_store(settings)
             try:
                 return await run(store, args)
             finally:
@@ -184,6 +179,11 @@ def _add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     reconcile = commands.add_parser("reconcile", help="compare WeCom's members with the store")
     reconcile.add_argument("--fix", action="store_true", help="settle each drift from WeCom's truth, audited")
     reconcile.set_defaults(run=_store_command(_reconcile))
+    sync = commands.add_parser(
+        "sync", help="record every WeCom member's status (run it before publishing the QR code)"
+    )
+    sync.add_argument("--dry-run", action="store_true", help="read and report; record nothing")
+    sync.set_defaults(run=_store_command(_sync))
 
 
 def _member_id(text: str) -> str:
@@ -260,6 +260,15 @@ async def _reconcile(store: Store, args: argparse.Namespace) -> int:
     return await reconcile_command(
         store, _settings(args), fix=args.fix, out=lambda line: print(admin.printable(line)),
         err=lambda line: print(admin.printable(line), file=sys.stderr),
+    )
+
+
+async def _sync(store: Store, args: argparse.Namespace) -> int:
+    from callback_service.ops.sync import sync_command
+
+    return await sync_command(
+        store, _settings(args), dry_run=args.dry_run, out=print,
+        err=lambda line: print(line, file=sys.stderr),
     )
 
 
@@ -364,6 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8080)
     demo.add_argument("--data-dir", default="data", help="where the demo's SQLite file lives")
+    demo.add_argument("--wecom-members", metavar="FILE",
+                      help="an existing organisation: CSV userid,name,department,mobile,status")
     demo.set_defaults(run=_demo)
 
     backup_parser = commands.add_parser(

@@ -14,7 +14,7 @@ from typing import Any
 
 from callback_service.callbacks.inbox import open_envelope
 from callback_service.callbacks.xml import MalformedXml, parse_event
-from callback_service.web.pages.session import end_sessions_of, sessions_of
+from callback_service.store.sessions import end_sessions_of, sessions_of
 from handlers.core.binding import Actor, AuditAction, InboxItem
 from handlers.usecases.contracts import Store
 

@@ -15,13 +15,11 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Final, Protocol
 
-import aiohttp
-
+from callback_service import compose
 from callback_service.clients.wecom import (
     ConfigurationError,
     DeptUser,
     UserNotFound,
-    WeComClient,
     WeComError,
     WeComUnavailable,
 )
@@ -30,7 +28,7 @@ from config import Settings
 from handlers.core.binding import Actor, BindingChanged
 from handlers.core.reconcile import Drift, DriftKind, Fix, WeComView, compare, order_fixes
 from handlers.usecases.contacts import ContactMember, ContactsThenApp
-from handlers.usecases.contracts import Store
+from handlers.usecases.contracts import ReconcileStore, Store
 
 __all__ = [
     "Drift",
@@ -109,7 +107,7 @@ class SettleReport:
 
 
 async def find_drift(
-    store: Store,
+    store: ReconcileStore,
     contacts: ContactsReader,
     *,
     now: float,
@@ -170,7 +168,7 @@ async def _read_members(
 # settling
 
 
-async def settle(store: Store, drift: Drift, *, actor: Actor) -> None:
+async def settle(store: ReconcileStore, drift: Drift, *, actor: Actor) -> None:
     """Settle one member from WeCom's truth, audited under actor; DriftChanged when its binding moved."""
     if drift.fix is Fix.NONE:
         return
@@ -181,7 +179,7 @@ async def settle(store: Store, drift: Drift, *, actor: Actor) -> None:
         raise DriftChanged(drift.member_id) from None
 
 
-async def settle_all(store: Store, drifts: Iterable[Drift], *, actor: Actor) -> SettleReport:
+async def settle_all(store: ReconcileStore, drifts: Iterable[Drift], *, actor: Actor) -> SettleReport:
     """Settle every drift, phones freed before they are taken, so that a take strips a member only
     in a cycle (two members that swapped phones)."""
     reported = tuple(drift for drift in drifts if drift.fix is Fix.NONE)
@@ -211,7 +209,7 @@ async def settle_all(store: Store, drifts: Iterable[Drift], *, actor: Actor) -> 
 
 
 async def reconcile(
-    store: Store,
+    store: ReconcileStore,
     contacts: ContactsReader,
     *,
     fix: bool,
@@ -247,17 +245,9 @@ async def reconcile(
 async def reconcile_command(store: Store, settings: Settings, *, fix: bool, out: Print, err: Print) -> int:
     """`wecom-bind reconcile [--fix]`: read WeCom with the contacts-sync secret; exit 0 when in step
     (or settled), 1 when drift is left, EXIT_WECOM when WeCom cannot be read."""
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30, connect=5)) as session:
-        def client(secret: str) -> WeComClient:
-            return WeComClient(
-                session=session, api_base=settings.wecom_api_base, corp_id=settings.corp_id,
-                secret=secret, store=store,
-            )
-
-        contacts = ListThenRead(
-            client(settings.contacts_secret.get_secret_value()),
-            client(settings.app_secret.get_secret_value()),
-        )
+    async with compose.http_session(compose.COMMAND_HTTP_TIMEOUT) as session:
+        clients = compose.wecom_clients(settings, session=session, store=store)
+        contacts = ListThenRead(clients.contacts, clients.app)
         try:
             return await reconcile(
                 store, contacts, fix=fix, out=out, now=time.time(), actor=admin_actor("reconcile"),

@@ -10,13 +10,19 @@ tag `{prefix}` (so the prefix holds no brace), in one Redis Cluster slot.
 from __future__ import annotations
 
 import time
+from typing import Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from aiohttp import web
 
 from callback_service.store.redis import DEFAULT_PREFIX, RedisStore
 from callback_service.store.sqlite import SqliteStore
 from handlers.usecases.contracts import Clock, Store
 
-__all__ = ["RedisStore", "SqliteStore", "open_store"]
+__all__ = ["STORE", "RedisStore", "SqliteStore", "open_store"]
+
+STORE: Final[web.AppKey[Store]] = web.AppKey("store")
+"""The app's store, opened at start."""
 
 
 async def open_store(url: str, *, clock: Clock = time.time, allow_volatile: bool = False) -> Store:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from handlers.core.binding import BindingState
+from handlers.core.member import MemberSeen
 from handlers.core.phone import Phone, mask_phone
 from handlers.core.rules import Row
 from handlers.usecases.contracts import StoreUnavailable
@@ -55,6 +56,18 @@ def limit_arg(limit: int) -> int:
     return limit
 
 
+def newest_seen(seen: Sequence[MemberSeen]) -> dict[str, MemberSeen]:
+    """record_members' argument reduced to each member's newest record (the later one on a tie)."""
+    newest: dict[str, MemberSeen] = {}
+    for record in seen:
+        if not isinstance(record, MemberSeen):
+            raise TypeError("record_members takes MemberSeen records")
+        kept = newest.get(record.member_id)
+        if kept is None or record.seen_at >= kept.seen_at:
+            newest[record.member_id] = record
+    return newest
+
+
 def find_problems(
     rows: Sequence[Row],
     phone_index: Mapping[str, str],
@@ -88,10 +101,10 @@ def find_problems(
             problems.append(f"{m}: openid not indexed to it")
         if m not in audited:
             problems.append(f"{m}: binding without audit record")
-    for phone, member in phone_index.items():
+    for indexed, member in phone_index.items():
         held = by_member.get(member)
-        if held is None or phone not in (held.phone, held.previous_phone):
-            problems.append(f"phone {mask_phone(phone)}: index entry without binding ({member})")
+        if held is None or indexed not in (held.phone, held.previous_phone):
+            problems.append(f"phone {mask_phone(indexed)}: index entry without binding ({member})")
     for openid, member in openid_index.items():
         held = by_member.get(member)
         if held is None or held.openid != openid:

@@ -92,12 +92,14 @@ class RulesRunner(abc.ABC):
         )
 
     async def set_member_phone(
-        self, member_id: str, phone: Phone | None, *, take: bool, actor: Actor
+        self, member_id: str, phone: Phone | None, *, take: bool, actor: Actor, spare_live_claim: bool = False
     ) -> Binding | None:
         """Settle the member's phone from WeCom's truth (handlers.core.rules.set_phone)."""
         wanted = None if phone is None else phone_arg(phone)
         first = [binding_key(member_id)] + ([] if wanted is None else [phone_key(wanted)])
-        rule = partial(rules.set_phone, member_id=member_id, wanted=wanted, take=take)
+        rule = partial(
+            rules.set_phone, member_id=member_id, wanted=wanted, take=take, spare_live_claim=spare_live_claim
+        )
         return await self._decide(first, rule, actor)
 
     async def settle_member(

@@ -4,118 +4,77 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Final
 
-import aiohttp
 from aiohttp import web
-from pydantic import SecretStr
 
+from callback_service import compose
 from callback_service.callbacks import endpoint as callback
-from callback_service.callbacks.inbox import Inbox
-from callback_service.callbacks.receiver import CallbackReceiver
-from callback_service.clients.wecom import TokenProbe, WeComClient
-from callback_service.metrics import WECOM_API_SECONDS, Metrics
-from callback_service.store import open_store
+from callback_service.callbacks.endpoint import CALLBACK_MAX_BYTES, CONTACTS_RECEIVER, RECEIVER
+from callback_service.callbacks.inbox import INBOX
+from callback_service.client_address import TRUSTED_PROXIES
+from callback_service.clients.wecom import WECOM_APP, WECOM_CONTACTS, WECOM_READY
+from callback_service.compose import CLOCK, HTTP, SETTINGS, WeComClients
+from callback_service.metrics import METRICS, Metrics
+from callback_service.store import STORE
 from callback_service.web import health
-from callback_service.web.keys import (
-    CLOCK,
-    CONTACTS_RECEIVER,
-    DISPATCHER,
-    HTTP,
-    INBOX,
-    METRICS,
-    RECEIVER,
-    SETTINGS,
-    STORE,
-    WECOM_APP,
-    WECOM_CONTACTS,
-    WECOM_READY,
-)
 from callback_service.web.middlewares import service_middleware
 from callback_service.web.pages import setup_pages
 from config import Settings
-from crypto import WeComCrypto
-from handlers.usecases.callbacks import CallbackHandlers
-from handlers.usecases.contacts import ContactsThenApp
 from handlers.usecases.dispatch import Dispatcher
 
 # Forms and callbacks are small; the callback view applies its own, tighter cap.
 CLIENT_MAX_SIZE = 1024 * 1024
-HTTP_TIMEOUT = aiohttp.ClientTimeout(total=10, connect=5)
+DISPATCHER: Final = web.AppKey("dispatcher", Dispatcher)
+"""A dispatch table that replaces the callback handlers' (tests)."""
 
 
 def setup_routes(app: web.Application) -> None:
     """Name every route, so that pages build URLs with url_for."""
-    app.router.add_get("/health", health.health, name="health")
-    app.router.add_get("/ready", health.ready, name="ready")
-    app.router.add_get("/metrics", health.metrics, name="metrics")
+    app.router.add_get(health.HEALTH_PATH, health.health, name="health")
+    app.router.add_get(health.READY_PATH, health.ready, name="ready")
+    app.router.add_get(health.METRICS_PATH, health.metrics, name="metrics")
     verify, receive = callback.endpoints(RECEIVER)
-    app.router.add_get("/wecom/callback", verify, name="callback-verify")
-    app.router.add_post("/wecom/callback", receive, name="callback")
+    app.router.add_get(callback.PATH, verify, name="callback-verify")
+    app.router.add_post(callback.PATH, receive, name="callback")
     if CONTACTS_RECEIVER in app:
         verify, receive = callback.endpoints(CONTACTS_RECEIVER)
-        app.router.add_get("/wecom/contacts-callback", verify, name="contacts-callback-verify")
-        app.router.add_post("/wecom/contacts-callback", receive, name="contacts-callback")
+        app.router.add_get(callback.CONTACTS_PATH, verify, name="contacts-callback-verify")
+        app.router.add_post(callback.CONTACTS_PATH, receive, name="contacts-callback")
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    store = await open_store(
-        settings.store_url.get_secret_value(),
-        clock=app[CLOCK],
-        allow_volatile=settings.redis_allow_volatile,
-    )
+    store = await compose.open_settings_store(app[SETTINGS], clock=app[CLOCK])
     app[STORE] = store
     yield
     await store.close()
 
 
 async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
-    async with aiohttp.ClientSession(timeout=HTTP_TIMEOUT) as session:
+    async with compose.http_session() as session:
         app[HTTP] = session
         yield
 
 
 async def _wecom_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    for key, secret in ((WECOM_APP, settings.app_secret), (WECOM_CONTACTS, settings.contacts_secret)):
-        app[key] = WeComClient(
-            session=app[HTTP],
-            api_base=settings.wecom_api_base,
-            corp_id=settings.corp_id,
-            secret=secret.get_secret_value(),
-            store=app[STORE],
-            clock=app[CLOCK],
-            observe=_wecom_observer(app[METRICS]),
-        )
-    app[WECOM_READY] = TokenProbe(app[WECOM_APP], clock=app[CLOCK], watched=(app[WECOM_CONTACTS],))
+    clients = compose.wecom_clients(
+        app[SETTINGS], session=app[HTTP], store=app[STORE], clock=app[CLOCK], metrics=app[METRICS]
+    )
+    app[WECOM_APP], app[WECOM_CONTACTS] = clients.app, clients.contacts
+    app[WECOM_READY] = compose.token_probe(clients, clock=app[CLOCK])
     yield
 
 
-def _wecom_observer(metrics: Metrics) -> Callable[[str, int, float], None]:
-    def observe(endpoint: str, errcode: int, seconds: float) -> None:
-        metrics.observe(WECOM_API_SECONDS, seconds, endpoint=endpoint, errcode=str(errcode))
-
-    return observe
+def _clients(app: web.Application) -> WeComClients:
+    return WeComClients(app=app[WECOM_APP], contacts=app[WECOM_CONTACTS])
 
 
 def _inbox_ctx(*, run_workers: bool) -> Callable[[web.Application], AsyncIterator[None]]:
     async def inbox_ctx(app: web.Application) -> AsyncIterator[None]:
-        dispatcher = app.get(DISPATCHER) or CallbackHandlers(
-            store=app[STORE],
-            wecom=app[WECOM_APP],
-            counters=app[METRICS],
-            agent_id=app[SETTINGS].agent_id,
-            # The mobile of a change_contact: the app's view where the assistant may not read (48009).
-            members=ContactsThenApp(app[WECOM_CONTACTS], app[WECOM_APP]),
-            clock=app[CLOCK],
-        ).dispatcher()
-        inbox = Inbox(
-            store=app[STORE],
-            dispatcher=dispatcher,
-            metrics=app[METRICS],
-            workers=app[SETTINGS].workers,
-            lease=app[SETTINGS].inbox_lease,
+        dispatcher = app.get(DISPATCHER) or compose.callback_dispatcher(
+            app[SETTINGS], store=app[STORE], clients=_clients(app), metrics=app[METRICS], clock=app[CLOCK]
         )
+        inbox = compose.inbox(app[SETTINGS], store=app[STORE], dispatcher=dispatcher, metrics=app[METRICS])
         app[INBOX] = inbox
         if run_workers:
             inbox.start()
@@ -123,21 +82,6 @@ def _inbox_ctx(*, run_workers: bool) -> Callable[[web.Application], AsyncIterato
         await inbox.stop()
 
     return inbox_ctx
-
-
-def _receiver(
-    settings: Settings, token: SecretStr, key: SecretStr, clock: Callable[[], float]
-) -> CallbackReceiver:
-    return CallbackReceiver(
-        crypto=WeComCrypto(
-            token=token.get_secret_value(),
-            encoding_aes_key=key.get_secret_value(),
-            receive_id=settings.corp_id,
-        ),
-        corp_id=settings.corp_id,
-        timestamp_window=settings.timestamp_window,
-        clock=clock,
-    )
 
 
 def create_app(
@@ -158,14 +102,13 @@ def create_app(
     )
     app[SETTINGS] = settings
     app[CLOCK] = clock
+    app[TRUSTED_PROXIES] = settings.trusted_proxies
+    app[CALLBACK_MAX_BYTES] = settings.callback_max_bytes
     app[METRICS] = Metrics()
-    app[RECEIVER] = _receiver(settings, settings.token, settings.encoding_aes_key, clock)
-    if settings.contacts_token is not None and settings.contacts_encoding_aes_key is not None:
-        # The contacts-sync assistant pushes change_contact to its own server, with its own Token
-        # and key (developer.work.weixin.qq.com/document/path/90970); without them it does not exist.
-        app[CONTACTS_RECEIVER] = _receiver(
-            settings, settings.contacts_token, settings.contacts_encoding_aes_key, clock
-        )
+    app[RECEIVER] = compose.receiver(settings, settings.token, settings.encoding_aes_key, clock=clock)
+    contacts_receiver = compose.contacts_receiver(settings, clock=clock)
+    if contacts_receiver is not None:
+        app[CONTACTS_RECEIVER] = contacts_receiver
     if dispatcher is not None:
         app[DISPATCHER] = dispatcher
     # The order matters: the inbox's workers stop before the clients and the store close.

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import hmac
 from importlib import metadata
+from typing import Final
 
 from aiohttp import web
 
-from callback_service.metrics import CONTENT_TYPE
-from callback_service.web.keys import CLOCK, METRICS, SETTINGS, STORE, WECOM_READY
+from callback_service.clients.wecom import WECOM_READY
+from callback_service.compose import CLOCK, SETTINGS
+from callback_service.metrics import CONTENT_TYPE, METRICS
+from callback_service.store import STORE
 from handlers.usecases.contracts import StoreNotDurable, StoreUnavailable
+
+HEALTH_PATH: Final = "/health"
+READY_PATH: Final = "/ready"
+METRICS_PATH: Final = "/metrics"
+MONITORING_PATHS: Final = (HEALTH_PATH, READY_PATH, METRICS_PATH)
+"""What monitoring calls: answers for machines."""
 
 
 def _version() -> str:

@@ -10,21 +10,20 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from callback_service.answers import http_error, log_failure
+from callback_service.callbacks.endpoint import CALLBACK_PATHS
+from callback_service.client_address import from_trusted_proxy
 from callback_service.logs import REQUEST_ID, REQUEST_ID_HEADER, accept_request_id
-from callback_service.metrics import CALLBACK_SECONDS, PAGE_SECONDS
-from callback_service.web.client_address import from_trusted_proxy
-from callback_service.web.keys import METRICS
+from callback_service.metrics import CALLBACK_SECONDS, METRICS, PAGE_SECONDS
+from callback_service.web.health import MONITORING_PATHS
 from callback_service.web.pages.render import SECURITY_HEADERS, message, url
-from handlers.usecases.contracts import StoreUnavailable
 
 log: Final = logging.getLogger(__name__)
 # The POST routes of WeCom's callbacks (the app's, and the contacts-sync assistant's when it has its
 # own): timed as acknowledgements, not as pages.
 CALLBACK_ROUTES: Final = frozenset({"callback", "contacts-callback"})
 
-MACHINE_PATHS: Final = frozenset(
-    {"/wecom/callback", "/wecom/contacts-callback", "/health", "/ready", "/metrics"}
-)
+MACHINE_PATHS: Final = frozenset({*CALLBACK_PATHS, *MONITORING_PATHS})
 """Paths that WeCom and monitoring call: their answers stay plain for the machines that read them."""
 # Headers of an HTTP error that still mean something on its page.
 _KEPT_HEADERS: Final = ("Allow", "Retry-After")
@@ -75,12 +74,9 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
             return page
     except web.HTTPException:
         raise
-    except StoreUnavailable:
-        log.warning("store unavailable during %s %s", request.method, request.path)
-        return web.Response(status=503, text="service temporarily unavailable, please retry")
-    except Exception:
-        log.exception("unhandled error during %s %s", request.method, request.path)
-        return web.Response(status=500, text="internal error")
+    except Exception as exc:  # the answer and the log line by callback_service.answers' table
+        failed = log_failure(log, f"{request.method} {request.path}", exc)
+        return web.Response(status=failed.status, text=failed.plain)
 
 
 def _observe(request: web.Request, seconds: float) -> None:
@@ -100,24 +96,11 @@ def _error_page(request: web.Request, answer: web.HTTPException) -> web.Response
     answer stays as it is (not an error, a machine's path, or a mounted application's own)."""
     if answer.status < 400 or request.path in MACHINE_PATHS or len(request.match_info.apps) > 1:
         return None
-    title, text, link = _error_text(request, answer.status)
+    error = http_error(answer.status)
+    # Too long a form: the way on is the phone form, typed again.
+    link = (url(request, "bind-phone"), "返回手机号绑定页面") if error.status == 413 else None
     kept = {name: answer.headers[name] for name in _KEPT_HEADERS if name in answer.headers}
     return message(
-        request, title=title, text=text, status=answer.status, link=link, headers=kept | SECURITY_HEADERS
+        request, title=error.title, text=error.text, status=answer.status, link=link,
+        headers=kept | SECURITY_HEADERS,
     )
-
-
-def _error_text(request: web.Request, status: int) -> tuple[str, str, tuple[str, str] | None]:
-    if status == 404:
-        return "页面不存在", "您访问的页面不存在，请检查链接是否完整，或从下方按钮重新开始认证绑定。", None
-    if status == 405:
-        return "无法打开此页面", "该页面不能以这种方式打开。请返回上一页，或重新开始认证绑定。", None
-    if status == 413:
-        return (
-            "提交的内容过长",
-            "您提交的内容超过了允许的长度，本次提交没有生效。请返回手机号绑定页面，重新输入手机号后提交。",
-            (url(request, "bind-phone"), "返回手机号绑定页面"),
-        )
-    if status >= 500:
-        return "服务暂时不可用", "系统繁忙或正在维护，您的操作没有生效。请稍后重新尝试。", None
-    return "请求无效", "无法处理本次请求，您的操作没有生效。请从下方按钮重新开始认证绑定。", None

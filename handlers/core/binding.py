@@ -51,20 +51,22 @@ class Binding:
     """
 
     member_id: str
-    phone: str | None
+    phone: Phone | None
     state: BindingState
     openid: str | None
     lease_expires_at: float | None
-    previous_phone: str | None
+    previous_phone: Phone | None
     updated_at: float
 
     def lease_expired(self, now: float) -> bool:
         """True for a pending claim whose lease has run out (its phone is free for others)."""
-        return (
-            self.state is BindingState.PENDING
-            and self.lease_expires_at is not None
-            and self.lease_expires_at <= now
-        )
+        return lease_ran_out(self.state, self.lease_expires_at, now)
+
+
+def lease_ran_out(state: BindingState, lease_expires_at: float | None, now: float) -> bool:
+    """True for a pending claim whose lease has run out, so that its phone is free for others: the
+    one statement of a lease's expiry, for bindings and the rules' records alike."""
+    return state is BindingState.PENDING and lease_expires_at is not None and lease_expires_at <= now
 
 
 @dataclass(frozen=True, slots=True)

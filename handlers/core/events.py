@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
+
+
+class EventKind(enum.StrEnum):
+    """What an event is, as the dispatch table, the inbox and the metrics name it."""
+
+    SUBSCRIBE = "subscribe"
+    UNSUBSCRIBE = "unsubscribe"
+    ENTER_AGENT = "enter_agent"
+    CREATE_USER = "change_contact:create_user"
+    UPDATE_USER = "change_contact:update_user"
+    DELETE_USER = "change_contact:delete_user"
+    UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -16,7 +29,7 @@ class Event:
     raw: str
 
     @property
-    def kind(self) -> str:
+    def kind(self) -> EventKind:
         """The dispatch key: the event name, or `change_contact:<change type>`."""
         raise NotImplementedError
 
@@ -26,8 +39,8 @@ class Subscribe(Event):
     """A WeChat followed the organisation as this member (step 5 of the guide)."""
 
     @property
-    def kind(self) -> str:
-        return "subscribe"
+    def kind(self) -> EventKind:
+        return EventKind.SUBSCRIBE
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -35,8 +48,8 @@ class Unsubscribe(Event):
     """The member's WeChat unfollowed: the member may bind another phone (the remedy of 2.2)."""
 
     @property
-    def kind(self) -> str:
-        return "unsubscribe"
+    def kind(self) -> EventKind:
+        return EventKind.UNSUBSCRIBE
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,8 +59,8 @@ class EnterAgent(Event):
     event_key: str | None = None
 
     @property
-    def kind(self) -> str:
-        return "enter_agent"
+    def kind(self) -> EventKind:
+        return EventKind.ENTER_AGENT
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,8 +85,8 @@ class ContactChange(Event):
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
-    def kind(self) -> str:
-        return f"change_contact:{self.change_type}"
+    def kind(self) -> EventKind:
+        return EventKind(f"change_contact:{self.change_type}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,8 +98,8 @@ class UnknownEvent(Event):
     change_type: str | None = None
 
     @property
-    def kind(self) -> str:
-        return "unknown"
+    def kind(self) -> EventKind:
+        return EventKind.UNKNOWN
 
 
 CONTACT_CHANGE_TYPES = frozenset({"create_user", "update_user", "delete_user"})

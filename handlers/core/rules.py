@@ -29,6 +29,7 @@ from handlers.core.binding import (
     ClaimLost,
     OpenidConflict,
     PhoneTaken,
+    lease_ran_out,
 )
 from handlers.core.phone import Phone, mask_phone
 from handlers.core.reconcile import Fix
@@ -72,11 +73,11 @@ class Row:
     """A binding record as stored, with the claim token that Binding does not show."""
 
     member_id: str
-    phone: str | None
+    phone: Phone | None
     state: BindingState
     openid: str | None
     lease_expires_at: float | None
-    previous_phone: str | None
+    previous_phone: Phone | None
     token: str | None
     updated_at: float
 
@@ -212,9 +213,8 @@ class Draft:
         self.audits.append(AuditEntry(action, member_id, mask_phone(phone) if phone else None, detail))
 
     def expired(self, row: Row) -> bool:
-        """True for a pending claim whose lease has run out (as Binding.lease_expired says)."""
-        lease = row.lease_expires_at
-        return row.state is BindingState.PENDING and lease is not None and lease <= self.now
+        """True for a pending claim whose lease has run out (binding.lease_ran_out)."""
+        return lease_ran_out(row.state, row.lease_expires_at, self.now)
 
     def holds(self, row: Row | None, phone: str) -> bool:
         """True when the row really holds the phone (not a stale claim that ran out)."""
@@ -252,7 +252,7 @@ class Draft:
         self.audit(AuditAction.PHONE_LOST, row.member_id, phone, f"taken by {taker}")
 
 
-def _bound(member_id: str, phone: str | None, *, openid: str | None = None) -> Row:
+def _bound(member_id: str, phone: Phone | None, *, openid: str | None = None) -> Row:
     """A settled binding record: followed when it has an openid, else bound."""
     state = BindingState.BOUND if openid is None else BindingState.FOLLOWED
     return Row(member_id, phone, state, openid, None, None, None, 0.0)
@@ -280,6 +280,31 @@ def openid_member(d: Draft, openid: str) -> Binding | None:
 
 
 # the rules
+
+
+class OneWeChat(enum.Enum):
+    """How a follow would break I4, one member one WeChat."""
+
+    MEMBER_FOLLOWS_AS_ANOTHER = "member"
+    """The member already follows with another WeChat (or one that cannot be told apart from it)."""
+    WECHAT_FOLLOWS_AS_ANOTHER = "wechat"
+    """The WeChat already follows as another member."""
+
+
+def one_wechat(
+    member_id: str, binding: Binding | None, openid: str | None, openid_holder: Callable[[], str | None]
+) -> OneWeChat | None:
+    """I4 for a follow of the member (binding: theirs) as openid: None when it holds.
+
+    openid_holder gives the member the openid follows as, and is asked only once the member's own
+    side holds. An unknown openid (None) cannot be shown to be a followed member's own.
+    """
+    if binding is not None and binding.state is BindingState.FOLLOWED and binding.openid != openid:
+        return OneWeChat.MEMBER_FOLLOWS_AS_ANOTHER
+    holder = openid_holder()
+    if holder is not None and holder != member_id:
+        return OneWeChat.WECHAT_FOLLOWS_AS_ANOTHER
+    return None
 
 
 def claim(d: Draft, member_id: str, phone: Phone, *, lease: float, token: str, actor: Actor) -> Claim:
@@ -345,12 +370,14 @@ def follow(d: Draft, member_id: str, openid: str) -> Binding:
     """Record that the member follows as openid (I4): OpenidConflict when the member follows as
     another openid or the openid as another member; a pending claim is dropped."""
     row = d.load(member_id)
-    if row is not None and row.state is BindingState.FOLLOWED:
-        if row.openid == openid:
-            return row.binding()
-        raise OpenidConflict(member_id, openid)
-    other = openid_member(d, openid)
-    if other is not None and other.member_id != member_id:
+    if row is not None and row.state is BindingState.FOLLOWED and row.openid == openid:
+        return row.binding()
+
+    def holder() -> str | None:
+        other = openid_member(d, openid)
+        return None if other is None else other.member_id
+
+    if one_wechat(member_id, _binding(row), openid, holder) is not None:
         raise OpenidConflict(member_id, openid)
     if row is not None and row.state is BindingState.PENDING:
         row = d.revert(row, AuditAction.CLAIM_DROPPED)
@@ -375,9 +402,18 @@ def unfollow(d: Draft, member_id: str) -> Binding | None:
     return result
 
 
-def set_phone(d: Draft, member_id: str, wanted: str | None, *, take: bool) -> Binding | None:
+def set_phone(
+    d: Draft, member_id: str, wanted: Phone | None, *, take: bool, spare_live_claim: bool = False
+) -> Binding | None:
     """Settle the member's phone from WeCom's truth (None: no phone), dropping a pending claim;
-    PhoneTaken when another member holds it, unless take, which strips it from them."""
+    PhoneTaken when another member holds it, unless take, which strips it from them.
+
+    spare_live_claim: a live claim of the member is left alone and nothing changes: the binding
+    flow is writing the member's mobile at WeCom, a newer truth than the one being settled.
+    """
+    row = d.load(member_id)
+    if spare_live_claim and row is not None and row.state is BindingState.PENDING and not d.expired(row):
+        return row.binding()
     holder: Row | None = None
     if wanted is not None:
         holder_id = d.holder(wanted)
@@ -385,7 +421,6 @@ def set_phone(d: Draft, member_id: str, wanted: str | None, *, take: bool) -> Bi
             holder = d.load(holder_id)
             if d.holds(holder, wanted) and not take:
                 raise PhoneTaken(member_id, wanted)
-    row = d.load(member_id)
     if row is not None and row.state is BindingState.PENDING:
         row = d.revert(row, AuditAction.CLAIM_DROPPED)
     if wanted is None:
@@ -452,7 +487,9 @@ def rename(d: Draft, old_id: str, new_id: str) -> Binding | None:
     return moved.binding()
 
 
-def settle(d: Draft, member_id: str, fix: Fix, wanted: str | None, *, seen: Binding | None) -> Binding | None:
+def settle(
+    d: Draft, member_id: str, fix: Fix, wanted: Phone | None, *, seen: Binding | None
+) -> Binding | None:
     """Reconcile's fix from WeCom's truth, only while the member's binding is still `seen`
     (BindingChanged otherwise): remove the binding, end its follow, or settle its phone to wanted,
     taking it from a holder (WeCom gave it to this member, so a holder here is out of date)."""

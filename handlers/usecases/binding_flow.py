@@ -46,7 +46,7 @@ from handlers.core.wecom_errors import (
     WeComUnavailable,
 )
 from handlers.usecases.contacts import ContactMember, ContactsThenApp, MemberReader, WeComContacts
-from handlers.usecases.contracts import Store, StoreUnavailable
+from handlers.usecases.contracts import BindingFlowStore, StoreUnavailable
 
 log: Final = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ class BindingFlow:
     def __init__(
         self,
         *,
-        store: Store,
+        store: BindingFlowStore,
         contacts: WeComContacts,
         departments: Mapping[str, int] | None = None,
         default_department: int = ROOT_DEPARTMENT,

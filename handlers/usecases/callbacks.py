@@ -12,13 +12,13 @@ from collections.abc import Callable, Sequence
 from typing import Final, Protocol
 
 from handlers.core.binding import Actor, BindingState, OpenidConflict, PhoneTaken
-from handlers.core.events import ContactChange, Event, Subscribe, Unsubscribe
+from handlers.core.events import ContactChange, Event, EventKind, Subscribe, Unsubscribe
 from handlers.core.phone import InvalidPhone, Phone
 from handlers.core.wecom_errors import UserNotFound
 from handlers.usecases.conflicts import Counters, record_conflict
 from handlers.usecases.contacts import ContactMember
-from handlers.usecases.contracts import Store
-from handlers.usecases.dispatch import Dispatcher, Handler
+from handlers.usecases.contracts import CallbackStore
+from handlers.usecases.dispatch import Dispatcher, Handler, typed
 
 log: Final = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class CallbackHandlers:
     def __init__(
         self,
         *,
-        store: Store,
+        store: CallbackStore,
         wecom: WeComFollowers,
         counters: Counters,
         agent_id: int,
@@ -79,19 +79,17 @@ class CallbackHandlers:
 
     def dispatcher(self) -> Dispatcher:
         """The dispatch table of these handlers; other kinds are logged (the inbox stored them)."""
-        table: dict[str, Handler] = {
-            "subscribe": self.subscribe,
-            "unsubscribe": self.unsubscribe,
-            "change_contact:create_user": self.contact_changed,
-            "change_contact:update_user": self.contact_changed,
-            "change_contact:delete_user": self.contact_deleted,
+        table: dict[EventKind, Handler] = {
+            EventKind.SUBSCRIBE: typed(Subscribe, self.subscribe),
+            EventKind.UNSUBSCRIBE: typed(Unsubscribe, self.unsubscribe),
+            EventKind.CREATE_USER: typed(ContactChange, self.contact_changed),
+            EventKind.UPDATE_USER: typed(ContactChange, self.contact_changed),
+            EventKind.DELETE_USER: typed(ContactChange, self.contact_deleted),
         }
         return Dispatcher(table, fallback=self.acknowledged)
 
-    async def subscribe(self, event: Event) -> None:
+    async def subscribe(self, event: Subscribe) -> None:
         """Mark the member followed by its WeChat (I4), then welcome it once."""
-        if not isinstance(event, Subscribe):
-            raise TypeError(f"{type(event).__name__} dispatched as Subscribe")
         member = event.member_id
         openid = await self._wecom.convert_to_openid(member)
         try:
@@ -110,21 +108,17 @@ class CallbackHandlers:
             )
             await self._store.kv_set(key, "sent", ttl=WELCOME_TTL)
 
-    async def unsubscribe(self, event: Event) -> None:
+    async def unsubscribe(self, event: Unsubscribe) -> None:
         """Mark the member unfollowed: it may now bind another phone (the remedy of 2.2)."""
-        if not isinstance(event, Unsubscribe):
-            raise TypeError(f"{type(event).__name__} dispatched as Unsubscribe")
         await self._store.unfollow(event.member_id, actor=CALLBACK_ACTOR)
 
-    async def contact_changed(self, event: Event) -> None:
+    async def contact_changed(self, event: ContactChange) -> None:
         """Follow a member's new user id and mobile in WeCom, keeping I1: a clash is a conflict.
 
         Today's update_user carries the UserID and departments, not the mobile
         (developer.work.weixin.qq.com/document/path/90970): the mobile is then asked of WeCom, and
         one that WeCom does not show is unknown, never empty.
         """
-        if not isinstance(event, ContactChange):
-            raise TypeError(f"{type(event).__name__} dispatched as ContactChange")
         member = event.member_id
         if event.new_user_id and event.new_user_id != member:
             await self._store.rename_member(member, event.new_user_id, actor=CALLBACK_ACTOR)
@@ -141,11 +135,11 @@ class CallbackHandlers:
             except InvalidPhone:
                 await self._conflict("phone", member, None, "WeCom's mobile is not a mainland number")
                 return
-        binding = await self._store.get_binding(member)
-        if binding is not None and binding.state is not BindingState.PENDING and binding.phone == phone:
-            return
         try:
-            await self._store.set_member_phone(member, phone, take=False, actor=CALLBACK_ACTOR)
+            # A claim made while WeCom was asked is the binding flow's newer write: the rule spares it.
+            await self._store.set_member_phone(
+                member, phone, take=False, actor=CALLBACK_ACTOR, spare_live_claim=True
+            )
         except PhoneTaken:
             await self._conflict("I1", member, phone, "WeCom's new mobile is another member's here")
 
@@ -169,10 +163,8 @@ class CallbackHandlers:
             return None
         return found.mobile or ""
 
-    async def contact_deleted(self, event: Event) -> None:
+    async def contact_deleted(self, event: ContactChange) -> None:
         """A member left the contacts: free its phone and its binding."""
-        if not isinstance(event, ContactChange):
-            raise TypeError(f"{type(event).__name__} dispatched as ContactChange")
         await self._store.delete_member(event.member_id, actor=CALLBACK_ACTOR)
 
     async def acknowledged(self, event: Event) -> None:

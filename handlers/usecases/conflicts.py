@@ -7,7 +7,7 @@ from typing import Final, Protocol
 
 from handlers.core.binding import Actor
 from handlers.core.phone import Phone, mask_phone
-from handlers.usecases.contracts import Store
+from handlers.usecases.contracts import ConflictAudit
 
 log: Final = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ class Counters(Protocol):
 
 
 async def record_conflict(
-    store: Store,
+    store: ConflictAudit,
     counters: Counters | None,
     *,
     rule: str,

@@ -1,7 +1,9 @@
-"""What the rules need from outside, as typing Protocols: the store and the WeCom contacts.
+"""What the use cases need from outside, as typing Protocols: the store, in small pieces.
 
-The web layer hands the rules real implementations (callback_service.store, the WeCom client);
-the rules import only these contracts, never a backend.
+Each use case depends on a narrow Protocol of its own (BindingFlowStore, CallbackStore,
+AdmissionStore, ReconcileStore), composed of the pieces below; Store is all of them, which every
+backend (SQLite, Redis, and the tests' in-memory store) fulfils structurally. The composition root
+(callback_service.compose) hands the use cases a backend; they import only these contracts.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from handlers.core.binding import (
     InboxItem,
     InboxStats,
 )
+from handlers.core.member import MemberSeen
 from handlers.core.phone import Phone
 from handlers.core.reconcile import Fix
 
@@ -34,8 +37,8 @@ class StoreNotDurable(StoreUnavailable):
     """The store answers but would lose what it acknowledged on a restart (a Redis without persistence)."""
 
 
-class KeyValueStore(Protocol):
-    """Key-value entries with expiry (token cache, CAS/OAuth state, rate limits) and leased locks."""
+class Remembers(Protocol):
+    """The simplest of the key-value entries: read and write one with expiry."""
 
     async def kv_get(self, key: str) -> str | None:
         """Return the value, or None when absent or expired."""
@@ -44,6 +47,22 @@ class KeyValueStore(Protocol):
     async def kv_set(self, key: str, value: str, *, ttl: float) -> None:
         """Set the value, expiring after ttl seconds."""
         ...
+
+
+class Locks(Protocol):
+    """Leased locks: one holder at a time, for a lease."""
+
+    async def lock_acquire(self, name: str, *, lease: float) -> str | None:
+        """Take the named lock for lease seconds; return an owner token, or None when held by another."""
+        ...
+
+    async def lock_release(self, name: str, token: str) -> bool:
+        """Release the lock if the token still owns it; True when released."""
+        ...
+
+
+class KeyValueStore(Remembers, Locks, Protocol):
+    """Key-value entries with expiry (token cache, CAS/OAuth state, rate limits) and leased locks."""
 
     async def kv_set_if_absent(self, key: str, value: str, *, ttl: float) -> bool:
         """Set the value only if absent or expired; True when this call set it."""
@@ -81,27 +100,31 @@ class KeyValueStore(Protocol):
         reached its limit: then return that counter's key, and nothing was counted."""
         ...
 
-    async def lock_acquire(self, name: str, *, lease: float) -> str | None:
-        """Take the named lock for lease seconds; return an owner token, or None when held by another."""
+
+class MemberRecords(Protocol):
+    """What WeCom last said about each member (MemberSeen): its status, when, and where it was heard."""
+
+    async def record_members(self, seen: Sequence[MemberSeen]) -> int:
+        """Upsert the records in one atomic step and return how many members' status is new or changed.
+
+        Idempotent: recording the same word again changes nothing. A record older than the stored one
+        (an earlier seen_at) is ignored, so that a late event never undoes a later read; an equal or
+        newer one replaces it (its time and source too). Within one call a member's newest record counts
+        (the later one on a tie).
+        """
         ...
 
-    async def lock_release(self, name: str, token: str) -> bool:
-        """Release the lock if the token still owns it; True when released."""
+    async def member_seen(self, member_id: str) -> MemberSeen | None:
+        """Return WeCom's last word on the member, or None when the service never heard one."""
+        ...
+
+    async def list_members_seen(self) -> list[MemberSeen]:
+        """Return every record, ordered by member id."""
         ...
 
 
-class Store(KeyValueStore, Protocol):
-    """The whole store: directory, bindings with the rules I1 to I5 held atomically, audit, inbox, kv.
-
-    The rules themselves are the pure decisions of handlers.core.rules; a rule-keeping method reads the
-    records its rule asks for, decides, and applies the decision (writes and audit records) in one
-    atomic step, provided that nothing it read has changed meanwhile, else it reads again. Every
-    method may raise StoreUnavailable, and then wrote nothing. Rule-keeping methods take an Actor and
-    write their audit record in the same atomic operation as the change. Phones are
-    handlers.core.phone.Phone values, parsed where they entered (a plain str is a TypeError).
-    """
-
-    # lifecycle
+class Lifecycle(Protocol):
+    """Opening aside: whether the store answers, and closing it."""
 
     async def ping(self) -> None:
         """Check that the store answers and keeps what it acknowledges: StoreUnavailable when it does
@@ -112,25 +135,37 @@ class Store(KeyValueStore, Protocol):
         """Release the connections; the store is unusable afterwards."""
         ...
 
-    # school directory
 
-    async def directory_upsert(self, entries: Sequence[DirectoryEntry]) -> int:
-        """Insert or replace directory entries, all or nothing; return how many were written."""
-        ...
+class DirectoryLookup(Protocol):
+    """A student's entry of the school directory."""
 
     async def directory_get(self, member_id: str) -> DirectoryEntry | None:
         """Return a student's directory entry, or None."""
+        ...
+
+
+class Directory(DirectoryLookup, Protocol):
+    """The school directory: import, count and erasure besides the lookup."""
+
+    async def directory_upsert(self, entries: Sequence[DirectoryEntry]) -> int:
+        """Insert or replace directory entries, all or nothing; return how many were written."""
         ...
 
     async def directory_count(self) -> int:
         """Return the number of students in the directory."""
         ...
 
+    async def directory_list(self) -> list[DirectoryEntry]:
+        """Return every directory entry, ordered by student id (for sync's comparison with WeCom)."""
+        ...
+
     async def directory_delete(self, member_id: str) -> bool:
         """Remove a student's directory entry (a data erasure); False when there was none."""
         ...
 
-    # bindings
+
+class BindingLookup(Protocol):
+    """The bindings as stored, by member, phone or openid."""
 
     async def get_binding(self, member_id: str) -> Binding | None:
         """Return the member's binding as stored (a pending one may have an expired lease), or None."""
@@ -148,6 +183,10 @@ class Store(KeyValueStore, Protocol):
     async def list_bindings(self) -> list[Binding]:
         """Return every binding, ordered by member id (for reconciliation)."""
         ...
+
+
+class Claims(Protocol):
+    """A phone claimed before WeCom is written, then committed or released (rules.claim, I1 to I3)."""
 
     async def claim_phone(self, member_id: str, phone: Phone, *, lease: float, actor: Actor) -> Claim:
         """Hold the phone for the member as pending for lease seconds, before writing to WeCom (rules.claim).
@@ -170,6 +209,10 @@ class Store(KeyValueStore, Protocol):
         """Give the claim up, back to the member's previous state; False when it was no longer held."""
         ...
 
+
+class MemberChanges(Protocol):
+    """What WeCom's callbacks change about a member: follow (I4), unfollow, phone, removal, new id."""
+
     async def follow(self, member_id: str, openid: str, *, actor: Actor) -> Binding:
         """Record that the member follows as openid (I4); idempotent for the same pair.
 
@@ -183,21 +226,14 @@ class Store(KeyValueStore, Protocol):
         ...
 
     async def set_member_phone(
-        self, member_id: str, phone: Phone | None, *, take: bool, actor: Actor
+        self, member_id: str, phone: Phone | None, *, take: bool, actor: Actor, spare_live_claim: bool = False
     ) -> Binding | None:
         """Settle the member's phone from WeCom's truth (None: no phone); drops a pending claim.
 
         When another member holds the phone: PhoneTaken unless take, which strips it from them.
-        A followed member stays followed.
+        A followed member stays followed. spare_live_claim: a live claim of the member (its lease
+        running) is left alone, and nothing changes, decided in the same atomic step as the write.
         """
-        ...
-
-    async def settle_member(
-        self, member_id: str, fix: Fix, phone: Phone | None, *, seen: Binding | None, actor: Actor
-    ) -> Binding | None:
-        """Reconcile's fix in one atomic step, only while the member's binding is still `seen`
-        (BindingChanged otherwise): delete it, end its follow, or set its phone (taking it, as
-        set_member_phone with take does); Fix.NONE changes nothing."""
         ...
 
     async def delete_member(self, member_id: str, *, actor: Actor) -> bool:
@@ -209,16 +245,38 @@ class Store(KeyValueStore, Protocol):
         old_id had no binding."""
         ...
 
+
+class Settling(Protocol):
+    """Reconcile's fix of one drift, applied only while the binding is as it was seen."""
+
+    async def settle_member(
+        self, member_id: str, fix: Fix, phone: Phone | None, *, seen: Binding | None, actor: Actor
+    ) -> Binding | None:
+        """Reconcile's fix in one atomic step, only while the member's binding is still `seen`
+        (BindingChanged otherwise): delete it, end its follow, or set its phone (taking it, as
+        set_member_phone with take does); Fix.NONE changes nothing."""
+        ...
+
+
+class Integrity(Protocol):
+    """The check of every invariant, for a quiet store."""
+
     async def integrity_problems(self) -> list[str]:
         """Describe every broken invariant (index without binding, binding without audit...);
         empty when consistent. Meant for a quiet store: checks, reconcile, tests."""
         ...
 
-    # audit log (I5)
+
+class ConflictAudit(Protocol):
+    """The audit record of a change that a rule refused."""
 
     async def audit_conflict(self, member_id: str, phone: Phone | None, detail: str, *, actor: Actor) -> None:
         """Record a change that a rule refused (a conflict), with the phone masked; nothing else changes."""
         ...
+
+
+class Audit(ConflictAudit, Protocol):
+    """The audit log (I5): listing, notes and pruning besides conflicts."""
 
     async def audit_list(self, *, member_id: str | None = None, limit: int = 100) -> list[AuditRecord]:
         """Return audit records, newest first, optionally of one member only."""
@@ -234,7 +292,9 @@ class Store(KeyValueStore, Protocol):
         return how many; the retention period is the caller's to respect."""
         ...
 
-    # durable event inbox
+
+class InboxQueue(Protocol):
+    """The durable event inbox as its workers use it."""
 
     async def inbox_append(self, dedup_key: str, event_type: str, payload: str) -> bool:
         """Store an event durably; False when its dedup key was seen already (a no-op)."""
@@ -257,6 +317,10 @@ class Store(KeyValueStore, Protocol):
         """Move a failing event to the dead letters."""
         ...
 
+
+class DeadLetters(Protocol):
+    """The inbox's dead letters and counts, for operators and monitoring."""
+
     async def inbox_list_dead(self, *, limit: int = 100) -> list[InboxItem]:
         """Return dead letters, most recently dead first."""
         ...
@@ -277,3 +341,50 @@ class Store(KeyValueStore, Protocol):
         """Return when the oldest event not yet handled (ready, retrying or leased; not dead) was
         stored, or None when there is none."""
         ...
+
+
+class Store(
+    KeyValueStore,
+    MemberRecords,
+    Lifecycle,
+    Directory,
+    BindingLookup,
+    Claims,
+    MemberChanges,
+    Settling,
+    Integrity,
+    Audit,
+    InboxQueue,
+    DeadLetters,
+    Protocol,
+):
+    """The whole store: directory, bindings with the rules I1 to I5 held atomically, audit, inbox, kv.
+
+    The rules themselves are the pure decisions of handlers.core.rules; a rule-keeping method reads the
+    records its rule asks for, decides, and applies the decision (writes and audit records) in one
+    atomic step, provided that nothing it read has changed meanwhile, else it reads again. Every
+    method may raise StoreUnavailable, and then wrote nothing. Rule-keeping methods take an Actor and
+    write their audit record in the same atomic operation as the change. Phones are
+    handlers.core.phone.Phone values, parsed where they entered (a plain str is a TypeError).
+    """
+
+
+# What each use case needs of the store: the backends fulfil every one of them, structurally.
+
+
+class BindingFlowStore(DirectoryLookup, BindingLookup, Claims, ConflictAudit, Protocol):
+    """The binding flow's store: a student's directory entry and binding, claims, refused changes."""
+
+
+class CallbackStore(Remembers, BindingLookup, MemberChanges, ConflictAudit, Protocol):
+    """The callback handlers' store: bindings, what WeCom's events change, refused changes, and short
+    memories."""
+
+
+class AdmissionStore(BindingLookup, MemberRecords, ConflictAudit, Protocol):
+    """The admission gate's store: the bindings, WeCom's word on the member, and the record of an
+    admission the rules refused."""
+
+
+class ReconcileStore(DirectoryLookup, BindingLookup, Settling, Protocol):
+    """Reconcile's store: the directory and bindings to compare, and each drift's fix."""

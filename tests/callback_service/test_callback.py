@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from callback_service.web.keys import INBOX
+from callback_service.callbacks.inbox import INBOX
 from handlers.core.events import ContactChange, EnterAgent, Subscribe, UnknownEvent, Unsubscribe
 from tests.callback_service.conftest import NOW, Clock, Recorder
 from tests.support.callbacks import (

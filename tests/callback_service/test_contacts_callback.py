@@ -9,8 +9,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from callback_service.callbacks.inbox import INBOX
 from callback_service.web.app import create_app
-from callback_service.web.keys import INBOX
 from crypto import WeComCrypto
 from handlers.core.events import ContactChange
 from tests.callback_service.conftest import NOW, Clock, Recorder

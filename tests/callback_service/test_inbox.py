@@ -10,16 +10,16 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from callback_service.callbacks.inbox import DEAD, Inbox
+from callback_service.callbacks.inbox import DEAD, INBOX, Inbox
 from callback_service.callbacks.xml import parse_event
-from callback_service.metrics import Metrics
-from callback_service.store import open_store
+from callback_service.metrics import METRICS, Metrics
+from callback_service.store import STORE, open_store
 from callback_service.web.app import create_app
-from callback_service.web.keys import INBOX, METRICS, STORE
 from handlers.core.binding import InboxItem
 from handlers.core.events import Event
 from handlers.usecases.dispatch import Dispatcher
 from tests.callback_service.conftest import NOW, Clock, Recorder
+from tests.store.support import FakeClock
 from tests.support.callbacks import encrypt_callback, event_xml
 from tests.support.world import world_settings
 
@@ -126,11 +126,11 @@ async def test_metrics_and_ready(client: Client) -> None:
 
 async def test_shutdown_finishes_the_event_in_flight(tmp_path: Path) -> None:
     store = await open_store(f"sqlite:///{tmp_path / 's.db'}")
-    started, handled = asyncio.Event(), []
+    started, release, handled = asyncio.Event(), asyncio.Event(), []
 
     async def slow(event: Event) -> None:
         started.set()
-        await asyncio.sleep(0.3)
+        await release.wait()
         handled.append(event.member_id)
 
     inbox = Inbox(store=store, dispatcher=Dispatcher({}, fallback=slow), metrics=Metrics(), workers=2)
@@ -138,7 +138,10 @@ async def test_shutdown_finishes_the_event_in_flight(tmp_path: Path) -> None:
         await store.inbox_append("k1", "subscribe", event_xml("subscribe", "lisi", create_time=NOW))
         inbox.start()
         await asyncio.wait_for(started.wait(), 5)
-        await inbox.stop(grace=5)
+        # The stop begins (its first step runs before the handler wakes), then the event finishes.
+        stopping = asyncio.create_task(inbox.stop(grace=5))
+        release.set()
+        await stopping
         assert handled == ["lisi"]
         stats = await store.inbox_stats()
         assert (stats.pending, stats.leased, stats.dead) == (0, 0, 0)
@@ -147,7 +150,8 @@ async def test_shutdown_finishes_the_event_in_flight(tmp_path: Path) -> None:
 
 
 async def test_shutdown_past_its_grace_returns_the_event(tmp_path: Path) -> None:
-    store = await open_store(f"sqlite:///{tmp_path / 's.db'}")
+    clock = FakeClock()
+    store = await open_store(f"sqlite:///{tmp_path / 's.db'}", clock=clock)
     started, handled = asyncio.Event(), []
 
     async def stuck(event: Event) -> None:
@@ -165,7 +169,7 @@ async def test_shutdown_past_its_grace_returns_the_event(tmp_path: Path) -> None
         await asyncio.wait_for(started.wait(), 5)
         await first.stop(grace=0.1)
         assert (await store.inbox_stats()).leased == 1  # not done, not lost
-        await asyncio.sleep(0.6)  # the lease runs out
+        clock.advance(0.6)  # the lease runs out
         second = Inbox(store=store, dispatcher=Dispatcher({}, fallback=good), metrics=Metrics(), workers=1)
         assert await second.drain() == 1
         assert handled == ["lisi"]
@@ -226,11 +230,13 @@ async def test_an_accepted_event_wakes_one_idle_worker_not_all(
             await asyncio.sleep(0.01)
         assert takes == [0, 0, 0, 0]
         await inbox.accept(parse_event(event_xml("subscribe", "lisi", create_time=NOW).encode()))
-        for _ in range(100):
-            if handled:
+        for _ in range(100):  # the woken worker handles the event and looks once more
+            if len(takes) >= 6:
                 break
             await asyncio.sleep(0.01)
-        await asyncio.sleep(0.1)
+        # Stopped workers leave without a take: a worker woken by the accept would have taken by now
+        # (at its next turn of the loop), long before the event's handling and the second look.
+        await inbox.stop(grace=1)
         assert handled == ["lisi"]
         # One worker woke, took the event, and looked once more; the three others slept on.
         assert takes[4:] == [1, 0]

@@ -12,7 +12,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, make_mocked_request
 
-from callback_service.callbacks.inbox import envelope, open_envelope
+from callback_service.callbacks.inbox import INBOX, envelope, open_envelope
+from callback_service.client_address import TRUSTED_PROXIES
 from callback_service.logs import (
     REQUEST_ID,
     JsonFormatter,
@@ -23,7 +24,6 @@ from callback_service.logs import (
     new_request_id,
 )
 from callback_service.web.app import create_app
-from callback_service.web.keys import INBOX, SETTINGS
 from tests.callback_service.conftest import NOW, Clock, Recorder
 from tests.support.callbacks import encrypt_callback, event_xml
 from tests.support.world import world_settings
@@ -184,7 +184,7 @@ def test_a_forked_worker_makes_ids_of_its_own() -> None:
 
 def _access_line(trusted: list[str]) -> str:
     app = web.Application()
-    app[SETTINGS] = world_settings(trusted_proxies=trusted)
+    app[TRUSTED_PROXIES] = world_settings(trusted_proxies=trusted).trusted_proxies
     # aiohttp's own helper for a request without a server; the peer is the proxy on loopback.
     transport = mock.Mock()
     transport.get_extra_info.side_effect = lambda name, default=None: (

@@ -9,9 +9,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from callback_service.clients.wecom import WeComError
+from callback_service.callbacks.inbox import INBOX
+from callback_service.clients.wecom import WECOM_APP, WeComError
+from callback_service.metrics import METRICS
 from callback_service.web.app import create_app
-from callback_service.web.keys import INBOX, METRICS, WECOM_APP
 from sandbox.wecom_state import Member
 from tests.callback_service.conftest import NOW, Clock, Recorder
 from tests.support.callbacks import encrypt_callback, event_xml

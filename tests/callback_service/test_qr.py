@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import segno
 
-from callback_service.ops import qr
+from callback_service import qr
 from callback_service.ops.cli import main
 from tests.support.world import world_settings
 

@@ -38,7 +38,7 @@ async def test_a_backup_taken_under_writes_is_one_consistent_store(tmp_path: Pat
     url = f"sqlite:///{tmp_path / 'live.db'}"
     store = await open_store(url)
     try:
-        stop = asyncio.Event()
+        stop, underway = asyncio.Event(), asyncio.Event()
 
         async def writer() -> int:
             count = 0
@@ -48,10 +48,12 @@ async def test_a_backup_taken_under_writes_is_one_consistent_store(tmp_path: Pat
                     await store.claim_phone(member, Phone(f"1380{count:07d}"), lease=60, actor=STUDENT)
                 )
                 count += 1
+                if count == 50:
+                    underway.set()
             return count
 
         task = asyncio.create_task(writer())
-        await asyncio.sleep(0.05)  # the writer is under way
+        await asyncio.wait_for(underway.wait(), 30)  # the writer is under way
         size = await asyncio.to_thread(backup_sqlite, tmp_path / "live.db", tmp_path / "copy.db",
                                        pages_per_step=1)
         stop.set()

@@ -20,7 +20,8 @@ from callback_service.ops.personal_data import (
     prune_audit,
 )
 from callback_service.store import open_store
-from callback_service.web.pages.session import SessionStore, sessions_of
+from callback_service.store.sessions import sessions_of
+from callback_service.web.pages.session import SessionStore
 from handlers.core.binding import Actor, AuditAction, BindingState, DirectoryEntry
 from handlers.core.phone import Phone
 from handlers.usecases.contracts import Store

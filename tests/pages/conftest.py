@@ -13,9 +13,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpServer
 
+from callback_service.store import STORE
 from callback_service.web.app import create_app
-from callback_service.web.keys import PAGES_CONFIG, STORE
 from callback_service.web.pages import PagesConfig
+from callback_service.web.pages.config import PAGES_CONFIG
 from sandbox.cas import create_cas_sandbox
 from sandbox.wecom import APP, CONTACTS, WECOM_SANDBOX_STATE, create_wecom_sandbox
 from tests.pages.support import CAS_USERS, DEPARTMENTS, DIRECTORY, PagesEnv, wecom_members

@@ -17,7 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from yarl import URL
 
-from callback_service.web.keys import STORE
+from callback_service.store import STORE
 from callback_service.web.pages.session import COOKIE
 from config import Settings
 from handlers.core.binding import DirectoryEntry

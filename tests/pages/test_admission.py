@@ -13,7 +13,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from callback_service.web.keys import BINDING_FLOW, METRICS, STORE
+from callback_service.compose import BINDING_FLOW
+from callback_service.metrics import METRICS
+from callback_service.store import STORE
 from handlers.core.binding import Actor, AuditAction, Binding, BindingState
 from handlers.core.phone import Phone
 from handlers.usecases.binding_flow import Bound

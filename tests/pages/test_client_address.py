@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from callback_service.web.client_address import UNKNOWN, resolve_client_address
+from callback_service.client_address import UNKNOWN, resolve_client_address
 
 PROXIES = (ipaddress.ip_network("10.0.0.0/24"), ipaddress.ip_network("fd00::/64"))
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from callback_service.web.keys import STORE
+from callback_service.store import STORE
 from callback_service.web.pages import PagesConfig
 from handlers.core.phone import Phone
 from tests.pages.conftest import MakeEnv

@@ -7,7 +7,8 @@ import json
 
 from aiohttp import web
 
-from callback_service.web.pages.session import COOKIE, Session, SessionStore, sessions_of
+from callback_service.store.sessions import Session, sessions_of
+from callback_service.web.pages.session import COOKIE, SessionStore
 from handlers.usecases.contracts import Store
 from tests.store.support import FakeClock
 
@@ -17,15 +18,10 @@ def test_a_session_round_trips_through_its_json() -> None:
     assert Session.from_json("s1", session.to_json()) == session
 
 
-def test_a_session_stored_under_the_old_key_still_loads() -> None:
-    stored = json.dumps({"student_id": "2021001", "csrf": "token", "expires_at": 100.0})
-    loaded = Session.from_json("s1", stored)
-    assert loaded is not None
-    assert loaded.member_id == "2021001"
-
-
 def test_a_value_that_is_no_session_is_refused() -> None:
     assert Session.from_json("s1", json.dumps({"csrf": "token"})) is None
+    # The legacy key of the member's id is gone: sessions live a day at most, long since expired.
+    assert Session.from_json("s1", json.dumps({"student_id": "2021001", "csrf": "token"})) is None
     assert Session.from_json("s1", "not json") is None
 
 

@@ -1,4 +1,5 @@
-"""The store contract, run on both backends: every operation, its errors, and expiry by the clock."""
+"""The store contract, run on both backends and on the tests' in-memory store: every operation, its
+errors, and expiry by the clock."""
 
 from __future__ import annotations
 
@@ -21,14 +22,22 @@ from handlers.core.binding import (
     PhoneTaken,
 )
 from handlers.core.guide import ErrorCode
+from handlers.core.member import MemberSeen, MemberStatus
 from handlers.core.phone import InvalidPhone, Phone
-from handlers.usecases.contracts import Store
+from handlers.usecases.contracts import Store, StoreUnavailable
 from tests.store.support import FakeClock
 
 STUDENT = Actor(who="student", source="web 127.0.0.1")
 WECOM = Actor(who="wecom", source="callback")
 P1, P2, P3 = Phone("13800138001"), Phone("13800138002"), Phone("13800138003")
 LEASE = 60.0
+
+
+@pytest.fixture(params=["sqlite", "redis", "memory"])
+def store(request: pytest.FixtureRequest) -> Store:
+    """The store under test: each backend, and the in-memory store that the use cases' tests run on."""
+    backend: Store = request.getfixturevalue(f"{request.param}_store")
+    return backend
 
 
 async def consistent(store: Store) -> None:
@@ -46,8 +55,11 @@ async def bind(store: Store, member: str, phone: str) -> None:
 # lifecycle
 
 
-async def test_ping(store: Store) -> None:
+async def test_ping_answers_while_open_and_not_once_closed(store: Store) -> None:
     await store.ping()
+    await store.close()
+    with pytest.raises(StoreUnavailable):
+        await store.ping()
 
 
 # school directory
@@ -67,6 +79,57 @@ async def test_directory_upsert_get_count(store: Store) -> None:
     assert await store.directory_get("2019002") == DirectoryEntry("2019002", "李四", "管理学院", P2)
     assert await store.directory_count() == 2
     assert await store.directory_upsert([]) == 0
+    assert await store.directory_list() == [entries[0], DirectoryEntry("2019002", "李四", "管理学院", P2)]
+
+
+# WeCom's word on each member
+
+
+async def test_record_members_upserts_and_counts_status_changes(store: Store, clock: FakeClock) -> None:
+    t = clock()
+    joined = MemberSeen("m1", MemberStatus.ACTIVATED, t, "sync")
+    gone = MemberSeen("m2", None, t, "sync")
+    assert await store.member_seen("m1") is None
+    assert await store.record_members([joined, gone]) == 2
+    assert await store.member_seen("m1") == joined
+    assert await store.member_seen("m2") == gone
+    # Idempotent: the same word again, or a newer one with the same status, changes no status.
+    assert await store.record_members([joined, gone]) == 0
+    later = MemberSeen("m1", MemberStatus.ACTIVATED, t + 5, "login")
+    assert await store.record_members([later]) == 0
+    assert await store.member_seen("m1") == later
+    disabled = MemberSeen("m1", MemberStatus.DISABLED, t + 10.125, "unsubscribe")
+    assert await store.record_members([disabled]) == 1
+    assert await store.member_seen("m1") == disabled
+    assert await store.list_members_seen() == [disabled, gone]
+    assert await store.record_members([]) == 0
+
+
+async def test_an_older_word_never_undoes_a_newer_one(store: Store, clock: FakeClock) -> None:
+    t = clock()
+    newer = MemberSeen("m1", MemberStatus.QUIT, t, "sync")
+    await store.record_members([newer])
+    assert await store.record_members([MemberSeen("m1", MemberStatus.ACTIVATED, t - 1, "subscribe")]) == 0
+    assert await store.member_seen("m1") == newer
+
+
+async def test_within_one_call_a_members_newest_record_counts(store: Store, clock: FakeClock) -> None:
+    t = clock()
+    first = MemberSeen("m1", MemberStatus.NOT_ACTIVATED, t, "sync")
+    newest = MemberSeen("m1", MemberStatus.ACTIVATED, t + 1, "subscribe")
+    tie = MemberSeen("m1", MemberStatus.DISABLED, t + 1, "admin")
+    assert await store.record_members([newest, first]) == 1
+    assert await store.member_seen("m1") == newest
+    assert await store.record_members([newest, tie]) == 1
+    assert await store.member_seen("m1") == tie
+
+
+async def test_record_members_takes_member_seen_records_only(store: Store, clock: FakeClock) -> None:
+    with pytest.raises(TypeError):
+        await store.record_members([("m1", 1, clock(), "sync")])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="source"):
+        MemberSeen("m1", MemberStatus.ACTIVATED, clock(), "rumour")
+    assert await store.list_members_seen() == []
 
 
 # claims
@@ -383,6 +446,32 @@ async def test_set_member_phone_drops_a_pending_claim(store: Store) -> None:
     assert await store.get_binding("m2") is None
     with pytest.raises(ClaimLost):
         await store.commit_claim(other)
+    await consistent(store)
+
+
+async def test_a_binding_read_back_holds_phones_not_text(store: Store) -> None:
+    await bind(store, "m1", P1)
+    await store.claim_phone("m1", P2, lease=LEASE, actor=STUDENT)
+    for binding in (await store.get_binding("m1"), await store.get_binding_by_phone(P1), *await store.list_bindings()):
+        assert binding is not None
+        assert type(binding.phone) is Phone
+        assert type(binding.previous_phone) is Phone
+
+
+async def test_set_member_phone_may_spare_a_live_claim_but_not_an_expired_one(
+    store: Store, clock: FakeClock
+) -> None:
+    await bind(store, "m1", P1)
+    claim = await store.claim_phone("m1", P2, lease=LEASE, actor=STUDENT)
+    spared = await store.set_member_phone("m1", P3, take=False, actor=WECOM, spare_live_claim=True)
+    assert spared is not None
+    assert (spared.state, spared.phone, spared.previous_phone) == (BindingState.PENDING, P2, P1)
+    assert (await store.commit_claim(claim)).phone == P2
+    await store.claim_phone("m1", P1, lease=LEASE, actor=STUDENT)
+    clock.advance(LEASE + 1)
+    settled = await store.set_member_phone("m1", P3, take=False, actor=WECOM, spare_live_claim=True)
+    assert settled is not None
+    assert (settled.state, settled.phone) == (BindingState.BOUND, P3)
     await consistent(store)
 
 

@@ -16,27 +16,30 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from callback_service.web.app import create_app
-from config import Settings, env_name
+from config import Settings
 from sandbox.wecom import create_wecom_sandbox
 from sandbox.wecom_keys import WECOM_SANDBOX_STATE
 from sandbox.wecom_push import CallbackTarget
 from sandbox.wecom_state import APP, CONTACTS, Member, WeComSandboxState
+from testkit.callbacks import AES_KEY, AGENT_ID, CORP_ID, TOKEN
+from testkit.settings import APP_SECRET as APP_SECRET
+from testkit.settings import CLOSED_PORT_URL as CLOSED_PORT_URL
+from testkit.settings import CONTACTS_SECRET as CONTACTS_SECRET
+from testkit.settings import service_env as service_env
+from testkit.settings import service_values as service_values
+from testkit.settings import world_settings as world_settings
 from tests.store.support import RedisServer
-from tests.support.callbacks import AES_KEY, AGENT_ID, CORP_ID, TOKEN
 
-APP_SECRET = "app-secret"
-CONTACTS_SECRET = "contacts-secret"
-# Nothing listens on port 9: a test that forgets to name its emulator never reaches WeCom's real host.
-CLOSED_PORT_URL = "http://127.0.0.1:9"
 # The contacts-sync assistant's event server has its own Token and key.
 CONTACTS_TOKEN = "contactsTokenForTheSyncAssistant"
 CONTACTS_AES_KEY = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
 ServerFactory = Callable[..., Awaitable[TestServer]]
 T = TypeVar("T")
 
-OLD_ASSISTANT: Final[dict[str, Any]] = {"contacts_reads_details": True}
-"""Emulator options for a contacts-sync assistant whose address was trusted before 2022-08-15: it
-reads members, mobiles included. Today's, the emulator's default, gets 48009 from user/get."""
+OLD_ASSISTANT: Final[dict[str, Any]] = {"contacts_reads_details": True, "contacts_event_server_since_2022": False}
+"""Emulator options for a contacts-sync assistant configured before 2022-08-15: its address reads
+members, mobiles included, and its event server hears update_user for every change. Today's, the
+emulator's default, gets 48009 from user/get and hears update_user only for a department or UserID."""
 old_assistant: Final = pytest.mark.parametrize("wecom_options", [OLD_ASSISTANT], ids=["assistant-before-2022-08-15"])
 """Runs a test whose `wecom_options` fixture configures its emulator against OLD_ASSISTANT."""
 
@@ -57,42 +60,6 @@ class World:
     @property
     def wecom_url(self) -> str:
         return str(self.wecom_server.make_url("")).rstrip("/")
-
-
-def service_values(
-    *, port: int = 8080, wecom_api_base: str = CLOSED_PORT_URL, store_url: str = ""
-) -> dict[str, object]:
-    """The settings of a test service on port, talking to WeCom at wecom_api_base: the one source
-    for the settings objects, and the environment of the processes, that tests make."""
-    values: dict[str, object] = {
-        "corp_id": CORP_ID,
-        "token": TOKEN,
-        "encoding_aes_key": AES_KEY,
-        "agent_id": AGENT_ID,
-        "app_secret": APP_SECRET,
-        "contacts_secret": CONTACTS_SECRET,
-        "public_base_url": f"http://127.0.0.1:{port}",
-        "cas_base_url": f"http://127.0.0.1:{port}/sandbox/cas",
-        "wecom_api_base": wecom_api_base,
-        "session_secret": "x" * 40,
-    }
-    if store_url:
-        values["store_url"] = store_url
-    return values
-
-
-def world_settings(
-    *, port: int = 8080, wecom_api_base: str = CLOSED_PORT_URL, store_url: str = "", **overrides: object
-) -> Settings:
-    """Settings of a service on port, talking to the emulator at wecom_api_base; overrides win."""
-    values = service_values(port=port, wecom_api_base=wecom_api_base, store_url=store_url)
-    return Settings.model_validate(values | overrides)
-
-
-def service_env(port: int, *, wecom_api_base: str = CLOSED_PORT_URL, store_url: str = "") -> dict[str, str]:
-    """The same settings as WECOM_BIND_* variables, for a `wecom-bind` process."""
-    values = service_values(port=port, wecom_api_base=wecom_api_base, store_url=store_url)
-    return {env_name(field): str(value) for field, value in values.items()}
 
 
 def store_url_for(backend: str, tmp_path: Path, redis_server: RedisServer | None) -> str:

@@ -8,8 +8,8 @@ from callback_service.clients.wecom import (
     ApiForbidden,
     DeptUser,
     InvalidCode,
-    InvalidMobile,
     MobileExists,
+    MobileInvalid,
     UserIdExists,
     UserNotFound,
     WeComError,
@@ -57,7 +57,7 @@ async def test_refusals_carry_their_errcodes(sandbox: Sandbox, make_client: Clie
     contacts = make_client()
     with pytest.raises(UserIdExists):
         await contacts.user_create(userid="2021001", name="重复", department=[1])
-    with pytest.raises(InvalidMobile):
+    with pytest.raises(MobileInvalid):
         await contacts.user_create(userid="2021010", name="号码", department=[1], mobile="12345")
     with pytest.raises(UserNotFound):
         await contacts.user_update("nobody", mobile="13800000077")

@@ -2,9 +2,9 @@
 
 Under the hash tag `{P}` (P the configured prefix): b:<member> (a binding, JSON), p:<phone> and
 o:<openid> (the indexes: a member id), members (set), audit and audit:m:<member> (lists of JSON,
-newest first), audit:seq, dir (hash), kv:<key>, lock:<name>, idem:<key> (hashes v, e),
-inbox:items, inbox:attempts, inbox:errors (hashes by item id), inbox:seq, inbox:ready,
-inbox:leased, inbox:dead, inbox:dedup (sorted sets), schema. Layout 1 had the same keys under P
+newest first), audit:seq, dir (hash), seen (hash: MemberSeen by member), kv:<key>, lock:<name>,
+idem:<key> (hashes v, e), inbox:items, inbox:attempts, inbox:errors (hashes by item id), inbox:seq,
+inbox:ready, inbox:leased, inbox:dead, inbox:dedup (sorted sets), schema. Layout 1 had the same keys under P
 without braces, bindings and inbox items as hashes of their own, a key per dedup key.
 """
 
@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from handlers.core.binding import BindingState
+from handlers.core.phone import Phone
 from handlers.core.rules import Row
 from handlers.usecases.contracts import StoreUnavailable
 
@@ -53,11 +54,11 @@ def row_from_json(encoded: str) -> Row:
     lease = data.get("lease")
     return Row(
         member_id=str(data["member"]),
-        phone=data.get("phone"),
+        phone=_phone(data.get("phone")),
         state=BindingState(data["state"]),
         openid=data.get("openid"),
         lease_expires_at=None if lease is None else float(lease),
-        previous_phone=data.get("prev"),
+        previous_phone=_phone(data.get("prev")),
         token=data.get("token"),
         updated_at=float(data["updated"]),
     )
@@ -141,11 +142,16 @@ def _row_of_layout_1(member_id: str, fields: dict[str, str]) -> Row:
     lease = fields.get("lease")
     return Row(
         member_id=member_id,
-        phone=fields.get("phone"),
+        phone=_phone(fields.get("phone")),
         state=BindingState(fields["state"]),
         openid=fields.get("openid"),
         lease_expires_at=None if lease is None else float(lease),
-        previous_phone=fields.get("prev"),
+        previous_phone=_phone(fields.get("prev")),
         token=fields.get("token"),
         updated_at=float(fields["updated"]),
     )
+
+
+def _phone(stored: str | None) -> Phone | None:
+    """A phone as the store holds it: written from a Phone, read back as one."""
+    return None if stored is None else Phone(stored)

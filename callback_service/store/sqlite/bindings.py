@@ -17,6 +17,7 @@ from callback_service.store.common import find_problems, limit_arg
 from callback_service.store.rules_runner import MAX_READS, RulesRunner
 from callback_service.store.sqlite.base import SqliteBase, Tx
 from handlers.core.binding import Actor, AuditAction, AuditRecord, Binding, BindingState
+from handlers.core.phone import Phone
 from handlers.core.rules import Decision, Draft, Key, KeyKind, Row, Unread, Value, decide
 from handlers.usecases.contracts import StoreUnavailable
 
@@ -33,11 +34,11 @@ def _row(values: tuple[object, ...]) -> Row:
     member_id, phone, state, openid, lease, previous, token, updated = values
     return Row(
         member_id=str(member_id),
-        phone=None if phone is None else str(phone),
+        phone=None if phone is None else Phone(str(phone)),
         state=BindingState(str(state)),
         openid=None if openid is None else str(openid),
         lease_expires_at=None if lease is None else float(str(lease)),
-        previous_phone=None if previous is None else str(previous),
+        previous_phone=None if previous is None else Phone(str(previous)),
         token=None if token is None else str(token),
         updated_at=float(str(updated)),
     )

@@ -14,28 +14,17 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from callback_service.clients.cas import CasClient
-from callback_service.web.keys import (
-    BINDING_FLOW,
-    CAS,
-    CLOCK,
-    HTTP,
-    PAGE_TEMPLATES,
-    PAGES_CONFIG,
-    SESSIONS,
-    SETTINGS,
-    STORE,
-    WECOM_APP,
-    WECOM_CONTACTS,
-)
+from callback_service import compose
+from callback_service.clients.cas import CAS
+from callback_service.clients.wecom import WECOM_APP, WECOM_CONTACTS
+from callback_service.compose import BINDING_FLOW, CAS_RETURN_PATH, CLOCK, HTTP, SETTINGS, WeComClients
+from callback_service.store import STORE
 from callback_service.web.pages import admission, views
-from callback_service.web.pages.config import PagesConfig
-from callback_service.web.pages.session import SessionStore
-from handlers.usecases.binding_flow import BindingFlow
+from callback_service.web.pages.config import PAGES_CONFIG, PagesConfig
+from callback_service.web.pages.render import PAGE_TEMPLATES
+from callback_service.web.pages.session import SESSIONS, SessionStore
 
 __all__ = ["PagesConfig", "setup_pages"]
-
-CAS_RETURN_PATH = "/bind/cas"
 
 
 def setup_pages(app: web.Application, config: PagesConfig | None = None) -> None:
@@ -73,13 +62,7 @@ def setup_pages(app: web.Application, config: PagesConfig | None = None) -> None
 async def _pages_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     config = app[PAGES_CONFIG]
-    app[CAS] = CasClient(
-        session=app[HTTP],
-        cas_base_url=settings.cas_base_url,
-        # The service URL comes from settings only: never from the Host header or a parameter.
-        service_url=settings.public_base_url + CAS_RETURN_PATH,
-        validate_path=settings.cas_validate_path,
-    )
+    app[CAS] = compose.cas_client(settings, session=app[HTTP])
     app[SESSIONS] = SessionStore(
         kv=app[STORE],
         secret=settings.session_secret.get_secret_value(),
@@ -88,10 +71,9 @@ async def _pages_ctx(app: web.Application) -> AsyncIterator[None]:
         keep=config.session_keep,
         clock=app[CLOCK],
     )
-    app[BINDING_FLOW] = BindingFlow(
+    app[BINDING_FLOW] = compose.binding_flow(
         store=app[STORE],
-        contacts=app[WECOM_CONTACTS],
-        reader=app[WECOM_APP],
+        clients=WeComClients(app=app[WECOM_APP], contacts=app[WECOM_CONTACTS]),
         departments=config.departments,
         lease=config.claim_lease,
     )

@@ -18,19 +18,24 @@ from typing import Final
 
 from aiohttp import web
 
+from callback_service import compose
+from callback_service.client_address import client_of
 from callback_service.clients.wecom import (
+    WECOM_APP,
+    WECOM_CONTACTS,
     InvalidCode,
     OAuthIdentity,
     WeComClient,
     WeComError,
     WeComUnavailable,
 )
-from callback_service.web.client_address import client_of
-from callback_service.web.keys import METRICS, SETTINGS, STORE, WECOM_APP, WECOM_CONTACTS
+from callback_service.compose import SETTINGS
+from callback_service.metrics import METRICS
+from callback_service.store import STORE
 from callback_service.web.pages.render import message, page, render, url
 from handlers.core.binding import Actor
 from handlers.core.guide import GUIDE
-from handlers.usecases.admission import AdmissionGate, AdmissionRefusal, AdmissionWeCom, Admitted
+from handlers.usecases.admission import AdmissionRefusal, AdmissionWeCom, Admitted
 
 log: Final = logging.getLogger(__name__)
 
@@ -95,7 +100,7 @@ async def admit(request: web.Request) -> web.StreamResponse:
     openid = identity.openid
     if openid is None and identity.userid is not None:
         openid = await _openid_of(wecom, identity.userid)
-    gate = AdmissionGate(store=app[STORE], wecom=admitter, counters=app[METRICS])
+    gate = compose.admission_gate(store=app[STORE], wecom=admitter, metrics=app[METRICS])
     source = f"admission-page {client_of(request)}"
     actor = Actor(who=identity.userid or openid or "unknown", source=source)
     try:

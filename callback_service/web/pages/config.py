@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Final
+
+from aiohttp import web
 
 from handlers.usecases.binding_flow import DEFAULT_LEASE
 
@@ -30,3 +33,7 @@ class PagesConfig:
     result_wait: float = 3.0
     claim_lease: float = DEFAULT_LEASE
     departments: Mapping[str, int] = field(default_factory=dict)
+
+
+PAGES_CONFIG: Final = web.AppKey("pages_config", PagesConfig)
+"""The pages' tunables: replaceable until the app starts."""

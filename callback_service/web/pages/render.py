@@ -8,15 +8,16 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 import aiohttp_jinja2
+import jinja2
 from aiohttp import web
 
-from callback_service.clients.cas import CasUnreachable
-from callback_service.clients.wecom import ConfigurationError, WeComUnavailable
-from callback_service.web.keys import PAGE_TEMPLATES, SETTINGS
+from callback_service.answers import UNAVAILABLE, Answer, log_failure
+from callback_service.compose import SETTINGS
 from handlers.core.guide import UNFOLLOW, ErrorCode
-from handlers.usecases.contracts import StoreUnavailable
 
 log: Final = logging.getLogger(__name__)
+PAGE_TEMPLATES: Final = web.AppKey("page_templates", jinja2.Environment)
+"""The pages' templates, compiled once (setup_pages)."""
 
 View = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -92,15 +93,24 @@ def message(
     return response
 
 
+def answer_page(
+    request: web.Request,
+    answer: Answer,
+    *,
+    link: tuple[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
+    """The page of an error's answer (callback_service.answers), with one way on."""
+    extra = {"Retry-After": str(answer.retry_after)} if answer.retry_after is not None else {}
+    return message(
+        request, title=answer.title, text=answer.text, status=answer.status, link=link,
+        headers={**extra, **(headers or {})},
+    )
+
+
 def unavailable(request: web.Request) -> web.Response:
     """The 503 page: something we depend on is down; nothing was changed."""
-    return message(
-        request,
-        title="服务暂时不可用",
-        text="系统繁忙或正在维护，您的操作没有生效。请稍后再试。",
-        status=503,
-        headers={"Retry-After": "30"},
-    )
+    return answer_page(request, UNAVAILABLE)
 
 
 def page(view: View) -> View:
@@ -113,21 +123,8 @@ def page(view: View) -> View:
         except web.HTTPException as answer:
             answer.headers.update(SECURITY_HEADERS)
             raise
-        except (StoreUnavailable, WeComUnavailable, CasUnreachable) as exc:
-            log.warning("page %s: %s unavailable", request.path, type(exc).__name__)
-            response = unavailable(request)
-        except ConfigurationError as exc:
-            # The operator's to fix (the message names the remedy); the student may only wait.
-            log.error("page %s: WeCom refused our configuration: %s", request.path, exc)
-            response = unavailable(request)
-        except Exception:
-            log.exception("page %s: unhandled error", request.path)
-            response = message(
-                request,
-                title="出错了",
-                text="系统处理您的请求时出错，您的操作可能没有生效。请重新开始认证绑定；如仍失败，请联系学校信息中心。",
-                status=500,
-            )
+        except Exception as exc:  # the answer and the log line by callback_service.answers' table
+            response = answer_page(request, log_failure(log, f"page {request.path}", exc))
         response.headers.update(SECURITY_HEADERS)
         return response
 

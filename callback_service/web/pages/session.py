@@ -19,82 +19,23 @@ import json
 import secrets
 import time
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
 from typing import Final
 
 from aiohttp import web
 
+from callback_service.store.sessions import INDEX_TTL as _INDEX_TTL
+from callback_service.store.sessions import KEY_PREFIX as _KEY_PREFIX
+from callback_service.store.sessions import Session
+from callback_service.store.sessions import session_index as _session_index
 from handlers.usecases.contracts import KeyValueStore
 
+__all__ = ["COOKIE", "DEFAULT_KEEP", "SESSIONS", "Session", "SessionStore"]
+
 COOKIE: Final = "wecom_bind_session"
-_KEY_PREFIX: Final = "session:"
 _TICKET_PREFIX: Final = "session-of-ticket:"
 DEFAULT_KEEP: Final = 24 * 3600.0
-# Each student's session keys, so that a data erasure can end them (kv has no listing by prefix).
-_INDEX_PREFIX: Final = "sessions-of:"
-_INDEX_TTL: Final = 7 * 24 * 3600.0
 _ID_BYTES: Final = 32
 _MAX_COOKIE: Final = 200
-
-
-@dataclass(frozen=True, slots=True)
-class Session:
-    """A student's session: who CAS said they are, the CSRF token of their forms, and what the
-    pages keep for them (a phone typed into a form that expired, a phone that 2.1 refused)."""
-
-    sid: str
-    member_id: str
-    csrf: str
-    name: str | None = None
-    cas_mobile: str | None = None
-    expires_at: float = float("inf")
-    former_csrf: str | None = None
-    draft_phone: str | None = None
-    refused_phone: str | None = None
-
-    def to_json(self) -> str:
-        """The data as stored (the id is the key, not part of the value)."""
-        return json.dumps({name: getattr(self, name) for name in _STORED})
-
-    @classmethod
-    def from_json(cls, sid: str, raw: str) -> Session | None:
-        """The session stored under sid, or None when the value is not one of ours."""
-        try:
-            data = json.loads(raw)
-            # "student_id": the key of sessions stored before the member's id had one name.
-            member_id = data["member_id"] if "member_id" in data else data["student_id"]
-            csrf, expires_at = data["csrf"], data.get("expires_at")
-        except (ValueError, KeyError, TypeError, AttributeError):
-            return None
-        if not (isinstance(member_id, str) and member_id and isinstance(csrf, str) and csrf):
-            return None
-        texts = {name: data.get(name) for name in _OPTIONAL_TEXTS}
-        return cls(
-            sid=sid,
-            member_id=member_id,
-            csrf=csrf,
-            expires_at=float(expires_at) if isinstance(expires_at, int | float) else 0.0,
-            **{name: value if isinstance(value, str) else None for name, value in texts.items()},
-        )
-
-    def csrf_ok(self, token: str | None) -> bool:
-        """True when a form's token is this session's, compared in constant time."""
-        return token is not None and hmac.compare_digest(token.encode(), self.csrf.encode())
-
-    def former_csrf_ok(self, token: str | None) -> bool:
-        """True when a form's token is that of this browser's previous login of the same student."""
-        former = self.former_csrf
-        if token is None or former is None:
-            return False
-        return hmac.compare_digest(token.encode(), former.encode())
-
-    def live(self, now: float) -> bool:
-        """Whether the login still holds (after it, the session keeps only what the pages saved)."""
-        return now < self.expires_at
-
-
-_OPTIONAL_TEXTS: Final = ("name", "cas_mobile", "former_csrf", "draft_phone", "refused_phone")
-_STORED: Final = ("member_id", "csrf", "expires_at", *_OPTIONAL_TEXTS)
 
 
 class SessionStore:
@@ -242,40 +183,5 @@ class SessionStore:
         return _KEY_PREFIX + hashlib.sha256(sid.encode()).hexdigest()
 
 
-async def _session_index(kv: KeyValueStore, member_id: str, ended: Collection[str]) -> tuple[str, list[str]]:
-    """The student's index key and the session keys it lists that are still open, less those ending."""
-    # Read here, written by the caller: two logins of one student at the same instant may keep only
-    # one key, and then the other session escapes an erasure until it expires (session_ttl after
-    # its last use).
-    index = _INDEX_PREFIX + member_id
-    listed = [k for k in _keys(await kv.kv_get(index)) if k not in ended]
-    open_now = await kv.kv_get_many(listed)
-    return index, [k for k, raw in zip(listed, open_now, strict=True) if raw is not None]
-
-
-def _keys(raw: str | None) -> list[str]:
-    try:
-        value = json.loads(raw) if raw else []
-    except ValueError:
-        return []
-    return [key for key in value if isinstance(key, str)] if isinstance(value, list) else []
-
-
-async def sessions_of(kv: KeyValueStore, member_id: str) -> list[Session]:
-    """The student's open sessions (for a data request's export)."""
-    found = []
-    for key in _keys(await kv.kv_get(_INDEX_PREFIX + member_id)):
-        raw = await kv.kv_get(key)
-        session = None if raw is None else Session.from_json("", raw)
-        if session is not None and session.member_id == member_id:
-            found.append(session)
-    return found
-
-
-async def end_sessions_of(kv: KeyValueStore, member_id: str) -> int:
-    """End every open session of the student (a data erasure); return how many were open."""
-    ended = 0
-    for key in _keys(await kv.kv_pop(_INDEX_PREFIX + member_id)):
-        if await kv.kv_pop(key) is not None:
-            ended += 1
-    return ended
+SESSIONS: Final = web.AppKey("sessions", SessionStore)
+"""The students' sessions, opened at start."""

@@ -8,6 +8,7 @@ Every redirect goes to a path of our router or to the CAS login URL built from s
 from __future__ import annotations
 
 import asyncio
+import enum
 import hashlib
 import json
 import logging
@@ -18,12 +19,15 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from callback_service.clients.cas import CasAuthenticationFailure, logout_request_ticket
-from callback_service.ops.qr import bind_url, qr_image
-from callback_service.web.client_address import client_of
-from callback_service.web.keys import BINDING_FLOW, CAS, CLOCK, PAGES_CONFIG, SESSIONS, SETTINGS, STORE
+from callback_service.client_address import client_of
+from callback_service.clients.cas import CAS, CasAuthenticationFailure, logout_request_ticket
+from callback_service.compose import BINDING_FLOW, CLOCK, SETTINGS
+from callback_service.qr import bind_url, qr_image
+from callback_service.store import STORE
+from callback_service.store.sessions import Session
+from callback_service.web.pages.config import PAGES_CONFIG
 from callback_service.web.pages.render import SECURITY_HEADERS, message, page, render, url
-from callback_service.web.pages.session import Session
+from callback_service.web.pages.session import SESSIONS
 from handlers.core.binding import Actor, Binding, BindingState, DirectoryEntry
 from handlers.core.guide import GUIDE, RULES, STEPS, ErrorCode, GuideEntry
 from handlers.core.phone import InvalidPhone, Phone, mask_phone
@@ -237,7 +241,7 @@ async def bind_phone_submit(request: web.Request) -> web.StreamResponse:
     result_key = f"bind-result:{key}"
     # The same form sent twice (a double tap, a resend) runs once: the first writes its result,
     # pending until the rules have answered; both land on it.
-    pending = _Outcome(state="pending").to_json()
+    pending = _Outcome(state=OutcomeState.PENDING).to_json()
     if not await store.kv_set_if_absent(result_key, pending, ttl=config.result_ttl):
         log.info("bind: a repeated submit of student %s", session.member_id)
         return _redirect(result_url, status=303)
@@ -245,7 +249,7 @@ async def bind_phone_submit(request: web.Request) -> web.StreamResponse:
 
     async def settled(ended: Bound | Refused | None) -> None:
         # A lost WeCom answer was settled in the background: the result page shows how it ended.
-        outcome = _Outcome(state="unsettled") if ended is None else _Outcome.of(ended, phone)
+        outcome = _Outcome(state=OutcomeState.UNSETTLED) if ended is None else _Outcome.of(ended, phone)
         await store.kv_set(result_key, outcome.to_json(), ttl=config.result_ttl)
 
     try:
@@ -311,15 +315,15 @@ async def bind_result(request: web.Request) -> web.StreamResponse:
     outcome = await _wait_for_outcome(request, f"bind-result:{session.member_id}:{form_id}")
     if outcome is None:
         return _result_gone(request)
-    if outcome.state == "pending":
+    if outcome.state is OutcomeState.PENDING:
         return render(request, "pending.html", {"refresh_url": url(request, "bind-result", form=form_id)})
-    if outcome.state == "confirming":
+    if outcome.state is OutcomeState.CONFIRMING:
         return render(
             request,
             "confirming.html",
             {"refresh_url": url(request, "bind-result", form=form_id), "phone_masked": outcome.phone_masked},
         )
-    if outcome.state == "unsettled":
+    if outcome.state is OutcomeState.UNSETTLED:
         return message(
             request,
             title="暂未能确认绑定结果",
@@ -327,7 +331,7 @@ async def bind_result(request: web.Request) -> web.StreamResponse:
             status=200,
             link=(url(request, "me"), "查看我的绑定"),
         )
-    if outcome.state == "failed":
+    if outcome.state is OutcomeState.FAILED:
         return message(
             request,
             title="绑定未完成",
@@ -335,7 +339,7 @@ async def bind_result(request: web.Request) -> web.StreamResponse:
             status=200,
             link=(url(request, "bind-phone"), "返回手机号绑定页面"),
         )
-    if outcome.state == "bound":
+    if outcome.state is OutcomeState.BOUND:
         return render(request, "result.html", {"outcome": outcome, **_follow_context(request)})
     reason = Refusal(outcome.reason or Refusal.IN_PROGRESS)
     code = reason.code
@@ -451,11 +455,26 @@ def _not_logged_in(request: web.Request, text: str) -> web.Response:
     )
 
 
+class OutcomeState(enum.StrEnum):
+    """Where a submit stands, as its result page shows it."""
+
+    PENDING = "pending"
+    """The rules or WeCom have not answered yet."""
+    CONFIRMING = "confirming"
+    """WeCom's answer was lost: the write is being confirmed in the background."""
+    UNSETTLED = "unsettled"
+    """The background confirmation could not tell: reconcile will."""
+    FAILED = "failed"
+    """The submit failed before it changed anything (an outage)."""
+    BOUND = "bound"
+    REFUSED = "refused"
+
+
 @dataclass(frozen=True, slots=True)
 class _Outcome:
     """A submit's result as kept for its result page: never the full phone."""
 
-    state: str
+    state: OutcomeState
     phone_masked: str | None = None
     already_bound: bool = False
     created: bool = False
@@ -467,10 +486,10 @@ class _Outcome:
     @classmethod
     def of(cls, result: Bound | Refused | Confirming, phone: str) -> _Outcome:
         if isinstance(result, Confirming):
-            return cls(state="confirming", phone_masked=result.phone_masked)
+            return cls(state=OutcomeState.CONFIRMING, phone_masked=result.phone_masked)
         if isinstance(result, Bound):
             return cls(
-                state="bound",
+                state=OutcomeState.BOUND,
                 phone_masked=result.phone_masked,
                 already_bound=result.already_bound,
                 created=result.created,
@@ -478,7 +497,7 @@ class _Outcome:
                 followed=result.followed,
             )
         return cls(
-            state="refused",
+            state=OutcomeState.REFUSED,
             reason=result.reason.value,
             corrected=result.corrected,
             phone_masked=mask_phone(phone),
@@ -494,9 +513,10 @@ class _Outcome:
         try:
             data = json.loads(raw)
             outcome = cls(**{name: data[name] for name in cls.__slots__ if name in data})
+            outcome = replace(outcome, state=OutcomeState(outcome.state))
         except (ValueError, TypeError):
             return None
-        if outcome.state == "refused" and outcome.reason not in {r.value for r in Refusal}:
+        if outcome.state is OutcomeState.REFUSED and outcome.reason not in {r.value for r in Refusal}:
             return None
         return outcome
 
@@ -507,7 +527,7 @@ async def _wait_for_outcome(request: web.Request, key: str) -> _Outcome | None:
     deadline = asyncio.get_running_loop().time() + request.app[PAGES_CONFIG].result_wait
     while True:
         outcome = _Outcome.from_json(await store.kv_get(key))
-        if outcome is not None and outcome.state != "pending":
+        if outcome is not None and outcome.state is not OutcomeState.PENDING:
             return outcome
         if asyncio.get_running_loop().time() >= deadline:
             return outcome
@@ -516,7 +536,7 @@ async def _wait_for_outcome(request: web.Request, key: str) -> _Outcome | None:
 
 async def _record_failure(store: Store, key: str, ttl: float) -> None:
     try:
-        await store.kv_set(key, _Outcome(state="failed").to_json(), ttl=ttl)
+        await store.kv_set(key, _Outcome(state=OutcomeState.FAILED).to_json(), ttl=ttl)
     except Exception:
         log.warning("bind: could not record a failed submit")
 

@@ -44,12 +44,12 @@ P1, P2 = Phone("13800000001"), Phone("13800000002")
 def bound(member: str, phone: str | None, *, openid: str | None = None) -> Row:
     """A settled binding record."""
     state = BindingState.FOLLOWED if openid else BindingState.BOUND
-    return Row(member, phone, state, openid, None, None, None, 1.0)
+    return Row(member, Phone.parse_or_none(phone), state, openid, None, None, None, 1.0)
 
 
 def pending(member: str, phone: str, *, lease: float, previous: str | None = None) -> Row:
     """A claim's record, its lease running out at lease."""
-    return Row(member, phone, BindingState.PENDING, None, lease, previous, "tok", 1.0)
+    return Row(member, Phone(phone), BindingState.PENDING, None, lease, Phone.parse_or_none(previous), "tok", 1.0)
 
 
 def run(records: Mapping[Key, Any], rule: Callable[[Draft], T]) -> Decision[T]:

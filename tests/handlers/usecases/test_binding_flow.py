@@ -28,7 +28,7 @@ from handlers.usecases.contracts import Store, StoreUnavailable
 from sandbox.wecom import APP, CONTACTS, Member, WeComSandboxState, create_wecom_sandbox
 from sandbox.wecom_keys import WECOM_SANDBOX_STATE
 from tests.store.support import FakeClock
-from tests.support.world import OLD_ASSISTANT, old_assistant
+from tests.support.world import OLD_ASSISTANT, eventually, old_assistant
 
 CORP_ID = "wwflowtest0000000"
 T = TypeVar("T")
@@ -53,6 +53,12 @@ class World:
     async def actions(self, member_id: str) -> list[AuditAction]:
         return [r.action for r in reversed(await self.store.audit_list(member_id=member_id))]
 
+
+
+@pytest.fixture
+def store(memory_store: Store) -> Store:
+    """The use case's store: in memory, on the same contract as SQLite and Redis (tests/store/test_contract.py)."""
+    return memory_store
 
 @pytest.fixture
 def wecom_options() -> dict[str, Any]:
@@ -369,7 +375,7 @@ async def test_a_second_claim_while_the_first_is_at_wecom_is_in_progress(world: 
     world.wecom.faults.delay(0.3, api="user/update")
     first, second = await asyncio.gather(
         world.flow.bind("2021001", Phone("13800000001"), actor=ACTOR),
-        _later(world.flow.bind("2021001", Phone("13800000011"), actor=ACTOR)),
+        _once_claimed(world.store, "2021001", world.flow.bind("2021001", Phone("13800000011"), actor=ACTOR)),
     )
     assert isinstance(first, Bound)
     assert second == Refused("2021001", Refusal.IN_PROGRESS)
@@ -390,8 +396,14 @@ async def test_two_members_racing_for_one_phone_bind_one(world: World) -> None:
     assert await world.store.integrity_problems() == []
 
 
-async def _later(coroutine: Awaitable[T]) -> T:
-    await asyncio.sleep(0.05)
+async def _once_claimed(store: Store, member_id: str, coroutine: Awaitable[T]) -> T:
+    """Run coroutine once the member's claim is in the store: the first bind is then at WeCom."""
+
+    async def claimed() -> bool | None:
+        binding = await store.get_binding(member_id)
+        return True if binding is not None and binding.state is BindingState.PENDING else None
+
+    await eventually(claimed)
     return await coroutine
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -13,7 +12,6 @@ from aiohttp.test_utils import TestServer
 
 from callback_service.clients.wecom import WeComClient
 from callback_service.metrics import Metrics
-from callback_service.store import open_store
 from handlers.core.binding import Actor, AuditAction, BindingState
 from handlers.core.events import ContactChange, Subscribe, Unsubscribe
 from handlers.core.phone import Phone
@@ -24,7 +22,8 @@ from handlers.usecases.contracts import Store
 from sandbox.wecom import create_wecom_sandbox
 from sandbox.wecom_keys import WECOM_SANDBOX_STATE
 from sandbox.wecom_state import APP, CONTACTS, Member, WeComSandboxState
-from tests.support.world import eventually, store_url_for
+from tests.store.support import FakeClock
+from tests.support.world import eventually
 
 CORP_ID = "wwhandlers000000"
 APP_SECRET = "app-secret"
@@ -42,12 +41,11 @@ class World:
     app_client: WeComClient
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture
 async def world(
-    request: pytest.FixtureRequest,
-    aiohttp_server: Callable[[web.Application], Awaitable[TestServer]],
-    tmp_path: Path,
+    aiohttp_server: Callable[[web.Application], Awaitable[TestServer]], memory_store: Store, clock: FakeClock
 ) -> AsyncIterator[World]:
+    """The handlers over the in-memory store (the backends run the same contract) and the emulated WeCom."""
     sandbox = create_wecom_sandbox(
         corp_id=CORP_ID,
         secrets={APP_SECRET: APP, CONTACTS_SECRET: CONTACTS},
@@ -59,26 +57,24 @@ async def world(
         ],
     )
     server = await aiohttp_server(sandbox)
-    redis_server = request.getfixturevalue("redis_server") if request.param == "redis" else None
-    store = await open_store(store_url_for(request.param, tmp_path, redis_server))
+    store = memory_store
     metrics = Metrics()
     async with aiohttp.ClientSession() as session:
         client = WeComClient(
             session=session, api_base=str(server.make_url("")).rstrip("/"), corp_id=CORP_ID,
-            secret=APP_SECRET, store=store,
+            secret=APP_SECRET, store=store, clock=clock,
         )
         contacts = WeComClient(
             session=session, api_base=str(server.make_url("")).rstrip("/"), corp_id=CORP_ID,
-            secret=CONTACTS_SECRET, store=store,
+            secret=CONTACTS_SECRET, store=store, clock=clock,
         )
         # Wired as the app wires them: the mobile read with the contacts-sync secret where it may.
         handlers = CallbackHandlers(
             store=store, wecom=client, counters=metrics, agent_id=1000002,
-            members=ContactsThenApp(contacts, client),
+            members=ContactsThenApp(contacts, client), clock=clock,
         )
         yield World(store=store, wecom=sandbox[WECOM_SANDBOX_STATE], handlers=handlers, metrics=metrics,
                     wecom_base=str(server.make_url("")).rstrip("/"), app_client=client)
-    await store.close()
 
 
 def _event(kind: type[Subscribe] | type[Unsubscribe], user: str) -> Subscribe | Unsubscribe:
@@ -275,3 +271,38 @@ async def test_an_update_user_that_wecom_will_not_let_us_read_changes_nothing(wo
     binding = await world.store.get_binding("lisi")
     assert binding is not None
     assert binding.phone == "13800000002"
+
+
+@dataclass(frozen=True)
+class _Member:
+    userid: str
+    mobile: str | None
+    mobile_shown: bool = True
+    status: int = 1
+    department: tuple[int, ...] = (1,)
+
+
+class _ClaimWhileAsked:
+    """WeCom's user/get, during which the binding flow claims a new phone for the member."""
+
+    def __init__(self, store: Store, phone: Phone) -> None:
+        self.store, self.phone = store, phone
+
+    async def user_get(self, userid: str) -> _Member:
+        self.claim = await self.store.claim_phone(userid, self.phone, lease=60, actor=STUDENT)
+        return _Member(userid, "13800000002")  # WeCom's mobile as it was before the flow's write
+
+
+async def test_a_claim_made_while_wecom_is_asked_is_left_to_its_binding(world: World, clock: FakeClock) -> None:
+    await _bind(world.store, "lisi", "13800000002")
+    members = _ClaimWhileAsked(world.store, Phone("13800000029"))
+    handlers = CallbackHandlers(
+        store=world.store, wecom=world.app_client, counters=world.metrics, agent_id=1000002,
+        members=members, clock=clock,
+    )
+    await handlers.dispatcher().dispatch(_change("update_user", "lisi"))
+    binding = await world.store.get_binding("lisi")
+    assert binding is not None
+    assert (binding.state, binding.phone) == (BindingState.PENDING, "13800000029")
+    committed = await world.store.commit_claim(members.claim)
+    assert (committed.state, committed.phone) == (BindingState.BOUND, "13800000029")

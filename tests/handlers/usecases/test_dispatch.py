@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from handlers.core.events import ContactChange, Event, Subscribe, UnknownEvent
-from handlers.usecases.dispatch import Dispatcher
+import pytest
+
+from handlers.core.events import ContactChange, Event, EventKind, Subscribe, UnknownEvent, Unsubscribe
+from handlers.usecases.dispatch import Dispatcher, typed
 
 
 def _common() -> dict[str, object]:
@@ -23,7 +25,7 @@ async def test_routes_by_kind_and_falls_back() -> None:
         seen.append(("fallback", event.kind))
 
     dispatcher = Dispatcher(
-        {"subscribe": on_subscribe, "change_contact:update_user": on_update}, fallback=fallback
+        {EventKind.SUBSCRIBE: on_subscribe, EventKind.UPDATE_USER: on_update}, fallback=fallback
     )
     await dispatcher.dispatch(Subscribe(**_common()))  # type: ignore[arg-type]
     await dispatcher.dispatch(ContactChange(change_type="update_user", **_common()))  # type: ignore[arg-type]
@@ -35,3 +37,16 @@ async def test_routes_by_kind_and_falls_back() -> None:
         ("fallback", "change_contact:delete_user"),
         ("fallback", "unknown"),
     ]
+
+
+async def test_a_typed_handler_refuses_an_event_of_another_type() -> None:
+    seen: list[str] = []
+
+    async def on_subscribe(event: Subscribe) -> None:
+        seen.append(event.member_id)
+
+    handler = typed(Subscribe, on_subscribe)
+    await handler(Subscribe(**_common()))  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        await handler(Unsubscribe(**_common()))  # type: ignore[arg-type]
+    assert seen == ["m1"]

@@ -14,16 +14,25 @@ from typing import Final
 
 from aiohttp import hdrs, web
 
-from callback_service.web.keys import SETTINGS
 from config.settings import ProxyNetwork
 
-__all__ = ["UNKNOWN", "client_address", "client_of", "from_trusted_proxy", "resolve_client_address"]
+__all__ = [
+    "TRUSTED_PROXIES",
+    "UNKNOWN",
+    "client_address",
+    "client_of",
+    "from_trusted_proxy",
+    "resolve_client_address",
+]
 
 UNKNOWN: Final = "unknown"
 # A header longer than this is not a chain of proxies; its right part is still read.
 _MAX_HOPS: Final = 32
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+TRUSTED_PROXIES: Final[web.AppKey[tuple[ProxyNetwork, ...]]] = web.AppKey("trusted_proxies")
+"""The app's setting `trusted_proxies`, set by the app factory."""
 
 
 def client_address(request: web.BaseRequest, trusted_proxies: Sequence[ProxyNetwork]) -> str:
@@ -36,13 +45,13 @@ def client_address(request: web.BaseRequest, trusted_proxies: Sequence[ProxyNetw
 def client_of(request: web.BaseRequest) -> str:
     """The client's address of a request to our app, by the app's setting `trusted_proxies` (a
     request to an app without our settings, such as the demo's emulators, trusts no proxy)."""
-    settings = request.config_dict.get(SETTINGS) if isinstance(request, web.Request) else None
-    return client_address(request, settings.trusted_proxies if settings is not None else ())
+    proxies = request.config_dict.get(TRUSTED_PROXIES) if isinstance(request, web.Request) else None
+    return client_address(request, proxies or ())
 
 
 def from_trusted_proxy(request: web.Request) -> bool:
     """Whether the request's peer is one of the app's trusted reverse proxies."""
-    proxies = request.app[SETTINGS].trusted_proxies
+    proxies = request.app.get(TRUSTED_PROXIES, ())
     if not proxies:
         return False
     address = _parse(request.remote)

@@ -99,7 +99,7 @@ def _store_command(run: StoreCommand, *, creates: bool = False) -> Callable[[arg
             # A SQLite URL holds no password: it may be shown.
             print(
                 f"wecom-bind: no store at {url} ({env_name('store_url')}): the file does not exist;"
-                " only serve, demo and directory import create one",
+                " only serve, demo, directory import and sync create one",
                 file=sys.stderr,
             )
             return 3
@@ -183,7 +183,8 @@ def _add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
         "sync", help="record every WeCom member's status (run it before publishing the QR code)"
     )
     sync.add_argument("--dry-run", action="store_true", help="read and report; record nothing")
-    sync.set_defaults(run=_store_command(_sync))
+    # sync may be the first command run on a new deployment, before serve: it creates the store.
+    sync.set_defaults(run=_store_command(_sync, creates=True))
 
 
 def _member_id(text: str) -> str:

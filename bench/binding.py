@@ -60,7 +60,7 @@ from callback_service.web.app import create_app
 from callback_service.web.keys import PAGES_CONFIG
 from callback_service.web.pages.config import PagesConfig
 from config import Settings
-from handlers.binding import AuditAction, BindingState
+from handlers.core.binding import AuditAction, BindingState
 from sandbox.cas import create_cas_sandbox
 from sandbox.demo import (
     CAS_MOUNT,

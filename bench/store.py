@@ -25,9 +25,9 @@ from pathlib import Path
 import redis
 
 from callback_service.store import open_store
-from handlers.binding import Actor
-from handlers.contracts import Store
-from handlers.phone import Phone
+from handlers.core.binding import Actor
+from handlers.core.phone import Phone
+from handlers.usecases.contracts import Store
 from tests.store.support import RedisServer, redis_server_binary
 
 ACTOR = Actor(who="bench", source="bench")

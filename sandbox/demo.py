@@ -22,7 +22,7 @@ from callback_service.web.app import create_app
 from callback_service.web.keys import PAGES_CONFIG, STORE
 from callback_service.web.pages.config import PagesConfig
 from config import Settings
-from handlers.binding import DirectoryEntry
+from handlers.core.binding import DirectoryEntry
 from sandbox.cas import CasUser, create_cas_sandbox
 from sandbox.wecom import create_wecom_sandbox
 from sandbox.wecom_keys import WECOM_SANDBOX_STATE

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from callback_service.store import open_store
-from handlers.contracts import Store
+from handlers.usecases.contracts import Store
 from tests.store.support import FakeClock, RedisServer, require_redis_server
 from tests.support.logscan import PhoneScanner, lines_with_full_phones
 from tests.support.processes import all_output

@@ -26,10 +26,10 @@ from typing import Final
 from callback_service.callbacks.xml import MalformedXml, parse_event
 from callback_service.logs import REQUEST_ID
 from callback_service.metrics import HANDLER_SECONDS, Metrics
-from handlers.binding import InboxItem
-from handlers.contracts import Store, StoreUnavailable
-from handlers.dispatch import Dispatcher
-from handlers.events import Event
+from handlers.core.binding import InboxItem
+from handlers.core.events import Event
+from handlers.usecases.contracts import Store, StoreUnavailable
+from handlers.usecases.dispatch import Dispatcher
 
 log: Final = logging.getLogger(__name__)
 

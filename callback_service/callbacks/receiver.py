@@ -17,7 +17,7 @@ from crypto import (
     SignatureMismatch,
     WeComCrypto,
 )
-from handlers.events import Event
+from handlers.core.events import Event
 
 log: Final = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Final, NoReturn, TypedDict
 from xml.parsers import expat
 
-from handlers.events import (
+from handlers.core.events import (
     CONTACT_CHANGE_TYPES,
     ContactChange,
     EnterAgent,

@@ -24,9 +24,8 @@ from typing import Any, Final
 
 import aiohttp
 
-from handlers.contracts import KeyValueStore
-from handlers.phone import mask_phone
-from handlers.wecom_errors import (
+from handlers.core.phone import mask_phone
+from handlers.core.wecom_errors import (
     ApiForbidden,
     AppUntrustedIp,
     ConfigurationError,
@@ -47,6 +46,7 @@ from handlers.wecom_errors import (
     WrongAgent,
     error_for,
 )
+from handlers.usecases.contracts import KeyValueStore
 
 log: Final = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ TOKEN_ERRCODES: Final = frozenset({40014, 42001})
 # not the secret (ContactsThenApp reads with the app's then), so readiness does not report it.
 _MEMBER_READ: Final = "user/get"
 
-# The family of WeCom's refusals is declared with the rules (handlers.wecom_errors); these names
+# The family of WeCom's refusals is declared with the rules (handlers.core.wecom_errors); these names
 # are the client's public face of it.
 WeComConfigError = ConfigurationError
 InvalidMobile = MobileInvalid

@@ -6,9 +6,9 @@ import datetime as dt
 import getpass
 from collections.abc import Callable
 
-from handlers.binding import Actor, AuditRecord, Binding
-from handlers.contracts import Store
-from handlers.phone import InvalidPhone, Phone, mask_phone
+from handlers.core.binding import Actor, AuditRecord, Binding
+from handlers.core.phone import InvalidPhone, Phone, mask_phone
+from handlers.usecases.contracts import Store
 
 Print = Callable[[str], None]
 

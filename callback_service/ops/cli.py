@@ -21,7 +21,7 @@ from callback_service.ops.processes import run_app, run_processes
 from callback_service.store import open_store
 from callback_service.web.app import create_app
 from config import Settings, SettingsError, env_name, load_settings
-from handlers.contracts import Store, StoreUnavailable
+from handlers.usecases.contracts import Store, StoreUnavailable
 
 
 def _settings(args: argparse.Namespace) -> Settings:

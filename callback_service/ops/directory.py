@@ -19,9 +19,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from handlers.binding import DirectoryEntry
-from handlers.contracts import Store
-from handlers.phone import InvalidPhone, Phone, mask_phone
+from handlers.core.binding import DirectoryEntry
+from handlers.core.phone import InvalidPhone, Phone, mask_phone
+from handlers.usecases.contracts import Store
 
 COLUMNS: Final[Mapping[str, tuple[str, ...]]] = {
     "student_id": ("学号", "student id", "student_id", "studentid"),

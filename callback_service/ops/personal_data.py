@@ -15,8 +15,8 @@ from typing import Any
 from callback_service.callbacks.inbox import open_envelope
 from callback_service.callbacks.xml import MalformedXml, parse_event
 from callback_service.web.pages.session import end_sessions_of, sessions_of
-from handlers.binding import Actor, AuditAction, InboxItem
-from handlers.contracts import Store
+from handlers.core.binding import Actor, AuditAction, InboxItem
+from handlers.usecases.contracts import Store
 
 DAY = 24 * 3600.0
 DEAD_LETTERS_READ = 100_000

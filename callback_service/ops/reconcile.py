@@ -1,6 +1,6 @@
 """`wecom-bind reconcile`: read the store and WeCom's members, print the drift, settle it from WeCom.
 
-The rules (what counts as drift, the order of the fixes) are handlers.reconcile's; this module
+The rules (what counts as drift, the order of the fixes) are handlers.core.reconcile's; this module
 reads and writes. The store is read before WeCom, and a fix is applied only while the member's
 binding is still the one that was read; a binding that changed meanwhile (a student binding right
 now) is left for the next run.
@@ -27,10 +27,10 @@ from callback_service.clients.wecom import (
 )
 from callback_service.ops.admin import admin_actor
 from config import Settings
-from handlers.binding import Actor, BindingChanged
-from handlers.contacts import ContactMember, ContactsThenApp
-from handlers.contracts import Store
-from handlers.reconcile import Drift, DriftKind, Fix, WeComView, compare, order_fixes
+from handlers.core.binding import Actor, BindingChanged
+from handlers.core.reconcile import Drift, DriftKind, Fix, WeComView, compare, order_fixes
+from handlers.usecases.contacts import ContactMember, ContactsThenApp
+from handlers.usecases.contracts import Store
 
 __all__ = [
     "Drift",

@@ -1,4 +1,4 @@
-"""The store backends behind handlers.contracts.Store, chosen by the URL in WECOM_BIND_STORE_URL.
+"""The store backends behind handlers.usecases.contracts.Store, chosen by the URL in WECOM_BIND_STORE_URL.
 
 `sqlite:///data/wecom-bind.db` (a path relative to the working directory) or
 `sqlite:////var/lib/wecom-bind/store.db` (absolute: four slashes, as in SQLAlchemy) opens the
@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from callback_service.store.redis import DEFAULT_PREFIX, RedisStore
 from callback_service.store.sqlite import SqliteStore
-from handlers.contracts import Clock, Store
+from handlers.usecases.contracts import Clock, Store
 
 __all__ = ["RedisStore", "SqliteStore", "open_store"]
 

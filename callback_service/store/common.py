@@ -8,10 +8,10 @@ from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from handlers.binding import BindingState
-from handlers.contracts import StoreUnavailable
-from handlers.phone import Phone, mask_phone
-from handlers.rules import Row
+from handlers.core.binding import BindingState
+from handlers.core.phone import Phone, mask_phone
+from handlers.core.rules import Row
+from handlers.usecases.contracts import StoreUnavailable
 
 MAX_CREATE_TIME: Final = 10**12 - 1
 """The largest create time an inbox orders by: a larger one sorts with it (WeCom's are 10 digits)."""
@@ -47,7 +47,7 @@ def kv_changes(
 def phone_arg(phone: Phone) -> Phone:
     """Refuse a phone that was not parsed where it entered: a caller's bug, not a user's mistake."""
     if not isinstance(phone, Phone):
-        raise TypeError("a phone given to the store must be a handlers.phone.Phone")
+        raise TypeError("a phone given to the store must be a handlers.core.phone.Phone")
     return phone
 
 
@@ -65,7 +65,7 @@ def find_problems(
     audited: set[str],
 ) -> list[str]:
     """Describe every broken invariant between binding records, their indexes and the audit log:
-    the shapes the rules of handlers.rules write (pending with a lease and a token, bound with a
+    the shapes the rules of handlers.core.rules write (pending with a lease and a token, bound with a
     phone, followed with an openid), I1 and I4 in the indexes, and I5 (an audit record each)."""
     problems: list[str] = []
     by_member = {row.member_id: row for row in rows}

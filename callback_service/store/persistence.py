@@ -15,7 +15,7 @@ from typing import Final
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from handlers.contracts import StoreNotDurable
+from handlers.usecases.contracts import StoreNotDurable
 
 log: Final = logging.getLogger(__name__)
 

@@ -1,9 +1,9 @@
-"""The Store's rule-keeping methods, for both backends: read, decide (handlers.rules), apply.
+"""The Store's rule-keeping methods, for both backends: read, decide (handlers.core.rules), apply.
 
 A backend provides `_decide(first, rule, actor)`: read the keys in `first` (and any the rule asks
-for through Unread), run the rule with handlers.rules.decide, and apply the decision atomically
+for through Unread), run the rule with handlers.core.rules.decide, and apply the decision atomically
 provided that nothing it read has changed, else read and decide again. The rules themselves live
-only in handlers.rules.
+only in handlers.core.rules.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from functools import partial
 from typing import TypeVar
 
 from callback_service.store.common import new_token, phone_arg, positive
-from handlers import rules
-from handlers.binding import Actor, AuditAction, Binding, Claim
-from handlers.phone import Phone
-from handlers.reconcile import Fix
-from handlers.rules import Draft, Key, binding_key, openid_key, phone_key
+from handlers.core import rules
+from handlers.core.binding import Actor, AuditAction, Binding, Claim
+from handlers.core.phone import Phone
+from handlers.core.reconcile import Fix
+from handlers.core.rules import Draft, Key, binding_key, openid_key, phone_key
 
 T = TypeVar("T")
 
@@ -53,7 +53,7 @@ class RulesRunner(abc.ABC):
         return await self._look([openid_key(openid)], partial(rules.openid_member, openid=openid))
 
     async def claim_phone(self, member_id: str, phone: Phone, *, lease: float, actor: Actor) -> Claim:
-        """Hold the phone for the member under a lease (handlers.rules.claim)."""
+        """Hold the phone for the member under a lease (handlers.core.rules.claim)."""
         phone = phone_arg(phone)
         rule = partial(
             rules.claim,
@@ -67,26 +67,26 @@ class RulesRunner(abc.ABC):
         return await self._decide([binding_key(member_id), phone_key(phone)], rule, actor, guess=True)
 
     async def commit_claim(self, claim: Claim) -> Binding:
-        """Make the claimed phone the bound one (handlers.rules.commit)."""
+        """Make the claimed phone the bound one (handlers.core.rules.commit)."""
         first = [binding_key(claim.member_id)]
         if claim.previous_phone is not None:
             first.append(phone_key(claim.previous_phone))
         return await self._decide(first, partial(rules.commit, held=claim), claim.actor)
 
     async def release_claim(self, claim: Claim) -> bool:
-        """Give the claim up (handlers.rules.release)."""
+        """Give the claim up (handlers.core.rules.release)."""
         if claim.already_bound:
             return True
         first = [binding_key(claim.member_id), phone_key(claim.phone)]
         return await self._decide(first, partial(rules.release, held=claim), claim.actor)
 
     async def follow(self, member_id: str, openid: str, *, actor: Actor) -> Binding:
-        """Record the follow (handlers.rules.follow, I4)."""
+        """Record the follow (handlers.core.rules.follow, I4)."""
         first = [binding_key(member_id), openid_key(openid)]
         return await self._decide(first, partial(rules.follow, member_id=member_id, openid=openid), actor)
 
     async def unfollow(self, member_id: str, *, actor: Actor) -> Binding | None:
-        """Record the unfollow (handlers.rules.unfollow)."""
+        """Record the unfollow (handlers.core.rules.unfollow)."""
         return await self._decide(
             [binding_key(member_id)], partial(rules.unfollow, member_id=member_id), actor
         )
@@ -94,7 +94,7 @@ class RulesRunner(abc.ABC):
     async def set_member_phone(
         self, member_id: str, phone: Phone | None, *, take: bool, actor: Actor
     ) -> Binding | None:
-        """Settle the member's phone from WeCom's truth (handlers.rules.set_phone)."""
+        """Settle the member's phone from WeCom's truth (handlers.core.rules.set_phone)."""
         wanted = None if phone is None else phone_arg(phone)
         first = [binding_key(member_id)] + ([] if wanted is None else [phone_key(wanted)])
         rule = partial(rules.set_phone, member_id=member_id, wanted=wanted, take=take)
@@ -103,28 +103,28 @@ class RulesRunner(abc.ABC):
     async def settle_member(
         self, member_id: str, fix: Fix, phone: Phone | None, *, seen: Binding | None, actor: Actor
     ) -> Binding | None:
-        """Reconcile's fix, applied only while the binding is still `seen` (handlers.rules.settle)."""
+        """Reconcile's fix, applied only while the binding is still `seen` (handlers.core.rules.settle)."""
         wanted = None if phone is None or fix is not Fix.SET_PHONE else phone_arg(phone)
         first = [binding_key(member_id)] + ([] if wanted is None else [phone_key(wanted)])
         rule = partial(rules.settle, member_id=member_id, fix=fix, wanted=wanted, seen=seen)
         return await self._decide(first, rule, actor)
 
     async def delete_member(self, member_id: str, *, actor: Actor) -> bool:
-        """Remove the member's binding (handlers.rules.delete)."""
+        """Remove the member's binding (handlers.core.rules.delete)."""
         return await self._decide([binding_key(member_id)], partial(rules.delete, member_id=member_id), actor)
 
     async def rename_member(self, old_id: str, new_id: str, *, actor: Actor) -> Binding | None:
-        """Move a binding to a new member id (handlers.rules.rename)."""
+        """Move a binding to a new member id (handlers.core.rules.rename)."""
         first = [binding_key(old_id), binding_key(new_id)]
         return await self._decide(first, partial(rules.rename, old_id=old_id, new_id=new_id), actor)
 
     async def audit_note(self, member_id: str, action: AuditAction, detail: str, *, actor: Actor) -> None:
-        """Append an audit record that changes nothing else (handlers.rules.note)."""
+        """Append an audit record that changes nothing else (handlers.core.rules.note)."""
         rule = partial(rules.note, member_id=member_id, action=action, detail=detail)
         await self._decide([], rule, actor)
 
     async def audit_conflict(self, member_id: str, phone: Phone | None, detail: str, *, actor: Actor) -> None:
-        """Record a refused change (handlers.rules.conflict)."""
+        """Record a refused change (handlers.core.rules.conflict)."""
         wanted = None if phone is None else phone_arg(phone)
         rule = partial(rules.conflict, member_id=member_id, phone=wanted, detail=detail)
         await self._decide([], rule, actor)

@@ -34,9 +34,9 @@ from callback_service.web.middlewares import service_middleware
 from callback_service.web.pages import setup_pages
 from config import Settings
 from crypto import WeComCrypto
-from handlers.callbacks import CallbackHandlers
-from handlers.contacts import ContactsThenApp
-from handlers.dispatch import Dispatcher
+from handlers.usecases.callbacks import CallbackHandlers
+from handlers.usecases.contacts import ContactsThenApp
+from handlers.usecases.dispatch import Dispatcher
 
 # Forms and callbacks are small; the callback view applies its own, tighter cap.
 CLIENT_MAX_SIZE = 1024 * 1024

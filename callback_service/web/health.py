@@ -9,7 +9,7 @@ from aiohttp import web
 
 from callback_service.metrics import CONTENT_TYPE
 from callback_service.web.keys import CLOCK, METRICS, SETTINGS, STORE, WECOM_READY
-from handlers.contracts import StoreNotDurable, StoreUnavailable
+from handlers.usecases.contracts import StoreNotDurable, StoreUnavailable
 
 
 def _version() -> str:

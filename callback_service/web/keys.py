@@ -15,9 +15,9 @@ from callback_service.clients.cas import CasClient
 from callback_service.clients.wecom import TokenProbe, WeComClient
 from callback_service.metrics import Metrics
 from config import Settings
-from handlers.binding_flow import BindingFlow
-from handlers.contracts import Store
-from handlers.dispatch import Dispatcher
+from handlers.usecases.binding_flow import BindingFlow
+from handlers.usecases.contracts import Store
+from handlers.usecases.dispatch import Dispatcher
 
 if TYPE_CHECKING:
     # The pages package imports these keys: its types are named here for the checker only.

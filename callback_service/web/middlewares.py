@@ -15,7 +15,7 @@ from callback_service.metrics import CALLBACK_SECONDS, PAGE_SECONDS
 from callback_service.web.client_address import from_trusted_proxy
 from callback_service.web.keys import METRICS
 from callback_service.web.pages.render import SECURITY_HEADERS, message, url
-from handlers.contracts import StoreUnavailable
+from handlers.usecases.contracts import StoreUnavailable
 
 log: Final = logging.getLogger(__name__)
 # The POST routes of WeCom's callbacks (the app's, and the contacts-sync assistant's when it has its

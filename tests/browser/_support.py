@@ -22,8 +22,8 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from callback_service.store import open_store
-from handlers.binding import AuditRecord
-from handlers.guide import GUIDE, ErrorCode
+from handlers.core.binding import AuditRecord
+from handlers.core.guide import GUIDE, ErrorCode
 from sandbox.demo import DEMO_PASSWORD
 
 CHROMIUM: Final = "/usr/bin/chromium"

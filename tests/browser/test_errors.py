@@ -7,8 +7,8 @@ from collections.abc import Callable
 import pytest
 from playwright.sync_api import expect
 
-from handlers.guide import ErrorCode
-from handlers.phone import mask_phone
+from handlers.core.guide import ErrorCode
+from handlers.core.phone import mask_phone
 from sandbox.demo import DEMO_STUDENTS, DEMO_VISITOR_NAME, DEMO_VISITOR_PHONE, DemoStudent
 from tests.browser._support import Phone, expect_guide_entry, expect_wecom_refusal
 

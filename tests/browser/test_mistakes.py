@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 from playwright.sync_api import Page, expect
 
-from handlers.guide import ErrorCode
+from handlers.core.guide import ErrorCode
 from sandbox.demo import DEMO_STUDENTS
 from tests.browser._support import Phone
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 from playwright.sync_api import Request, expect
 
-from handlers.binding import AuditAction
+from handlers.core.binding import AuditAction
 from sandbox.demo import DEMO_STUDENTS, DemoStudent
 from tests.browser._support import Demo, Phone
 

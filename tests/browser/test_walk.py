@@ -8,8 +8,8 @@ import pytest
 from playwright.sync_api import expect
 
 from callback_service.web.pages.views import PHONE_FORMAT_ERROR
-from handlers.guide import GUIDE, ErrorCode
-from handlers.phone import mask_phone
+from handlers.core.guide import GUIDE, ErrorCode
+from handlers.core.phone import mask_phone
 from sandbox.demo import DEMO_PASSWORD, DEMO_STUDENTS, DEMO_VISITOR_NAME, DemoStudent
 from tests.browser._support import Demo, Phone
 

@@ -9,8 +9,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from callback_service.web.app import create_app
-from handlers.dispatch import Dispatcher
-from handlers.events import Event
+from handlers.core.events import Event
+from handlers.usecases.dispatch import Dispatcher
 from tests.support.world import world_settings
 
 NOW = 1476422779  # the official sample's timestamp

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from callback_service.store import open_store
-from handlers.binding import Actor
-from handlers.phone import Phone
+from handlers.core.binding import Actor
+from handlers.core.phone import Phone
 from tests.support.world import service_env
 
 STUDENT = Actor(who="2021001", source="127.0.0.1")

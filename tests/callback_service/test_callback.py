@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from callback_service.web.keys import INBOX
-from handlers.events import ContactChange, EnterAgent, Subscribe, UnknownEvent, Unsubscribe
+from handlers.core.events import ContactChange, EnterAgent, Subscribe, UnknownEvent, Unsubscribe
 from tests.callback_service.conftest import NOW, Clock, Recorder
 from tests.support.callbacks import (
     AES_KEY,

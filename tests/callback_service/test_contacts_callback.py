@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 from callback_service.web.app import create_app
 from callback_service.web.keys import INBOX
 from crypto import WeComCrypto
-from handlers.events import ContactChange
+from handlers.core.events import ContactChange
 from tests.callback_service.conftest import NOW, Clock, Recorder
 from tests.support.callbacks import CORP_ID, encrypt_callback, envelope, event_xml
 from tests.support.world import world_settings

@@ -11,7 +11,7 @@ import time
 import aiohttp
 
 from callback_service.store import open_store
-from handlers.binding import Binding, BindingState
+from handlers.core.binding import Binding, BindingState
 from sandbox.wecom_keys import WECOM_SANDBOX_FAULTS, WECOM_SANDBOX_STATE
 from sandbox.wecom_state import Member
 from tests.support.callbacks import encrypt_callback, event_xml

@@ -10,8 +10,8 @@ import pytest
 from callback_service.ops.cli import main
 from callback_service.ops.directory import import_directory, parse_directory
 from callback_service.store import open_store
-from handlers.binding import DirectoryEntry
-from handlers.contracts import Store
+from handlers.core.binding import DirectoryEntry
+from handlers.usecases.contracts import Store
 from tests.callback_service.test_qr import ENV
 
 GOOD = (

@@ -10,9 +10,9 @@ import pytest
 
 from callback_service.web.app import create_app
 from callback_service.web.keys import STORE, WECOM_CONTACTS
-from handlers.binding import AccountFollowed, Actor, Binding, BindingState
-from handlers.contracts import Store
-from handlers.phone import Phone
+from handlers.core.binding import AccountFollowed, Actor, Binding, BindingState
+from handlers.core.phone import Phone
+from handlers.usecases.contracts import Store
 from sandbox.wecom_keys import WECOM_SANDBOX_STATE
 from sandbox.wecom_state import Member
 from tests.support.world import (

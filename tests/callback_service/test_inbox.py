@@ -16,9 +16,9 @@ from callback_service.metrics import Metrics
 from callback_service.store import open_store
 from callback_service.web.app import create_app
 from callback_service.web.keys import INBOX, METRICS, STORE
-from handlers.binding import InboxItem
-from handlers.dispatch import Dispatcher
-from handlers.events import Event
+from handlers.core.binding import InboxItem
+from handlers.core.events import Event
+from handlers.usecases.dispatch import Dispatcher
 from tests.callback_service.conftest import NOW, Clock, Recorder
 from tests.support.callbacks import encrypt_callback, event_xml
 from tests.support.world import world_settings

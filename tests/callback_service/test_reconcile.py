@@ -37,11 +37,11 @@ from callback_service.ops.reconcile import (
     settle_all,
 )
 from callback_service.store import open_store
-from handlers.binding import Actor, AuditAction, Binding, BindingState, DirectoryEntry
-from handlers.contacts import ContactMember
-from handlers.contracts import Store
-from handlers.phone import Phone
-from handlers.reconcile import Fix
+from handlers.core.binding import Actor, AuditAction, Binding, BindingState, DirectoryEntry
+from handlers.core.phone import Phone
+from handlers.core.reconcile import Fix
+from handlers.usecases.contacts import ContactMember
+from handlers.usecases.contracts import Store
 from sandbox.wecom import create_wecom_sandbox
 from sandbox.wecom_keys import WECOM_SANDBOX_STATE
 from sandbox.wecom_state import APP, CONTACTS, Member, WeComSandboxState

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestServer
 from wechatpy.enterprise.crypto import WeChatCrypto
 
 from callback_service.store import open_store
-from handlers.binding import BindingState
+from handlers.core.binding import BindingState
 from sandbox.wecom import create_wecom_sandbox
 from sandbox.wecom_keys import WECOM_SANDBOX_STATE
 from sandbox.wecom_state import APP, CONTACTS, Member

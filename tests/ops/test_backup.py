@@ -10,8 +10,8 @@ from pathlib import Path
 
 from callback_service.ops.backup import backup_sqlite
 from callback_service.store import open_store
-from handlers.binding import Actor, BindingState
-from handlers.phone import Phone
+from handlers.core.binding import Actor, BindingState
+from handlers.core.phone import Phone
 from tests.support.world import service_env
 
 STUDENT = Actor(who="student", source="127.0.0.1")

@@ -24,7 +24,7 @@ import pytest
 from yarl import URL
 
 from callback_service.store import open_store
-from handlers.binding import BindingState, DirectoryEntry
+from handlers.core.binding import BindingState, DirectoryEntry
 from sandbox.cas import CasUser, create_cas_sandbox
 from sandbox.wecom_keys import WECOM_SANDBOX_STATE
 from sandbox.wecom_state import Member

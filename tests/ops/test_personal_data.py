@@ -22,9 +22,9 @@ from callback_service.ops.personal_data import (
 )
 from callback_service.store import open_store
 from callback_service.web.pages.session import SessionStore, sessions_of
-from handlers.binding import Actor, AuditAction, BindingState, DirectoryEntry
-from handlers.contracts import Store
-from handlers.phone import Phone
+from handlers.core.binding import Actor, AuditAction, BindingState, DirectoryEntry
+from handlers.core.phone import Phone
+from handlers.usecases.contracts import Store
 from tests.store.support import FakeClock
 from tests.support.callbacks import event_xml
 from tests.support.world import service_env

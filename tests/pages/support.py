@@ -20,9 +20,9 @@ from yarl import URL
 from callback_service.web.keys import STORE
 from callback_service.web.pages.session import COOKIE
 from config import Settings
-from handlers.binding import DirectoryEntry
-from handlers.contracts import Store
-from handlers.phone import Phone
+from handlers.core.binding import DirectoryEntry
+from handlers.core.phone import Phone
+from handlers.usecases.contracts import Store
 from sandbox.cas import CasUser
 from sandbox.wecom import Member, WeComSandboxState
 from tests.cas._support import post_login, ticket_of

@@ -14,11 +14,11 @@ import aiohttp
 import pytest
 
 from callback_service.web.keys import BINDING_FLOW, METRICS, STORE
-from handlers.binding import Actor, AuditAction, Binding, BindingState
-from handlers.binding_flow import Bound
-from handlers.conflicts import CONFLICTS
-from handlers.contracts import Store
-from handlers.phone import Phone
+from handlers.core.binding import Actor, AuditAction, Binding, BindingState
+from handlers.core.phone import Phone
+from handlers.usecases.binding_flow import Bound
+from handlers.usecases.conflicts import CONFLICTS
+from handlers.usecases.contracts import Store
 from sandbox.wecom_state import Member
 from tests.support.world import ServerFactory, World, eventually, running_world, store_url_for
 from tests.wecom._support import browser, new_wechat

@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from handlers.binding import Actor, AuditAction, BindingState
-from handlers.guide import GUIDE, ErrorCode
-from handlers.phone import Phone
+from handlers.core.binding import Actor, AuditAction, BindingState
+from handlers.core.guide import GUIDE, ErrorCode
+from handlers.core.phone import Phone
 from tests.pages.conftest import MakeEnv
 from tests.pages.support import OTHER_MEMBER, OTHER_PHONE, PagesEnv
 

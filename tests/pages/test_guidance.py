@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import re
 
-from handlers.binding import Actor
-from handlers.guide import GUIDE, RULES, STEPS, ErrorCode
+from handlers.core.binding import Actor
+from handlers.core.guide import GUIDE, RULES, STEPS, ErrorCode
 from tests.cas._support import FakeClock
 from tests.pages.conftest import MakeEnv
 from tests.pages.support import PagesEnv, PhoneForm

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from handlers.binding import Actor
-from handlers.guide import GUIDE
+from handlers.core.binding import Actor
+from handlers.core.guide import GUIDE
 from tests.pages.conftest import MakeEnv
 from tests.pages.support import PagesEnv
 

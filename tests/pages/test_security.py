@@ -8,7 +8,7 @@ import pytest
 
 from callback_service.web.keys import STORE
 from callback_service.web.pages import PagesConfig
-from handlers.phone import Phone
+from handlers.core.phone import Phone
 from tests.pages.conftest import MakeEnv
 from tests.pages.support import PagesEnv
 

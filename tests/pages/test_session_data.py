@@ -8,7 +8,7 @@ import json
 from aiohttp import web
 
 from callback_service.web.pages.session import COOKIE, Session, SessionStore, sessions_of
-from handlers.contracts import Store
+from handlers.usecases.contracts import Store
 from tests.store.support import FakeClock
 
 

@@ -10,9 +10,9 @@ import asyncio
 import sys
 
 from callback_service.store import open_store
-from handlers.binding import Actor
-from handlers.contracts import StoreUnavailable
-from handlers.phone import Phone
+from handlers.core.binding import Actor
+from handlers.core.phone import Phone
+from handlers.usecases.contracts import StoreUnavailable
 
 ACTOR = Actor(who="durability", source="test")
 

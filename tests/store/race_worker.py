@@ -13,8 +13,8 @@ import sys
 import redis.asyncio as aioredis
 
 from callback_service.store import open_store
-from handlers.binding import Actor, BindingError, Claim
-from handlers.phone import Phone
+from handlers.core.binding import Actor, BindingError, Claim
+from handlers.core.phone import Phone
 
 CONTESTED = Phone("13900000000")
 PER_WORKER = 50

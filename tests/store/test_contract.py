@@ -8,7 +8,7 @@ from dataclasses import asdict
 
 import pytest
 
-from handlers.binding import (
+from handlers.core.binding import (
     AccountFollowed,
     Actor,
     AuditAction,
@@ -20,9 +20,9 @@ from handlers.binding import (
     OpenidConflict,
     PhoneTaken,
 )
-from handlers.contracts import Store
-from handlers.guide import ErrorCode
-from handlers.phone import InvalidPhone, Phone
+from handlers.core.guide import ErrorCode
+from handlers.core.phone import InvalidPhone, Phone
+from handlers.usecases.contracts import Store
 from tests.store.support import FakeClock
 
 STUDENT = Actor(who="student", source="web 127.0.0.1")

@@ -13,9 +13,9 @@ from dataclasses import astuple
 from pathlib import Path
 
 from callback_service.store import open_store
-from handlers.binding import Actor, Binding, Claim
-from handlers.contracts import Store
-from handlers.phone import Phone
+from handlers.core.binding import Actor, Binding, Claim
+from handlers.core.phone import Phone
+from handlers.usecases.contracts import Store
 from tests.store.support import FakeClock, RedisServer
 
 MEMBERS = ("m1", "m2", "m3", "m4")

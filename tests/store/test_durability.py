@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 
 from callback_service.store import open_store
-from handlers.binding import BindingState
+from handlers.core.binding import BindingState
 from tests.store.support import RedisServer, require_redis_server
 
 REPO = Path(__file__).resolve().parents[2]

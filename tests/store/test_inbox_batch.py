@@ -10,7 +10,7 @@ import pytest
 
 from callback_service.store import open_store
 from callback_service.store.sqlite import SqliteStore
-from handlers.contracts import Store, StoreUnavailable
+from handlers.usecases.contracts import Store, StoreUnavailable
 from tests.store.support import FakeClock, RedisServer, require_redis_server
 
 LEASE = 60.0

@@ -1,4 +1,4 @@
-"""The integrity check finds records that no rule of handlers.rules writes."""
+"""The integrity check finds records that no rule of handlers.core.rules writes."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from callback_service.store import open_store
-from handlers.binding import Actor
-from handlers.phone import Phone
+from handlers.core.binding import Actor
+from handlers.core.phone import Phone
 from tests.store.support import FakeClock, RedisServer
 
 ACTOR = Actor(who="integrity", source="test")

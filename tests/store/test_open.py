@@ -16,9 +16,9 @@ from callback_service.store import open_store
 from callback_service.store.redis.layout import SCHEMA_VERSION as REDIS_SCHEMA_VERSION
 from callback_service.store.sqlite import SCHEMA_VERSION, SqliteStore
 from callback_service.store.sqlite.schema import MIGRATIONS
-from handlers.binding import Actor
-from handlers.contracts import StoreUnavailable
-from handlers.phone import Phone
+from handlers.core.binding import Actor
+from handlers.core.phone import Phone
+from handlers.usecases.contracts import StoreUnavailable
 from tests.store.support import FakeClock, RedisServer
 
 ACTOR = Actor(who="test", source="test")

@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 
 from callback_service.store import open_store
 from callback_service.web.app import create_app
-from handlers.contracts import StoreNotDurable
+from handlers.usecases.contracts import StoreNotDurable
 from tests.store.support import RedisServer, require_redis_server
 from tests.support.callbacks import encrypt_callback, event_xml
 from tests.support.processes import free_port, start_service, stop, wait_healthy

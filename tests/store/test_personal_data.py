@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from handlers.binding import Actor, AuditAction, DirectoryEntry
-from handlers.contracts import Store
-from handlers.phone import Phone
+from handlers.core.binding import Actor, AuditAction, DirectoryEntry
+from handlers.core.phone import Phone
+from handlers.usecases.contracts import Store
 from tests.store.support import FakeClock
 
 ADMIN = Actor(who="admin:ops", source="cli: data request")

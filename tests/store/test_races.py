@@ -15,7 +15,7 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from callback_service.store import open_store
-from handlers.binding import (
+from handlers.core.binding import (
     AccountFollowed,
     Actor,
     BindingState,
@@ -24,8 +24,8 @@ from handlers.binding import (
     ClaimLost,
     PhoneTaken,
 )
-from handlers.contracts import Store
-from handlers.phone import Phone
+from handlers.core.phone import Phone
+from handlers.usecases.contracts import Store
 from tests.store.support import FakeClock, RedisServer
 
 ACTOR = Actor(who="race", source="test")

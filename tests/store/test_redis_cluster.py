@@ -22,10 +22,10 @@ from redis.exceptions import ResponseError
 from redis.typing import EncodableT, FieldT
 
 from callback_service.store import open_store
-from handlers.binding import Actor, AuditAction, BindingState, DirectoryEntry, OpenidConflict, PhoneTaken
-from handlers.contracts import Store
-from handlers.phone import Phone
-from handlers.reconcile import Fix
+from handlers.core.binding import Actor, AuditAction, BindingState, DirectoryEntry, OpenidConflict, PhoneTaken
+from handlers.core.phone import Phone
+from handlers.core.reconcile import Fix
+from handlers.usecases.contracts import Store
 from tests.store.support import FakeClock, RedisServer, require_redis_server
 
 ACTOR = Actor(who="cluster", source="test")

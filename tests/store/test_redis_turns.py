@@ -12,9 +12,9 @@ import redis.asyncio as aioredis
 
 from callback_service.store import open_store
 from callback_service.store.redis import RedisStore
-from handlers.binding import Actor, ClaimLost
-from handlers.contracts import Store, StoreUnavailable
-from handlers.phone import Phone
+from handlers.core.binding import Actor, ClaimLost
+from handlers.core.phone import Phone
+from handlers.usecases.contracts import Store, StoreUnavailable
 from tests.store.support import RedisServer, require_redis_server
 
 ACTOR = Actor(who="test", source="test")

@@ -7,8 +7,8 @@ import sqlite3
 from pathlib import Path
 
 from callback_service.store.sqlite import SqliteStore
-from handlers.binding import Actor, DirectoryEntry
-from handlers.phone import Phone
+from handlers.core.binding import Actor, DirectoryEntry
+from handlers.core.phone import Phone
 
 ACTOR = Actor(who="test", source="test")
 

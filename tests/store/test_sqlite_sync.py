@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from callback_service.store.sqlite import SqliteStore
-from handlers.binding import Actor
-from handlers.phone import Phone
+from handlers.core.binding import Actor
+from handlers.core.phone import Phone
 
 STUDENT = Actor(who="2021001", source="bind-page 127.0.0.1")
 

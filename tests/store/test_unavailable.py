@@ -12,9 +12,9 @@ import pytest
 from callback_service.store import open_store
 from callback_service.store.redis import RedisStore
 from callback_service.store.sqlite import SqliteStore
-from handlers.binding import Actor, Claim
-from handlers.contracts import Store, StoreUnavailable
-from handlers.phone import Phone
+from handlers.core.binding import Actor, Claim
+from handlers.core.phone import Phone
+from handlers.usecases.contracts import Store, StoreUnavailable
 from tests.store.support import FakeClock, RedisServer, require_redis_server
 from tests.support.processes import free_port
 

@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestServer
 from pytest_aiohttp import AiohttpServer
 
 from callback_service.clients.wecom import WeComClient
-from handlers.contracts import Store
+from handlers.usecases.contracts import Store
 from sandbox.wecom import (
     APP,
     CONTACTS,

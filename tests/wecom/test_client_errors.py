@@ -16,7 +16,7 @@ from callback_service.clients.wecom import (
     TokenProbe,
     WrongAgent,
 )
-from handlers.wecom_errors import error_for
+from handlers.core.wecom_errors import error_for
 from tests.store.support import FakeClock
 from tests.wecom._support import APP_SECRET
 from tests.wecom.conftest import ClientFactory, Sandbox, SandboxFactory

@@ -11,7 +11,7 @@ import asyncio
 import pytest
 
 from callback_service.clients.wecom import InvalidSecret, WeComError
-from handlers.contracts import Store
+from handlers.usecases.contracts import Store
 from tests.store.support import FakeClock
 from tests.wecom._support import APP_SECRET, CONTACTS_SECRET
 from tests.wecom.conftest import ClientFactory, Sandbox

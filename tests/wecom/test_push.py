@@ -17,8 +17,8 @@ from callback_service.callbacks.xml import parse_event
 from callback_service.web.app import create_app
 from config import Settings
 from crypto import WeComCrypto
-from handlers.dispatch import Dispatcher
-from handlers.events import ContactChange, Event
+from handlers.core.events import ContactChange, Event
+from handlers.usecases.dispatch import Dispatcher
 from sandbox.wecom import STATUS_ACTIVE, STATUS_DISABLED, CallbackTarget
 from tests.wecom._support import (
     AES_KEY,

@@ -1,7 +1,7 @@
 """The shared store on Redis, through redis.asyncio, safe across instances.
 
 Parts: base (the client, keys under the deployment's hash tag, errors), layout (the key layout,
-records' encoding, the migration from layout 1), bindings (the rules of handlers.rules read,
+records' encoding, the migration from layout 1), bindings (the rules of handlers.core.rules read,
 decided and applied by one generic compare-and-apply script; the audit log), directory, kv
 (entries and locks) and inbox.
 """

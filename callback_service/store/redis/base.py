@@ -29,7 +29,7 @@ from redis.exceptions import NoScriptError, RedisError
 from callback_service.store.common import DEFAULT_DEDUP_TTL, positive
 from callback_service.store.persistence import check_persistence
 from callback_service.store.redis.layout import check_schema, tagged
-from handlers.contracts import Clock, StoreUnavailable
+from handlers.usecases.contracts import Clock, StoreUnavailable
 
 DEFAULT_PREFIX: Final = "wecom-bind:"
 _EXPIRY_SLACK_MS: Final = 1000  # Redis drops an entry this long after the clock says it expired

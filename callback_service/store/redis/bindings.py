@@ -1,6 +1,6 @@
-"""The Redis store's bindings: the rules of handlers.rules applied by one generic compare-and-apply.
+"""The Redis store's bindings: the rules of handlers.core.rules applied by one generic compare-and-apply.
 
-A change reads the records its rule asks for (MGET), decides (handlers.rules.decide), then runs
+A change reads the records its rule asks for (MGET), decides (handlers.core.rules.decide), then runs
 _APPLY, which knows no rule: it checks that every key read still holds the value read, and only
 then applies the decision's writes (SET, DEL, SADD, SREM, the audit's INCR and LPUSH). When a key
 changed meanwhile, nothing is written and the change reads and decides again. A refusal is checked
@@ -19,9 +19,9 @@ from callback_service.store.common import find_problems, limit_arg
 from callback_service.store.redis.base import RedisBase
 from callback_service.store.redis.layout import glob_escape, row_from_json, row_json
 from callback_service.store.rules_runner import MAX_READS, RulesRunner
-from handlers.binding import Actor, AuditAction, AuditRecord, Binding
-from handlers.contracts import StoreUnavailable
-from handlers.rules import Decision, Draft, Key, KeyKind, Row, Unread, Value, decide
+from handlers.core.binding import Actor, AuditAction, AuditRecord, Binding
+from handlers.core.rules import Decision, Draft, Key, KeyKind, Row, Unread, Value, decide
+from handlers.usecases.contracts import StoreUnavailable
 
 T = TypeVar("T")
 

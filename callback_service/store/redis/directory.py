@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from redis.typing import EncodableT, FieldT
 
 from callback_service.store.redis.base import RedisBase
-from handlers.binding import DirectoryEntry
+from handlers.core.binding import DirectoryEntry
 
 
 class RedisDirectory(RedisBase):

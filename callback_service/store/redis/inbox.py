@@ -22,8 +22,8 @@ from redis.commands.core import AsyncScript
 from callback_service.store.common import AppendBatcher, PendingAppend, limit_arg, positive
 from callback_service.store.persistence import AOF_GUARD, GUARD_REFUSALS, not_durable
 from callback_service.store.redis.base import RedisBase
-from handlers.binding import InboxItem, InboxStats
-from handlers.contracts import StoreUnavailable
+from handlers.core.binding import InboxItem, InboxStats
+from handlers.usecases.contracts import StoreUnavailable
 
 # Inbox scripts. KEYS (all of the inbox, so that every key a script touches is named): the ready,
 # leased and dead sorted sets of item ids, the items hash (id -> JSON of dedup key, type, payload,

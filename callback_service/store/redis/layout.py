@@ -19,9 +19,9 @@ from typing import Any, Final
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from handlers.binding import BindingState
-from handlers.contracts import StoreUnavailable
-from handlers.rules import Row
+from handlers.core.binding import BindingState
+from handlers.core.rules import Row
+from handlers.usecases.contracts import StoreUnavailable
 
 SCHEMA_VERSION: Final = 3
 _KINDS: Final = ("b:", "p:", "o:", "members", "audit", "dir", "kv:", "lock:", "idem:", "inbox:", "schema")

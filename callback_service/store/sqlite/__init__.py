@@ -1,7 +1,7 @@
 """The embedded store: one SQLite file in WAL mode, synchronous=FULL, one writer connection.
 
 Parts: base (the connection, its thread, one transaction per change), schema (versioned
-migrations), bindings (the rules of handlers.rules read, decided and applied in one transaction;
+migrations), bindings (the rules of handlers.core.rules read, decided and applied in one transaction;
 the audit log), directory, kv (entries and locks) and inbox.
 """
 

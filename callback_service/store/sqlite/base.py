@@ -20,7 +20,7 @@ from typing import Final, Self, TypeVar
 from callback_service.store.common import DEFAULT_DEDUP_TTL, positive
 from callback_service.store.sqlite.schema import migrate
 from callback_service.store.thread import StoreThread
-from handlers.contracts import Clock, StoreUnavailable
+from handlers.usecases.contracts import Clock, StoreUnavailable
 
 T = TypeVar("T")
 

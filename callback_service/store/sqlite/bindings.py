@@ -1,7 +1,7 @@
-"""The SQLite store's bindings: the rules of handlers.rules applied in one transaction, and the reads.
+"""The SQLite store's bindings: the rules of handlers.core.rules applied in one transaction, and the reads.
 
 A rule-keeping change is one `BEGIN IMMEDIATE` transaction: read the records the rule asks for,
-decide (handlers.rules.decide), write what it decided, commit. Nothing can change between the
+decide (handlers.core.rules.decide), write what it decided, commit. Nothing can change between the
 reads and the writes, as the transaction holds the file's write lock. The phones table is the
 phone index (its primary key holds I1 behind the rules); the openid index is the bindings' unique
 openid column.
@@ -16,9 +16,9 @@ from typing import Final, TypeVar
 from callback_service.store.common import find_problems, limit_arg
 from callback_service.store.rules_runner import MAX_READS, RulesRunner
 from callback_service.store.sqlite.base import SqliteBase, Tx
-from handlers.binding import Actor, AuditAction, AuditRecord, Binding, BindingState
-from handlers.contracts import StoreUnavailable
-from handlers.rules import Decision, Draft, Key, KeyKind, Row, Unread, Value, decide
+from handlers.core.binding import Actor, AuditAction, AuditRecord, Binding, BindingState
+from handlers.core.rules import Decision, Draft, Key, KeyKind, Row, Unread, Value, decide
+from handlers.usecases.contracts import StoreUnavailable
 
 T = TypeVar("T")
 

@@ -6,7 +6,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from callback_service.store.sqlite.base import SqliteBase, Tx
-from handlers.binding import DirectoryEntry
+from handlers.core.binding import DirectoryEntry
 
 
 class SqliteDirectory(SqliteBase):

@@ -10,8 +10,8 @@ from typing import Final
 
 from callback_service.store.common import AppendBatcher, PendingAppend, limit_arg, positive
 from callback_service.store.sqlite.base import SqliteBase, Tx
-from handlers.binding import InboxItem, InboxStats
-from handlers.contracts import StoreUnavailable
+from handlers.core.binding import InboxItem, InboxStats
+from handlers.usecases.contracts import StoreUnavailable
 
 _SELECT_INBOX: Final = (
     "SELECT id, dedup_key, event_type, payload, attempts, created_at, last_error FROM inbox"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Final
 
-from handlers.contracts import StoreUnavailable
+from handlers.usecases.contracts import StoreUnavailable
 
 # Each migration is a tuple of statements; index i brings the schema from version i to i + 1.
 MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (

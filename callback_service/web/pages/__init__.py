@@ -31,7 +31,7 @@ from callback_service.web.keys import (
 from callback_service.web.pages import admission, views
 from callback_service.web.pages.config import PagesConfig
 from callback_service.web.pages.session import SessionStore
-from handlers.binding_flow import BindingFlow
+from handlers.usecases.binding_flow import BindingFlow
 
 __all__ = ["PagesConfig", "setup_pages"]
 

@@ -28,9 +28,9 @@ from callback_service.clients.wecom import (
 from callback_service.web.client_address import client_of
 from callback_service.web.keys import METRICS, SETTINGS, STORE, WECOM_APP, WECOM_CONTACTS
 from callback_service.web.pages.render import message, page, render, url
-from handlers.admission import AdmissionGate, AdmissionRefusal, AdmissionWeCom, Admitted
-from handlers.binding import Actor
-from handlers.guide import GUIDE
+from handlers.core.binding import Actor
+from handlers.core.guide import GUIDE
+from handlers.usecases.admission import AdmissionGate, AdmissionRefusal, AdmissionWeCom, Admitted
 
 log: Final = logging.getLogger(__name__)
 

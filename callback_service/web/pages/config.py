@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from handlers.binding_flow import DEFAULT_LEASE
+from handlers.usecases.binding_flow import DEFAULT_LEASE
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,8 @@ from aiohttp import web
 from callback_service.clients.cas import CasUnreachable
 from callback_service.clients.wecom import ConfigurationError, WeComUnavailable
 from callback_service.web.keys import PAGE_TEMPLATES, SETTINGS
-from handlers.contracts import StoreUnavailable
-from handlers.guide import UNFOLLOW, ErrorCode
+from handlers.core.guide import UNFOLLOW, ErrorCode
+from handlers.usecases.contracts import StoreUnavailable
 
 log: Final = logging.getLogger(__name__)
 

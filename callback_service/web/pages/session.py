@@ -24,7 +24,7 @@ from typing import Final
 
 from aiohttp import web
 
-from handlers.contracts import KeyValueStore
+from handlers.usecases.contracts import KeyValueStore
 
 COOKIE: Final = "wecom_bind_session"
 _KEY_PREFIX: Final = "session:"

@@ -24,11 +24,11 @@ from callback_service.web.client_address import client_of
 from callback_service.web.keys import BINDING_FLOW, CAS, CLOCK, PAGES_CONFIG, SESSIONS, SETTINGS, STORE
 from callback_service.web.pages.render import SECURITY_HEADERS, message, page, render, url
 from callback_service.web.pages.session import Session
-from handlers.binding import Actor, Binding, BindingState, DirectoryEntry
-from handlers.binding_flow import Bound, Confirming, Refusal, Refused
-from handlers.contracts import Store
-from handlers.guide import GUIDE, RULES, STEPS, ErrorCode, GuideEntry
-from handlers.phone import InvalidPhone, Phone, mask_phone
+from handlers.core.binding import Actor, Binding, BindingState, DirectoryEntry
+from handlers.core.guide import GUIDE, RULES, STEPS, ErrorCode, GuideEntry
+from handlers.core.phone import InvalidPhone, Phone, mask_phone
+from handlers.usecases.binding_flow import Bound, Confirming, Refusal, Refused
+from handlers.usecases.contracts import Store
 
 log: Final = logging.getLogger(__name__)
 

@@ -12,7 +12,10 @@ from pytest_aiohttp import AiohttpServer
 
 from callback_service.clients.wecom import WeComClient
 from callback_service.metrics import Metrics
-from handlers.admission import (
+from handlers.core.binding import Actor, AuditAction, Binding, BindingState
+from handlers.core.guide import ErrorCode
+from handlers.core.phone import Phone
+from handlers.usecases.admission import (
     AdmissionGate,
     AdmissionRefusal,
     AdmissionRefused,
@@ -20,11 +23,8 @@ from handlers.admission import (
     Admitted,
     judge,
 )
-from handlers.binding import Actor, AuditAction, Binding, BindingState
-from handlers.conflicts import CONFLICTS
-from handlers.contracts import Store
-from handlers.guide import ErrorCode
-from handlers.phone import Phone
+from handlers.usecases.conflicts import CONFLICTS
+from handlers.usecases.contracts import Store
 from sandbox.wecom import APP, Member, WeComSandboxState, create_wecom_sandbox
 from sandbox.wecom_keys import WECOM_SANDBOX_STATE
 from tests.store.support import FakeClock

@@ -18,13 +18,13 @@ from aiohttp.test_utils import TestServer
 from pytest_aiohttp import AiohttpServer
 
 from callback_service.clients.wecom import WeComClient, WeComUnavailable
-from handlers.binding import Actor, AuditAction, BindingState, Claim, DirectoryEntry
-from handlers.binding_flow import BindingFlow, Bound, Confirming, Refusal, Refused
-from handlers.contacts import MemberReader, WeComContacts
-from handlers.contracts import Store, StoreUnavailable
-from handlers.guide import ErrorCode
-from handlers.phone import Phone
-from handlers.wecom_errors import OutsideVisibleRange
+from handlers.core.binding import Actor, AuditAction, BindingState, Claim, DirectoryEntry
+from handlers.core.guide import ErrorCode
+from handlers.core.phone import Phone
+from handlers.core.wecom_errors import OutsideVisibleRange
+from handlers.usecases.binding_flow import BindingFlow, Bound, Confirming, Refusal, Refused
+from handlers.usecases.contacts import MemberReader, WeComContacts
+from handlers.usecases.contracts import Store, StoreUnavailable
 from sandbox.wecom import APP, CONTACTS, Member, WeComSandboxState, create_wecom_sandbox
 from sandbox.wecom_keys import WECOM_SANDBOX_STATE
 from tests.store.support import FakeClock

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from handlers.phone import MAX_PHONE_TEXT, InvalidPhone, Phone, mask_phone
+from handlers.core.phone import MAX_PHONE_TEXT, InvalidPhone, Phone, mask_phone
 
 FULL_WIDTH = str.maketrans("0123456789+-", "０１２３４５６７８９＋－")
 

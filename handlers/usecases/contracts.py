@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Protocol
 
-from handlers.binding import (
+from handlers.core.binding import (
     Actor,
     AuditAction,
     AuditRecord,
@@ -19,8 +19,8 @@ from handlers.binding import (
     InboxItem,
     InboxStats,
 )
-from handlers.phone import Phone
-from handlers.reconcile import Fix
+from handlers.core.phone import Phone
+from handlers.core.reconcile import Fix
 
 Clock = Callable[[], float]
 """Seconds since the epoch; injected into stores so that lease and TTL tests need not sleep."""
@@ -93,12 +93,12 @@ class KeyValueStore(Protocol):
 class Store(KeyValueStore, Protocol):
     """The whole store: directory, bindings with the rules I1 to I5 held atomically, audit, inbox, kv.
 
-    The rules themselves are the pure decisions of handlers.rules; a rule-keeping method reads the
+    The rules themselves are the pure decisions of handlers.core.rules; a rule-keeping method reads the
     records its rule asks for, decides, and applies the decision (writes and audit records) in one
     atomic step, provided that nothing it read has changed meanwhile, else it reads again. Every
     method may raise StoreUnavailable, and then wrote nothing. Rule-keeping methods take an Actor and
     write their audit record in the same atomic operation as the change. Phones are
-    handlers.phone.Phone values, parsed where they entered (a plain str is a TypeError).
+    handlers.core.phone.Phone values, parsed where they entered (a plain str is a TypeError).
     """
 
     # lifecycle

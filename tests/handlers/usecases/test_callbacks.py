@@ -14,13 +14,13 @@ from aiohttp.test_utils import TestServer
 from callback_service.clients.wecom import WeComClient
 from callback_service.metrics import Metrics
 from callback_service.store import open_store
-from handlers.binding import Actor, AuditAction, BindingState
-from handlers.callbacks import CallbackHandlers
-from handlers.conflicts import CONFLICTS
-from handlers.contacts import ContactsThenApp
-from handlers.contracts import Store
-from handlers.events import ContactChange, Subscribe, Unsubscribe
-from handlers.phone import Phone
+from handlers.core.binding import Actor, AuditAction, BindingState
+from handlers.core.events import ContactChange, Subscribe, Unsubscribe
+from handlers.core.phone import Phone
+from handlers.usecases.callbacks import CallbackHandlers
+from handlers.usecases.conflicts import CONFLICTS
+from handlers.usecases.contacts import ContactsThenApp
+from handlers.usecases.contracts import Store
 from sandbox.wecom import create_wecom_sandbox
 from sandbox.wecom_keys import WECOM_SANDBOX_STATE
 from sandbox.wecom_state import APP, CONTACTS, Member, WeComSandboxState

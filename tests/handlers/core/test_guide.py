@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from handlers.guide import GUIDE, RULES, STEPS, ErrorCode
+from handlers.core.guide import GUIDE, RULES, STEPS, ErrorCode
 from tests.support.reference import GUIDE_TEXT
 
 

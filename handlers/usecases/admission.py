@@ -14,11 +14,11 @@ import logging
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-from handlers.binding import Actor, Binding, BindingState
-from handlers.conflicts import Counters, record_conflict
-from handlers.contracts import Store
-from handlers.guide import ErrorCode
-from handlers.phone import Phone, mask_phone
+from handlers.core.binding import Actor, Binding, BindingState
+from handlers.core.guide import ErrorCode
+from handlers.core.phone import Phone, mask_phone
+from handlers.usecases.conflicts import Counters, record_conflict
+from handlers.usecases.contracts import Store
 
 log: Final = logging.getLogger(__name__)
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from handlers.dispatch import Dispatcher
-from handlers.events import ContactChange, Event, Subscribe, UnknownEvent
+from handlers.core.events import ContactChange, Event, Subscribe, UnknownEvent
+from handlers.usecases.dispatch import Dispatcher
 
 
 def _common() -> dict[str, object]:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Generic, TypeVar, cast
 
-from handlers.binding import (
+from handlers.core.binding import (
     AccountFollowed,
     Actor,
     AuditAction,
@@ -30,8 +30,8 @@ from handlers.binding import (
     OpenidConflict,
     PhoneTaken,
 )
-from handlers.phone import Phone, mask_phone
-from handlers.reconcile import Fix
+from handlers.core.phone import Phone, mask_phone
+from handlers.core.reconcile import Fix
 
 T = TypeVar("T")
 

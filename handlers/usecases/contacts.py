@@ -1,7 +1,7 @@
 """What the binding rules need from the WeCom contacts (企业号通讯录), as a typing Protocol.
 
 callback_service.clients.wecom.WeComClient (with the contacts-sync secret) fulfils it structurally.
-Its failures are the typed family of handlers.wecom_errors, which the rules catch by type.
+Its failures are the typed family of handlers.core.wecom_errors, which the rules catch by type.
 """
 
 from __future__ import annotations
@@ -10,15 +10,10 @@ import logging
 from collections.abc import Sequence
 from typing import Final, Protocol
 
-from handlers.wecom_errors import ContactsUntrustedIp
+from handlers.core.wecom_errors import ContactsUntrustedIp
 
 log: Final = logging.getLogger(__name__)
 
-STATUS_ACTIVATED: Final = 1
-"""user/get status 已激活: following the WeChat plugin, or logged in to the WeCom app. WeCom then
-ignores a mobile written by user/update and answers errcode 0 all the same
-(developer.work.weixin.qq.com/document/path/90197: "若成员已激活企业微信，则需成员自行修改
-（此情况下该参数被忽略，但不会报错）")."""
 
 
 class ContactMember(Protocol):

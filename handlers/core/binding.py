@@ -1,8 +1,8 @@
 """The domain types of bindings, the directory, the audit log and the inbox, and the rules' errors.
 
-These are what the store contract (handlers.contracts.Store) speaks in; the rules and the web
+These are what the store contract (handlers.usecases.contracts.Store) speaks in; the rules and the web
 layer use them without knowing which backend holds them. Phones here are the 11 digits that
-a handlers.phone.Phone holds; anything meant for a log or a page carries them masked.
+a handlers.core.phone.Phone holds; anything meant for a log or a page carries them masked.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import enum
 from dataclasses import dataclass
 from typing import ClassVar
 
-from handlers.guide import ErrorCode
-from handlers.phone import Phone, mask_phone
+from handlers.core.guide import ErrorCode
+from handlers.core.phone import Phone, mask_phone
 
 
 class BindingState(enum.StrEnum):

@@ -7,8 +7,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from handlers import rules
-from handlers.binding import (
+from handlers.core import rules
+from handlers.core.binding import (
     AccountFollowed,
     Actor,
     AuditAction,
@@ -20,9 +20,9 @@ from handlers.binding import (
     OpenidConflict,
     PhoneTaken,
 )
-from handlers.phone import Phone
-from handlers.reconcile import Fix
-from handlers.rules import (
+from handlers.core.phone import Phone
+from handlers.core.reconcile import Fix
+from handlers.core.rules import (
     Decision,
     Draft,
     Key,

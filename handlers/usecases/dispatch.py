@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 
-from handlers.events import Event
+from handlers.core.events import Event
 
 Handler = Callable[[Event], Awaitable[None]]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Final, Protocol
 
-from handlers.binding import Actor
-from handlers.contracts import Store
-from handlers.phone import Phone, mask_phone
+from handlers.core.binding import Actor
+from handlers.core.phone import Phone, mask_phone
+from handlers.usecases.contracts import Store
 
 log: Final = logging.getLogger(__name__)
 

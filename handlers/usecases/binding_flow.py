@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from handlers.binding import (
+from handlers.core.binding import (
     AccountFollowed,
     Actor,
     BindingState,
@@ -31,11 +31,10 @@ from handlers.binding import (
     ClaimLost,
     PhoneTaken,
 )
-from handlers.contacts import STATUS_ACTIVATED, ContactMember, ContactsThenApp, MemberReader, WeComContacts
-from handlers.contracts import Store, StoreUnavailable
-from handlers.guide import ErrorCode
-from handlers.phone import Phone, mask_phone
-from handlers.wecom_errors import (
+from handlers.core.guide import ErrorCode
+from handlers.core.member import MemberStatus
+from handlers.core.phone import Phone, mask_phone
+from handlers.core.wecom_errors import (
     ContactsUntrustedIp,
     MobileExists,
     MobileInvalid,
@@ -46,6 +45,8 @@ from handlers.wecom_errors import (
     WeComUnanswered,
     WeComUnavailable,
 )
+from handlers.usecases.contacts import ContactMember, ContactsThenApp, MemberReader, WeComContacts
+from handlers.usecases.contracts import Store, StoreUnavailable
 
 log: Final = logging.getLogger(__name__)
 
@@ -290,7 +291,7 @@ class BindingFlow:
             member = await self._read(member_id)
         if member.mobile_shown and member.mobile == phone:
             return False  # WeCom holds it already: writing it again would change nothing
-        if member.status == STATUS_ACTIVATED:
+        if member.status == MemberStatus.ACTIVATED:
             raise _Refusal(Refusal.ACCOUNT_FOLLOWED, "wecom: the member is activated (status 1)")
         with _writing_mobile("user/update"):
             await self._contacts.user_update(member_id, mobile=phone)
@@ -327,7 +328,7 @@ class BindingFlow:
         member = await self._details.user_get(member_id)
         if not member.mobile_shown or member.mobile == phone:
             return
-        if member.status == STATUS_ACTIVATED:
+        if member.status == MemberStatus.ACTIVATED:
             # Activated between our read and our write: WeCom ignored the mobile.
             raise _Refusal(Refusal.ACCOUNT_FOLLOWED, "wecom: the member activated; the mobile was ignored")
         raise WeComUnavailable(-1, "user/update answered 0 but WeCom does not hold the mobile")

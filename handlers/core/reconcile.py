@@ -12,9 +12,9 @@ import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from handlers.binding import Binding, BindingState
-from handlers.contacts import STATUS_ACTIVATED
-from handlers.phone import InvalidPhone, Phone, mask_phone
+from handlers.core.binding import Binding, BindingState
+from handlers.core.member import MemberStatus
+from handlers.core.phone import InvalidPhone, Phone, mask_phone
 
 
 class DriftKind(enum.StrEnum):
@@ -150,7 +150,7 @@ def _compare(member_id: str, binding: Binding | None, seen: WeComView | None, no
 
 
 def _status_drift(member_id: str, binding: Binding, seen: WeComView) -> Drift | None:
-    activated = seen.status == STATUS_ACTIVATED
+    activated = seen.status == MemberStatus.ACTIVATED
     followed = binding.state is BindingState.FOLLOWED
     if activated == followed:
         return None

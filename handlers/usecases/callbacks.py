@@ -11,14 +11,14 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Final, Protocol
 
-from handlers.binding import Actor, BindingState, OpenidConflict, PhoneTaken
-from handlers.conflicts import Counters, record_conflict
-from handlers.contacts import ContactMember
-from handlers.contracts import Store
-from handlers.dispatch import Dispatcher, Handler
-from handlers.events import ContactChange, Event, Subscribe, Unsubscribe
-from handlers.phone import InvalidPhone, Phone
-from handlers.wecom_errors import UserNotFound
+from handlers.core.binding import Actor, BindingState, OpenidConflict, PhoneTaken
+from handlers.core.events import ContactChange, Event, Subscribe, Unsubscribe
+from handlers.core.phone import InvalidPhone, Phone
+from handlers.core.wecom_errors import UserNotFound
+from handlers.usecases.conflicts import Counters, record_conflict
+from handlers.usecases.contacts import ContactMember
+from handlers.usecases.contracts import Store
+from handlers.usecases.dispatch import Dispatcher, Handler
 
 log: Final = logging.getLogger(__name__)
 

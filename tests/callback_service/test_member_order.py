@@ -15,9 +15,9 @@ import aiohttp
 
 from callback_service.store import open_store
 from callback_service.web.keys import STORE
-from handlers.binding import Actor, BindingState
-from handlers.contracts import Store
-from handlers.phone import Phone
+from handlers.core.binding import Actor, BindingState
+from handlers.core.phone import Phone
+from handlers.usecases.contracts import Store
 from sandbox.wecom_keys import WECOM_SANDBOX_STATE
 from sandbox.wecom_state import Member, WeComSandboxState
 from tests.support.callbacks import encrypt_callback, event_xml

@@ -123,7 +123,13 @@ for i = 4, #ARGV, 4 do
       local entry = member .. '\0' .. ARGV[i + 3] .. '\0' .. id
       redis.call('HSET', ORDER, id, entry)
       redis.call('ZADD', QUEUE, 0, entry)
-      settle(member)
+      local active = redis.call('HGET', ACTIVE, member)
+      if not active then  -- the member's only event (the usual case): its active one at once
+        redis.call('HSET', ACTIVE, member, id)
+        redis.call('ZADD', READY, NOW_S, id)
+      elseif not redis.call('ZSCORE', LEASED, active) then
+        settle(member)  -- it may come before the active one, which is not in hand yet
+      end
     end
     added[#added + 1] = 1
   end

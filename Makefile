@@ -6,13 +6,33 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: demo test lint typecheck unit system-deps bench-deps bench clean
+.PHONY: demo test lint typecheck unit system-deps bench-deps bench clean lock
 
-$(STAMP): setup.cfg pyproject.toml sandbox/pyproject.toml
+# The locked test set (requirements/test.txt holds the image's runtime pins too), checked against its
+# hashes, then the service and the emulators themselves, built by the locked setuptools: CI tests
+# exactly what the image ships.
+$(STAMP): setup.cfg pyproject.toml sandbox/pyproject.toml requirements/build.txt requirements/test.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]' -e ./sandbox
+	$(BIN)/python -m pip install -q --require-hashes -r requirements/build.txt
+	$(BIN)/python -m pip install -q --require-hashes -r requirements/test.txt
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e . -e ./sandbox
 	touch $(STAMP)
+
+# The lock files, compiled with their hashes from setup.cfg's ranges (and the build-system requires
+# of both pyproject.toml files) by pip-tools in a venv of its own. Run it after changing a dependency
+# or a range; `make lock UPGRADE=1` takes the newest releases the ranges allow (see docs/deploy.md).
+LOCK_VENV := .venv-lock
+PIP_COMPILE = CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile --quiet --generate-hashes \
+	--allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links $(if $(UPGRADE),--upgrade)
+
+lock:
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install -q pip-tools==7.7.0
+	$(PIP_COMPILE) -o requirements/runtime.txt setup.cfg
+	$(PIP_COMPILE) --extra test -c requirements/runtime.txt -o requirements/test.txt \
+		setup.cfg sandbox/pyproject.toml
+	$(PIP_COMPILE) --all-build-deps --only-build-deps -c requirements/test.txt -o requirements/build.txt \
+		pyproject.toml sandbox/pyproject.toml
 
 system-deps:
 	bash scripts/system-deps.sh
@@ -41,4 +61,4 @@ bench: bench-deps $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(LOCK_VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -7,6 +7,7 @@ from config.settings import (
     Settings,
     SettingsError,
     env_name,
+    load_public_base_url,
     load_settings,
 )
 
@@ -17,5 +18,6 @@ __all__ = [
     "Settings",
     "SettingsError",
     "env_name",
+    "load_public_base_url",
     "load_settings",
 ]

@@ -134,6 +134,10 @@ class Settings(BaseModel):
         description="the contacts-sync Secret: user create/update/delete/get, 二次验证"
     )
     public_base_url: str = Field(description="the URL students reach the service at")
+    port: int = Field(
+        default=8080, ge=1, le=65535,
+        description="the port `serve` listens on (--port overrides); the image's health check asks it",
+    )
     store_url: StoreUrl = Field(
         default=StoreUrl(DEFAULT_STORE_URL),
         description="sqlite:///path or redis://host:port/db; secret: it may hold the Redis password",
@@ -376,6 +380,20 @@ def load_settings(config_file: str | os.PathLike[str] | None = None) -> Settings
     except ValidationError as exc:
         raise SettingsError(_problems(exc)) from None
     return Settings.model_validate(dict(loaded))
+
+
+def load_public_base_url(config_file: str | os.PathLike[str] | None = None) -> str:
+    """The public base URL alone, from where load_settings reads it and validated as it validates it,
+    for a command that needs no other setting (qrcode); SettingsError naming the variable."""
+    path = config_file or os.environ.get(CONFIG_ENV) or None
+    name = env_name("public_base_url")
+    value = os.environ.get(name, (_read_toml(Path(path)) if path else {}).get("public_base_url"))
+    if value is None:
+        raise SettingsError([f"{name}: required setting is missing"])
+    try:
+        return _http_url(str(value), "the public base URL")
+    except ValueError as exc:
+        raise SettingsError([f"{name}: {exc}"]) from None
 
 
 def _problems(exc: ValidationError) -> list[str]:

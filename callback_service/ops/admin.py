@@ -17,12 +17,20 @@ def _when(at: float) -> str:
     return dt.datetime.fromtimestamp(at, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
+def printable(text: str) -> str:
+    """text with each character that is not printable escaped (a newline as \\n), so that what the
+    store holds never forges or hides a line of the commands' output."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else ascii(char)[1:-1] for char in text)
+
+
 def describe_binding(binding: Binding) -> str:
     """One line on a binding, phone masked."""
     phone = mask_phone(binding.phone) if binding.phone else "-"
-    parts = [f"member {binding.member_id}", f"state {binding.state}", f"phone {phone}"]
+    parts = [f"member {printable(binding.member_id)}", f"state {binding.state}", f"phone {phone}"]
     if binding.openid:
-        parts.append(f"openid {binding.openid}")
+        parts.append(f"openid {printable(binding.openid)}")
     if binding.previous_phone:
         parts.append(f"previous {mask_phone(binding.previous_phone)}")
     if binding.lease_expires_at is not None:
@@ -33,11 +41,11 @@ def describe_binding(binding: Binding) -> str:
 
 def describe_audit(record: AuditRecord) -> str:
     """One line on an audit record."""
-    phone = record.phone_masked or "-"
-    detail = f"  {record.detail}" if record.detail else ""
+    phone = printable(record.phone_masked or "-")
+    detail = f"  {printable(record.detail)}" if record.detail else ""
     return (
-        f"{_when(record.at)}  {record.action:<14} member {record.member_id}  phone {phone}"
-        f"  by {record.who} ({record.source}){detail}"
+        f"{_when(record.at)}  {record.action:<14} member {printable(record.member_id)}  phone {phone}"
+        f"  by {printable(record.who)} ({printable(record.source)}){detail}"
     )
 
 
@@ -95,7 +103,8 @@ async def inbox_status(store: Store, out: Print) -> int:
     stats = await store.inbox_stats()
     out(f"pending {stats.pending}  leased {stats.leased}  dead {stats.dead}")
     for item in await store.inbox_list_dead():
-        out(f"  dead #{item.id} {item.event_type} attempts {item.attempts}: {item.last_error or ''}")
+        error = printable(item.last_error or "")
+        out(f"  dead #{item.id} {printable(item.event_type)} attempts {item.attempts}: {error}")
     return 0
 
 

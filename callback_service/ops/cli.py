@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import json
 import os
+import signal
 import sqlite3
 import sys
 import time
@@ -20,7 +21,7 @@ from callback_service.ops import admin, backup, directory, packages, personal_da
 from callback_service.ops.processes import run_app, run_processes
 from callback_service.store import open_store
 from callback_service.web.app import create_app
-from config import Settings, SettingsError, env_name, load_settings
+from config import Settings, SettingsError, env_name, load_public_base_url, load_settings
 from handlers.usecases.contracts import Store, StoreUnavailable
 
 
@@ -58,6 +59,8 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     settings = _settings(args)
     configure_logging(settings.log_level, settings.log_format or "json")
+    if args.port is None:
+        args.port = settings.port
     if args.processes == 1:
         return _run(create_app(settings), args)
     return run_processes(lambda: create_app(settings), host=args.host, port=args.port,
@@ -87,12 +90,22 @@ def _demo(args: argparse.Namespace) -> int:
 StoreCommand = Callable[[Store, argparse.Namespace], Awaitable[int]]
 
 
-def _store_command(run: StoreCommand) -> Callable[[argparse.Namespace], int]:
-    """Wrap an admin command: load the settings, open the store, run, close."""
+def _store_command(run: StoreCommand, *, creates: bool = False) -> Callable[[argparse.Namespace], int]:
+    """Wrap an admin command: load the settings, open the store, run, close. Unless the command
+    creates a store, a SQLite file that does not exist is refused rather than created empty."""
 
     def command(args: argparse.Namespace) -> int:
         settings = _settings(args)
         configure_logging("WARNING")
+        url = settings.store_url.get_secret_value()
+        if not creates and url.startswith(backup.SQLITE_PREFIX) and not backup.sqlite_path(url).is_file():
+            # A SQLite URL holds no password: it may be shown.
+            print(
+                f"wecom-bind: no store at {url} ({env_name('store_url')}): the file does not exist;"
+                " only serve, demo and directory import create one",
+                file=sys.stderr,
+            )
+            return 3
 
         async def main() -> int:
             store = await open_store(
@@ -116,7 +129,7 @@ def _add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     binding = commands.add_parser("binding", help="show or release a member's binding")
     binding_commands = binding.add_subparsers(dest="binding_command", required=True, metavar="ACTION")
     show = binding_commands.add_parser("show", help="a member's binding and its recent audit records")
-    show.add_argument("member_id", metavar="ID")
+    show.add_argument("member_id", metavar="ID", type=_member_id)
     show.set_defaults(run=_store_command(lambda store, a: admin.binding_show(store, a.member_id, print)))
     by_phone = binding_commands.add_parser("phone", help="the binding that holds a phone (shown masked)")
     by_phone.add_argument(
@@ -126,15 +139,15 @@ def _add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
         run=_store_command(lambda store, a: admin.binding_by_phone(store, _phone_arg(a.phone), print))
     )
     release = binding_commands.add_parser("release", help="free a member's phone and binding (audited)")
-    release.add_argument("member_id", metavar="ID")
-    release.add_argument("--reason", required=True, metavar="TEXT")
+    release.add_argument("member_id", metavar="ID", type=_member_id)
+    release.add_argument("--reason", required=True, metavar="TEXT", type=_reason)
     release.set_defaults(
         run=_store_command(lambda store, a: admin.binding_release(store, a.member_id, a.reason, print))
     )
 
     audit = commands.add_parser("audit", help="the audit log, newest first; or prune it")
-    audit.add_argument("--member", metavar="ID")
-    audit.add_argument("--limit", type=int, default=100)
+    audit.add_argument("--member", metavar="ID", type=_member_id)
+    audit.add_argument("--limit", type=_positive_int, default=100)
     audit.set_defaults(run=_store_command(lambda store, a: admin.audit(store, a.member, a.limit, print)))
     audit_commands = audit.add_subparsers(dest="audit_command", metavar="ACTION")
     prune = audit_commands.add_parser(
@@ -146,15 +159,19 @@ def _add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     student = commands.add_parser("student", help="a student's data request (PIPL): export or erase")
     student_commands = student.add_subparsers(dest="student_command", required=True, metavar="ACTION")
     export = student_commands.add_parser("export", help="print everything held about the student as JSON")
-    export.add_argument("member_id", metavar="ID")
-    export.add_argument("--reason", default="data request", metavar="TEXT", help="for the audit log")
+    export.add_argument("member_id", metavar="ID", type=_member_id)
+    export.add_argument(
+        "--reason", default="data request", metavar="TEXT", type=_reason, help="for the audit log"
+    )
     export.set_defaults(run=_store_command(_student_export))
     erase = student_commands.add_parser(
         "erase",
         help="remove the binding, directory entry, sessions and dead letters; keep the audit in retention",
     )
-    erase.add_argument("member_id", metavar="ID")
-    erase.add_argument("--reason", default="data request", metavar="TEXT", help="for the audit log")
+    erase.add_argument("member_id", metavar="ID", type=_member_id)
+    erase.add_argument(
+        "--reason", default="data request", metavar="TEXT", type=_reason, help="for the audit log"
+    )
     erase.set_defaults(run=_store_command(_student_erase))
 
     inbox = commands.add_parser("inbox", help="the callback inbox")
@@ -167,6 +184,19 @@ def _add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     reconcile = commands.add_parser("reconcile", help="compare WeCom's members with the store")
     reconcile.add_argument("--fix", action="store_true", help="settle each drift from WeCom's truth, audited")
     reconcile.set_defaults(run=_store_command(_reconcile))
+
+
+def _member_id(text: str) -> str:
+    # An id or a reason goes into the audit log and onto the terminal: a newline in it would forge a line.
+    if not text or not text.isprintable():
+        raise argparse.ArgumentTypeError(f"not a member id: {text!r}")
+    return text
+
+
+def _reason(text: str) -> str:
+    if not text.isprintable():
+        raise argparse.ArgumentTypeError(f"must be one line of printable text: {text!r}")
+    return text
 
 
 def _phone_arg(text: str) -> str:
@@ -191,19 +221,30 @@ async def _audit_prune(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
+def _unknown_student(member_id: str) -> int:
+    print(f"wecom-bind: student {member_id}: the store holds nothing about this id", file=sys.stderr)
+    return 1
+
+
 async def _student_export(store: Store, args: argparse.Namespace) -> int:
-    data = await personal_data.export_student(
-        store, args.member_id, now=time.time(), actor=admin.admin_actor(args.reason)
-    )
+    try:
+        data = await personal_data.export_student(
+            store, args.member_id, now=time.time(), actor=admin.admin_actor(args.reason)
+        )
+    except personal_data.UnknownStudent:
+        return _unknown_student(args.member_id)
     print(json.dumps(data, ensure_ascii=False, indent=2))
     return 0
 
 
 async def _student_erase(store: Store, args: argparse.Namespace) -> int:
-    erasure = await personal_data.erase_student(
-        store, args.member_id, now=time.time(), retention_days=_settings(args).audit_retention_days,
-        actor=admin.admin_actor(args.reason),
-    )
+    try:
+        erasure = await personal_data.erase_student(
+            store, args.member_id, now=time.time(), retention_days=_settings(args).audit_retention_days,
+            actor=admin.admin_actor(args.reason),
+        )
+    except personal_data.UnknownStudent:
+        return _unknown_student(args.member_id)
     print(
         f"student {args.member_id}: binding {'removed' if erasure.binding else 'none'}, directory entry "
         f"{'removed' if erasure.directory else 'none'}, {erasure.sessions} session(s) ended, "
@@ -217,19 +258,25 @@ async def _reconcile(store: Store, args: argparse.Namespace) -> int:
     from callback_service.ops.reconcile import reconcile_command
 
     return await reconcile_command(
-        store, _settings(args), fix=args.fix, out=print, err=lambda line: print(line, file=sys.stderr)
+        store, _settings(args), fix=args.fix, out=lambda line: print(admin.printable(line)),
+        err=lambda line: print(admin.printable(line), file=sys.stderr),
     )
 
 
 def _qrcode(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    # The poster needs the public URL only: an operator may draw it before the service is configured.
+    try:
+        url = qr.bind_url_under(load_public_base_url(args.config))
+    except SettingsError as exc:
+        for problem in exc.problems:
+            print(f"wecom-bind: {problem}", file=sys.stderr)
+        return 2
     if args.out is None:
-        url = qr.bind_url(settings)
         print(qr.qr_text(url), end="")
         print(url)
         return 0
     try:
-        url = qr.write_bind_qr(settings, Path(args.out))
+        qr.write_bind_qr(url, Path(args.out))
     except qr.UnknownQrFormat as exc:
         print(f"wecom-bind: {exc}", file=sys.stderr)
         return 2
@@ -249,13 +296,13 @@ def _directory_import(args: argparse.Namespace) -> int:
 
     async def run(store: Store, a: argparse.Namespace) -> int:
         report = await directory.import_directory(
-            store, data, dry_run=a.dry_run, allow_shared_phones=a.allow_shared_phones
+            store, data, dry_run=a.dry_run, allow_shared_phones=a.allow_shared_phones, encoding=a.encoding
         )
         for line in report.lines():
             print(line)
         return 0 if report.ok else 1
 
-    return _store_command(run)(args)
+    return _store_command(run, creates=True)(args)
 
 
 def _backup(args: argparse.Namespace) -> int:
@@ -290,6 +337,13 @@ def _add_page_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
         action="store_true",
         help="import students who share a phone with another row (each is listed as a warning)",
     )
+    load.add_argument(
+        "--encoding",
+        choices=("utf-8", "gb18030"),
+        default="auto",
+        help="gb18030: read a file that is not all UTF-8 as GB18030 (Excel's CSV on a Chinese Windows);"
+        " utf-8: refuse any other. Unset: UTF-8, or GB18030 when no UTF-8 character is in the file",
+    )
     load.set_defaults(run=_directory_import)
 
 
@@ -301,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the service")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--port", type=int, help=f"default: the port setting, {env_name('port')} (8080)")
     serve.add_argument("--processes", type=_positive_int, default=1, metavar="N",
                        help="N worker processes on one port (SO_REUSEPORT), each its own store connection")
     serve.set_defaults(run=_serve)
@@ -326,7 +380,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command named in argv."""
     args = build_parser().parse_args(argv)
-    result: int = args.run(args)
+    try:
+        result: int = args.run(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`wecom-bind student export ID | head`): end quietly, as a command that
+        # SIGPIPE ends does, and keep Python's last flush at exit from failing again on the pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     return result
 
 

@@ -27,6 +27,11 @@ class RetentionError(ValueError):
     """A prune would delete audit records that the retention period keeps."""
 
 
+class UnknownStudent(LookupError):
+    """The store holds nothing at all about the id: no directory entry, binding, session, dead letter
+    or audit record (a mistyped id, most likely); nothing is exported, erased or audited."""
+
+
 def _iso(at: float | None) -> str | None:
     return None if at is None else dt.datetime.fromtimestamp(at, tz=dt.UTC).isoformat(timespec="seconds")
 
@@ -73,6 +78,8 @@ async def export_student(store: Store, member_id: str, *, now: float, actor: Act
     audit = await store.audit_list(member_id=member_id, limit=10_000)
     sessions = await sessions_of(store, member_id)
     dead = await dead_letters_of(store, member_id)
+    if entry is None and binding is None and not audit and not sessions and not dead:
+        raise UnknownStudent(member_id)
     data: dict[str, Any] = {
         "member_id": member_id,
         "exported_at": _iso(now),
@@ -103,6 +110,17 @@ async def export_student(store: Store, member_id: str, *, now: float, actor: Act
     return data
 
 
+async def _known(store: Store, member_id: str) -> bool:
+    """Whether the store holds anything about the student (the cheap reads first)."""
+    return (
+        await store.directory_get(member_id) is not None
+        or await store.get_binding(member_id) is not None
+        or bool(await store.audit_list(member_id=member_id, limit=1))
+        or bool(await sessions_of(store, member_id))
+        or bool(await dead_letters_of(store, member_id))
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Erasure:
     """What an erasure removed."""
@@ -118,6 +136,8 @@ async def erase_student(
     store: Store, member_id: str, *, now: float, retention_days: int, actor: Actor
 ) -> Erasure:
     """Remove the student's data, keeping only their masked audit records within the retention."""
+    if not await _known(store, member_id):
+        raise UnknownStudent(member_id)
     # The binding goes through the rules' own removal: its phone and openid are freed, audited.
     binding = await store.delete_member(member_id, actor=actor)
     directory = await store.directory_delete(member_id)

@@ -23,7 +23,7 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 
 from aiohttp import web
-from aiohttp.log import access_logger
+from aiohttp.log import access_logger, web_logger
 
 from callback_service.logs import PathOnlyAccessLogger
 
@@ -48,7 +48,7 @@ def run_app(app: web.Application, *, host: str, port: int, reuse_port: bool = Fa
         reuse_port=reuse_port or None,
         access_log_class=PathOnlyAccessLogger,
         access_log=access_logger if access_log else None,
-        print=lambda line: print(line, flush=True),
+        print=_log_banner,
     )
 
 
@@ -138,3 +138,10 @@ def run_processes(make_app: AppFactory, *, host: str, port: int, processes: int,
             signal.signal(sig, handler)
     clean = all(worker.exitcode == 0 for worker in workers)
     return 0 if stopping and clean else 1
+
+
+def _log_banner(text: str) -> None:
+    """aiohttp's `======== Running on URL ========` banner as a log line instead of text on stdout,
+    so that a JSON log holds nothing but JSON lines."""
+    first_line = text.splitlines()[0] if text else text
+    web_logger.info("serving on %s", first_line.strip("= ").removeprefix("Running on "))

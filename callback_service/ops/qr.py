@@ -26,7 +26,12 @@ class UnknownQrFormat(ValueError):
 
 def bind_url(settings: Settings) -> str:
     """The URL that the poster's QR code encodes: always from settings, never from a request."""
-    return settings.public_base_url + BIND_PATH
+    return bind_url_under(settings.public_base_url)
+
+
+def bind_url_under(public_base_url: str) -> str:
+    """The poster's URL under a public base URL that settings validated."""
+    return public_base_url + BIND_PATH
 
 
 # The pages serve the same two or three codes over and over; drawing one costs ~9 ms of CPU.
@@ -59,8 +64,6 @@ def kind_of(path: Path) -> QrKind:
     raise UnknownQrFormat(f"cannot write {path.name}: use a .png or .svg file name")
 
 
-def write_bind_qr(settings: Settings, path: Path) -> str:
-    """Write the /bind QR code to path (.png or .svg); return the URL it encodes."""
-    url = bind_url(settings)
+def write_bind_qr(url: str, path: Path) -> None:
+    """Write the QR code of url (bind_url's) to path, as a .png or .svg file."""
     path.write_bytes(qr_image(url, kind_of(path)))
-    return url

@@ -596,6 +596,7 @@ async def test_the_command_reports_fixes_and_masks_every_phone(
 async def test_the_command_says_when_wecom_is_unavailable(tmp_path: Path) -> None:
     store_url = f"sqlite:///{tmp_path / 'store.db'}"
     env = service_env(9, wecom_api_base="http://127.0.0.1:9", store_url=store_url)  # nothing listens on 9
+    await (await open_store(store_url)).close()  # reconcile needs a store; it never creates one
 
     result = await asyncio.to_thread(_run, env, "reconcile", "--fix")
 
@@ -621,6 +622,7 @@ async def test_the_command_names_the_remedy_of_a_refused_secret(
     server = await aiohttp_server(app)
     app[WECOM_SANDBOX_STATE].faults.errcode(errcode, count=100, api="user/list_id")
     store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    await (await open_store(store_url)).close()  # reconcile needs a store; it never creates one
     env = service_env(9, wecom_api_base=str(server.make_url("")).rstrip("/"), store_url=store_url)
 
     result = await asyncio.to_thread(_run, env, "reconcile", "--fix")
@@ -646,6 +648,7 @@ async def test_an_untrusted_ip_48009_names_the_address_to_trust_and_exits_4(
     )
     server = await aiohttp_server(app)
     store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    await (await open_store(store_url)).close()  # reconcile needs a store; it never creates one
     env = service_env(9, wecom_api_base=str(server.make_url("")).rstrip("/"), store_url=store_url)
 
     result = await asyncio.to_thread(_run, env, "reconcile")

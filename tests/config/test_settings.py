@@ -74,6 +74,19 @@ def test_aes_key_must_decode_to_32_bytes(clean_env: pytest.MonkeyPatch, bad_key:
     assert bad_key not in str(caught.value)
 
 
+@pytest.mark.parametrize("bad_port", ["0", "65536", "http"])
+def test_the_port_is_read_from_its_variable_and_checked(clean_env: pytest.MonkeyPatch, bad_port: str) -> None:
+    for name, value in REQUIRED.items():
+        clean_env.setenv(name, value)
+    assert load_settings().port == 8080
+    clean_env.setenv("WECOM_BIND_PORT", "18600")
+    assert load_settings().port == 18600
+    clean_env.setenv("WECOM_BIND_PORT", bad_port)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert [line.split(":")[0] for line in caught.value.problems] == ["WECOM_BIND_PORT"]
+
+
 def test_environment_wins_over_the_file(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
     config = tmp_path / "wecom-bind.toml"
     lines = [f'{name.removeprefix("WECOM_BIND_").lower()} = "{value}"' for name, value in REQUIRED.items()]

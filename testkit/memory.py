@@ -38,7 +38,13 @@ class _Event:
     item: InboxItem
     state: str  # "ready", "leased" or "dead"
     available_at: float
+    member_id: str | None = None
+    create_time: int = 0
     dead_at: float | None = None
+
+    @property
+    def order(self) -> tuple[int, int]:
+        return (self.create_time, self.item.id)
 
 
 class MemoryStore(RulesRunner):
@@ -341,8 +347,11 @@ class MemoryStore(RulesRunner):
 
     # durable event inbox (durable as long as the process lives)
 
-    async def inbox_append(self, dedup_key: str, event_type: str, payload: str) -> bool:
-        """Append an event unless its dedup key is remembered."""
+    async def inbox_append(
+        self, dedup_key: str, event_type: str, payload: str, *, member_id: str | None = None,
+        create_time: int = 0,
+    ) -> bool:
+        """Append an event unless its dedup key is remembered; a member's events are taken in order."""
         now = await self._turn()
         if self._dedup.get(dedup_key, 0.0) > now:
             return False
@@ -356,7 +365,7 @@ class MemoryStore(RulesRunner):
             created_at=now,
             last_error=None,
         )
-        self._inbox[item.id] = _Event(item, "ready", now)
+        self._inbox[item.id] = _Event(item, "ready", now, member_id or None, create_time)
         self._next_id += 1
         return True
 
@@ -365,10 +374,21 @@ class MemoryStore(RulesRunner):
         limit = limit_arg(limit)
         lease = positive("lease", lease)
         now = await self._turn()
-        due = sorted(
-            (e for e in self._inbox.values() if e.state != "dead" and e.available_at <= now),
-            key=lambda e: (e.available_at, e.item.id),
-        )[:limit]
+        live = [e for e in self._inbox.values() if e.state != "dead"]
+
+        def takeable(event: _Event) -> bool:
+            # As the backends: the first of its member's live events, with none of them leased.
+            return event.available_at <= now and (
+                event.member_id is None
+                or not any(
+                    other.member_id == event.member_id
+                    and other is not event
+                    and (other.order < event.order or (other.state == "leased" and other.available_at > now))
+                    for other in live
+                )
+            )
+
+        due = sorted(filter(takeable, live), key=lambda e: (e.available_at, e.item.id))[:limit]
         for event in due:
             event.state, event.available_at = "leased", now + lease
         return [event.item for event in due]

@@ -108,7 +108,11 @@ class Inbox:
     async def accept(self, event: Event) -> None:
         """Store the event durably; only then may the callback be acknowledged."""
         payload = envelope(REQUEST_ID.get(), event.raw)
-        appended = await self._store.inbox_append(dedup_key(event), event.kind, payload)
+        # The member orders the event among that member's others: one at a time, by CreateTime.
+        appended = await self._store.inbox_append(
+            dedup_key(event), event.kind, payload, member_id=event.member_id or None,
+            create_time=event.create_time,
+        )
         if appended:
             self._accepted += 1
             self._wake(1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from urllib.parse import quote
 
 SQLITE_PREFIX = "sqlite:///"
 
@@ -34,8 +35,10 @@ def backup_sqlite(source: Path, target: Path, *, pages_per_step: int = 256) -> i
     if target.exists():
         raise BackupError(f"{target} exists; name a new file")
     partial = target.with_name(target.name + ".partial")
-    # Read-only, by URI: a backup never creates or changes the store.
-    with sqlite3.connect(f"file:{source}?mode=ro", uri=True) as live, sqlite3.connect(partial) as copy:
+    # Read-only, by URI: a backup never creates or changes the store. The path is percent-encoded:
+    # a '#' or '?' in it would otherwise end the path, and SQLite would open (and copy) another file.
+    live_uri = f"file:{quote(str(source.resolve()))}?mode=ro"
+    with sqlite3.connect(live_uri, uri=True) as live, sqlite3.connect(partial) as copy:
         live.backup(copy, pages=pages_per_step)
         ok = copy.execute("PRAGMA integrity_check").fetchone()
     live.close()

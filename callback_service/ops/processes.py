@@ -2,15 +2,21 @@
 
 The parent forks the workers before it opens anything, forwards SIGTERM and SIGINT to them, and
 exits when they have all exited. A worker that dies on its own takes the others down with it
-(exit status 1), so that a supervisor restarts the whole service rather than half of it.
+(exit status 1), so that a supervisor restarts the whole service rather than half of it. A parent
+that dies without a word (SIGKILL, the OOM killer) takes its workers with it too: on Linux the
+kernel sends each one SIGTERM (PR_SET_PDEATHSIG), elsewhere a watch on the parent's pid does, and
+a worker still running PARENT_GONE_GRACE seconds later exits at once. Orphans would go on serving
+the old code beside the next start's workers on the same port.
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
@@ -25,6 +31,11 @@ AppFactory = Callable[[], web.Application]
 
 # How long the parent waits for the workers' graceful shutdown after forwarding a signal.
 STOP_GRACE = 30.0
+# How long a worker whose parent died may take over its graceful shutdown before it exits at once
+# (an event it was handling keeps its lease and runs again; what it acknowledged is in the store).
+PARENT_GONE_GRACE = 2.0
+_PARENT_POLL = 0.2
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def run_app(app: web.Application, *, host: str, port: int, reuse_port: bool = False,
@@ -41,11 +52,44 @@ def run_app(app: web.Application, *, host: str, port: int, reuse_port: bool = Fa
     )
 
 
-def _worker(make_app: AppFactory, host: str, port: int, access_log: bool) -> None:
+def _ask_for_sigterm_when_parent_dies() -> bool:
+    """Have the kernel send this process SIGTERM when its parent dies (Linux); False where it cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _parent_gone(parent: int, signalled: bool) -> None:
+    """Stop this worker once its parent is gone: SIGTERM, unless the kernel sent it already, then
+    an immediate exit PARENT_GONE_GRACE seconds later if the graceful stop has not finished."""
+    while os.getppid() == parent:  # an orphan is adopted by init or a subreaper
+        time.sleep(_PARENT_POLL)
+    print("wecom-bind: the parent process is gone; this worker stops", file=sys.stderr, flush=True)
+    if not signalled:
+        os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(PARENT_GONE_GRACE)
+    os._exit(1)
+
+
+def watch_parent(parent: int) -> None:
+    """End this worker process, within PARENT_GONE_GRACE seconds or so, when the process parent dies."""
+    signalled = _ask_for_sigterm_when_parent_dies()
+    if os.getppid() != parent:  # it died before the kernel was asked
+        os.kill(os.getpid(), signal.SIGTERM)
+        signalled = True
+    threading.Thread(target=_parent_gone, args=(parent, signalled), name="parent-watch", daemon=True).start()
+
+
+def _worker(make_app: AppFactory, host: str, port: int, access_log: bool, parent: int) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):  # the parent's forwarding handler is not ours
         signal.signal(sig, signal.SIG_DFL)
     # Its own process group: a terminal's Ctrl-C reaches the parent only, which forwards it once.
     os.setpgid(0, 0)
+    watch_parent(parent)
     run_app(make_app(), host=host, port=port, reuse_port=True, access_log=access_log)
 
 
@@ -57,7 +101,9 @@ def run_processes(make_app: AppFactory, *, host: str, port: int, processes: int,
     # Fork, not spawn: make_app may be a closure, and the parent has opened nothing yet.
     context = multiprocessing.get_context("fork")
     workers: list[BaseProcess] = [
-        context.Process(target=_worker, args=(make_app, host, port, access_log), name=f"wecom-bind-{n}")
+        context.Process(
+            target=_worker, args=(make_app, host, port, access_log, os.getpid()), name=f"wecom-bind-{n}"
+        )
         for n in range(processes)
     ]
     stopping: list[int] = []  # the signals received

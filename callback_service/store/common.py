@@ -14,6 +14,9 @@ from handlers.core.phone import Phone, mask_phone
 from handlers.core.rules import Row
 from handlers.usecases.contracts import StoreUnavailable
 
+MAX_CREATE_TIME: Final = 10**12 - 1
+"""The largest create time an inbox orders by: a larger one sorts with it (WeCom's are 10 digits)."""
+
 DEFAULT_DEDUP_TTL: Final = 7 * 24 * 3600.0
 """How long the inbox remembers a dedup key after the event was appended (WeCom retries within ~15 s)."""
 
@@ -119,6 +122,13 @@ class PendingAppend:
     dedup_key: str
     event_type: str
     payload: str
+    member_id: str | None = None
+    create_time: int = 0
+
+    @property
+    def ordered_time(self) -> int:
+        """The create time within what both stores can hold and sort (0 to 12 digits)."""
+        return min(max(self.create_time, 0), MAX_CREATE_TIME)
 
 
 class AppendBatcher:

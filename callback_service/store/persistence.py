@@ -1,4 +1,10 @@
-"""Whether a Redis server keeps what it acknowledged across a restart: checked at start and by /ready."""
+"""Whether a Redis server keeps what it acknowledged across a restart: checked at start, by /ready,
+and by every inbox append (AOF_GUARD).
+
+Only the append-only file counts. RDB snapshots keep what the last snapshot held: everything
+acknowledged since (up to the whole interval of a `save` point, an hour for `save 3600 1`) is lost
+when the server dies, and an inbox that acknowledged it has promised more than that.
+"""
 
 from __future__ import annotations
 
@@ -26,8 +32,8 @@ class Persistence:
 
     @property
     def persists(self) -> bool:
-        """True when writes reach disk: the append-only file, or at least RDB snapshots."""
-        return bool(self.aof) or bool(self.rdb)
+        """True when every acknowledged write reaches the append-only file (RDB snapshots do not count)."""
+        return bool(self.aof)
 
     def describe(self) -> str:
         """The settings found, for a log line or an error message."""
@@ -59,22 +65,39 @@ async def redis_persistence(client: aioredis.Redis) -> Persistence:
     return Persistence(aof=str(info.get("aof_enabled", "0")) == "1", rdb=None)
 
 
+def not_durable(described: str) -> StoreNotDurable:
+    """The refusal of a server without the append-only file, naming what was found and the remedy."""
+    return StoreNotDurable(
+        f"redis does not persist ({described}): acknowledged callbacks would be lost on a restart "
+        f"(RDB snapshots keep only what the last one held); turn on appendonly yes, or set "
+        f"{ALLOW_VOLATILE_SETTING}=true to run anyway"
+    )
+
+
+AOF_GUARD: Final = r"""
+local function aof_off()
+  local info = redis.pcall('INFO', 'persistence')
+  if type(info) ~= 'string' then return -2 end
+  if not string.find(info, 'aof_enabled:1', 1, true) then return -1 end
+  return nil
+end
+"""
+"""Lua for a script that must write only what the append-only file keeps: aof_off() returns -1 when
+the server's AOF is off, -2 when INFO is refused to scripts, nil when the write may go ahead. In the
+script, before any write, so that the check and the write are one atomic step: a cached answer would
+leave a window after `CONFIG SET appendonly no` in which writes are acknowledged but not logged."""
+
+GUARD_REFUSALS: Final = {-1: "appendonly no", -2: "INFO persistence refused to scripts"}
+"""What aof_off()'s answers mean, for not_durable()."""
+
+
 async def check_persistence(client: aioredis.Redis, *, allow_volatile: bool, at_start: bool) -> None:
     """Refuse a server that would lose acknowledged writes on a restart, unless allowed; warn at start."""
     found = await redis_persistence(client)
     if found.persists:
-        if at_start and not found.aof:
-            log.warning(
-                "redis: RDB snapshots only (%s): a crash loses what was acknowledged since the last "
-                "snapshot; production runs with appendonly yes",
-                found.describe(),
-            )
         return
     if not allow_volatile:
-        raise StoreNotDurable(
-            f"redis does not persist ({found.describe()}): acknowledged callbacks would be lost on a "
-            f"restart; turn on appendonly yes, or set {ALLOW_VOLATILE_SETTING}=true to run anyway"
-        )
+        raise not_durable(found.describe())
     if at_start:
         log.warning(
             "redis does not persist (%s), allowed by %s: acknowledged callbacks are lost on a restart",

@@ -296,12 +296,24 @@ class Audit(ConflictAudit, Protocol):
 class InboxQueue(Protocol):
     """The durable event inbox as its workers use it."""
 
-    async def inbox_append(self, dedup_key: str, event_type: str, payload: str) -> bool:
-        """Store an event durably; False when its dedup key was seen already (a no-op)."""
+    async def inbox_append(
+        self, dedup_key: str, event_type: str, payload: str, *, member_id: str | None = None,
+        create_time: int = 0,
+    ) -> bool:
+        """Store an event durably; False when its dedup key was seen already (a no-op).
+
+        The events of one member_id are handled one at a time, in create_time order, then in the
+        order they were appended (see inbox_take); an event without a member_id is not ordered.
+        """
         ...
 
     async def inbox_take(self, limit: int, *, lease: float) -> list[InboxItem]:
-        """Lease up to limit due events to the caller; an expired lease makes them takeable again."""
+        """Lease up to limit due events to the caller; an expired lease makes them takeable again.
+
+        A member's event is taken only when it is the first of that member's events not yet handled
+        nor dead, and while no other event of that member is leased: one member's events run one
+        at a time and in order, across workers and processes, while different members' run at once.
+        """
         ...
 
     async def inbox_done(self, item_id: int) -> None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -77,6 +80,89 @@ async def test_two_processes_share_the_port_handle_every_callback_and_stop_on_si
     handled = [line for line in stderr.splitlines() if "handled: enter_agent for member" in line]
     assert len(handled) == EVENTS
     assert "Traceback" not in stderr
+
+
+def _port_free(port: int) -> bool:
+    """Nothing listens on the port and it can be bound again (without SO_REUSEPORT)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        if probe.connect_ex(("127.0.0.1", port)) != errno.ECONNREFUSED:
+            return False
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is not a listener
+        try:
+            listener.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+async def test_workers_end_when_the_parent_is_killed(tmp_path: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    process = start_service(["serve", "--host", "127.0.0.1", "--port", str(port), "--processes", "2"],
+                            service_env(port, store_url=store_url))
+    workers: list[int] = []
+    try:
+        await asyncio.to_thread(wait_healthy, base, process)
+
+        async def both_started() -> list[int] | None:
+            found = _children(process.pid)
+            return found if len(found) == 2 else None
+
+        workers = await eventually(both_started)
+        process.send_signal(signal.SIGKILL)  # no word to the workers: they must notice on their own
+        process.wait(10)
+
+        async def workers_gone() -> bool | None:
+            return True if not any(_alive(pid) for pid in workers) else None
+
+        await eventually(workers_gone, within=10)
+        assert await eventually(lambda: asyncio.to_thread(lambda: _port_free(port) or None), within=10)
+    finally:
+        for pid in workers:  # what the test started ends with it, whatever happened above
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        stop(process)
+
+
+_WATCHED_CHILD = """
+import os, sys, threading, time
+from callback_service.ops import processes
+
+parent = os.getpid()
+child = os.fork()
+if child == 0:
+    # The portable watch alone, as where prctl is missing: it must send the SIGTERM itself.
+    threading.Thread(target=processes._parent_gone, args=(parent, False), daemon=True).start()
+    while True:
+        time.sleep(1)
+print(child, flush=True)
+time.sleep(60)
+"""
+
+
+def test_without_prctl_the_watch_on_the_parent_ends_the_worker() -> None:
+    parent = subprocess.Popen([sys.executable, "-c", _WATCHED_CHILD], stdout=subprocess.PIPE, text=True)
+    child = 0
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        assert _alive(child)
+        parent.kill()
+        parent.wait(10)
+        deadline = time.monotonic() + 10
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(child)
+    finally:
+        if child and _alive(child):
+            os.kill(child, signal.SIGKILL)
+        if parent.poll() is None:
+            parent.kill()
+        parent.wait(10)
+        if parent.stdout is not None:
+            parent.stdout.close()
 
 
 def test_a_worker_that_dies_stops_the_others() -> None:

@@ -99,3 +99,24 @@ async def test_the_command_sends_redis_to_its_own_files(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "AOF" in done.stderr
     assert not (tmp_path / "b.db").exists()
+
+
+async def test_a_store_whose_path_holds_uri_characters_is_copied_whole(tmp_path: Path) -> None:
+    # '#' and '?' would end the path of an unquoted file: URI, '%' would start an escape.
+    folder = tmp_path / "a#b?c%41 d"
+    folder.mkdir()
+    url = f"sqlite:///{folder / 'live#1.db'}"
+    await _bind(url, "2021001", "13800000001")
+    target = tmp_path / "backup.db"
+    done = await asyncio.to_thread(_cli, url, "backup", str(target))
+    assert done.returncode == 0, done.stderr
+    copy = await open_store(f"sqlite:///{target}")
+    try:
+        binding = await copy.get_binding("2021001")
+        assert binding is not None
+        assert binding.phone == "13800000001"
+        assert await copy.integrity_problems() == []
+    finally:
+        await copy.close()
+    # Nothing was created at a path cut short at the '#' or the '?'.
+    assert sorted(os.listdir(tmp_path)) == ["a#b?c%41 d", "backup.db"]

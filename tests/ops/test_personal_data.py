@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -153,3 +154,27 @@ async def test_the_commands(tmp_path: Path) -> None:
     assert "erase" in listing.stdout
     assert "export" in listing.stdout
     assert "13800000001" not in listing.stdout
+
+
+def _checkpointed_bytes(path: Path) -> bytes:
+    """The database file and its WAL, after a checkpoint."""
+    with sqlite3.connect(path) as checkpoint:
+        checkpoint.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    checkpoint.close()
+    return path.read_bytes() + Path(f"{path}-wal").read_bytes()
+
+
+async def test_an_erased_phone_is_not_left_in_the_sqlite_file_or_its_wal(tmp_path: Path) -> None:
+    # The store turns secure_delete on itself: Debian's SQLite is built with it on by default, many
+    # other builds (and the one CPython's macOS and Windows installers carry) are not.
+    path = tmp_path / "store.db"
+    clock = FakeClock()
+    store = await open_store(f"sqlite:///{path}", clock=clock)
+    try:
+        await _student(store, clock)
+        await erase_student(store, "2021001", now=clock(), retention_days=RETENTION, actor=ADMIN)
+        kept = _checkpointed_bytes(path)
+    finally:
+        await store.close()
+    assert b"13800000001" not in kept
+    assert b"13800000002" in kept  # the other student's phone is still there: the scan can see phones

@@ -809,3 +809,117 @@ async def test_inbox_drops_only_dead_letters_for_good(store: Store) -> None:
     assert (stats.pending, stats.leased, stats.dead) == (0, 1, 0)
     # Its dedup key is still remembered: a late retry of the dropped message is not taken again.
     assert not await store.inbox_append("k1", "subscribe", "<xml>1</xml>")
+
+
+# one member's events: one at a time, in create time order, then in arrival order
+
+
+async def _append(store: Store, key: str, member: str | None, create_time: int) -> None:
+    assert await store.inbox_append(key, "event", key, member_id=member, create_time=create_time)
+
+
+async def _taken(store: Store) -> list[str]:
+    return [item.payload for item in await store.inbox_take(100, lease=30)]
+
+
+async def test_inbox_takes_a_members_events_one_at_a_time_in_create_time_order(store: Store) -> None:
+    await _append(store, "m1-late", "m1", 2)
+    await _append(store, "m1-early", "m1", 1)
+    await _append(store, "m2", "m2", 5)
+    await _append(store, "m1-early-again", "m1", 1)  # the same second: after m1-early, which came first
+    await _append(store, "nobody", None, 0)
+    first = await store.inbox_take(100, lease=30)
+    assert [item.payload for item in first] == ["m1-early", "m2", "nobody"]  # other members at once
+    assert await store.inbox_take(100, lease=30) == []  # m1's next waits for the one leased
+    stats = await store.inbox_stats()
+    assert (stats.pending, stats.leased) == (2, 3)
+    assert await store.inbox_oldest_pending() is not None
+    ids = {item.payload: item.id for item in first}
+    await store.inbox_done(ids["m1-early"])
+    [again] = await store.inbox_take(100, lease=30)
+    assert again.payload == "m1-early-again"
+    await store.inbox_done(again.id)
+    [late] = await store.inbox_take(100, lease=30)
+    assert late.payload == "m1-late"
+    await store.inbox_done(late.id)
+    await store.inbox_done(ids["m2"])
+    await store.inbox_done(ids["nobody"])
+    assert await store.inbox_stats() == InboxStats(pending=0, leased=0, dead=0)
+    assert await store.inbox_oldest_pending() is None
+
+
+async def test_inbox_an_earlier_event_that_comes_later_waits_for_the_leased_one(
+    store: Store, clock: FakeClock
+) -> None:
+    await _append(store, "unsubscribe", "m1", 5)
+    [leased] = await store.inbox_take(10, lease=30)
+    await _append(store, "subscribe", "m1", 3)  # older, but m1 has an event in hand
+    assert await store.inbox_take(10, lease=30) == []
+    clock.advance(30)  # the lease ran out: the earlier event goes first now, and alone
+    assert await _taken(store) == ["subscribe"]
+    assert await store.inbox_take(10, lease=30) == []
+    stats = await store.inbox_stats()
+    assert (stats.pending, stats.leased) == (1, 1)
+    await store.inbox_done(leased.id)  # the first worker finishes late: m1's other one is still in hand
+    assert await store.inbox_take(10, lease=30) == []
+
+
+async def test_inbox_a_retried_event_holds_back_its_members_later_ones(store: Store, clock: FakeClock) -> None:
+    await _append(store, "first", "m1", 1)
+    await _append(store, "second", "m1", 2)
+    await _append(store, "other", "m2", 1)
+    taken = await store.inbox_take(10, lease=30)
+    assert [item.payload for item in taken] == ["first", "other"]
+    assert await store.inbox_retry(taken[0].id, "boom", delay=5) == 1
+    assert await store.inbox_take(10, lease=30) == []  # "second" waits for "first" to succeed
+    clock.advance(5)
+    [retried] = await store.inbox_take(10, lease=30)
+    assert (retried.payload, retried.attempts) == ("first", 1)
+    await store.inbox_done(retried.id)
+    assert await _taken(store) == ["second"]
+
+
+async def test_inbox_a_dead_letter_does_not_hold_back_its_member(store: Store, clock: FakeClock) -> None:
+    await _append(store, "first", "m1", 1)
+    await _append(store, "second", "m1", 2)
+    [first] = await store.inbox_take(10, lease=30)
+    await store.inbox_dead(first.id, "gave up")
+    [second] = await store.inbox_take(10, lease=30)
+    assert second.payload == "second"
+    assert await store.inbox_requeue_dead([first.id]) == 1  # back, and first again, but second is in hand
+    assert await store.inbox_take(10, lease=30) == []
+    stats = await store.inbox_stats()
+    assert (stats.pending, stats.leased, stats.dead) == (1, 1, 0)
+    await store.inbox_done(second.id)
+    [requeued] = await store.inbox_take(10, lease=30)
+    assert (requeued.payload, requeued.attempts) == ("first", 0)
+
+
+async def test_inbox_concurrent_takes_never_hand_out_two_events_of_a_member(store: Store) -> None:
+    for n in range(60):
+        await _append(store, f"e{n}", f"m{n % 6}", n // 6)
+    handled: list[str] = []
+    in_hand: set[str] = set()
+
+    async def worker() -> None:
+        for _ in range(200):  # bounded
+            items = await store.inbox_take(1, lease=30)
+            if not items:
+                if len(handled) == 60:
+                    return
+                await asyncio.sleep(0)
+                continue
+            [item] = items
+            member = f"m{int(item.payload[1:]) % 6}"
+            assert member not in in_hand
+            in_hand.add(member)
+            await asyncio.sleep(0)
+            handled.append(item.payload)
+            in_hand.discard(member)
+            await store.inbox_done(item.id)
+
+    await asyncio.gather(*(worker() for _ in range(8)))
+    assert sorted(handled) == sorted(f"e{n}" for n in range(60))
+    for member in range(6):
+        order = [int(p[1:]) for p in handled if int(p[1:]) % 6 == member]
+        assert order == sorted(order)

@@ -13,6 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from callback_service.store import open_store
+from callback_service.store.redis.layout import SCHEMA_VERSION as REDIS_SCHEMA_VERSION
 from callback_service.store.sqlite import SCHEMA_VERSION, SqliteStore
 from callback_service.store.sqlite.schema import MIGRATIONS
 from handlers.core.binding import Actor
@@ -109,7 +110,7 @@ async def test_redis_refuses_a_newer_schema(redis_server: RedisServer) -> None:
 async def test_redis_refuses_a_newer_schema_under_the_hash_tag(redis_server: RedisServer) -> None:
     prefix = f"s{uuid.uuid4().hex[:8]}:"
     client = aioredis.Redis.from_url(redis_server.url)
-    await client.set(f"{{{prefix}}}schema", "3")
+    await client.set(f"{{{prefix}}}schema", str(REDIS_SCHEMA_VERSION + 1))
     await client.aclose()
     with pytest.raises(StoreUnavailable, match="newer"):
         await open_store(f"{redis_server.url}?prefix={prefix}")

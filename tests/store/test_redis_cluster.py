@@ -186,7 +186,7 @@ async def test_the_first_key_layout_is_migrated(redis_server: RedisServer, tmp_p
             await store.close()
         left = sorted([key async for key in client.scan_iter(match=f"{prefix}*")])
         assert left == [f"{prefix}other:b:m9", f"{prefix}schema"]
-        assert await client.get(f"{prefix}schema") == "2"  # code of the first layout refuses it now
+        assert await client.get(f"{prefix}schema") == "3"  # code of the first layout refuses it now
     finally:
         await client.aclose()
 

@@ -4,8 +4,11 @@ Under the hash tag `{P}` (P the configured prefix): b:<member> (a binding, JSON)
 o:<openid> (the indexes: a member id), members (set), audit and audit:m:<member> (lists of JSON,
 newest first), audit:seq, dir (hash), seen (hash: MemberSeen by member), kv:<key>, lock:<name>,
 idem:<key> (hashes v, e), inbox:items, inbox:attempts, inbox:errors (hashes by item id), inbox:seq,
-inbox:ready, inbox:leased, inbox:dead, inbox:dedup (sorted sets), schema. Layout 1 had the same keys under P
-without braces, bindings and inbox items as hashes of their own, a key per dedup key.
+inbox:ready, inbox:leased, inbox:dead, inbox:dedup (sorted sets), inbox:active, inbox:order,
+inbox:due (hashes) and inbox:queue (a sorted set), schema. Layout 1 had the same keys under P without braces,
+bindings and inbox items as hashes of their own, a key per dedup key. Layout 2 had no member order
+in the inbox: its events stay unordered, and code of layout 2, which would leave the events that
+wait for their member's turn waiting for good, refuses layout 3.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from handlers.core.phone import Phone
 from handlers.core.rules import Row
 from handlers.usecases.contracts import StoreUnavailable
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 _KINDS: Final = ("b:", "p:", "o:", "members", "audit", "dir", "kv:", "lock:", "idem:", "inbox:", "schema")
 _MIGRATION_PASSES: Final = 10
 
@@ -83,6 +86,10 @@ async def check_schema(client: aioredis.Redis, prefix: str) -> None:
         await client.set(key, str(SCHEMA_VERSION), nx=True)
         # Layout 1's key too, so that code of layout 1 refuses this data instead of starting afresh.
         await client.set(legacy_key, str(SCHEMA_VERSION), nx=True)
+    elif version < SCHEMA_VERSION:
+        # Layout 2 to 3 adds keys only; the version tells code of layout 2 to refuse the data.
+        await client.set(key, str(SCHEMA_VERSION))
+        await client.set(legacy_key, str(SCHEMA_VERSION))
 
 
 async def _migrate_layout_1(client: aioredis.Redis, prefix: str) -> None:

@@ -91,6 +91,9 @@ class SqliteBase:
                 raise StoreUnavailable(f"sqlite: WAL mode refused ({mode})")
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
+            # Deleted content is overwritten with zeros, not left in free space and free pages: an
+            # erased student's phone must not stay readable in the file (or in the WAL's next frames).
+            conn.execute("PRAGMA secure_delete = ON")
             migrate(conn)
             if self._path != ":memory:":  # another connection to :memory: would be another database
                 # No busy wait: a read that SQLite answers busy (a WAL being recovered) goes to the thread.

@@ -16,6 +16,16 @@ from handlers.usecases.contracts import StoreUnavailable
 _SELECT_INBOX: Final = (
     "SELECT id, dedup_key, event_type, payload, attempts, created_at, last_error FROM inbox"
 )
+# Due events, each either without a member or the first of its member's live events (by create
+# time, then id) with none of them leased: one member's events one at a time, in order.
+_SELECT_TAKEABLE: Final = (
+    _SELECT_INBOX + " AS i WHERE state != 'dead' AND available_at <= :now"  # noqa: S608 - constants
+    " AND (member_id IS NULL OR NOT EXISTS ("
+    "SELECT 1 FROM inbox AS o WHERE o.member_id = i.member_id AND o.state != 'dead' AND o.id != i.id"
+    " AND ((o.create_time, o.id) < (i.create_time, i.id)"
+    " OR (o.state = 'leased' AND o.available_at > :now))))"
+    " ORDER BY available_at, id LIMIT :limit"
+)
 
 
 class SqliteInbox(SqliteBase):
@@ -26,7 +36,10 @@ class SqliteInbox(SqliteBase):
         # Concurrent inbox appends share one transaction.
         return AppendBatcher(self._append_batch, name="sqlite-inbox-flush")
 
-    async def inbox_append(self, dedup_key: str, event_type: str, payload: str) -> bool:
+    async def inbox_append(
+        self, dedup_key: str, event_type: str, payload: str, *, member_id: str | None = None,
+        create_time: int = 0,
+    ) -> bool:
         """Append an event unless its dedup key is remembered.
 
         Concurrent appends share one transaction (a group commit): each caller returns only once
@@ -35,7 +48,9 @@ class SqliteInbox(SqliteBase):
         """
         if self._closed:
             raise StoreUnavailable("sqlite: store is closed")
-        return await self._appends.append(PendingAppend(dedup_key, event_type, payload))
+        return await self._appends.append(
+            PendingAppend(dedup_key, event_type, payload, member_id or None, create_time)
+        )
 
     async def _append_batch(self, batch: list[PendingAppend]) -> list[bool]:
         return await self._write(partial(self._append_rows, batch=batch))
@@ -65,22 +80,24 @@ class SqliteInbox(SqliteBase):
         )
         tx.c.executemany(
             "INSERT INTO inbox (dedup_key, event_type, payload, state, available_at, "
-            "created_at) VALUES (?, ?, ?, 'ready', ?, ?)",
-            [(item.dedup_key, item.event_type, item.payload, tx.now, tx.now) for item in fresh],
+            "created_at, member_id, create_time) VALUES (?, ?, ?, 'ready', ?, ?, ?, ?)",
+            [
+                (item.dedup_key, item.event_type, item.payload, tx.now, tx.now, item.member_id,
+                 item.ordered_time)
+                for item in fresh
+            ],
         )
         return appended
 
     async def inbox_take(self, limit: int, *, lease: float) -> list[InboxItem]:
-        """Lease due events."""
+        """Lease due events, a member's only when it is that member's first and none of its is leased."""
         limit = limit_arg(limit)
         lease = positive("lease", lease)
 
         def run(tx: Tx) -> list[InboxItem]:
-            cur = tx.c.execute(
-                _SELECT_INBOX + " WHERE state != 'dead' AND available_at <= ? "
-                "ORDER BY available_at, id LIMIT ?",
-                (tx.now, limit),
-            )
+            # The transaction (BEGIN IMMEDIATE) holds every process's takes apart, so two workers
+            # never both see a member's event as its first with none leased.
+            cur = tx.c.execute(_SELECT_TAKEABLE, {"now": tx.now, "limit": limit})
             items = [_item(v) for v in cur.fetchall()]
             tx.c.executemany(
                 "UPDATE inbox SET state = 'leased', available_at = ? WHERE id = ?",

@@ -70,6 +70,14 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             source TEXT NOT NULL
         )""",
     ),
+    # One member's events in order: the member and WeCom's CreateTime of each event, and the index a
+    # take looks up a member's earlier or leased events in. Events of older versions have no member.
+    (
+        "ALTER TABLE inbox ADD COLUMN member_id TEXT",
+        "ALTER TABLE inbox ADD COLUMN create_time INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX inbox_member ON inbox (member_id, create_time, id) "
+        "WHERE state != 'dead' AND member_id IS NOT NULL",
+    ),
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 

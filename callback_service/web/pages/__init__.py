@@ -69,6 +69,7 @@ async def _pages_ctx(app: web.Application) -> AsyncIterator[None]:
         secure=settings.is_https,
         ttl=config.session_ttl,
         keep=config.session_keep,
+        login_window=config.login_window,
         clock=app[CLOCK],
     )
     app[BINDING_FLOW] = compose.binding_flow(

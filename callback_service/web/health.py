@@ -68,9 +68,10 @@ def _may_scrape(request: web.Request) -> bool:
     token = request.app[SETTINGS].metrics_token
     if token is None:
         return False
-    given = request.headers.get("Authorization", "")
+    # A header's bytes that are not UTF-8 come as surrogates: encoded back to those bytes, not a 500.
+    given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
     expected = "Bearer " + token.get_secret_value()
-    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+    return hmac.compare_digest(given, expected.encode("utf-8"))
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -178,7 +178,7 @@ async def cas_logout_request(request: web.Request) -> web.StreamResponse:
     ticket = None
     try:
         form = await request.post()
-    except (web.HTTPException, ValueError):
+    except (web.HTTPException, ValueError, LookupError):  # too large, not in its charset, no such charset
         form = None
     if form is not None:
         ticket = logout_request_ticket(_field(form, "logoutRequest"))
@@ -218,7 +218,7 @@ async def bind_phone_submit(request: web.Request) -> web.StreamResponse:
     app = request.app
     sessions = app[SESSIONS]
     session = await sessions.load(request)
-    form = await request.post()
+    form = await _form(request)
     token = _field(form, "csrf")
     if session is None or not session.csrf_ok(token):
         return await _expired_form(request, session, token, _field(form, "phone"))
@@ -441,7 +441,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
     """POST /logout: end the session (the form carries the CSRF token)."""
     sessions = request.app[SESSIONS]
     session = await sessions.load(request)
-    form = await request.post()
+    form = await _form(request)
     if session is not None and not session.csrf_ok(_field(form, "csrf")):
         return message(request, title="请求无效", text="页面已过期或来源不明，请刷新后重试。", status=403)
     # The CAS single sign-on outlives our session: without its logout, /bind logs the same student in again.
@@ -678,6 +678,14 @@ def _follow_context(request: web.Request) -> dict[str, Any]:
         "follow_url": follow_url,
         "follow_qr_url": url(request, "bind-follow-qr") if follow_url else None,
     }
+
+
+async def _form(request: web.Request) -> Any:
+    """The submitted form; a body that does not decode in the charset it names is a 400 page."""
+    try:
+        return await request.post()
+    except (ValueError, LookupError):
+        raise web.HTTPBadRequest() from None
 
 
 def _field(form: Any, name: str) -> str:

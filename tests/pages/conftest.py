@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,7 @@ def make_env(
         }
         settings = world_settings(**values)
         app = create_app(settings, clock=clock, run_workers=False)
-        app[PAGES_CONFIG] = config or PagesConfig(departments={"电子电气工程学院": 2})
+        app[PAGES_CONFIG] = config or replace(app[PAGES_CONFIG], departments={"电子电气工程学院": 2})
         client = await aiohttp_client(app)
         await app[STORE].directory_upsert(DIRECTORY)
         return PagesEnv(

@@ -15,8 +15,7 @@ from aiohttp.typedefs import Handler
 from pytest_aiohttp import AiohttpServer
 from yarl import URL
 
-from callback_service.clients.cas import CasInvalidService
-from callback_service.web.keys import CAS
+from callback_service.clients.cas import CAS, CasInvalidService
 from callback_service.web.pages.session import COOKIE
 from callback_service.web.pages.views import LOGIN_COOKIE
 from sandbox.cas import CasUser, create_cas_sandbox

@@ -240,21 +240,23 @@ async def bind_phone_submit(request: web.Request) -> web.StreamResponse:
             error=PHONE_FORMAT_ERROR,
             status=400,
         )
-    limited = await _over_limit(request, session)
-    if limited is not None:
-        return _too_many(request, limited)
     form_id = _field(form, "form_id")
     if not _FORM_ID.match(form_id):
         form_id = sessions.new_token()
     key = f"{session.member_id}:{form_id}"
     result_url = url(request, "bind-result", form=form_id)
     result_key = f"bind-result:{key}"
-    # The same form sent twice (a double tap, a resend) runs once: the first writes its result,
-    # pending until the rules have answered; both land on it.
+    # The same form sent twice (a double tap, a resend) runs once and counts once against the
+    # limits: the first writes its result, pending until the rules have answered; all land on it.
     pending = _Outcome(state=OutcomeState.PENDING).to_json()
     if not await store.kv_set_if_absent(result_key, pending, ttl=config.result_ttl):
         log.info("bind: a repeated submit of student %s", session.member_id)
         return _redirect(result_url, status=303)
+    limited = await _over_limit(request, session)
+    if limited is not None:
+        # Refused: nothing ran, so the same form may be sent again once the window has passed.
+        await store.kv_delete(result_key)
+        return _too_many(request, limited)
     actor = Actor(who=session.member_id, source=f"bind-page {client_of(request)}")
 
     async def settled(ended: Bound | Refused | None) -> None:

@@ -111,7 +111,8 @@ async def bind_cas(request: web.Request) -> web.StreamResponse:
         )
     store = app[STORE]
     sessions = app[SESSIONS]
-    current = await sessions.load(request)
+    kept = await sessions.load_kept(request)
+    current = kept if kept is not None and kept.live(app[CLOCK]()) else None
     spent_key = f"cas-ticket:{hashlib.sha256(ticket.encode()).hexdigest()}"
     login = sessions.login_of(request.cookies.get(LOGIN_COOKIE))
     used_key = sessions.used_login_key(login) if login is not None else spent_key
@@ -151,7 +152,7 @@ async def bind_cas(request: web.Request) -> web.StreamResponse:
     # and a login cookie opens one session.
     session = await sessions.start(
         response,
-        previous=await sessions.load_kept(request),
+        previous=kept,
         member_id=principal.user,
         name=principal.attribute(settings.cas_name_attribute),
         cas_mobile=Phone.parse_or_none(principal.attribute(settings.cas_mobile_attribute)),

@@ -241,6 +241,11 @@ async def test_a_phone_a_client_puts_in_a_url_reaches_the_log_masked(
     handler.addFilter(ClientTextFilter())
     root = logging.getLogger()
     root.addHandler(handler)
+    # Another test of the run may have set the levels (the CLI's configure_logging): INFO here.
+    aiohttp_loggers = [logging.getLogger(name) for name in ("aiohttp.access", "aiohttp.server")]
+    levels = [logger.level for logger in aiohttp_loggers]
+    for logger in aiohttp_loggers:
+        logger.setLevel(logging.INFO)
     try:
         app = create_app(world_settings(), run_workers=False)
         server = await aiohttp_server(app, access_log_class=PathOnlyAccessLogger)
@@ -252,6 +257,8 @@ async def test_a_phone_a_client_puts_in_a_url_reaches_the_log_masked(
             await asyncio.sleep(0.01)
     finally:
         root.removeHandler(handler)
+        for logger, level in zip(aiohttp_loggers, levels, strict=True):
+            logger.setLevel(level)
     written = "\n".join(lines)
     assert "138****0001" in written
     assert "13800000001" not in written

@@ -63,10 +63,10 @@ async def test_a_proxy_left_out_of_the_trusted_proxies_is_warned_of_once_a_minut
     service = await aiohttp_server(create_app(settings, clock=clock, run_workers=False))
     nginx = Nginx(binary, tmp_path / "nginx", upstreams=[service.port or 0])
     await asyncio.to_thread(nginx.start)
-    caplog.set_level(logging.WARNING, logger="callback_service.web.client_address")
+    caplog.set_level(logging.WARNING, logger="callback_service.client_address")
 
     def warnings() -> list[str]:
-        return [r.getMessage() for r in caplog.records if r.name == "callback_service.web.client_address"]
+        return [r.getMessage() for r in caplog.records if r.name == "callback_service.client_address"]
 
     try:
         async with aiohttp.ClientSession() as http:
@@ -98,10 +98,10 @@ async def test_a_trusted_proxy_is_not_warned_of(
     service = await aiohttp_server(create_app(settings, run_workers=False))
     nginx = Nginx(binary, tmp_path / "nginx", upstreams=[service.port or 0])
     await asyncio.to_thread(nginx.start)
-    caplog.set_level(logging.WARNING, logger="callback_service.web.client_address")
+    caplog.set_level(logging.WARNING, logger="callback_service.client_address")
     try:
         async with aiohttp.ClientSession() as http, http.get(nginx.url + "/health") as response:
             assert response.status == 200
     finally:
         await asyncio.to_thread(nginx.stop)
-    assert not [r for r in caplog.records if r.name == "callback_service.web.client_address"]
+    assert not [r for r in caplog.records if r.name == "callback_service.client_address"]

@@ -24,8 +24,7 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from callback_service.clients.cas import CasAuthenticationFailure
-from callback_service.web.keys import CAS
+from callback_service.clients.cas import CAS, CasAuthenticationFailure
 from tests.pages.conftest import MakeEnv
 from tests.pages.support import PagesEnv
 from tests.support.processes import free_port

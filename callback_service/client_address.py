@@ -9,7 +9,8 @@ can write the header's left part, so nothing left of that address is trusted.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Sequence
+import logging
+from collections.abc import Callable, Iterable, Sequence
 from typing import Final
 
 from aiohttp import hdrs, web
@@ -19,11 +20,15 @@ from config.settings import ProxyNetwork
 __all__ = [
     "TRUSTED_PROXIES",
     "UNKNOWN",
+    "UNTRUSTED_FORWARDS",
+    "UntrustedForwards",
     "client_address",
     "client_of",
     "from_trusted_proxy",
     "resolve_client_address",
 ]
+
+log: Final = logging.getLogger(__name__)
 
 UNKNOWN: Final = "unknown"
 # A header longer than this is not a chain of proxies; its right part is still read.
@@ -56,6 +61,39 @@ def from_trusted_proxy(request: web.Request) -> bool:
         return False
     address = _parse(request.remote)
     return address is not None and _trusted(address, proxies)
+
+
+class UntrustedForwards:
+    """Warns, at the first such request and then once a minute while they last, of requests that
+    carry X-Forwarded-For from a peer outside `trusted_proxies`: behind a proxy that is not named
+    there, every student counts as the proxy's address (its per-address submit limit, the audit)."""
+
+    def __init__(self, *, clock: Callable[[], float], interval: float = 60.0) -> None:
+        self._clock = clock
+        self._interval = interval
+        self._warned_at: float | None = None
+        self._unwarned = 0
+
+    def seen(self, peer: str | None) -> None:
+        """Count one such request from peer; warn when the last warning is older than the interval."""
+        self._unwarned += 1
+        now = self._clock()
+        if self._warned_at is not None and now - self._warned_at < self._interval:
+            return
+        log.warning(
+            "%d request(s) carried X-Forwarded-For from %s, which is not in WECOM_BIND_TRUSTED_PROXIES: "
+            "the header is ignored and every client behind that proxy counts as one address (the "
+            "per-address submit limit, WECOM_BIND_SUBMITS_PER_ADDRESS); name the proxy in "
+            "WECOM_BIND_TRUSTED_PROXIES",
+            self._unwarned,
+            peer or UNKNOWN,
+            extra={"peer": peer or UNKNOWN, "requests": self._unwarned},
+        )
+        self._warned_at = now
+        self._unwarned = 0
+
+
+UNTRUSTED_FORWARDS: Final = web.AppKey("untrusted_forwards", UntrustedForwards)
 
 
 def resolve_client_address(

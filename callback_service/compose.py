@@ -169,7 +169,8 @@ def cas_client(settings: Settings, *, session: aiohttp.ClientSession) -> CasClie
     return CasClient(
         session=session,
         cas_base_url=settings.cas_base_url,
-        # The service URL comes from settings only: never from the Host header or a parameter.
+        # The service URL comes from settings only, never from the Host header or a parameter; each
+        # login adds its own state to it (views.bind).
         service_url=settings.public_base_url + CAS_RETURN_PATH,
         validate_path=settings.cas_validate_path,
     )

@@ -1,5 +1,8 @@
 """Logging: JSON lines or readable text, a request id on every line, and a query-free access log.
 
+What a client sends reaches the log through aiohttp (the access line's path, the parser's errors,
+which quote the request's bytes): phone-shaped digits in it are masked, as everywhere in our logs.
+
 The request id lives in a context variable: the request middleware sets it for a request, and the
 inbox's worker sets it for the event that request stored, so every line of both carries it. A
 handler filter copies it onto the record, which costs nothing for a record that the level drops.
@@ -15,12 +18,14 @@ import logging
 import os
 import re
 import secrets
+from collections.abc import Mapping
 from typing import Final, Literal
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from callback_service.client_address import client_of
+from handlers.core.phone import mask_phone
 
 LogFormat = Literal["json", "text"]
 
@@ -28,6 +33,12 @@ REQUEST_ID_HEADER: Final = "X-Request-Id"
 REQUEST_ID: Final[contextvars.ContextVar[str | None]] = contextvars.ContextVar("request_id", default=None)
 # What a proxy's id may look like; anything else is replaced by our own (it reaches every log line).
 _VALID_REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+# A mainland mobile as a client may put it in a URL: 11 digits from 13 to 19, dashes or spaces
+# between them allowed, not inside a longer run of digits.
+_PHONE_SHAPED: Final = re.compile(r"(?<!\d)1[3-9]\d(?:[ -]?\d){8}(?!\d)")
+# The loggers that write what clients send (aiohttp.access, aiohttp.server, aiohttp.web...).
+_CLIENT_TEXT_LOGGERS: Final = "aiohttp"
 
 # The attributes every LogRecord has; any other attribute came from `extra=` and is an event's field.
 _RECORD_ATTRIBUTES: Final = frozenset(
@@ -80,6 +91,34 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+def mask_phones(text: str) -> str:
+    """The text with every phone-shaped run of digits masked (138****1234)."""
+    return _PHONE_SHAPED.sub(lambda found: mask_phone(re.sub(r"\D", "", found.group())), text)
+
+
+class ClientTextFilter(logging.Filter):
+    """Masks phone-shaped digits in the records of aiohttp's loggers, which quote what clients sent
+    (a path, a query, a malformed request line); our own records never hold a full phone."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record's message, fields and traceback text, masked; never drops a record."""
+        if not record.name.startswith(_CLIENT_TEXT_LOGGERS):
+            return True
+        message = record.getMessage()
+        masked = mask_phones(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = mask_phones(record.exc_text)
+        for name, value in record_fields(record).items():  # aiohttp's default access log's fields
+            text = value if isinstance(value, str) else repr(value) if isinstance(value, Mapping) else None
+            if text is not None and (masked := mask_phones(text)) != text:
+                setattr(record, name, masked)
+        return True
+
+
 def record_fields(record: logging.LogRecord) -> dict[str, object]:
     """The fields a log call gave in `extra=`: the event's or the page's."""
     return {key: value for key, value in record.__dict__.items() if key not in _RECORD_ATTRIBUTES}
@@ -123,7 +162,8 @@ class TextFormatter(logging.Formatter):
 
 
 class PathOnlyAccessLogger(AbstractAccessLogger):
-    """Logs method, path, status and time; the query is left out, since it may carry a ticket or code."""
+    """Logs method, path, status and time; the query is left out, since it may carry a ticket or code,
+    and phone-shaped digits in the path are masked."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         """Write one access line, with the request's id and its route as fields."""
@@ -134,7 +174,7 @@ class PathOnlyAccessLogger(AbstractAccessLogger):
             '%s "%s %s" %d %.1fms',
             client_of(request),
             request.method,
-            request.path,
+            mask_phones(request.path),
             response.status,
             time * 1000,
             extra={
@@ -151,4 +191,5 @@ def configure_logging(level: str, log_format: LogFormat = "text") -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     handler.addFilter(RequestIdFilter())
+    handler.addFilter(ClientTextFilter())
     logging.basicConfig(level=level, handlers=[handler], force=True)

@@ -174,6 +174,10 @@ class Settings(BaseModel):
     trusted_proxies: Annotated[tuple[ProxyNetwork, ...], NoDecode] = Field(
         default=(), description="reverse proxies (IPs or CIDR networks) whose X-Forwarded-For is believed"
     )
+    submits_per_address: int = Field(
+        default=200, ge=1, le=1_000_000,
+        description="binding submits one client address may make in 10 minutes (a campus NAT holds hundreds)",
+    )
     log_level: str = Field(default="INFO")
     audit_retention_days: int = Field(
         default=365, ge=1, le=36500,

@@ -117,12 +117,23 @@ class CasClient:
 
     @property
     def service_url(self) -> str:
-        """The service URL that tickets are requested for and validated against."""
+        """The service URL that tickets are requested for and validated against (without a state)."""
         return self._service_url
 
-    def login_url(self) -> str:
-        """The CAS login page that returns to our service with a ticket."""
-        return f"{self._base}/login?{_encode_query({'service': self._service_url})}"
+    def service_for(self, state: str | None) -> str:
+        """The service URL of one login: the settings' URL with the login's state in its query.
+
+        CAS binds each ticket to the exact service URL it was issued for (CAS protocol 2.5.1), so a
+        ticket minted for another login's state does not validate against this one.
+        """
+        if state is None:
+            return self._service_url
+        joiner = "&" if "?" in self._service_url else "?"
+        return f"{self._service_url}{joiner}{_encode_query({'state': state})}"
+
+    def login_url(self, *, state: str | None = None) -> str:
+        """The CAS login page that returns to our service (and the login's state) with a ticket."""
+        return f"{self._base}/login?{_encode_query({'service': self.service_for(state)})}"
 
     def logout_url(self, return_url: str | None = None) -> str:
         """The CAS logout page, offering a way back to return_url if given."""
@@ -130,9 +141,10 @@ class CasClient:
             return f"{self._base}/logout"
         return f"{self._base}/logout?{_encode_query({'service': return_url})}"
 
-    async def validate(self, ticket: str) -> CasPrincipal:
-        """Validate a service ticket with CAS, server to server, and say who it belongs to."""
-        query = _encode_query({"ticket": ticket, "service": self._service_url})
+    async def validate(self, ticket: str, *, state: str | None = None) -> CasPrincipal:
+        """Validate a service ticket with CAS, server to server, and say who it belongs to; state is
+        the login's, so that the service URL sent is the one the ticket was issued for."""
+        query = _encode_query({"ticket": ticket, "service": self.service_for(state)})
         url = URL(f"{self._base}{self._validate_path}?{query}", encoded=True)
         try:
             async with self._session.get(url, timeout=self._timeout, allow_redirects=False) as response:

@@ -612,8 +612,9 @@ class WeComClient:
 
 
 class TokenProbe:
-    """Readiness's question to WeCom: a token for this client, asked at most once per interval while it
-    fails, and any secret (this client's or a watched one's) that WeCom refused in the last interval.
+    """Readiness's question to WeCom: a token for this client and each watched one, asked at most once
+    per interval while it fails, and any secret (this client's or a watched one's) that WeCom refused
+    in the last interval.
 
     WeCom blocks an IP that keeps presenting a wrong secret, so a failing answer is remembered and
     repeated instead of asking again at every probe of a load balancer.
@@ -640,7 +641,10 @@ class TokenProbe:
             return self._failure[1]
         try:
             async with asyncio.timeout(within):
-                await self._client.access_token()
+                # Each secret's token (the app's, then each watched one's): a wrong contacts-sync
+                # secret shows here, not at the first student's bind.
+                for client in self._watched:
+                    await client.access_token()
         except ConfigurationError as exc:
             self._failure = (now, f"{exc.errcode}: {exc.describe()}")
         except (WeComError, TimeoutError):

@@ -12,7 +12,7 @@ from callback_service import compose
 from callback_service.callbacks import endpoint as callback
 from callback_service.callbacks.endpoint import CALLBACK_MAX_BYTES, CONTACTS_RECEIVER, RECEIVER
 from callback_service.callbacks.inbox import INBOX
-from callback_service.client_address import TRUSTED_PROXIES
+from callback_service.client_address import TRUSTED_PROXIES, UNTRUSTED_FORWARDS, UntrustedForwards
 from callback_service.clients.wecom import WECOM_APP, WECOM_CONTACTS, WECOM_READY
 from callback_service.compose import CLOCK, HTTP, SETTINGS, WeComClients
 from callback_service.metrics import METRICS, Metrics
@@ -105,6 +105,7 @@ def create_app(
     app[TRUSTED_PROXIES] = settings.trusted_proxies
     app[CALLBACK_MAX_BYTES] = settings.callback_max_bytes
     app[METRICS] = Metrics()
+    app[UNTRUSTED_FORWARDS] = UntrustedForwards(clock=clock)
     app[RECEIVER] = compose.receiver(settings, settings.token, settings.encoding_aes_key, clock=clock)
     contacts_receiver = compose.contacts_receiver(settings, clock=clock)
     if contacts_receiver is not None:

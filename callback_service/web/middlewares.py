@@ -7,12 +7,12 @@ import logging
 import time
 from typing import Final
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
 from callback_service.answers import http_error, log_failure
 from callback_service.callbacks.endpoint import CALLBACK_PATHS
-from callback_service.client_address import from_trusted_proxy
+from callback_service.client_address import UNTRUSTED_FORWARDS, from_trusted_proxy
 from callback_service.logs import REQUEST_ID, REQUEST_ID_HEADER, accept_request_id
 from callback_service.metrics import CALLBACK_SECONDS, METRICS, PAGE_SECONDS
 from callback_service.web.health import MONITORING_PATHS
@@ -44,7 +44,12 @@ async def service_middleware(request: web.Request, handler: Handler) -> web.Stre
     """
     started = time.perf_counter()
     # Only a trusted proxy's id is kept: anyone else could plant misleading ids in our logs.
-    offered = request.headers.get(REQUEST_ID_HEADER) if from_trusted_proxy(request) else None
+    trusted = from_trusted_proxy(request)
+    offered = request.headers.get(REQUEST_ID_HEADER) if trusted else None
+    if not trusted and hdrs.X_FORWARDED_FOR in request.headers:
+        forwards = request.app.get(UNTRUSTED_FORWARDS)
+        if forwards is not None:  # None: an app of the sandbox's, mounted beside ours in the demo
+            forwards.seen(request.remote)
     request_id = accept_request_id(offered)
     token = REQUEST_ID.set(request_id)
     try:

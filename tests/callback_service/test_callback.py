@@ -16,11 +16,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from callback_service.callbacks.inbox import INBOX
+from crypto import WeComCrypto
 from handlers.core.events import ContactChange, EnterAgent, Subscribe, UnknownEvent, Unsubscribe
 from tests.callback_service.conftest import NOW, Clock, Recorder
 from tests.support.callbacks import (
     AES_KEY,
     CORP_ID,
+    TOKEN,
     encrypt_callback,
     envelope,
     event_xml,
@@ -309,3 +311,24 @@ async def test_random_bodies_and_corruptions_get_4xx(client: Client, body: bytes
     for query, payload in ((signed.query, body), (corrupted.query, corrupted.body)):
         status, _ = await post(client, query, payload)
         assert status in (200, 400, 403), status
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [10**399, -(10**399), 10**19, NOW + 601, NOW - 601],
+    ids=["400 digits", "minus 400 digits", "20 digits", "just after", "just before"],
+)
+async def test_a_signed_timestamp_far_outside_the_window_is_403(
+    client: Client, clock: Clock, recorder: Recorder, timestamp: int
+) -> None:
+    # 400 digits: the clock's float minus such an int overflowed, and the answer was a 500.
+    clock.now = NOW + 0.25
+    signed = encrypt_callback(event_xml("subscribe", "zhangsan", create_time=NOW), timestamp=timestamp)
+    assert (await post(client, signed.query, signed.body))[0] == 403
+    echo = sign_ciphertext(_valid_ciphertext(), timestamp=timestamp)
+    query = {**echo.query, "echostr": _valid_ciphertext()}
+    query["msg_signature"] = WeComCrypto(token=TOKEN, encoding_aes_key=AES_KEY, receive_id=CORP_ID).sign(
+        query["timestamp"], query["nonce"], query["echostr"]
+    )
+    assert (await client.get("/wecom/callback", params=query)).status == 403
+    assert recorder.events == []

@@ -274,11 +274,17 @@ def test_no_log_line_at_start_shows_the_store_password(tmp_path: Path) -> None:
     port = free_port()
     env = service_env(port, store_url=server.url.replace("redis://", "redis://:hunter2-redis-pw@"))
     env["WECOM_BIND_LOG_LEVEL"] = "DEBUG"
+    # /ready names its checks to the metrics bearer only.
+    env["WECOM_BIND_METRICS_TOKEN"] = "the-monitoring-bearer-0123456789abcdef"
     process = start_service(["serve", "--host", "127.0.0.1", "--port", str(port)], env)
     try:
         wait_healthy(f"http://127.0.0.1:{port}", process)
+        ready = urllib.request.Request(
+            f"http://127.0.0.1:{port}/ready",
+            headers={"Authorization": "Bearer the-monitoring-bearer-0123456789abcdef"},
+        )
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=10) as response:
+            with urllib.request.urlopen(ready, timeout=10) as response:  # noqa: S310 (http on loopback)
                 body = response.read()
         except urllib.error.HTTPError as refused:  # 503: no WeCom here; the store's part is what counts
             body = refused.read()

@@ -51,11 +51,14 @@ TRIES: Final = 3  # WeCom's retries; a student who meets a 502 tries again too
 
 async def _bind(http: aiohttp.ClientSession, base: str, cas_login: URL, student: str) -> int:
     """Walk one student through CAS and the phone page; the last status (200: a result page)."""
-    service = base + "/bind/cas"
+    async with http.get(base + "/bind", allow_redirects=False) as started:
+        if started.status != 302:
+            return started.status
+        service = URL(started.headers["Location"]).query["service"]
     response = await post_login(http, cas_login, username=student, password=PASSWORD, service=service)
     assert response.status == 302
-    ticket = ticket_of(response.headers["Location"], service)
-    async with http.get(service, params={"ticket": ticket}, allow_redirects=False) as cas_back:
+    ticket_of(response.headers["Location"], service)
+    async with http.get(response.headers["Location"], allow_redirects=False) as cas_back:
         if cas_back.status != 302:
             return cas_back.status
     async with http.get(base + "/bind/phone", allow_redirects=False) as page:

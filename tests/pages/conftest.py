@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
-from pytest_aiohttp import AiohttpServer
+from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from callback_service.store import STORE
 from callback_service.web.app import create_app
@@ -24,7 +23,6 @@ from tests.support.callbacks import AGENT_ID, CORP_ID
 from tests.support.world import APP_SECRET, CONTACTS_SECRET, world_settings
 
 MakeEnv = Callable[..., Awaitable[PagesEnv]]
-AiohttpClient = Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]]
 
 
 @pytest.fixture
@@ -41,10 +39,15 @@ def make_env(
     http: aiohttp.ClientSession,
     tmp_path: Path,
 ) -> MakeEnv:
-    """Start the emulators and the service; settings and the pages' config may be overridden."""
+    """Start the emulators and the service (on port, if given); settings and the pages' config may
+    be overridden."""
 
     async def make(
-        config: PagesConfig | None = None, *, clock: Callable[[], float] = time.time, **overrides: Any
+        config: PagesConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        port: int | None = None,
+        **overrides: Any,
     ) -> PagesEnv:
         cas = await aiohttp_server(create_cas_sandbox(users=CAS_USERS))
         wecom = await aiohttp_server(
@@ -67,8 +70,9 @@ def make_env(
         }
         settings = world_settings(**values)
         app = create_app(settings, clock=clock, run_workers=False)
-        app[PAGES_CONFIG] = config or PagesConfig(departments={"电子电气工程学院": 2})
-        client = await aiohttp_client(app)
+        app[PAGES_CONFIG] = config or replace(app[PAGES_CONFIG], departments={"电子电气工程学院": 2})
+        # port: where public_base_url says the service is (a CAS server posts its single logout there).
+        client = await aiohttp_client(app, server_kwargs={} if port is None else {"port": port})
         await app[STORE].directory_upsert(DIRECTORY)
         return PagesEnv(
             client=client,

@@ -80,6 +80,8 @@ class PagesEnv:
     wecom: TestServer
     wecom_state: WeComSandboxState
     http: aiohttp.ClientSession
+    # The service URL of the login this browser started last at /bind (its state included).
+    login_service: str | None = None
 
     @property
     def store(self) -> Store:
@@ -88,8 +90,24 @@ class PagesEnv:
 
     @property
     def service_url(self) -> str:
-        """The CAS service URL the service asks tickets for."""
-        return self.settings.public_base_url + "/bind/cas"
+        """The CAS service URL the service asked tickets for at the last /bind (without one: the
+        settings' URL, with no state)."""
+        return self.login_service or self.settings.public_base_url + "/bind/cas"
+
+    @property
+    def state(self) -> str:
+        """The state of the login this browser started last."""
+        return URL(self.service_url).query.get("state", "")
+
+    async def cas_return(
+        self, ticket: str, *, state: str | None = None, headers: dict[str, str] | None = None
+    ) -> aiohttp.ClientResponse:
+        """Come back from CAS to /bind/cas with a ticket, as CAS's redirect does (this login's state
+        unless another is given)."""
+        params = {"state": self.state if state is None else state, "ticket": ticket}
+        response = await self.client.get("/bind/cas", params=params, headers=headers, allow_redirects=False)
+        await response.read()
+        return response
 
     async def ticket(self, member_id: str) -> str:
         """Log the student in at CAS and return the ticket CAS hands back for our service."""
@@ -111,16 +129,15 @@ class PagesEnv:
         jar.clear(lambda morsel: morsel.key == COOKIE)
         response = await self.client.get("/bind", allow_redirects=False)
         assert response.status == 302, response.status
-        assert response.headers["Location"].startswith(self.settings.cas_base_url + "/login?")
+        location = response.headers["Location"]
+        assert location.startswith(self.settings.cas_base_url + "/login?")
+        self.login_service = URL(location).query["service"]
         jar.update_cookies(kept, URL(str(self.client.make_url("/"))))
 
     async def login(self, member_id: str) -> aiohttp.ClientResponse:
         """Walk the student through /bind and CAS back to /bind/cas; return the service's answer."""
         await self.start_login()
-        ticket = await self.ticket(member_id)
-        response = await self.client.get("/bind/cas", params={"ticket": ticket}, allow_redirects=False)
-        await response.read()
-        return response
+        return await self.cas_return(await self.ticket(member_id))
 
     async def form(self) -> PhoneForm:
         """Open the phone page of the student logged in and read its form."""

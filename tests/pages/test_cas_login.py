@@ -3,19 +3,23 @@ only once CAS has answered, and the attribute names read from settings."""
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from dataclasses import dataclass
-from urllib.parse import quote
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from aiohttp.typedefs import Handler
 from pytest_aiohttp import AiohttpServer
+from yarl import URL
 
+from callback_service.clients.cas import CAS, CasInvalidService
 from callback_service.web.pages.session import COOKIE
 from callback_service.web.pages.views import LOGIN_COOKIE
 from sandbox.cas import CasUser, create_cas_sandbox
-from tests.cas._support import post_login, ticket_of
+from tests.cas._support import FakeClock, post_login, ticket_of
 from tests.pages.conftest import MakeEnv
 from tests.pages.support import CAS_USERS, PASSWORD, PagesEnv
 
@@ -31,13 +35,33 @@ async def _logged_in(env: PagesEnv) -> bool:
     return "您尚未登录" not in await (await env.client.get("/me")).text()
 
 
-# login CSRF
+# login CSRF: the login is bound to the browser through the CAS service URL
+
+
+async def _attackers_ticket(env: PagesEnv, member_id: str = "2021003") -> tuple[str, str]:
+    """The attacker, in its own browser, starts a login at /bind, logs in at CAS as itself and stops
+    at the return, keeping the link; return its ticket and the service URL CAS minted it for."""
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(cookie_jar=jar) as attacker:
+        async with attacker.get(env.client.make_url("/bind"), allow_redirects=False) as started:
+            service = URL(started.headers["Location"]).query["service"]
+        response = await post_login(
+            attacker, env.cas.make_url("/login"), username=member_id, password=PASSWORD, service=service
+        )
+    assert response.status == 302
+    return ticket_of(response.headers["Location"], service), service
+
+
+async def _cas_still_accepts(env: PagesEnv, ticket: str, service: str) -> bool:
+    async with env.http.get(
+        env.cas.make_url("/p3/serviceValidate"), params={"ticket": ticket, "service": service}
+    ) as validation:
+        return "authenticationSuccess" in await validation.text()
 
 
 async def test_a_ticket_link_opened_by_a_browser_that_started_no_login_logs_no_one_in(env: PagesEnv) -> None:
-    # The attacker logs in at CAS as itself and stops at the return, keeping the link.
-    ticket = await env.ticket("2021003")
-    response = await env.client.get("/bind/cas", params={"ticket": ticket}, allow_redirects=False)
+    ticket, service = await _attackers_ticket(env)
+    response = await env.cas_return(ticket, state=URL(service).query["state"])
     page = await response.text()
     assert response.status == 400
     assert "请重新登录" in page
@@ -45,48 +69,132 @@ async def test_a_ticket_link_opened_by_a_browser_that_started_no_login_logs_no_o
     assert COOKIE not in response.cookies
     assert not await _logged_in(env)
     # The ticket was not even spent: it was never sent to CAS.
-    async with env.http.get(
-        env.cas.make_url("/p3/serviceValidate"), params={"ticket": ticket, "service": env.service_url}
-    ) as validation:
-        assert "authenticationSuccess" in await validation.text()
+    assert await _cas_still_accepts(env, ticket, service)
+
+
+@pytest.mark.parametrize("with_state", ["none", "the attacker's", "empty", "garbage"])
+async def test_the_attackers_ticket_does_not_log_in_a_browser_that_started_its_own_login(
+    env: PagesEnv, with_state: str
+) -> None:
+    # The issue's attack: the attacker keeps its ticket; the victim's browser opens /bind and then
+    # /bind/cas?ticket=THE_ATTACKERS (a page can do both).
+    ticket, service = await _attackers_ticket(env)
+    await env.start_login()
+    states = {"none": None, "the attacker's": URL(service).query["state"], "empty": "", "garbage": "\u00e9" * 5}
+    state = states[with_state]
+    params = {"ticket": ticket} if state is None else {"state": state, "ticket": ticket}
+    response = await env.client.get("/bind/cas", params=params, allow_redirects=False)
+    page = await response.text()
+    assert response.status == 400
+    assert "请重新登录" in page
+    assert COOKIE not in response.cookies
+    assert not await _logged_in(env)
+    assert await env.store.get_binding("2021003") is None
+    assert await _cas_still_accepts(env, ticket, service)
+
+
+async def test_cas_binds_the_ticket_to_the_service_url_of_its_login(env: PagesEnv) -> None:
+    # Below the state check: even sent with the victim's state, the attacker's ticket does not
+    # validate, since CAS (the emulator, as a real one) binds a ticket to its exact service URL.
+    ticket, _ = await _attackers_ticket(env)
+    await env.start_login()
+    with pytest.raises(CasInvalidService):
+        await env.client.app[CAS].validate(ticket, state=env.state)
 
 
 async def test_a_login_cookie_the_service_never_issued_is_refused(env: PagesEnv) -> None:
+    await env.start_login()
     ticket = await env.ticket("2021003")
-    response = await env.client.get(
-        "/bind/cas",
-        params={"ticket": ticket},
-        headers={"Cookie": f"{LOGIN_COOKIE}={'A' * 43}"},
-        allow_redirects=False,
-    )
+    env.client.session.cookie_jar.clear()
+    response = await env.cas_return(ticket, headers={"Cookie": f"{LOGIN_COOKIE}={'A' * 43}.1.x"})
     assert response.status == 400
     assert "请重新登录" in await response.text()
 
 
-async def test_the_login_cookie_is_short_lived_for_bind_and_used_once(env: PagesEnv) -> None:
+async def test_a_login_state_is_its_own_cookie_s_and_shows_nothing_of_it(env: PagesEnv) -> None:
     started = await env.client.get("/bind", allow_redirects=False)
     morsel = started.cookies[LOGIN_COOKIE]
     assert morsel["path"] == "/bind"
     assert morsel["httponly"]
     assert morsel["samesite"] == "Lax"
     assert int(morsel["max-age"]) == 600
-    # The service URL that CAS sees is the one of the settings, unchanged.
-    assert started.headers["Location"].endswith("service=" + quote(env.service_url, safe=""))
-    nonce = morsel.value
-    ticket = await env.ticket("2021001")
-    response = await env.client.get("/bind/cas", params={"ticket": ticket}, allow_redirects=False)
+    # The service URL that CAS sees is the settings' one, with this login's state only.
+    service = URL(started.headers["Location"]).query["service"]
+    state = URL(service).query["state"]
+    assert service == f"{env.settings.public_base_url}/bind/cas?state={state}"
+    assert len(state) >= 40
+    assert state not in morsel.value
+    assert morsel.value.split(".")[0] not in service
+    again = await env.client.get("/bind", allow_redirects=False)
+    assert URL(URL(again.headers["Location"]).query["service"]).query["state"] != state
+
+
+async def test_the_login_cookie_opens_one_session(env: PagesEnv) -> None:
+    await env.start_login()
+    cookie = next(m.value for m in env.client.session.cookie_jar if m.key == LOGIN_COOKIE)
+    response = await env.cas_return(await env.ticket("2021001"))
     assert response.status == 302
     assert response.cookies[LOGIN_COOKIE].value == ""
-    # The same cookie does not open a second login.
+    # The same cookie, in a browser without a session, does not open a second login.
     env.client.session.cookie_jar.clear()
-    again = await env.client.get(
-        "/bind/cas",
-        params={"ticket": await env.ticket("2021001")},
-        headers={"Cookie": f"{LOGIN_COOKIE}={nonce}"},
-        allow_redirects=False,
-    )
+    again = await env.cas_return(await env.ticket("2021001"), headers={"Cookie": f"{LOGIN_COOKIE}={cookie}"})
     assert again.status == 400
     assert "请重新登录" in await again.text()
+
+
+async def test_a_login_that_outlived_its_window_is_refused(make_env: MakeEnv) -> None:
+    clock = FakeClock(time.time())
+    env = await make_env(clock=clock)
+    await env.start_login()
+    ticket = await env.ticket("2021001")
+    clock.advance(601)
+    response = await env.cas_return(ticket)
+    assert response.status == 400
+    assert "请重新登录" in await response.text()
+
+
+async def test_a_flood_of_bind_writes_nothing_to_the_store(env: PagesEnv) -> None:
+    def rows() -> int:
+        with sqlite3.connect(env.settings.store_url.get_secret_value().removeprefix("sqlite:///")) as db:
+            return int(db.execute("SELECT count(*) FROM kv").fetchone()[0])
+
+    before = rows()
+    for _ in range(300):
+        response = await env.client.get("/bind", allow_redirects=False)
+        assert response.status == 302
+    assert rows() == before
+
+
+# the back button after the login
+
+
+async def test_the_same_return_again_leads_on_to_the_phone_page(env: PagesEnv) -> None:
+    await env.start_login()
+    ticket = await env.ticket("2021001")
+    assert (await env.cas_return(ticket)).status == 302
+    session = next(m.value for m in env.client.session.cookie_jar if m.key == COOKIE)
+    # Back, or a reload of the return: the ticket this browser's session already used.
+    again = await env.cas_return(ticket)
+    assert again.status == 302
+    assert again.headers["Location"] == "/bind/phone"
+    assert COOKIE not in again.cookies
+    assert next(m.value for m in env.client.session.cookie_jar if m.key == COOKIE) == session
+    assert "张三" in await (await env.client.get("/me")).text()
+
+
+async def test_back_to_cas_after_the_login_leads_on_to_the_phone_page(env: PagesEnv) -> None:
+    await env.start_login()
+    assert (await env.cas_return(await env.ticket("2021001"))).status == 302
+    # Back to CAS's login page: its single sign-on sends a new ticket for the same service URL.
+    async with env.http.get(
+        env.cas.make_url("/login"), params={"service": env.service_url}, allow_redirects=False
+    ) as sso:
+        assert sso.status == 302
+        fresh = ticket_of(sso.headers["Location"], env.service_url)
+    again = await env.cas_return(fresh)
+    assert again.status == 302
+    assert again.headers["Location"] == "/bind/phone"
+    assert "张三" in await (await env.client.get("/me")).text()
 
 
 # a ticket is spent once CAS has answered, not before
@@ -139,11 +247,11 @@ async def test_a_ticket_still_works_after_a_cas_outage(
     await env.start_login()
     ticket = await _ticket_at(env, gate, "2021001")
     gate.down = True
-    down = await env.client.get("/bind/cas", params={"ticket": ticket}, allow_redirects=False)
+    down = await env.cas_return(ticket)
     assert down.status == 503
     assert "服务暂时不可用" in await down.text()
     gate.down = False
-    back = await env.client.get("/bind/cas", params={"ticket": ticket}, allow_redirects=False)
+    back = await env.cas_return(ticket)
     assert back.status == 302
     assert back.headers["Location"] == "/bind/phone"
     assert "张三" in await (await env.client.get("/me")).text()
@@ -169,7 +277,7 @@ async def test_the_cas_attribute_names_come_from_settings(
     )
     await env.start_login()
     ticket = await _ticket_at(env, gate, "2021009")
-    assert (await env.client.get("/bind/cas", params={"ticket": ticket}, allow_redirects=False)).status == 302
+    assert (await env.cas_return(ticket)).status == 302
     page = await (await env.client.get("/bind/phone")).text()
     assert "孙七" in page
     assert "CAS 的 name" not in page
@@ -182,7 +290,7 @@ async def test_the_cas_attribute_names_come_from_settings(
 async def _login_ticket(env: PagesEnv, member_id: str) -> str:
     await env.start_login()
     ticket = await env.ticket(member_id)
-    response = await env.client.get("/bind/cas", params={"ticket": ticket}, allow_redirects=False)
+    response = await env.cas_return(ticket)
     assert response.status == 302
     return ticket
 

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import logging
+import time
+from pathlib import Path
 
+import aiohttp
 import pytest
 
 from callback_service.client_address import UNKNOWN, resolve_client_address
+from callback_service.web.app import create_app
+from tests.cas._support import FakeClock
+from tests.support.nginx import Nginx, require_nginx
+from tests.support.world import ServerFactory, world_settings
 
 PROXIES = (ipaddress.ip_network("10.0.0.0/24"), ipaddress.ip_network("fd00::/64"))
 
@@ -42,3 +51,57 @@ def test_the_client_address(peer: str | None, forwarded: list[str], expected: st
 
 def test_no_trusted_proxies_believe_no_header() -> None:
     assert resolve_client_address("10.0.0.5", ["198.51.100.1"], ()) == "10.0.0.5"
+
+
+async def test_a_proxy_left_out_of_the_trusted_proxies_is_warned_of_once_a_minute(
+    aiohttp_server: ServerFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # nginx in front, as the runbook sets it up, but WECOM_BIND_TRUSTED_PROXIES left unset.
+    binary = require_nginx()
+    clock = FakeClock(time.time())
+    settings = world_settings(store_url=f"sqlite:///{tmp_path / 'store.db'}")
+    service = await aiohttp_server(create_app(settings, clock=clock, run_workers=False))
+    nginx = Nginx(binary, tmp_path / "nginx", upstreams=[service.port or 0])
+    await asyncio.to_thread(nginx.start)
+    caplog.set_level(logging.WARNING, logger="callback_service.client_address")
+
+    def warnings() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "callback_service.client_address"]
+
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(3):
+                async with http.get(nginx.url + "/health") as response:
+                    assert response.status == 200
+            assert len(warnings()) == 1  # the first such request, at once
+            assert "not in WECOM_BIND_TRUSTED_PROXIES" in warnings()[0]
+            assert "127.0.0.1" in warnings()[0]
+            clock.advance(61)
+            async with http.get(nginx.url + "/health") as response:
+                assert response.status == 200
+            assert len(warnings()) == 2  # and once a minute while it lasts
+            assert warnings()[1].startswith("3 request(s)")  # the two unwarned ones and this one
+            # Straight to the service, without the header: nothing to warn of.
+            clock.advance(61)
+            async with http.get(service.make_url("/health")) as response:
+                assert response.status == 200
+            assert len(warnings()) == 2
+    finally:
+        await asyncio.to_thread(nginx.stop)
+
+
+async def test_a_trusted_proxy_is_not_warned_of(
+    aiohttp_server: ServerFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    binary = require_nginx()
+    settings = world_settings(store_url=f"sqlite:///{tmp_path / 'store.db'}", trusted_proxies="127.0.0.1")
+    service = await aiohttp_server(create_app(settings, run_workers=False))
+    nginx = Nginx(binary, tmp_path / "nginx", upstreams=[service.port or 0])
+    await asyncio.to_thread(nginx.start)
+    caplog.set_level(logging.WARNING, logger="callback_service.client_address")
+    try:
+        async with aiohttp.ClientSession() as http, http.get(nginx.url + "/health") as response:
+            assert response.status == 200
+    finally:
+        await asyncio.to_thread(nginx.stop)
+    assert not [r for r in caplog.records if r.name == "callback_service.client_address"]

@@ -121,7 +121,7 @@ async def test_a_phone_typed_after_the_login_expired_is_kept_for_the_next_login(
     # A ticket error on the way back loses nothing.
     await env.start_login()
     ticket = await env.ticket("2021003")
-    assert (await env.client.get("/bind/cas", params={"ticket": ticket + "x"})).status == 400
+    assert (await env.cas_return(ticket + "x")).status == 400
     await _relogin(env, "2021003")
     again = await (await env.client.get("/bind/phone")).text()
     assert PhoneForm.read(again).phone == "138 0000 0003"

@@ -29,9 +29,11 @@ async def test_bind_redirects_to_cas_with_the_service_from_settings(env: PagesEn
         allow_redirects=False,
     )
     assert response.status == 302
-    expected = f"{env.settings.cas_base_url}/login?service={quote(env.service_url, safe='')}"
-    assert response.headers["Location"] == expected
-    assert "evil" not in response.headers["Location"]
+    location = response.headers["Location"]
+    service = URL(location).query["service"]
+    assert location == f"{env.settings.cas_base_url}/login?service={quote(service, safe='')}"
+    assert service.startswith(f"{env.service_url}?state=")
+    assert "evil" not in location
 
 
 async def test_ticket_logs_in_and_goes_to_the_phone_page(env: PagesEnv) -> None:
@@ -61,14 +63,10 @@ async def test_session_cookie_is_secure_when_the_public_url_is_https(make_env: M
     login = _cookie(started.headers.getall("Set-Cookie"))[LOGIN_COOKIE]
     assert login["secure"]
     assert login["httponly"]
+    env.login_service = URL(started.headers["Location"]).query["service"]
     # The test client speaks http: the Secure cookie is sent by hand, as a browser on https would.
     ticket = await env.ticket("2021001")
-    response = await env.client.get(
-        "/bind/cas",
-        params={"ticket": ticket},
-        headers={"Cookie": f"{LOGIN_COOKIE}={login.value}"},
-        allow_redirects=False,
-    )
+    response = await env.cas_return(ticket, headers={"Cookie": f"{LOGIN_COOKIE}={login.value}"})
     assert response.status == 302
     morsel = _cookie(response.headers.getall("Set-Cookie"))[COOKIE]
     assert morsel["secure"]
@@ -113,10 +111,10 @@ async def test_a_logged_in_student_goes_from_bind_to_the_phone_page(env: PagesEn
 async def test_a_replayed_ticket_shows_a_page_to_start_again(env: PagesEnv) -> None:
     await env.start_login()
     ticket = await env.ticket("2021001")
-    first = await env.client.get("/bind/cas", params={"ticket": ticket}, allow_redirects=False)
+    first = await env.cas_return(ticket)
     assert first.status == 302
     env.client.session.cookie_jar.clear()
-    again = await env.client.get("/bind/cas", params={"ticket": ticket}, allow_redirects=False)
+    again = await env.cas_return(ticket)
     text = await again.text()
     assert again.status == 400
     assert "登录凭据已失效" in text
@@ -134,7 +132,7 @@ async def test_a_ticket_that_cas_already_spent_is_refused(env: PagesEnv) -> None
         env.cas.make_url("/p3/serviceValidate"), params={"ticket": ticket, "service": env.service_url}
     ) as response:
         assert "authenticationSuccess" in await response.text()
-    answer = await env.client.get("/bind/cas", params={"ticket": ticket}, allow_redirects=False)
+    answer = await env.cas_return(ticket)
     assert answer.status == 400
     assert "登录凭据已失效" in await answer.text()
 
@@ -153,7 +151,12 @@ async def test_no_parameter_steers_the_redirect_after_login(env: PagesEnv) -> No
     ticket = await env.ticket("2021001")
     response = await env.client.get(
         "/bind/cas",
-        params={"ticket": ticket, "service": "https://evil.example/", "next": "//evil.example/"},
+        params={
+            "state": env.state,
+            "ticket": ticket,
+            "service": "https://evil.example/",
+            "next": "//evil.example/",
+        },
         headers={"Host": "evil.example"},
         allow_redirects=False,
     )
@@ -166,7 +169,7 @@ async def test_cas_down_is_a_503_page(make_env: MakeEnv) -> None:
     await env.start_login()
     ticket = await env.ticket("2021001")
     await env.cas.close()
-    response = await env.client.get("/bind/cas", params={"ticket": ticket}, allow_redirects=False)
+    response = await env.cas_return(ticket)
     text = await response.text()
     assert response.status == 503
     assert "服务暂时不可用" in text

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
 from callback_service.store import STORE
 from callback_service.web.pages import PagesConfig
 from handlers.core.phone import Phone
+from tests.cas._support import FakeClock
 from tests.pages.conftest import MakeEnv
 from tests.pages.support import PagesEnv
 
@@ -109,6 +111,42 @@ async def test_too_many_submits_from_one_address_get_a_429_page(make_env: MakeEn
     response = await env.submit("13800000013", follow=False)
     assert response.status == 429
     assert "您所在的网络" in await response.text()
+
+
+async def test_the_per_address_limit_is_a_setting(make_env: MakeEnv) -> None:
+    # The pages' config as production builds it, from settings (no PagesConfig given).
+    env = await make_env(submits_per_address=2)
+    await env.login("2021001")
+    assert [(await env.submit("13800000001", follow=False)).status for _ in range(2)] == [303, 303]
+    response = await env.submit("13800000001", follow=False)
+    assert response.status == 429
+    assert "您所在的网络" in await response.text()
+
+
+async def test_the_replays_of_one_form_count_once(make_env: MakeEnv) -> None:
+    # A double click, or a browser resending the form: one bind, counted once (a student was
+    # refused after 6 real binds when every replay counted).
+    env = await make_env(PagesConfig(submits_per_student=2, submits_per_ip=100))
+    await env.login("2021001")
+    form = await env.form()
+    replays = [await env.submit("13800000001", form=form, follow=False) for _ in range(5)]
+    assert [r.status for r in replays] == [303] * 5
+    assert len({r.headers["Location"] for r in replays}) == 1
+    assert await env.store.kv_get("rate:bind:student:2021001") == "1"
+    assert (await env.submit("13800000001", follow=False)).status == 303
+    assert (await env.submit("13800000001", follow=False)).status == 429
+
+
+async def test_a_form_refused_by_a_limit_may_be_sent_again_later(make_env: MakeEnv) -> None:
+    clock = FakeClock(time.time())
+    env = await make_env(PagesConfig(submits_per_student=1, submit_window=600), clock=clock)
+    await env.login("2021001")
+    assert (await env.submit("13800000001", follow=False)).status == 303
+    form = await env.form()
+    assert (await env.submit("13800000001", form=form, follow=False)).status == 429
+    clock.advance(601)
+    # The same form: nothing ran when it was refused, so it runs now.
+    assert (await env.submit("13800000001", form=form, follow=False)).status == 303
 
 
 async def test_a_student_refused_by_its_own_limit_does_not_lock_its_address_out(make_env: MakeEnv) -> None:

@@ -126,16 +126,21 @@ def aof_then_off(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Red
     yield from _server(tmp_path, aof=True, appendfsync="no", save=request.param)
 
 
+# /ready names its checks to the metrics bearer only.
+READY_BEARER = "the-monitoring-bearer-0123456789abcdef"
+BEARER = {"Authorization": f"Bearer {READY_BEARER}"}
+
+
 async def test_persistence_turned_off_later_fails_ping_and_ready(
     aof_then_off: RedisServer, aiohttp_server: ServerFactory
 ) -> None:
     aof = aof_then_off
-    settings = world_settings(store_url=f"{aof.url}?prefix=ready:")
+    settings = world_settings(store_url=f"{aof.url}?prefix=ready:", metrics_token=READY_BEARER)
     service = await aiohttp_server(create_app(settings, run_workers=False))
     admin = aioredis.Redis.from_url(aof.url)
     try:
         await admin.config_set("appendonly", "no")
-        async with aiohttp.ClientSession() as http, http.get(service.make_url("/ready")) as response:
+        async with aiohttp.ClientSession(headers=BEARER) as http, http.get(service.make_url("/ready")) as response:
             assert response.status == 503
             body = await response.json()
         assert body["store"] == "redis does not persist"
@@ -145,9 +150,11 @@ async def test_persistence_turned_off_later_fails_ping_and_ready(
 
 
 async def test_allowed_volatile_is_ready(volatile: RedisServer, aiohttp_server: ServerFactory) -> None:
-    settings = world_settings(store_url=f"{volatile.url}?prefix=ready:", redis_allow_volatile=True)
+    settings = world_settings(
+        store_url=f"{volatile.url}?prefix=ready:", redis_allow_volatile=True, metrics_token=READY_BEARER
+    )
     service = await aiohttp_server(create_app(settings, run_workers=False))
-    async with aiohttp.ClientSession() as http, http.get(service.make_url("/ready")) as response:
+    async with aiohttp.ClientSession(headers=BEARER) as http, http.get(service.make_url("/ready")) as response:
         body = await response.json()
     assert body["store"] == "up"
 

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable
 from typing import Final
 
-from callback_service.logs import RequestIdFilter, TextFormatter
+from callback_service.logs import ClientTextFilter, RequestIdFilter, TextFormatter
 
 # A mainland mobile: 11 digits starting 13 to 19, standing alone: not inside a longer run of digits,
 # nor of letters and digits (a hex signature or digest holds such runs by chance).
@@ -26,6 +26,8 @@ class PhoneScanner(logging.Handler):
         super().__init__(logging.DEBUG)
         self.setFormatter(TextFormatter())
         self.addFilter(RequestIdFilter())
+        # As the service's handler (configure_logging): what clients sent is masked in aiohttp's records.
+        self.addFilter(ClientTextFilter())
         self.offending: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:

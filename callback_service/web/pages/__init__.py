@@ -29,7 +29,10 @@ __all__ = ["PagesConfig", "setup_pages"]
 
 def setup_pages(app: web.Application, config: PagesConfig | None = None) -> None:
     """Add the students' pages to the app; config may be replaced until the app starts."""
-    app[PAGES_CONFIG] = config or PagesConfig(departments=app[SETTINGS].departments)
+    settings = app[SETTINGS]
+    app[PAGES_CONFIG] = config or PagesConfig(
+        departments=settings.departments, submits_per_ip=settings.submits_per_address
+    )
     aiohttp_jinja2.setup(
         app,
         app_key=PAGE_TEMPLATES,
@@ -54,7 +57,7 @@ def setup_pages(app: web.Application, config: PagesConfig | None = None) -> None
     router.add_post("/logout", views.logout, name="logout")
     router.add_get("/logout", views.logout_page)
     # Without second verification WeCom never sends anyone here: the route does not exist.
-    if app[SETTINGS].second_verification:
+    if settings.second_verification:
         router.add_get("/wecom/admit", admission.admit, name="admit")
     app.cleanup_ctx.append(_pages_ctx)
 
@@ -69,6 +72,7 @@ async def _pages_ctx(app: web.Application) -> AsyncIterator[None]:
         secure=settings.is_https,
         ttl=config.session_ttl,
         keep=config.session_keep,
+        login_window=config.login_window,
         clock=app[CLOCK],
     )
     app[BINDING_FLOW] = compose.binding_flow(

@@ -8,6 +8,10 @@ nothing afterwards.
 A login lasts `ttl`; the data and the cookie are kept `keep` longer, logged out, so that a phone
 typed into a form that outlived its login survives the next login of the same student in the same
 browser. The CAS ticket of each login indexes its session, for CAS single logout.
+
+A login started at /bind stores nothing: its cookie holds `{nonce}.{issued}.{signature}`, and the
+CAS service URL carries `state`, a MAC of the nonce, so that only the browser holding the cookie can
+present a ticket minted for that service URL (CAS binds a ticket to the exact service URL).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from typing import Final
 
 from aiohttp import web
@@ -29,13 +34,33 @@ from callback_service.store.sessions import Session
 from callback_service.store.sessions import session_index as _session_index
 from handlers.usecases.contracts import KeyValueStore
 
-__all__ = ["COOKIE", "DEFAULT_KEEP", "SESSIONS", "Session", "SessionStore"]
+__all__ = ["COOKIE", "DEFAULT_KEEP", "SESSIONS", "Login", "Session", "SessionStore"]
 
 COOKIE: Final = "wecom_bind_session"
 _TICKET_PREFIX: Final = "session-of-ticket:"
 DEFAULT_KEEP: Final = 24 * 3600.0
 _ID_BYTES: Final = 32
 _MAX_COOKIE: Final = 200
+DEFAULT_LOGIN_WINDOW: Final = 10 * 60.0
+# Domain separation: a session id's MAC never doubles as a login's, nor a login's as its state.
+_LOGIN_COOKIE_MAC: Final = "login-cookie\0"
+_LOGIN_STATE_MAC: Final = "login-state\0"
+_USED_LOGIN_PREFIX: Final = "cas-login-used:"
+# Behind a load balancer the login may start on one machine and come back to another.
+_CLOCK_SKEW: Final = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Login:
+    """A CAS login started at /bind: the cookie that ties it to the browser, and the state that its
+    service URL carries (a MAC of the cookie's nonce, so the URL does not show the cookie)."""
+
+    cookie: str
+    state: str
+
+    def state_ok(self, state: str) -> bool:
+        """True when a returning URL's state is this login's, compared in constant time."""
+        return state.isascii() and hmac.compare_digest(state.encode(), self.state.encode())
 
 
 class SessionStore:
@@ -49,6 +74,7 @@ class SessionStore:
         secure: bool,
         ttl: float,
         keep: float = DEFAULT_KEEP,
+        login_window: float = DEFAULT_LOGIN_WINDOW,
         clock: Callable[[], float] = time.time,
         token: Callable[[int], str] = secrets.token_urlsafe,
     ) -> None:
@@ -57,12 +83,41 @@ class SessionStore:
         self._secure = secure
         self._ttl = ttl
         self._keep = keep
+        self._login_window = login_window
         self._clock = clock
         self._token = token
 
     def new_token(self) -> str:
         """A fresh unguessable token (session ids, CSRF tokens, form ids)."""
         return self._token(_ID_BYTES)
+
+    def new_login(self) -> Login:
+        """A login for /bind to start: its cookie and the state of its CAS service URL; nothing is stored."""
+        nonce = self.new_token()
+        body = f"{nonce}.{int(self._clock())}"
+        return Login(cookie=f"{body}.{self._mac(_LOGIN_COOKIE_MAC + body)}", state=self._login_state(nonce))
+
+    def login_of(self, cookie: str | None) -> Login | None:
+        """The login a cookie set by new_login vouches for; None when missing, forged or older than
+        the login window."""
+        if not cookie or len(cookie) > _MAX_COOKIE or not cookie.isascii():
+            return None
+        body, _, mac = cookie.rpartition(".")
+        nonce, _, issued = body.partition(".")
+        if not nonce or not issued.isdigit() or len(issued) > 12:
+            return None
+        if not hmac.compare_digest(mac.encode(), self._mac(_LOGIN_COOKIE_MAC + body).encode()):
+            return None
+        if not -_CLOCK_SKEW <= self._clock() - int(issued) <= self._login_window:
+            return None
+        return Login(cookie=cookie, state=self._login_state(nonce))
+
+    def used_login_key(self, login: Login) -> str:
+        """The store key that marks a login used, once CAS has come back to it (it opens one session)."""
+        return _USED_LOGIN_PREFIX + hashlib.sha256(login.cookie.encode()).hexdigest()
+
+    def _login_state(self, nonce: str) -> str:
+        return self._mac(_LOGIN_STATE_MAC + nonce)
 
     async def load(self, request: web.Request) -> Session | None:
         """The request's logged-in session, or None when the cookie is missing, forged or expired."""
@@ -150,6 +205,10 @@ class SessionStore:
             await self._kv.kv_delete(self._store_key(session.sid))
         response.del_cookie(COOKIE, path="/", httponly=True, samesite="Lax", secure=self._secure)
 
+    async def opened_by(self, session: Session, ticket: str) -> bool:
+        """Whether this CAS ticket's login opened this session (a page reloaded after the login)."""
+        return await self._kv.kv_get(self._ticket_key(ticket)) == self._store_key(session.sid)
+
     async def end_by_ticket(self, ticket: str) -> bool:
         """End the session that the login with this CAS ticket opened (CAS single logout)."""
         key = await self._kv.kv_pop(self._ticket_key(ticket))
@@ -162,7 +221,8 @@ class SessionStore:
         return f"{sid}.{self._mac(sid)}"
 
     def _unsign(self, value: str | None) -> str | None:
-        if not value or len(value) > _MAX_COOKIE:
+        # aiohttp decodes a header's bytes that are not UTF-8 to surrogates: no id of ours holds them.
+        if not value or len(value) > _MAX_COOKIE or not value.isascii():
             return None
         sid, _, mac = value.rpartition(".")
         if not sid or not hmac.compare_digest(mac.encode(), self._mac(sid).encode()):

@@ -41,6 +41,8 @@ LOGIN_COOKIE: Final = "wecom_bind_login"
 _FORM_ID: Final = re.compile(r"[A-Za-z0-9_\-]{16,64}\Z")
 _MAX_PHONE_INPUT: Final = 64
 _POLL: Final = 0.1
+# A used login is remembered as long as its cookie could be believed (the window and the clock skew).
+_LOGIN_SKEW: Final = 60.0
 
 PHONE_FORMAT_ERROR: Final = (
     "手机号格式不正确：请输入 11 位中国大陆手机号，例如 138 0013 8000（可带 +86、空格或短横线）。"
@@ -71,21 +73,21 @@ REFUSALS: Final[dict[Refusal, tuple[str, str]]] = {
 async def bind(request: web.Request) -> web.StreamResponse:
     """/bind: on to the CAS login (or straight to the phone page for a student logged in already).
 
-    The login is tied to this browser: a random cookie, known to the store for a few minutes, that
-    /bind/cas asks for. So a ticket someone else obtained, in a link, logs no one in (login CSRF),
-    while the service URL that CAS sees stays the one of the settings.
+    The login is tied to this browser (login CSRF): a signed cookie, and a state derived from it in
+    the CAS service URL, which CAS binds each ticket to. A ticket someone else obtained, in a link,
+    comes back with another state or none, and logs no one in. Nothing is stored per visitor until
+    CAS comes back, so a flood of /bind writes nothing.
     """
     app = request.app
-    if await app[SESSIONS].load(request) is not None:
+    sessions = app[SESSIONS]
+    if await sessions.load(request) is not None:
         return _redirect(url(request, "bind-phone"))
-    window = app[PAGES_CONFIG].login_window
-    nonce = app[SESSIONS].new_token()
-    await app[STORE].kv_set(_login_key(nonce), "1", ttl=window)
-    response = _redirect(app[CAS].login_url())
+    login = sessions.new_login()
+    response = _redirect(app[CAS].login_url(state=login.state))
     response.set_cookie(
         LOGIN_COOKIE,
-        nonce,
-        max_age=int(window),
+        login.cookie,
+        max_age=int(app[PAGES_CONFIG].login_window),
         path=url(request, "bind"),
         httponly=True,
         samesite="Lax",
@@ -96,7 +98,8 @@ async def bind(request: web.Request) -> web.StreamResponse:
 
 @page
 async def bind_cas(request: web.Request) -> web.StreamResponse:
-    """/bind/cas?ticket=: validate the ticket once, rotate the session, on to the phone page."""
+    """/bind/cas?state=&ticket=: check the login is this browser's, validate the ticket once, rotate
+    the session, on to the phone page."""
     app = request.app
     ticket = request.query.get("ticket", "")
     if not _TICKET.match(ticket):
@@ -107,16 +110,26 @@ async def bind_cas(request: web.Request) -> web.StreamResponse:
             status=400,
         )
     store = app[STORE]
+    sessions = app[SESSIONS]
+    kept = await sessions.load_kept(request)
+    current = kept if kept is not None and kept.live(app[CLOCK]()) else None
     spent_key = f"cas-ticket:{hashlib.sha256(ticket.encode()).hexdigest()}"
-    nonce = request.cookies.get(LOGIN_COOKIE, "")
-    login_key = _login_key(nonce)
-    spent, login = await store.kv_get_many([spent_key, login_key])
+    login = sessions.login_of(request.cookies.get(LOGIN_COOKIE))
+    used_key = sessions.used_login_key(login) if login is not None else spent_key
+    spent, used = await store.kv_get_many([spent_key, used_key])
     # A ticket is used once here too, whatever the CAS server does with a replay.
     if spent is not None:
+        if current is not None and await sessions.opened_by(current, ticket):
+            # This browser's own login, reloaded or reached with the back button: it stands.
+            return _redirect(url(request, "bind-phone"))
         log.info("bind: a CAS ticket was presented again")
         return _ticket_spent(request)
-    if not _FORM_ID.match(nonce) or login is None:
-        log.info("bind: a CAS ticket came back to a browser that did not start a login")
+    if login is None or used is not None or not login.state_ok(request.query.get("state", "")):
+        if current is not None:
+            # Back to CAS's page after the login: CAS's single sign-on sent a new ticket. The
+            # browser's login stands; the ticket is neither used nor spent.
+            return _redirect(url(request, "bind-phone"))
+        log.info("bind: a CAS ticket came back to a browser that did not start this login")
         return message(
             request,
             title="请重新登录",
@@ -124,32 +137,34 @@ async def bind_cas(request: web.Request) -> web.StreamResponse:
             status=400,
         )
     try:
-        principal = await app[CAS].validate(ticket)
+        principal = await app[CAS].validate(ticket, state=login.state)
     except CasAuthenticationFailure as exc:
         log.info("bind: CAS refused a ticket: %s", exc.code)
         await store.kv_set(spent_key, "1", ttl=app[PAGES_CONFIG].ticket_memory)
         return _ticket_spent(request)
     settings = app[SETTINGS]
-    sessions = app[SESSIONS]
     response = _redirect(url(request, "bind-phone"))
     response.del_cookie(
         LOGIN_COOKIE, path=url(request, "bind"), httponly=True, samesite="Lax", secure=settings.is_https
     )
     # The ticket is marked spent only once CAS has answered (a CAS outage leaves it good for a
-    # retry), in the same step as the session opens: a ticket presented twice at once logs in once.
+    # retry), in the same step as the session opens: a ticket presented twice at once logs in once,
+    # and a login cookie opens one session.
     session = await sessions.start(
         response,
-        previous=await sessions.load_kept(request),
+        previous=kept,
         member_id=principal.user,
         name=principal.attribute(settings.cas_name_attribute),
         cas_mobile=Phone.parse_or_none(principal.attribute(settings.cas_mobile_attribute)),
         ticket=ticket,
-        sets={spent_key: ("1", app[PAGES_CONFIG].ticket_memory)},
-        deletes=[login_key],
-        if_absent=[spent_key],
+        sets={
+            spent_key: ("1", app[PAGES_CONFIG].ticket_memory),
+            used_key: ("1", app[PAGES_CONFIG].login_window + _LOGIN_SKEW),
+        },
+        if_absent=[spent_key, used_key],
     )
     if session is None:
-        log.info("bind: a CAS ticket was presented twice at once")
+        log.info("bind: a CAS ticket or a login was presented twice at once")
         return _ticket_spent(request)
     log.info("bind: student %s logged in", principal.user)
     return response
@@ -164,7 +179,7 @@ async def cas_logout_request(request: web.Request) -> web.StreamResponse:
     ticket = None
     try:
         form = await request.post()
-    except (web.HTTPException, ValueError):
+    except (web.HTTPException, ValueError, LookupError):  # too large, not in its charset, no such charset
         form = None
     if form is not None:
         ticket = logout_request_ticket(_field(form, "logoutRequest"))
@@ -172,10 +187,6 @@ async def cas_logout_request(request: web.Request) -> web.StreamResponse:
     if ended:
         log.info("bind: CAS single logout ended a session")
     return web.Response(text="ok", headers=SECURITY_HEADERS)
-
-
-def _login_key(nonce: str) -> str:
-    return f"cas-login:{hashlib.sha256(nonce.encode()).hexdigest()}"
 
 
 def _ticket_spent(request: web.Request) -> web.Response:
@@ -208,7 +219,7 @@ async def bind_phone_submit(request: web.Request) -> web.StreamResponse:
     app = request.app
     sessions = app[SESSIONS]
     session = await sessions.load(request)
-    form = await request.post()
+    form = await _form(request)
     token = _field(form, "csrf")
     if session is None or not session.csrf_ok(token):
         return await _expired_form(request, session, token, _field(form, "phone"))
@@ -230,21 +241,23 @@ async def bind_phone_submit(request: web.Request) -> web.StreamResponse:
             error=PHONE_FORMAT_ERROR,
             status=400,
         )
-    limited = await _over_limit(request, session)
-    if limited is not None:
-        return _too_many(request, limited)
     form_id = _field(form, "form_id")
     if not _FORM_ID.match(form_id):
         form_id = sessions.new_token()
     key = f"{session.member_id}:{form_id}"
     result_url = url(request, "bind-result", form=form_id)
     result_key = f"bind-result:{key}"
-    # The same form sent twice (a double tap, a resend) runs once: the first writes its result,
-    # pending until the rules have answered; both land on it.
+    # The same form sent twice (a double tap, a resend) runs once and counts once against the
+    # limits: the first writes its result, pending until the rules have answered; all land on it.
     pending = _Outcome(state=OutcomeState.PENDING).to_json()
     if not await store.kv_set_if_absent(result_key, pending, ttl=config.result_ttl):
         log.info("bind: a repeated submit of student %s", session.member_id)
         return _redirect(result_url, status=303)
+    limited = await _over_limit(request, session)
+    if limited is not None:
+        # Refused: nothing ran, so the same form may be sent again once the window has passed.
+        await store.kv_delete(result_key)
+        return _too_many(request, limited)
     actor = Actor(who=session.member_id, source=f"bind-page {client_of(request)}")
 
     async def settled(ended: Bound | Refused | None) -> None:
@@ -431,7 +444,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
     """POST /logout: end the session (the form carries the CSRF token)."""
     sessions = request.app[SESSIONS]
     session = await sessions.load(request)
-    form = await request.post()
+    form = await _form(request)
     if session is not None and not session.csrf_ok(_field(form, "csrf")):
         return message(request, title="请求无效", text="页面已过期或来源不明，请刷新后重试。", status=403)
     # The CAS single sign-on outlives our session: without its logout, /bind logs the same student in again.
@@ -668,6 +681,14 @@ def _follow_context(request: web.Request) -> dict[str, Any]:
         "follow_url": follow_url,
         "follow_qr_url": url(request, "bind-follow-qr") if follow_url else None,
     }
+
+
+async def _form(request: web.Request) -> Any:
+    """The submitted form; a body that does not decode in the charset it names is a 400 page."""
+    try:
+        return await request.post()
+    except (ValueError, LookupError):
+        raise web.HTTPBadRequest() from None
 
 
 def _field(form: Any, name: str) -> str:

@@ -30,6 +30,7 @@ DEFAULT_STORE_URL: Final = "sqlite:///data/wecom-bind.db"
 DEFAULT_WECOM_API_BASE: Final = "https://qyapi.weixin.qq.com"
 DEFAULT_SCHOOL_NAME: Final = "上海工程技术大学"
 _CAS_ATTRIBUTE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9._-]{0,63}\Z")
+_ADMIN_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-@.]{0,63}\Z")
 
 ProxyNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -181,6 +182,9 @@ class Settings(BaseModel):
     log_format: Literal["json", "text"] | None = Field(
         default=None, description="json (one object per line) or text; serve defaults to json, demo to text"
     )
+    admins: Annotated[frozenset[str], NoDecode] = Field(
+        default=frozenset(), description="the CAS ids (学号/工号) let into /admin; empty: no console (404)"
+    )
 
     @field_validator("encoding_aes_key", "contacts_encoding_aes_key")
     @classmethod
@@ -300,6 +304,31 @@ class Settings(BaseModel):
             except ValueError:
                 raise ValueError(f"{str(item)[:64]!r} is not an IP address or a CIDR network") from None
         return tuple(networks)
+
+    @field_validator("admins", mode="before")
+    @classmethod
+    def _read_admins(cls, value: object) -> frozenset[str]:
+        # From the environment: a comma-separated string, or a JSON list.
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    value = json.loads(text)
+                except ValueError:
+                    raise ValueError("must be a JSON list or comma-separated ids") from None
+            else:
+                value = text.split(",")
+        if not isinstance(value, list | tuple | set | frozenset):
+            raise ValueError("must be a list of ids")
+        admins = set()
+        for item in value:
+            member_id = item.strip() if isinstance(item, str) else None
+            if member_id == "":
+                continue
+            if member_id is None or not _ADMIN_ID.match(member_id):
+                raise ValueError(f"{str(item)[:64]!r} is not a CAS id (letters, digits and _-@. only)")
+            admins.add(member_id)
+        return frozenset(admins)
 
     @field_validator("metrics_token")
     @classmethod

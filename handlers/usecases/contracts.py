@@ -126,6 +126,10 @@ class Store(KeyValueStore, Protocol):
         """Return the number of students in the directory."""
         ...
 
+    async def directory_list(self) -> list[DirectoryEntry]:
+        """Return every directory entry, ordered by student id (the admin console's counts and lists)."""
+        ...
+
     async def directory_delete(self, member_id: str) -> bool:
         """Remove a student's directory entry (a data erasure); False when there was none."""
         ...
@@ -222,6 +226,10 @@ class Store(KeyValueStore, Protocol):
 
     async def audit_list(self, *, member_id: str | None = None, limit: int = 100) -> list[AuditRecord]:
         """Return audit records, newest first, optionally of one member only."""
+        ...
+
+    async def audit_since(self, since: float, *, actions: Collection[AuditAction]) -> list[AuditRecord]:
+        """Return the audit records of the given actions written at or after since, oldest first."""
         ...
 
     async def audit_note(self, member_id: str, action: AuditAction, detail: str, *, actor: Actor) -> None:

@@ -38,6 +38,16 @@ class RedisDirectory(RedisBase):
         with self._unavailable():
             return int(await self._redis.hlen(self._prefix + "dir"))
 
+    async def directory_list(self) -> list[DirectoryEntry]:
+        """Return every directory entry, ordered by student id (HGETALL: read at once)."""
+        with self._unavailable():
+            encoded = await self._redis.hgetall(self._prefix + "dir")
+        entries = []
+        for member_id, value in encoded.items():
+            name, department, phone = json.loads(value)
+            entries.append(DirectoryEntry(str(member_id), name, department, phone))
+        return sorted(entries, key=lambda entry: entry.member_id)
+
     async def directory_delete(self, member_id: str) -> bool:
         """Remove a student's directory entry."""
         with self._unavailable():

@@ -171,8 +171,12 @@ class BindingFlow:
         try:
             claim = await self._store.claim_phone(member_id, phone, lease=self._lease, actor=actor)
         except PhoneTaken:
+            holder = await self._store.get_binding_by_phone(phone)
+            held_by = f", held by {holder.member_id}" if holder is not None else ""
+            await self._record_refusal(member_id, phone, Refusal.PHONE_TAKEN, f"store I1{held_by}", actor)
             return Refused(member_id, Refusal.PHONE_TAKEN)
         except AccountFollowed:
+            await self._record_refusal(member_id, phone, Refusal.ACCOUNT_FOLLOWED, "store I3", actor)
             return Refused(member_id, Refusal.ACCOUNT_FOLLOWED)
         except ClaimInProgress:
             return Refused(member_id, Refusal.IN_PROGRESS)
@@ -211,9 +215,10 @@ class BindingFlow:
 
     async def _refuse(self, claim: Claim, refusal: _Refusal) -> Refused:
         await self._release(claim)
+        # WeCom overruling the store on I1 (60104) is a conflict like the others: the audit log
+        # says so beside the released claim.
+        await self._record_refusal(claim.member_id, claim.phone, refusal.reason, refusal.why, claim.actor)
         corrected = refusal.reason is Refusal.PHONE_TAKEN
-        if corrected:
-            await self._record_conflict(claim, refusal.why)
         return Refused(claim.member_id, refusal.reason, corrected=corrected)
 
     async def _commit(self, claim: Claim) -> None:
@@ -342,12 +347,15 @@ class BindingFlow:
             return False
         return member_id not in outcome.invalid_users
 
-    async def _record_conflict(self, claim: Claim, why: str) -> None:
-        # WeCom overruled the store (I1): the audit log says so beside the released claim.
+    async def _record_refusal(
+        self, member_id: str, phone: Phone, reason: Refusal, why: str, actor: Actor
+    ) -> None:
+        # One conflict record per refusal, "<refusal>: <why>", so that the admin console can say
+        # who is stuck on which error, since when and how often.
         try:
-            await self._store.audit_conflict(claim.member_id, claim.phone, why, actor=claim.actor)
+            await self._store.audit_conflict(member_id, phone, f"{reason.value}: {why}", actor=actor)
         except StoreUnavailable:
-            log.exception("binding: recording WeCom's conflict for member %s failed", claim.member_id)
+            log.exception("binding: recording the refusal of member %s failed", member_id)
 
     async def _release(self, claim: Claim) -> None:
         try:

@@ -207,7 +207,7 @@ async def test_a_student_in_neither_wecom_nor_the_directory_is_told_so(env: Page
     page = await env.bind("2021009", "13800000009")
     assert "未找到您的通讯录信息" in page
     assert await env.store.get_binding("2021009") is None
-    assert await _actions(env, "2021009") == [AuditAction.CLAIM, AuditAction.RELEASE]
+    assert await _actions(env, "2021009") == [AuditAction.CLAIM, AuditAction.RELEASE, AuditAction.CONFLICT]
 
 
 async def test_binding_the_same_phone_again_writes_nothing(env: PagesEnv) -> None:

@@ -181,7 +181,9 @@ async def test_a_member_in_neither_wecom_nor_the_directory_is_refused(world: Wor
     result = await world.flow.bind("2021009", Phone("13800000009"), actor=ACTOR)
     assert result == Refused("2021009", Refusal.NOT_IN_DIRECTORY)
     assert await world.store.get_binding("2021009") is None
-    assert await world.actions("2021009") == [AuditAction.CLAIM, AuditAction.RELEASE]
+    assert await world.actions("2021009") == [AuditAction.CLAIM, AuditAction.RELEASE, AuditAction.CONFLICT]
+    [refusal] = await world.store.audit_list(member_id="2021009", limit=1)
+    assert refusal.detail == "not_in_directory: member in neither WeCom nor the directory"
 
 
 async def test_a_phone_text_that_was_not_parsed_is_a_callers_bug(world: World) -> None:
@@ -198,6 +200,12 @@ async def test_a_phone_of_another_member_is_2_1(world: World) -> None:
     assert result == Refused("2021002", Refusal.PHONE_TAKEN)
     assert result.reason.code is ErrorCode.PHONE_TAKEN
     assert len(world.wecom.calls) == calls  # the store's answer was enough
+    # Each refusal is one conflict record, naming the error and who holds the phone (masked).
+    [refusal] = await world.store.audit_list(member_id="2021002")
+    assert (refusal.action, refusal.phone_masked) == (AuditAction.CONFLICT, "138****0001")
+    assert refusal.detail == "phone_taken: store I1, held by 2021001"
+    await world.flow.bind("2021002", Phone("13800000001"), actor=ACTOR)
+    assert len(await world.store.audit_list(member_id="2021002")) == 2
 
 
 async def test_a_followed_member_is_2_2(world: World) -> None:
@@ -207,6 +215,8 @@ async def test_a_followed_member_is_2_2(world: World) -> None:
     assert result == Refused("2021001", Refusal.ACCOUNT_FOLLOWED)
     assert result.reason.code is ErrorCode.ACCOUNT_FOLLOWED
     assert world.wecom.members["2021001"].mobile == "13800000001"
+    [refusal] = await world.store.audit_list(member_id="2021001", limit=1)
+    assert (refusal.action, refusal.detail) == (AuditAction.CONFLICT, "account_followed: store I3")
 
 
 async def test_an_activated_members_new_phone_is_2_2_from_wecoms_truth_with_nothing_committed(
@@ -223,7 +233,9 @@ async def test_an_activated_members_new_phone_is_2_2_from_wecoms_truth_with_noth
     assert (binding.state, binding.phone) == (BindingState.BOUND, "13800000001")
     assert await world.store.get_binding_by_phone(Phone("13800000002")) is None
     assert world.wecom.members["2021001"].mobile == "13800000001"
-    assert (await world.actions("2021001"))[-2:] == [AuditAction.CLAIM, AuditAction.RELEASE]
+    assert (await world.actions("2021001"))[-3:] == [AuditAction.CLAIM, AuditAction.RELEASE, AuditAction.CONFLICT]
+    [refusal] = await world.store.audit_list(member_id="2021001", limit=1)
+    assert refusal.detail == "account_followed: wecom: the member is activated (status 1)"
 
 
 async def test_a_member_activated_through_the_app_is_2_2_though_no_subscribe_was_ever_seen(

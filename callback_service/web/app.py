@@ -9,6 +9,7 @@ import aiohttp
 from aiohttp import web
 from pydantic import SecretStr
 
+from callback_service.admin import setup_admin
 from callback_service.callbacks import endpoint as callback
 from callback_service.callbacks.inbox import Inbox
 from callback_service.callbacks.receiver import CallbackReceiver
@@ -175,4 +176,5 @@ def create_app(
     app.cleanup_ctx.append(_inbox_ctx(run_workers=run_workers))
     setup_routes(app)
     setup_pages(app)
+    setup_admin(app)
     return app

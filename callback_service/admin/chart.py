@@ -11,12 +11,13 @@ from typing import Final
 from callback_service.admin.campaign import Bar
 
 WIDTH: Final = 720
-HEIGHT: Final = 220
+"""A desktop's chart; a phone's is NARROW wide in the same units, so that its text stays readable."""
+NARROW: Final = 360
+HEIGHT: Final = 200
 _LEFT: Final = 36
 _RIGHT: Final = 8
 _TOP: Final = 12
 _BOTTOM: Final = 28
-_MAX_LABELS: Final = 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,16 +56,16 @@ class Chart:
     total_follows: int
 
 
-def lay_out(bars: Sequence[Bar]) -> Chart:
-    """Scale the bars to the chart: a round top value, a label every few columns."""
+def lay_out(bars: Sequence[Bar], *, width: int = WIDTH) -> Chart:
+    """Scale the bars to a chart `width` units wide: a round top value, a label every few columns."""
     peak = max((max(bar.bindings, bar.follows) for bar in bars), default=0)
     top = _round_up(peak)
-    plot_width = WIDTH - _LEFT - _RIGHT
+    plot_width = width - _LEFT - _RIGHT
     plot_height = HEIGHT - _TOP - _BOTTOM
     baseline = float(_TOP + plot_height)
     slot = plot_width / max(1, len(bars))
     bar_width = max(1.0, slot * 0.4)
-    every = max(1, math.ceil(len(bars) / _MAX_LABELS))
+    every = max(1, math.ceil(len(bars) / (width // 60)))
     columns = []
     for index, bar in enumerate(bars):
         x = _LEFT + index * slot + slot * 0.1
@@ -78,7 +79,8 @@ def lay_out(bars: Sequence[Bar]) -> Chart:
                 bind_height=round(bind_height, 1),
                 follow_y=round(baseline - follow_height, 1),
                 follow_height=round(follow_height, 1),
-                label=bar.label if index % every == 0 or index == len(bars) - 1 else None,
+                # Counted back from the latest period, which is always labelled.
+                label=bar.label if (len(bars) - 1 - index) % every == 0 else None,
                 title=f"{bar.label}：绑定 {bar.bindings}，关注 {bar.follows}",
             )
         )
@@ -86,7 +88,7 @@ def lay_out(bars: Sequence[Bar]) -> Chart:
         Gridline(y=round(baseline - plot_height * step / 4, 1), value=top * step // 4) for step in range(5)
     ]
     return Chart(
-        width=WIDTH,
+        width=width,
         height=HEIGHT,
         left=_LEFT,
         baseline=baseline,

@@ -16,7 +16,7 @@ from aiohttp import BodyPartReader, web
 
 from callback_service.admin import campaign
 from callback_service.admin.auth import Admin, console, message, render, url
-from callback_service.admin.chart import lay_out
+from callback_service.admin.chart import NARROW, lay_out
 from callback_service.admin.contracts import ConsoleStore
 from callback_service.admin.keys import ADMIN_SESSIONS
 from callback_service.ops.admin import binding_release
@@ -95,13 +95,15 @@ async def dashboard(request: web.Request, admin: Admin) -> web.StreamResponse:
     records = await _store(request).audit_since(
         now - (campaign.CHART_DAYS + 1) * DAY, actions=[AuditAction.BIND, AuditAction.FOLLOW]
     )
-    daily = lay_out(campaign.activity(records, now, hourly=False))
-    hourly = lay_out(campaign.activity(records, now, hourly=True))
+    daily = campaign.activity(records, now, hourly=False)
+    hourly = campaign.activity(records, now, hourly=True)
     inbox = await _store(request).inbox_stats()
     context = {
         "overview": state.overview,
-        "daily": daily,
-        "hourly": hourly,
+        "charts": [
+            ("近 14 天每日绑定与关注", lay_out(daily), lay_out(daily, width=NARROW)),
+            ("近 48 小时每小时绑定与关注", lay_out(hourly), lay_out(hourly, width=NARROW)),
+        ],
         "stuck_count": len({student.member_id for student in state.stuck}),
         "inbox": inbox,
         "now": when(now),
@@ -489,7 +491,7 @@ async def export_csv(request: web.Request, admin: Admin) -> web.StreamResponse:
         body=body,
         content_type="text/csv",
         charset="utf-8",
-        headers={"Content-Disposition": f"attachment; filename=\"chase-{stamp}.csv\"; {disposition}"},
+        headers={"Content-Disposition": f'attachment; filename="chase-{stamp}.csv"; {disposition}'},
     )
 
 

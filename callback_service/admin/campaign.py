@@ -16,7 +16,8 @@ from typing import Final
 from handlers.core.binding import AuditAction, AuditRecord, Binding, BindingState, DirectoryEntry
 from handlers.core.member import MemberSeen, MemberStatus
 
-CAMPUS_TZ: Final = dt.timezone(dt.timedelta(hours=8), "CST")
+_OFFSET: Final = dt.timedelta(hours=8)
+CAMPUS_TZ: Final = dt.timezone(_OFFSET, "CST")
 """Days begin at midnight in China (no daylight saving), wherever the server's clock is set."""
 REFUSAL_DAYS: Final = 7
 """How far back the console looks for refusals: a student refused earlier and not bound since has
@@ -236,24 +237,41 @@ def overview(
     rows: Sequence[StudentRow], bindings: Mapping[str, Binding], seen: Mapping[str, MemberSeen]
 ) -> Overview:
     """Count the students overall and by 院系."""
-    overall = Tally("全部")
-    by_department: dict[str, Tally] = {}
+    # One Counter of (院系, what) pairs, then the tallies: a campus is tens of thousands of rows.
+    counts: Counter[tuple[str, str]] = Counter()
     for row in rows:
-        tally = by_department.setdefault(row.department, Tally(row.department))
         binding = bindings.get(row.member_id)
         member = seen.get(row.member_id)
-        in_wecom = member is not None and member.status is not None and member.status is not MemberStatus.QUIT
-        bound = binding is not None and binding.state is not BindingState.PENDING
-        for counted in (overall, tally):
-            counted.students += 1
-            counted.members += in_wecom
-            counted.bound += bound or row.standing is Standing.JOINED
-            counted.joined += row.standing is Standing.JOINED
-            counted.pending += row.standing is Standing.PENDING
-            counted.refused += row.standing is Standing.REFUSED
-            counted.disabled += row.standing is Standing.DISABLED
+        department = row.department
+        counts[(department, "students")] += 1
+        counts[(department, f"standing {row.standing.value}")] += 1
+        if member is not None and member.status is not None and member.status is not MemberStatus.QUIT:
+            counts[(department, "members")] += 1
+        if row.standing is Standing.JOINED or (
+            binding is not None and binding.state is not BindingState.PENDING
+        ):
+            counts[(department, "bound")] += 1
+    overall = Tally("全部")
+    by_department: dict[str, Tally] = {}
+    for (department, what), number in counts.items():
+        tally = by_department.setdefault(department, Tally(department))
+        name = _TALLIED.get(what)
+        if name is not None:
+            for counted in (overall, tally):
+                setattr(counted, name, getattr(counted, name) + number)
     departments = sorted(by_department.values(), key=lambda t: (t.percent(t.joined), t.name))
     return Overview(overall, departments)
+
+
+_TALLIED: Final = {
+    "students": "students",
+    "members": "members",
+    "bound": "bound",
+    f"standing {Standing.JOINED.value}": "joined",
+    f"standing {Standing.PENDING.value}": "pending",
+    f"standing {Standing.REFUSED.value}": "refused",
+    f"standing {Standing.DISABLED.value}": "disabled",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,25 +286,28 @@ class Bar:
 def activity(records: Iterable[AuditRecord], now: float, *, hourly: bool) -> list[Bar]:
     """Bindings and follows per day (the last CHART_DAYS days) or per hour (the last CHART_HOURS),
     in campus time, oldest first."""
-    step = dt.timedelta(hours=1) if hourly else dt.timedelta(days=1)
+    # Periods counted in whole seconds of campus time (no daylight saving): no datetime per record.
+    period = 3600 if hourly else 24 * 3600
     count = CHART_HOURS if hourly else CHART_DAYS
-    current = dt.datetime.fromtimestamp(now, CAMPUS_TZ)
-    current = current.replace(minute=0, second=0, microsecond=0)
-    if not hourly:
-        current = current.replace(hour=0)
-    starts = [current - step * back for back in range(count - 1, -1, -1)]
-    bindings: Counter[dt.datetime] = Counter()
-    follows: Counter[dt.datetime] = Counter()
+    offset = int(_OFFSET.total_seconds())
+    latest = (int(now) + offset) // period
+    first = latest - count + 1
+    bindings: Counter[int] = Counter()
+    follows: Counter[int] = Counter()
     for record in records:
-        at = dt.datetime.fromtimestamp(record.at, CAMPUS_TZ).replace(minute=0, second=0, microsecond=0)
-        if not hourly:
-            at = at.replace(hour=0)
+        index = (int(record.at) + offset) // period
+        if index < first:
+            continue
         if record.action is AuditAction.BIND:
-            bindings[at] += 1
+            bindings[index] += 1
         elif record.action is AuditAction.FOLLOW:
-            follows[at] += 1
+            follows[index] += 1
     label = "%H时" if hourly else "%m-%d"
-    return [Bar(start.strftime(label), bindings[start], follows[start]) for start in starts]
+    bars = []
+    for index in range(first, latest + 1):
+        start = dt.datetime.fromtimestamp(index * period - offset, CAMPUS_TZ)
+        bars.append(Bar(start.strftime(label), bindings[index], follows[index]))
+    return bars
 
 
 CHASE_COLUMNS: Final = ("学号", "姓名", "院系", "状态", "最近错误")

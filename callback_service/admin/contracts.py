@@ -26,6 +26,10 @@ class ConsoleStore(Protocol):
         """Every directory entry, by student id."""
         ...
 
+    async def directory_count(self) -> int:
+        """How many students the directory holds."""
+        ...
+
     async def directory_get(self, member_id: str) -> DirectoryEntry | None:
         """A student's directory entry."""
         ...

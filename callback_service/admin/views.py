@@ -231,9 +231,11 @@ async def student(request: web.Request, admin: Admin) -> web.StreamResponse:
 async def reveal(request: web.Request, admin: Admin) -> web.StreamResponse:
     """POST /admin/students/{member_id}/reveal: the same page with the full phones, audited."""
     member_id = _member_id(request)
-    what = "full phone shown"
-    await _store(request).audit_note(member_id, AuditAction.REVEAL, what, actor=admin.actor(what))
-    log.info("admin %s: revealed the phones of %s", admin.member_id, member_id)
+    store = _store(request)
+    if await store.directory_get(member_id) is not None or await store.get_binding(member_id) is not None:
+        what = "full phone shown"
+        await store.audit_note(member_id, AuditAction.REVEAL, what, actor=admin.actor(what))
+        log.info("admin %s: revealed the phones of %s", admin.member_id, member_id)
     return await _student_page(request, admin, revealed=True)
 
 
@@ -501,7 +503,7 @@ async def export_csv(request: web.Request, admin: Admin) -> web.StreamResponse:
 @console
 async def directory_page(request: web.Request, admin: Admin) -> web.StreamResponse:
     """/admin/directory: the upload form, and the directory's size."""
-    count = len(await _store(request).directory_list())
+    count = await _store(request).directory_count()
     return render(request, admin, "directory.html", {"count": count, "error": None})
 
 
@@ -519,7 +521,7 @@ async def directory_upload(request: web.Request, admin: Admin) -> web.StreamResp
             status=403,
         )
     if data is None:
-        count = len(await _store(request).directory_list())
+        count = await _store(request).directory_count()
         error = "请选择一个不超过 8 MB 的 CSV 文件。"
         return render(request, admin, "directory.html", {"count": count, "error": error}, status=400)
     parsed = parse_directory(data)
@@ -538,7 +540,7 @@ async def directory_upload(request: web.Request, admin: Admin) -> web.StreamResp
         "sample": [(e, mask_phone(e.phone) if e.phone else "") for e in parsed.entries[:20]],
         "by_department": sorted(by_department.items()),
         "token": token,
-        "existing": len(await _store(request).directory_list()),
+        "existing": await _store(request).directory_count(),
     }
     return render(request, admin, "preview.html", context, status=200 if token else 400)
 

@@ -29,6 +29,7 @@ from handlers.core.wecom_errors import (
     ApiForbidden,
     AppUntrustedIp,
     ConfigurationError,
+    ContactsUntrustedAddress,
     ContactsUntrustedIp,
     InvalidCode,
     InvalidCorpId,
@@ -69,6 +70,7 @@ __all__ = [
     "ApiForbidden",
     "AppUntrustedIp",
     "ConfigurationError",
+    "ContactsUntrustedAddress",
     "ContactsUntrustedIp",
     "InvalidCode",
     "InvalidCorpId",
@@ -166,7 +168,7 @@ ApiObserver = Callable[[str, int, float], None]
 
 
 class WeComClient:
-    """Calls the WeCom API with one secret (the app's or the contacts-sync one)."""
+    """Calls the WeCom API with one secret (the app's, or the contacts-sync one: contacts=True)."""
 
     def __init__(
         self,
@@ -189,6 +191,7 @@ class WeComClient:
         timer: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         observe: ApiObserver | None = None,
+        contacts: bool = False,
     ) -> None:
         if not secret:
             raise InvalidSecret(40001, "empty secret")
@@ -212,6 +215,7 @@ class WeComClient:
         self._timer = timer
         self._sleep = sleep
         self._observe = observe
+        self._contacts = contacts
         digest = hashlib.sha256(f"{corp_id}\0{secret}".encode()).hexdigest()[:32]
         self._cache_key = f"wecom:token:{digest}"
         self._lock_name = f"wecom:token-refresh:{digest}"
@@ -312,18 +316,28 @@ class WeComClient:
         """user/list_id (contacts secret): every (member, department), page by page through the cursor."""
         cursor = ""
         while True:
-            body: dict[str, Any] = {"limit": limit}
-            if cursor:
-                body["cursor"] = cursor
-            data = await self._call("POST", "user/list_id", json_body=body)
-            rows = data.get("dept_user")
-            for row in rows if isinstance(rows, list) else []:
-                if isinstance(row, dict) and isinstance(row.get("userid"), str):
-                    yield DeptUser(userid=row["userid"], department=int(row.get("department", 0)))
-            next_cursor = data.get("next_cursor")
-            if not isinstance(next_cursor, str) or not next_cursor or next_cursor == cursor:
+            rows, next_cursor = await self.user_list_page(cursor, limit=limit)
+            for row in rows:
+                yield row
+            if not next_cursor or next_cursor == cursor:
                 return
             cursor = next_cursor
+
+    async def user_list_page(self, cursor: str, *, limit: int = 10000) -> tuple[list[DeptUser], str]:
+        """One page of user/list_id (document/path/96067) from the cursor ("" first), and the next
+        cursor ("" after the last page)."""
+        body: dict[str, Any] = {"limit": limit}
+        if cursor:
+            body["cursor"] = cursor
+        data = await self._call("POST", "user/list_id", json_body=body)
+        rows = data.get("dept_user")
+        page = [
+            DeptUser(userid=row["userid"], department=int(row.get("department", 0)))
+            for row in (rows if isinstance(rows, list) else [])
+            if isinstance(row, dict) and isinstance(row.get("userid"), str)
+        ]
+        next_cursor = data.get("next_cursor")
+        return page, next_cursor if isinstance(next_cursor, str) else ""
 
     async def convert_to_openid(self, userid: str) -> str:
         """user/convert_to_openid: the openid of the WeChat that follows as this member."""
@@ -594,7 +608,7 @@ class WeComClient:
         if errcode in RETRIABLE_ERRCODES:
             raise _Transient(errcode, f"errcode {errcode}: {data.get('errmsg', '')}", answered=True)
         if errcode != 0:
-            raise error_for(errcode, str(data.get("errmsg", "")))
+            raise error_for(errcode, str(data.get("errmsg", "")), contacts=self._contacts)
         return data
 
 

@@ -150,7 +150,7 @@ class Store(KeyValueStore, MemberRecords, Protocol):
         ...
 
     async def directory_list(self) -> list[DirectoryEntry]:
-        """Return every directory entry, ordered by student id (the admin console's counts and lists)."""
+        """Return every directory entry, ordered by student id (for sync's comparison with WeCom)."""
         ...
 
     async def directory_delete(self, member_id: str) -> bool:

@@ -39,14 +39,14 @@ class RedisDirectory(RedisBase):
             return int(await self._redis.hlen(self._prefix + "dir"))
 
     async def directory_list(self) -> list[DirectoryEntry]:
-        """Return every directory entry, ordered by student id (HGETALL: read at once)."""
+        """Return every directory entry by student id."""
         with self._unavailable():
-            encoded = await self._redis.hgetall(self._prefix + "dir")
+            fields = await self._redis.hgetall(self._prefix + "dir")
         entries = []
-        for member_id, value in encoded.items():
-            name, department, phone = json.loads(value)
+        for member_id, encoded in sorted(fields.items()):
+            name, department, phone = json.loads(encoded)
             entries.append(DirectoryEntry(str(member_id), name, department, phone))
-        return sorted(entries, key=lambda entry: entry.member_id)
+        return entries
 
     async def directory_delete(self, member_id: str) -> bool:
         """Remove a student's directory entry."""

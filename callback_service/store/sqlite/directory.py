@@ -46,13 +46,15 @@ class SqliteDirectory(SqliteBase):
         return await self._read(lambda c: int(c.execute("SELECT count(*) FROM directory").fetchone()[0]))
 
     async def directory_list(self) -> list[DirectoryEntry]:
-        """Return every directory entry, ordered by student id."""
-
-        def run(c: sqlite3.Connection) -> list[DirectoryEntry]:
-            rows = c.execute("SELECT student_id, name, department, phone FROM directory ORDER BY student_id")
-            return [DirectoryEntry(v[0], v[1], v[2], v[3]) for v in rows.fetchall()]
-
-        return await self._read(run)
+        """Return every directory entry by student id."""
+        return await self._read(
+            lambda c: [
+                DirectoryEntry(*values)
+                for values in c.execute(
+                    "SELECT student_id, name, department, phone FROM directory ORDER BY student_id"
+                )
+            ]
+        )
 
     async def directory_delete(self, member_id: str) -> bool:
         """Remove a student's directory entry."""

@@ -27,8 +27,12 @@ async def test_the_verification_file_is_served_exactly_as_text(make_env: MakeEnv
     assert response.content_type == "text/plain"
     assert await response.read() == CONTENT
     # The file was read once, at start: a later change on disk is not served.
-    verify_file.write_bytes(b"changed")
+    _change(verify_file)
     assert await (await env.client.get("/WW_verify_Kq3xT0e9ZbWvN2Lh.txt")).read() == CONTENT
+
+
+def _change(path: Path) -> None:
+    path.write_bytes(b"changed")
 
 
 async def test_any_other_verification_name_is_not_found(make_env: MakeEnv, verify_file: Path) -> None:

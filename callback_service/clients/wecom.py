@@ -29,6 +29,7 @@ from handlers.core.wecom_errors import (
     ApiForbidden,
     AppUntrustedIp,
     ConfigurationError,
+    ContactsUntrustedAddress,
     ContactsUntrustedIp,
     InvalidCode,
     InvalidCorpId,
@@ -70,6 +71,7 @@ __all__ = [
     "ApiForbidden",
     "AppUntrustedIp",
     "ConfigurationError",
+    "ContactsUntrustedAddress",
     "ContactsUntrustedIp",
     "InvalidCode",
     "InvalidCorpId",
@@ -168,7 +170,7 @@ ApiObserver = Callable[[str, int, float], None]
 
 
 class WeComClient:
-    """Calls the WeCom API with one secret (the app's or the contacts-sync one)."""
+    """Calls the WeCom API with one secret (the app's, or the contacts-sync one: contacts=True)."""
 
     def __init__(
         self,
@@ -191,6 +193,7 @@ class WeComClient:
         timer: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         observe: ApiObserver | None = None,
+        contacts: bool = False,
     ) -> None:
         if not secret:
             raise InvalidSecret(40001, "empty secret")
@@ -214,6 +217,7 @@ class WeComClient:
         self._timer = timer
         self._sleep = sleep
         self._observe = observe
+        self._contacts = contacts
         digest = hashlib.sha256(f"{corp_id}\0{secret}".encode()).hexdigest()[:32]
         self._cache_key = f"wecom:token:{digest}"
         self._lock_name = f"wecom:token-refresh:{digest}"
@@ -606,7 +610,7 @@ class WeComClient:
         if errcode in RETRIABLE_ERRCODES:
             raise _Transient(errcode, f"errcode {errcode}: {data.get('errmsg', '')}", answered=True)
         if errcode != 0:
-            raise error_for(errcode, str(data.get("errmsg", "")))
+            raise error_for(errcode, str(data.get("errmsg", "")), contacts=self._contacts)
         return data
 
 

@@ -68,6 +68,7 @@ def _demo(args: argparse.Namespace) -> int:
     # The emulators are a distribution of their own (sandbox/), never installed with the service.
     try:
         from sandbox.demo import create_demo_app
+        from sandbox.wecom_members import MembersFileError
     except ModuleNotFoundError:
         print("wecom-bind: the demo needs the emulators: pip install -e ./sandbox (make demo does)",
               file=sys.stderr)
@@ -81,7 +82,13 @@ def _demo(args: argparse.Namespace) -> int:
     configure_logging("INFO", "json" if log_format == "json" else "text")
     data_dir = Path(args.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    return _run(create_demo_app(host=args.host, port=args.port, data_dir=data_dir), args)
+    members = Path(args.wecom_members) if args.wecom_members else None
+    try:
+        app = create_demo_app(host=args.host, port=args.port, data_dir=data_dir, wecom_members=members)
+    except MembersFileError as exc:
+        print(f"wecom-bind: --wecom-members: {exc}", file=sys.stderr)
+        return 2
+    return _run(app, args)
 
 
 StoreCommand = Callable[[Store, argparse.Namespace], Awaitable[int]]
@@ -310,6 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8080)
     demo.add_argument("--data-dir", default="data", help="where the demo's SQLite file lives")
+    demo.add_argument("--wecom-members", metavar="FILE",
+                      help="an existing organisation: CSV userid,name,department,mobile,status")
     demo.set_defaults(run=_demo)
 
     backup_parser = commands.add_parser(

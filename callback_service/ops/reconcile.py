@@ -248,15 +248,15 @@ async def reconcile_command(store: Store, settings: Settings, *, fix: bool, out:
     """`wecom-bind reconcile [--fix]`: read WeCom with the contacts-sync secret; exit 0 when in step
     (or settled), 1 when drift is left, EXIT_WECOM when WeCom cannot be read."""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30, connect=5)) as session:
-        def client(secret: str) -> WeComClient:
+        def client(secret: str, *, is_contacts: bool) -> WeComClient:
             return WeComClient(
                 session=session, api_base=settings.wecom_api_base, corp_id=settings.corp_id,
-                secret=secret, store=store,
+                secret=secret, store=store, contacts=is_contacts,
             )
 
         contacts = ListThenRead(
-            client(settings.contacts_secret.get_secret_value()),
-            client(settings.app_secret.get_secret_value()),
+            client(settings.contacts_secret.get_secret_value(), is_contacts=True),
+            client(settings.app_secret.get_secret_value(), is_contacts=False),
         )
         try:
             return await reconcile(

@@ -80,6 +80,7 @@ async def _wecom_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     for key, secret in ((WECOM_APP, settings.app_secret), (WECOM_CONTACTS, settings.contacts_secret)):
         app[key] = WeComClient(
+            contacts=key is WECOM_CONTACTS,
             session=app[HTTP],
             api_base=settings.wecom_api_base,
             corp_id=settings.corp_id,

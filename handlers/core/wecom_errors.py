@@ -130,10 +130,19 @@ class ContactsUntrustedIp(_UntrustedIp):
 
 
 class AppUntrustedIp(_UntrustedIp):
-    """60020: the app's secret was used from an IP outside the app's 企业可信IP."""
+    """60020 on a call with the app's secret: used from an IP outside the app's 企业可信IP."""
 
     remedy = "the app's secret works only from the app's trusted IPs"
     where = "应用管理 → the app → 企业可信IP"
+
+
+class ContactsUntrustedAddress(_UntrustedIp):
+    """60020 on a call with the contacts-sync secret: used from an IP outside the assistant's own
+    企业可信IP, a list apart from the app's (document/path/90313, 60020: "若调用者是企业自建应用或
+    通讯录同步助手，请确认该IP是本企业服务器IP，并已经配置到应用详情的'企业可信IP'项目中")."""
+
+    remedy = "the contacts-sync secret works only from the assistant's trusted IPs"
+    where = "管理工具 → 通讯录同步 → 企业可信IP (the contacts-sync assistant's own list, not the app's)"
 
 
 class OutsideVisibleRange(ConfigurationError):
@@ -173,6 +182,9 @@ _ERRORS: Final[Mapping[int, type[WeComError]]] = {
 }
 
 
-def error_for(errcode: int, errmsg: str) -> WeComError:
-    """The typed error for an errcode WeCom answered (an unknown one is a plain WeComRefusal)."""
+def error_for(errcode: int, errmsg: str, *, contacts: bool = False) -> WeComError:
+    """The typed error for an errcode WeCom answered (an unknown one is a plain WeComRefusal);
+    contacts: the call was made with the contacts-sync secret (60020 then names its own list)."""
+    if errcode == 60020 and contacts:
+        return ContactsUntrustedAddress(errcode, errmsg)
     return _ERRORS.get(errcode, WeComRefusal)(errcode, errmsg)

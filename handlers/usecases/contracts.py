@@ -19,6 +19,7 @@ from handlers.core.binding import (
     InboxItem,
     InboxStats,
 )
+from handlers.core.member import MemberSeen
 from handlers.core.phone import Phone
 from handlers.core.reconcile import Fix
 
@@ -90,7 +91,29 @@ class KeyValueStore(Protocol):
         ...
 
 
-class Store(KeyValueStore, Protocol):
+class MemberRecords(Protocol):
+    """What WeCom last said about each member (MemberSeen): its status, when, and where it was heard."""
+
+    async def record_members(self, seen: Sequence[MemberSeen]) -> int:
+        """Upsert the records in one atomic step and return how many members' status is new or changed.
+
+        Idempotent: recording the same word again changes nothing. A record older than the stored one
+        (an earlier seen_at) is ignored, so that a late event never undoes a later read; an equal or
+        newer one replaces it (its time and source too). Within one call a member's newest record counts
+        (the later one on a tie).
+        """
+        ...
+
+    async def member_seen(self, member_id: str) -> MemberSeen | None:
+        """Return WeCom's last word on the member, or None when the service never heard one."""
+        ...
+
+    async def list_members_seen(self) -> list[MemberSeen]:
+        """Return every record, ordered by member id."""
+        ...
+
+
+class Store(KeyValueStore, MemberRecords, Protocol):
     """The whole store: directory, bindings with the rules I1 to I5 held atomically, audit, inbox, kv.
 
     The rules themselves are the pure decisions of handlers.core.rules; a rule-keeping method reads the

@@ -606,7 +606,12 @@ async def test_the_command_says_when_wecom_is_unavailable(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize(
     ("errcode", "remedy"),
-    [(48009, "通讯录同步 → 企业可信IP"), (60020, "应用管理 → the app → 企业可信IP"), (48002, "WECOM_BIND_CONTACTS_SECRET")],
+    [
+        (48009, "通讯录同步 → 企业可信IP"),
+        # user/list_id is the contacts-sync secret's call: its 60020 names the assistant's list.
+        (60020, "管理工具 → 通讯录同步 → 企业可信IP (the contacts-sync assistant's own list"),
+        (48002, "WECOM_BIND_CONTACTS_SECRET"),
+    ],
 )
 async def test_the_command_names_the_remedy_of_a_refused_secret(
     aiohttp_server: ServerFactory, tmp_path: Path, errcode: int, remedy: str
@@ -633,7 +638,7 @@ async def test_the_command_names_the_remedy_of_a_refused_secret(
     assert app[WECOM_SANDBOX_STATE].calls.count("user/list_id") == 1
 
 
-async def test_an_untrusted_ip_48009_names_the_address_to_trust_and_exits_4(
+async def test_an_untrusted_ip_60020_names_the_address_to_trust_and_exits_4(
     aiohttp_server: ServerFactory, tmp_path: Path
 ) -> None:
     app = create_wecom_sandbox(
@@ -652,7 +657,7 @@ async def test_an_untrusted_ip_48009_names_the_address_to_trust_and_exits_4(
 
     assert result.returncode == 4, result.stderr
     [line] = result.stderr.splitlines()
-    assert "errcode 48009" in line
+    assert "errcode 60020" in line
     assert "add 127.0.0.1 to 管理工具 → 通讯录同步 → 企业可信IP" in line
 
 

@@ -21,6 +21,7 @@ from handlers.core.binding import (
     PhoneTaken,
 )
 from handlers.core.guide import ErrorCode
+from handlers.core.member import MemberSeen, MemberStatus
 from handlers.core.phone import InvalidPhone, Phone
 from handlers.usecases.contracts import Store
 from tests.store.support import FakeClock
@@ -67,6 +68,56 @@ async def test_directory_upsert_get_count(store: Store) -> None:
     assert await store.directory_get("2019002") == DirectoryEntry("2019002", "李四", "管理学院", P2)
     assert await store.directory_count() == 2
     assert await store.directory_upsert([]) == 0
+
+
+# WeCom's word on each member
+
+
+async def test_record_members_upserts_and_counts_status_changes(store: Store, clock: FakeClock) -> None:
+    t = clock()
+    joined = MemberSeen("m1", MemberStatus.ACTIVATED, t, "sync")
+    gone = MemberSeen("m2", None, t, "sync")
+    assert await store.member_seen("m1") is None
+    assert await store.record_members([joined, gone]) == 2
+    assert await store.member_seen("m1") == joined
+    assert await store.member_seen("m2") == gone
+    # Idempotent: the same word again, or a newer one with the same status, changes no status.
+    assert await store.record_members([joined, gone]) == 0
+    later = MemberSeen("m1", MemberStatus.ACTIVATED, t + 5, "login")
+    assert await store.record_members([later]) == 0
+    assert await store.member_seen("m1") == later
+    disabled = MemberSeen("m1", MemberStatus.DISABLED, t + 10.125, "unsubscribe")
+    assert await store.record_members([disabled]) == 1
+    assert await store.member_seen("m1") == disabled
+    assert await store.list_members_seen() == [disabled, gone]
+    assert await store.record_members([]) == 0
+
+
+async def test_an_older_word_never_undoes_a_newer_one(store: Store, clock: FakeClock) -> None:
+    t = clock()
+    newer = MemberSeen("m1", MemberStatus.QUIT, t, "sync")
+    await store.record_members([newer])
+    assert await store.record_members([MemberSeen("m1", MemberStatus.ACTIVATED, t - 1, "subscribe")]) == 0
+    assert await store.member_seen("m1") == newer
+
+
+async def test_within_one_call_a_members_newest_record_counts(store: Store, clock: FakeClock) -> None:
+    t = clock()
+    first = MemberSeen("m1", MemberStatus.NOT_ACTIVATED, t, "sync")
+    newest = MemberSeen("m1", MemberStatus.ACTIVATED, t + 1, "subscribe")
+    tie = MemberSeen("m1", MemberStatus.DISABLED, t + 1, "admin")
+    assert await store.record_members([newest, first]) == 1
+    assert await store.member_seen("m1") == newest
+    assert await store.record_members([newest, tie]) == 1
+    assert await store.member_seen("m1") == tie
+
+
+async def test_record_members_takes_member_seen_records_only(store: Store, clock: FakeClock) -> None:
+    with pytest.raises(TypeError):
+        await store.record_members([("m1", 1, clock(), "sync")])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="source"):
+        MemberSeen("m1", MemberStatus.ACTIVATED, clock(), "rumour")
+    assert await store.list_members_seen() == []
 
 
 # claims

@@ -31,6 +31,7 @@ from typing import Final
 from handlers.core.binding import (
     AccountFollowed,
     Actor,
+    AuditAction,
     BindingState,
     Claim,
     ClaimInProgress,
@@ -38,7 +39,7 @@ from handlers.core.binding import (
     PhoneTaken,
 )
 from handlers.core.guide import ErrorCode
-from handlers.core.member import MemberStatus
+from handlers.core.member import MemberSeen, MemberStatus
 from handlers.core.phone import Phone, mask_phone
 from handlers.core.wecom_errors import (
     ContactsUntrustedIp,
@@ -247,15 +248,32 @@ class BindingFlow:
             task.cancel()
         await asyncio.gather(*self._settling, return_exceptions=True)
 
-    async def standing(self, member_id: str) -> Standing:
+    async def standing(self, member_id: str, *, actor: Actor) -> Standing:
         """Where the student stands by WeCom's status of the member (read with the app's secret, from
-        which status is never hidden); WeCom's failures propagate."""
+        which status is never hidden), recorded in the store as WeCom's word (source "login");
+        WeCom's failures propagate."""
         try:
             member = await self._read(member_id)
         except UserNotFound:
             entry = await self._store.directory_get(member_id)
             return Standing.MAY_BIND if entry is not None else Standing.UNKNOWN
+        await self._seen(member_id, member.status, actor)
         return standing_of(member.status)
+
+    async def _seen(self, member_id: str, status: int, actor: Actor) -> None:
+        """Record WeCom's word on the member; a member newly seen as joined is audited."""
+        try:
+            known = MemberStatus(status)
+        except ValueError:
+            return
+        try:
+            changed = await self._store.record_members([MemberSeen(member_id, known, self._clock(), "login")])
+            if changed and known is MemberStatus.ACTIVATED:
+                await self._store.audit_note(
+                    member_id, AuditAction.JOINED, "WeCom: activated (status 1), seen at login", actor=actor
+                )
+        except StoreUnavailable:
+            log.warning("binding: could not record WeCom's status of %s", member_id)
 
     async def bind(
         self, member_id: str, phone: Phone, *, actor: Actor, on_settled: Settled | None = None
@@ -340,6 +358,8 @@ class BindingFlow:
 
     async def _refuse(self, claim: Claim, refusal: _Refusal) -> Refused:
         await self._release(claim)
+        if refusal.status is not None:
+            await self._seen(claim.member_id, refusal.status, claim.actor)
         corrected = refusal.reason is Refusal.PHONE_TAKEN
         if corrected:
             await self._record_conflict(claim, refusal.why)
@@ -428,11 +448,13 @@ class BindingFlow:
                 ) from exc
         standing = standing_of(member.status)
         if standing in (Standing.DISABLED, Standing.QUIT):
-            raise _Refusal(_STANDING_REFUSALS[standing], f"wecom: the member's status is {member.status}")
+            raise _Refusal(_STANDING_REFUSALS[standing], f"wecom: the member's status is {member.status}",
+                           status=member.status)
         if member.mobile_shown and member.mobile == phone:
             return False  # WeCom holds it already: writing it again would change nothing
         if standing is Standing.JOINED:
-            raise _Refusal(Refusal.MEMBER_JOINED, "wecom: the member is activated (status 1)")
+            raise _Refusal(Refusal.MEMBER_JOINED, "wecom: the member is activated (status 1)",
+                           status=member.status)
         with _writing_mobile("user/update"):
             await self._contacts.user_update(member_id, mobile=phone)
         if not member.mobile_shown and self._details.app_reads:
@@ -471,7 +493,8 @@ class BindingFlow:
             return
         if member.status == MemberStatus.ACTIVATED:
             # Activated between our read and our write: WeCom ignored the mobile.
-            raise _Refusal(Refusal.MEMBER_JOINED, "wecom: the member activated; the mobile was ignored")
+            raise _Refusal(Refusal.MEMBER_JOINED, "wecom: the member activated; the mobile was ignored",
+                           status=member.status)
         raise WeComUnavailable(-1, "user/update answered 0 but WeCom does not hold the mobile")
 
     async def _invite(self, member_id: str) -> bool:
@@ -531,8 +554,10 @@ def _writing_mobile(api: str) -> Iterator[None]:
 class _Refusal(Exception):
     """WeCom refused the write for a reason the student can act on."""
 
-    def __init__(self, reason: Refusal, why: str) -> None:
+    def __init__(self, reason: Refusal, why: str, *, status: int | None = None) -> None:
         super().__init__(why)
         self.reason = reason
         self.why = why
+        self.status = status
+        """WeCom's status of the member, when the refusal is one (recorded as WeCom's word)."""
 

@@ -210,8 +210,9 @@ async def bind_phone(request: web.Request) -> web.StreamResponse:
 async def _standing(request: web.Request, session: Session) -> Standing:
     """The student's standing by WeCom's status; may bind when WeCom cannot tell now (the submit asks
     again, and shows WeCom's failure there)."""
+    actor = Actor(who=session.member_id, source=f"bind-page {client_of(request)}")
     try:
-        return await request.app[BINDING_FLOW].standing(session.member_id)
+        return await request.app[BINDING_FLOW].standing(session.member_id, actor=actor)
     except WeComError as exc:
         log.warning("bind: the status of %s is unknown (errcode %s)", session.member_id, exc.errcode)
         return Standing.MAY_BIND

@@ -20,6 +20,7 @@ from pytest_aiohttp import AiohttpServer
 from callback_service.clients.wecom import WeComClient, WeComUnavailable
 from handlers.core.binding import Actor, AuditAction, BindingState, Claim, DirectoryEntry
 from handlers.core.guide import ErrorCode
+from handlers.core.member import MemberStatus
 from handlers.core.phone import Phone
 from handlers.core.wecom_errors import OutsideVisibleRange
 from handlers.usecases.binding_flow import (
@@ -231,7 +232,7 @@ async def test_an_activated_members_new_phone_is_joined_from_wecoms_truth_with_n
     assert (binding.state, binding.phone) == (BindingState.BOUND, "13800000001")
     assert await world.store.get_binding_by_phone(Phone("13800000002")) is None
     assert world.wecom.members["2021001"].mobile == "13800000001"
-    assert (await world.actions("2021001"))[-2:] == [AuditAction.CLAIM, AuditAction.RELEASE]
+    assert (await world.actions("2021001"))[-3:] == [AuditAction.CLAIM, AuditAction.RELEASE, AuditAction.JOINED]
 
 
 async def test_a_member_activated_through_the_app_has_joined_though_no_subscribe_was_ever_seen(
@@ -240,7 +241,7 @@ async def test_a_member_activated_through_the_app_has_joined_though_no_subscribe
     # 李四 logged in to the WeCom app before this service existed: the store knows nothing of it.
     world.wecom.set_uses_wecom_app("2021002", True)
     assert world.wecom.members["2021002"].status == 1
-    assert await world.flow.standing("2021002") is Standing.JOINED
+    assert await world.flow.standing("2021002", actor=ACTOR) is Standing.JOINED
     result = await world.flow.bind("2021002", Phone("13800000002"), actor=ACTOR)
     assert result == Refused("2021002", Refusal.MEMBER_JOINED)
     assert result.reason.standing is Standing.JOINED
@@ -551,13 +552,13 @@ class _CommitFailsOnce:
 )
 async def test_the_standing_follows_wecoms_status(world: World, status: int, standing: Standing) -> None:
     world.wecom.members["2021002"].status = status
-    assert await world.flow.standing("2021002") is standing
+    assert await world.flow.standing("2021002", actor=ACTOR) is standing
     assert not (set(world.wecom.calls) - {"gettoken", "user/get"})  # a read, nothing written
 
 
 async def test_the_standing_of_a_student_without_a_member(world: World) -> None:
-    assert await world.flow.standing("2021004") is Standing.MAY_BIND  # created from the directory on binding
-    assert await world.flow.standing("2021009") is Standing.UNKNOWN  # in neither
+    assert await world.flow.standing("2021004", actor=ACTOR) is Standing.MAY_BIND  # created from the directory on binding
+    assert await world.flow.standing("2021009", actor=ACTOR) is Standing.UNKNOWN  # in neither
 
 
 @pytest.mark.parametrize(("status", "refusal"), [(2, Refusal.MEMBER_DISABLED), (5, Refusal.MEMBER_QUIT)])
@@ -660,3 +661,22 @@ async def test_60111_for_a_member_that_exists_is_the_visible_range(world: World)
     with pytest.raises(OutsideVisibleRange):
         await world.flow.bind("2021001", Phone("13800000001"), actor=ACTOR)
     assert await world.store.get_binding("2021001") is None
+
+
+async def test_a_member_seen_joined_at_login_is_recorded_and_audited_once(world: World) -> None:
+    world.wecom.set_uses_wecom_app("2021002", True)
+    assert await world.flow.standing("2021002", actor=ACTOR) is Standing.JOINED
+    assert await world.flow.standing("2021002", actor=ACTOR) is Standing.JOINED
+    seen = await world.store.member_seen("2021002")
+    assert seen is not None
+    assert (seen.status, seen.source) == (MemberStatus.ACTIVATED, "login")
+    assert await world.actions("2021002") == [AuditAction.JOINED]
+    assert await world.store.get_binding("2021002") is None  # WeCom's word, not a binding
+
+
+async def test_a_status_refused_at_the_submit_is_recorded(world: World) -> None:
+    world.wecom.members["2021002"].status = 2
+    await world.flow.bind("2021002", Phone("13800000002"), actor=ACTOR)
+    seen = await world.store.member_seen("2021002")
+    assert seen is not None
+    assert seen.status is MemberStatus.DISABLED

@@ -95,3 +95,23 @@ async def test_a_member_activated_after_the_form_opened_sees_the_joined_page(env
     page = await (await env.submit("13800000002", form=form)).text()
     assert _outcome(page) == "joined"
     assert env.wecom_state.members["2021002"].mobile is None
+
+
+async def test_me_shows_a_member_who_joined_through_the_wecom_app_as_joined(env: PagesEnv) -> None:
+    assert "绑定成功" in await env.bind("2021001", "13800000001")
+    env.wecom_state.set_uses_wecom_app("2021001", True)  # then logged in to the WeCom app: no follow here
+    page = await _after_login(env, "2021001")
+    assert _outcome(page) == "joined"
+    me = await (await env.client.get("/me")).text()
+    assert "已加入" in me
+    assert "已绑定，未关注" not in me
+    assert ">更换手机号</a>" not in me
+
+
+async def test_me_shows_a_disabled_member_as_disabled(make_env: MakeEnv) -> None:
+    env = await make_env(help_contact=HELP_CONTACT)
+    env.wecom_state.set_enabled("2021002", False)
+    await _after_login(env, "2021002")
+    me = await (await env.client.get("/me")).text()
+    assert "已停用" in me
+    assert HELP_CONTACT in me

@@ -26,6 +26,7 @@ from callback_service.web.pages.render import SECURITY_HEADERS, message, page, r
 from callback_service.web.pages.session import Session
 from handlers.core.binding import Actor, Binding, BindingState, DirectoryEntry
 from handlers.core.guide import GUIDE, RULES, STEPS, ErrorCode, GuideEntry
+from handlers.core.member import MemberSeen, MemberStatus
 from handlers.core.phone import InvalidPhone, Phone, mask_phone
 from handlers.core.wecom_errors import WeComError
 from handlers.usecases.binding_flow import Bound, Confirming, Refusal, Refused, Standing
@@ -440,12 +441,14 @@ async def me(request: web.Request) -> web.StreamResponse:
     store = request.app[STORE]
     binding = await store.get_binding(session.member_id)
     entry = await store.directory_get(session.member_id)
+    seen = await store.member_seen(session.member_id)
     return render(
         request,
         "me.html",
         {
             **_student(session, entry),
-            "binding": _binding_view(binding, request.app[CLOCK]()),
+            "binding": _me_view(_binding_view(binding, request.app[CLOCK]()), seen),
+            "help_contact": request.app[SETTINGS].help_contact,
             "csrf": session.csrf,
             "logout_url": url(request, "logout"),
             "phone_url": url(request, "bind-phone"),
@@ -682,6 +685,22 @@ def _binding_view(binding: Binding | None, now: float) -> _BindingView:
         return _BindingView("bound", mask_phone(binding.previous_phone))
     masked = mask_phone(binding.phone) if binding.phone else None
     return _BindingView(binding.state.value, masked)
+
+
+_SEEN_STATES: Final = {
+    MemberStatus.ACTIVATED: "joined",
+    MemberStatus.DISABLED: "disabled",
+    MemberStatus.QUIT: "quit",
+}
+
+
+def _me_view(view: _BindingView, seen: MemberSeen | None) -> _BindingView:
+    """The state /me shows: a follow through the flow as the store holds it, else WeCom's last word
+    on the member (joined through the WeCom app, disabled, departed) over the binding's own state."""
+    if view.state == "followed" or seen is None or seen.status is None:
+        return view
+    state = _SEEN_STATES.get(seen.status)
+    return view if state is None else _BindingView(state, view.phone_masked)
 
 
 def _follow_context(request: web.Request) -> dict[str, Any]:

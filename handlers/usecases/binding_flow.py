@@ -78,6 +78,15 @@ _DAY_OFFSET: Final = 8 * 3600.0
 """WeCom's day is China's (UTC+8): its per-day limits start at Beijing midnight."""
 
 
+CREATED_MEMORY: Final = 10 * 365 * 24 * 3600.0
+"""How long the store remembers that the flow created a member (release and reconcile ask)."""
+
+
+def created_key(member_id: str) -> str:
+    """The store's kv key that says the flow created this member in WeCom (user/create)."""
+    return f"created-by-flow:{member_id}"
+
+
 def invite_key(member_id: str) -> str:
     """The store's kv key that remembers the member's invitation."""
     return f"invited:{member_id}"
@@ -483,6 +492,10 @@ class BindingFlow:
                 )
         except UserIdExists:
             return False
+        try:
+            await self._store.kv_set(created_key(member_id), "1", ttl=CREATED_MEMORY)
+        except StoreUnavailable:
+            log.warning("binding: could not remember that member %s was created here", member_id)
         await self._remember_invite(member_id)
         return True
 

@@ -34,6 +34,7 @@ from handlers.usecases.binding_flow import (
 )
 from handlers.usecases.contacts import MemberReader, WeComContacts
 from handlers.usecases.contracts import Store, StoreUnavailable
+from handlers.usecases.release import InWeCom, release
 from sandbox.wecom import APP, CONTACTS, Member, WeComSandboxState, create_wecom_sandbox
 from sandbox.wecom_keys import WECOM_SANDBOX_STATE
 from tests.store.support import FakeClock
@@ -195,7 +196,7 @@ async def test_a_member_in_neither_wecom_nor_the_directory_is_refused(world: Wor
 
 async def test_a_phone_text_that_was_not_parsed_is_a_callers_bug(world: World) -> None:
     with pytest.raises(TypeError):
-        await world.flow.bind("2021001", "13800000001", actor=ACTOR)  # type: ignore[arg-type]
+        await world.flow.bind("2021001", "13800000001", actor=ACTOR)
     assert await world.actions("2021001") == []
     assert world.wecom.calls == []
 
@@ -680,3 +681,42 @@ async def test_a_status_refused_at_the_submit_is_recorded(world: World) -> None:
     seen = await world.store.member_seen("2021002")
     assert seen is not None
     assert seen.status is MemberStatus.DISABLED
+
+
+# a release that frees the phone in WeCom too, where WeCom allows it
+
+
+async def test_a_release_clears_the_mobile_of_a_member_the_flow_created_and_the_phone_binds_again(
+    world: World,
+) -> None:
+    assert isinstance(await world.flow.bind("2021004", Phone("13800000004"), actor=ACTOR), Bound)
+    world.wecom.members["2021004"].email = "zhaoliu@example.edu.cn"  # WeCom keeps a mobile or an email
+    done = await release(world.store, world.contacts, world.reader, "2021004", actor=ACTOR)
+    assert done.released
+    assert done.in_wecom is InWeCom.CLEARED
+    assert world.wecom.members["2021004"].mobile is None
+    # Before, WeCom's 60104 refused the next student who typed it (2.1).
+    assert isinstance(await world.flow.bind("2021002", Phone("13800000004"), actor=ACTOR), Bound)
+
+
+async def test_a_release_says_when_wecom_refuses_an_empty_mobile(world: World) -> None:
+    await world.flow.bind("2021004", Phone("13800000004"), actor=ACTOR)
+    done = await release(world.store, world.contacts, world.reader, "2021004", actor=ACTOR)
+    assert done.in_wecom is InWeCom.KEPT_NO_EMAIL
+    assert world.wecom.members["2021004"].mobile == "13800000004"
+    assert await world.store.get_binding("2021004") is None
+
+
+async def test_a_release_leaves_an_activated_members_mobile_to_the_member(world: World) -> None:
+    await world.flow.bind("2021004", Phone("13800000004"), actor=ACTOR)
+    world.wecom.set_uses_wecom_app("2021004", True)
+    done = await release(world.store, world.contacts, world.reader, "2021004", actor=ACTOR)
+    assert done.in_wecom is InWeCom.KEPT_ACTIVATED
+    assert world.wecom.members["2021004"].mobile == "13800000004"
+
+
+async def test_a_release_leaves_a_member_the_flow_did_not_create(world: World) -> None:
+    await world.flow.bind("2021001", Phone("13800000001"), actor=ACTOR)
+    done = await release(world.store, world.contacts, world.reader, "2021001", actor=ACTOR)
+    assert done.in_wecom is InWeCom.KEPT_NOT_CREATED
+    assert "user/update" not in world.wecom.calls[-2:]

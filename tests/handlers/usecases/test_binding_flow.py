@@ -196,7 +196,7 @@ async def test_a_member_in_neither_wecom_nor_the_directory_is_refused(world: Wor
 
 async def test_a_phone_text_that_was_not_parsed_is_a_callers_bug(world: World) -> None:
     with pytest.raises(TypeError):
-        await world.flow.bind("2021001", "13800000001", actor=ACTOR)
+        await world.flow.bind("2021001", "13800000001", actor=ACTOR)  # type: ignore[arg-type]
     assert await world.actions("2021001") == []
     assert world.wecom.calls == []
 

@@ -447,7 +447,7 @@ async def me(request: web.Request) -> web.StreamResponse:
         "me.html",
         {
             **_student(session, entry),
-            "binding": _me_view(_binding_view(binding, request.app[CLOCK]()), seen),
+            "binding": _me_view(binding, _binding_view(binding, request.app[CLOCK]()), seen),
             "help_contact": request.app[SETTINGS].help_contact,
             "csrf": session.csrf,
             "logout_url": url(request, "logout"),
@@ -694,10 +694,13 @@ _SEEN_STATES: Final = {
 }
 
 
-def _me_view(view: _BindingView, seen: MemberSeen | None) -> _BindingView:
-    """The state /me shows: a follow through the flow as the store holds it, else WeCom's last word
-    on the member (joined through the WeCom app, disabled, departed) over the binding's own state."""
+def _me_view(binding: Binding | None, view: _BindingView, seen: MemberSeen | None) -> _BindingView:
+    """The state /me shows: a follow through the flow as the store holds it, else the newer of the
+    binding's own state and WeCom's last word on the member (joined through the WeCom app, disabled,
+    departed): an unfollow after a login that saw the member joined shows the unfollow."""
     if view.state == "followed" or seen is None or seen.status is None:
+        return view
+    if binding is not None and binding.updated_at >= seen.seen_at:
         return view
     state = _SEEN_STATES.get(seen.status)
     return view if state is None else _BindingView(state, view.phone_masked)

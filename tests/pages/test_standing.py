@@ -115,3 +115,20 @@ async def test_me_shows_a_disabled_member_as_disabled(make_env: MakeEnv) -> None
     me = await (await env.client.get("/me")).text()
     assert "已停用" in me
     assert HELP_CONTACT in me
+
+
+async def test_a_phone_changed_in_the_console_binds_for_the_next_student(env: PagesEnv) -> None:
+    # Bound through the flow, then the administrator gives 张三 another mobile in WeCom's console: no
+    # event tells the store, whose index still gives the phone to 张三.
+    assert "绑定成功" in await env.bind("2021001", "13800000001")
+    console = await env.http.post(env.wecom.make_url("/_sandbox/console/members/2021001"),
+                                  json={"mobile": "13800000011"})
+    assert console.status == 200, await console.text()
+    env.client.session.cookie_jar.clear()
+    page = await env.bind("2021003", "13800000001")
+    assert "绑定成功" in page
+    assert env.wecom_state.members["2021003"].mobile == "13800000001"
+    assert "user/getuserid" in env.wecom_state.calls
+    lost = (await env.store.audit_list(member_id="2021001"))[0]
+    assert lost.action.value == "phone_lost"
+    assert "stale" in lost.detail

@@ -59,6 +59,7 @@ class Stuck(enum.StrEnum):
     FOLLOWED = "account_followed"
     FOLLOWED_IN_WECOM = "account_followed_wecom"
     DISABLED = "disabled"
+    QUIT = "quit"
     NOT_IN_DIRECTORY = "not_in_directory"
     MOBILE_REFUSED = "mobile_refused"
     OTHER = "other"
@@ -74,6 +75,7 @@ _STUCK_LABELS: Final = {
     Stuck.FOLLOWED: "2.2 账号已被其他手机号绑定",
     Stuck.FOLLOWED_IN_WECOM: "2.2 账号已被其他手机号绑定（企业微信状态：已激活）",
     Stuck.DISABLED: "成员已禁用",
+    Stuck.QUIT: "成员已退出企业",
     Stuck.NOT_IN_DIRECTORY: "不在学校通讯录中",
     Stuck.MOBILE_REFUSED: "手机号被企业微信拒绝",
     Stuck.OTHER: "其他",
@@ -87,11 +89,23 @@ def stuck_of(record: AuditRecord) -> Stuck | None:
     reason, _, why = record.detail.partition(": ")
     if reason == "account_followed":
         return Stuck.FOLLOWED_IN_WECOM if why.startswith("wecom") else Stuck.FOLLOWED
-    if reason in {"phone_taken", "disabled", "not_in_directory", "mobile_refused"}:
-        return Stuck(reason)
-    if reason.startswith("wecom 60104"):  # written before refusals carried their reason first
-        return Stuck.PHONE_TAKEN
-    return None
+    return _STUCK_REASONS.get(reason) or _older(reason)
+
+
+def _older(reason: str) -> Stuck | None:
+    # A conflict written before refusals carried their reason first.
+    return Stuck.PHONE_TAKEN if reason.startswith("wecom 60104") else None
+
+
+_STUCK_REASONS: Final = {
+    "phone_taken": Stuck.PHONE_TAKEN,
+    "member_joined": Stuck.FOLLOWED_IN_WECOM,
+    "member_disabled": Stuck.DISABLED,
+    "member_quit": Stuck.QUIT,
+    "not_in_directory": Stuck.NOT_IN_DIRECTORY,
+    "mobile_refused": Stuck.MOBILE_REFUSED,
+}
+"""The binding flow's refusals (handlers.usecases.binding_flow.Refusal's values) and their errors."""
 
 
 def holder_of(record: AuditRecord) -> str | None:

@@ -58,10 +58,6 @@ class ConsoleStore(Protocol):
         """Record WeCom's word on members."""
         ...
 
-    async def delete_member(self, member_id: str, *, actor: Actor) -> bool:
-        """Remove the member's binding (a release), audited under the actor."""
-        ...
-
     async def audit_list(self, *, member_id: str | None = None, limit: int = 100) -> list[AuditRecord]:
         """Audit records, newest first."""
         ...

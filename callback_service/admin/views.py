@@ -19,14 +19,16 @@ from callback_service.admin.auth import Admin, console, message, render, url
 from callback_service.admin.chart import NARROW, lay_out
 from callback_service.admin.contracts import ConsoleStore
 from callback_service.admin.keys import ADMIN_SESSIONS
-from callback_service.ops.admin import binding_release
 from callback_service.ops.directory import import_directory, parse_directory
+from callback_service.ops.release import describe_release
 from callback_service.web.keys import CLOCK, SESSIONS, STORE, WECOM_APP, WECOM_CONTACTS
 from handlers.core.binding import AuditAction, AuditRecord, Binding, BindingState, DirectoryEntry
 from handlers.core.member import MemberSeen, MemberStatus
 from handlers.core.phone import mask_phone
 from handlers.core.wecom_errors import UserNotFound, WeComError
+from handlers.usecases.binding_flow import INVITE_MEMORY, invite_key
 from handlers.usecases.contacts import ContactsThenApp
+from handlers.usecases.release import InWeCom, release
 
 log: Final = logging.getLogger(__name__)
 
@@ -354,18 +356,42 @@ async def student_action(request: web.Request, admin: Admin) -> web.StreamRespon
 
 
 async def _release(request: web.Request, admin: Admin, member_id: str, reason: str) -> str:
-    store = _store(request)
-    binding = await store.get_binding(member_id)
-    lines: list[str] = []
-    code = await binding_release(
-        store, member_id, reason, lines.append, actor=admin.actor(f"release: {reason}")
-    )
-    log.info("admin %s: release of %s: %s", admin.member_id, member_id, "; ".join(lines))
-    if code != 0:
+    """The CLI's release (handlers.usecases.release): the store, then the phone in WeCom where it allows."""
+    actor = admin.actor(f"release: {reason}")
+    app = request.app
+    try:
+        done = await release(app[STORE], app[WECOM_CONTACTS], app[WECOM_APP], member_id, actor=actor)
+    except WeComError as exc:
+        log.warning("admin %s: release of %s: WeCom errcode %s", admin.member_id, member_id, exc.errcode)
+        return (
+            f"已解除 {member_id} 在本系统中的绑定（原因：{reason}），但企业微信暂时无法访问或拒绝了请求"
+            f"（错误码 {exc.errcode}）：如其他学生需要该手机号，请在企业微信管理后台清除该成员的手机号。"
+        )
+    log.info("admin %s: release of %s: %s", admin.member_id, member_id, describe_release(done))
+    if not done.released:
         return f"{member_id} 没有绑定记录，无需解除。"
-    freed = [mask_phone(p) for p in (binding.phone, binding.previous_phone) if p] if binding else []
-    phones = "、".join(freed) if freed else "无"
-    return f"已解除 {member_id} 的绑定（原因：{reason}）。释放的手机号：{phones}。该学生可以重新绑定。"
+    phone = done.phone_masked or "无"
+    return f"已解除 {member_id} 的绑定（原因：{reason}），释放的手机号：{phone}。" + _IN_WECOM[
+        done.in_wecom
+    ].format(phone=phone)
+
+
+_IN_WECOM: Final = {
+    InWeCom.CLEARED: "企业微信中该成员的手机号也已清除，其他学生可以绑定 {phone}。",
+    InWeCom.KEPT_ACTIVATED: (
+        "该成员已激活企业微信，企业微信只允许成员本人修改手机号（企业微信 → 我 → 个人信息 → 手机）；"
+        "在此之前，其他学生绑定 {phone} 仍会遇到 2.1。"
+    ),
+    InWeCom.KEPT_NO_EMAIL: (
+        "企业微信不允许成员既无手机号也无邮箱（60129）：请在企业微信管理后台为该成员填写邮箱后清除手机号，"
+        "或删除该成员。"
+    ),
+    InWeCom.KEPT_NOT_CREATED: (
+        "该成员不是本系统创建的，企业微信中的手机号 {phone} 保持不变：如需释放，请在企业微信管理后台修改。"
+    ),
+    InWeCom.NO_MEMBER: "企业微信中没有该成员，手机号已完全释放。",
+    InWeCom.NOTHING: "",
+}
 
 
 async def _refresh(request: web.Request, admin: Admin, member_id: str) -> str:
@@ -390,13 +416,16 @@ async def _refresh(request: web.Request, admin: Admin, member_id: str) -> str:
 
 
 async def _invite(request: web.Request, admin: Admin, member_id: str) -> str:
+    """The CLI's invite again: batch/invite, remembered so that the flow does not invite twice, audited."""
     outcome = await request.app[WECOM_CONTACTS].batch_invite(users=[member_id])
-    invited = member_id not in outcome.invalid_users
-    what = "invite again: " + ("sent" if invited else "refused by WeCom")
-    await _store(request).audit_note(member_id, AuditAction.CONSOLE, what, actor=admin.actor(what))
-    if invited:
-        return f"企业微信已向 {member_id} 再次发送加入邀请。"
-    return f"企业微信没有接受对 {member_id} 的邀请（该成员可能已加入、已禁用或不存在）。"
+    if member_id in outcome.invalid_users:
+        log.info("admin %s: WeCom could not invite %s", admin.member_id, member_id)
+        return f"企业微信没有接受对 {member_id} 的邀请（该成员可能不存在，或不在应用的可见范围内）。"
+    store = request.app[STORE]
+    await store.kv_set(invite_key(member_id), "1", ttl=INVITE_MEMORY)
+    what = "invited again (batch/invite)"
+    await store.audit_note(member_id, AuditAction.INVITE, what, actor=admin.actor(what))
+    return f"企业微信已向 {member_id} 再次发送加入邀请。"
 
 
 def _member_id(request: web.Request) -> str:
@@ -437,6 +466,8 @@ _ACTION_LABELS: Final = {
     AuditAction.CONFLICT: "被拒绝",
     AuditAction.EXPORT: "导出个人数据",
     AuditAction.ERASE: "删除个人数据",
+    AuditAction.JOINED: "已加入（企业微信已激活）",
+    AuditAction.INVITE: "重新邀请",
     AuditAction.REVEAL: "查看完整手机号",
     AuditAction.CONSOLE: "管理后台操作",
 }

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import getpass
 from collections.abc import Callable
-from typing import Protocol
 
 from handlers.core.binding import Actor, AuditRecord, Binding
 from handlers.core.phone import InvalidPhone, Phone, mask_phone
@@ -74,23 +73,12 @@ async def binding_by_phone(store: Store, phone_text: str, out: Print) -> int:
     return 0
 
 
-class Releases(Protocol):
-    """The store as a release needs it."""
-
-    async def delete_member(self, member_id: str, *, actor: Actor) -> bool:
-        """Remove the member's binding, audited under the actor."""
-        ...
-
-
-async def binding_release(
-    store: Releases, member_id: str, reason: str, out: Print, *, actor: Actor | None = None
-) -> int:
-    """Free a member's phone and binding, with the reason in the audit log; actor: who released it
-    (the admin console's administrator), else the operating-system user of the command line."""
+async def binding_release(store: Store, member_id: str, reason: str, out: Print) -> int:
+    """Free a member's phone and binding, with the reason in the audit log."""
     if not reason.strip():
         out("a reason is required (--reason TEXT)")
         return 2
-    released = await store.delete_member(member_id, actor=actor or admin_actor(reason.strip()))
+    released = await store.delete_member(member_id, actor=admin_actor(reason.strip()))
     out(f"member {member_id}: " + ("binding released" if released else "no binding to release"))
     return 0 if released else 1
 

@@ -132,12 +132,19 @@ def _add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     by_phone.set_defaults(
         run=_store_command(lambda store, a: admin.binding_by_phone(store, _phone_arg(a.phone), print))
     )
-    release = binding_commands.add_parser("release", help="free a member's phone and binding (audited)")
+    release = binding_commands.add_parser(
+        "release", help="free a member's phone and binding (audited), and the phone in WeCom where it allows"
+    )
     release.add_argument("member_id", metavar="ID")
     release.add_argument("--reason", required=True, metavar="TEXT")
-    release.set_defaults(
-        run=_store_command(lambda store, a: admin.binding_release(store, a.member_id, a.reason, print))
+    release.set_defaults(run=_store_command(_binding_release))
+
+    invite = commands.add_parser(
+        "invite", help="invite members again on purpose (the flow invites each member once), audited"
     )
+    invite.add_argument("member_ids", nargs="+", metavar="ID")
+    invite.add_argument("--reason", required=True, metavar="TEXT")
+    invite.set_defaults(run=_store_command(_invite))
 
     audit = commands.add_parser("audit", help="the audit log, newest first; or prune it")
     audit.add_argument("--member", metavar="ID")
@@ -223,6 +230,18 @@ async def _student_erase(store: Store, args: argparse.Namespace) -> int:
         f"{erasure.audit_records} audit record(s) past retention deleted"
     )
     return 0
+
+
+async def _binding_release(store: Store, args: argparse.Namespace) -> int:
+    from callback_service.ops.release import release_command
+
+    return await release_command(store, _settings(args), args.member_id, args.reason, print)
+
+
+async def _invite(store: Store, args: argparse.Namespace) -> int:
+    from callback_service.ops.release import invite_command
+
+    return await invite_command(store, _settings(args), list(args.member_ids), args.reason, print)
 
 
 async def _reconcile(store: Store, args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ from callback_service.clients.wecom import TokenProbe, WeComClient
 from callback_service.metrics import WECOM_API_SECONDS, Metrics
 from callback_service.store import open_store
 from callback_service.web import health
+from callback_service.web.domain_verify import setup_domain_verify
 from callback_service.web.keys import (
     CLOCK,
     CONTACTS_RECEIVER,
@@ -178,4 +179,5 @@ def create_app(
     setup_routes(app)
     setup_pages(app)
     setup_admin(app)
+    setup_domain_verify(app)
     return app

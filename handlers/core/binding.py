@@ -103,6 +103,8 @@ class AuditAction(enum.StrEnum):
     CONFLICT = "conflict"
     EXPORT = "export"
     ERASE = "erase"
+    JOINED = "joined"
+    INVITE = "invite"
     REVEAL = "reveal"
     CONSOLE = "console"
 

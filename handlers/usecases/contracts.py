@@ -227,6 +227,14 @@ class Store(KeyValueStore, MemberRecords, Protocol):
         set_member_phone with take does); Fix.NONE changes nothing."""
         ...
 
+    async def release_stale_phone(
+        self, phone: Phone, *, claimant: str, wecom_holder: str | None, actor: Actor
+    ) -> bool:
+        """Before 2.1 is refused on the store's word alone: WeCom gives the phone to wecom_holder (None:
+        to nobody). Strip it, audited, from a store holder that WeCom contradicts (not from a live claim);
+        True when the phone is free for the claimant now (rules.stale_phone)."""
+        ...
+
     async def delete_member(self, member_id: str, *, actor: Actor) -> bool:
         """Remove the member's binding, freeing its phones and openid; False when it had none."""
         ...

@@ -32,9 +32,11 @@ def test_the_error_of_each_refusal_record() -> None:
         "phone_taken: wecom 60104: mobile belongs to another member": Stuck.PHONE_TAKEN,
         "wecom 60104: mobile belongs to another member": Stuck.PHONE_TAKEN,
         "account_followed: store I3": Stuck.FOLLOWED,
-        "account_followed: wecom: the member is activated (status 1)": Stuck.FOLLOWED_IN_WECOM,
+        "member_joined: wecom: the member is activated (status 1)": Stuck.FOLLOWED_IN_WECOM,
         "not_in_directory: member in neither WeCom nor the directory": Stuck.NOT_IN_DIRECTORY,
-        "disabled: wecom status 2": Stuck.DISABLED,
+        "member_disabled: wecom: the member's status is 2": Stuck.DISABLED,
+        "member_quit: wecom: the member's status is 5": Stuck.QUIT,
+        "mobile_refused: wecom 60103: mobile refused": Stuck.MOBILE_REFUSED,
         "I4: member followed by another openid": None,
     }
     for detail, stuck in cases.items():

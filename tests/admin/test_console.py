@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import time
 
 import aiohttp
 import pytest
@@ -60,11 +61,13 @@ async def test_the_overview_counts_what_the_store_holds_after_a_campaign(console
     await _bind(env, "2021004", "13800000004")
     await env.store.follow("2021001", "openid-1", actor=WECOM)
     await _bind(env, "2021002", "13800000001")  # 2.1: 张三 holds it
+    # WeCom's word, as `wecom-bind sync` records it (later than what the logins saw).
+    later = time.time() + 60
     await env.store.record_members(
         [
-            MemberSeen("2021003", MemberStatus.ACTIVATED, 1.0, "sync"),
-            MemberSeen("2021002", MemberStatus.NOT_ACTIVATED, 1.0, "sync"),
-            MemberSeen("2021001", MemberStatus.ACTIVATED, 1.0, "sync"),
+            MemberSeen("2021003", MemberStatus.ACTIVATED, later, "sync"),
+            MemberSeen("2021002", MemberStatus.NOT_ACTIVATED, later, "sync"),
+            MemberSeen("2021001", MemberStatus.ACTIVATED, later, "sync"),
         ]
     )
     page = await _page(env, "/admin")
@@ -83,7 +86,7 @@ async def test_the_overview_counts_what_the_store_holds_after_a_campaign(console
     assert count_of(page, "refused") == 1
     assert count_of(page, "pending") == 0
     assert count_of(page, "disabled") == 0
-    await env.store.record_members([MemberSeen("2021002", MemberStatus.DISABLED, 2.0, "sync")])
+    await env.store.record_members([MemberSeen("2021002", MemberStatus.DISABLED, later + 1, "sync")])
     page = await _page(env, "/admin")
     assert count_of(page, "disabled") == 1
     assert count_of(page, "refused") == 0
@@ -229,7 +232,11 @@ async def test_invite_again_asks_then_invites(console: PagesEnv) -> None:
     assert "再次发送加入邀请" in text
     assert len(env.wecom_state.invitations) == invites + 1
     [note] = await env.store.audit_list(member_id="2021002", limit=1)
-    assert note.detail == "invite again: sent"
+    assert (note.action, note.detail, note.who) == (
+        AuditAction.INVITE,
+        "invited again (batch/invite)",
+        f"admin:{ADMIN}",
+    )
 
 
 async def test_the_chase_list_is_excel_ready_csv_without_phones(console: PagesEnv) -> None:
@@ -306,3 +313,36 @@ async def test_an_upload_previews_then_imports_all_on_confirmation(console: Page
     assert status == 400
     [note] = await env.store.audit_list(member_id="*", limit=1)
     assert note.detail == "directory import: 2 entries from students.csv"
+
+
+async def test_a_2_1_dispute_resolved_in_the_console(console: PagesEnv) -> None:
+    env = console
+    # 赵六 is created in WeCom by the flow with 13800000004; 李四 says the phone is his and meets 2.1.
+    await _bind(env, "2021004", "13800000004")
+    assert "手机号已绑定其他账号" in await _bind(env, "2021002", "13800000004")
+    stuck = await _page(env, "/admin/stuck")
+    row = stuck[stuck.index('data-member="2021002"') :]
+    assert "2021004" in row[: row.index("</tr>")]
+    # After checking with both students, the administrator releases 赵六's binding.
+    status, text = await _post(
+        env,
+        "/admin/students/2021004/release",
+        {"confirmed": "yes", "reason": "号码属于李四，已核实"},
+        page="/admin/students/2021004",
+    )
+    assert status == 200
+    # WeCom keeps a member with neither mobile nor email from being (60129): the console says what to
+    # do there, and the administrator does it in WeCom's admin console (here the emulator's).
+    assert "60129" in text
+    assert "138****0004" in text
+    async with env.http.post(
+        env.wecom.make_url("/_sandbox/console/members/2021004"),
+        json={"email": "zhaoliu@example.edu", "mobile": ""},
+    ) as cleared:
+        assert cleared.status == 200, await cleared.text()
+    # 李四 binds the phone now, and is no longer stuck.
+    assert "手机号已绑定其他账号" not in await _bind(env, "2021002", "13800000004")
+    binding = await env.store.get_binding("2021002")
+    assert binding is not None
+    assert binding.phone == "13800000004"
+    assert 'data-member="2021002"' not in await _page(env, "/admin/stuck")

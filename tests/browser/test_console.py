@@ -107,6 +107,8 @@ def test_an_administrator_follows_the_campaign_and_resolves_a_2_1_dispute(
     page.get_by_role("button", name="确定解除绑定").click()
     expect(page.locator("#outcome")).to_contain_text("已解除 2021002 的绑定")
     expect(page.locator("#outcome")).to_contain_text("138****0002")
+    expect(page.locator("#outcome")).to_contain_text("企业微信")  # and what became of the phone there
+    admin.shot("released")
     [release] = [r for r in demo.audit("2021002") if r.action == "delete"]
     assert release.who == f"admin:{DEMO_ADMIN}"
     assert "工单 7" in release.source

@@ -40,6 +40,7 @@ def setup_admin(app: web.Application) -> None:
     router.add_post(auth.PREFIX + "/logout", views.logout, name="admin-logout")
     router.add_get(auth.PREFIX + "/stuck", views.stuck, name="admin-stuck")
     router.add_post(auth.PREFIX + "/inbox/{action}", views.inbox_action, name="admin-inbox")
+    router.add_post(auth.PREFIX + "/stuck/verify", views.verify_holder, name="admin-verify")
     router.add_get(auth.PREFIX + "/students", views.search, name="admin-search")
     router.add_get(auth.PREFIX + "/students/{member_id}", views.student, name="admin-student")
     router.add_post(auth.PREFIX + "/students/{member_id}/reveal", views.reveal, name="admin-reveal")

@@ -25,7 +25,7 @@ from callback_service.web.keys import CLOCK, SESSIONS, STORE, WECOM_APP, WECOM_C
 from handlers.core.binding import AuditAction, AuditRecord, Binding, BindingState, DirectoryEntry
 from handlers.core.member import MemberSeen, MemberStatus
 from handlers.core.phone import mask_phone
-from handlers.core.wecom_errors import UserNotFound, WeComError
+from handlers.core.wecom_errors import MobileNotFound, UserNotFound, WeComError
 from handlers.usecases.binding_flow import INVITE_MEMORY, invite_key
 from handlers.usecases.contacts import ContactsThenApp
 from handlers.usecases.release import InWeCom, release
@@ -192,6 +192,42 @@ async def inbox_action(request: web.Request, admin: Admin) -> web.StreamResponse
         await store.audit_note(NOT_A_STUDENT, AuditAction.CONSOLE, what, actor=admin.actor(what))
     log.info("admin %s: %s (%d)", admin.member_id, what, count)
     return message(request, admin, title="已完成" if count else "没有变化", text=text, link=back)
+
+
+@console
+async def verify_holder(request: web.Request, admin: Admin) -> web.StreamResponse:
+    """POST /admin/stuck/verify: ask WeCom who holds the phone that the store gives to a member
+    (user/getuserid, sparingly: WeCom caps its misses), for a 2.1 dispute."""
+    form = await request.post()
+    holder = form.get("holder")
+    if not isinstance(holder, str) or not _MEMBER_ID.match(holder):
+        raise web.HTTPNotFound()
+    back = (url(request, "admin-stuck") + "#phone_taken", "返回待处理")
+    binding = await _store(request).get_binding(holder)
+    if binding is None or not binding.phone:
+        return message(
+            request, admin, title="无需核实", text=f"{holder} 在本系统中已没有绑定的手机号。", link=back
+        )
+    masked = mask_phone(binding.phone)
+    try:
+        wecom_holder: str | None = await request.app[WECOM_APP].user_getuserid(binding.phone)
+    except MobileNotFound:
+        wecom_holder = None
+    what = f"asked WeCom who holds {masked}: {wecom_holder or 'nobody'}"
+    await _store(request).audit_note(holder, AuditAction.CONSOLE, what, actor=admin.actor(what))
+    if wecom_holder == holder:
+        text = (
+            f"企业微信确认：{masked} 属于 {holder}，与本系统一致。"
+            f"如确认号码应归他人，可在 {holder} 的详情页解除绑定。"
+        )
+    elif wecom_holder is None:
+        text = (
+            f"企业微信中没有成员使用 {masked}（或该成员不在应用可见范围内）："
+            f"本系统 {holder} 的记录可能已过时。被拒绝的学生重新提交时，系统会先向企业微信核实。"
+        )
+    else:
+        text = f"企业微信中 {masked} 属于 {wecom_holder}，与本系统记录的 {holder} 不一致。"
+    return message(request, admin, title="企业微信的核实结果", text=text, link=back)
 
 
 # one student

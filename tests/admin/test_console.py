@@ -346,3 +346,29 @@ async def test_a_2_1_dispute_resolved_in_the_console(console: PagesEnv) -> None:
     assert binding is not None
     assert binding.phone == "13800000004"
     assert 'data-member="2021002"' not in await _page(env, "/admin/stuck")
+
+
+async def test_who_wecom_says_holds_a_disputed_phone(console: PagesEnv) -> None:
+    env = console
+    await _bind(env, "2021004", "13800000004")
+    await _bind(env, "2021002", "13800000004")
+    stuck = await _page(env, "/admin/stuck")
+    assert "向企业微信核实" in stuck
+    status, text = await _post(env, "/admin/stuck/verify", {"holder": "2021004"}, page="/admin/stuck")
+    assert status == 200
+    assert "企业微信确认：138****0004 属于 2021004" in text
+    # The phone changed in WeCom's admin console, and nobody told the store: WeCom says so.
+    async with env.http.post(
+        env.wecom.make_url("/_sandbox/console/members/2021004"), json={"email": "z@example.edu", "mobile": ""}
+    ) as cleared:
+        assert cleared.status == 200
+    status, text = await _post(env, "/admin/stuck/verify", {"holder": "2021004"}, page="/admin/stuck")
+    assert "企业微信中没有成员使用 138****0004" in text
+    assert not FULL_PHONE.search(text)
+    notes = [
+        r.detail for r in await env.store.audit_list(member_id="2021004") if r.action is AuditAction.CONSOLE
+    ]
+    assert notes == [
+        "asked WeCom who holds 138****0004: nobody",
+        "asked WeCom who holds 138****0004: 2021004",
+    ]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from http.cookies import SimpleCookie
 
+from yarl import URL
+
 from handlers.core.binding import AuditAction
 from tests.admin.conftest import MakeEnv
 from tests.admin.support import ADMIN, ADMIN_COOKIE, admin_cookie, admin_login, csrf_of
@@ -144,3 +146,16 @@ async def test_logout_ends_the_consoles_session(make_env: MakeEnv) -> None:
     assert response.status == 200
     assert "已退出" in await response.text()
     assert (await env.client.get("/admin", allow_redirects=False)).status == 302
+
+
+async def test_a_students_session_cookie_is_no_administrators(make_env: MakeEnv) -> None:
+    env = await make_env(admins=ADMIN)
+    # The administrator logs in to the students' pages: that session is a student's, not the console's.
+    assert (await env.login(ADMIN)).status == 302
+    jar = env.client.session.cookie_jar
+    [student] = [morsel.value for morsel in jar if morsel.key == "wecom_bind_session"]
+    jar.clear(lambda morsel: morsel.key == "wecom_bind_session")
+    jar.update_cookies({ADMIN_COOKIE: student}, URL(str(env.client.make_url("/admin"))))
+    response = await env.client.get("/admin", allow_redirects=False)
+    assert response.status == 302
+    assert response.headers["Location"].startswith(env.settings.cas_base_url)

@@ -123,16 +123,24 @@ def _nav(request: web.Request) -> list[tuple[str, str]]:
 
 
 def console(view: ConsoleView) -> Handler:
-    """Open a view to the listed administrators only, check the CSRF token of a urlencoded POST, keep
-    the session alive, and show every failure as a console page (a 404 as the site's own)."""
+    """Open a view to the listed administrators only, check the CSRF token of every POST, keep the
+    session alive, and show every failure as a console page (a 404 as the site's own)."""
+    return _console(view, own_csrf=False)
 
+
+def console_upload(view: ConsoleView) -> Handler:
+    """As console, for a view that streams a large multipart body and checks its CSRF token itself."""
+    return _console(view, own_csrf=True)
+
+
+def _console(view: ConsoleView, *, own_csrf: bool) -> Handler:
     @functools.wraps(view)
     async def wrapped(request: web.Request) -> web.StreamResponse:
         try:
             admin = await _admin(request)
             if admin is None:
                 return await _to_cas(request)
-            if request.method == "POST" and request.content_type != "multipart/form-data":
+            if request.method == "POST" and not own_csrf:
                 form = await request.post()
                 token = form.get("csrf")
                 if not admin.session.csrf_ok(token if isinstance(token, str) else None):

@@ -15,7 +15,7 @@ from urllib.parse import quote
 from aiohttp import BodyPartReader, web
 
 from callback_service.admin import campaign
-from callback_service.admin.auth import Admin, console, message, render, url
+from callback_service.admin.auth import Admin, console, console_upload, message, render, url
 from callback_service.admin.chart import NARROW, lay_out
 from callback_service.admin.contracts import ConsoleStore
 from callback_service.admin.keys import ADMIN_SESSIONS
@@ -574,7 +574,7 @@ async def directory_page(request: web.Request, admin: Admin) -> web.StreamRespon
     return render(request, admin, "directory.html", {"count": count, "error": None})
 
 
-@console
+@console_upload
 async def directory_upload(request: web.Request, admin: Admin) -> web.StreamResponse:
     """POST /admin/directory (multipart): check the CSV with the import's own rules and show every
     problem by line; a good file waits for confirmation, nothing is written yet."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from http.cookies import SimpleCookie
 
+import aiohttp
 from yarl import URL
 
 from handlers.core.binding import AuditAction
@@ -159,3 +160,16 @@ async def test_a_students_session_cookie_is_no_administrators(make_env: MakeEnv)
     response = await env.client.get("/admin", allow_redirects=False)
     assert response.status == 302
     assert response.headers["Location"].startswith(env.settings.cas_base_url)
+
+
+async def test_a_multipart_post_without_the_token_does_nothing_either(make_env: MakeEnv) -> None:
+    env = await make_env(admins=ADMIN)
+    await env.store.directory_upsert([])
+    assert (await admin_login(env)).status == 200
+    form = aiohttp.FormData()
+    form.add_field("confirmed", "yes")
+    form.add_field("reason", "forged")
+    form.add_field("x", b"", filename="x.bin")  # a multipart body
+    response = await env.client.post("/admin/students/2021001/invite", data=form)
+    assert response.status == 403
+    assert await env.store.audit_list(member_id="2021001") == []

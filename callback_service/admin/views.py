@@ -293,6 +293,7 @@ async def _student_page(request: web.Request, admin: Admin, *, revealed: bool) -
         )
     live = await _read_live(request, member_id)
     history = await store.audit_list(member_id=member_id, limit=50)
+    seen = await store.member_seen(member_id)
     show = (lambda phone: phone) if revealed else mask_phone
     context = {
         "member_id": member_id,
@@ -304,8 +305,8 @@ async def _student_page(request: web.Request, admin: Admin, *, revealed: bool) -
         "previous_phone": show(binding.previous_phone) if binding and binding.previous_phone else None,
         "binding_updated": when(binding.updated_at) if binding else None,
         "live": live,
-        "seen": await store.member_seen(member_id),
-        "seen_label": _seen_label(await store.member_seen(member_id)),
+        "seen": seen,
+        "seen_label": _seen_label(seen),
         "history": [_history_row(record) for record in history],
         "revealed": revealed,
         "base": url(request, "admin-student", member_id=member_id),

@@ -34,6 +34,7 @@ def setup_admin(app: web.Application) -> None:
         undefined=jinja2.StrictUndefined,
         auto_reload=False,
     )
+    app[views.CAMPAIGN_CACHE] = views.CampaignCache()
     router = app.router
     router.add_get(auth.PREFIX, views.dashboard, name="admin")
     router.add_get(auth.CAS_RETURN_PATH, auth.cas_return, name="admin-cas")

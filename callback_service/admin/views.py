@@ -56,34 +56,71 @@ def when(at: float | None) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class _Campaign:
+class Campaign:
     """Everything the overview, the stuck list and the export read, at one moment."""
 
+    read_at: float
     rows: list[campaign.StudentRow]
     overview: campaign.Overview
     stuck: list[campaign.StuckStudent]
     directory: dict[str, DirectoryEntry]
     bindings: dict[str, Binding]
     seen: dict[str, MemberSeen]
+    activity: list[AuditRecord]
 
 
-async def _campaign(request: web.Request) -> _Campaign:
-    store = _store(request)
+CAMPAIGN_TTL: Final = 30.0
+"""How long one reading of the campaign serves every console page: it reads the whole directory and
+every binding on the SQLite store's one thread, which the students' writes share."""
+
+
+@dataclass(slots=True)
+class CampaignCache:
+    """The last reading of the campaign in this process; an action that changes it forgets it."""
+
+    last: Campaign | None = None
+
+    def forget(self) -> None:
+        """The next page reads the store again."""
+        self.last = None
+
+
+CAMPAIGN_CACHE: Final = web.AppKey("admin_campaign", CampaignCache)
+
+
+async def _campaign(request: web.Request) -> Campaign:
+    """The campaign as last read, if younger than CAMPAIGN_TTL and not refused (?fresh=1)."""
+    cache = request.app[CAMPAIGN_CACHE]
     now = request.app[CLOCK]()
+    last = cache.last
+    if last is not None and 0 <= now - last.read_at < CAMPAIGN_TTL and "fresh" not in request.query:
+        return last
+    store = _store(request)
     directory = await store.directory_list()
     bindings = {binding.member_id: binding for binding in await store.list_bindings()}
     seen = {member.member_id: member for member in await store.list_members_seen()}
     refusals = await store.audit_since(now - campaign.REFUSAL_DAYS * DAY, actions=[AuditAction.CONFLICT])
+    activity = await store.audit_since(
+        now - (campaign.CHART_DAYS + 1) * DAY, actions=[AuditAction.BIND, AuditAction.FOLLOW]
+    )
     stuck = campaign.stuck_students(refusals, bindings)
     rows = campaign.student_rows(directory, bindings, seen, stuck, now)
-    return _Campaign(
+    cache.last = Campaign(
+        read_at=now,
         rows=rows,
         overview=campaign.overview(rows, bindings, seen),
         stuck=stuck,
         directory={entry.member_id: entry for entry in directory},
         bindings=bindings,
         seen=seen,
+        activity=activity,
     )
+    return cache.last
+
+
+def _changed(request: web.Request) -> None:
+    """An action changed what the campaign counts: the next page reads it afresh."""
+    request.app[CAMPAIGN_CACHE].forget()
 
 
 # the campaign at a glance
@@ -92,13 +129,10 @@ async def _campaign(request: web.Request) -> _Campaign:
 @console
 async def dashboard(request: web.Request, admin: Admin) -> web.StreamResponse:
     """/admin: the counts overall and by 院系, and bindings and follows per day and per hour."""
-    now = request.app[CLOCK]()
     state = await _campaign(request)
-    records = await _store(request).audit_since(
-        now - (campaign.CHART_DAYS + 1) * DAY, actions=[AuditAction.BIND, AuditAction.FOLLOW]
-    )
-    daily = campaign.activity(records, now, hourly=False)
-    hourly = campaign.activity(records, now, hourly=True)
+    now = state.read_at
+    daily = campaign.activity(state.activity, now, hourly=False)
+    hourly = campaign.activity(state.activity, now, hourly=True)
     inbox = await _store(request).inbox_stats()
     context = {
         "overview": state.overview,
@@ -109,6 +143,7 @@ async def dashboard(request: web.Request, admin: Admin) -> web.StreamResponse:
         "stuck_count": len({student.member_id for student in state.stuck}),
         "inbox": inbox,
         "now": when(now),
+        "fresh_url": url(request, "admin") + "?fresh=1",
         "seen_count": len(state.seen),
     }
     return render(request, admin, "dashboard.html", context)
@@ -189,6 +224,7 @@ async def inbox_action(request: web.Request, admin: Admin) -> web.StreamResponse
         what = f"inbox: dropped dead letter #{item_id}"
         text = f"死信 #{item_id} 已删除。" if count else f"死信 #{item_id} 已不在死信列表中。"
     if count:
+        _changed(request)
         await store.audit_note(NOT_A_STUDENT, AuditAction.CONSOLE, what, actor=admin.actor(what))
     log.info("admin %s: %s (%d)", admin.member_id, what, count)
     return message(request, admin, title="已完成" if count else "没有变化", text=text, link=back)
@@ -383,6 +419,7 @@ async def student_action(request: web.Request, admin: Admin) -> web.StreamRespon
         confirm["error"] = "请填写解除绑定的原因（例如工单号、学生的申请）。"
         return render(request, admin, "confirm.html", confirm, status=400)
     back = (url(request, "admin-student", member_id=member_id), "返回学生详情")
+    _changed(request)
     if action == "release":
         done = await _release(request, admin, member_id, reason)
     elif action == "refresh":
@@ -631,6 +668,7 @@ async def directory_confirm(request: web.Request, admin: Admin) -> web.StreamRes
             status=400,
             link=back,
         )
+    _changed(request)
     report = await import_directory(request.app[STORE], base64.b64decode(encoded))
     if not report.ok:
         return message(

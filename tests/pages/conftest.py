@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpServer
 
+from callback_service.admin import setup_admin
 from callback_service.store import STORE
 from callback_service.web.app import create_app
 from callback_service.web.pages import PagesConfig
@@ -67,6 +68,7 @@ def make_env(
         }
         settings = world_settings(**values)
         app = create_app(settings, clock=clock, run_workers=False)
+        setup_admin(app)
         app[PAGES_CONFIG] = config or PagesConfig(departments={"电子电气工程学院": 2})
         client = await aiohttp_client(app)
         await app[STORE].directory_upsert(DIRECTORY)

@@ -1,7 +1,9 @@
-"""The store contract's reads for the admin console, on both backends: the whole directory, and the
-audit records of some actions since a time."""
+"""The store contract's reads for the admin console, on both backends and the in-memory store: the
+whole directory, and the audit records of some actions since a time."""
 
 from __future__ import annotations
+
+import pytest
 
 from handlers.core.binding import Actor, AuditAction, DirectoryEntry
 from handlers.core.phone import Phone
@@ -11,6 +13,13 @@ from tests.store.support import FakeClock
 STUDENT = Actor(who="student", source="web 127.0.0.1")
 WECOM = Actor(who="wecom", source="callback")
 LEASE = 60.0
+
+
+@pytest.fixture(params=["sqlite", "redis", "memory"])
+def store(request: pytest.FixtureRequest) -> Store:
+    """The store under test: each backend, and the in-memory store that the use cases' tests run on."""
+    backend: Store = request.getfixturevalue(f"{request.param}_store")
+    return backend
 
 
 async def test_directory_list_is_every_entry_by_student_id(store: Store) -> None:

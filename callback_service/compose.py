@@ -164,24 +164,39 @@ def inbox(settings: Settings, *, store: Store, dispatcher: Dispatcher, metrics: 
     )
 
 
-def cas_client(settings: Settings, *, session: aiohttp.ClientSession) -> CasClient:
-    """The CAS client of the students' logins."""
+def cas_client(
+    settings: Settings, *, session: aiohttp.ClientSession, return_path: str = CAS_RETURN_PATH
+) -> CasClient:
+    """The CAS client of the students' logins, or with its own return path another front's (the
+    console's: tickets for it open no student's session)."""
     return CasClient(
         session=session,
         cas_base_url=settings.cas_base_url,
         # The service URL comes from settings only, never from the Host header or a parameter; each
         # login adds its own state to it (views.bind).
-        service_url=settings.public_base_url + CAS_RETURN_PATH,
+        service_url=settings.public_base_url + return_path,
         validate_path=settings.cas_validate_path,
     )
 
 
 def binding_flow(
-    *, store: Store, clients: WeComClients, departments: Mapping[str, int], lease: float = DEFAULT_LEASE
+    *,
+    store: Store,
+    clients: WeComClients,
+    departments: Mapping[str, int],
+    lease: float = DEFAULT_LEASE,
+    clock: Clock = time.time,
 ) -> BindingFlow:
-    """The binding flow: members written with the contacts-sync secret, their status read with the app's."""
+    """The binding flow: members written with the contacts-sync secret, their status and a phone's
+    holder (user/getuserid) read with the app's."""
     return BindingFlow(
-        store=store, contacts=clients.contacts, reader=clients.app, departments=departments, lease=lease
+        store=store,
+        contacts=clients.contacts,
+        reader=clients.app,
+        holders=clients.app,
+        departments=departments,
+        lease=lease,
+        clock=clock,
     )
 
 

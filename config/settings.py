@@ -29,7 +29,10 @@ CONFIG_ENV: Final = "WECOM_BIND_CONFIG"
 DEFAULT_STORE_URL: Final = "sqlite:///data/wecom-bind.db"
 DEFAULT_WECOM_API_BASE: Final = "https://qyapi.weixin.qq.com"
 DEFAULT_SCHOOL_NAME: Final = "上海工程技术大学"
+DOMAIN_VERIFY_NAME: Final = re.compile(r"WW_verify_[A-Za-z0-9]{1,64}\.txt")
+"""The name of WeCom's trusted-domain verification file, as its console hands it out."""
 _CAS_ATTRIBUTE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9._-]{0,63}\Z")
+_ADMIN_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-@.]{0,63}\Z")
 
 ProxyNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -162,8 +165,16 @@ class Settings(BaseModel):
     )
     second_verification: bool = Field(default=False, description="WeCom's 二次验证 admission gate")
     tfa_mode: Literal["authsucc", "tfa"] = Field(
-        default="authsucc",
-        description="二次验证's API: user/authsucc, or auth/get_tfa_info then user/tfa_succ",
+        default="tfa",
+        description="二次验证's API: auth/get_tfa_info then user/tfa_succ, or user/authsucc",
+    )
+    help_contact: str = Field(
+        default="学校信息中心", min_length=1, max_length=120,
+        description="whom a disabled or departed member asks (e.g. 辅导员, or the IT office with a phone)",
+    )
+    domain_verify_file: Path | None = Field(
+        default=None,
+        description="the WW_verify_*.txt file of WeCom's trusted domain (可信域名), served at the root",
     )
     departments: dict[str, int] = Field(
         default_factory=dict, description="院系 name -> WeCom department id, for members created on binding"
@@ -188,6 +199,9 @@ class Settings(BaseModel):
     )
     log_format: Literal["json", "text"] | None = Field(
         default=None, description="json (one object per line) or text; serve defaults to json, demo to text"
+    )
+    admins: Annotated[frozenset[str], NoDecode] = Field(
+        default=frozenset(), description="the CAS ids (学号/工号) let into /admin; empty: no console (404)"
     )
 
     @field_validator("encoding_aes_key", "contacts_encoding_aes_key")
@@ -262,6 +276,20 @@ class Settings(BaseModel):
             raise ValueError("must start with sqlite:/// or redis://")
         return value
 
+    @field_validator("domain_verify_file", mode="before")
+    @classmethod
+    def _check_domain_verify_file(cls, raw: object) -> Path | None:
+        if raw is None or raw == "":
+            return None
+        if not isinstance(raw, str | Path):
+            raise ValueError("must be the path of the WW_verify_<code>.txt file")
+        value = Path(raw)
+        if not DOMAIN_VERIFY_NAME.fullmatch(value.name):
+            raise ValueError("must name the WW_verify_<code>.txt file downloaded from WeCom's console")
+        if not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
     @field_validator("departments")
     @classmethod
     def _check_departments(cls, value: dict[str, int]) -> dict[str, int]:
@@ -308,6 +336,31 @@ class Settings(BaseModel):
             except ValueError:
                 raise ValueError(f"{str(item)[:64]!r} is not an IP address or a CIDR network") from None
         return tuple(networks)
+
+    @field_validator("admins", mode="before")
+    @classmethod
+    def _read_admins(cls, value: object) -> frozenset[str]:
+        # From the environment: a comma-separated string, or a JSON list.
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    value = json.loads(text)
+                except ValueError:
+                    raise ValueError("must be a JSON list or comma-separated ids") from None
+            else:
+                value = text.split(",")
+        if not isinstance(value, list | tuple | set | frozenset):
+            raise ValueError("must be a list of ids")
+        admins = set()
+        for item in value:
+            member_id = item.strip() if isinstance(item, str) else None
+            if member_id == "":
+                continue
+            if member_id is None or not _ADMIN_ID.match(member_id):
+                raise ValueError(f"{str(item)[:64]!r} is not a CAS id (letters, digits and _-@. only)")
+            admins.add(member_id)
+        return frozenset(admins)
 
     @field_validator("metrics_token")
     @classmethod

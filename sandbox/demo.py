@@ -21,6 +21,7 @@ import jinja2
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from callback_service.admin import setup_admin
 from callback_service.callbacks import endpoint as callback_endpoint
 from callback_service.logs import configure_logging
 from callback_service.ops.processes import run_app
@@ -40,6 +41,8 @@ from sandbox.wecom_state import APP, CONTACTS
 DEMO_CORP_ID: Final = "wwdemo0000000000ce"
 DEMO_AGENT_ID: Final = 1000002
 DEMO_PASSWORD: Final = "demo1234"  # noqa: S105 - the emulated CAS accounts of the demo, shown on its start page
+DEMO_ADMIN: Final = "admin"
+"""The demo's administrator: a CAS account (工号) listed in WECOM_BIND_ADMINS, for the console at /admin."""
 CAS_MOUNT: Final = "/sandbox/cas"
 WECOM_MOUNT: Final = "/sandbox/wecom"
 
@@ -95,6 +98,7 @@ def demo_settings(*, host: str, port: int, data_dir: Path) -> Settings:
             "follow_url": base + WECOM_MOUNT + "/follow",
             "session_secret": secrets.token_urlsafe(32),
             "log_level": "INFO",
+            "admins": [DEMO_ADMIN],
         }
     )
 
@@ -116,6 +120,7 @@ def cas_users(
         users[student.member_id] = CasUser(
             member_id=student.member_id, password=DEMO_PASSWORD, name=student.name, attributes=attributes
         )
+    users[DEMO_ADMIN] = CasUser(member_id=DEMO_ADMIN, password=DEMO_PASSWORD, name="管理员", attributes={})
     return users
 
 
@@ -134,6 +139,7 @@ def _start_page(settings: Settings) -> Handler:
             student={s.member_id: s for s in DEMO_STUDENTS},
             visitor=(DEMO_VISITOR_NAME, DEMO_VISITOR_PHONE),
             password=DEMO_PASSWORD,
+            admin=DEMO_ADMIN,
         )
         return web.Response(text=html, content_type="text/html")
 
@@ -253,6 +259,7 @@ def create_demo_app(
     for stale in data_dir.glob("demo.db*"):
         stale.unlink()
     app = create_app(settings)
+    setup_admin(app)
     app[PAGES_CONFIG] = PagesConfig(departments=demo_departments())
     app.cleanup_ctx.append(directory_seeder(organisation=organisation))
     app.router.add_get("/", _start_page(settings), name="demo-start")

@@ -39,6 +39,7 @@ from sandbox.wecom_keys import (
     WECOM_SANDBOX_STATE,
 )
 from sandbox.wecom_push import CallbackTarget, Pusher
+from sandbox.wecom_rules import InvalidMobile, wecom_mobile
 from sandbox.wecom_state import (
     APP,
     CONTACTS,
@@ -190,6 +191,7 @@ def _setup_api_routes(app: web.Application) -> None:
         ("POST", "user/update", _user_update, "contacts"),
         ("GET", "user/delete", _user_delete, "contacts"),
         ("POST", "user/list_id", _user_list_id, "contacts"),
+        ("POST", "user/getuserid", _user_getuserid, "any"),
         ("POST", "user/convert_to_openid", _convert_to_openid, "any"),
         # 二次验证: the documented path resolves the code with the contacts-sync assistant, then calls
         # user/authsucc (document/path/90203: "企业收到code后，使用'通讯录同步助手'调用接口'根据code获取
@@ -325,6 +327,23 @@ async def _user_get(request: web.Request, state: WeComSandboxState, body: dict[s
     return member.as_json(
         sensitive=label == CONTACTS or state.app_sees_sensitive, hidden_as_empty=state.hidden_as_empty
     )
+
+
+async def _user_getuserid(request: web.Request, state: WeComSandboxState, body: dict[str, Any]) -> ApiResult:
+    # document/path/95402: {"mobile"} → {"userid"}; "应用须拥有指定成员的查看权限". A mobile no member holds,
+    # or one held outside the app's visible range, answers 46004 (90313 46004: "根据手机号或邮箱地址查userid
+    # 时，传入的手机号或邮箱不存在企业通讯录中，或者不在应用的可见范围之内").
+    mobile = _text(body, "mobile")
+    if not mobile:
+        raise SandboxError(41009, "missing mobile")
+    try:
+        phone = wecom_mobile(mobile)
+    except InvalidMobile:
+        raise SandboxError(46004, "user not found") from None
+    member = state.member_by_mobile(phone)
+    if member is None or (request[_LABEL] == APP and not state.visible(member)):
+        raise SandboxError(46004, "user not found")
+    return {"userid": member.userid}
 
 
 async def _user_create(request: web.Request, state: WeComSandboxState, body: dict[str, Any]) -> ApiResult:

@@ -512,6 +512,10 @@ class WeComSandboxState:
             raw = changes["mobile"]
             phone = self._mobile(raw if isinstance(raw, str) else None)
             self._check_mobile_free(phone, member)
+            email = changes.get("email", member.email)
+            if phone is None and not email:
+                # go-workwx errcodes (90313): "60129 成员手机和邮箱都为空 … 成员手机和邮箱至少有个非空".
+                raise SandboxError(60129, "mobile and email are both empty")
         departments = member.department
         if "department" in changes:
             departments = self._departments(changes["department"])

@@ -25,7 +25,15 @@ from callback_service.store.common import (
     positive,
 )
 from callback_service.store.rules_runner import MAX_READS, RulesRunner
-from handlers.core.binding import Actor, AuditRecord, Binding, DirectoryEntry, InboxItem, InboxStats
+from handlers.core.binding import (
+    Actor,
+    AuditAction,
+    AuditRecord,
+    Binding,
+    DirectoryEntry,
+    InboxItem,
+    InboxStats,
+)
 from handlers.core.member import MemberSeen
 from handlers.core.rules import Decision, Draft, Key, KeyKind, Row, Unread, Value, decide
 from handlers.usecases.contracts import Clock, StoreUnavailable
@@ -175,6 +183,12 @@ class MemoryStore(RulesRunner):
         await self._turn()
         found = [r for r in reversed(self._audit) if member_id is None or r.member_id == member_id]
         return found[:limit]
+
+    async def audit_since(self, since: float, *, actions: Collection[AuditAction]) -> list[AuditRecord]:
+        """Return the audit records of the given actions written at or after since, oldest first."""
+        wanted = {AuditAction(action) for action in actions}
+        await self._turn()
+        return [r for r in self._audit if r.at >= since and r.action in wanted]
 
     async def audit_prune(self, before: float, *, member_id: str | None = None) -> int:
         """Delete the audit records written before the time given."""

@@ -229,7 +229,7 @@ def test_stores_clients_and_use_cases_are_built_in_the_composition_root_only() -
 
 
 SHARED = ("callback_service.client_address", "callback_service.qr", "callback_service.logs",
-          "callback_service.metrics", "callback_service.answers")
+          "callback_service.metrics", "callback_service.answers", "callback_service.directory")
 
 
 @pytest.mark.parametrize(
@@ -241,7 +241,8 @@ SHARED = ("callback_service.client_address", "callback_service.qr", "callback_se
         ("callback_service/callbacks", ("callback_service.web", "callback_service.ops", "callback_service.compose",
                                         "callback_service.store")),
         ("callback_service/compose.py", ("callback_service.web", "callback_service.ops")),
-        ("callback_service/web", ("callback_service.ops",)),
+        ("callback_service/web", ("callback_service.ops", "callback_service.admin")),
+        ("callback_service/admin", ("callback_service.ops",)),
         *[(f"callback_service/{name.rpartition('.')[2]}.py", ("callback_service.web", "callback_service.ops",
                                                                "callback_service.callbacks", "callback_service.store",
                                                                "callback_service.compose"))

@@ -37,6 +37,7 @@ from handlers.core.wecom_errors import (
     InvalidSecret,
     MobileExists,
     MobileInvalid,
+    MobileNotFound,
     OutsideVisibleRange,
     RateLimited,
     UserIdExists,
@@ -74,6 +75,7 @@ __all__ = [
     "InvalidSecret",
     "MobileExists",
     "MobileInvalid",
+    "MobileNotFound",
     "OutsideVisibleRange",
     "RateLimited",
     "TokenProbe",
@@ -254,6 +256,16 @@ class WeComClient:
             mobile_shown="mobile" in data,
             raw=data,
         )
+
+    async def user_getuserid(self, mobile: str) -> str:
+        """user/getuserid (document/path/95402): the member holding this mobile; MobileNotFound (46004)
+        when none does, or none inside the app's visible range. WeCom bars the API for a day once its
+        misses exceed 20% of the organisation's member cap: callers count their misses."""
+        data = await self._call("POST", "user/getuserid", json_body={"mobile": mobile})
+        userid = data.get("userid")
+        if not isinstance(userid, str) or not userid:
+            raise WeComUnavailable(-1, "user/getuserid answered without a userid")
+        return userid
 
     async def user_create(
         self,

@@ -17,9 +17,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from callback_service import compose, qr
+from callback_service import compose, directory, qr
+from callback_service.admin import setup_admin
 from callback_service.logs import configure_logging
-from callback_service.ops import admin, backup, directory, packages, personal_data
+from callback_service.ops import admin, backup, packages, personal_data
 from callback_service.ops.processes import run_app, run_processes
 from callback_service.web.app import create_app
 from config import Settings, SettingsError, env_name, load_public_base_url, load_settings
@@ -63,9 +64,16 @@ def _serve(args: argparse.Namespace) -> int:
     if args.port is None:
         args.port = settings.port
     if args.processes == 1:
-        return _run(create_app(settings), args)
-    return run_processes(lambda: create_app(settings), host=args.host, port=args.port,
+        return _run(_service_app(settings), args)
+    return run_processes(lambda: _service_app(settings), host=args.host, port=args.port,
                          processes=args.processes)
+
+
+def _service_app(settings: Settings) -> web.Application:
+    # The console sits above the app factory (it uses the pages' sessions): mounted here, not by it.
+    app = create_app(settings)
+    setup_admin(app)
+    return app
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -133,12 +141,19 @@ def _add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     by_phone.set_defaults(
         run=_store_command(lambda store, a: admin.binding_by_phone(store, _phone_arg(a.phone), print))
     )
-    release = binding_commands.add_parser("release", help="free a member's phone and binding (audited)")
+    release = binding_commands.add_parser(
+        "release", help="free a member's phone and binding (audited), and the phone in WeCom where it allows"
+    )
     release.add_argument("member_id", metavar="ID", type=_member_id)
     release.add_argument("--reason", required=True, metavar="TEXT", type=_reason)
-    release.set_defaults(
-        run=_store_command(lambda store, a: admin.binding_release(store, a.member_id, a.reason, print))
+    release.set_defaults(run=_store_command(_binding_release))
+
+    invite = commands.add_parser(
+        "invite", help="invite members again on purpose (the flow invites each member once), audited"
     )
+    invite.add_argument("member_ids", nargs="+", metavar="ID", type=_member_id)
+    invite.add_argument("--reason", required=True, metavar="TEXT", type=_reason)
+    invite.set_defaults(run=_store_command(_invite))
 
     audit = commands.add_parser("audit", help="the audit log, newest first; or prune it")
     audit.add_argument("--member", metavar="ID", type=_member_id)
@@ -253,6 +268,18 @@ async def _student_erase(store: Store, args: argparse.Namespace) -> int:
         f"{erasure.audit_records} audit record(s) past retention deleted"
     )
     return 0
+
+
+async def _binding_release(store: Store, args: argparse.Namespace) -> int:
+    from callback_service.ops.release import release_command
+
+    return await release_command(store, _settings(args), args.member_id, args.reason, print)
+
+
+async def _invite(store: Store, args: argparse.Namespace) -> int:
+    from callback_service.ops.release import invite_command
+
+    return await invite_command(store, _settings(args), list(args.member_ids), args.reason, print)
 
 
 async def _reconcile(store: Store, args: argparse.Namespace) -> int:

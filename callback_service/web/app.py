@@ -18,6 +18,7 @@ from callback_service.compose import CLOCK, HTTP, SETTINGS, WeComClients
 from callback_service.metrics import METRICS, Metrics
 from callback_service.store import STORE
 from callback_service.web import health
+from callback_service.web.domain_verify import setup_domain_verify
 from callback_service.web.middlewares import service_middleware
 from callback_service.web.pages import setup_pages
 from config import Settings
@@ -119,4 +120,5 @@ def create_app(
     app.cleanup_ctx.append(_inbox_ctx(run_workers=run_workers))
     setup_routes(app)
     setup_pages(app)
+    setup_domain_verify(app)
     return app

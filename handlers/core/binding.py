@@ -87,7 +87,9 @@ class Claim:
 
 
 class AuditAction(enum.StrEnum):
-    """What a binding change did, as the audit log records it."""
+    """What a binding change did, as the audit log records it; the last four are things done about a
+    member that change no binding (a data request's export or erasure, an administrator's reveal of a
+    full phone or another action of the admin console)."""
 
     CLAIM = "claim"
     BIND = "bind"
@@ -103,6 +105,10 @@ class AuditAction(enum.StrEnum):
     CONFLICT = "conflict"
     EXPORT = "export"
     ERASE = "erase"
+    JOINED = "joined"
+    INVITE = "invite"
+    REVEAL = "reveal"
+    CONSOLE = "console"
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,7 +48,14 @@ class UserIdExists(WeComRefusal):
 
 
 class UserNotFound(WeComRefusal):
-    """60111: no member has this userid."""
+    """60111: no member has this userid, or (WeCom's own list of causes, 90313 60111: "d) 成员不在应用
+    可见范围内") none that this secret may see: from the app's secret it may mean 60011."""
+
+
+class MobileNotFound(WeComRefusal):
+    """46004 from user/getuserid: no member has this mobile, or none inside the app's visible range
+    (90313 46004: "根据手机号或邮箱地址查userid时，传入的手机号或邮箱不存在企业通讯录中，
+    或者不在应用的可见范围之内")."""
 
 
 class MobileInvalid(WeComRefusal):
@@ -169,6 +176,7 @@ _ERRORS: Final[Mapping[int, type[WeComError]]] = {
     60104: MobileExists,
     60102: UserIdExists,
     60111: UserNotFound,
+    46004: MobileNotFound,
     60103: MobileInvalid,
     40029: InvalidCode,
 }

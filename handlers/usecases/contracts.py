@@ -61,15 +61,27 @@ class Locks(Protocol):
         ...
 
 
-class KeyValueStore(Remembers, Locks, Protocol):
+class RemembersMany(Protocol):
+    """Many key-value entries read at once."""
+
+    async def kv_get_many(self, keys: Sequence[str]) -> list[str | None]:
+        """Return the value of each key in order (None when absent or expired), read at once."""
+        ...
+
+
+class Counters(Protocol):
+    """Counters with expiry (rate limits, daily budgets)."""
+
+    async def kv_incr(self, key: str, *, ttl: float) -> int:
+        """Increment a counter, creating it at 1 with the ttl when absent; return the new count."""
+        ...
+
+
+class KeyValueStore(Remembers, RemembersMany, Counters, Locks, Protocol):
     """Key-value entries with expiry (token cache, CAS/OAuth state, rate limits) and leased locks."""
 
     async def kv_set_if_absent(self, key: str, value: str, *, ttl: float) -> bool:
         """Set the value only if absent or expired; True when this call set it."""
-        ...
-
-    async def kv_get_many(self, keys: Sequence[str]) -> list[str | None]:
-        """Return the value of each key in order (None when absent or expired), read at once."""
         ...
 
     async def kv_apply(
@@ -89,10 +101,6 @@ class KeyValueStore(Remembers, Locks, Protocol):
 
     async def kv_delete(self, key: str) -> None:
         """Delete the entry if present."""
-        ...
-
-    async def kv_incr(self, key: str, *, ttl: float) -> int:
-        """Increment a counter, creating it at 1 with the ttl when absent; return the new count."""
         ...
 
     async def kv_incr_under(self, limits: Mapping[str, int], *, ttl: float) -> str | None:
@@ -144,15 +152,19 @@ class DirectoryLookup(Protocol):
         ...
 
 
-class Directory(DirectoryLookup, Protocol):
+class DirectorySize(Protocol):
+    """How many students the school directory holds."""
+
+    async def directory_count(self) -> int:
+        """Return the number of students in the directory."""
+        ...
+
+
+class Directory(DirectoryLookup, DirectorySize, Protocol):
     """The school directory: import, count and erasure besides the lookup."""
 
     async def directory_upsert(self, entries: Sequence[DirectoryEntry]) -> int:
         """Insert or replace directory entries, all or nothing; return how many were written."""
-        ...
-
-    async def directory_count(self) -> int:
-        """Return the number of students in the directory."""
         ...
 
     async def directory_list(self) -> list[DirectoryEntry]:
@@ -207,6 +219,18 @@ class Claims(Protocol):
 
     async def release_claim(self, claim: Claim) -> bool:
         """Give the claim up, back to the member's previous state; False when it was no longer held."""
+        ...
+
+
+class StalePhones(Protocol):
+    """A phone the store gives to a member that WeCom does not (rules.stale_phone)."""
+
+    async def release_stale_phone(
+        self, phone: Phone, *, claimant: str, wecom_holder: str | None, actor: Actor
+    ) -> bool:
+        """Before 2.1 is refused on the store's word alone: WeCom gives the phone to wecom_holder (None:
+        to nobody). Strip it, audited, from a store holder that WeCom contradicts (not from a live claim);
+        True when the phone is free for the claimant now (rules.stale_phone)."""
         ...
 
 
@@ -275,16 +299,24 @@ class ConflictAudit(Protocol):
         ...
 
 
-class Audit(ConflictAudit, Protocol):
+class AuditNotes(Protocol):
+    """The audit record of something done about a member that changes no binding."""
+
+    async def audit_note(self, member_id: str, action: AuditAction, detail: str, *, actor: Actor) -> None:
+        """Append an audit record of something done about the member that changes no binding
+        (a data request's export or erasure)."""
+        ...
+
+
+class Audit(ConflictAudit, AuditNotes, Protocol):
     """The audit log (I5): listing, notes and pruning besides conflicts."""
 
     async def audit_list(self, *, member_id: str | None = None, limit: int = 100) -> list[AuditRecord]:
         """Return audit records, newest first, optionally of one member only."""
         ...
 
-    async def audit_note(self, member_id: str, action: AuditAction, detail: str, *, actor: Actor) -> None:
-        """Append an audit record of something done about the member that changes no binding
-        (a data request's export or erasure)."""
+    async def audit_since(self, since: float, *, actions: Collection[AuditAction]) -> list[AuditRecord]:
+        """Return the audit records of the given actions written at or after since, oldest first."""
         ...
 
     async def audit_prune(self, before: float, *, member_id: str | None = None) -> int:
@@ -362,6 +394,7 @@ class Store(
     Directory,
     BindingLookup,
     Claims,
+    StalePhones,
     MemberChanges,
     Settling,
     Integrity,
@@ -384,8 +417,22 @@ class Store(
 # What each use case needs of the store: the backends fulfil every one of them, structurally.
 
 
-class BindingFlowStore(DirectoryLookup, BindingLookup, Claims, ConflictAudit, Protocol):
-    """The binding flow's store: a student's directory entry and binding, claims, refused changes."""
+class BindingFlowStore(
+    Remembers,
+    Counters,
+    DirectoryLookup,
+    DirectorySize,
+    MemberRecords,
+    BindingLookup,
+    Claims,
+    StalePhones,
+    ConflictAudit,
+    AuditNotes,
+    Protocol,
+):
+    """The binding flow's store: a student's directory entry and binding, WeCom's word on the member,
+    claims, a stale holder's phone, refused changes and notes, and what it remembers and counts (an
+    invitation, a member it created, a day's user/getuserid misses)."""
 
 
 class CallbackStore(Remembers, BindingLookup, MemberChanges, ConflictAudit, Protocol):
@@ -398,5 +445,6 @@ class AdmissionStore(BindingLookup, MemberRecords, ConflictAudit, Protocol):
     admission the rules refused."""
 
 
-class ReconcileStore(DirectoryLookup, BindingLookup, Settling, Protocol):
-    """Reconcile's store: the directory and bindings to compare, and each drift's fix."""
+class ReconcileStore(DirectoryLookup, BindingLookup, Settling, RemembersMany, Protocol):
+    """Reconcile's store: the directory and bindings to compare, each drift's fix, and which members
+    the flow created (kv)."""

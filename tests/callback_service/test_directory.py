@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from callback_service.directory import import_directory, parse_directory
 from callback_service.ops.cli import main
-from callback_service.ops.directory import import_directory, parse_directory
 from callback_service.store import open_store
 from handlers.core.binding import DirectoryEntry
 from handlers.usecases.contracts import Store

@@ -40,6 +40,7 @@ from callback_service.store import open_store
 from handlers.core.binding import Actor, AuditAction, Binding, BindingState, DirectoryEntry
 from handlers.core.phone import Phone
 from handlers.core.reconcile import Fix
+from handlers.usecases.binding_flow import created_key
 from handlers.usecases.contacts import ContactMember
 from handlers.usecases.contracts import Store
 from sandbox.wecom import create_wecom_sandbox
@@ -763,3 +764,55 @@ async def test_an_assistant_that_may_not_read_is_read_through_the_app_with_mobil
     assert any(line.startswith("STATUS_DIFFERS") and "member followed" in line for line in lines), lines
     assert not any("member differs" in line for line in lines), lines
     assert "1 drift(s) found" in result.stdout
+
+
+async def test_the_command_names_the_apps_secret_when_the_app_is_refused(
+    aiohttp_server: ServerFactory, tmp_path: Path
+) -> None:
+    # Today's assistant may not read (48009): members are read with the app's secret, which this
+    # server's address may not use (60020): the app's secret is the one to name, not the assistant's.
+    app = create_wecom_sandbox(
+        corp_id=CORP_ID,
+        secrets={APP_SECRET: APP, CONTACTS_SECRET: CONTACTS},
+        agent_id=AGENT_ID,
+        callback=None,
+        members=[member("s1", "13900000001")],
+        app_trusted_ips=["203.0.113.0/24"],
+    )
+    server = await aiohttp_server(app)
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    await (await open_store(store_url)).close()  # reconcile needs a store; it never creates one
+    env = service_env(9, wecom_api_base=str(server.make_url("")).rstrip("/"), store_url=store_url)
+
+    result = await asyncio.to_thread(_run, env, "reconcile")
+
+    assert result.returncode == 4, result.stderr
+    line = result.stderr.splitlines()[-1]  # after the warning that reads go through the app's secret
+    assert "errcode 60020" in line
+    assert "WeCom refused the app's secret (WECOM_BIND_APP_SECRET" in line
+
+
+async def test_the_command_reports_members_created_here_that_hold_no_binding(
+    aiohttp_server: ServerFactory, tmp_path: Path
+) -> None:
+    app = create_wecom_sandbox(
+        corp_id=CORP_ID,
+        secrets={APP_SECRET: APP, CONTACTS_SECRET: CONTACTS},
+        agent_id=AGENT_ID,
+        callback=None,
+        members=[member("created", "13900000001"), member("elder", "13900000002")],
+    )
+    server = await aiohttp_server(app)
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    store = await open_store(store_url)
+    try:
+        await store.kv_set(created_key("created"), "1", ttl=3600)  # as the flow's user/create left it
+    finally:
+        await store.close()
+    env = service_env(9, wecom_api_base=str(server.make_url("")).rstrip("/"), store_url=store_url)
+
+    result = await asyncio.to_thread(_run, env, "reconcile")
+
+    assert "member created: created in WeCom by this service" in result.stdout, result.stdout
+    assert "member elder" not in result.stdout
+    assert "1 member(s) created here hold no binding" in result.stdout

@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
+from callback_service.admin import setup_admin
 from callback_service.store import STORE
 from callback_service.web.app import create_app
 from callback_service.web.pages import PagesConfig
@@ -70,6 +71,7 @@ def make_env(
         }
         settings = world_settings(**values)
         app = create_app(settings, clock=clock, run_workers=False)
+        setup_admin(app)
         app[PAGES_CONFIG] = config or replace(app[PAGES_CONFIG], departments={"电子电气工程学院": 2})
         # port: where public_base_url says the service is (a CAS server posts its single logout there).
         client = await aiohttp_client(app, server_kwargs={} if port is None else {"port": port})

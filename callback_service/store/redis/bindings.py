@@ -10,7 +10,7 @@ the same way, with no writes. Every key is named in KEYS, all under the deployme
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, Final, TypeVar
 
 from redis.exceptions import WatchError
@@ -86,6 +86,7 @@ end
 return count
 """
 _PRUNE_BATCH: Final = 500
+_SINCE_BATCH: Final = 1000
 
 
 def _value(key: Key, raw: str | None) -> Value:
@@ -276,22 +277,27 @@ class RedisBindings(RulesRunner, RedisBase):
         key = self._prefix + "audit" if member_id is None else self._key("audit:m", member_id)
         with self._unavailable():
             encoded = await self._redis.lrange(key, 0, limit - 1)
-        records = []
-        for entry in encoded:
-            data = json.loads(entry)
-            records.append(
-                AuditRecord(
-                    id=int(data["id"]),
-                    at=float(data["at"]),
-                    who=str(data["who"]),
-                    source=str(data["source"]),
-                    action=AuditAction(data["action"]),
-                    member_id=str(data["member"]),
-                    phone_masked=data["phone"] or None,
-                    detail=str(data["detail"]),
-                )
-            )
-        return records
+        return [_audit_record(json.loads(entry)) for entry in encoded]
+
+    async def audit_since(self, since: float, *, actions: Collection[AuditAction]) -> list[AuditRecord]:
+        """Return the audit records of the given actions written at or after since, oldest first:
+        the log is read from its newest end, a batch at a time, until a record older than since."""
+        wanted = {AuditAction(action) for action in actions}
+        found: list[AuditRecord] = []
+        start = 0
+        while wanted:
+            with self._unavailable():
+                batch = await self._redis.lrange(self._prefix + "audit", start, start + _SINCE_BATCH - 1)
+            for entry in batch:
+                record = _audit_record(json.loads(entry))
+                if record.at < since:
+                    return found[::-1]
+                if record.action in wanted:
+                    found.append(record)
+            if len(batch) < _SINCE_BATCH:
+                break
+            start += _SINCE_BATCH
+        return found[::-1]
 
     async def audit_prune(self, before: float, *, member_id: str | None = None) -> int:
         """Delete the audit records written before the time given, a batch from the oldest at a time."""
@@ -317,3 +323,16 @@ class RedisBindings(RulesRunner, RedisBase):
             if count == 0:
                 return pruned  # another prune took them meanwhile
             pruned += count
+
+
+def _audit_record(data: Mapping[str, Any]) -> AuditRecord:
+    return AuditRecord(
+        id=int(data["id"]),
+        at=float(data["at"]),
+        who=str(data["who"]),
+        source=str(data["source"]),
+        action=AuditAction(data["action"]),
+        member_id=str(data["member"]),
+        phone_masked=data["phone"] or None,
+        detail=str(data["detail"]),
+    )

@@ -10,7 +10,7 @@ openid column.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Final, TypeVar
 
 from callback_service.store.common import find_problems, limit_arg
@@ -198,19 +198,22 @@ class SqliteBindings(RulesRunner, SqliteBase):
                     _SELECT_AUDIT + " WHERE member_id = ? ORDER BY id DESC LIMIT ?",
                     (member_id, limit),
                 )
-            return [
-                AuditRecord(
-                    id=int(v[0]),
-                    at=float(v[1]),
-                    who=str(v[2]),
-                    source=str(v[3]),
-                    action=AuditAction(str(v[4])),
-                    member_id=str(v[5]),
-                    phone_masked=None if v[6] is None else str(v[6]),
-                    detail=str(v[7]),
-                )
-                for v in cur.fetchall()
-            ]
+            return [_audit_record(v) for v in cur.fetchall()]
+
+        return await self._read(run)
+
+    async def audit_since(self, since: float, *, actions: Collection[AuditAction]) -> list[AuditRecord]:
+        """Return the audit records of the given actions written at or after since, oldest first."""
+        wanted = sorted({AuditAction(action).value for action in actions})
+        if not wanted:
+            return []
+
+        def run(c: sqlite3.Connection) -> list[AuditRecord]:
+            marks = ", ".join("?" for _ in wanted)
+            cur = c.execute(
+                _SELECT_AUDIT + f" WHERE at >= ? AND action IN ({marks}) ORDER BY id", (since, *wanted)
+            )
+            return [_audit_record(v) for v in cur.fetchall()]
 
         return await self._read(run)
 
@@ -224,3 +227,16 @@ class SqliteBindings(RulesRunner, SqliteBase):
             return tx.c.execute(where, (member_id, before)).rowcount
 
         return await self._write(run)
+
+
+def _audit_record(v: Sequence[object]) -> AuditRecord:
+    return AuditRecord(
+        id=int(str(v[0])),
+        at=float(str(v[1])),
+        who=str(v[2]),
+        source=str(v[3]),
+        action=AuditAction(str(v[4])),
+        member_id=str(v[5]),
+        phone_masked=None if v[6] is None else str(v[6]),
+        detail=str(v[7]),
+    )

@@ -80,6 +80,7 @@ async def _pages_ctx(app: web.Application) -> AsyncIterator[None]:
         clients=WeComClients(app=app[WECOM_APP], contacts=app[WECOM_CONTACTS]),
         departments=config.departments,
         lease=config.claim_lease,
+        clock=app[CLOCK],
     )
     yield
     await app[BINDING_FLOW].close()

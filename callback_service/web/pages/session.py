@@ -64,7 +64,11 @@ class Login:
 
 
 class SessionStore:
-    """Loads, saves, rotates and ends sessions; the cookie is HttpOnly, SameSite=Lax, Secure on https."""
+    """Loads, saves, rotates and ends sessions; the cookie is HttpOnly, SameSite=Lax, Secure on https.
+
+    The admin console keeps its own sessions with the same code: another scope (its own signing key
+    and store keys, so that no student's cookie is an administrator's), cookie name, path and SameSite.
+    """
 
     def __init__(
         self,
@@ -77,9 +81,18 @@ class SessionStore:
         login_window: float = DEFAULT_LOGIN_WINDOW,
         clock: Callable[[], float] = time.time,
         token: Callable[[int], str] = secrets.token_urlsafe,
+        scope: str = "",
+        cookie: str = COOKIE,
+        path: str = "/",
+        samesite: str = "Lax",
     ) -> None:
         self._kv = kv
-        self._key = hashlib.sha256(b"wecom-bind session cookie\0" + secret.encode()).digest()
+        label = f"wecom-bind {scope} session cookie" if scope else "wecom-bind session cookie"
+        self._key = hashlib.sha256(label.encode() + b"\0" + secret.encode()).digest()
+        self._prefix = f"{scope}-{_KEY_PREFIX}" if scope else _KEY_PREFIX
+        self._cookie = cookie
+        self._path = path
+        self._samesite = samesite
         self._secure = secure
         self._ttl = ttl
         self._keep = keep
@@ -126,7 +139,7 @@ class SessionStore:
 
     async def load_kept(self, request: web.Request) -> Session | None:
         """The request's session even when its login has expired (its data is kept a while longer)."""
-        sid = self._unsign(request.cookies.get(COOKIE))
+        sid = self._unsign(request.cookies.get(self._cookie))
         if sid is None:
             return None
         raw = await self._kv.kv_get(self._store_key(sid))
@@ -190,12 +203,12 @@ class SessionStore:
 
     def _set_cookie(self, response: web.StreamResponse, session: Session, remaining: float) -> None:
         response.set_cookie(
-            COOKIE,
+            self._cookie,
             self._sign(session.sid),
             max_age=int(remaining),
-            path="/",
+            path=self._path,
             httponly=True,
-            samesite="Lax",
+            samesite=self._samesite,
             secure=self._secure,
         )
 
@@ -203,7 +216,9 @@ class SessionStore:
         """Forget the session and clear its cookie."""
         if session is not None:
             await self._kv.kv_delete(self._store_key(session.sid))
-        response.del_cookie(COOKIE, path="/", httponly=True, samesite="Lax", secure=self._secure)
+        response.del_cookie(
+            self._cookie, path=self._path, httponly=True, samesite=self._samesite, secure=self._secure
+        )
 
     async def opened_by(self, session: Session, ticket: str) -> bool:
         """Whether this CAS ticket's login opened this session (a page reloaded after the login)."""
@@ -212,7 +227,7 @@ class SessionStore:
     async def end_by_ticket(self, ticket: str) -> bool:
         """End the session that the login with this CAS ticket opened (CAS single logout)."""
         key = await self._kv.kv_pop(self._ticket_key(ticket))
-        if key is None or not key.startswith(_KEY_PREFIX):
+        if key is None or not key.startswith(self._prefix):
             return False
         await self._kv.kv_delete(key)
         return True
@@ -237,10 +252,9 @@ class SessionStore:
     def _ticket_key(ticket: str) -> str:
         return _TICKET_PREFIX + hashlib.sha256(ticket.encode()).hexdigest()
 
-    @staticmethod
-    def _store_key(sid: str) -> str:
+    def _store_key(self, sid: str) -> str:
         # A leaked store dump shows hashes, not ids that would open the sessions.
-        return _KEY_PREFIX + hashlib.sha256(sid.encode()).hexdigest()
+        return self._prefix + hashlib.sha256(sid.encode()).hexdigest()
 
 
 SESSIONS: Final = web.AppKey("sessions", SessionStore)

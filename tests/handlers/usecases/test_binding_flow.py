@@ -20,11 +20,21 @@ from pytest_aiohttp import AiohttpServer
 from callback_service.clients.wecom import WeComClient, WeComUnavailable
 from handlers.core.binding import Actor, AuditAction, BindingState, Claim, DirectoryEntry
 from handlers.core.guide import ErrorCode
+from handlers.core.member import MemberStatus
 from handlers.core.phone import Phone
 from handlers.core.wecom_errors import OutsideVisibleRange
-from handlers.usecases.binding_flow import BindingFlow, Bound, Confirming, Refusal, Refused
+from handlers.usecases.binding_flow import (
+    BindingFlow,
+    Bound,
+    Confirming,
+    Refusal,
+    Refused,
+    Standing,
+    daily_miss_budget,
+)
 from handlers.usecases.contacts import MemberReader, WeComContacts
 from handlers.usecases.contracts import Store, StoreUnavailable
+from handlers.usecases.release import InWeCom, release
 from sandbox.wecom import APP, CONTACTS, Member, WeComSandboxState, create_wecom_sandbox
 from sandbox.wecom_keys import WECOM_SANDBOX_STATE
 from tests.store.support import FakeClock
@@ -187,7 +197,9 @@ async def test_a_member_in_neither_wecom_nor_the_directory_is_refused(world: Wor
     result = await world.flow.bind("2021009", Phone("13800000009"), actor=ACTOR)
     assert result == Refused("2021009", Refusal.NOT_IN_DIRECTORY)
     assert await world.store.get_binding("2021009") is None
-    assert await world.actions("2021009") == [AuditAction.CLAIM, AuditAction.RELEASE]
+    assert await world.actions("2021009") == [AuditAction.CLAIM, AuditAction.RELEASE, AuditAction.CONFLICT]
+    [refusal] = await world.store.audit_list(member_id="2021009", limit=1)
+    assert refusal.detail == "not_in_directory: member in neither WeCom nor the directory"
 
 
 async def test_a_phone_text_that_was_not_parsed_is_a_callers_bug(world: World) -> None:
@@ -204,6 +216,12 @@ async def test_a_phone_of_another_member_is_2_1(world: World) -> None:
     assert result == Refused("2021002", Refusal.PHONE_TAKEN)
     assert result.reason.code is ErrorCode.PHONE_TAKEN
     assert len(world.wecom.calls) == calls  # the store's answer was enough
+    # Each refusal is one conflict record, naming the error and who holds the phone (masked).
+    [refusal] = await world.store.audit_list(member_id="2021002")
+    assert (refusal.action, refusal.phone_masked) == (AuditAction.CONFLICT, "138****0001")
+    assert refusal.detail == "phone_taken: store I1, held by 2021001"
+    await world.flow.bind("2021002", Phone("13800000001"), actor=ACTOR)
+    assert len(await world.store.audit_list(member_id="2021002")) == 2
 
 
 async def test_a_followed_member_is_2_2(world: World) -> None:
@@ -213,34 +231,44 @@ async def test_a_followed_member_is_2_2(world: World) -> None:
     assert result == Refused("2021001", Refusal.ACCOUNT_FOLLOWED)
     assert result.reason.code is ErrorCode.ACCOUNT_FOLLOWED
     assert world.wecom.members["2021001"].mobile == "13800000001"
+    [refusal] = await world.store.audit_list(member_id="2021001", limit=1)
+    assert (refusal.action, refusal.detail) == (AuditAction.CONFLICT, "account_followed: store I3")
 
 
-async def test_an_activated_members_new_phone_is_2_2_from_wecoms_truth_with_nothing_committed(
+async def test_an_activated_members_new_phone_is_joined_from_wecoms_truth_with_nothing_committed(
     world: World,
 ) -> None:
     await world.flow.bind("2021001", Phone("13800000001"), actor=ACTOR)
     # Followed in WeChat, but the subscribe never reached the store: WeCom's status is the truth.
     world.wecom.members["2021001"].status = 1
     result = await world.flow.bind("2021001", Phone("13800000002"), actor=ACTOR)
-    assert result == Refused("2021001", Refusal.ACCOUNT_FOLLOWED)
+    assert result == Refused("2021001", Refusal.MEMBER_JOINED)
     assert "user/update" not in world.wecom.calls[-2:]
     binding = await world.store.get_binding("2021001")
     assert binding is not None
     assert (binding.state, binding.phone) == (BindingState.BOUND, "13800000001")
     assert await world.store.get_binding_by_phone(Phone("13800000002")) is None
     assert world.wecom.members["2021001"].mobile == "13800000001"
-    assert (await world.actions("2021001"))[-2:] == [AuditAction.CLAIM, AuditAction.RELEASE]
+    assert (await world.actions("2021001"))[-4:] == [
+        AuditAction.CLAIM,
+        AuditAction.RELEASE,
+        AuditAction.JOINED,
+        AuditAction.CONFLICT,
+    ]
+    [refusal] = await world.store.audit_list(member_id="2021001", limit=1)
+    assert refusal.detail == "member_joined: wecom: the member is activated (status 1)"
 
 
-async def test_a_member_activated_through_the_app_is_2_2_though_no_subscribe_was_ever_seen(
+async def test_a_member_activated_through_the_app_has_joined_though_no_subscribe_was_ever_seen(
     world: World,
 ) -> None:
     # 李四 logged in to the WeCom app before this service existed: the store knows nothing of it.
     world.wecom.set_uses_wecom_app("2021002", True)
     assert world.wecom.members["2021002"].status == 1
+    assert await world.flow.standing("2021002", actor=ACTOR) is Standing.JOINED
     result = await world.flow.bind("2021002", Phone("13800000002"), actor=ACTOR)
-    assert result == Refused("2021002", Refusal.ACCOUNT_FOLLOWED)
-    assert result.reason.code is ErrorCode.ACCOUNT_FOLLOWED
+    assert result == Refused("2021002", Refusal.MEMBER_JOINED)
+    assert result.reason.standing is Standing.JOINED
     assert "user/update" not in world.wecom.calls
     assert await world.store.get_binding("2021002") is None
     assert await world.store.get_binding_by_phone(Phone("13800000002")) is None
@@ -266,7 +294,7 @@ async def test_a_write_wecom_did_not_apply_is_never_bound(world: World) -> None:
     flow = BindingFlow(store=world.store, contacts=_ActivatesOnWrite(world.contacts), reader=world.reader,  # type: ignore[arg-type]
                        departments={})
     result = await flow.bind("2021002", Phone("13800000002"), actor=ACTOR)
-    assert result == Refused("2021002", Refusal.ACCOUNT_FOLLOWED)
+    assert result == Refused("2021002", Refusal.MEMBER_JOINED)
     assert await world.store.get_binding("2021002") is None
 
 
@@ -543,3 +571,181 @@ class _CommitFailsOnce:
             self.failed = True
             raise StoreUnavailable("the store went away")
         return await self._store.commit_claim(claim)
+
+
+# an existing organisation: status first, a stale phone index, one invitation per member (issue 17)
+
+
+@pytest.mark.parametrize(
+    ("status", "standing"),
+    [(1, Standing.JOINED), (2, Standing.DISABLED), (4, Standing.MAY_BIND), (5, Standing.QUIT)],
+)
+async def test_the_standing_follows_wecoms_status(world: World, status: int, standing: Standing) -> None:
+    world.wecom.members["2021002"].status = status
+    assert await world.flow.standing("2021002", actor=ACTOR) is standing
+    assert not (set(world.wecom.calls) - {"gettoken", "user/get"})  # a read, nothing written
+
+
+async def test_the_standing_of_a_student_without_a_member(world: World) -> None:
+    assert await world.flow.standing("2021004", actor=ACTOR) is Standing.MAY_BIND  # created from the directory on binding
+    assert await world.flow.standing("2021009", actor=ACTOR) is Standing.UNKNOWN  # in neither
+
+
+@pytest.mark.parametrize(("status", "refusal"), [(2, Refusal.MEMBER_DISABLED), (5, Refusal.MEMBER_QUIT)])
+async def test_a_disabled_or_departed_member_gets_nothing_written(
+    world: World, status: int, refusal: Refusal
+) -> None:
+    world.wecom.members["2021002"].status = status
+    result = await world.flow.bind("2021002", Phone("13800000002"), actor=ACTOR)
+    assert result == Refused("2021002", refusal)
+    assert "user/update" not in world.wecom.calls
+    assert "batch/invite" not in world.wecom.calls
+    assert world.wecom.members["2021002"].mobile is None
+    assert await world.store.get_binding("2021002") is None
+
+
+def _with_holders(world: World) -> BindingFlow:
+    """The flow as the pages wire it: WeCom asked who holds a phone before the store refuses 2.1."""
+    return BindingFlow(store=world.store, contacts=world.contacts, reader=world.reader,
+                       holders=world.reader, departments={}, clock=world.clock)  # type: ignore[arg-type]
+
+
+async def test_a_phone_the_store_holds_for_a_member_wecom_moved_off_it_binds(world: World) -> None:
+    flow = _with_holders(world)
+    assert isinstance(await flow.bind("2021001", Phone("13800000001"), actor=ACTOR), Bound)
+    # An administrator gives 张三 another mobile in the console: no event tells the store.
+    world.wecom.members["2021001"].mobile = "13800000011"
+    result = await flow.bind("2021002", Phone("13800000001"), actor=ACTOR)
+    assert isinstance(result, Bound)
+    assert world.wecom.members["2021002"].mobile == "13800000001"
+    assert "user/getuserid" in world.wecom.calls
+    assert await world.store.get_binding("2021001") is None
+    lost = (await world.store.audit_list(member_id="2021001"))[0]
+    assert lost.action is AuditAction.PHONE_LOST
+    assert "stale" in lost.detail
+    assert "nobody" in lost.detail
+    assert await world.store.integrity_problems() == []
+
+
+async def test_a_phone_wecom_gives_to_the_student_releases_the_stale_claim(world: World) -> None:
+    flow = _with_holders(world)
+    await flow.bind("2021001", Phone("13800000001"), actor=ACTOR)
+    # The console moved the mobile from 张三 to 李四.
+    world.wecom.members["2021001"].mobile = None
+    world.wecom.members["2021002"].mobile = "13800000001"
+    result = await flow.bind("2021002", Phone("13800000001"), actor=ACTOR)
+    assert isinstance(result, Bound)
+    binding = await world.store.get_binding_by_phone(Phone("13800000001"))
+    assert binding is not None
+    assert binding.member_id == "2021002"
+
+
+async def test_a_phone_wecom_gives_to_another_member_is_2_1_and_the_index_corrected(world: World) -> None:
+    flow = _with_holders(world)
+    await flow.bind("2021001", Phone("13800000001"), actor=ACTOR)
+    world.wecom.members["2021001"].mobile = None
+    world.wecom.members["2020999"].mobile = "13800000001"
+    result = await flow.bind("2021002", Phone("13800000001"), actor=ACTOR)
+    assert result == Refused("2021002", Refusal.PHONE_TAKEN)
+    assert "user/update" not in world.wecom.calls[world.wecom.calls.index("user/getuserid"):]
+    assert await world.store.get_binding("2021001") is None  # the store no longer names 张三
+    assert await world.store.get_binding("2021002") is None
+
+
+async def test_the_store_right_about_the_holder_is_2_1(world: World) -> None:
+    flow = _with_holders(world)
+    await flow.bind("2021001", Phone("13800000001"), actor=ACTOR)
+    result = await flow.bind("2021002", Phone("13800000001"), actor=ACTOR)
+    assert result == Refused("2021002", Refusal.PHONE_TAKEN)
+    binding = await world.store.get_binding("2021001")
+    assert binding is not None
+    assert binding.phone == "13800000001"
+
+
+async def test_getuserid_misses_stop_well_before_wecoms_daily_bar(world: World) -> None:
+    flow = _with_holders(world)
+    await flow.bind("2021001", Phone("13800000001"), actor=ACTOR)
+    world.wecom.members["2021001"].mobile = "13800000011"
+    day = int((world.clock() + 8 * 3600) // 86400)
+    await world.store.kv_set(f"wecom:getuserid-misses:{day}", str(daily_miss_budget(3)), ttl=86400)
+    result = await flow.bind("2021002", Phone("13800000001"), actor=ACTOR)
+    assert result == Refused("2021002", Refusal.PHONE_TAKEN)  # the store's answer, WeCom not asked
+    assert "user/getuserid" not in world.wecom.calls
+
+
+async def test_a_resubmission_does_not_invite_again(world: World) -> None:
+    await world.flow.bind("2021001", Phone("13800000001"), actor=ACTOR)
+    again = await world.flow.bind("2021001", Phone("13800000001"), actor=ACTOR)
+    assert isinstance(again, Bound)
+    assert again.already_bound
+    assert again.invited
+    other = await world.flow.bind("2021001", Phone("13800000021"), actor=ACTOR)
+    assert isinstance(other, Bound)
+    assert other.invited
+    assert world.wecom.invitations == {"2021001": 1}  # "同一用户只须邀请一次" (document/path/90975)
+
+
+async def test_60111_for_a_member_that_exists_is_the_visible_range(world: World) -> None:
+    # 90313 60111: "d) 成员不在应用可见范围内": the app's read says no such member, user/create says it exists.
+    world.wecom.faults.errcode(60111, count=3, api="user/get")  # the app, the assistant, the app again
+    with pytest.raises(OutsideVisibleRange):
+        await world.flow.bind("2021001", Phone("13800000001"), actor=ACTOR)
+    assert await world.store.get_binding("2021001") is None
+
+
+async def test_a_member_seen_joined_at_login_is_recorded_and_audited_once(world: World) -> None:
+    world.wecom.set_uses_wecom_app("2021002", True)
+    assert await world.flow.standing("2021002", actor=ACTOR) is Standing.JOINED
+    assert await world.flow.standing("2021002", actor=ACTOR) is Standing.JOINED
+    seen = await world.store.member_seen("2021002")
+    assert seen is not None
+    assert (seen.status, seen.source) == (MemberStatus.ACTIVATED, "login")
+    assert await world.actions("2021002") == [AuditAction.JOINED]
+    assert await world.store.get_binding("2021002") is None  # WeCom's word, not a binding
+
+
+async def test_a_status_refused_at_the_submit_is_recorded(world: World) -> None:
+    world.wecom.members["2021002"].status = 2
+    await world.flow.bind("2021002", Phone("13800000002"), actor=ACTOR)
+    seen = await world.store.member_seen("2021002")
+    assert seen is not None
+    assert seen.status is MemberStatus.DISABLED
+
+
+# a release that frees the phone in WeCom too, where WeCom allows it
+
+
+async def test_a_release_clears_the_mobile_of_a_member_the_flow_created_and_the_phone_binds_again(
+    world: World,
+) -> None:
+    assert isinstance(await world.flow.bind("2021004", Phone("13800000004"), actor=ACTOR), Bound)
+    world.wecom.members["2021004"].email = "zhaoliu@example.edu.cn"  # WeCom keeps a mobile or an email
+    done = await release(world.store, world.contacts, world.reader, "2021004", actor=ACTOR)
+    assert done.released
+    assert done.in_wecom is InWeCom.CLEARED
+    assert world.wecom.members["2021004"].mobile is None
+    # Before, WeCom's 60104 refused the next student who typed it (2.1).
+    assert isinstance(await world.flow.bind("2021002", Phone("13800000004"), actor=ACTOR), Bound)
+
+
+async def test_a_release_says_when_wecom_refuses_an_empty_mobile(world: World) -> None:
+    await world.flow.bind("2021004", Phone("13800000004"), actor=ACTOR)
+    done = await release(world.store, world.contacts, world.reader, "2021004", actor=ACTOR)
+    assert done.in_wecom is InWeCom.KEPT_NO_EMAIL
+    assert world.wecom.members["2021004"].mobile == "13800000004"
+    assert await world.store.get_binding("2021004") is None
+
+
+async def test_a_release_leaves_an_activated_members_mobile_to_the_member(world: World) -> None:
+    await world.flow.bind("2021004", Phone("13800000004"), actor=ACTOR)
+    world.wecom.set_uses_wecom_app("2021004", True)
+    done = await release(world.store, world.contacts, world.reader, "2021004", actor=ACTOR)
+    assert done.in_wecom is InWeCom.KEPT_ACTIVATED
+    assert world.wecom.members["2021004"].mobile == "13800000004"
+
+
+async def test_a_release_leaves_a_member_the_flow_did_not_create(world: World) -> None:
+    await world.flow.bind("2021001", Phone("13800000001"), actor=ACTOR)
+    done = await release(world.store, world.contacts, world.reader, "2021001", actor=ACTOR)
+    assert done.in_wecom is InWeCom.KEPT_NOT_CREATED
+    assert "user/update" not in world.wecom.calls[-2:]

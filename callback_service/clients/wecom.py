@@ -254,9 +254,12 @@ class WeComClient:
             mobile=mobile if isinstance(mobile, str) and mobile else None,
             department=tuple(departments),
             status=int(data.get("status", 0)),
-            # The key is absent when this secret may not see it (an app since 2022-06-20,
-            # developer.work.weixin.qq.com/document/path/90196): unknown, not empty.
-            mobile_shown="mobile" in data,
+            # Hidden from an app since 2022-06-20 (developer.work.weixin.qq.com/document/path/90196):
+            # unknown, not empty, whether the key is absent or "" (nothing in WeCom's documents
+            # promises absent, and a hidden gender comes as 0). The contacts-sync assistant, where
+            # WeCom lets it read members at all (an address trusted before 2022-08-15), reads every
+            # field: its "" is a member without a mobile.
+            mobile_shown="mobile" in data and (self._contacts or bool(mobile)),
             raw=data,
         )
 

@@ -229,6 +229,7 @@ class CallbackHandlers:
         """A member left the contacts: free its phone and its binding."""
         if not isinstance(event, ContactChange):
             raise TypeError(f"{type(event).__name__} dispatched as ContactChange")
+        await self._seen(event.member_id, None, "change_contact")
         await self._store.delete_member(event.member_id, actor=CALLBACK_ACTOR)
 
     async def acknowledged(self, event: Event) -> None:

@@ -248,6 +248,9 @@ async def test_delete_user_frees_the_phone(world: World) -> None:
     await _bind(world.store, "lisi", "13800000002")
     await world.handlers.dispatcher().dispatch(_change("delete_user", "lisi"))
     assert await world.store.get_binding("lisi") is None
+    seen = await world.store.member_seen("lisi")
+    assert seen is not None
+    assert (seen.status, seen.source) == (None, "change_contact")  # WeCom has no such member now
     await _bind(world.store, "zhangsan", "13800000002")
 
 

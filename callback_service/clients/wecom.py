@@ -256,9 +256,12 @@ class WeComClient:
             mobile=mobile if isinstance(mobile, str) and mobile else None,
             department=tuple(departments),
             status=int(data.get("status", 0)),
-            # The key is absent when this secret may not see it (an app since 2022-06-20,
-            # developer.work.weixin.qq.com/document/path/90196): unknown, not empty.
-            mobile_shown="mobile" in data,
+            # Hidden from an app since 2022-06-20 (developer.work.weixin.qq.com/document/path/90196):
+            # unknown, not empty, whether the key is absent or "" (nothing in WeCom's documents
+            # promises absent, and a hidden gender comes as 0). The contacts-sync assistant, where
+            # WeCom lets it read members at all (an address trusted before 2022-08-15), reads every
+            # field: its "" is a member without a mobile.
+            mobile_shown="mobile" in data and (self._contacts or bool(mobile)),
             raw=data,
         )
 
@@ -328,18 +331,28 @@ class WeComClient:
         """user/list_id (contacts secret): every (member, department), page by page through the cursor."""
         cursor = ""
         while True:
-            body: dict[str, Any] = {"limit": limit}
-            if cursor:
-                body["cursor"] = cursor
-            data = await self._call("POST", "user/list_id", json_body=body)
-            rows = data.get("dept_user")
-            for row in rows if isinstance(rows, list) else []:
-                if isinstance(row, dict) and isinstance(row.get("userid"), str):
-                    yield DeptUser(userid=row["userid"], department=int(row.get("department", 0)))
-            next_cursor = data.get("next_cursor")
-            if not isinstance(next_cursor, str) or not next_cursor or next_cursor == cursor:
+            rows, next_cursor = await self.user_list_page(cursor, limit=limit)
+            for row in rows:
+                yield row
+            if not next_cursor or next_cursor == cursor:
                 return
             cursor = next_cursor
+
+    async def user_list_page(self, cursor: str, *, limit: int = 10000) -> tuple[list[DeptUser], str]:
+        """One page of user/list_id (document/path/96067) from the cursor ("" first), and the next
+        cursor ("" after the last page)."""
+        body: dict[str, Any] = {"limit": limit}
+        if cursor:
+            body["cursor"] = cursor
+        data = await self._call("POST", "user/list_id", json_body=body)
+        rows = data.get("dept_user")
+        page = [
+            DeptUser(userid=row["userid"], department=int(row.get("department", 0)))
+            for row in (rows if isinstance(rows, list) else [])
+            if isinstance(row, dict) and isinstance(row.get("userid"), str)
+        ]
+        next_cursor = data.get("next_cursor")
+        return page, next_cursor if isinstance(next_cursor, str) else ""
 
     async def convert_to_openid(self, userid: str) -> str:
         """user/convert_to_openid: the openid of the WeChat that follows as this member."""

@@ -181,6 +181,11 @@ def _add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     reconcile = commands.add_parser("reconcile", help="compare WeCom's members with the store")
     reconcile.add_argument("--fix", action="store_true", help="settle each drift from WeCom's truth, audited")
     reconcile.set_defaults(run=_store_command(_reconcile))
+    sync = commands.add_parser(
+        "sync", help="record every WeCom member's status (run it before publishing the QR code)"
+    )
+    sync.add_argument("--dry-run", action="store_true", help="read and report; record nothing")
+    sync.set_defaults(run=_store_command(_sync))
 
 
 def _phone_arg(text: str) -> str:
@@ -244,6 +249,15 @@ async def _reconcile(store: Store, args: argparse.Namespace) -> int:
 
     return await reconcile_command(
         store, _settings(args), fix=args.fix, out=print, err=lambda line: print(line, file=sys.stderr)
+    )
+
+
+async def _sync(store: Store, args: argparse.Namespace) -> int:
+    from callback_service.ops.sync import sync_command
+
+    return await sync_command(
+        store, _settings(args), dry_run=args.dry_run, out=print,
+        err=lambda line: print(line, file=sys.stderr),
     )
 
 

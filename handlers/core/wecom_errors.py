@@ -62,6 +62,12 @@ class MobileInvalid(WeComRefusal):
     """60103: WeCom refuses the mobile number."""
 
 
+class NoOpenid(WeComRefusal):
+    """41054 from user/convert_to_openid: no WeChat follows as the member, who joined through the WeCom
+    app only. A normal member, not a failure: its subscribe is a join with nothing to convert. (The
+    errcode is what the emulator answers and what the demo saw; WeCom's pages name none for it.)"""
+
+
 class InvalidCode(WeComRefusal):
     """40029: the OAuth code is unknown, used or expired."""
 
@@ -179,6 +185,7 @@ _ERRORS: Final[Mapping[int, type[WeComError]]] = {
     46004: MobileNotFound,
     60103: MobileInvalid,
     40029: InvalidCode,
+    41054: NoOpenid,
 }
 
 

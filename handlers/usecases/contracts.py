@@ -149,6 +149,10 @@ class Store(KeyValueStore, MemberRecords, Protocol):
         """Return the number of students in the directory."""
         ...
 
+    async def directory_list(self) -> list[DirectoryEntry]:
+        """Return every directory entry, ordered by student id (for sync's comparison with WeCom)."""
+        ...
+
     async def directory_delete(self, member_id: str) -> bool:
         """Remove a student's directory entry (a data erasure); False when there was none."""
         ...

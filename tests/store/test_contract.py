@@ -68,6 +68,7 @@ async def test_directory_upsert_get_count(store: Store) -> None:
     assert await store.directory_get("2019002") == DirectoryEntry("2019002", "李四", "管理学院", P2)
     assert await store.directory_count() == 2
     assert await store.directory_upsert([]) == 0
+    assert await store.directory_list() == [entries[0], DirectoryEntry("2019002", "李四", "管理学院", P2)]
 
 
 # WeCom's word on each member

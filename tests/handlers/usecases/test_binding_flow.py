@@ -64,10 +64,11 @@ class World:
         return [r.action for r in reversed(await self.store.audit_list(member_id=member_id))]
 
 
-@pytest.fixture
-def wecom_options() -> dict[str, Any]:
-    """Options of the emulator beyond the test's organisation: none, today's WeCom."""
-    return {}
+@pytest.fixture(params=[False, True], ids=["hidden-absent", "hidden-empty"])
+def wecom_options(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Options of the emulator beyond the test's organisation: today's WeCom, which leaves the fields
+    it hides out of an answer, or answers them "" (its documents promise neither): both are unknown."""
+    return {"hidden_as_empty": request.param}
 
 
 @pytest.fixture
@@ -95,7 +96,7 @@ async def world(wecom_server: TestServer, store: Store, clock: FakeClock) -> Asy
             session=session,
             api_base=str(wecom_server.make_url("")),
             corp_id=CORP_ID,
-            secret="contacts-secret",
+            contacts=True, secret="contacts-secret",
             store=store,
             clock=clock,
             max_attempts=2,
@@ -461,7 +462,7 @@ async def quick_flow(world: World, wecom_server: TestServer) -> AsyncIterator[Bi
     async with aiohttp.ClientSession() as session:
         client = WeComClient(
             session=session, api_base=str(wecom_server.make_url("")), corp_id=CORP_ID,
-            secret="contacts-secret", store=world.store, clock=world.clock, max_attempts=1, timeout=0.5,
+            contacts=True, secret="contacts-secret", store=world.store, clock=world.clock, max_attempts=1, timeout=0.5,
         )
         flow = BindingFlow(store=world.store, contacts=client, reader=world.reader, departments={},
                            settle_delays=(0.3,) * 5)

@@ -90,6 +90,10 @@ class ContactsThenApp:
         """Whether reads go through the app's secret now (the contacts-sync secret answered 48009)."""
         return self._app_reads
 
+    def contacts_may_not_read(self) -> None:
+        """The contacts-sync secret answered 48009 to a read made elsewhere: read with the app's now."""
+        self._app_reads = True
+
     async def user_get(self, userid: str) -> ContactMember:
         """user/get with the contacts-sync secret while WeCom lets it read, then with the app's."""
         if not self._app_reads:

@@ -31,9 +31,9 @@ class ContactMember(Protocol):
 
     @property
     def mobile_shown(self) -> bool:
-        """Whether the answer carried the mobile at all: an app created after 2022-06-20 gets none
-        from user/get (developer.work.weixin.qq.com/document/path/90196), and a hidden mobile is
-        unknown, never empty."""
+        """Whether the answer showed the mobile: an app created after 2022-06-20 gets none from
+        user/get (developer.work.weixin.qq.com/document/path/90196), whether WeCom leaves the key out
+        or answers "", and a hidden mobile is unknown, never empty."""
         ...
 
     @property

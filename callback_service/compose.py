@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 from callback_service.callbacks.inbox import Inbox
 from callback_service.callbacks.receiver import CallbackReceiver
+from callback_service.clients.budget import CallBudget
 from callback_service.clients.cas import CasClient
 from callback_service.clients.wecom import TokenProbe, WeComClient
 from callback_service.metrics import WECOM_API_SECONDS, Metrics
@@ -66,6 +67,9 @@ class WeComClients:
     """The app's secret: messages, openids and members' status (never hidden from an app)."""
     contacts: WeComClient
     """The contacts-sync secret: writing members, the OAuth code of 二次验证 and authsucc."""
+    budget: CallBudget
+    """The calls per WeCom API both clients share (WeCom's limits count calls per API for the
+    organisation, whichever secret makes them)."""
 
     def members(self) -> ContactsThenApp:
         """A member's details: the assistant's view, the app's where the assistant may not read (48009)."""
@@ -80,8 +84,10 @@ def wecom_clients(
     clock: Clock = time.time,
     metrics: Metrics | None = None,
 ) -> WeComClients:
-    """The two WeCom clients, their tokens cached in the store; each call timed in metrics if given."""
+    """The two WeCom clients, their tokens cached in the store, their calls paced by one new budget
+    (this process's or this command's share of WeCom's limits); each call timed in metrics if given."""
     observe = _wecom_observer(metrics) if metrics is not None else None
+    budget = CallBudget(per_minute=settings.wecom_calls_per_minute, per_hour=settings.wecom_calls_per_hour)
 
     def client(secret: SecretStr, *, contacts: bool) -> WeComClient:
         return WeComClient(
@@ -93,11 +99,13 @@ def wecom_clients(
             store=store,
             clock=clock,
             observe=observe,
+            budget=budget,
         )
 
     return WeComClients(
         app=client(settings.app_secret, contacts=False),
         contacts=client(settings.contacts_secret, contacts=True),
+        budget=budget,
     )
 
 

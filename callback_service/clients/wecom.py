@@ -25,6 +25,7 @@ from typing import Any, Final
 import aiohttp
 from aiohttp import web
 
+from callback_service.clients.budget import CallBudget
 from handlers.core.phone import mask_phone
 from handlers.core.wecom_errors import (
     ApiForbidden,
@@ -189,6 +190,7 @@ class WeComClient:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         observe: ApiObserver | None = None,
         contacts: bool = False,
+        budget: CallBudget | None = None,
     ) -> None:
         if not secret:
             raise InvalidSecret(40001, "empty secret")
@@ -213,6 +215,7 @@ class WeComClient:
         self._sleep = sleep
         self._observe = observe
         self._contacts = contacts
+        self._budget = budget
         digest = hashlib.sha256(f"{corp_id}\0{secret}".encode()).hexdigest()[:32]
         self._cache_key = f"wecom:token:{digest}"
         self._lock_name = f"wecom:token-refresh:{digest}"
@@ -251,9 +254,12 @@ class WeComClient:
             mobile=mobile if isinstance(mobile, str) and mobile else None,
             department=tuple(departments),
             status=int(data.get("status", 0)),
-            # The key is absent when this secret may not see it (an app since 2022-06-20,
-            # developer.work.weixin.qq.com/document/path/90196): unknown, not empty.
-            mobile_shown="mobile" in data,
+            # Hidden from an app since 2022-06-20 (developer.work.weixin.qq.com/document/path/90196):
+            # unknown, not empty, whether the key is absent or "" (nothing in WeCom's documents
+            # promises absent, and a hidden gender comes as 0). The contacts-sync assistant, where
+            # WeCom lets it read members at all (an address trusted before 2022-08-15), reads every
+            # field: its "" is a member without a mobile.
+            mobile_shown="mobile" in data and (self._contacts or bool(mobile)),
             raw=data,
         )
 
@@ -577,6 +583,9 @@ class WeComClient:
     async def _request(
         self, method: str, api: str, params: Mapping[str, str], json_body: Mapping[str, Any] | None
     ) -> dict[str, Any]:
+        if self._budget is not None:
+            # Each request, a retry too, is one call of WeCom's per-API limit (document/path/90312).
+            await self._budget.take(api)
         if self._observe is None:
             return await self._request_once(method, api, params, json_body)
         started = time.perf_counter()

@@ -13,6 +13,7 @@ from callback_service.callbacks import endpoint as callback
 from callback_service.callbacks.endpoint import CALLBACK_MAX_BYTES, CONTACTS_RECEIVER, RECEIVER
 from callback_service.callbacks.inbox import INBOX
 from callback_service.client_address import TRUSTED_PROXIES, UNTRUSTED_FORWARDS, UntrustedForwards
+from callback_service.clients.budget import WECOM_BUDGET
 from callback_service.clients.wecom import WECOM_APP, WECOM_CONTACTS, WECOM_READY
 from callback_service.compose import CLOCK, HTTP, SETTINGS, WeComClients
 from callback_service.metrics import METRICS, Metrics
@@ -61,13 +62,14 @@ async def _wecom_ctx(app: web.Application) -> AsyncIterator[None]:
     clients = compose.wecom_clients(
         app[SETTINGS], session=app[HTTP], store=app[STORE], clock=app[CLOCK], metrics=app[METRICS]
     )
-    app[WECOM_APP], app[WECOM_CONTACTS] = clients.app, clients.contacts
+    # One budget per process for both secrets: WeCom's limits count calls per API for the organisation.
+    app[WECOM_APP], app[WECOM_CONTACTS], app[WECOM_BUDGET] = clients.app, clients.contacts, clients.budget
     app[WECOM_READY] = compose.token_probe(clients, clock=app[CLOCK])
     yield
 
 
 def _clients(app: web.Application) -> WeComClients:
-    return WeComClients(app=app[WECOM_APP], contacts=app[WECOM_CONTACTS])
+    return WeComClients(app=app[WECOM_APP], contacts=app[WECOM_CONTACTS], budget=app[WECOM_BUDGET])
 
 
 def _inbox_ctx(*, run_workers: bool) -> Callable[[web.Application], AsyncIterator[None]]:

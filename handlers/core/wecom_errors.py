@@ -35,6 +35,16 @@ class RateLimited(WeComUnavailable):
     """45009: WeCom blocks this caller for a minute or an hour; retrying within seconds is futile."""
 
 
+class CallBudgetSpent(RateLimited):
+    """This process's budget for a WeCom API (WECOM_BIND_WECOM_CALLS_PER_MINUTE, kept under WeCom's
+    limit, document/path/90312) has no call left now, and the caller would not wait: a student's
+    request, whose page says 稍后再试. Nothing was sent to WeCom."""
+
+    def __init__(self, api: str) -> None:
+        super().__init__(45009, f"{api}: this process's call budget is spent for now; nothing was sent")
+        self.api = api
+
+
 class WeComRefusal(WeComError):
     """WeCom answered with an errcode: it decided, and asking again the same way changes nothing."""
 
@@ -60,6 +70,12 @@ class MobileNotFound(WeComRefusal):
 
 class MobileInvalid(WeComRefusal):
     """60103: WeCom refuses the mobile number."""
+
+
+class NoOpenid(WeComRefusal):
+    """41054 from user/convert_to_openid: no WeChat follows as the member, who joined through the WeCom
+    app only. A normal member, not a failure: its subscribe is a join with nothing to convert. (The
+    errcode is what the emulator answers and what the demo saw; WeCom's pages name none for it.)"""
 
 
 class InvalidCode(WeComRefusal):
@@ -179,6 +195,7 @@ _ERRORS: Final[Mapping[int, type[WeComError]]] = {
     46004: MobileNotFound,
     60103: MobileInvalid,
     40029: InvalidCode,
+    41054: NoOpenid,
 }
 
 

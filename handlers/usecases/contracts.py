@@ -308,12 +308,16 @@ class AuditNotes(Protocol):
         ...
 
 
-class Audit(ConflictAudit, AuditNotes, Protocol):
-    """The audit log (I5): listing, notes and pruning besides conflicts."""
+class AuditListing(Protocol):
+    """The audit log as read back, newest first."""
 
     async def audit_list(self, *, member_id: str | None = None, limit: int = 100) -> list[AuditRecord]:
         """Return audit records, newest first, optionally of one member only."""
         ...
+
+
+class Audit(ConflictAudit, AuditNotes, AuditListing, Protocol):
+    """The audit log (I5): listing, notes and pruning besides conflicts."""
 
     async def audit_since(self, since: float, *, actions: Collection[AuditAction]) -> list[AuditRecord]:
         """Return the audit records of the given actions written at or after since, oldest first."""
@@ -435,9 +439,12 @@ class BindingFlowStore(
     invitation, a member it created, a day's user/getuserid misses)."""
 
 
-class CallbackStore(Remembers, BindingLookup, MemberChanges, ConflictAudit, Protocol):
-    """The callback handlers' store: bindings, what WeCom's events change, refused changes, and short
-    memories."""
+class CallbackStore(
+    Remembers, BindingLookup, MemberChanges, MemberRecords, ConflictAudit, AuditListing, Protocol
+):
+    """The callback handlers' store: bindings, what WeCom's events change, WeCom's word on the member
+    (a subscribe's join, an unsubscribe's status, a delete), refused changes, a member's audit record
+    (whether the flow bound it, for the welcome), and short memories."""
 
 
 class AdmissionStore(BindingLookup, MemberRecords, ConflictAudit, Protocol):

@@ -81,10 +81,11 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-@pytest.fixture
-def wecom_options() -> dict[str, Any]:
-    """Options of the emulator beyond the test's organisation: none, today's WeCom."""
-    return {}
+@pytest.fixture(params=[False, True], ids=["hidden-absent", "hidden-empty"])
+def wecom_options(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Options of the emulator beyond the test's organisation: today's WeCom, which leaves the fields
+    it hides out of an answer, or answers them "" (its documents promise neither): both are unknown."""
+    return {"hidden_as_empty": request.param}
 
 
 @pytest.fixture
@@ -112,7 +113,7 @@ def start_wecom(
             session=http,
             api_base=base,
             corp_id=CORP_ID,
-            secret=CONTACTS_SECRET,
+            contacts=True, secret=CONTACTS_SECRET,
             store=store,
             clock=clock,
             timeout=2.0,
@@ -735,8 +736,9 @@ async def test_a_member_outside_its_directory_department_is_reported_never_moved
     assert wecom.state.members["s1"].department == [1]
 
 
+@pytest.mark.parametrize("hidden_as_empty", [False, True], ids=["hidden-absent", "hidden-empty"])
 async def test_an_assistant_that_may_not_read_is_read_through_the_app_with_mobiles_unknown(
-    aiohttp_server: ServerFactory, tmp_path: Path
+    aiohttp_server: ServerFactory, tmp_path: Path, hidden_as_empty: bool
 ) -> None:
     app = create_wecom_sandbox(
         corp_id=CORP_ID,
@@ -745,6 +747,7 @@ async def test_an_assistant_that_may_not_read_is_read_through_the_app_with_mobil
         callback=None,
         members=[member("followed", "13900000001"), member("differs", "13900000002")],
         # Today's WeCom, the default: the assistant's address was trusted after 2022-08-15, its user/get is 48009.
+        hidden_as_empty=hidden_as_empty,
     )
     server = await aiohttp_server(app)
     store_url = f"sqlite:///{tmp_path / 'store.db'}"

@@ -175,6 +175,27 @@ async def test_phone_bound_by_another_is_taken(store: Store) -> None:
     await consistent(store)
 
 
+async def test_a_stale_holder_loses_the_phone_wecom_gives_to_nobody(store: Store) -> None:
+    await bind(store, "m1", P1)
+    assert await store.release_stale_phone(P1, claimant="m2", wecom_holder=None, actor=STUDENT)
+    assert await store.get_binding("m1") is None
+    assert await store.get_binding_by_phone(P1) is None
+    [lost, *_] = await store.audit_list(member_id="m1")
+    assert lost.action is AuditAction.PHONE_LOST
+    assert "user/getuserid" in lost.detail
+    await bind(store, "m2", P1)
+    await consistent(store)
+
+
+async def test_the_store_right_about_a_phones_holder_keeps_it(store: Store) -> None:
+    await bind(store, "m1", P1)
+    assert not await store.release_stale_phone(P1, claimant="m2", wecom_holder="m1", actor=STUDENT)
+    holder = await store.get_binding_by_phone(P1)
+    assert holder is not None
+    assert holder.member_id == "m1"
+    await consistent(store)
+
+
 async def test_phone_claimed_by_another_is_taken_until_the_lease_runs_out(
     store: Store, clock: FakeClock
 ) -> None:

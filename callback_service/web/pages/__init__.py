@@ -15,6 +15,7 @@ import jinja2
 from aiohttp import web
 
 from callback_service import compose
+from callback_service.clients.budget import WECOM_BUDGET
 from callback_service.clients.cas import CAS
 from callback_service.clients.wecom import WECOM_APP, WECOM_CONTACTS
 from callback_service.compose import BINDING_FLOW, CAS_RETURN_PATH, CLOCK, HTTP, SETTINGS, WeComClients
@@ -77,7 +78,7 @@ async def _pages_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[BINDING_FLOW] = compose.binding_flow(
         store=app[STORE],
-        clients=WeComClients(app=app[WECOM_APP], contacts=app[WECOM_CONTACTS]),
+        clients=WeComClients(app=app[WECOM_APP], contacts=app[WECOM_CONTACTS], budget=app[WECOM_BUDGET]),
         departments=config.departments,
         lease=config.claim_lease,
         clock=app[CLOCK],

@@ -245,7 +245,6 @@ def _standing_page(
             **_student(session, entry),
             "standing": standing.value,
             "heading": STANDING_HEADINGS[standing],
-            "help_contact": request.app[SETTINGS].help_contact,
             "entry": GUIDE[ErrorCode.ACCOUNT_FOLLOWED],
             **_follow_context(request),
         },
@@ -465,7 +464,6 @@ async def me(request: web.Request) -> web.StreamResponse:
         {
             **_student(session, entry),
             "binding": _me_view(binding, _binding_view(binding, request.app[CLOCK]()), seen),
-            "help_contact": request.app[SETTINGS].help_contact,
             "csrf": session.csrf,
             "logout_url": url(request, "logout"),
             "phone_url": url(request, "bind-phone"),

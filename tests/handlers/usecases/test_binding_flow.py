@@ -70,10 +70,11 @@ def store(memory_store: Store) -> Store:
     """The use case's store: in memory, on the same contract as SQLite and Redis (tests/store/test_contract.py)."""
     return memory_store
 
-@pytest.fixture
-def wecom_options() -> dict[str, Any]:
-    """Options of the emulator beyond the test's organisation: none, today's WeCom."""
-    return {}
+@pytest.fixture(params=[False, True], ids=["hidden-absent", "hidden-empty"])
+def wecom_options(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Options of the emulator beyond the test's organisation: today's WeCom, which leaves the fields
+    it hides out of an answer, or answers them "" (its documents promise neither): both are unknown."""
+    return {"hidden_as_empty": request.param}
 
 
 @pytest.fixture
@@ -101,7 +102,7 @@ async def world(wecom_server: TestServer, store: Store, clock: FakeClock) -> Asy
             session=session,
             api_base=str(wecom_server.make_url("")),
             corp_id=CORP_ID,
-            secret="contacts-secret",
+            contacts=True, secret="contacts-secret",
             store=store,
             clock=clock,
             max_attempts=2,
@@ -490,7 +491,7 @@ async def quick_flow(world: World, wecom_server: TestServer) -> AsyncIterator[Bi
     async with aiohttp.ClientSession() as session:
         client = WeComClient(
             session=session, api_base=str(wecom_server.make_url("")), corp_id=CORP_ID,
-            secret="contacts-secret", store=world.store, clock=world.clock, max_attempts=1, timeout=0.5,
+            contacts=True, secret="contacts-secret", store=world.store, clock=world.clock, max_attempts=1, timeout=0.5,
         )
         flow = BindingFlow(store=world.store, contacts=client, reader=world.reader, departments={},
                            settle_delays=(0.3,) * 5)
@@ -749,3 +750,16 @@ async def test_a_release_leaves_a_member_the_flow_did_not_create(world: World) -
     done = await release(world.store, world.contacts, world.reader, "2021001", actor=ACTOR)
     assert done.in_wecom is InWeCom.KEPT_NOT_CREATED
     assert "user/update" not in world.wecom.calls[-2:]
+
+
+async def test_students_not_yet_members_cost_one_user_get_per_read_once_the_assistant_said_48009(
+    world: World,
+) -> None:
+    # Today's assistant may not read (48009): after it said so once, a 60111 from the app is not
+    # asked of it again, for every student not yet a member answers 60111 (WeCom's per-API limit).
+    assert await world.flow.standing("2021004", actor=ACTOR) is Standing.MAY_BIND
+    assert isinstance(await world.flow.bind("2021004", Phone("13800000004"), actor=ACTOR), Bound)
+    before = len(world.wecom.calls)
+    assert await world.flow.standing("2021005", actor=ACTOR) is Standing.MAY_BIND
+    assert isinstance(await world.flow.bind("2021005", Phone("13800000005"), actor=ACTOR), Bound)
+    assert world.wecom.calls[before:].count("user/get") == 2  # the login's status, the submit's

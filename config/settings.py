@@ -29,6 +29,8 @@ CONFIG_ENV: Final = "WECOM_BIND_CONFIG"
 DEFAULT_STORE_URL: Final = "sqlite:///data/wecom-bind.db"
 DEFAULT_WECOM_API_BASE: Final = "https://qyapi.weixin.qq.com"
 DEFAULT_SCHOOL_NAME: Final = "上海工程技术大学"
+DOMAIN_VERIFY_NAME: Final = re.compile(r"WW_verify_[A-Za-z0-9]{1,64}\.txt")
+"""The name of WeCom's trusted-domain verification file, as its console hands it out."""
 _CAS_ATTRIBUTE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9._-]{0,63}\Z")
 
 ProxyNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -158,8 +160,16 @@ class Settings(BaseModel):
     )
     second_verification: bool = Field(default=False, description="WeCom's 二次验证 admission gate")
     tfa_mode: Literal["authsucc", "tfa"] = Field(
-        default="authsucc",
-        description="二次验证's API: user/authsucc, or auth/get_tfa_info then user/tfa_succ",
+        default="tfa",
+        description="二次验证's API: auth/get_tfa_info then user/tfa_succ, or user/authsucc",
+    )
+    help_contact: str = Field(
+        default="学校信息中心", min_length=1, max_length=120,
+        description="whom a disabled or departed member asks (e.g. 辅导员, or the IT office with a phone)",
+    )
+    domain_verify_file: Path | None = Field(
+        default=None,
+        description="the WW_verify_*.txt file of WeCom's trusted domain (可信域名), served at the root",
     )
     departments: dict[str, int] = Field(
         default_factory=dict, description="院系 name -> WeCom department id, for members created on binding"
@@ -319,6 +329,20 @@ class Settings(BaseModel):
     def _check_store_url(cls, value: StoreUrl) -> StoreUrl:
         if urlsplit(value.get_secret_value()).scheme not in ("sqlite", "redis", "rediss", "unix"):
             raise ValueError("must start with sqlite:/// or redis://")
+        return value
+
+    @field_validator("domain_verify_file", mode="before")
+    @classmethod
+    def _check_domain_verify_file(cls, raw: object) -> Path | None:
+        if raw is None or raw == "":
+            return None
+        if not isinstance(raw, str | Path):
+            raise ValueError("must be the path of the WW_verify_<code>.txt file")
+        value = Path(raw)
+        if not DOMAIN_VERIFY_NAME.fullmatch(value.name):
+            raise ValueError("must name the WW_verify_<code>.txt file downloaded from WeCom's console")
+        if not value.is_file():
+            raise ValueError(f"no such file: {value}")
         return value
 
     @field_validator("departments")

@@ -26,6 +26,7 @@ from handlers.core.binding import DirectoryEntry
 from sandbox.cas import CasUser, create_cas_sandbox
 from sandbox.wecom import create_wecom_sandbox
 from sandbox.wecom_keys import WECOM_SANDBOX_STATE
+from sandbox.wecom_members import Organisation, read_members
 from sandbox.wecom_push import CallbackTarget
 from sandbox.wecom_state import APP, CONTACTS
 
@@ -91,9 +92,16 @@ def demo_settings(*, host: str, port: int, data_dir: Path) -> Settings:
     )
 
 
-def cas_users(students: Sequence[DemoStudent] = DEMO_STUDENTS) -> dict[str, CasUser]:
-    """The emulated CAS accounts of the demo students."""
+def cas_users(
+    students: Sequence[DemoStudent] = DEMO_STUDENTS, organisation: Organisation | None = None
+) -> dict[str, CasUser]:
+    """The emulated CAS accounts of the demo students, and of the members of an existing organisation."""
     users = {}
+    for existing in organisation.members if organisation is not None else ():
+        users[existing.userid] = CasUser(
+            member_id=existing.userid, password=DEMO_PASSWORD, name=existing.name,
+            attributes={"department": _department_name(existing.department[0])},
+        )
     for student in students:
         attributes = {"department": student.department}
         if student.cas_mobile:
@@ -126,13 +134,24 @@ def _start_page(settings: Settings) -> Handler:
 
 
 def directory_seeder(
-    students: Sequence[DemoStudent] = DEMO_STUDENTS,
+    students: Sequence[DemoStudent] = DEMO_STUDENTS, organisation: Organisation | None = None
 ) -> Callable[[web.Application], AsyncIterator[None]]:
-    """A cleanup context that puts the students into the school directory when the app starts."""
+    """A cleanup context that puts the students, and the members of an existing organisation, into
+    the school directory when the app starts."""
 
     async def seed_directory(app: web.Application) -> AsyncIterator[None]:
+        existing = organisation.members if organisation is not None else ()
         await app[STORE].directory_upsert(
             [
+                DirectoryEntry(
+                    member_id=member.userid,
+                    name=member.name,
+                    department=_department_name(member.department[0]),
+                    phone=member.mobile,
+                )
+                for member in existing
+            ]
+            + [
                 DirectoryEntry(
                     member_id=student.member_id,
                     name=student.name,
@@ -153,17 +172,29 @@ def demo_departments(students: Sequence[DemoStudent] = DEMO_STUDENTS) -> dict[st
     return {name: 2 + number for number, name in enumerate(names)}
 
 
-def wecom_sandbox(settings: Settings, students: Sequence[DemoStudent] = DEMO_STUDENTS) -> web.Application:
+def _department_name(department: int) -> str:
+    names = {ident: name for name, ident in demo_departments().items()}
+    return names.get(department, f"部门{department}")
+
+
+def wecom_sandbox(
+    settings: Settings,
+    students: Sequence[DemoStudent] = DEMO_STUDENTS,
+    organisation: Organisation | None = None,
+) -> web.Application:
     """The emulated WeCom of the demo, pushing its callbacks to the service beside it.
 
     The app's events go to /wecom/callback; change_contact (for changes made in the emulated admin
     console, /_sandbox/console) to the contacts-sync endpoint /wecom/contacts-callback, when the
     settings carry its Token and key. Each demo student has a simulated WeChat with its own phone, to
-    pick on the follow page, and so has a visitor who is in no record.
+    pick on the follow page, and so has a visitor who is in no record. An existing organisation's
+    members (read from a file) are WeCom's members from the start.
     """
     departments = {1: settings.school_name} | {
         ident: name for name, ident in demo_departments(students).items()
     }
+    if organisation is not None:
+        departments |= {d: _department_name(d) for d in organisation.departments if d not in departments}
     app = create_wecom_sandbox(
         corp_id=settings.corp_id,
         secrets={
@@ -180,6 +211,7 @@ def wecom_sandbox(settings: Settings, students: Sequence[DemoStudent] = DEMO_STU
         departments=departments,
         help_url=settings.public_base_url + "/help",
         corp_name=settings.school_name,
+        members=organisation.members if organisation is not None else (),
     )
     state = app[WECOM_SANDBOX_STATE]
     # The name is the WeChat's nickname: the emulator's pages say "张三的微信" themselves.
@@ -199,19 +231,27 @@ def _contacts_target(settings: Settings) -> CallbackTarget | None:
     )
 
 
-def create_demo_app(*, host: str, port: int, data_dir: Path) -> web.Application:
+def create_demo_app(
+    *, host: str, port: int, data_dir: Path, wecom_members: Path | None = None
+) -> web.Application:
     """The service with both emulators mounted, the directory seeded, and the start page at /.
 
     The emulated WeCom lives in memory, so the demo's store starts afresh at each start too.
+    wecom_members: a CSV (userid,name,department,mobile,status) of an existing organisation, whose
+    members are in WeCom from the start, in the directory and in CAS (password as the demo's);
+    MembersFileError when it cannot be loaded.
     """
+    organisation = read_members(wecom_members) if wecom_members is not None else None
     settings = demo_settings(host=host, port=port, data_dir=data_dir)
     for stale in data_dir.glob("demo.db*"):
         stale.unlink()
     app = create_app(settings)
     app[PAGES_CONFIG] = PagesConfig(departments=demo_departments())
-    app.cleanup_ctx.append(directory_seeder())
+    app.cleanup_ctx.append(directory_seeder(organisation=organisation))
     app.router.add_get("/", _start_page(settings), name="demo-start")
-    cas = create_cas_sandbox(users=cas_users(), show_accounts=True, school=settings.school_name)
+    cas = create_cas_sandbox(
+        users=cas_users(organisation=organisation), show_accounts=True, school=settings.school_name
+    )
     app.add_subapp(CAS_MOUNT, cas)
-    app.add_subapp(WECOM_MOUNT, wecom_sandbox(settings))
+    app.add_subapp(WECOM_MOUNT, wecom_sandbox(settings, organisation=organisation))
     return app

@@ -39,6 +39,7 @@ from sandbox.wecom_keys import (
     WECOM_SANDBOX_STATE,
 )
 from sandbox.wecom_push import CallbackTarget, Pusher
+from sandbox.wecom_rules import InvalidMobile, wecom_mobile
 from sandbox.wecom_state import (
     APP,
     CONTACTS,
@@ -108,6 +109,8 @@ def create_wecom_sandbox(
     contacts_trusted_ips: Iterable[str] | None = LOOPBACK,
     app_trusted_ips: Iterable[str] | None = LOOPBACK,
     contacts_reads_details: bool = False,
+    hidden_as_empty: bool = False,
+    contacts_event_server_since_2022: bool = True,
 ) -> web.Application:
     """Build the WeCom emulator; `secrets` maps each secret to its label (APP, CONTACTS, ...).
 
@@ -119,6 +122,10 @@ def create_wecom_sandbox(
     deployment since: its writes work, its user/get answers 48009 (document/path/90196: "从2022年8月15日
     10点开始，'企业管理后台 - 管理工具 - 通讯录同步'的新增IP将不能再调用此接口");
     `contacts_reads_details=True` plays an address trusted before that date, which reads every field.
+    Either secret used from outside its trusted IPs gets 60020 (document/path/90313).
+    `hidden_as_empty=True` answers the fields a read hides as "" instead of leaving them out (WeCom's
+    documents promise neither). `contacts_event_server_since_2022=False` plays a contacts-sync event
+    server saved before 2022-08-15: update_user for every change, with every changed field.
     """
     if not secrets or any(not secret for secret in secrets):
         raise ValueError("the emulator needs at least one non-empty secret")
@@ -142,6 +149,8 @@ def create_wecom_sandbox(
         contacts_trusted_ips=contacts_trusted_ips,
         app_trusted_ips=app_trusted_ips,
         contacts_reads_details=contacts_reads_details,
+        hidden_as_empty=hidden_as_empty,
+        contacts_event_server_since_2022=contacts_event_server_since_2022,
     )
     for member in members:
         if member.userid in state.members:
@@ -182,6 +191,7 @@ def _setup_api_routes(app: web.Application) -> None:
         ("POST", "user/update", _user_update, "contacts"),
         ("GET", "user/delete", _user_delete, "contacts"),
         ("POST", "user/list_id", _user_list_id, "contacts"),
+        ("POST", "user/getuserid", _user_getuserid, "any"),
         ("POST", "user/convert_to_openid", _convert_to_openid, "any"),
         # 二次验证: the documented path resolves the code with the contacts-sync assistant, then calls
         # user/authsucc (document/path/90203: "企业收到code后，使用'通讯录同步助手'调用接口'根据code获取
@@ -314,7 +324,26 @@ async def _user_get(request: web.Request, state: WeComSandboxState, body: dict[s
     state.check_visible(label, member)
     # document/path/90196: since 2022-06-20 a new app gets no 头像、性别、手机、邮箱、企业邮箱、员工个人
     # 二维码、地址; the contacts-sync secret, where it may read at all, reads them all.
-    return member.as_json(sensitive=label == CONTACTS or state.app_sees_sensitive)
+    return member.as_json(
+        sensitive=label == CONTACTS or state.app_sees_sensitive, hidden_as_empty=state.hidden_as_empty
+    )
+
+
+async def _user_getuserid(request: web.Request, state: WeComSandboxState, body: dict[str, Any]) -> ApiResult:
+    # document/path/95402: {"mobile"} → {"userid"}; "应用须拥有指定成员的查看权限". A mobile no member holds,
+    # or one held outside the app's visible range, answers 46004 (90313 46004: "根据手机号或邮箱地址查userid
+    # 时，传入的手机号或邮箱不存在企业通讯录中，或者不在应用的可见范围之内").
+    mobile = _text(body, "mobile")
+    if not mobile:
+        raise SandboxError(41009, "missing mobile")
+    try:
+        phone = wecom_mobile(mobile)
+    except InvalidMobile:
+        raise SandboxError(46004, "user not found") from None
+    member = state.member_by_mobile(phone)
+    if member is None or (request[_LABEL] == APP and not state.visible(member)):
+        raise SandboxError(46004, "user not found")
+    return {"userid": member.userid}
 
 
 async def _user_create(request: web.Request, state: WeComSandboxState, body: dict[str, Any]) -> ApiResult:
@@ -649,7 +678,9 @@ async def _enter_agent(request: web.Request) -> web.Response:
     return web.json_response({"entered": member.userid})
 
 
-_CONSOLE_FIELDS: Final = frozenset({"name", "mobile", "department", "position", "email", "gender", "enable"})
+_CONSOLE_FIELDS: Final = frozenset(
+    {"name", "mobile", "department", "position", "email", "gender", "enable", "new_userid"}
+)
 
 
 async def _console_create(request: web.Request) -> web.Response:
@@ -676,9 +707,14 @@ async def _console_create(request: web.Request) -> web.Response:
 async def _console_update(request: web.Request) -> web.Response:
     """POST {field: value, ...}: the member's record changes in the console (or in the member's own app).
 
-    The contacts-sync event server hears update_user with the UserID, and the department only when it
-    changed: since 2022-08-15 no Name or Mobile (document/path/90970). The app hears a member leave or
-    enter it: disabled (enable 0), re-enabled, moved out of or into its visible range.
+    The contacts-sync event server saved after 2022-08-15 hears update_user only when the department
+    or the UserID changed, with those fields only (document/path/90970: "成员属性只回调UserId/Department
+    两个字段"): a mobile changed in the console is heard by no one. One saved before hears every change
+    with the fields that changed (Name, Mobile, Status...). The app hears a member leave or enter it
+    (document/path/90376, 成员关注及取消关注事件: "成员已经在应用可见范围，成员加入(或退出)企业时、
+    或者被禁用"): disabled (enable 0) is unsubscribe, re-enabled subscribe again (the
+    documents name no event for it; the emulator plays the way back in), a move out of or into its
+    visible range likewise.
     """
     state = request.app[WECOM_SANDBOX_STATE]
     body = await _admin_body(request)
@@ -691,17 +727,19 @@ async def _console_update(request: web.Request) -> web.Response:
     pusher = request.app[WECOM_SANDBOX_PUSHER]
     try:
         member = state.member(request.match_info["userid"])
-        was_in = state.in_app(member)
+        old_userid, was_in, old_status = member.userid, state.in_app(member), member.status
         changes = {key: value for key, value in body.items() if key != "enable"}
         member, fields = state.update_member(member.userid, changes, by_member=True)
         if enable is not None:
             state.set_enabled(member.userid, bool(enable))
     except SandboxError as exc:
         return _admin_error(exc)
-    pusher.push_contact(
-        "update_user", member.userid,
-        {"Department": fields["Department"]} if "Department" in fields else {},
-    )
+    if member.status != old_status:
+        fields["Status"] = str(member.status)
+    if state.contacts_event_server_since_2022:
+        fields = {tag: value for tag, value in fields.items() if tag in ("Department", "NewUserID")}
+    if fields:
+        pusher.push_contact("update_user", old_userid, fields)
     pusher.push_membership(member, was_in=was_in)
     return web.json_response(member.as_json())
 
@@ -744,3 +782,11 @@ async def _console_visible(request: web.Request) -> web.Response:
 
 def _departments_text(member: Member) -> str:
     return ",".join(str(d) for d in member.department)
+
+
+if __name__ == "__main__":  # python -m sandbox.wecom: the emulator on its own port (sandbox.wecom_main)
+    import sys
+
+    from sandbox.wecom_main import main
+
+    sys.exit(main())

@@ -81,8 +81,9 @@ class Member:
     uses_wecom_app: bool = False
     """Logged in to the WeCom app: activated whether or not a WeChat follows (status stays 1)."""
 
-    def as_json(self, *, sensitive: bool = True) -> dict[str, object]:
-        """The member as user/get returns it; without `sensitive`, the fields an app no longer sees."""
+    def as_json(self, *, sensitive: bool = True, hidden_as_empty: bool = False) -> dict[str, object]:
+        """The member as user/get returns it; without `sensitive`, the fields an app no longer sees are
+        left out, or with `hidden_as_empty` answered empty ("", and "0" for the gender)."""
         full: dict[str, object] = {
             "userid": self.userid,
             "name": self.name,
@@ -98,7 +99,11 @@ class Member:
         }
         if sensitive:
             return full
-        # Absent, not empty: an app cannot tell a hidden mobile from a member without one by the key.
+        if hidden_as_empty:
+            # Nothing in WeCom's documents promises absent over empty, and it answers 0 for a hidden
+            # gender: a reader must take "" from such a read as unknown too.
+            return full | {key: "0" if key == "gender" else "" for key in SENSITIVE_FIELDS}
+        # Absent: an app cannot tell a hidden mobile from a member without one by the key.
         return {key: value for key, value in full.items() if key not in SENSITIVE_FIELDS}
 
 
@@ -306,6 +311,8 @@ class WeComSandboxState:
         contacts_trusted_ips: Iterable[str] | None = LOOPBACK,
         app_trusted_ips: Iterable[str] | None = LOOPBACK,
         contacts_reads_details: bool = False,
+        hidden_as_empty: bool = False,
+        contacts_event_server_since_2022: bool = True,
     ) -> None:
         self.corp_id = corp_id
         self.corp_name = corp_name
@@ -341,6 +348,13 @@ class WeComSandboxState:
         self.contacts_reads_details = contacts_reads_details
         """Whether the contacts-sync assistant may read members (user/get) from the caller's address:
         only an address trusted before 2022-08-15 may (document/path/90196); a newer one gets 48009."""
+        self.hidden_as_empty = hidden_as_empty
+        """Whether a read that hides the sensitive fields answers them "" (and gender "0") instead of
+        leaving them out."""
+        self.contacts_event_server_since_2022 = contacts_event_server_since_2022
+        """Whether the contacts-sync event server was saved after 2022-08-15: update_user only for a
+        changed department or UserID, with those fields only (document/path/90970); else every change,
+        every changed field."""
         self.trusted_ips = {CONTACTS: _networks(contacts_trusted_ips), APP: _networks(app_trusted_ips)}
         """Each secret label's 企业可信IP as networks; None: any address."""
         self.invitations: dict[str, int] = {}
@@ -393,10 +407,11 @@ class WeComSandboxState:
         return held.label
 
     def check_ip(self, label: str, peer: str | None) -> None:
-        """Refuse a call from outside the secret's trusted IPs: 48009 (contacts-sync) or 60020 (app).
+        """Refuse a call from outside the secret's trusted IPs with 60020, for either secret.
 
-        document/path/90313, 48009: "不再允许通讯录同步助手从新增IP读取通讯录详情"; 60020 "不安全的访问IP":
-        "请确认该IP是本企业服务器IP，并已经配置到应用详情的'企业可信IP'项目中". gettoken itself is not
+        document/path/90313, 60020 "不安全的访问IP": "1）若调用者是企业自建应用或通讯录同步助手，请确认该IP是
+        本企业服务器IP，并已经配置到应用详情的'企业可信IP'项目中". 48009 is the other refusal: the assistant
+        reading details from an address trusted after 2022-08-15 (see user/get). gettoken itself is not
         refused: the error comes on the API call.
         """
         networks = self.trusted_ips.get(label)
@@ -408,8 +423,6 @@ class WeComSandboxState:
             address = None
         if address is not None and any(address in network for network in networks):
             return
-        if label == CONTACTS:
-            raise SandboxError(48009, f"api forbidden for contacts sync from a new ip, from ip: {peer}")
         raise SandboxError(60020, f"not allow to access from your ip, from ip: {peer}")
 
     def revoke_tokens(self) -> None:
@@ -499,6 +512,10 @@ class WeComSandboxState:
             raw = changes["mobile"]
             phone = self._mobile(raw if isinstance(raw, str) else None)
             self._check_mobile_free(phone, member)
+            email = changes.get("email", member.email)
+            if phone is None and not email:
+                # go-workwx errcodes (90313): "60129 成员手机和邮箱都为空 … 成员手机和邮箱至少有个非空".
+                raise SandboxError(60129, "mobile and email are both empty")
         departments = member.department
         if "department" in changes:
             departments = self._departments(changes["department"])

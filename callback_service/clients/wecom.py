@@ -29,12 +29,14 @@ from handlers.core.wecom_errors import (
     ApiForbidden,
     AppUntrustedIp,
     ConfigurationError,
+    ContactsUntrustedAddress,
     ContactsUntrustedIp,
     InvalidCode,
     InvalidCorpId,
     InvalidSecret,
     MobileExists,
     MobileInvalid,
+    MobileNotFound,
     OutsideVisibleRange,
     RateLimited,
     UserIdExists,
@@ -69,6 +71,7 @@ __all__ = [
     "ApiForbidden",
     "AppUntrustedIp",
     "ConfigurationError",
+    "ContactsUntrustedAddress",
     "ContactsUntrustedIp",
     "InvalidCode",
     "InvalidCorpId",
@@ -76,6 +79,7 @@ __all__ = [
     "InvalidSecret",
     "MobileExists",
     "MobileInvalid",
+    "MobileNotFound",
     "OutsideVisibleRange",
     "RateLimited",
     "TokenProbe",
@@ -166,7 +170,7 @@ ApiObserver = Callable[[str, int, float], None]
 
 
 class WeComClient:
-    """Calls the WeCom API with one secret (the app's or the contacts-sync one)."""
+    """Calls the WeCom API with one secret (the app's, or the contacts-sync one: contacts=True)."""
 
     def __init__(
         self,
@@ -189,6 +193,7 @@ class WeComClient:
         timer: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         observe: ApiObserver | None = None,
+        contacts: bool = False,
     ) -> None:
         if not secret:
             raise InvalidSecret(40001, "empty secret")
@@ -212,6 +217,7 @@ class WeComClient:
         self._timer = timer
         self._sleep = sleep
         self._observe = observe
+        self._contacts = contacts
         digest = hashlib.sha256(f"{corp_id}\0{secret}".encode()).hexdigest()[:32]
         self._cache_key = f"wecom:token:{digest}"
         self._lock_name = f"wecom:token-refresh:{digest}"
@@ -250,11 +256,24 @@ class WeComClient:
             mobile=mobile if isinstance(mobile, str) and mobile else None,
             department=tuple(departments),
             status=int(data.get("status", 0)),
-            # The key is absent when this secret may not see it (an app since 2022-06-20,
-            # developer.work.weixin.qq.com/document/path/90196): unknown, not empty.
-            mobile_shown="mobile" in data,
+            # Hidden from an app since 2022-06-20 (developer.work.weixin.qq.com/document/path/90196):
+            # unknown, not empty, whether the key is absent or "" (nothing in WeCom's documents
+            # promises absent, and a hidden gender comes as 0). The contacts-sync assistant, where
+            # WeCom lets it read members at all (an address trusted before 2022-08-15), reads every
+            # field: its "" is a member without a mobile.
+            mobile_shown="mobile" in data and (self._contacts or bool(mobile)),
             raw=data,
         )
+
+    async def user_getuserid(self, mobile: str) -> str:
+        """user/getuserid (document/path/95402): the member holding this mobile; MobileNotFound (46004)
+        when none does, or none inside the app's visible range. WeCom bars the API for a day once its
+        misses exceed 20% of the organisation's member cap: callers count their misses."""
+        data = await self._call("POST", "user/getuserid", json_body={"mobile": mobile})
+        userid = data.get("userid")
+        if not isinstance(userid, str) or not userid:
+            raise WeComUnavailable(-1, "user/getuserid answered without a userid")
+        return userid
 
     async def user_create(
         self,
@@ -312,18 +331,28 @@ class WeComClient:
         """user/list_id (contacts secret): every (member, department), page by page through the cursor."""
         cursor = ""
         while True:
-            body: dict[str, Any] = {"limit": limit}
-            if cursor:
-                body["cursor"] = cursor
-            data = await self._call("POST", "user/list_id", json_body=body)
-            rows = data.get("dept_user")
-            for row in rows if isinstance(rows, list) else []:
-                if isinstance(row, dict) and isinstance(row.get("userid"), str):
-                    yield DeptUser(userid=row["userid"], department=int(row.get("department", 0)))
-            next_cursor = data.get("next_cursor")
-            if not isinstance(next_cursor, str) or not next_cursor or next_cursor == cursor:
+            rows, next_cursor = await self.user_list_page(cursor, limit=limit)
+            for row in rows:
+                yield row
+            if not next_cursor or next_cursor == cursor:
                 return
             cursor = next_cursor
+
+    async def user_list_page(self, cursor: str, *, limit: int = 10000) -> tuple[list[DeptUser], str]:
+        """One page of user/list_id (document/path/96067) from the cursor ("" first), and the next
+        cursor ("" after the last page)."""
+        body: dict[str, Any] = {"limit": limit}
+        if cursor:
+            body["cursor"] = cursor
+        data = await self._call("POST", "user/list_id", json_body=body)
+        rows = data.get("dept_user")
+        page = [
+            DeptUser(userid=row["userid"], department=int(row.get("department", 0)))
+            for row in (rows if isinstance(rows, list) else [])
+            if isinstance(row, dict) and isinstance(row.get("userid"), str)
+        ]
+        next_cursor = data.get("next_cursor")
+        return page, next_cursor if isinstance(next_cursor, str) else ""
 
     async def convert_to_openid(self, userid: str) -> str:
         """user/convert_to_openid: the openid of the WeChat that follows as this member."""
@@ -594,7 +623,7 @@ class WeComClient:
         if errcode in RETRIABLE_ERRCODES:
             raise _Transient(errcode, f"errcode {errcode}: {data.get('errmsg', '')}", answered=True)
         if errcode != 0:
-            raise error_for(errcode, str(data.get("errmsg", "")))
+            raise error_for(errcode, str(data.get("errmsg", "")), contacts=self._contacts)
         return data
 
 

@@ -69,6 +69,7 @@ def _demo(args: argparse.Namespace) -> int:
     # The emulators are a distribution of their own (sandbox/), never installed with the service.
     try:
         from sandbox.demo import create_demo_app
+        from sandbox.wecom_members import MembersFileError
     except ModuleNotFoundError:
         print("wecom-bind: the demo needs the emulators: pip install -e ./sandbox (make demo does)",
               file=sys.stderr)
@@ -82,7 +83,13 @@ def _demo(args: argparse.Namespace) -> int:
     configure_logging("INFO", "json" if log_format == "json" else "text")
     data_dir = Path(args.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    return _run(create_demo_app(host=args.host, port=args.port, data_dir=data_dir), args)
+    members = Path(args.wecom_members) if args.wecom_members else None
+    try:
+        app = create_demo_app(host=args.host, port=args.port, data_dir=data_dir, wecom_members=members)
+    except MembersFileError as exc:
+        print(f"wecom-bind: --wecom-members: {exc}", file=sys.stderr)
+        return 2
+    return _run(app, args)
 
 
 StoreCommand = Callable[[Store, argparse.Namespace], Awaitable[int]]
@@ -136,12 +143,19 @@ def _add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     by_phone.set_defaults(
         run=_store_command(lambda store, a: admin.binding_by_phone(store, _phone_arg(a.phone), print))
     )
-    release = binding_commands.add_parser("release", help="free a member's phone and binding (audited)")
+    release = binding_commands.add_parser(
+        "release", help="free a member's phone and binding (audited), and the phone in WeCom where it allows"
+    )
     release.add_argument("member_id", metavar="ID", type=_member_id)
     release.add_argument("--reason", required=True, metavar="TEXT", type=_reason)
-    release.set_defaults(
-        run=_store_command(lambda store, a: admin.binding_release(store, a.member_id, a.reason, print))
+    release.set_defaults(run=_store_command(_binding_release))
+
+    invite = commands.add_parser(
+        "invite", help="invite members again on purpose (the flow invites each member once), audited"
     )
+    invite.add_argument("member_ids", nargs="+", metavar="ID", type=_member_id)
+    invite.add_argument("--reason", required=True, metavar="TEXT", type=_reason)
+    invite.set_defaults(run=_store_command(_invite))
 
     audit = commands.add_parser("audit", help="the audit log, newest first; or prune it")
     audit.add_argument("--member", metavar="ID", type=_member_id)
@@ -182,6 +196,11 @@ def _add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     reconcile = commands.add_parser("reconcile", help="compare WeCom's members with the store")
     reconcile.add_argument("--fix", action="store_true", help="settle each drift from WeCom's truth, audited")
     reconcile.set_defaults(run=_store_command(_reconcile))
+    sync = commands.add_parser(
+        "sync", help="record every WeCom member's status (run it before publishing the QR code)"
+    )
+    sync.add_argument("--dry-run", action="store_true", help="read and report; record nothing")
+    sync.set_defaults(run=_store_command(_sync))
 
 
 def _member_id(text: str) -> str:
@@ -252,12 +271,33 @@ async def _student_erase(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _binding_release(store: Store, args: argparse.Namespace) -> int:
+    from callback_service.ops.release import release_command
+
+    return await release_command(store, _settings(args), args.member_id, args.reason, print)
+
+
+async def _invite(store: Store, args: argparse.Namespace) -> int:
+    from callback_service.ops.release import invite_command
+
+    return await invite_command(store, _settings(args), list(args.member_ids), args.reason, print)
+
+
 async def _reconcile(store: Store, args: argparse.Namespace) -> int:
     from callback_service.ops.reconcile import reconcile_command
 
     return await reconcile_command(
         store, _settings(args), fix=args.fix, out=lambda line: print(admin.printable(line)),
         err=lambda line: print(admin.printable(line), file=sys.stderr),
+    )
+
+
+async def _sync(store: Store, args: argparse.Namespace) -> int:
+    from callback_service.ops.sync import sync_command
+
+    return await sync_command(
+        store, _settings(args), dry_run=args.dry_run, out=print,
+        err=lambda line: print(line, file=sys.stderr),
     )
 
 
@@ -362,6 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8080)
     demo.add_argument("--data-dir", default="data", help="where the demo's SQLite file lives")
+    demo.add_argument("--wecom-members", metavar="FILE",
+                      help="an existing organisation: CSV userid,name,department,mobile,status")
     demo.set_defaults(run=_demo)
 
     backup_parser = commands.add_parser(

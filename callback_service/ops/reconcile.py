@@ -29,6 +29,7 @@ from callback_service.ops.admin import admin_actor
 from config import Settings
 from handlers.core.binding import Actor, BindingChanged
 from handlers.core.reconcile import Drift, DriftKind, Fix, WeComView, compare, order_fixes
+from handlers.usecases.binding_flow import created_key
 from handlers.usecases.contacts import ContactMember, ContactsThenApp
 from handlers.usecases.contracts import Store
 
@@ -85,6 +86,49 @@ class ListThenRead:
     async def user_get(self, userid: str) -> ContactMember:
         """user/get through ContactsThenApp."""
         return await self._read.user_get(userid)
+
+
+_REFUSED_NOTE: Final = "refused: "
+
+
+class NamedSecret:
+    """A ContactsReader that names its secret in WeCom's refusals (a note on the error, re-raised as
+    it is, so ContactsThenApp still falls back on 48009), and remembers the members it listed."""
+
+    def __init__(self, inner: ContactsReader, name: str) -> None:
+        self._inner = inner
+        self._name = name
+        self.listed: dict[str, None] = {}
+
+    async def user_list_id(self, *, limit: int = PAGE_SIZE) -> AsyncIterator[DeptUser]:
+        """user/list_id, each member remembered."""
+        try:
+            async for row in self._inner.user_list_id(limit=limit):
+                self.listed.setdefault(row.userid, None)
+                yield row
+        except ConfigurationError as exc:
+            raise self._named(exc) from None
+
+    async def user_get(self, userid: str) -> ContactMember:
+        """user/get."""
+        try:
+            return await self._inner.user_get(userid)
+        except ConfigurationError as exc:
+            raise self._named(exc) from None
+
+    def _named(self, exc: ConfigurationError) -> ConfigurationError:
+        noted = any(note.startswith(_REFUSED_NOTE) for note in getattr(exc, "__notes__", ()))
+        if self._name and not noted:
+            exc.add_note(_REFUSED_NOTE + self._name)
+        return exc
+
+
+def refused_secret(exc: ConfigurationError, default: str) -> str:
+    """The secret WeCom refused, as NamedSecret noted it (default when none did)."""
+    for note in getattr(exc, "__notes__", ()):
+        if isinstance(note, str) and note.startswith(_REFUSED_NOTE):
+            return note.removeprefix(_REFUSED_NOTE)
+    return default
 
 
 class DriftChanged(Exception):
@@ -207,6 +251,18 @@ async def settle_all(store: Store, drifts: Iterable[Drift], *, actor: Actor) -> 
     return SettleReport(settled=tuple(settled), changed=tuple(changed), reported=reported)
 
 
+async def created_without_binding(store: Store, userids: Sequence[str], *, chunk: int = 500) -> list[str]:
+    """The members WeCom lists that the flow created (user/create) and that hold no binding now."""
+    bound = {binding.member_id for binding in await store.list_bindings()}
+    unbound = [userid for userid in userids if userid not in bound]
+    orphans: list[str] = []
+    for start in range(0, len(unbound), chunk):
+        part = unbound[start : start + chunk]
+        marks = await store.kv_get_many([created_key(userid) for userid in part])
+        orphans.extend(userid for userid, mark in zip(part, marks, strict=True) if mark is not None)
+    return sorted(orphans)
+
+
 # the command
 
 
@@ -221,11 +277,19 @@ async def reconcile(
     departments: Mapping[str, int] | None = None,
 ) -> int:
     """Print every drift and a summary, settling them with fix; the command's exit status."""
-    drifts = await find_drift(store, contacts, now=now, departments=departments)
+    listing = contacts if isinstance(contacts, NamedSecret) else NamedSecret(contacts, "")
+    drifts = await find_drift(store, listing, now=now, departments=departments)
     for drift in drifts:
         out(drift.describe())
     counts = ", ".join(f"{sum(d.kind is kind for d in drifts)} {kind}" for kind in DriftKind)
     out(f"{len(drifts)} drift(s) found: {counts}")
+    orphans = await created_without_binding(store, list(listing.listed))
+    for member_id in orphans:
+        out(f"member {member_id}: created in WeCom by this service (user/create), holds no binding any"
+            " more: WeCom still holds its mobile unless it was cleared (wecom-bind binding release, or"
+            " the admin console)")
+    if orphans:
+        out(f"{len(orphans)} member(s) created here hold no binding")
     if all(d.fix is Fix.NONE for d in drifts):
         return 0  # nothing the store can take from WeCom; the lines above say why
     if not fix:
@@ -248,15 +312,20 @@ async def reconcile_command(store: Store, settings: Settings, *, fix: bool, out:
     """`wecom-bind reconcile [--fix]`: read WeCom with the contacts-sync secret; exit 0 when in step
     (or settled), 1 when drift is left, EXIT_WECOM when WeCom cannot be read."""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30, connect=5)) as session:
-        def client(secret: str) -> WeComClient:
+        def client(secret: str, *, is_contacts: bool) -> WeComClient:
             return WeComClient(
                 session=session, api_base=settings.wecom_api_base, corp_id=settings.corp_id,
-                secret=secret, store=store,
+                secret=secret, store=store, contacts=is_contacts,
             )
 
-        contacts = ListThenRead(
-            client(settings.contacts_secret.get_secret_value()),
-            client(settings.app_secret.get_secret_value()),
+        contacts = NamedSecret(
+            ListThenRead(
+                NamedSecret(client(settings.contacts_secret.get_secret_value(), is_contacts=True),
+                            "the contacts-sync secret (WECOM_BIND_CONTACTS_SECRET, 管理工具 → 通讯录同步)"),
+                NamedSecret(client(settings.app_secret.get_secret_value(), is_contacts=False),
+                            "the app's secret (WECOM_BIND_APP_SECRET, 应用管理 → the app)"),
+            ),
+            "",
         )
         try:
             return await reconcile(
@@ -269,7 +338,8 @@ async def reconcile_command(store: Store, settings: Settings, *, fix: bool, out:
         except ConfigurationError as exc:
             # 48009, 60020, 48002...: reading on would only be refused again, and WeCom blocks an
             # IP that keeps presenting a secret it refuses.
-            err(f"wecom-bind: WeCom refused the contacts-sync secret (errcode {exc.errcode}): "
+            which = refused_secret(exc, "the contacts-sync secret")
+            err(f"wecom-bind: WeCom refused {which} (errcode {exc.errcode}): "
                 f"{exc.describe()}; nothing was settled")
             return EXIT_WECOM
         except WeComError as exc:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from handlers.core.binding import BindingState
+from handlers.core.member import MemberSeen
 from handlers.core.phone import Phone, mask_phone
 from handlers.core.rules import Row
 from handlers.usecases.contracts import StoreUnavailable
@@ -53,6 +54,18 @@ def limit_arg(limit: int) -> int:
     if limit <= 0:
         raise ValueError(f"limit must be positive, got {limit!r}")
     return limit
+
+
+def newest_seen(seen: Sequence[MemberSeen]) -> dict[str, MemberSeen]:
+    """record_members' argument reduced to each member's newest record (the later one on a tie)."""
+    newest: dict[str, MemberSeen] = {}
+    for record in seen:
+        if not isinstance(record, MemberSeen):
+            raise TypeError("record_members takes MemberSeen records")
+        kept = newest.get(record.member_id)
+        if kept is None or record.seen_at >= kept.seen_at:
+            newest[record.member_id] = record
+    return newest
 
 
 def find_problems(

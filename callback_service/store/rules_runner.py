@@ -109,6 +109,14 @@ class RulesRunner(abc.ABC):
         rule = partial(rules.settle, member_id=member_id, fix=fix, wanted=wanted, seen=seen)
         return await self._decide(first, rule, actor)
 
+    async def release_stale_phone(
+        self, phone: Phone, *, claimant: str, wecom_holder: str | None, actor: Actor
+    ) -> bool:
+        """Free a phone the store gives to a member WeCom does not (handlers.core.rules.stale_phone)."""
+        phone = phone_arg(phone)
+        rule = partial(rules.stale_phone, phone=phone, claimant=claimant, wecom_holder=wecom_holder)
+        return await self._decide([phone_key(phone)], rule, actor)
+
     async def delete_member(self, member_id: str, *, actor: Actor) -> bool:
         """Remove the member's binding (handlers.core.rules.delete)."""
         return await self._decide([binding_key(member_id)], partial(rules.delete, member_id=member_id), actor)

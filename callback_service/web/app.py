@@ -16,6 +16,7 @@ from callback_service.clients.wecom import TokenProbe, WeComClient
 from callback_service.metrics import WECOM_API_SECONDS, Metrics
 from callback_service.store import open_store
 from callback_service.web import health
+from callback_service.web.domain_verify import setup_domain_verify
 from callback_service.web.keys import (
     CLOCK,
     CONTACTS_RECEIVER,
@@ -79,6 +80,7 @@ async def _wecom_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     for key, secret in ((WECOM_APP, settings.app_secret), (WECOM_CONTACTS, settings.contacts_secret)):
         app[key] = WeComClient(
+            contacts=key is WECOM_CONTACTS,
             session=app[HTTP],
             api_base=settings.wecom_api_base,
             corp_id=settings.corp_id,
@@ -175,4 +177,5 @@ def create_app(
     app.cleanup_ctx.append(_inbox_ctx(run_workers=run_workers))
     setup_routes(app)
     setup_pages(app)
+    setup_domain_verify(app)
     return app

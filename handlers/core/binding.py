@@ -101,6 +101,8 @@ class AuditAction(enum.StrEnum):
     CONFLICT = "conflict"
     EXPORT = "export"
     ERASE = "erase"
+    JOINED = "joined"
+    INVITE = "invite"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,11 @@
-"""A WeCom member's status, as user/get and user/list answer it."""
+"""A WeCom member's status, as user/get and user/list answer it, and the store's record of WeCom's word
+on a member (MemberSeen)."""
 
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
+from typing import Final
 
 
 class MemberStatus(enum.IntEnum):
@@ -31,3 +34,27 @@ _LABELS = {
     MemberStatus.NOT_ACTIVATED: "未激活",
     MemberStatus.QUIT: "退出企业",
 }
+
+
+SEEN_SOURCES: Final = frozenset({"sync", "login", "subscribe", "unsubscribe", "change_contact", "admin"})
+"""Where the service heard WeCom's word on a member: `wecom-bind sync`, a student's login (user/get),
+a callback event, or an administrator."""
+
+
+@dataclass(frozen=True, slots=True)
+class MemberSeen:
+    """What WeCom last said about a member: its status (None: WeCom has no such member), when, and where
+    the service heard it (one of SEEN_SOURCES)."""
+
+    member_id: str
+    status: MemberStatus | None
+    seen_at: float
+    source: str
+
+    def __post_init__(self) -> None:
+        if not self.member_id:
+            raise ValueError("a member seen needs a member id")
+        if self.source not in SEEN_SOURCES:
+            raise ValueError(f"unknown source of a member seen: {self.source!r}")
+        if self.status is not None and not isinstance(self.status, MemberStatus):
+            raise TypeError("a member seen's status is a MemberStatus or None")

@@ -237,8 +237,9 @@ class Draft:
         self.audit(action, row.member_id, row.phone, detail)
         return result
 
-    def strip(self, row: Row, phone: str, taker: str) -> None:
-        """Take the phone away from another member because WeCom's truth gives it to taker."""
+    def strip(self, row: Row, phone: str, taker: str, *, why: str | None = None) -> None:
+        """Take the phone away from another member because WeCom's truth gives it to taker (or, with
+        why, because WeCom gives it to nobody that the store names: why is the audit's reason)."""
         if row.state is BindingState.PENDING and row.phone == phone:
             self.revert(row, AuditAction.CLAIM_DROPPED)
             return
@@ -249,7 +250,7 @@ class Draft:
             self.save(replace(row, phone=None))
         else:
             self.remove(row.member_id)
-        self.audit(AuditAction.PHONE_LOST, row.member_id, phone, f"taken by {taker}")
+        self.audit(AuditAction.PHONE_LOST, row.member_id, phone, why or f"taken by {taker}")
 
 
 def _bound(member_id: str, phone: str | None, *, openid: str | None = None) -> Row:
@@ -412,6 +413,27 @@ def set_phone(d: Draft, member_id: str, wanted: str | None, *, take: bool) -> Bi
     d.index(wanted, member_id)
     d.audit(AuditAction.SETTLE, member_id, wanted, f"replaces {masked(old)}" if old else "")
     return saved.binding()
+
+
+def stale_phone(d: Draft, phone: str, claimant: str, wecom_holder: str | None) -> bool:
+    """The store gives the phone to another member than the claimant; WeCom (user/getuserid) gives it
+    to wecom_holder (None: to nobody). True when the phone is free for the claimant now: the store's
+    holder lost it to WeCom's truth (audited with the reason), or it was free already. False when 2.1
+    stands: WeCom gives it to another member; a store that named someone else no longer does."""
+    holder_id = d.holder(phone)
+    if holder_id is None or holder_id == claimant:
+        return True
+    row = d.load(holder_id)
+    if row is None or not d.holds(row, phone):
+        return True
+    if wecom_holder == holder_id:
+        return False
+    if row.state is BindingState.PENDING and row.phone == phone:
+        # A live claim of another student: its own write to WeCom is under way, not stale.
+        return False
+    held_by = "nobody" if wecom_holder is None else wecom_holder
+    d.strip(row, phone, claimant, why=f"stale: WeCom gives the phone to {held_by} (user/getuserid)")
+    return wecom_holder is None or wecom_holder == claimant
 
 
 def delete(d: Draft, member_id: str) -> bool:

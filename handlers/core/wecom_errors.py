@@ -48,11 +48,24 @@ class UserIdExists(WeComRefusal):
 
 
 class UserNotFound(WeComRefusal):
-    """60111: no member has this userid."""
+    """60111: no member has this userid, or (WeCom's own list of causes, 90313 60111: "d) 成员不在应用
+    可见范围内") none that this secret may see: from the app's secret it may mean 60011."""
+
+
+class MobileNotFound(WeComRefusal):
+    """46004 from user/getuserid: no member has this mobile, or none inside the app's visible range
+    (90313 46004: "根据手机号或邮箱地址查userid时，传入的手机号或邮箱不存在企业通讯录中，
+    或者不在应用的可见范围之内")."""
 
 
 class MobileInvalid(WeComRefusal):
     """60103: WeCom refuses the mobile number."""
+
+
+class NoOpenid(WeComRefusal):
+    """41054 from user/convert_to_openid: no WeChat follows as the member, who joined through the WeCom
+    app only. A normal member, not a failure: its subscribe is a join with nothing to convert. (The
+    errcode is what the emulator answers and what the demo saw; WeCom's pages name none for it.)"""
 
 
 class InvalidCode(WeComRefusal):
@@ -123,10 +136,19 @@ class ContactsUntrustedIp(_UntrustedIp):
 
 
 class AppUntrustedIp(_UntrustedIp):
-    """60020: the app's secret was used from an IP outside the app's 企业可信IP."""
+    """60020 on a call with the app's secret: used from an IP outside the app's 企业可信IP."""
 
     remedy = "the app's secret works only from the app's trusted IPs"
     where = "应用管理 → the app → 企业可信IP"
+
+
+class ContactsUntrustedAddress(_UntrustedIp):
+    """60020 on a call with the contacts-sync secret: used from an IP outside the assistant's own
+    企业可信IP, a list apart from the app's (document/path/90313, 60020: "若调用者是企业自建应用或
+    通讯录同步助手，请确认该IP是本企业服务器IP，并已经配置到应用详情的'企业可信IP'项目中")."""
+
+    remedy = "the contacts-sync secret works only from the assistant's trusted IPs"
+    where = "管理工具 → 通讯录同步 → 企业可信IP (the contacts-sync assistant's own list, not the app's)"
 
 
 class OutsideVisibleRange(ConfigurationError):
@@ -160,11 +182,16 @@ _ERRORS: Final[Mapping[int, type[WeComError]]] = {
     60104: MobileExists,
     60102: UserIdExists,
     60111: UserNotFound,
+    46004: MobileNotFound,
     60103: MobileInvalid,
     40029: InvalidCode,
+    41054: NoOpenid,
 }
 
 
-def error_for(errcode: int, errmsg: str) -> WeComError:
-    """The typed error for an errcode WeCom answered (an unknown one is a plain WeComRefusal)."""
+def error_for(errcode: int, errmsg: str, *, contacts: bool = False) -> WeComError:
+    """The typed error for an errcode WeCom answered (an unknown one is a plain WeComRefusal);
+    contacts: the call was made with the contacts-sync secret (60020 then names its own list)."""
+    if errcode == 60020 and contacts:
+        return ContactsUntrustedAddress(errcode, errmsg)
     return _ERRORS.get(errcode, WeComRefusal)(errcode, errmsg)

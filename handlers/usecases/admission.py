@@ -2,9 +2,11 @@
 
 With second verification on, WeCom sends a joining member to the admission page with an OAuth
 code; the page resolves it to the member's userid (and the WeChat's openid when WeCom tells it),
-and these rules decide: the member must have completed binding (the guide's steps 2 and 3), and
-one member, one WeChat (I4) must hold. Only then is user/authsucc called, after which WeCom pushes
-`subscribe`, whose handler records the follow (and checks I4 again, atomically, in the store).
+and these rules decide: the member must have completed binding (the guide's steps 2 and 3), or be
+recorded as joined by WeCom's own word (a member activated before the service existed, recorded by
+`wecom-bind sync` or a later event), and one member, one WeChat (I4) must hold. Only then is
+user/authsucc called, after which WeCom pushes `subscribe`, whose handler records the follow (and
+checks I4 again, atomically, in the store).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Final, Protocol
 
 from handlers.core.binding import Actor, Binding, BindingState
 from handlers.core.guide import ErrorCode
+from handlers.core.member import MemberSeen, MemberStatus
 from handlers.core.phone import Phone, mask_phone
 from handlers.usecases.conflicts import Counters, record_conflict
 from handlers.usecases.contracts import Store
@@ -35,7 +38,8 @@ class AdmissionRefusal(enum.StrEnum):
     """Why a joining member is not admitted."""
 
     NOT_BOUND = "not_bound"
-    """Not a member, no binding, or only a claim pending: binding (steps 2 and 3) comes first."""
+    """Not a member, no binding, or only a claim pending, and not recorded as joined: binding (steps
+    2 and 3) comes first."""
     MEMBER_FOLLOWED_BY_OTHER = "member_followed_by_other"
     """I4: the member already follows with another WeChat (or one we cannot tell apart from it)."""
     WECHAT_FOLLOWS_OTHER = "wechat_follows_other"
@@ -77,18 +81,26 @@ AdmissionResult = Admitted | AdmissionRefused
 
 
 def judge(
-    member_id: str | None, openid: str | None, binding: Binding | None, openid_holder: Binding | None
+    member_id: str | None,
+    openid: str | None,
+    binding: Binding | None,
+    openid_holder: Binding | None,
+    seen: MemberSeen | None = None,
 ) -> AdmissionRefusal | None:
     """The rules of admission, pure: None admits, else the first rule that refuses.
 
     binding is the member's, openid_holder the binding that the joining WeChat's openid follows
-    as (None when the openid is unknown or follows as nobody).
+    as (None when the openid is unknown or follows as nobody), seen WeCom's last word on the member
+    as the store recorded it: a member WeCom said has joined (已激活) passes as a bound one does.
     """
-    if member_id is None or binding is None or binding.state is BindingState.PENDING:
+    joined = seen is not None and seen.member_id == member_id and seen.status is MemberStatus.ACTIVATED
+    unbound = binding is None or binding.state is BindingState.PENDING
+    if member_id is None or (unbound and not joined):
         return AdmissionRefusal.NOT_BOUND
     # When WeCom does not tell the joining WeChat's openid, a member followed in the store cannot
     # be shown to rejoin with the same WeChat: the gate stays closed rather than guess.
-    if binding.state is BindingState.FOLLOWED and binding.openid is not None and binding.openid != openid:
+    if (binding is not None and binding.state is BindingState.FOLLOWED and binding.openid is not None
+            and binding.openid != openid):
         return AdmissionRefusal.MEMBER_FOLLOWED_BY_OTHER
     if openid_holder is not None and openid_holder.member_id != member_id:
         return AdmissionRefusal.WECHAT_FOLLOWS_OTHER
@@ -96,7 +108,8 @@ def judge(
 
 
 class AdmissionGate:
-    """Admits a joining member by the rules, over the store and WeCom's user/authsucc."""
+    """Admits a joining member by the rules, over the store (bindings and the members recorded as
+    joined) and WeCom's user/authsucc."""
 
     def __init__(self, *, store: Store, wecom: AdmissionWeCom, counters: Counters | None = None) -> None:
         self._store = store
@@ -107,18 +120,26 @@ class AdmissionGate:
         """Check the rules, then call user/authsucc; store and WeCom outages propagate."""
         binding = await self._store.get_binding(member_id) if member_id is not None else None
         holder = await self._store.get_binding_by_openid(openid) if openid is not None else None
-        refusal = judge(member_id, openid, binding, holder)
+        seen = None
+        if member_id is not None and (binding is None or binding.state is BindingState.PENDING):
+            seen = await self._store.member_seen(member_id)
+        refusal = judge(member_id, openid, binding, holder, seen)
         if refusal is not None:
             await self._refused(member_id, openid, binding, holder, refusal, actor=actor)
             return AdmissionRefused(member_id, refusal)
-        if member_id is None or binding is None:
-            raise RuntimeError("admission: judge admitted a member without an id or a binding")
+        if member_id is None:
+            raise RuntimeError("admission: judge admitted a member without an id")
         await self._wecom.auth_succ(member_id)
-        log.info("admission: member %s admitted (user/authsucc)", member_id)
+        if binding is None or binding.state is BindingState.PENDING:
+            log.info("admission: member %s admitted (user/authsucc): recorded as joined by WeCom (%s)",
+                     member_id, seen.source if seen is not None else "-")
+        else:
+            log.info("admission: member %s admitted (user/authsucc)", member_id)
+        shown = binding.phone if binding is not None and binding.state is not BindingState.PENDING else None
         return Admitted(
             member_id=member_id,
-            phone_masked=mask_phone(binding.phone) if binding.phone else None,
-            already_followed=binding.state is BindingState.FOLLOWED,
+            phone_masked=mask_phone(shown) if shown else None,
+            already_followed=binding is not None and binding.state is BindingState.FOLLOWED,
         )
 
     async def _refused(

@@ -8,8 +8,13 @@ the audit log.
 
 WeCom's truth about I3 is the member's status: user/update silently ignores the mobile of an
 activated member (developer.work.weixin.qq.com/document/path/90197), so the flow reads the member
-first and refuses an activated one as 2.2, whatever the store holds. Where the answer shows the
-mobile, the write is read back before it is committed: no 绑定成功 that WeCom did not apply.
+first (right after the login, `standing`, and again at the submit) and writes nothing for a member
+who has joined, is disabled or has quit. Where the answer shows the mobile, the write is read back
+before it is committed: no 绑定成功 that WeCom did not apply.
+
+The store's word that another member holds a phone can be stale (an administrator changed a mobile
+in the console, and since 2022-08-15 no event says so): before it alone refuses 2.1, WeCom is asked
+who holds the phone (user/getuserid), within a daily budget of misses.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -25,6 +31,7 @@ from typing import Final
 from handlers.core.binding import (
     AccountFollowed,
     Actor,
+    AuditAction,
     BindingState,
     Claim,
     ClaimInProgress,
@@ -32,12 +39,13 @@ from handlers.core.binding import (
     PhoneTaken,
 )
 from handlers.core.guide import ErrorCode
-from handlers.core.member import MemberStatus
+from handlers.core.member import MemberSeen, MemberStatus
 from handlers.core.phone import Phone, mask_phone
 from handlers.core.wecom_errors import (
     ContactsUntrustedIp,
     MobileExists,
     MobileInvalid,
+    MobileNotFound,
     OutsideVisibleRange,
     UserIdExists,
     UserNotFound,
@@ -45,7 +53,13 @@ from handlers.core.wecom_errors import (
     WeComUnanswered,
     WeComUnavailable,
 )
-from handlers.usecases.contacts import ContactMember, ContactsThenApp, MemberReader, WeComContacts
+from handlers.usecases.contacts import (
+    ContactMember,
+    ContactsThenApp,
+    MemberReader,
+    PhoneHolders,
+    WeComContacts,
+)
 from handlers.usecases.contracts import Store, StoreUnavailable
 
 log: Final = logging.getLogger(__name__)
@@ -56,6 +70,66 @@ ROOT_DEPARTMENT: Final = 1
 """WeCom's root department: where a member is created when its 院系 has no known department id."""
 SETTLE_DELAYS: Final = (1.0, 2.0, 4.0, 8.0, 16.0)
 """Pauses before each try to settle a write whose answer was lost: 31 s in all, within the lease."""
+INVITE_MEMORY: Final = 365 * 24 * 3600.0
+"""How long a member's invitation is remembered: "同一用户只须邀请一次" (document/path/90975)."""
+MIN_DAILY_MISSES: Final = 10
+"""user/getuserid misses allowed a day however small the directory (see daily_miss_budget)."""
+_DAY_OFFSET: Final = 8 * 3600.0
+"""WeCom's day is China's (UTC+8): its per-day limits start at Beijing midnight."""
+
+
+CREATED_MEMORY: Final = 10 * 365 * 24 * 3600.0
+"""How long the store remembers that the flow created a member (release and reconcile ask)."""
+
+
+def created_key(member_id: str) -> str:
+    """The store's kv key that says the flow created this member in WeCom (user/create)."""
+    return f"created-by-flow:{member_id}"
+
+
+def invite_key(member_id: str) -> str:
+    """The store's kv key that remembers the member's invitation."""
+    return f"invited:{member_id}"
+
+
+def daily_miss_budget(directory_count: int) -> int:
+    """user/getuserid's misses the flow allows itself a day: 5% of the directory's students, at least
+    MIN_DAILY_MISSES. WeCom bars the API for a day past 20% of the member cap ("若出错的次数超出企业
+    人数上限的20%，会导致1天不可调用", document/path/95402); the directory stands in for the cap,
+    which is no smaller, so the flow stops at a quarter of WeCom's line and falls back to the store."""
+    return max(MIN_DAILY_MISSES, directory_count // 20)
+
+
+class Standing(enum.StrEnum):
+    """Where a student stands by WeCom's word on the member, read right after the login."""
+
+    MAY_BIND = "may_bind"
+    """未激活, or no member yet but in the directory (created on binding): the phone page."""
+    JOINED = "joined"
+    """已激活: following the WeChat plugin or using the WeCom app; nothing to bind."""
+    DISABLED = "disabled"
+    """已禁用: an administrator disabled the member; nothing may be written."""
+    QUIT = "quit"
+    """退出企业: the member left the organisation; nothing may be written."""
+    UNKNOWN = "unknown"
+    """In neither the directory nor WeCom: nobody to bind."""
+
+
+def standing_of(status: int) -> Standing:
+    """The standing of a member whose user/get status is this (an unknown status may bind)."""
+    try:
+        known = MemberStatus(status)
+    except ValueError:
+        return Standing.MAY_BIND
+    return _STANDINGS[known]
+
+
+_STANDINGS: Final = {
+    MemberStatus.ACTIVATED: Standing.JOINED,
+    MemberStatus.DISABLED: Standing.DISABLED,
+    MemberStatus.NOT_ACTIVATED: Standing.MAY_BIND,
+    MemberStatus.QUIT: Standing.QUIT,
+}
 
 
 class Refusal(enum.StrEnum):
@@ -66,6 +140,14 @@ class Refusal(enum.StrEnum):
     MOBILE_REFUSED = "mobile_refused"
     NOT_IN_DIRECTORY = "not_in_directory"
     IN_PROGRESS = "in_progress"
+    MEMBER_JOINED = "member_joined"
+    MEMBER_DISABLED = "member_disabled"
+    MEMBER_QUIT = "member_quit"
+
+    @property
+    def standing(self) -> Standing | None:
+        """The standing this refusal found at the submit, when it is one (the status pages show it)."""
+        return _REFUSED_STANDINGS.get(self)
 
     @property
     def code(self) -> ErrorCode | None:
@@ -77,6 +159,13 @@ _GUIDE_CODES: Final = {
     Refusal.PHONE_TAKEN: ErrorCode.PHONE_TAKEN,
     Refusal.ACCOUNT_FOLLOWED: ErrorCode.ACCOUNT_FOLLOWED,
 }
+_REFUSED_STANDINGS: Final = {
+    Refusal.MEMBER_JOINED: Standing.JOINED,
+    Refusal.MEMBER_DISABLED: Standing.DISABLED,
+    Refusal.MEMBER_QUIT: Standing.QUIT,
+    Refusal.NOT_IN_DIRECTORY: Standing.UNKNOWN,
+}
+_STANDING_REFUSALS: Final = {standing: refusal for refusal, standing in _REFUSED_STANDINGS.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +231,8 @@ class BindingFlow:
         lease: float = DEFAULT_LEASE,
         settle_delays: Sequence[float] = SETTLE_DELAYS,
         reader: MemberReader | None = None,
+        holders: PhoneHolders | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._contacts = contacts
@@ -156,6 +247,9 @@ class BindingFlow:
         self._lease = lease
         self._settle_delays = tuple(settle_delays)
         self._settling: set[asyncio.Task[None]] = set()
+        # Who WeCom gives a phone to, asked before the store's word alone refuses 2.1 (the app's secret).
+        self._holders = holders
+        self._clock = clock
 
     async def close(self) -> None:
         """Stop settling: a claim still unsettled stays until its lease runs out (then reconcile)."""
@@ -163,13 +257,40 @@ class BindingFlow:
             task.cancel()
         await asyncio.gather(*self._settling, return_exceptions=True)
 
+    async def standing(self, member_id: str, *, actor: Actor) -> Standing:
+        """Where the student stands by WeCom's status of the member (read with the app's secret, from
+        which status is never hidden), recorded in the store as WeCom's word (source "login");
+        WeCom's failures propagate."""
+        try:
+            member = await self._read(member_id)
+        except UserNotFound:
+            entry = await self._store.directory_get(member_id)
+            return Standing.MAY_BIND if entry is not None else Standing.UNKNOWN
+        await self._seen(member_id, member.status, actor)
+        return standing_of(member.status)
+
+    async def _seen(self, member_id: str, status: int, actor: Actor) -> None:
+        """Record WeCom's word on the member; a member newly seen as joined is audited."""
+        try:
+            known = MemberStatus(status)
+        except ValueError:
+            return
+        try:
+            changed = await self._store.record_members([MemberSeen(member_id, known, self._clock(), "login")])
+            if changed and known is MemberStatus.ACTIVATED:
+                await self._store.audit_note(
+                    member_id, AuditAction.JOINED, "WeCom: activated (status 1), seen at login", actor=actor
+                )
+        except StoreUnavailable:
+            log.warning("binding: could not record WeCom's status of %s", member_id)
+
     async def bind(
         self, member_id: str, phone: Phone, *, actor: Actor, on_settled: Settled | None = None
     ) -> BindResult:
         """Bind the phone to the member, or say which rule refused it; WeCom outages before the
         write propagate. A write whose outcome is unknown is Confirming: on_settled hears the end."""
         try:
-            claim = await self._store.claim_phone(member_id, phone, lease=self._lease, actor=actor)
+            claim = await self._claim(member_id, phone, actor)
         except PhoneTaken:
             return Refused(member_id, Refusal.PHONE_TAKEN)
         except AccountFollowed:
@@ -209,8 +330,45 @@ class BindingFlow:
         invited = True if created else await self._invite(member_id)
         return Bound(member_id, phone, already_bound=False, created=created, invited=invited, followed=False)
 
+    async def _claim(self, member_id: str, phone: Phone, actor: Actor) -> Claim:
+        """The store's claim; when the store gives the phone to another member, WeCom is asked first."""
+        try:
+            return await self._store.claim_phone(member_id, phone, lease=self._lease, actor=actor)
+        except PhoneTaken:
+            if not await self._stale_released(member_id, phone, actor):
+                raise
+        return await self._store.claim_phone(member_id, phone, lease=self._lease, actor=actor)
+
+    async def _stale_released(self, member_id: str, phone: Phone, actor: Actor) -> bool:
+        """Ask WeCom who holds the phone; True when the store's holder was stale and lost it."""
+        if self._holders is None:
+            return False
+        misses_key = f"wecom:getuserid-misses:{int((self._clock() + _DAY_OFFSET) // 86400)}"
+        misses = await self._store.kv_get(misses_key)
+        budget = daily_miss_budget(await self._store.directory_count())
+        if misses is not None and misses.isdigit() and int(misses) >= budget:
+            log.warning("binding: user/getuserid's %d misses today reached; the store's word stands", budget)
+            return False
+        try:
+            holder: str | None = await self._holders.user_getuserid(phone)
+        except MobileNotFound:
+            holder = None
+            await self._store.kv_incr(misses_key, ttl=2 * 86400.0)
+        except WeComError as exc:
+            log.warning("binding: user/getuserid failed (errcode %s); the store's word stands", exc.errcode)
+            return False
+        released = await self._store.release_stale_phone(
+            phone, claimant=member_id, wecom_holder=holder, actor=actor
+        )
+        if released:
+            log.info("binding: WeCom gives %s to %s: the store's stale holder lost it",
+                     mask_phone(phone), holder or "nobody")
+        return released
+
     async def _refuse(self, claim: Claim, refusal: _Refusal) -> Refused:
         await self._release(claim)
+        if refusal.status is not None:
+            await self._seen(claim.member_id, refusal.status, claim.actor)
         corrected = refusal.reason is Refusal.PHONE_TAKEN
         if corrected:
             await self._record_conflict(claim, refusal.why)
@@ -267,7 +425,9 @@ class BindingFlow:
         """The member as WeCom shows it for its status; UserNotFound when WeCom has none."""
         try:
             return await self._reader.user_get(member_id)
-        except OutsideVisibleRange as outside:
+        except (OutsideVisibleRange, UserNotFound) as outside:
+            # 60111 is also WeCom's answer for a member outside the app's visible range (90313 60111:
+            # "d) 成员不在应用可见范围内"): handled as 60011.
             if self._reader is self._contacts:
                 raise
             # Outside the app's visible range: the contacts-sync assistant sees every member, where it
@@ -288,11 +448,22 @@ class BindingFlow:
             created = await self._create(member_id, phone)
             if created:
                 return True
-            member = await self._read(member_id)
+            try:
+                member = await self._read(member_id)
+            except UserNotFound as exc:
+                # user/create says the member exists, user/get says none: one the app may not see.
+                raise OutsideVisibleRange(
+                    60011, "user/get answered 60111 for a member that exists: outside the visible range"
+                ) from exc
+        standing = standing_of(member.status)
+        if standing in (Standing.DISABLED, Standing.QUIT):
+            raise _Refusal(_STANDING_REFUSALS[standing], f"wecom: the member's status is {member.status}",
+                           status=member.status)
         if member.mobile_shown and member.mobile == phone:
             return False  # WeCom holds it already: writing it again would change nothing
-        if member.status == MemberStatus.ACTIVATED:
-            raise _Refusal(Refusal.ACCOUNT_FOLLOWED, "wecom: the member is activated (status 1)")
+        if standing is Standing.JOINED:
+            raise _Refusal(Refusal.MEMBER_JOINED, "wecom: the member is activated (status 1)",
+                           status=member.status)
         with _writing_mobile("user/update"):
             await self._contacts.user_update(member_id, mobile=phone)
         if not member.mobile_shown and self._details.app_reads:
@@ -321,6 +492,11 @@ class BindingFlow:
                 )
         except UserIdExists:
             return False
+        try:
+            await self._store.kv_set(created_key(member_id), "1", ttl=CREATED_MEMORY)
+        except StoreUnavailable:
+            log.warning("binding: could not remember that member %s was created here", member_id)
+        await self._remember_invite(member_id)
         return True
 
     async def _confirm(self, member_id: str, phone: Phone) -> None:
@@ -330,17 +506,31 @@ class BindingFlow:
             return
         if member.status == MemberStatus.ACTIVATED:
             # Activated between our read and our write: WeCom ignored the mobile.
-            raise _Refusal(Refusal.ACCOUNT_FOLLOWED, "wecom: the member activated; the mobile was ignored")
+            raise _Refusal(Refusal.MEMBER_JOINED, "wecom: the member activated; the mobile was ignored",
+                           status=member.status)
         raise WeComUnavailable(-1, "user/update answered 0 but WeCom does not hold the mobile")
 
     async def _invite(self, member_id: str) -> bool:
+        # "同一用户只须邀请一次" (document/path/90975): a member invited before is not invited again
+        # by a resubmission; an administrator invites again on purpose (`wecom-bind invite`).
+        if await self._store.kv_get(invite_key(member_id)) is not None:
+            return True
         # The binding stands without the invite: the student can still scan the follow QR.
         try:
             outcome = await self._contacts.batch_invite(users=[member_id])
         except WeComError as exc:
             log.warning("binding: batch/invite of %s failed (errcode %s)", member_id, exc.errcode)
             return False
-        return member_id not in outcome.invalid_users
+        if member_id in outcome.invalid_users:
+            return False
+        await self._remember_invite(member_id)
+        return True
+
+    async def _remember_invite(self, member_id: str) -> None:
+        try:
+            await self._store.kv_set(invite_key(member_id), "1", ttl=INVITE_MEMORY)
+        except StoreUnavailable:
+            log.warning("binding: could not remember the invitation of %s", member_id)
 
     async def _record_conflict(self, claim: Claim, why: str) -> None:
         # WeCom overruled the store (I1): the audit log says so beside the released claim.
@@ -377,8 +567,10 @@ def _writing_mobile(api: str) -> Iterator[None]:
 class _Refusal(Exception):
     """WeCom refused the write for a reason the student can act on."""
 
-    def __init__(self, reason: Refusal, why: str) -> None:
+    def __init__(self, reason: Refusal, why: str, *, status: int | None = None) -> None:
         super().__init__(why)
         self.reason = reason
         self.why = why
+        self.status = status
+        """WeCom's status of the member, when the refusal is one (recorded as WeCom's word)."""
 

@@ -11,10 +11,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Final, Protocol
 
-from handlers.core.binding import Actor, BindingState, OpenidConflict, PhoneTaken
+from handlers.core.binding import Actor, AuditAction, Binding, BindingState, OpenidConflict, PhoneTaken
 from handlers.core.events import ContactChange, Event, Subscribe, Unsubscribe
+from handlers.core.member import MemberSeen, MemberStatus
 from handlers.core.phone import InvalidPhone, Phone
-from handlers.core.wecom_errors import UserNotFound
+from handlers.core.wecom_errors import NoOpenid, OutsideVisibleRange, UserNotFound
 from handlers.usecases.conflicts import Counters, record_conflict
 from handlers.usecases.contacts import ContactMember
 from handlers.usecases.contracts import Store
@@ -22,7 +23,10 @@ from handlers.usecases.dispatch import Dispatcher, Handler
 
 log: Final = logging.getLogger(__name__)
 
-WELCOME_TTL: Final = 30 * 24 * 3600.0
+WELCOME_TTL: Final = 5 * 365 * 24 * 3600.0
+"""How long a member's welcome is remembered: longer than a student's years at the school."""
+_FLOW_ACTIONS: Final = frozenset({AuditAction.CLAIM, AuditAction.BIND})
+"""The audit actions only the binding flow writes: a member with one bound through the flow."""
 CALLBACK_ACTOR: Final = Actor(who="wecom", source="callback")
 
 
@@ -48,6 +52,9 @@ class WeComMembers(Protocol):
         ...
 
 
+
+
+_STATUSES: Final = frozenset(int(status) for status in MemberStatus)
 
 
 DEFAULT_WELCOME: Final = (
@@ -89,19 +96,35 @@ class CallbackHandlers:
         return Dispatcher(table, fallback=self.acknowledged)
 
     async def subscribe(self, event: Event) -> None:
-        """Mark the member followed by its WeChat (I4), then welcome it once."""
+        """Record the member as joined, mark it followed by its WeChat (I4), and welcome it once if it
+        bound through the flow.
+
+        A subscribe is not a follow through us: WeCom pushes one for every activated member that enters
+        the app's visible range (document/path/90376: "成员已经加入企业，管理员添加成员到应用可见范围"),
+        for a member who joined through the WeCom app only (no WeChat to convert: 41054), and for
+        a re-enabled member. Only a member whose binding the flow made, and who was never welcomed,
+        gets the welcome.
+        """
         if not isinstance(event, Subscribe):
             raise TypeError(f"{type(event).__name__} dispatched as Subscribe")
         member = event.member_id
-        openid = await self._wecom.convert_to_openid(member)
+        await self._seen(member, MemberStatus.ACTIVATED, "subscribe")
+        before = await self._store.get_binding(member)
+        try:
+            openid = await self._wecom.convert_to_openid(member)
+        except NoOpenid:
+            log.info("member %s joined through the WeCom app (no WeChat follows): recorded as joined", member)
+            return
         try:
             await self._store.follow(member, openid, actor=CALLBACK_ACTOR)
         except OpenidConflict:
             detail = f"openid {openid}: a second WeChat for a member, or a second member for a WeChat"
             await self._conflict("I4", member, None, detail)
             return
-        # The welcome is remembered once sent, so a retried subscribe does not send it twice.
-        key = f"welcome:{member}:{openid}"
+        if not await self._bound_through_the_flow(member, before):
+            return
+        # The welcome is remembered once sent, so a retried or a second subscribe does not send it again.
+        key = f"welcomed:{member}"
         if await self._store.kv_get(key) is None:
             # A send retried after a timeout may have reached WeCom: its duplicate check greets once
             # (developer.work.weixin.qq.com/document/path/90236, enable_duplicate_check).
@@ -110,11 +133,44 @@ class CallbackHandlers:
             )
             await self._store.kv_set(key, "sent", ttl=WELCOME_TTL)
 
+    async def _bound_through_the_flow(self, member: str, before: Binding | None) -> bool:
+        """Whether the member's binding, as it was before this follow, is one the binding flow made:
+        bound or claimed there (a settlement from WeCom's mobile, or a follow alone, is not)."""
+        if before is None or before.state is BindingState.FOLLOWED or before.phone is None:
+            return False
+        records = await self._store.audit_list(member_id=member, limit=50)
+        return any(record.action in _FLOW_ACTIONS for record in records)
+
+    async def _seen(self, member: str, status: MemberStatus | None, source: str) -> None:
+        await self._store.record_members([MemberSeen(member, status, self._clock(), source)])
+
     async def unsubscribe(self, event: Event) -> None:
-        """Mark the member unfollowed: it may now bind another phone (the remedy of 2.2)."""
+        """Mark the member unfollowed: it may now bind another phone (the remedy of 2.2); a member
+        WeCom disabled is recorded as disabled and keeps its binding as it was.
+
+        WeCom pushes unsubscribe for an unfollow, but also for a member disabled, gone, or moved out
+        of the visible range (document/path/90376): the status, read with the app's secret (never
+        hidden), tells them apart.
+        """
         if not isinstance(event, Unsubscribe):
             raise TypeError(f"{type(event).__name__} dispatched as Unsubscribe")
-        await self._store.unfollow(event.member_id, actor=CALLBACK_ACTOR)
+        member = event.member_id
+        if self._members is not None:
+            status: MemberStatus | None = None
+            try:
+                found = await self._members.user_get(member)
+            except UserNotFound:
+                await self._seen(member, None, "unsubscribe")  # gone: its delete_user settles the rest
+            except OutsideVisibleRange:
+                pass  # moved out of the app's range: the app may no longer read it, status unknown
+            else:
+                if found.status in _STATUSES:
+                    status = MemberStatus(found.status)
+                    await self._seen(member, status, "unsubscribe")
+            if status is MemberStatus.DISABLED:
+                log.info("member %s was disabled in WeCom: recorded, its binding kept", member)
+                return
+        await self._store.unfollow(member, actor=CALLBACK_ACTOR)
 
     async def contact_changed(self, event: Event) -> None:
         """Follow a member's new user id and mobile in WeCom, keeping I1: a clash is a conflict.
@@ -173,6 +229,7 @@ class CallbackHandlers:
         """A member left the contacts: free its phone and its binding."""
         if not isinstance(event, ContactChange):
             raise TypeError(f"{type(event).__name__} dispatched as ContactChange")
+        await self._seen(event.member_id, None, "change_contact")
         await self._store.delete_member(event.member_id, actor=CALLBACK_ACTOR)
 
     async def acknowledged(self, event: Event) -> None:

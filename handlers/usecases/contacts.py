@@ -64,6 +64,14 @@ class MemberReader(Protocol):
         ...
 
 
+class PhoneHolders(Protocol):
+    """Who WeCom gives a mobile to (user/getuserid, with the app's secret)."""
+
+    async def user_getuserid(self, mobile: str) -> str:
+        """The member holding the mobile; MobileNotFound (46004) when none does (or none visible)."""
+        ...
+
+
 class ContactsThenApp:
     """Reads members with the contacts-sync secret, and from WeCom's first 48009 with the app's.
 

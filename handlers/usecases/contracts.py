@@ -19,6 +19,7 @@ from handlers.core.binding import (
     InboxItem,
     InboxStats,
 )
+from handlers.core.member import MemberSeen
 from handlers.core.phone import Phone
 from handlers.core.reconcile import Fix
 
@@ -90,7 +91,29 @@ class KeyValueStore(Protocol):
         ...
 
 
-class Store(KeyValueStore, Protocol):
+class MemberRecords(Protocol):
+    """What WeCom last said about each member (MemberSeen): its status, when, and where it was heard."""
+
+    async def record_members(self, seen: Sequence[MemberSeen]) -> int:
+        """Upsert the records in one atomic step and return how many members' status is new or changed.
+
+        Idempotent: recording the same word again changes nothing. A record older than the stored one
+        (an earlier seen_at) is ignored, so that a late event never undoes a later read; an equal or
+        newer one replaces it (its time and source too). Within one call a member's newest record counts
+        (the later one on a tie).
+        """
+        ...
+
+    async def member_seen(self, member_id: str) -> MemberSeen | None:
+        """Return WeCom's last word on the member, or None when the service never heard one."""
+        ...
+
+    async def list_members_seen(self) -> list[MemberSeen]:
+        """Return every record, ordered by member id."""
+        ...
+
+
+class Store(KeyValueStore, MemberRecords, Protocol):
     """The whole store: directory, bindings with the rules I1 to I5 held atomically, audit, inbox, kv.
 
     The rules themselves are the pure decisions of handlers.core.rules; a rule-keeping method reads the
@@ -124,6 +147,10 @@ class Store(KeyValueStore, Protocol):
 
     async def directory_count(self) -> int:
         """Return the number of students in the directory."""
+        ...
+
+    async def directory_list(self) -> list[DirectoryEntry]:
+        """Return every directory entry, ordered by student id (for sync's comparison with WeCom)."""
         ...
 
     async def directory_delete(self, member_id: str) -> bool:
@@ -198,6 +225,14 @@ class Store(KeyValueStore, Protocol):
         """Reconcile's fix in one atomic step, only while the member's binding is still `seen`
         (BindingChanged otherwise): delete it, end its follow, or set its phone (taking it, as
         set_member_phone with take does); Fix.NONE changes nothing."""
+        ...
+
+    async def release_stale_phone(
+        self, phone: Phone, *, claimant: str, wecom_holder: str | None, actor: Actor
+    ) -> bool:
+        """Before 2.1 is refused on the store's word alone: WeCom gives the phone to wecom_holder (None:
+        to nobody). Strip it, audited, from a store holder that WeCom contradicts (not from a live claim);
+        True when the phone is free for the claimant now (rules.stale_phone)."""
         ...
 
     async def delete_member(self, member_id: str, *, actor: Actor) -> bool:

@@ -66,20 +66,26 @@ def test_2_2_for_a_member_activated_through_the_wecom_app(new_phone: NewPhone) -
     page.get_by_role("button", name="登录企业微信 App").click()
     expect(page.locator(f'[data-activated="{ZHAOLIU.member_id}"]')).to_be_visible()
     zhaoliu.shot("activated-in-app")
+    # Status first: the phone page is not offered; the page says the account has joined, with 2.2.
     zhaoliu.open("/bind/phone")
-    assert zhaoliu.submit_phone(OTHER_PHONE) == ErrorCode.ACCOUNT_FOLLOWED
+    assert zhaoliu.outcome() == "joined"
+    expect(page.get_by_text("无需再绑定")).to_be_visible()
+    expect(page.locator("#phone")).to_have_count(0)
     expect_guide_entry(page, ErrorCode.ACCOUNT_FOLLOWED)
     expect(page.get_by_text("企业微信 → 我 → 个人信息 → 手机", exact=False).first).to_be_visible()
     zhaoliu.shot("2.2-activated-in-app")
+    zhaoliu.open("/me")
+    expect(page.locator("dl.who .state")).to_have_text("已加入")
 
 
 def test_2_2_a_followed_member_binding_another_phone(new_phone: NewPhone) -> None:
     zhangsan = new_phone("zhangsan")
     page = zhangsan.page
     _bind_and_follow_directly(zhangsan, ZHANGSAN)
+    # A member who follows has joined: no phone page, the 2.2 remedy to change the phone.
     zhangsan.open("/bind/phone")
-    expect(page.locator(".note")).to_contain_text("取消关注")
-    assert zhangsan.submit_phone(OTHER_PHONE) == ErrorCode.ACCOUNT_FOLLOWED
+    assert zhangsan.outcome() == "joined"
+    expect(page.locator("#phone")).to_have_count(0)
     expect_guide_entry(page, ErrorCode.ACCOUNT_FOLLOWED)
     # Where 取消关注 is, and a way to check the state.
     expect(page.locator("[data-unfollow]")).to_contain_text("企业微信插件")

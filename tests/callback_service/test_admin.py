@@ -81,7 +81,9 @@ async def test_binding_phone_refuses_other_scripts_and_says_when_free(store_url:
 
 async def test_binding_release_is_audited_and_frees_the_phone(store_url: str) -> None:
     result = _run(store_url, "binding", "release", "2021001", "--reason", "student asked by email")
-    assert result.returncode == 0, result.stderr
+    # WeCom is unreachable here: the store's release stands, and the command says what is left.
+    assert result.returncode == 4, result.stderr
+    assert "binding released in the store" in result.stdout
     store = await open_store(store_url)
     try:
         assert await store.get_binding("2021001") is None

@@ -11,12 +11,15 @@ import time
 import aiohttp
 
 from callback_service.store import open_store
-from handlers.core.binding import Binding, BindingState
+from handlers.core.binding import Actor, Binding, BindingState
+from handlers.core.phone import Phone
 from sandbox.wecom_keys import WECOM_SANDBOX_FAULTS, WECOM_SANDBOX_STATE
 from sandbox.wecom_state import Member
 from tests.support.callbacks import encrypt_callback, event_xml
 from tests.support.processes import free_port, start_service, stop, wait_healthy
 from tests.support.world import ServerFactory, eventually, service_env, wecom_sandbox
+
+STUDENT = Actor(who="2021001", source="web 127.0.0.1")
 
 
 async def test_kill_9_while_handling_loses_nothing(
@@ -28,6 +31,12 @@ async def test_kill_9_while_handling_loses_nothing(
     )
     state = wecom_app[WECOM_SANDBOX_STATE]
     state.follow("2021001", state.add_wechat("张三的微信", "13800000001"))
+    store = await open_store(store_url)
+    try:  # bound through the flow, so that its follow is welcomed
+        claim = await store.claim_phone("2021001", Phone("13800000001"), lease=60, actor=STUDENT)
+        await store.commit_claim(claim)
+    finally:
+        await store.close()
     # The handler's first WeCom call hangs: the process is killed while it holds the event.
     wecom_app[WECOM_SANDBOX_FAULTS].delay(60, api="user/convert_to_openid")
     wecom_server = await aiohttp_server(wecom_app)

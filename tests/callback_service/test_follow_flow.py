@@ -93,16 +93,21 @@ async def test_console_changes_pushed_to_the_contacts_sync_server_move_and_free_
     ]
     async with (
         running_world(aiohttp_server, store_url=store_url, members=members, contacts_sync=True,
-                      wecom_options=wecom_options) as world,
+                      wecom_options={**wecom_options, "departments": {1: "校", 2: "院"}}) as world,
         aiohttp.ClientSession() as http,
     ):
         await _bind(world, "2021001", P1)
         await _bind(world, "2021002", "13800000002")
-        # An admin changes 张三's mobile in the console: update_user names the member only, and the
-        # service asks WeCom for the mobile. An assistant trusted before 2022-08-15 reads it; today's
-        # gets 48009 and the app sees no mobile: unknown, so the binding stays as it is.
+        # An admin changes 张三's mobile in the console. An event server saved before 2022-08-15 hears
+        # update_user naming the member only, and the service asks WeCom for the mobile, which an
+        # assistant trusted then reads. Today's hears nothing of a mobile (document/path/90970: only a
+        # department or a UserID changed is sent), so the binding stays as it is.
         async with http.post(world.wecom_url + "/_sandbox/console/members/2021001",
                              json={"mobile": "13800000011"}) as response:
+            assert response.status == 200
+        # And a move to another department, which both hear.
+        async with http.post(world.wecom_url + "/_sandbox/console/members/2021001",
+                             json={"department": [1, 2]}) as response:
             assert response.status == 200
 
         async def handled() -> bool | None:
@@ -111,11 +116,15 @@ async def test_console_changes_pushed_to_the_contacts_sync_server_move_and_free_
             return True if delivered and stats.pending == stats.leased == 0 else None
 
         await eventually(handled)
+        updates = [push for push in world.wecom.pushes if "update_user" in push.xml]
+        assert len(updates) == (2 if shown else 1)
         binding = await _store(world).get_binding("2021001")
         assert binding is not None
         assert (binding.state, binding.phone) == (BindingState.BOUND, "13800000011" if shown else P1)
         assert (await _store(world).get_binding_by_phone(P1) is None) is shown
-        assert world.wecom.calls.count("user/get") == (1 if shown else 2)  # today: the assistant's, then the app's
+        # Before 2022-08-15 the first update_user carries the Mobile and the second is read; today the
+        # one update_user is read by the assistant (48009), then by the app.
+        assert world.wecom.calls.count("user/get") == (1 if shown else 2)
         # A read refused with 48009 is no configuration error: the assistant's writes work.
         async with http.get(world.service_url + "/ready") as response:
             assert (response.status, await response.json()) == (200, {"status": "ready", "store": "up", "wecom": "up"})

@@ -40,6 +40,7 @@ from callback_service.store import open_store
 from handlers.core.binding import Actor, AuditAction, Binding, BindingState, DirectoryEntry
 from handlers.core.phone import Phone
 from handlers.core.reconcile import Fix
+from handlers.usecases.binding_flow import created_key
 from handlers.usecases.contacts import ContactMember
 from handlers.usecases.contracts import Store
 from sandbox.wecom import create_wecom_sandbox
@@ -80,10 +81,11 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-@pytest.fixture
-def wecom_options() -> dict[str, Any]:
-    """Options of the emulator beyond the test's organisation: none, today's WeCom."""
-    return {}
+@pytest.fixture(params=[False, True], ids=["hidden-absent", "hidden-empty"])
+def wecom_options(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Options of the emulator beyond the test's organisation: today's WeCom, which leaves the fields
+    it hides out of an answer, or answers them "" (its documents promise neither): both are unknown."""
+    return {"hidden_as_empty": request.param}
 
 
 @pytest.fixture
@@ -111,7 +113,7 @@ def start_wecom(
             session=http,
             api_base=base,
             corp_id=CORP_ID,
-            secret=CONTACTS_SECRET,
+            contacts=True, secret=CONTACTS_SECRET,
             store=store,
             clock=clock,
             timeout=2.0,
@@ -607,7 +609,12 @@ async def test_the_command_says_when_wecom_is_unavailable(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize(
     ("errcode", "remedy"),
-    [(48009, "通讯录同步 → 企业可信IP"), (60020, "应用管理 → the app → 企业可信IP"), (48002, "WECOM_BIND_CONTACTS_SECRET")],
+    [
+        (48009, "通讯录同步 → 企业可信IP"),
+        # user/list_id is the contacts-sync secret's call: its 60020 names the assistant's list.
+        (60020, "管理工具 → 通讯录同步 → 企业可信IP (the contacts-sync assistant's own list"),
+        (48002, "WECOM_BIND_CONTACTS_SECRET"),
+    ],
 )
 async def test_the_command_names_the_remedy_of_a_refused_secret(
     aiohttp_server: ServerFactory, tmp_path: Path, errcode: int, remedy: str
@@ -635,7 +642,7 @@ async def test_the_command_names_the_remedy_of_a_refused_secret(
     assert app[WECOM_SANDBOX_STATE].calls.count("user/list_id") == 1
 
 
-async def test_an_untrusted_ip_48009_names_the_address_to_trust_and_exits_4(
+async def test_an_untrusted_ip_60020_names_the_address_to_trust_and_exits_4(
     aiohttp_server: ServerFactory, tmp_path: Path
 ) -> None:
     app = create_wecom_sandbox(
@@ -655,7 +662,7 @@ async def test_an_untrusted_ip_48009_names_the_address_to_trust_and_exits_4(
 
     assert result.returncode == 4, result.stderr
     [line] = result.stderr.splitlines()
-    assert "errcode 48009" in line
+    assert "errcode 60020" in line
     assert "add 127.0.0.1 to 管理工具 → 通讯录同步 → 企业可信IP" in line
 
 
@@ -729,8 +736,9 @@ async def test_a_member_outside_its_directory_department_is_reported_never_moved
     assert wecom.state.members["s1"].department == [1]
 
 
+@pytest.mark.parametrize("hidden_as_empty", [False, True], ids=["hidden-absent", "hidden-empty"])
 async def test_an_assistant_that_may_not_read_is_read_through_the_app_with_mobiles_unknown(
-    aiohttp_server: ServerFactory, tmp_path: Path
+    aiohttp_server: ServerFactory, tmp_path: Path, hidden_as_empty: bool
 ) -> None:
     app = create_wecom_sandbox(
         corp_id=CORP_ID,
@@ -739,6 +747,7 @@ async def test_an_assistant_that_may_not_read_is_read_through_the_app_with_mobil
         callback=None,
         members=[member("followed", "13900000001"), member("differs", "13900000002")],
         # Today's WeCom, the default: the assistant's address was trusted after 2022-08-15, its user/get is 48009.
+        hidden_as_empty=hidden_as_empty,
     )
     server = await aiohttp_server(app)
     store_url = f"sqlite:///{tmp_path / 'store.db'}"
@@ -758,3 +767,54 @@ async def test_an_assistant_that_may_not_read_is_read_through_the_app_with_mobil
     assert any(line.startswith("STATUS_DIFFERS") and "member followed" in line for line in lines), lines
     assert not any("member differs" in line for line in lines), lines
     assert "1 drift(s) found" in result.stdout
+
+
+async def test_the_command_names_the_apps_secret_when_the_app_is_refused(
+    aiohttp_server: ServerFactory, tmp_path: Path
+) -> None:
+    # Today's assistant may not read (48009): members are read with the app's secret, which this
+    # server's address may not use (60020): the app's secret is the one to name, not the assistant's.
+    app = create_wecom_sandbox(
+        corp_id=CORP_ID,
+        secrets={APP_SECRET: APP, CONTACTS_SECRET: CONTACTS},
+        agent_id=AGENT_ID,
+        callback=None,
+        members=[member("s1", "13900000001")],
+        app_trusted_ips=["203.0.113.0/24"],
+    )
+    server = await aiohttp_server(app)
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    env = service_env(9, wecom_api_base=str(server.make_url("")).rstrip("/"), store_url=store_url)
+
+    result = await asyncio.to_thread(_run, env, "reconcile")
+
+    assert result.returncode == 4, result.stderr
+    line = result.stderr.splitlines()[-1]  # after the warning that reads go through the app's secret
+    assert "errcode 60020" in line
+    assert "WeCom refused the app's secret (WECOM_BIND_APP_SECRET" in line
+
+
+async def test_the_command_reports_members_created_here_that_hold_no_binding(
+    aiohttp_server: ServerFactory, tmp_path: Path
+) -> None:
+    app = create_wecom_sandbox(
+        corp_id=CORP_ID,
+        secrets={APP_SECRET: APP, CONTACTS_SECRET: CONTACTS},
+        agent_id=AGENT_ID,
+        callback=None,
+        members=[member("created", "13900000001"), member("elder", "13900000002")],
+    )
+    server = await aiohttp_server(app)
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    store = await open_store(store_url)
+    try:
+        await store.kv_set(created_key("created"), "1", ttl=3600)  # as the flow's user/create left it
+    finally:
+        await store.close()
+    env = service_env(9, wecom_api_base=str(server.make_url("")).rstrip("/"), store_url=store_url)
+
+    result = await asyncio.to_thread(_run, env, "reconcile")
+
+    assert "member created: created in WeCom by this service" in result.stdout, result.stdout
+    assert "member elder" not in result.stdout
+    assert "1 member(s) created here hold no binding" in result.stdout

@@ -15,7 +15,8 @@ from aiohttp.test_utils import TestServer
 from wechatpy.enterprise.crypto import WeChatCrypto
 
 from callback_service.store import open_store
-from handlers.core.binding import BindingState
+from handlers.core.binding import Actor, BindingState
+from handlers.core.phone import Phone
 from sandbox.wecom import create_wecom_sandbox
 from sandbox.wecom_keys import WECOM_SANDBOX_STATE
 from sandbox.wecom_state import APP, CONTACTS, Member
@@ -39,6 +40,12 @@ async def test_subscribe_encrypted_by_wechatpy_is_accepted_and_dispatched(
     state.follow("zhangsan", state.add_wechat("张三的微信", "13800000001"))
     server = await aiohttp_server(wecom)
     store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    store = await open_store(store_url)
+    try:  # bound through the flow, so that its follow is welcomed
+        actor = Actor(who="zhangsan", source="web 127.0.0.1")
+        await store.commit_claim(await store.claim_phone("zhangsan", Phone("13800000001"), lease=60, actor=actor))
+    finally:
+        await store.close()
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"

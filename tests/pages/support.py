@@ -66,6 +66,9 @@ def wecom_members() -> list[Member]:
         Member(userid="2021002", name="李四", department=[2]),
         Member(userid="2021003", name="王五", department=[1]),
         Member(userid="2021009", name="孙七", department=[1]),
+        # Outside the directory, members of WeCom: their phone page is pre-filled from CAS.
+        Member(userid="2021005", name="钱九", department=[1]),
+        Member(userid="2021006", name="吴十", department=[1]),
         Member(userid=OTHER_MEMBER, name="周八", department=[1], mobile=OTHER_PHONE),
     ]
 

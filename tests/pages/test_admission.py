@@ -30,9 +30,11 @@ STUDENT = Actor(who="2021001", source="bind-page 127.0.0.1")
 
 @pytest.fixture
 async def world(aiohttp_server: ServerFactory, store_url: str) -> AsyncIterator[World]:
-    """The service with second verification on, and the emulator sending joining members to it."""
+    """The service with second verification on (authsucc, the older API), and the emulator sending
+    joining members to it."""
     async with running_world(
-        aiohttp_server, store_url=store_url, members=_members(), second_verification=True
+        aiohttp_server, store_url=store_url, members=_members(), second_verification=True,
+        tfa_mode="authsucc",
     ) as running:
         yield running
 
@@ -151,6 +153,25 @@ async def test_the_tfa_flow_refuses_a_member_without_a_binding(tfa_world: World)
     assert "user/tfa_succ" not in world.wecom.calls
     assert world.wecom.follower("2021002") is None
     assert again == 400  # the code was used up by get_tfa_info
+
+
+@pytest.mark.parametrize(
+    ("errcode", "title", "status"),
+    [(40208, "无需在此验证", 403), (40209, "验证页面配置有误", 502), (40210, "验证页面尚未配置", 502)],
+)
+async def test_the_tfa_flows_own_errcodes_say_what_happened(
+    tfa_world: World, errcode: int, title: str, status: int
+) -> None:
+    world = tfa_world
+    await _bind(world, "2021001", P1)
+    async with browser() as http:
+        location = await _follow(http, world, P1)
+        world.wecom.faults.errcode(errcode, api="auth/get_tfa_info")
+        answer, page = await _open(http, location)
+    assert answer == status
+    assert title in page
+    assert "出错了" not in page
+    assert "user/tfa_succ" not in world.wecom.calls
 
 
 async def test_a_replayed_code_shows_the_link_spent_page(world: World) -> None:

@@ -203,9 +203,13 @@ async def test_a_member_missing_in_wecom_is_created_from_the_directory(env: Page
 
 
 async def test_a_student_in_neither_wecom_nor_the_directory_is_told_so(env: PagesEnv) -> None:
+    # Removed from WeCom after the phone page opened: the submit is told so too, with no retry.
+    await env.login("2021009")
+    form = await env.form()
     del env.wecom_state.members["2021009"]
-    page = await env.bind("2021009", "13800000009")
+    page = await (await env.submit("13800000009", form=form)).text()
     assert "未找到您的通讯录信息" in page
+    assert "重新绑定" not in page
     assert await env.store.get_binding("2021009") is None
     assert await _actions(env, "2021009") == [AuditAction.CLAIM, AuditAction.RELEASE]
 
@@ -255,11 +259,14 @@ async def test_a_followed_member_changing_its_phone_is_2_2(env: PagesEnv) -> Non
     assert env.wecom_state.members["2021001"].mobile == "13800000001"
 
 
-async def test_a_member_activated_in_the_wecom_app_is_2_2_with_both_ways_out(env: PagesEnv) -> None:
+async def test_a_member_activated_in_the_wecom_app_has_joined_with_both_ways_out(env: PagesEnv) -> None:
     # Activated through the WeCom app: no subscribe ever reached the store, WeCom's status says so.
+    await env.login("2021003")
+    form = await env.form()
     env.wecom_state.set_uses_wecom_app("2021003", True)
-    page = await env.bind("2021003", "13800000003")
+    page = await (await env.submit("13800000003", form=form)).text()
     assert "绑定成功" not in page
+    assert "无需再绑定" in page
     _assert_guide_entry(page, ErrorCode.ACCOUNT_FOLLOWED)
     assert "取消关注" in page
     assert "企业微信 → 我 → 个人信息 → 手机" in page
@@ -268,11 +275,13 @@ async def test_a_member_activated_in_the_wecom_app_is_2_2_with_both_ways_out(env
 
 
 async def test_a_wecom_block_45009_binds_nothing_and_says_try_later(env: PagesEnv) -> None:
+    await env.login("2021003")
+    form = await env.form()
     env.wecom_state.faults.errcode(45009, count=10, api="user/get")
-    page = await env.bind("2021003", "13800000003")
+    page = await (await env.submit("13800000003", form=form)).text()
     assert "稍后再试" in page
     assert "绑定成功" not in page
-    assert env.wecom_state.calls.count("user/get") == 1
+    assert env.wecom_state.calls.count("user/get") == 2  # the status at login, then the submit's
     assert await env.store.get_binding("2021003") is None
 
 
@@ -373,8 +382,10 @@ async def test_no_read_back_where_wecom_would_hide_the_mobile_again(env: PagesEn
     # emulator's default.
     assert (env.wecom_state.contacts_reads_details, env.wecom_state.app_sees_sensitive) == (False, False)
     assert "绑定成功" in await env.bind("2021003", "13800000003")
+    await env.login("2021001")
+    form = await env.form()
     before = len(env.wecom_state.calls)
-    assert "绑定成功" in await env.bind("2021001", "13800000001")
+    assert "绑定成功" in await (await env.submit("13800000001", form=form)).text()
     assert env.wecom_state.calls[before:].count("user/get") == 1
     assert env.wecom_state.members["2021001"].mobile == "13800000001"
 
@@ -382,8 +393,10 @@ async def test_no_read_back_where_wecom_would_hide_the_mobile_again(env: PagesEn
 async def test_the_write_is_read_back_where_wecom_shows_the_mobile(env: PagesEnv) -> None:
     env.wecom_state.contacts_reads_details = True  # an assistant trusted before 2022-08-15
     assert "绑定成功" in await env.bind("2021003", "13800000003")
+    await env.login("2021001")
+    form = await env.form()
     before = len(env.wecom_state.calls)
-    assert "绑定成功" in await env.bind("2021001", "13800000001")
+    assert "绑定成功" in await (await env.submit("13800000001", form=form)).text()
     assert env.wecom_state.calls[before:].count("user/get") == 2
 
 
@@ -398,7 +411,9 @@ async def test_a_contacts_assistant_that_may_not_read_still_binds_and_refuses_by
     assert binding is not None
     assert binding.phone == "13800000003"
     assert env.wecom_state.members["2021003"].mobile == "13800000003"
+    form = await env.form()
     env.wecom_state.set_uses_wecom_app("2021003", True)
-    page = await (await env.submit("13800000023")).text()
+    page = await (await env.submit("13800000023", form=form)).text()
+    assert "无需再绑定" in page
     _assert_guide_entry(page, ErrorCode.ACCOUNT_FOLLOWED)
     assert env.wecom_state.members["2021003"].mobile == "13800000003"

@@ -21,6 +21,7 @@ from handlers.core.binding import (
     PhoneTaken,
 )
 from handlers.core.guide import ErrorCode
+from handlers.core.member import MemberSeen, MemberStatus
 from handlers.core.phone import InvalidPhone, Phone
 from handlers.usecases.contracts import Store
 from tests.store.support import FakeClock
@@ -67,6 +68,57 @@ async def test_directory_upsert_get_count(store: Store) -> None:
     assert await store.directory_get("2019002") == DirectoryEntry("2019002", "李四", "管理学院", P2)
     assert await store.directory_count() == 2
     assert await store.directory_upsert([]) == 0
+    assert await store.directory_list() == [entries[0], DirectoryEntry("2019002", "李四", "管理学院", P2)]
+
+
+# WeCom's word on each member
+
+
+async def test_record_members_upserts_and_counts_status_changes(store: Store, clock: FakeClock) -> None:
+    t = clock()
+    joined = MemberSeen("m1", MemberStatus.ACTIVATED, t, "sync")
+    gone = MemberSeen("m2", None, t, "sync")
+    assert await store.member_seen("m1") is None
+    assert await store.record_members([joined, gone]) == 2
+    assert await store.member_seen("m1") == joined
+    assert await store.member_seen("m2") == gone
+    # Idempotent: the same word again, or a newer one with the same status, changes no status.
+    assert await store.record_members([joined, gone]) == 0
+    later = MemberSeen("m1", MemberStatus.ACTIVATED, t + 5, "login")
+    assert await store.record_members([later]) == 0
+    assert await store.member_seen("m1") == later
+    disabled = MemberSeen("m1", MemberStatus.DISABLED, t + 10.125, "unsubscribe")
+    assert await store.record_members([disabled]) == 1
+    assert await store.member_seen("m1") == disabled
+    assert await store.list_members_seen() == [disabled, gone]
+    assert await store.record_members([]) == 0
+
+
+async def test_an_older_word_never_undoes_a_newer_one(store: Store, clock: FakeClock) -> None:
+    t = clock()
+    newer = MemberSeen("m1", MemberStatus.QUIT, t, "sync")
+    await store.record_members([newer])
+    assert await store.record_members([MemberSeen("m1", MemberStatus.ACTIVATED, t - 1, "subscribe")]) == 0
+    assert await store.member_seen("m1") == newer
+
+
+async def test_within_one_call_a_members_newest_record_counts(store: Store, clock: FakeClock) -> None:
+    t = clock()
+    first = MemberSeen("m1", MemberStatus.NOT_ACTIVATED, t, "sync")
+    newest = MemberSeen("m1", MemberStatus.ACTIVATED, t + 1, "subscribe")
+    tie = MemberSeen("m1", MemberStatus.DISABLED, t + 1, "admin")
+    assert await store.record_members([newest, first]) == 1
+    assert await store.member_seen("m1") == newest
+    assert await store.record_members([newest, tie]) == 1
+    assert await store.member_seen("m1") == tie
+
+
+async def test_record_members_takes_member_seen_records_only(store: Store, clock: FakeClock) -> None:
+    with pytest.raises(TypeError):
+        await store.record_members([("m1", 1, clock(), "sync")])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="source"):
+        MemberSeen("m1", MemberStatus.ACTIVATED, clock(), "rumour")
+    assert await store.list_members_seen() == []
 
 
 # claims
@@ -109,6 +161,27 @@ async def test_phone_bound_by_another_is_taken(store: Store) -> None:
     assert caught.value.code is ErrorCode.PHONE_TAKEN
     assert P1 not in str(caught.value)
     assert await store.get_binding("m2") is None
+    await consistent(store)
+
+
+async def test_a_stale_holder_loses_the_phone_wecom_gives_to_nobody(store: Store) -> None:
+    await bind(store, "m1", P1)
+    assert await store.release_stale_phone(P1, claimant="m2", wecom_holder=None, actor=STUDENT)
+    assert await store.get_binding("m1") is None
+    assert await store.get_binding_by_phone(P1) is None
+    [lost, *_] = await store.audit_list(member_id="m1")
+    assert lost.action is AuditAction.PHONE_LOST
+    assert "user/getuserid" in lost.detail
+    await bind(store, "m2", P1)
+    await consistent(store)
+
+
+async def test_the_store_right_about_a_phones_holder_keeps_it(store: Store) -> None:
+    await bind(store, "m1", P1)
+    assert not await store.release_stale_phone(P1, claimant="m2", wecom_holder="m1", actor=STUDENT)
+    holder = await store.get_binding_by_phone(P1)
+    assert holder is not None
+    assert holder.member_id == "m1"
     await consistent(store)
 
 

@@ -34,9 +34,10 @@ CONTACTS_AES_KEY = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
 ServerFactory = Callable[..., Awaitable[TestServer]]
 T = TypeVar("T")
 
-OLD_ASSISTANT: Final[dict[str, Any]] = {"contacts_reads_details": True}
-"""Emulator options for a contacts-sync assistant whose address was trusted before 2022-08-15: it
-reads members, mobiles included. Today's, the emulator's default, gets 48009 from user/get."""
+OLD_ASSISTANT: Final[dict[str, Any]] = {"contacts_reads_details": True, "contacts_event_server_since_2022": False}
+"""Emulator options for a contacts-sync assistant configured before 2022-08-15: its address reads
+members, mobiles included, and its event server hears update_user for every change. Today's, the
+emulator's default, gets 48009 from user/get and hears update_user only for a department or UserID."""
 old_assistant: Final = pytest.mark.parametrize("wecom_options", [OLD_ASSISTANT], ids=["assistant-before-2022-08-15"])
 """Runs a test whose `wecom_options` fixture configures its emulator against OLD_ASSISTANT."""
 

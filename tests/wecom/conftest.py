@@ -130,6 +130,7 @@ def make_client(
             "base_delay": 0.01,
             "max_delay": 0.05,
             "jitter": lambda: 0.5,
+            "contacts": secret == CONTACTS_SECRET,
         }
         options.update(overrides)
         return WeComClient(**options)

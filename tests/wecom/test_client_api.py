@@ -29,7 +29,11 @@ async def test_member_crud(start_sandbox: SandboxFactory, make_client: ClientFac
     await contacts.user_update("2021009", mobile="13800000019", name="王五五")
     member = await contacts.user_get("2021009")
     assert (member.name, member.mobile) == ("王五五", "13800000019")
-    await contacts.user_update("2021009", mobile="")
+    # WeCom keeps a mobile or an email (60129, "成员手机和邮箱至少有个非空"): cleared once an email stands in.
+    with pytest.raises(WeComError) as empty:
+        await contacts.user_update("2021009", mobile="")
+    assert empty.value.errcode == 60129
+    await contacts.user_update("2021009", mobile="", extra={"email": "wangwu@example.edu.cn"})
     assert (await contacts.user_get("2021009")).mobile is None
     await contacts.user_update("2021009", new_userid="wangwu")
     assert (await contacts.user_get("wangwu")).name == "王五五"

@@ -9,6 +9,7 @@ from callback_service.clients.wecom import (
     ApiForbidden,
     AppUntrustedIp,
     ConfigurationError,
+    ContactsUntrustedAddress,
     ContactsUntrustedIp,
     InvalidCorpId,
     InvalidSecret,
@@ -29,7 +30,7 @@ from tests.wecom.conftest import ClientFactory, Sandbox, SandboxFactory
         (40013, InvalidCorpId, "WECOM_BIND_CORP_ID"),
         (48002, ApiForbidden, "通讯录同步"),
         (48009, ContactsUntrustedIp, "通讯录同步 → 企业可信IP"),
-        (60020, AppUntrustedIp, "应用管理 → the app → 企业可信IP"),
+        (60020, ContactsUntrustedAddress, "管理工具 → 通讯录同步 → 企业可信IP (the contacts-sync assistant's own"),
         (60011, OutsideVisibleRange, "可见范围"),
         (301002, WrongAgent, "WECOM_BIND_AGENT_ID"),
     ],
@@ -45,6 +46,15 @@ async def test_configuration_errors_are_typed_and_name_their_remedy(
     assert raised.value.errcode == errcode
     assert remedy in str(raised.value)
     assert sandbox.state.calls.count("user/get") == 1
+
+
+async def test_60020_on_an_app_call_names_the_apps_trusted_ips(sandbox: Sandbox, make_client: ClientFactory) -> None:
+    client = make_client(APP_SECRET)
+    sandbox.faults.errcode(60020, count=5, api="user/get")
+    with pytest.raises(AppUntrustedIp) as raised:
+        await client.user_get("2021001")
+    assert "应用管理 → the app → 企业可信IP" in str(raised.value)
+    assert "通讯录同步" not in str(raised.value)
 
 
 def test_an_untrusted_ip_names_the_address_wecom_saw() -> None:
@@ -88,11 +98,12 @@ async def test_readiness_shows_a_secret_whose_calls_wecom_refuses(
     contacts = make_client(api_base=sandbox.base)
     probe = TokenProbe(make_client(APP_SECRET, api_base=sandbox.base), clock=clock, watched=(contacts,))
     assert await probe.problem(within=2.0) is None
-    with pytest.raises(ContactsUntrustedIp):
+    with pytest.raises(ContactsUntrustedAddress):
         await contacts.user_update("2021002", name="改")
     problem = await probe.problem(within=2.0)
     assert problem is not None
-    assert problem.startswith("48009: add 127.0.0.1 to 管理工具 → 通讯录同步 → 企业可信IP")
+    # 60020 on the contacts-sync secret's call names the assistant's own list, not the app's.
+    assert problem.startswith("60020: add 127.0.0.1 to 管理工具 → 通讯录同步 → 企业可信IP")
     clock.advance(61)  # not seen again within a minute: forgotten until the next refused call
     assert await probe.problem(within=2.0) is None
 

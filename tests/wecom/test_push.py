@@ -156,27 +156,66 @@ async def test_console_edits_push_change_contact_to_the_contacts_server_only(
             assert response.status == 200
     await sandbox.pusher.drain()
     assert app_receiver.posts == 0
-    create, phone, moved, delete = receiver.messages
+    # Since 2022-08-15 a changed mobile or name is not called back at all (document/path/90970).
+    create, moved, delete = receiver.messages
     assert (create["Event"], create["ChangeType"], create["UserID"], create["Department"]) == (
         "change_contact", "create_user", "2021003", "1"
     )
     assert create["FromUserName"] == "sys"
     assert "AgentID" not in create
     # Since 2022-08-15: the UserID and the department fields only, never Mobile or Name.
-    assert phone == {key: phone[key] for key in ("ToUserName", "FromUserName", "CreateTime", "MsgType",
-                                                 "Event", "ChangeType", "UserID")}
+    assert moved == {key: moved[key] for key in ("ToUserName", "FromUserName", "CreateTime", "MsgType",
+                                                 "Event", "ChangeType", "UserID", "Department")}
     assert (moved["ChangeType"], moved["UserID"], moved["Department"]) == ("update_user", "2021003", "2")
     assert "Mobile" not in moved
     assert "Name" not in moved
     assert (delete["ChangeType"], delete["UserID"]) == ("delete_user", "2021003")
     assert sandbox.state.members == {"2021001": sandbox.state.members["2021001"],
                                      "2021002": sandbox.state.members["2021002"]}
-    assert [p.target for p in sandbox.state.pushes] == ["contacts"] * 4
+    assert [p.target for p in sandbox.state.pushes] == ["contacts"] * 3
     # The service's own parser reads them as typed events.
     parsed = parse_event(sandbox.state.pushes[1].xml.encode())
     assert isinstance(parsed, ContactChange)
     assert parsed.kind == "change_contact:update_user"
     assert parsed.member_id == "2021003"
+
+
+async def test_an_event_server_saved_before_2022_08_15_hears_every_change_with_its_fields(
+    start_sandbox: SandboxFactory, start_receiver: StartReceiver
+) -> None:
+    app_receiver, url = await start_receiver()
+    receiver, target = await contacts_receiver(start_receiver)
+    sandbox = await pushing_sandbox(
+        start_sandbox, url, contacts_callback=target, contacts_event_server_since_2022=False
+    )
+    async with browser() as http:
+        for change in ({"mobile": "13800000011", "name": "张三三"}, {"enable": 0}, {"new_userid": "zhangsan"}):
+            async with http.post(sandbox.url("/_sandbox/console/members/2021001"), json=change) as response:
+                assert response.status == 200, await response.text()
+    await sandbox.pusher.drain()
+    phone, disabled, renamed = receiver.messages
+    assert (phone["ChangeType"], phone["UserID"], phone["Mobile"], phone["Name"]) == (
+        "update_user", "2021001", "13800000011", "张三三"
+    )
+    assert (disabled["UserID"], disabled["Status"]) == ("2021001", "2")
+    assert (renamed["UserID"], renamed["NewUserID"]) == ("2021001", "zhangsan")
+    assert app_receiver.posts == 0  # 张三 had not joined: the app hears nothing
+
+
+async def test_today_an_event_server_hears_a_new_user_id_and_a_department_only(
+    start_sandbox: SandboxFactory, start_receiver: StartReceiver
+) -> None:
+    _, url = await start_receiver()
+    receiver, target = await contacts_receiver(start_receiver)
+    sandbox = await pushing_sandbox(start_sandbox, url, contacts_callback=target)
+    async with browser() as http:
+        for change in ({"mobile": "13800000011"}, {"enable": 0}, {"new_userid": "zhangsan"}):
+            async with http.post(sandbox.url("/_sandbox/console/members/2021001"), json=change) as response:
+                assert response.status == 200, await response.text()
+    await sandbox.pusher.drain()
+    [renamed] = receiver.messages
+    assert (renamed["ChangeType"], renamed["UserID"], renamed["NewUserID"]) == ("update_user", "2021001", "zhangsan")
+    assert "Status" not in renamed
 
 
 async def test_console_refuses_bad_input_and_changes_nothing(sandbox: Sandbox) -> None:

@@ -115,6 +115,17 @@ async def test_user_get_hides_the_sensitive_fields_from_an_app(
     assert (shown["name"], shown["department"], shown["status"]) == ("张三", [1], STATUS_INACTIVE)
 
 
+async def test_a_switch_answers_the_hidden_fields_empty_instead(
+    start_sandbox: SandboxFactory, http: aiohttp.ClientSession
+) -> None:
+    sandbox = await start_sandbox(hidden_as_empty=True)
+    shown = await Api(http, sandbox).call(APP_SECRET, "user/get", query={"userid": "2021001"})
+    assert shown["errcode"] == 0
+    assert (shown["mobile"], shown["email"], shown["gender"]) == ("", "", "0")
+    assert set(SENSITIVE_FIELDS) <= set(shown)
+    assert sandbox.state.members["2021001"].mobile == "13800000001"
+
+
 async def test_an_assistant_trusted_before_2022_08_15_reads_every_field(
     start_sandbox: SandboxFactory, http: aiohttp.ClientSession
 ) -> None:
@@ -131,17 +142,18 @@ async def test_an_app_from_before_2022_still_sees_the_mobile(
     assert shown["mobile"] == "13800000001"
 
 
-async def test_untrusted_ips_get_48009_and_60020_on_the_api_not_on_gettoken(
+async def test_untrusted_ips_get_60020_for_either_secret_on_the_api_not_on_gettoken(
     start_sandbox: SandboxFactory, http: aiohttp.ClientSession
 ) -> None:
+    # document/path/90313, 60020: "若调用者是企业自建应用或通讯录同步助手，请确认该IP是本企业服务器IP".
     sandbox = await start_sandbox(contacts_trusted_ips=NOT_LOOPBACK, app_trusted_ips=NOT_LOOPBACK)
     api = Api(http, sandbox)
     assert (await api.token(CONTACTS_SECRET))["errcode"] == 0
     refused = await api.call(CONTACTS_SECRET, "user/get", query={"userid": "2021001"})
-    assert refused["errcode"] == 48009
+    assert refused["errcode"] == 60020
     assert "127.0.0.1" in refused["errmsg"]
     write = await api.call(CONTACTS_SECRET, "user/update", body={"userid": "2021002", "name": "改"})
-    assert write["errcode"] == 48009
+    assert write["errcode"] == 60020
     assert sandbox.state.members["2021002"].name == "李四"
     assert (await api.call(APP_SECRET, "user/get", query={"userid": "2021001"}))["errcode"] == 60020
 

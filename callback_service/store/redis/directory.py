@@ -38,6 +38,16 @@ class RedisDirectory(RedisBase):
         with self._unavailable():
             return int(await self._redis.hlen(self._prefix + "dir"))
 
+    async def directory_list(self) -> list[DirectoryEntry]:
+        """Return every directory entry by student id."""
+        with self._unavailable():
+            fields = await self._redis.hgetall(self._prefix + "dir")
+        entries = []
+        for member_id, encoded in sorted(fields.items()):
+            name, department, phone = json.loads(encoded)
+            entries.append(DirectoryEntry(str(member_id), name, department, phone))
+        return entries
+
     async def directory_delete(self, member_id: str) -> bool:
         """Remove a student's directory entry."""
         with self._unavailable():

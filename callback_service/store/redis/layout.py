@@ -2,9 +2,9 @@
 
 Under the hash tag `{P}` (P the configured prefix): b:<member> (a binding, JSON), p:<phone> and
 o:<openid> (the indexes: a member id), members (set), audit and audit:m:<member> (lists of JSON,
-newest first), audit:seq, dir (hash), kv:<key>, lock:<name>, idem:<key> (hashes v, e),
-inbox:items, inbox:attempts, inbox:errors (hashes by item id), inbox:seq, inbox:ready,
-inbox:leased, inbox:dead, inbox:dedup (sorted sets), schema. Layout 1 had the same keys under P
+newest first), audit:seq, dir (hash), seen (hash: MemberSeen by member), kv:<key>, lock:<name>,
+idem:<key> (hashes v, e), inbox:items, inbox:attempts, inbox:errors (hashes by item id), inbox:seq,
+inbox:ready, inbox:leased, inbox:dead, inbox:dedup (sorted sets), schema. Layout 1 had the same keys under P
 without braces, bindings and inbox items as hashes of their own, a key per dedup key.
 """
 

@@ -45,6 +45,17 @@ class SqliteDirectory(SqliteBase):
         """Return the number of directory entries."""
         return await self._read(lambda c: int(c.execute("SELECT count(*) FROM directory").fetchone()[0]))
 
+    async def directory_list(self) -> list[DirectoryEntry]:
+        """Return every directory entry by student id."""
+        return await self._read(
+            lambda c: [
+                DirectoryEntry(*values)
+                for values in c.execute(
+                    "SELECT student_id, name, department, phone FROM directory ORDER BY student_id"
+                )
+            ]
+        )
+
     async def directory_delete(self, member_id: str) -> bool:
         """Remove a student's directory entry."""
 

@@ -61,6 +61,15 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "DROP TABLE idempotency",
         "CREATE INDEX inbox_dedup_expiry ON inbox_dedup (expires_at)",
     ),
+    # What WeCom last said about each member (MemberSeen): status NULL when WeCom has no such member.
+    (
+        """CREATE TABLE members_seen (
+            member_id TEXT PRIMARY KEY,
+            status INTEGER CHECK (status IN (1, 2, 4, 5)),
+            seen_at REAL NOT NULL,
+            source TEXT NOT NULL
+        )""",
+    ),
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 

@@ -92,8 +92,10 @@ async def _pages_ctx(app: web.Application) -> AsyncIterator[None]:
         store=app[STORE],
         contacts=app[WECOM_CONTACTS],
         reader=app[WECOM_APP],
+        holders=app[WECOM_APP],
         departments=config.departments,
         lease=config.claim_lease,
+        clock=app[CLOCK],
     )
     yield
     await app[BINDING_FLOW].close()

@@ -2,11 +2,12 @@
 
 WeCom sends a joining member here with a code. The page resolves the code, hands the member and the
 WeChat's openid to the admission rules, and shows what they decided: admitted, or why not with the
-guide's cause and remedy. Two APIs, by WECOM_BIND_TFA_MODE, both with the contacts-sync secret as the
-documentation prescribes: authsucc resolves the code with auth/getuserinfo and admits with
-user/authsucc (developer.work.weixin.qq.com/document/path/90203: "企业收到code后，使用'通讯录同步助手'
-调用接口'根据code获取成员信息'"); tfa resolves it with auth/get_tfa_info and admits with
-user/tfa_succ and the single-use tfa_code (document/path/99499, 99500).
+guide's cause and remedy. Two APIs, by WECOM_BIND_TFA_MODE, both with the contacts-sync secret: tfa
+(the default) resolves the code with auth/get_tfa_info and admits with user/tfa_succ and the single-use
+tfa_code (document/path/99499, 99500: "仅『通讯录同步』或者自建应用可调用"); authsucc resolves it with
+auth/getuserinfo and admits with user/authsucc (document/path/90203: "企业收到code后，使用'通讯录同步
+助手'调用接口'根据code获取成员信息'"), which WeCom's own errcode 50001 contradicts ("来源于通讯录同步
+助手：仅可同步通讯录，不可用于发消息或者消费code"), so it stays an option only.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from callback_service.clients.wecom import (
     OAuthIdentity,
     WeComClient,
     WeComError,
+    WeComRefusal,
     WeComUnavailable,
 )
 from callback_service.web.client_address import client_of
@@ -66,6 +68,31 @@ REFUSALS: Final[dict[AdmissionRefusal, tuple[str, str, str | None]]] = {
 }
 """What each refusal says above the guide's entry: a headline, the remedy, and the rule behind it."""
 
+TFA_REFUSALS: Final[dict[int, tuple[str, str, str]]] = {
+    # go-workwx errcodes (WeCom's global codes, 90313): "40208 验证的用户不在二次验证生效范围内".
+    40208: (
+        "无需在此验证",
+        "您的账号不在企业号“二次验证”的生效范围内，本页面无法为您完成验证。请返回微信或企业微信重新进入企业号；"
+        "如仍无法加入，请联系{contact}。",
+        "40208: the member is outside 二次验证's 生效范围 (管理工具 → 二次验证 in the admin console)",
+    ),
+    # "40209 oauth跳转域名与二次验证的域名不匹配".
+    40209: (
+        "验证页面配置有误",
+        "企业号二次验证页面的地址与企业号的设置不一致，您暂时无法完成验证。"
+        "这不是您的操作问题，请联系{contact}。",
+        "40209: the 二次验证 page's domain differs from the OAuth domain: set the page to this service's "
+        "/wecom/admit and the domain as the app's 可信域名",
+    ),
+    # "40210 未配置二次验证url".
+    40210: (
+        "验证页面尚未配置",
+        "企业号尚未配置二次验证页面，您暂时无法完成验证。这不是您的操作问题，请联系{contact}。",
+        "40210: no 二次验证 page is configured: set it to this service's /wecom/admit in the admin console",
+    ),
+}
+"""The tfa flow's own errcodes: a headline, what the student is told, and the operator's remedy (logged)."""
+
 
 @page
 async def admit(request: web.Request) -> web.StreamResponse:
@@ -88,6 +115,10 @@ async def admit(request: web.Request) -> web.StreamResponse:
     except InvalidCode:
         log.info("admit: an OAuth code was used, expired or unknown")
         return _link_spent(request)
+    except WeComRefusal as exc:
+        if exc.errcode not in TFA_REFUSALS:
+            raise
+        return _tfa_refused(request, exc.errcode)
     digest = hashlib.sha256(code.encode()).hexdigest()
     if not await app[STORE].kv_set_if_absent(f"admit-code:{digest}", "1", ttl=CODE_MEMORY):
         log.warning("admit: an OAuth code was presented again and resolved again")
@@ -103,6 +134,8 @@ async def admit(request: web.Request) -> web.StreamResponse:
     except WeComUnavailable:
         raise
     except WeComError as exc:
+        if exc.errcode in TFA_REFUSALS:
+            return _tfa_refused(request, exc.errcode)
         log.warning("admit: WeCom refused user/authsucc for %s: errcode %s", identity.userid, exc.errcode)
         return message(
             request,
@@ -152,6 +185,16 @@ async def _openid_of(wecom: WeComClient, userid: str) -> str | None:
     except WeComError as exc:
         log.info("admit: no openid for member %s yet (errcode %s)", userid, exc.errcode)
         return None
+
+
+def _tfa_refused(request: web.Request, errcode: int) -> web.Response:
+    """The page of one of the tfa flow's errcodes; the operator's remedy goes to the log."""
+    title, text, remedy = TFA_REFUSALS[errcode]
+    log.warning("admit: %s", remedy)
+    contact = request.app[SETTINGS].help_contact
+    status = 403 if errcode == 40208 else 502
+    return message(request, title=title, text=text.format(contact=contact), status=status,
+                   link=(url(request, "help"), "查看常见问题"))
 
 
 def _link_spent(request: web.Request, *, status: int = 400) -> web.Response:

@@ -61,6 +61,7 @@ def render(
     """Render a page of templates/pages/ with the links every page needs."""
     values = {
         "school": request.app[SETTINGS].school_name,
+        "help_contact": request.app[SETTINGS].help_contact,
         "guide_links": guide_links(request),
         "unfollow": UNFOLLOW,
         "help_url": url(request, "help"),

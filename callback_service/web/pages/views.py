@@ -26,8 +26,10 @@ from callback_service.web.pages.render import SECURITY_HEADERS, message, page, r
 from callback_service.web.pages.session import Session
 from handlers.core.binding import Actor, Binding, BindingState, DirectoryEntry
 from handlers.core.guide import GUIDE, RULES, STEPS, ErrorCode, GuideEntry
+from handlers.core.member import MemberSeen, MemberStatus
 from handlers.core.phone import InvalidPhone, Phone, mask_phone
-from handlers.usecases.binding_flow import Bound, Confirming, Refusal, Refused
+from handlers.core.wecom_errors import WeComError
+from handlers.usecases.binding_flow import Bound, Confirming, Refusal, Refused, Standing
 from handlers.usecases.contracts import Store
 
 log: Final = logging.getLogger(__name__)
@@ -48,16 +50,20 @@ REFUSALS: Final[dict[Refusal, tuple[str, str]]] = {
         "手机号无法使用",
         "企业号通讯录不接受该手机号。请核对后重新输入，或更换其他手机号进行绑定。",
     ),
-    Refusal.NOT_IN_DIRECTORY: (
-        "未找到您的通讯录信息",
-        "学校通讯录系统中没有您的信息，暂时无法为您加入企业号通讯录。请联系学校信息中心核实后再进行绑定。",
-    ),
     Refusal.IN_PROGRESS: (
         "绑定正在处理中",
         "您刚才提交的绑定请求仍在处理中。请稍等一分钟后，到“我的绑定”查看结果，或重新提交。",
     ),
 }
-"""What a refusal outside the guide's chapter 2 says: a title and a remedy."""
+"""What a refusal outside the guide's chapter 2 (and not a standing) says: a title and a remedy."""
+
+STANDING_HEADINGS: Final = {
+    Standing.JOINED: "您的账号已加入企业号",
+    Standing.DISABLED: "您的账号已停用",
+    Standing.QUIT: "您的账号已退出企业",
+    Standing.UNKNOWN: "未找到您的通讯录信息",
+}
+"""The heading of the page that stands in for the phone page, by the student's standing."""
 
 
 # step 1 and 2: the QR code leads here, and on to the unified identity login
@@ -193,9 +199,41 @@ async def bind_phone(request: web.Request) -> web.StreamResponse:
     if session is None:
         return _redirect(url(request, "bind"))
     store = request.app[STORE]
+    # Status first: a member who has joined, is disabled or has quit has no phone to bind.
+    standing = await _standing(request, session)
     binding = await store.get_binding(session.member_id)
     entry = await store.directory_get(session.member_id)
+    if standing is not Standing.MAY_BIND:
+        return _standing_page(request, session, entry, standing)
     return await _phone_form(request, session, binding, entry, prefill=_prefill(binding, entry, session))
+
+
+async def _standing(request: web.Request, session: Session) -> Standing:
+    """The student's standing by WeCom's status; may bind when WeCom cannot tell now (the submit asks
+    again, and shows WeCom's failure there)."""
+    actor = Actor(who=session.member_id, source=f"bind-page {client_of(request)}")
+    try:
+        return await request.app[BINDING_FLOW].standing(session.member_id, actor=actor)
+    except WeComError as exc:
+        log.warning("bind: the status of %s is unknown (errcode %s)", session.member_id, exc.errcode)
+        return Standing.MAY_BIND
+
+
+def _standing_page(
+    request: web.Request, session: Session, entry: DirectoryEntry | None, standing: Standing
+) -> web.Response:
+    """The page that stands in for the phone page: joined, disabled, quit, or in neither directory."""
+    return render(
+        request,
+        "standing.html",
+        {
+            **_student(session, entry),
+            "standing": standing.value,
+            "heading": STANDING_HEADINGS[standing],
+            "entry": GUIDE[ErrorCode.ACCOUNT_FOLLOWED],
+            **_follow_context(request),
+        },
+    )
 
 
 @page
@@ -338,6 +376,10 @@ async def bind_result(request: web.Request) -> web.StreamResponse:
     if outcome.state == "bound":
         return render(request, "result.html", {"outcome": outcome, **_follow_context(request)})
     reason = Refusal(outcome.reason or Refusal.IN_PROGRESS)
+    standing = reason.standing
+    if standing is not None:
+        entry = await request.app[STORE].directory_get(session.member_id)
+        return _standing_page(request, session, entry, standing)
     code = reason.code
     if code is not None:
         context = {
@@ -398,12 +440,13 @@ async def me(request: web.Request) -> web.StreamResponse:
     store = request.app[STORE]
     binding = await store.get_binding(session.member_id)
     entry = await store.directory_get(session.member_id)
+    seen = await store.member_seen(session.member_id)
     return render(
         request,
         "me.html",
         {
             **_student(session, entry),
-            "binding": _binding_view(binding, request.app[CLOCK]()),
+            "binding": _me_view(binding, _binding_view(binding, request.app[CLOCK]()), seen),
             "csrf": session.csrf,
             "logout_url": url(request, "logout"),
             "phone_url": url(request, "bind-phone"),
@@ -640,6 +683,25 @@ def _binding_view(binding: Binding | None, now: float) -> _BindingView:
         return _BindingView("bound", mask_phone(binding.previous_phone))
     masked = mask_phone(binding.phone) if binding.phone else None
     return _BindingView(binding.state.value, masked)
+
+
+_SEEN_STATES: Final = {
+    MemberStatus.ACTIVATED: "joined",
+    MemberStatus.DISABLED: "disabled",
+    MemberStatus.QUIT: "quit",
+}
+
+
+def _me_view(binding: Binding | None, view: _BindingView, seen: MemberSeen | None) -> _BindingView:
+    """The state /me shows: a follow through the flow as the store holds it, else the newer of the
+    binding's own state and WeCom's last word on the member (joined through the WeCom app, disabled,
+    departed): an unfollow after a login that saw the member joined shows the unfollow."""
+    if view.state == "followed" or seen is None or seen.status is None:
+        return view
+    if binding is not None and binding.updated_at >= seen.seen_at:
+        return view
+    state = _SEEN_STATES.get(seen.status)
+    return view if state is None else _BindingView(state, view.phone_masked)
 
 
 def _follow_context(request: web.Request) -> dict[str, Any]:

@@ -255,3 +255,40 @@ def test_settle_ends_a_follow_that_wecom_no_longer_shows() -> None:
     assert actions(decision) == [(AuditAction.UNFOLLOW, "m1")]
     nothing = run(records, lambda d: rules.settle(d, "m1", Fix.NONE, None, seen=followed.binding()))
     assert (nothing.writes, nothing.result()) == ({}, followed.binding())
+
+
+def stale_rule(claimant: str, wecom_holder: str | None) -> Callable[[Draft], bool]:
+    """WeCom's answer (user/getuserid) on who holds P1, as the claimant meets the store's 2.1."""
+    return lambda d: rules.stale_phone(d, P1, claimant, wecom_holder)
+
+
+@pytest.mark.parametrize("wecom_holder", [None, "m1"], ids=["nobody", "the-claimant"])
+def test_a_stale_holder_loses_the_phone_wecom_gives_to_nobody_or_the_claimant(wecom_holder: str | None) -> None:
+    records = {phone_key(P1): "m2", binding_key("m2"): bound("m2", P1)}
+    decision = run(records, stale_rule("m1", wecom_holder))
+    assert decision.result() is True
+    assert decision.writes == {phone_key(P1): None, binding_key("m2"): None}
+    assert actions(decision) == [(AuditAction.PHONE_LOST, "m2")]
+    assert "stale" in decision.audits[0].detail
+
+
+def test_the_store_right_about_the_holder_changes_nothing() -> None:
+    records = {phone_key(P1): "m2", binding_key("m2"): bound("m2", P1)}
+    decision = run(records, stale_rule("m1", "m2"))
+    assert decision.result() is False
+    assert (decision.writes, decision.audits) == ({}, ())
+
+
+def test_another_holder_in_wecom_keeps_2_1_and_corrects_the_index() -> None:
+    records = {phone_key(P1): "m2", binding_key("m2"): bound("m2", P1, openid="o2")}
+    decision = run(records, stale_rule("m1", "m3"))
+    assert decision.result() is False
+    assert decision.writes[phone_key(P1)] is None
+    assert decision.writes[binding_key("m2")] == Row("m2", None, BindingState.FOLLOWED, "o2", None, None, None, NOW)
+
+
+def test_a_live_claim_of_another_student_is_not_stale() -> None:
+    records = {phone_key(P1): "m2", binding_key("m2"): pending("m2", P1, lease=NOW + 30)}
+    decision = run(records, stale_rule("m1", None))
+    assert decision.result() is False
+    assert decision.writes == {}

@@ -14,6 +14,7 @@ from callback_service.clients.wecom import WeComClient
 from callback_service.metrics import Metrics
 from handlers.core.binding import Actor, AuditAction, Binding, BindingState
 from handlers.core.guide import ErrorCode
+from handlers.core.member import MemberSeen, MemberStatus
 from handlers.core.phone import Phone
 from handlers.usecases.admission import (
     AdmissionGate,
@@ -75,6 +76,27 @@ def test_judge(
     expected: AdmissionRefusal | None,
 ) -> None:
     assert judge(member, openid, binding, holder) is expected
+
+
+JOINED = MemberSeen("m1", MemberStatus.ACTIVATED, 0.0, "sync")
+
+
+@pytest.mark.parametrize(
+    ("seen", "binding", "holder", "expected"),
+    [
+        (JOINED, None, None, None),
+        (JOINED, _binding("m1", BindingState.PENDING), None, None),
+        (MemberSeen("m1", MemberStatus.NOT_ACTIVATED, 0.0, "sync"), None, None, AdmissionRefusal.NOT_BOUND),
+        (MemberSeen("m1", MemberStatus.DISABLED, 0.0, "sync"), None, None, AdmissionRefusal.NOT_BOUND),
+        (MemberSeen("m1", None, 0.0, "sync"), None, None, AdmissionRefusal.NOT_BOUND),
+        (MemberSeen("m9", MemberStatus.ACTIVATED, 0.0, "sync"), None, None, AdmissionRefusal.NOT_BOUND),
+        (JOINED, None, OTHER_AS_O2, AdmissionRefusal.WECHAT_FOLLOWS_OTHER),
+    ],
+)
+def test_judge_a_member_recorded_as_joined(
+    seen: MemberSeen, binding: Binding | None, holder: Binding | None, expected: AdmissionRefusal | None
+) -> None:
+    assert judge("m1", "o2", binding, holder, seen) is expected
 
 
 def test_each_refusal_names_a_guide_entry_and_only_i4_is_a_conflict() -> None:
@@ -142,6 +164,26 @@ async def test_a_bound_member_is_admitted(gate: AdmissionGate, store: Store, wec
     result = await gate.admit("2021001", None, actor=ACTOR)
     assert result == Admitted("2021001", phone_masked="138****0001", already_followed=False)
     assert wecom_state.authsucc == ["2021001"]
+
+
+async def test_a_member_recorded_as_joined_by_sync_is_admitted_and_one_never_seen_is_not(
+    gate: AdmissionGate, store: Store, wecom_state: WeComSandboxState, clock: FakeClock
+) -> None:
+    # Activated before the service existed: no binding, but `wecom-bind sync` recorded WeCom's 已激活.
+    await store.record_members([MemberSeen("2021001", MemberStatus.ACTIVATED, clock(), "sync")])
+    result = await gate.admit("2021001", None, actor=ACTOR)
+    assert result == Admitted("2021001", phone_masked=None, already_followed=False)
+    never_seen = await gate.admit("2021002", None, actor=ACTOR)
+    assert never_seen == AdmissionRefused("2021002", AdmissionRefusal.NOT_BOUND)
+    assert wecom_state.authsucc == ["2021001"]
+
+
+async def test_a_member_recorded_as_disabled_is_not_admitted(
+    gate: AdmissionGate, store: Store, wecom_state: WeComSandboxState, clock: FakeClock
+) -> None:
+    await store.record_members([MemberSeen("2021001", MemberStatus.DISABLED, clock(), "sync")])
+    assert await gate.admit("2021001", None, actor=ACTOR) == AdmissionRefused("2021001", AdmissionRefusal.NOT_BOUND)
+    assert wecom_state.authsucc == []
 
 
 async def test_a_member_rejoining_with_its_own_wechat_is_admitted(

@@ -20,11 +20,21 @@ from pytest_aiohttp import AiohttpServer
 from callback_service.clients.wecom import WeComClient, WeComUnavailable
 from handlers.core.binding import Actor, AuditAction, BindingState, Claim, DirectoryEntry
 from handlers.core.guide import ErrorCode
+from handlers.core.member import MemberStatus
 from handlers.core.phone import Phone
 from handlers.core.wecom_errors import OutsideVisibleRange
-from handlers.usecases.binding_flow import BindingFlow, Bound, Confirming, Refusal, Refused
+from handlers.usecases.binding_flow import (
+    BindingFlow,
+    Bound,
+    Confirming,
+    Refusal,
+    Refused,
+    Standing,
+    daily_miss_budget,
+)
 from handlers.usecases.contacts import MemberReader, WeComContacts
 from handlers.usecases.contracts import Store, StoreUnavailable
+from handlers.usecases.release import InWeCom, release
 from sandbox.wecom import APP, CONTACTS, Member, WeComSandboxState, create_wecom_sandbox
 from sandbox.wecom_keys import WECOM_SANDBOX_STATE
 from tests.store.support import FakeClock
@@ -54,10 +64,11 @@ class World:
         return [r.action for r in reversed(await self.store.audit_list(member_id=member_id))]
 
 
-@pytest.fixture
-def wecom_options() -> dict[str, Any]:
-    """Options of the emulator beyond the test's organisation: none, today's WeCom."""
-    return {}
+@pytest.fixture(params=[False, True], ids=["hidden-absent", "hidden-empty"])
+def wecom_options(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Options of the emulator beyond the test's organisation: today's WeCom, which leaves the fields
+    it hides out of an answer, or answers them "" (its documents promise neither): both are unknown."""
+    return {"hidden_as_empty": request.param}
 
 
 @pytest.fixture
@@ -85,7 +96,7 @@ async def world(wecom_server: TestServer, store: Store, clock: FakeClock) -> Asy
             session=session,
             api_base=str(wecom_server.make_url("")),
             corp_id=CORP_ID,
-            secret="contacts-secret",
+            contacts=True, secret="contacts-secret",
             store=store,
             clock=clock,
             max_attempts=2,
@@ -209,32 +220,33 @@ async def test_a_followed_member_is_2_2(world: World) -> None:
     assert world.wecom.members["2021001"].mobile == "13800000001"
 
 
-async def test_an_activated_members_new_phone_is_2_2_from_wecoms_truth_with_nothing_committed(
+async def test_an_activated_members_new_phone_is_joined_from_wecoms_truth_with_nothing_committed(
     world: World,
 ) -> None:
     await world.flow.bind("2021001", Phone("13800000001"), actor=ACTOR)
     # Followed in WeChat, but the subscribe never reached the store: WeCom's status is the truth.
     world.wecom.members["2021001"].status = 1
     result = await world.flow.bind("2021001", Phone("13800000002"), actor=ACTOR)
-    assert result == Refused("2021001", Refusal.ACCOUNT_FOLLOWED)
+    assert result == Refused("2021001", Refusal.MEMBER_JOINED)
     assert "user/update" not in world.wecom.calls[-2:]
     binding = await world.store.get_binding("2021001")
     assert binding is not None
     assert (binding.state, binding.phone) == (BindingState.BOUND, "13800000001")
     assert await world.store.get_binding_by_phone(Phone("13800000002")) is None
     assert world.wecom.members["2021001"].mobile == "13800000001"
-    assert (await world.actions("2021001"))[-2:] == [AuditAction.CLAIM, AuditAction.RELEASE]
+    assert (await world.actions("2021001"))[-3:] == [AuditAction.CLAIM, AuditAction.RELEASE, AuditAction.JOINED]
 
 
-async def test_a_member_activated_through_the_app_is_2_2_though_no_subscribe_was_ever_seen(
+async def test_a_member_activated_through_the_app_has_joined_though_no_subscribe_was_ever_seen(
     world: World,
 ) -> None:
     # 李四 logged in to the WeCom app before this service existed: the store knows nothing of it.
     world.wecom.set_uses_wecom_app("2021002", True)
     assert world.wecom.members["2021002"].status == 1
+    assert await world.flow.standing("2021002", actor=ACTOR) is Standing.JOINED
     result = await world.flow.bind("2021002", Phone("13800000002"), actor=ACTOR)
-    assert result == Refused("2021002", Refusal.ACCOUNT_FOLLOWED)
-    assert result.reason.code is ErrorCode.ACCOUNT_FOLLOWED
+    assert result == Refused("2021002", Refusal.MEMBER_JOINED)
+    assert result.reason.standing is Standing.JOINED
     assert "user/update" not in world.wecom.calls
     assert await world.store.get_binding("2021002") is None
     assert await world.store.get_binding_by_phone(Phone("13800000002")) is None
@@ -260,7 +272,7 @@ async def test_a_write_wecom_did_not_apply_is_never_bound(world: World) -> None:
     flow = BindingFlow(store=world.store, contacts=_ActivatesOnWrite(world.contacts), reader=world.reader,  # type: ignore[arg-type]
                        departments={})
     result = await flow.bind("2021002", Phone("13800000002"), actor=ACTOR)
-    assert result == Refused("2021002", Refusal.ACCOUNT_FOLLOWED)
+    assert result == Refused("2021002", Refusal.MEMBER_JOINED)
     assert await world.store.get_binding("2021002") is None
 
 
@@ -450,7 +462,7 @@ async def quick_flow(world: World, wecom_server: TestServer) -> AsyncIterator[Bi
     async with aiohttp.ClientSession() as session:
         client = WeComClient(
             session=session, api_base=str(wecom_server.make_url("")), corp_id=CORP_ID,
-            secret="contacts-secret", store=world.store, clock=world.clock, max_attempts=1, timeout=0.5,
+            contacts=True, secret="contacts-secret", store=world.store, clock=world.clock, max_attempts=1, timeout=0.5,
         )
         flow = BindingFlow(store=world.store, contacts=client, reader=world.reader, departments={},
                            settle_delays=(0.3,) * 5)
@@ -531,3 +543,181 @@ class _CommitFailsOnce:
             self.failed = True
             raise StoreUnavailable("the store went away")
         return await self._store.commit_claim(claim)
+
+
+# an existing organisation: status first, a stale phone index, one invitation per member (issue 17)
+
+
+@pytest.mark.parametrize(
+    ("status", "standing"),
+    [(1, Standing.JOINED), (2, Standing.DISABLED), (4, Standing.MAY_BIND), (5, Standing.QUIT)],
+)
+async def test_the_standing_follows_wecoms_status(world: World, status: int, standing: Standing) -> None:
+    world.wecom.members["2021002"].status = status
+    assert await world.flow.standing("2021002", actor=ACTOR) is standing
+    assert not (set(world.wecom.calls) - {"gettoken", "user/get"})  # a read, nothing written
+
+
+async def test_the_standing_of_a_student_without_a_member(world: World) -> None:
+    assert await world.flow.standing("2021004", actor=ACTOR) is Standing.MAY_BIND  # created from the directory on binding
+    assert await world.flow.standing("2021009", actor=ACTOR) is Standing.UNKNOWN  # in neither
+
+
+@pytest.mark.parametrize(("status", "refusal"), [(2, Refusal.MEMBER_DISABLED), (5, Refusal.MEMBER_QUIT)])
+async def test_a_disabled_or_departed_member_gets_nothing_written(
+    world: World, status: int, refusal: Refusal
+) -> None:
+    world.wecom.members["2021002"].status = status
+    result = await world.flow.bind("2021002", Phone("13800000002"), actor=ACTOR)
+    assert result == Refused("2021002", refusal)
+    assert "user/update" not in world.wecom.calls
+    assert "batch/invite" not in world.wecom.calls
+    assert world.wecom.members["2021002"].mobile is None
+    assert await world.store.get_binding("2021002") is None
+
+
+def _with_holders(world: World) -> BindingFlow:
+    """The flow as the pages wire it: WeCom asked who holds a phone before the store refuses 2.1."""
+    return BindingFlow(store=world.store, contacts=world.contacts, reader=world.reader,
+                       holders=world.reader, departments={}, clock=world.clock)  # type: ignore[arg-type]
+
+
+async def test_a_phone_the_store_holds_for_a_member_wecom_moved_off_it_binds(world: World) -> None:
+    flow = _with_holders(world)
+    assert isinstance(await flow.bind("2021001", Phone("13800000001"), actor=ACTOR), Bound)
+    # An administrator gives 张三 another mobile in the console: no event tells the store.
+    world.wecom.members["2021001"].mobile = "13800000011"
+    result = await flow.bind("2021002", Phone("13800000001"), actor=ACTOR)
+    assert isinstance(result, Bound)
+    assert world.wecom.members["2021002"].mobile == "13800000001"
+    assert "user/getuserid" in world.wecom.calls
+    assert await world.store.get_binding("2021001") is None
+    lost = (await world.store.audit_list(member_id="2021001"))[0]
+    assert lost.action is AuditAction.PHONE_LOST
+    assert "stale" in lost.detail
+    assert "nobody" in lost.detail
+    assert await world.store.integrity_problems() == []
+
+
+async def test_a_phone_wecom_gives_to_the_student_releases_the_stale_claim(world: World) -> None:
+    flow = _with_holders(world)
+    await flow.bind("2021001", Phone("13800000001"), actor=ACTOR)
+    # The console moved the mobile from 张三 to 李四.
+    world.wecom.members["2021001"].mobile = None
+    world.wecom.members["2021002"].mobile = "13800000001"
+    result = await flow.bind("2021002", Phone("13800000001"), actor=ACTOR)
+    assert isinstance(result, Bound)
+    binding = await world.store.get_binding_by_phone(Phone("13800000001"))
+    assert binding is not None
+    assert binding.member_id == "2021002"
+
+
+async def test_a_phone_wecom_gives_to_another_member_is_2_1_and_the_index_corrected(world: World) -> None:
+    flow = _with_holders(world)
+    await flow.bind("2021001", Phone("13800000001"), actor=ACTOR)
+    world.wecom.members["2021001"].mobile = None
+    world.wecom.members["2020999"].mobile = "13800000001"
+    result = await flow.bind("2021002", Phone("13800000001"), actor=ACTOR)
+    assert result == Refused("2021002", Refusal.PHONE_TAKEN)
+    assert "user/update" not in world.wecom.calls[world.wecom.calls.index("user/getuserid"):]
+    assert await world.store.get_binding("2021001") is None  # the store no longer names 张三
+    assert await world.store.get_binding("2021002") is None
+
+
+async def test_the_store_right_about_the_holder_is_2_1(world: World) -> None:
+    flow = _with_holders(world)
+    await flow.bind("2021001", Phone("13800000001"), actor=ACTOR)
+    result = await flow.bind("2021002", Phone("13800000001"), actor=ACTOR)
+    assert result == Refused("2021002", Refusal.PHONE_TAKEN)
+    binding = await world.store.get_binding("2021001")
+    assert binding is not None
+    assert binding.phone == "13800000001"
+
+
+async def test_getuserid_misses_stop_well_before_wecoms_daily_bar(world: World) -> None:
+    flow = _with_holders(world)
+    await flow.bind("2021001", Phone("13800000001"), actor=ACTOR)
+    world.wecom.members["2021001"].mobile = "13800000011"
+    day = int((world.clock() + 8 * 3600) // 86400)
+    await world.store.kv_set(f"wecom:getuserid-misses:{day}", str(daily_miss_budget(3)), ttl=86400)
+    result = await flow.bind("2021002", Phone("13800000001"), actor=ACTOR)
+    assert result == Refused("2021002", Refusal.PHONE_TAKEN)  # the store's answer, WeCom not asked
+    assert "user/getuserid" not in world.wecom.calls
+
+
+async def test_a_resubmission_does_not_invite_again(world: World) -> None:
+    await world.flow.bind("2021001", Phone("13800000001"), actor=ACTOR)
+    again = await world.flow.bind("2021001", Phone("13800000001"), actor=ACTOR)
+    assert isinstance(again, Bound)
+    assert again.already_bound
+    assert again.invited
+    other = await world.flow.bind("2021001", Phone("13800000021"), actor=ACTOR)
+    assert isinstance(other, Bound)
+    assert other.invited
+    assert world.wecom.invitations == {"2021001": 1}  # "同一用户只须邀请一次" (document/path/90975)
+
+
+async def test_60111_for_a_member_that_exists_is_the_visible_range(world: World) -> None:
+    # 90313 60111: "d) 成员不在应用可见范围内": the app's read says no such member, user/create says it exists.
+    world.wecom.faults.errcode(60111, count=3, api="user/get")  # the app, the assistant, the app again
+    with pytest.raises(OutsideVisibleRange):
+        await world.flow.bind("2021001", Phone("13800000001"), actor=ACTOR)
+    assert await world.store.get_binding("2021001") is None
+
+
+async def test_a_member_seen_joined_at_login_is_recorded_and_audited_once(world: World) -> None:
+    world.wecom.set_uses_wecom_app("2021002", True)
+    assert await world.flow.standing("2021002", actor=ACTOR) is Standing.JOINED
+    assert await world.flow.standing("2021002", actor=ACTOR) is Standing.JOINED
+    seen = await world.store.member_seen("2021002")
+    assert seen is not None
+    assert (seen.status, seen.source) == (MemberStatus.ACTIVATED, "login")
+    assert await world.actions("2021002") == [AuditAction.JOINED]
+    assert await world.store.get_binding("2021002") is None  # WeCom's word, not a binding
+
+
+async def test_a_status_refused_at_the_submit_is_recorded(world: World) -> None:
+    world.wecom.members["2021002"].status = 2
+    await world.flow.bind("2021002", Phone("13800000002"), actor=ACTOR)
+    seen = await world.store.member_seen("2021002")
+    assert seen is not None
+    assert seen.status is MemberStatus.DISABLED
+
+
+# a release that frees the phone in WeCom too, where WeCom allows it
+
+
+async def test_a_release_clears_the_mobile_of_a_member_the_flow_created_and_the_phone_binds_again(
+    world: World,
+) -> None:
+    assert isinstance(await world.flow.bind("2021004", Phone("13800000004"), actor=ACTOR), Bound)
+    world.wecom.members["2021004"].email = "zhaoliu@example.edu.cn"  # WeCom keeps a mobile or an email
+    done = await release(world.store, world.contacts, world.reader, "2021004", actor=ACTOR)
+    assert done.released
+    assert done.in_wecom is InWeCom.CLEARED
+    assert world.wecom.members["2021004"].mobile is None
+    # Before, WeCom's 60104 refused the next student who typed it (2.1).
+    assert isinstance(await world.flow.bind("2021002", Phone("13800000004"), actor=ACTOR), Bound)
+
+
+async def test_a_release_says_when_wecom_refuses_an_empty_mobile(world: World) -> None:
+    await world.flow.bind("2021004", Phone("13800000004"), actor=ACTOR)
+    done = await release(world.store, world.contacts, world.reader, "2021004", actor=ACTOR)
+    assert done.in_wecom is InWeCom.KEPT_NO_EMAIL
+    assert world.wecom.members["2021004"].mobile == "13800000004"
+    assert await world.store.get_binding("2021004") is None
+
+
+async def test_a_release_leaves_an_activated_members_mobile_to_the_member(world: World) -> None:
+    await world.flow.bind("2021004", Phone("13800000004"), actor=ACTOR)
+    world.wecom.set_uses_wecom_app("2021004", True)
+    done = await release(world.store, world.contacts, world.reader, "2021004", actor=ACTOR)
+    assert done.in_wecom is InWeCom.KEPT_ACTIVATED
+    assert world.wecom.members["2021004"].mobile == "13800000004"
+
+
+async def test_a_release_leaves_a_member_the_flow_did_not_create(world: World) -> None:
+    await world.flow.bind("2021001", Phone("13800000001"), actor=ACTOR)
+    done = await release(world.store, world.contacts, world.reader, "2021001", actor=ACTOR)
+    assert done.in_wecom is InWeCom.KEPT_NOT_CREATED
+    assert "user/update" not in world.wecom.calls[-2:]

@@ -16,6 +16,7 @@ from callback_service.metrics import Metrics
 from callback_service.store import open_store
 from handlers.core.binding import Actor, AuditAction, BindingState
 from handlers.core.events import ContactChange, Subscribe, Unsubscribe
+from handlers.core.member import MemberStatus
 from handlers.core.phone import Phone
 from handlers.usecases.callbacks import CallbackHandlers
 from handlers.usecases.conflicts import CONFLICTS
@@ -69,7 +70,7 @@ async def world(
         )
         contacts = WeComClient(
             session=session, api_base=str(server.make_url("")).rstrip("/"), corp_id=CORP_ID,
-            secret=CONTACTS_SECRET, store=store,
+            contacts=True, secret=CONTACTS_SECRET, store=store,
         )
         # Wired as the app wires them: the mobile read with the contacts-sync secret where it may.
         handlers = CallbackHandlers(
@@ -109,6 +110,65 @@ async def test_subscribe_follows_and_welcomes_once(world: World) -> None:
     assert len(world.wecom.messages) == 1
 
 
+async def test_a_member_welcomed_once_is_not_welcomed_again_after_an_unfollow(world: World) -> None:
+    await _bind(world.store, "zhangsan", "13800000001")
+    wechat = world.wecom.add_wechat("张三的微信", "13800000001")
+    world.wecom.follow("zhangsan", wechat)
+    dispatch = world.handlers.dispatcher().dispatch
+    await dispatch(_event(Subscribe, "zhangsan"))
+    world.wecom.unfollow(wechat)
+    await dispatch(_event(Unsubscribe, "zhangsan"))
+    world.wecom.follow("zhangsan", wechat)
+    await dispatch(_event(Subscribe, "zhangsan"))
+    assert len(world.wecom.messages) == 1
+
+
+async def test_a_subscribe_of_a_member_who_never_bound_here_is_a_join_without_a_welcome(world: World) -> None:
+    # The app's visible range now holds a member who followed the WeChat plugin before the service.
+    world.wecom.follow("zhangsan", world.wecom.add_wechat("张三的微信", "13800000001"))
+    await world.handlers.dispatcher().dispatch(_event(Subscribe, "zhangsan"))
+    assert world.wecom.messages == []
+    seen = await world.store.member_seen("zhangsan")
+    assert seen is not None
+    assert (seen.status, seen.source) == (MemberStatus.ACTIVATED, "subscribe")
+    binding = await world.store.get_binding("zhangsan")
+    assert binding is not None
+    assert binding.openid == world.wecom.openid_of("zhangsan")  # I4 still kept
+
+
+async def test_a_member_who_joined_through_the_wecom_app_only_is_recorded_not_failed(world: World) -> None:
+    world.wecom.set_uses_wecom_app("lisi", True)  # activated, but no WeChat to convert (41054)
+    await world.handlers.dispatcher().dispatch(_event(Subscribe, "lisi"))  # raises nothing
+    seen = await world.store.member_seen("lisi")
+    assert seen is not None
+    assert seen.status is MemberStatus.ACTIVATED
+    assert await world.store.get_binding("lisi") is None
+    assert world.wecom.messages == []
+
+
+async def test_a_bound_member_who_joined_through_the_wecom_app_gets_no_welcome_and_no_failure(world: World) -> None:
+    await _bind(world.store, "lisi", "13800000002")
+    world.wecom.set_uses_wecom_app("lisi", True)
+    await world.handlers.dispatcher().dispatch(_event(Subscribe, "lisi"))
+    binding = await world.store.get_binding("lisi")
+    assert binding is not None
+    assert binding.state is BindingState.BOUND  # no WeChat follows: nothing to record as a follow
+    assert world.wecom.messages == []
+
+
+async def test_unsubscribe_of_a_disabled_member_records_it_disabled_and_keeps_its_binding(world: World) -> None:
+    await _bind(world.store, "zhangsan", "13800000001")
+    await world.store.follow("zhangsan", "openid-z", actor=STUDENT)
+    world.wecom.set_enabled("zhangsan", False)
+    await world.handlers.dispatcher().dispatch(_event(Unsubscribe, "zhangsan"))
+    seen = await world.store.member_seen("zhangsan")
+    assert seen is not None
+    assert (seen.status, seen.source) == (MemberStatus.DISABLED, "unsubscribe")
+    binding = await world.store.get_binding("zhangsan")
+    assert binding is not None
+    assert binding.state is BindingState.FOLLOWED  # not free to rebind: WeCom disabled the member
+
+
 async def test_a_second_member_for_one_openid_is_refused_and_counted(world: World) -> None:
     world.wecom.follow("zhangsan", world.wecom.add_wechat("张三的微信", "13800000001"))
     openid = world.wecom.openid_of("zhangsan")
@@ -130,6 +190,9 @@ async def test_unsubscribe_frees_the_member_to_bind_another_phone(world: World) 
     binding = await world.store.get_binding("zhangsan")
     assert binding is not None
     assert binding.state is BindingState.BOUND
+    seen = await world.store.member_seen("zhangsan")
+    assert seen is not None
+    assert seen.status is MemberStatus.NOT_ACTIVATED
     await _bind(world.store, "zhangsan", "13800000009")  # 2.2's remedy: the rebind now succeeds
 
 
@@ -185,6 +248,9 @@ async def test_delete_user_frees_the_phone(world: World) -> None:
     await _bind(world.store, "lisi", "13800000002")
     await world.handlers.dispatcher().dispatch(_change("delete_user", "lisi"))
     assert await world.store.get_binding("lisi") is None
+    seen = await world.store.member_seen("lisi")
+    assert seen is not None
+    assert (seen.status, seen.source) == (None, "change_contact")  # WeCom has no such member now
     await _bind(world.store, "zhangsan", "13800000002")
 
 
@@ -251,7 +317,9 @@ async def test_a_welcome_retried_after_a_lost_answer_greets_once(world: World) -
     assert len(world.wecom.duplicates) == sends - 1
 
 
-async def test_an_update_user_whose_mobile_wecom_hides_changes_nothing(world: World) -> None:
+@pytest.mark.parametrize("hidden_as_empty", [False, True], ids=["hidden-absent", "hidden-empty"])
+async def test_an_update_user_whose_mobile_wecom_hides_changes_nothing(world: World, hidden_as_empty: bool) -> None:
+    world.wecom.hidden_as_empty = hidden_as_empty
     await _bind(world.store, "lisi", "13800000002")
     world.wecom.members["lisi"].mobile = "13800000022"
     # Read with the app's secret, as an app created after 2022-06-20: the mobile is not shown.
@@ -265,7 +333,11 @@ async def test_an_update_user_whose_mobile_wecom_hides_changes_nothing(world: Wo
     assert binding.phone == "13800000002"
 
 
-async def test_an_update_user_that_wecom_will_not_let_us_read_changes_nothing(world: World) -> None:
+@pytest.mark.parametrize("hidden_as_empty", [False, True], ids=["hidden-absent", "hidden-empty"])
+async def test_an_update_user_that_wecom_will_not_let_us_read_changes_nothing(
+    world: World, hidden_as_empty: bool
+) -> None:
+    world.wecom.hidden_as_empty = hidden_as_empty
     await _bind(world.store, "lisi", "13800000002")
     world.wecom.members["lisi"].mobile = "13800000022"
     # Today's WeCom, the emulator's default: the assistant's address was trusted after 2022-08-15,

@@ -1,0 +1,96 @@
+"""An administrator's release of a binding, in the store and, where WeCom allows it, in WeCom.
+
+The store frees the phone and the binding (audited). WeCom still holds the mobile, and its 60104
+would refuse the next student who types it (2.1): so the release clears it there too where that is
+right and allowed. Only a member the flow created (user/create) and that never activated has its
+mobile cleared; an activated member's mobile is the member's own to change (user/update ignores it,
+document/path/90197); WeCom refuses to leave a member with neither mobile nor email (60129), and then
+the administrator clears it in the console.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+from handlers.core.binding import Actor
+from handlers.core.member import MemberStatus
+from handlers.core.phone import mask_phone
+from handlers.core.wecom_errors import UserNotFound, WeComError, WeComRefusal
+from handlers.usecases.binding_flow import created_key
+from handlers.usecases.contacts import MemberReader
+from handlers.usecases.contracts import Store
+
+log: Final = logging.getLogger(__name__)
+
+NO_MOBILE_NOR_EMAIL: Final = 60129
+"""WeCom's refusal of a member left with neither mobile nor email (90313: "成员手机和邮箱都为空")."""
+
+
+class MobileWriter(Protocol):
+    """user/update of the mobile (the contacts-sync secret)."""
+
+    async def user_update(self, userid: str, *, mobile: str | None = None) -> None:
+        """user/update: mobile="" clears the member's mobile."""
+        ...
+
+
+class InWeCom(enum.StrEnum):
+    """What became of the released phone in WeCom."""
+
+    CLEARED = "cleared"
+    """The member's mobile was cleared: the phone is free in WeCom too."""
+    KEPT_ACTIVATED = "kept_activated"
+    """The member has activated: WeCom keeps the mobile until the member changes it."""
+    KEPT_NO_EMAIL = "kept_no_email"
+    """WeCom refused an empty mobile (60129): the administrator clears it in the console."""
+    KEPT_NOT_CREATED = "kept_not_created"
+    """The member existed before the flow: its mobile is the administrator's to change."""
+    NO_MEMBER = "no_member"
+    """WeCom has no such member: nothing holds the phone there."""
+    NOTHING = "nothing"
+    """There was no binding, or it held no phone."""
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    """What a release did: in the store (released), and in WeCom (in_wecom), the phone masked."""
+
+    member_id: str
+    released: bool
+    phone_masked: str | None
+    in_wecom: InWeCom
+
+
+async def release(
+    store: Store, writer: MobileWriter, reader: MemberReader, member_id: str, *, actor: Actor
+) -> Released:
+    """Free the member's binding in the store, then the phone in WeCom where WeCom allows it;
+    WeCom's outages and refusals other than 60129 propagate, after the store's release."""
+    binding = await store.get_binding(member_id)
+    phone = binding.phone if binding is not None else None
+    released = await store.delete_member(member_id, actor=actor)
+    masked = mask_phone(phone) if phone else None
+    if not released or phone is None:
+        return Released(member_id, released, masked, InWeCom.NOTHING)
+    try:
+        member = await reader.user_get(member_id)
+    except UserNotFound:
+        return Released(member_id, released, masked, InWeCom.NO_MEMBER)
+    if member.status == MemberStatus.ACTIVATED:
+        return Released(member_id, released, masked, InWeCom.KEPT_ACTIVATED)
+    if await store.kv_get(created_key(member_id)) is None:
+        return Released(member_id, released, masked, InWeCom.KEPT_NOT_CREATED)
+    try:
+        await writer.user_update(member_id, mobile="")
+    except WeComRefusal as exc:
+        if exc.errcode != NO_MOBILE_NOR_EMAIL:
+            raise
+        return Released(member_id, released, masked, InWeCom.KEPT_NO_EMAIL)
+    except WeComError:
+        log.warning("release: member %s's mobile could not be cleared in WeCom", member_id)
+        raise
+    log.info("release: member %s's mobile %s cleared in WeCom", member_id, masked)
+    return Released(member_id, released, masked, InWeCom.CLEARED)

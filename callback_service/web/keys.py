@@ -18,6 +18,7 @@ from config import Settings
 from handlers.usecases.binding_flow import BindingFlow
 from handlers.usecases.contracts import Store
 from handlers.usecases.dispatch import Dispatcher
+from handlers.usecases.sms_proof import SmsProof
 
 if TYPE_CHECKING:
     # The pages package imports these keys: its types are named here for the checker only.
@@ -46,3 +47,5 @@ PAGE_TEMPLATES: Final = web.AppKey("page_templates", jinja2.Environment)
 SESSIONS: Final[web.AppKey[SessionStore]] = web.AppKey("sessions")
 CAS: Final = web.AppKey("cas", CasClient)
 BINDING_FLOW: Final = web.AppKey("binding_flow", BindingFlow)
+# The SMS proof of a typed phone: set at start only when settings name a provider.
+SMS_PROOF: Final = web.AppKey("sms_proof", SmsProof)

@@ -15,23 +15,27 @@ import jinja2
 from aiohttp import web
 
 from callback_service.clients.cas import CasClient
+from callback_service.clients.sms import create_sms_sender
 from callback_service.web.keys import (
     BINDING_FLOW,
     CAS,
     CLOCK,
     HTTP,
+    METRICS,
     PAGE_TEMPLATES,
     PAGES_CONFIG,
     SESSIONS,
     SETTINGS,
+    SMS_PROOF,
     STORE,
     WECOM_APP,
     WECOM_CONTACTS,
 )
-from callback_service.web.pages import admission, views
+from callback_service.web.pages import admission, sms_views, views
 from callback_service.web.pages.config import PagesConfig
 from callback_service.web.pages.session import SessionStore
 from handlers.usecases.binding_flow import BindingFlow
+from handlers.usecases.sms_proof import SmsProof
 
 __all__ = ["PagesConfig", "setup_pages"]
 
@@ -58,6 +62,10 @@ def setup_pages(app: web.Application, config: PagesConfig | None = None) -> None
     router.add_get("/bind/phone", views.bind_phone, name="bind-phone")
     router.add_post("/bind/phone", views.bind_phone_submit)
     router.add_get("/bind/result/{form}", views.bind_result, name="bind-result")
+    router.add_get("/bind/code", sms_views.code_page, name="bind-code")
+    router.add_post("/bind/code", sms_views.code_submit)
+    router.add_post("/bind/code/resend", sms_views.code_resend, name="bind-code-resend")
+    router.add_post("/bind/code/change", sms_views.code_change, name="bind-code-change")
     router.add_get("/bind/qr.png", views.bind_qr, name="bind-qr")
     router.add_get("/bind/follow-qr.png", views.follow_qr, name="bind-follow-qr")
     router.add_get("/help", views.help_page, name="help")
@@ -97,5 +105,14 @@ async def _pages_ctx(app: web.Application) -> AsyncIterator[None]:
         lease=config.claim_lease,
         clock=app[CLOCK],
     )
+    sender = create_sms_sender(settings, app[HTTP], clock=app[CLOCK])
+    if sender is not None and settings.sms_code_secret is not None and settings.sms_verify_mode != "never":
+        app[SMS_PROOF] = SmsProof(
+            store=app[STORE],
+            sender=sender,
+            secret=settings.sms_code_secret.get_secret_value().encode(),
+            clock=app[CLOCK],
+            counters=app[METRICS],
+        )
     yield
     await app[BINDING_FLOW].close()

@@ -22,6 +22,7 @@ from callback_service.clients.cas import CasAuthenticationFailure, logout_reques
 from callback_service.ops.qr import bind_url, qr_image
 from callback_service.web.client_address import client_of
 from callback_service.web.keys import BINDING_FLOW, CAS, CLOCK, PAGES_CONFIG, SESSIONS, SETTINGS, STORE
+from callback_service.web.pages import sms
 from callback_service.web.pages.render import SECURITY_HEADERS, message, page, render, url
 from callback_service.web.pages.session import Session
 from handlers.core.binding import Actor, Binding, BindingState, DirectoryEntry
@@ -246,7 +247,6 @@ async def bind_phone_submit(request: web.Request) -> web.StreamResponse:
     token = _field(form, "csrf")
     if session is None or not session.csrf_ok(token):
         return await _expired_form(request, session, token, _field(form, "phone"))
-    config = app[PAGES_CONFIG]
     store = app[STORE]
     phone_text = _field(form, "phone")
     # A typing mistake is not an attempt on the rules: it is refused here and counts for nothing.
@@ -264,10 +264,31 @@ async def bind_phone_submit(request: web.Request) -> web.StreamResponse:
             error=PHONE_FORMAT_ERROR,
             status=400,
         )
+    # A phone of the student's own choosing is proved by an SMS code first (pages/sms.py): nothing
+    # is written to WeCom until the code comes back right, and then submit_binding runs from there.
+    if await sms.needs_code(request, session, phone):
+        failure = await sms.send_code(request, session, phone)
+        if failure is None:
+            return _redirect(url(request, "bind-code"), status=303)
+        binding = await store.get_binding(session.member_id)
+        entry = await store.directory_get(session.member_id)
+        return await _phone_form(
+            request, session, binding, entry, prefill=_Prefill(phone, "typed"), error=failure, status=400
+        )
+    return await submit_binding(request, session, phone, _field(form, "form_id"))
+
+
+async def submit_binding(
+    request: web.Request, session: Session, phone: Phone, form_id: str, *, sms_verified: bool = False
+) -> web.StreamResponse:
+    """Rate limits, the double-submit guard, then the binding rules; on to the result page."""
+    app = request.app
+    sessions = app[SESSIONS]
+    config = app[PAGES_CONFIG]
+    store = app[STORE]
     limited = await _over_limit(request, session)
     if limited is not None:
         return _too_many(request, limited)
-    form_id = _field(form, "form_id")
     if not _FORM_ID.match(form_id):
         form_id = sessions.new_token()
     key = f"{session.member_id}:{form_id}"
@@ -279,7 +300,9 @@ async def bind_phone_submit(request: web.Request) -> web.StreamResponse:
     if not await store.kv_set_if_absent(result_key, pending, ttl=config.result_ttl):
         log.info("bind: a repeated submit of student %s", session.member_id)
         return _redirect(result_url, status=303)
-    actor = Actor(who=session.member_id, source=f"bind-page {client_of(request)}")
+    # The audit entry says how the phone was proved: by an SMS code, or as the directory's own.
+    source = f"bind-page {client_of(request)}" + (" sms-verified" if sms_verified else "")
+    actor = Actor(who=session.member_id, source=source)
 
     async def settled(ended: Bound | Refused | None) -> None:
         # A lost WeCom answer was settled in the background: the result page shows how it ended.

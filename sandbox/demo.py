@@ -19,11 +19,12 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from callback_service.web.app import create_app
-from callback_service.web.keys import PAGES_CONFIG, STORE
+from callback_service.web.keys import PAGES_CONFIG, SMS_CLOCK, STORE
 from callback_service.web.pages.config import PagesConfig
 from config import Settings
 from handlers.core.binding import DirectoryEntry
 from sandbox.cas import CasUser, create_cas_sandbox
+from sandbox.sms import SMS_SANDBOX_STATE, SmsAccount, create_sms_sandbox
 from sandbox.wecom import create_wecom_sandbox
 from sandbox.wecom_keys import WECOM_SANDBOX_STATE
 from sandbox.wecom_members import Organisation, read_members
@@ -34,6 +35,9 @@ DEMO_CORP_ID: Final = "wwdemo0000000000ce"
 DEMO_AGENT_ID: Final = 1000002
 DEMO_PASSWORD: Final = "demo1234"  # noqa: S105 - the emulated CAS accounts of the demo, shown on its start page
 CAS_MOUNT: Final = "/sandbox/cas"
+SMS_MOUNT: Final = "/sandbox/sms"
+DEMO_SMS_TIMEOUT: Final = 2.0
+"""Seconds the demo's service waits for its SMS emulator (tests make the emulator hang longer)."""
 WECOM_MOUNT: Final = "/sandbox/wecom"
 
 
@@ -88,7 +92,35 @@ def demo_settings(*, host: str, port: int, data_dir: Path) -> Settings:
             "follow_url": base + WECOM_MOUNT + "/follow",
             "session_secret": secrets.token_urlsafe(32),
             "log_level": "INFO",
+            # A typed phone that is not the directory's is proved by a code from the SMS emulator.
+            "sms_provider": "tencent",
+            "sms_key_id": "AKID" + secrets.token_hex(16),
+            "sms_key_secret": secrets.token_urlsafe(24),
+            "sms_sign_name": DEMO_SCHOOL_SIGN,
+            "sms_template_id": "2100001",
+            "sms_app_id": "1400000021",
+            "sms_api_base": base + SMS_MOUNT + "/tencent",
+            "sms_timeout": DEMO_SMS_TIMEOUT,
+            "sms_verify": "changed",
+            "sms_code_secret": secrets.token_urlsafe(32),
         }
+    )
+
+
+DEMO_SCHOOL_SIGN: Final = "上海工程技术大学"
+
+
+def sms_sandbox(settings: Settings) -> web.Application:
+    """The emulated SMS provider of the demo, knowing the account its settings were made up with."""
+    secret = settings.sms_key_secret
+    return create_sms_sandbox(
+        SmsAccount(
+            key_id=settings.sms_key_id or "",
+            key_secret=secret.get_secret_value() if secret is not None else "",
+            sign_name=settings.sms_sign_name or "",
+            template_id=settings.sms_template_id or "",
+            app_id=settings.sms_app_id or "",
+        )
     )
 
 
@@ -254,4 +286,8 @@ def create_demo_app(
     )
     app.add_subapp(CAS_MOUNT, cas)
     app.add_subapp(WECOM_MOUNT, wecom_sandbox(settings, organisation=organisation))
+    sms = sms_sandbox(settings)
+    # The service's SMS step keeps the emulator's time, which a test may move on to expire a code.
+    app[SMS_CLOCK] = sms[SMS_SANDBOX_STATE].clock
+    app.add_subapp(SMS_MOUNT, sms)
     return app

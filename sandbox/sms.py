@@ -121,6 +121,22 @@ class SmsSandboxState:
 SMS_SANDBOX_STATE: Final = web.AppKey("sms_sandbox_state", SmsSandboxState)
 
 
+class ShiftedClock:
+    """The emulator's time: the real clock moved forward on request, so a test can let a code expire
+    (the demo hands the same clock to the service's SMS step)."""
+
+    def __init__(self, base: Callable[[], float] = time.time) -> None:
+        self._base = base
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return self._base() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        """Move the time forward."""
+        self.offset += seconds
+
+
 # ---- Tencent Cloud: POST / with a JSON body, signed in the Authorization header ----------------------
 
 
@@ -332,12 +348,34 @@ def _request_id() -> str:
     return secrets.token_hex(16)
 
 
-def create_sms_sandbox(account: SmsAccount, *, clock: Callable[[], float] = time.time) -> web.Application:
-    """The emulator: Tencent at /tencent/, Alibaba at /aliyun/, the inbox at / and as JSON at /messages."""
+async def _faults(request: web.Request) -> web.Response:
+    """POST /_sandbox/faults: refusal=<Refusal name or empty>, hang=<seconds>, advance=<seconds>."""
+    state = request.app[SMS_SANDBOX_STATE]
+    form = await request.post()
+    try:
+        if "refusal" in form:
+            name = str(form["refusal"])
+            state.refusal = Refusal[name] if name else None
+        if "hang" in form:
+            state.hang_seconds = min(max(float(str(form["hang"])), 0.0), 60.0)
+        if "advance" in form:
+            if not isinstance(state.clock, ShiftedClock):
+                raise ValueError("this emulator's clock cannot be moved")
+            state.clock.advance(min(max(float(str(form["advance"])), 0.0), 86400.0))
+    except (KeyError, ValueError) as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    refusal = state.refusal.name if state.refusal else None
+    return web.json_response({"refusal": refusal, "hang": state.hang_seconds})
+
+
+def create_sms_sandbox(account: SmsAccount, *, clock: Callable[[], float] | None = None) -> web.Application:
+    """The emulator: Tencent at /tencent/, Alibaba at /aliyun/, the inbox at / and as JSON at /messages;
+    its switches at /_sandbox/faults. Its clock is a ShiftedClock unless one is given."""
     app = web.Application()
-    app[SMS_SANDBOX_STATE] = SmsSandboxState(account=account, clock=clock)
+    app[SMS_SANDBOX_STATE] = SmsSandboxState(account=account, clock=clock or ShiftedClock())
     app.router.add_post("/tencent/", _tencent, name="sms_tencent")
     app.router.add_route("*", "/aliyun/", _aliyun, name="sms_aliyun")
     app.router.add_get("/messages", _messages, name="sms_messages")
     app.router.add_get("/", _inbox, name="sms_inbox")
+    app.router.add_post("/_sandbox/faults", _faults, name="sms_faults")
     return app

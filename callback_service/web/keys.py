@@ -49,3 +49,5 @@ CAS: Final = web.AppKey("cas", CasClient)
 BINDING_FLOW: Final = web.AppKey("binding_flow", BindingFlow)
 # The SMS proof of a typed phone: set at start only when settings name a provider.
 SMS_PROOF: Final = web.AppKey("sms_proof", SmsProof)
+# The SMS step's clock when it is not CLOCK: the demo shares its SMS emulator's, which tests move on.
+SMS_CLOCK: Final[web.AppKey[Callable[[], float]]] = web.AppKey("sms_clock")

@@ -106,6 +106,10 @@ class SmsProof:
         self._counters = counters
         self._randbelow = randbelow
 
+    def now(self) -> float:
+        """The proof's time (the page counts the code's minutes and the resend's seconds by it)."""
+        return self._clock()
+
     @staticmethod
     def _keys(login: str) -> tuple[str, str]:
         # Keyed by a hash of the login session's id: the id itself is a bearer secret.

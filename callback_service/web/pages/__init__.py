@@ -26,6 +26,7 @@ from callback_service.web.keys import (
     PAGES_CONFIG,
     SESSIONS,
     SETTINGS,
+    SMS_CLOCK,
     SMS_PROOF,
     STORE,
     WECOM_APP,
@@ -105,13 +106,14 @@ async def _pages_ctx(app: web.Application) -> AsyncIterator[None]:
         lease=config.claim_lease,
         clock=app[CLOCK],
     )
-    sender = create_sms_sender(settings, app[HTTP], clock=app[CLOCK])
+    sms_clock = app.get(SMS_CLOCK, app[CLOCK])
+    sender = create_sms_sender(settings, app[HTTP], clock=sms_clock)
     if sender is not None and settings.sms_code_secret is not None and settings.sms_verify_mode != "never":
         app[SMS_PROOF] = SmsProof(
             store=app[STORE],
             sender=sender,
             secret=settings.sms_code_secret.get_secret_value().encode(),
-            clock=app[CLOCK],
+            clock=sms_clock,
             counters=app[METRICS],
         )
     yield

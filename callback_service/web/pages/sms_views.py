@@ -13,11 +13,11 @@ from typing import Final
 
 from aiohttp import web
 
-from callback_service.web.keys import CLOCK, SESSIONS, SMS_PROOF
+from callback_service.web.keys import SESSIONS, SMS_PROOF, STORE
 from callback_service.web.pages import sms
 from callback_service.web.pages.render import message, page, render, url
 from callback_service.web.pages.session import Session
-from callback_service.web.pages.views import _field, _redirect, submit_binding
+from callback_service.web.pages.views import _FORM_ID, _field, _redirect, submit_binding
 from handlers.core.sms_code import MAX_ATTEMPTS, Challenge, Verdict, resend_wait, typed_code
 
 CODE_FORMAT_ERROR: Final = "请输入短信中的 6 位数字验证码。"
@@ -46,7 +46,7 @@ def _code_page(
     error: str | None = None,
     status: int = 200,
 ) -> web.Response:
-    now = request.app[CLOCK]()
+    now = request.app[SMS_PROOF].now()
     return render(
         request,
         "sms_code.html",
@@ -86,6 +86,13 @@ def _refused_form(request: web.Request) -> web.Response:
     )
 
 
+async def _submitted(request: web.Request, session: Session, form_id: str) -> bool:
+    """Whether this code form has been through submit_binding already (its result is kept)."""
+    if not _FORM_ID.match(form_id):
+        return False
+    return await request.app[STORE].kv_get(f"bind-result:{session.member_id}:{form_id}") is not None
+
+
 @page
 async def code_submit(request: web.Request) -> web.StreamResponse:
     """POST /bind/code: judge the code; a right one binds the phone as the phone page would."""
@@ -95,17 +102,22 @@ async def code_submit(request: web.Request) -> web.StreamResponse:
         return _refused_form(request)
     back = (url(request, "bind-phone"), "返回手机号绑定页面")
     if challenge is None:
+        if await _submitted(request, session, _field(form, "form_id")):
+            return _redirect(url(request, "bind-result", form=_field(form, "form_id")), status=303)
         return message(request, title=ABSENT[0], text=ABSENT[1], status=400, link=back)
     code = typed_code(_field(form, "code")[:64])
     if code is None:
         # Not six digits: a typing slip, not an attempt.
         return _code_page(request, session, challenge, error=CODE_FORMAT_ERROR, status=400)
+    form_id = _field(form, "form_id")
     verdict = await request.app[SMS_PROOF].verify(
         login=session.sid, member_id=session.member_id, phone=challenge.phone, code=code
     )
     if verdict is Verdict.RIGHT:
-        form_id = _field(form, "form_id")
         return await submit_binding(request, session, challenge.phone, form_id, sms_verified=True)
+    if verdict is Verdict.ABSENT and await _submitted(request, session, form_id):
+        # The same form sent twice (a double tap): the first used the code up and bound; both land on it.
+        return _redirect(url(request, "bind-result", form=form_id), status=303)
     if verdict is Verdict.WRONG:
         return _code_page(request, session, challenge, error=WRONG_CODE, status=400)
     title, text = {Verdict.ENDED: ENDED, Verdict.EXPIRED: EXPIRED}.get(verdict, ABSENT)

@@ -38,6 +38,13 @@ VERIFIED: Final = "wecom_bind_sms_codes_verified_total"
 FAILED: Final = "wecom_bind_sms_codes_failed_total"
 EXPIRED: Final = "wecom_bind_sms_codes_expired_total"
 NOT_SENT: Final = "wecom_bind_sms_codes_not_sent_total"
+COUNTERS: Final = {
+    SENT: "SMS codes sent to a typed phone",
+    VERIFIED: "SMS codes entered right (the phone proved)",
+    FAILED: "wrong SMS code entries (the fifth ends the code)",
+    EXPIRED: "SMS codes entered after their 10 minutes",
+    NOT_SENT: "SMS codes not sent, by reason: a limit of ours or the provider's refusal or silence",
+}
 
 
 class SmsSender(Protocol):

@@ -35,6 +35,7 @@ from callback_service.web.keys import (
 from callback_service.web.pages import admission, sms_views, views
 from callback_service.web.pages.config import PagesConfig
 from callback_service.web.pages.session import SessionStore
+from handlers.usecases import sms_proof
 from handlers.usecases.binding_flow import BindingFlow
 from handlers.usecases.sms_proof import SmsProof
 
@@ -109,6 +110,8 @@ async def _pages_ctx(app: web.Application) -> AsyncIterator[None]:
     sms_clock = app.get(SMS_CLOCK, app[CLOCK])
     sender = create_sms_sender(settings, app[HTTP], clock=sms_clock)
     if sender is not None and settings.sms_code_secret is not None and settings.sms_verify_mode != "never":
+        for name, text in sms_proof.COUNTERS.items():
+            app[METRICS].describe(name, text)
         app[SMS_PROOF] = SmsProof(
             store=app[STORE],
             sender=sender,

@@ -155,6 +155,7 @@ def _start_page(settings: Settings) -> Handler:
             base=settings.public_base_url,
             cas=CAS_MOUNT,
             wecom=WECOM_MOUNT,
+            sms=SMS_MOUNT,
             students=DEMO_STUDENTS,
             student={s.member_id: s for s in DEMO_STUDENTS},
             visitor=(DEMO_VISITOR_NAME, DEMO_VISITOR_PHONE),

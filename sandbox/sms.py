@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import enum
 import hashlib
 import hmac
@@ -104,6 +105,7 @@ class SmsSandboxState:
     hang_seconds: float = 0.0
     refused: list[str] = field(default_factory=list)
     nonces: set[str] = field(default_factory=set)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
 
     def messages(self, phone: str | None = None) -> list[SmsMessage]:
         """What was received, oldest first; one phone's only when named."""
@@ -314,10 +316,12 @@ async def _aliyun(request: web.Request) -> web.Response:
 
 
 async def _hang(state: SmsSandboxState) -> web.Response | None:
-    """When told to, answer only after the caller has given up (its timeout is shorter)."""
+    """When told to, answer only after the caller has given up (its timeout is shorter), or as soon
+    as the hang is switched off (so that a test can end with no request still held)."""
     if state.hang_seconds <= 0:
         return None
-    await asyncio.sleep(state.hang_seconds)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(state.released.wait(), timeout=state.hang_seconds)
     return web.json_response({}, status=504)
 
 
@@ -358,6 +362,11 @@ async def _faults(request: web.Request) -> web.Response:
             state.refusal = Refusal[name] if name else None
         if "hang" in form:
             state.hang_seconds = min(max(float(str(form["hang"])), 0.0), 60.0)
+            # Switched off: the requests held now are answered at once; on: the next ones are held.
+            if state.hang_seconds:
+                state.released.clear()
+            else:
+                state.released.set()
         if "advance" in form:
             if not isinstance(state.clock, ShiftedClock):
                 raise ValueError("this emulator's clock cannot be moved")

@@ -91,6 +91,7 @@ async def test_a_provider_that_does_not_answer_in_time_is_one_to_retry_later(
         await sender(provider, sms_server, http, timeout=0.2).send_code(PHONE, "246810")
     assert refused.value.failure is SmsFailure.LATER
     assert refused.value.provider_code == "no-answer"
+    sms_state.released.set()
 
 
 async def test_aliyun_refuses_a_nonce_used_twice(

@@ -155,6 +155,14 @@ class Settings(BaseModel):
     timestamp_window: int = Field(default=600, ge=1, le=86400, description="callback timestamp tolerance, s")
     callback_max_bytes: int = Field(default=64 * 1024, ge=1024, le=4 * 1024 * 1024)
     workers: int = Field(default=4, ge=1, le=64, description="inbox worker pool size")
+    wecom_calls_per_minute: int = Field(
+        default=10_000, ge=1, le=10_000,
+        description="this process's calls per WeCom API a minute (WeCom's limit, document/path/90312)",
+    )
+    wecom_calls_per_hour: int = Field(
+        default=150_000, ge=1, le=150_000,
+        description="this process's calls per WeCom API an hour (WeCom's limit: 150,000)",
+    )
     inbox_lease: float = Field(
         default=60.0, ge=1.0, le=3600.0, description="seconds a worker holds an event, then others may"
     )

@@ -24,6 +24,7 @@ from typing import Any, Final
 
 import aiohttp
 
+from callback_service.clients.budget import CallBudget
 from handlers.core.phone import mask_phone
 from handlers.core.wecom_errors import (
     ApiForbidden,
@@ -194,6 +195,7 @@ class WeComClient:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         observe: ApiObserver | None = None,
         contacts: bool = False,
+        budget: CallBudget | None = None,
     ) -> None:
         if not secret:
             raise InvalidSecret(40001, "empty secret")
@@ -218,6 +220,7 @@ class WeComClient:
         self._sleep = sleep
         self._observe = observe
         self._contacts = contacts
+        self._budget = budget
         digest = hashlib.sha256(f"{corp_id}\0{secret}".encode()).hexdigest()[:32]
         self._cache_key = f"wecom:token:{digest}"
         self._lock_name = f"wecom:token-refresh:{digest}"
@@ -581,6 +584,9 @@ class WeComClient:
     async def _request(
         self, method: str, api: str, params: Mapping[str, str], json_body: Mapping[str, Any] | None
     ) -> dict[str, Any]:
+        if self._budget is not None:
+            # Each request, a retry too, is one call of WeCom's per-API limit (document/path/90312).
+            await self._budget.take(api)
         if self._observe is None:
             return await self._request_once(method, api, params, json_body)
         started = time.perf_counter()

@@ -17,6 +17,7 @@ from typing import Final, Protocol
 
 import aiohttp
 
+from callback_service.clients.budget import CallBudget
 from callback_service.clients.wecom import (
     ConfigurationError,
     DeptUser,
@@ -311,11 +312,12 @@ async def reconcile(
 async def reconcile_command(store: Store, settings: Settings, *, fix: bool, out: Print, err: Print) -> int:
     """`wecom-bind reconcile [--fix]`: read WeCom with the contacts-sync secret; exit 0 when in step
     (or settled), 1 when drift is left, EXIT_WECOM when WeCom cannot be read."""
+    budget = CallBudget(per_minute=settings.wecom_calls_per_minute, per_hour=settings.wecom_calls_per_hour)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30, connect=5)) as session:
         def client(secret: str, *, is_contacts: bool) -> WeComClient:
             return WeComClient(
                 session=session, api_base=settings.wecom_api_base, corp_id=settings.corp_id,
-                secret=secret, store=store, contacts=is_contacts,
+                secret=secret, store=store, contacts=is_contacts, budget=budget,
             )
 
         contacts = NamedSecret(

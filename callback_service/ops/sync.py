@@ -16,6 +16,7 @@ from typing import Final, TextIO
 
 import aiohttp
 
+from callback_service.clients.budget import CallBudget
 from callback_service.clients.wecom import ConfigurationError, WeComClient, WeComError, WeComUnavailable
 from callback_service.ops.reconcile import EXIT_WECOM
 from config import Settings
@@ -92,11 +93,13 @@ async def sync_command(
     store: Store, settings: Settings, *, dry_run: bool, out: Print, err: Print, stream: TextIO | None = None
 ) -> int:
     """`wecom-bind sync`: 0 when done, EXIT_WECOM when WeCom cannot be read (run it again to resume)."""
+    # The command's own budget, of the same size as a service process's share (README, settings).
+    budget = CallBudget(per_minute=settings.wecom_calls_per_minute, per_hour=settings.wecom_calls_per_hour)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30, connect=5)) as session:
         def client(secret: str, *, contacts: bool) -> WeComClient:
             return WeComClient(
                 session=session, api_base=settings.wecom_api_base, corp_id=settings.corp_id,
-                secret=secret, store=store, contacts=contacts,
+                secret=secret, store=store, contacts=contacts, budget=budget,
             )
 
         lister = client(settings.contacts_secret.get_secret_value(), contacts=True)

@@ -12,6 +12,7 @@ from pydantic import SecretStr
 from callback_service.callbacks import endpoint as callback
 from callback_service.callbacks.inbox import Inbox
 from callback_service.callbacks.receiver import CallbackReceiver
+from callback_service.clients.budget import CallBudget
 from callback_service.clients.wecom import TokenProbe, WeComClient
 from callback_service.metrics import WECOM_API_SECONDS, Metrics
 from callback_service.store import open_store
@@ -28,6 +29,7 @@ from callback_service.web.keys import (
     SETTINGS,
     STORE,
     WECOM_APP,
+    WECOM_BUDGET,
     WECOM_CONTACTS,
     WECOM_READY,
 )
@@ -78,8 +80,12 @@ async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _wecom_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
+    # One budget per process for both secrets: WeCom's limits count calls per API for the organisation.
+    budget = CallBudget(per_minute=settings.wecom_calls_per_minute, per_hour=settings.wecom_calls_per_hour)
+    app[WECOM_BUDGET] = budget
     for key, secret in ((WECOM_APP, settings.app_secret), (WECOM_CONTACTS, settings.contacts_secret)):
         app[key] = WeComClient(
+            budget=budget,
             contacts=key is WECOM_CONTACTS,
             session=app[HTTP],
             api_base=settings.wecom_api_base,

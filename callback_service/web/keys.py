@@ -11,6 +11,7 @@ from aiohttp import web
 
 from callback_service.callbacks.inbox import Inbox
 from callback_service.callbacks.receiver import CallbackReceiver
+from callback_service.clients.budget import CallBudget
 from callback_service.clients.cas import CasClient
 from callback_service.clients.wecom import TokenProbe, WeComClient
 from callback_service.metrics import Metrics
@@ -39,6 +40,8 @@ INBOX: Final = web.AppKey("inbox", Inbox)
 # WeCom's API with each secret: the app's (messages, OAuth, authsucc) and the contacts-sync one.
 WECOM_APP: Final = web.AppKey("wecom_app", WeComClient)
 WECOM_CONTACTS: Final = web.AppKey("wecom_contacts", WeComClient)
+# This process's budget of calls per WeCom API, shared by both clients (and so by pages and workers).
+WECOM_BUDGET: Final = web.AppKey("wecom_budget", CallBudget)
 # /ready's question to WeCom with the app's secret, remembered for a minute while it fails.
 WECOM_READY: Final = web.AppKey("wecom_ready", TokenProbe)
 # The students' pages (callback_service.web.pages): set by setup_pages, the rest opened at start.

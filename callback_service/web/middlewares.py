@@ -10,6 +10,7 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from callback_service.clients.budget import impatient
 from callback_service.logs import REQUEST_ID, REQUEST_ID_HEADER, accept_request_id
 from callback_service.metrics import CALLBACK_SECONDS, PAGE_SECONDS
 from callback_service.web.client_address import from_trusted_proxy
@@ -49,7 +50,9 @@ async def service_middleware(request: web.Request, handler: Handler) -> web.Stre
     request_id = accept_request_id(offered)
     token = REQUEST_ID.set(request_id)
     try:
-        response = await _answer(request, handler)
+        # A request waits for no WeCom call: a spent budget answers 稍后再试 (CallBudgetSpent).
+        with impatient():
+            response = await _answer(request, handler)
     except web.HTTPException as exc:  # a redirect, or an error that stays plain (MACHINE_PATHS)
         exc.headers[REQUEST_ID_HEADER] = request_id
         raise

@@ -35,6 +35,16 @@ class RateLimited(WeComUnavailable):
     """45009: WeCom blocks this caller for a minute or an hour; retrying within seconds is futile."""
 
 
+class CallBudgetSpent(RateLimited):
+    """This process's budget for a WeCom API (WECOM_BIND_WECOM_CALLS_PER_MINUTE, kept under WeCom's
+    limit, document/path/90312) has no call left now, and the caller would not wait: a student's
+    request, whose page says 稍后再试. Nothing was sent to WeCom."""
+
+    def __init__(self, api: str) -> None:
+        super().__init__(45009, f"{api}: this process's call budget is spent for now; nothing was sent")
+        self.api = api
+
+
 class WeComRefusal(WeComError):
     """WeCom answered with an errcode: it decided, and asking again the same way changes nothing."""
 

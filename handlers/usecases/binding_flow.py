@@ -428,14 +428,17 @@ class BindingFlow:
         except (OutsideVisibleRange, UserNotFound) as outside:
             # 60111 is also WeCom's answer for a member outside the app's visible range (90313 60111:
             # "d) 成员不在应用可见范围内"): handled as 60011.
-            if self._reader is self._contacts:
+            if self._reader is self._contacts or self._details.app_reads:
                 raise
             # Outside the app's visible range: the contacts-sync assistant sees every member, where it
             # may read. Today's may not (48009, developer.work.weixin.qq.com/document/path/90196): the
-            # remedy is then the app's visible range, not the assistant's trusted IPs.
+            # remedy is then the app's visible range, not the assistant's trusted IPs. Once it has
+            # answered 48009 it is not asked again: every student not yet a member answers 60111, and
+            # each user/get counts against WeCom's per-API minute limit.
             try:
                 return await self._contacts.user_get(member_id)
             except ContactsUntrustedIp:
+                self._details.contacts_may_not_read()
                 raise outside from None
 
     async def _write(self, member_id: str, phone: Phone) -> bool:

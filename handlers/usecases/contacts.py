@@ -31,9 +31,9 @@ class ContactMember(Protocol):
 
     @property
     def mobile_shown(self) -> bool:
-        """Whether the answer carried the mobile at all: an app created after 2022-06-20 gets none
-        from user/get (developer.work.weixin.qq.com/document/path/90196), and a hidden mobile is
-        unknown, never empty."""
+        """Whether the answer showed the mobile: an app created after 2022-06-20 gets none from
+        user/get (developer.work.weixin.qq.com/document/path/90196), whether WeCom leaves the key out
+        or answers "", and a hidden mobile is unknown, never empty."""
         ...
 
     @property
@@ -89,6 +89,10 @@ class ContactsThenApp:
     def app_reads(self) -> bool:
         """Whether reads go through the app's secret now (the contacts-sync secret answered 48009)."""
         return self._app_reads
+
+    def contacts_may_not_read(self) -> None:
+        """The contacts-sync secret answered 48009 to a read made elsewhere: read with the app's now."""
+        self._app_reads = True
 
     async def user_get(self, userid: str) -> ContactMember:
         """user/get with the contacts-sync secret while WeCom lets it read, then with the app's."""

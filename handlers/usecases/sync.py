@@ -35,7 +35,7 @@ CHECKPOINT_TTL: Final = 7 * 24 * 3600.0
 """How long an interrupted run may be resumed; after that a run starts afresh."""
 SOURCE: Final = "sync"
 PAGE_SIZE: Final = 10000
-"""user/list_id's largest page (document/path/96067: "分页，预期请求的数据量，取值范围 1 ~ 10000")."""
+"""user/list_id's largest page (document/path/96067's limit, 1 to 10,000)."""
 MAX_PAGES: Final = 1000
 """A bound on the listing's loop: ten million rows, far more than any organisation."""
 BATCH: Final = 100

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from aiohttp.test_utils import TestServer
 
+from callback_service.ops.sync import ProgressBar
 from callback_service.store import open_store
 from handlers.core.binding import DirectoryEntry
 from handlers.core.member import MemberStatus
@@ -101,3 +103,22 @@ async def test_sync_names_the_assistants_trusted_ips_when_wecom_refuses_its_addr
     assert "errcode 60020" in result.stderr
     assert "管理工具 → 通讯录同步 → 企业可信IP" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+class Terminal(io.StringIO):
+    """A stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_progress_bar_shows_on_a_terminal_only() -> None:
+    terminal, piped = Terminal(), io.StringIO()
+    for stream in (terminal, piped):
+        bar = ProgressBar(stream, width=10)
+        for done in range(0, 201, 50):
+            bar(done, 200)
+    assert piped.getvalue() == ""
+    shown = terminal.getvalue()
+    assert "\rreading statuses 100/200 [#####.....]" in shown
+    assert shown.endswith("\rreading statuses 200/200 [##########]\n")

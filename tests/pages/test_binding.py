@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from callback_service.web.keys import WECOM_BUDGET
 from handlers.core.binding import Actor, AuditAction, BindingState
 from handlers.core.guide import GUIDE, ErrorCode
 from handlers.core.phone import Phone
@@ -283,6 +284,20 @@ async def test_a_wecom_block_45009_binds_nothing_and_says_try_later(env: PagesEn
     assert "绑定成功" not in page
     assert env.wecom_state.calls.count("user/get") == 2  # the status at login, then the submit's
     assert await env.store.get_binding("2021003") is None
+
+
+async def test_a_spent_call_budget_says_try_later_at_once_and_sends_nothing(make_env: MakeEnv) -> None:
+    # One user/get a minute for this process: the inbox's workers (or sync) just used it, and a
+    # student does not wait for the next.
+    env = await make_env(wecom_calls_per_minute=1)
+    budget = env.client.app[WECOM_BUDGET]
+    await budget.take("user/get")
+    page = await env.bind("2021003", "13800000003")
+    assert "稍后再试" in page
+    assert "绑定成功" not in page
+    assert env.wecom_state.calls.count("user/get") == 0
+    assert await env.store.get_binding("2021003") is None
+    assert budget.refused >= 1
 
 
 async def test_an_untrusted_ip_is_the_unavailable_page_and_binds_nothing(env: PagesEnv) -> None:

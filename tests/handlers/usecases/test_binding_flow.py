@@ -721,3 +721,16 @@ async def test_a_release_leaves_a_member_the_flow_did_not_create(world: World) -
     done = await release(world.store, world.contacts, world.reader, "2021001", actor=ACTOR)
     assert done.in_wecom is InWeCom.KEPT_NOT_CREATED
     assert "user/update" not in world.wecom.calls[-2:]
+
+
+async def test_students_not_yet_members_cost_one_user_get_per_read_once_the_assistant_said_48009(
+    world: World,
+) -> None:
+    # Today's assistant may not read (48009): after it said so once, a 60111 from the app is not
+    # asked of it again, for every student not yet a member answers 60111 (WeCom's per-API limit).
+    assert await world.flow.standing("2021004", actor=ACTOR) is Standing.MAY_BIND
+    assert isinstance(await world.flow.bind("2021004", Phone("13800000004"), actor=ACTOR), Bound)
+    before = len(world.wecom.calls)
+    assert await world.flow.standing("2021005", actor=ACTOR) is Standing.MAY_BIND
+    assert isinstance(await world.flow.bind("2021005", Phone("13800000005"), actor=ACTOR), Bound)
+    assert world.wecom.calls[before:].count("user/get") == 2  # the login's status, the submit's

@@ -2,8 +2,8 @@
 
 `serve` (through the app factory), the CLI's commands, the demo and the benchmarks build what they
 need here and nowhere else, so that a new dependency of a use case is wired once. The AppKeys of
-what the app keeps for its whole life (the settings, the clock, the HTTP session, the binding flow)
-live here too, beside the code that builds them.
+what the app keeps for its whole life (the settings, the clock, the HTTP session, the binding flow,
+the SMS proof) live here too, beside the code that builds them.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from callback_service.callbacks.inbox import Inbox
 from callback_service.callbacks.receiver import CallbackReceiver
 from callback_service.clients.budget import CallBudget
 from callback_service.clients.cas import CasClient
+from callback_service.clients.sms import create_sms_sender
 from callback_service.clients.wecom import TokenProbe, WeComClient
 from callback_service.metrics import WECOM_API_SECONDS, Metrics
 from callback_service.store import open_store
@@ -32,6 +33,8 @@ from handlers.usecases.callbacks import CallbackHandlers
 from handlers.usecases.contacts import ContactsThenApp
 from handlers.usecases.contracts import Clock, Store
 from handlers.usecases.dispatch import Dispatcher
+from handlers.usecases.sms_proof import COUNTERS as SMS_COUNTERS
+from handlers.usecases.sms_proof import SmsProof
 
 SETTINGS: Final = web.AppKey("settings", Settings)
 CLOCK: Final[web.AppKey[Clock]] = web.AppKey("clock")
@@ -39,6 +42,10 @@ HTTP: Final = web.AppKey("http", aiohttp.ClientSession)
 """The app's one HTTP session, shared by its WeCom and CAS clients; opened at start."""
 BINDING_FLOW: Final = web.AppKey("binding_flow", BindingFlow)
 """The binding flow of the students' pages; opened at start."""
+SMS_PROOF: Final = web.AppKey("sms_proof", SmsProof)
+"""The SMS proof of a typed phone: set at start only when settings name a provider."""
+SMS_CLOCK: Final[web.AppKey[Clock]] = web.AppKey("sms_clock")
+"""The SMS step's clock when it is not CLOCK: the demo shares its SMS emulator's, which tests move on."""
 
 HTTP_TIMEOUT: Final = aiohttp.ClientTimeout(total=10, connect=5)
 # The CLI's commands read whole member lists (reconcile): a longer total than a page's call.
@@ -211,3 +218,27 @@ def binding_flow(
 def admission_gate(*, store: Store, wecom: AdmissionWeCom, metrics: Metrics) -> AdmissionGate:
     """The admission gate of second verification, over the WeCom calls of the mode in use."""
     return AdmissionGate(store=store, wecom=wecom, counters=metrics)
+
+
+def sms_proof(
+    settings: Settings,
+    *,
+    session: aiohttp.ClientSession,
+    store: Store,
+    metrics: Metrics,
+    clock: Clock = time.time,
+) -> SmsProof | None:
+    """The SMS proof of a typed phone over the provider the settings name; None without one (or with
+    WECOM_BIND_SMS_VERIFY=never). Its counters are described on the metrics."""
+    sender = create_sms_sender(settings, session, clock=clock)
+    if sender is None or settings.sms_code_secret is None or settings.sms_verify_mode == "never":
+        return None
+    for name, text in SMS_COUNTERS.items():
+        metrics.describe(name, text)
+    return SmsProof(
+        store=store,
+        sender=sender,
+        secret=settings.sms_code_secret.get_secret_value().encode(),
+        clock=clock,
+        counters=metrics,
+    )

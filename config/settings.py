@@ -211,6 +211,33 @@ class Settings(BaseModel):
     admins: Annotated[frozenset[str], NoDecode] = Field(
         default=frozenset(), description="the CAS ids (学号/工号) let into /admin; empty: no console (404)"
     )
+    sms_provider: Literal["tencent", "aliyun"] | None = Field(
+        default=None, description="the SMS provider that sends codes proving a typed phone; None: no SMS"
+    )
+    sms_key_id: str | None = Field(default=None, description="Tencent's SecretId or Alibaba's AccessKeyId")
+    sms_key_secret: SecretStr | None = Field(
+        default=None, description="Tencent's SecretKey or Alibaba's AccessKeySecret"
+    )
+    sms_sign_name: str | None = Field(default=None, description="the approved 签名 the messages carry")
+    sms_template_id: str | None = Field(
+        default=None, description="the approved code template: Tencent's TemplateId or Alibaba's TemplateCode"
+    )
+    sms_app_id: str | None = Field(default=None, description="Tencent's SmsSdkAppId (Tencent only)")
+    sms_region: str | None = Field(
+        default=None, description="the provider's region; None: ap-guangzhou (Tencent), cn-hangzhou (Alibaba)"
+    )
+    sms_api_base: str | None = Field(
+        default=None, description="the provider's API host; None: its public one (the demo: its emulator)"
+    )
+    sms_timeout: float = Field(default=5.0, gt=0, le=30, description="seconds one SendSms may take")
+    sms_verify: Literal["changed", "always", "never"] | None = Field(
+        default=None,
+        description="when a code proves the phone: changed (not the directory's), always, never;"
+        " None: changed with a provider, never without",
+    )
+    sms_code_secret: SecretStr | None = Field(
+        default=None, description="keys the hashes codes are kept as: at least 32 characters"
+    )
 
     @field_validator("encoding_aes_key", "contacts_encoding_aes_key")
     @classmethod
@@ -250,6 +277,32 @@ class Settings(BaseModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _check_sms(self) -> Settings:
+        if self.sms_provider is None:
+            if self.sms_verify not in (None, "never"):
+                verify, provider = env_name("sms_verify"), env_name("sms_provider")
+                raise ValueError(f"{verify}: {self.sms_verify} needs {provider}")
+            return self
+        needed = ["sms_key_id", "sms_key_secret", "sms_sign_name", "sms_template_id", "sms_code_secret"]
+        if self.sms_provider == "tencent":
+            needed.append("sms_app_id")
+        problems = [f"{env_name(name)}: required with {env_name('sms_provider')}={self.sms_provider}"
+                    for name in needed if not getattr(self, name)]
+        if problems:
+            raise ValueError("\n".join(problems))
+        secret = self.sms_code_secret
+        if secret is not None and len(secret.get_secret_value()) < 32:
+            raise ValueError(f"{env_name('sms_code_secret')}: must be at least 32 characters")
+        return self
+
+    @property
+    def sms_verify_mode(self) -> Literal["changed", "always", "never"]:
+        """When a code proves the phone, the default resolved: changed with a provider, never without."""
+        if self.sms_verify is not None:
+            return self.sms_verify
+        return "changed" if self.sms_provider is not None else "never"
+
     @field_validator("public_base_url")
     @classmethod
     def _check_public_base_url(cls, value: str) -> str:
@@ -264,6 +317,20 @@ class Settings(BaseModel):
     @classmethod
     def _check_api_base(cls, value: str) -> str:
         return _http_url(value, "the WeCom API base")
+
+    @field_validator(
+        "sms_provider", "sms_key_id", "sms_key_secret", "sms_sign_name", "sms_template_id", "sms_app_id",
+        "sms_region", "sms_api_base", "sms_verify", "sms_code_secret", mode="before",
+    )
+    @classmethod
+    def _empty_sms_is_unset(cls, value: object) -> object:
+        # The example file and an environment list them empty: unset, as metrics_token.
+        return None if value == "" else value
+
+    @field_validator("sms_api_base")
+    @classmethod
+    def _check_sms_api_base(cls, value: str | None) -> str | None:
+        return None if not value else _http_url(value, "the SMS API base")
 
     @field_validator("follow_url")
     @classmethod
@@ -466,7 +533,7 @@ def _problems(exc: ValidationError) -> list[str]:
     for error in exc.errors(include_input=False, include_url=False):
         if not error["loc"]:
             # A check across fields (model_validator) names its variables itself.
-            problems.append(str(error["msg"]).removeprefix("Value error, "))
+            problems.extend(str(error["msg"]).removeprefix("Value error, ").splitlines())
             continue
         field = str(error["loc"][0])
         name = env_name(field)

@@ -23,6 +23,7 @@ from aiohttp.typedefs import Handler
 
 from callback_service.admin import setup_admin
 from callback_service.callbacks import endpoint as callback_endpoint
+from callback_service.compose import SMS_CLOCK
 from callback_service.logs import configure_logging
 from callback_service.ops.processes import run_app
 from callback_service.store import STORE
@@ -32,6 +33,7 @@ from config import Settings, env_name
 from handlers.core.binding import DirectoryEntry
 from handlers.usecases.contracts import StoreUnavailable
 from sandbox.cas import CasUser, create_cas_sandbox
+from sandbox.sms import SMS_SANDBOX_STATE, SmsAccount, create_sms_sandbox
 from sandbox.wecom import create_wecom_sandbox
 from sandbox.wecom_keys import WECOM_SANDBOX_STATE
 from sandbox.wecom_members import MembersFileError, Organisation, read_members
@@ -44,6 +46,9 @@ DEMO_PASSWORD: Final = "demo1234"  # noqa: S105 - the emulated CAS accounts of t
 DEMO_ADMIN: Final = "admin"
 """The demo's administrator: a CAS account (工号) listed in WECOM_BIND_ADMINS, for the console at /admin."""
 CAS_MOUNT: Final = "/sandbox/cas"
+SMS_MOUNT: Final = "/sandbox/sms"
+DEMO_SMS_TIMEOUT: Final = 2.0
+"""Seconds the demo's service waits for its SMS emulator (tests make the emulator hang longer)."""
 WECOM_MOUNT: Final = "/sandbox/wecom"
 
 
@@ -99,7 +104,35 @@ def demo_settings(*, host: str, port: int, data_dir: Path) -> Settings:
             "session_secret": secrets.token_urlsafe(32),
             "log_level": "INFO",
             "admins": [DEMO_ADMIN],
+            # A typed phone that is not the directory's is proved by a code from the SMS emulator.
+            "sms_provider": "tencent",
+            "sms_key_id": "AKID" + secrets.token_hex(16),
+            "sms_key_secret": secrets.token_urlsafe(24),
+            "sms_sign_name": DEMO_SCHOOL_SIGN,
+            "sms_template_id": "2100001",
+            "sms_app_id": "1400000021",
+            "sms_api_base": base + SMS_MOUNT + "/tencent",
+            "sms_timeout": DEMO_SMS_TIMEOUT,
+            "sms_verify": "changed",
+            "sms_code_secret": secrets.token_urlsafe(32),
         }
+    )
+
+
+DEMO_SCHOOL_SIGN: Final = "上海工程技术大学"
+
+
+def sms_sandbox(settings: Settings) -> web.Application:
+    """The emulated SMS provider of the demo, knowing the account its settings were made up with."""
+    secret = settings.sms_key_secret
+    return create_sms_sandbox(
+        SmsAccount(
+            key_id=settings.sms_key_id or "",
+            key_secret=secret.get_secret_value() if secret is not None else "",
+            sign_name=settings.sms_sign_name or "",
+            template_id=settings.sms_template_id or "",
+            app_id=settings.sms_app_id or "",
+        )
     )
 
 
@@ -135,6 +168,7 @@ def _start_page(settings: Settings) -> Handler:
             base=settings.public_base_url,
             cas=CAS_MOUNT,
             wecom=WECOM_MOUNT,
+            sms=SMS_MOUNT,
             students=DEMO_STUDENTS,
             student={s.member_id: s for s in DEMO_STUDENTS},
             visitor=(DEMO_VISITOR_NAME, DEMO_VISITOR_PHONE),
@@ -268,13 +302,17 @@ def create_demo_app(
     )
     app.add_subapp(CAS_MOUNT, cas)
     app.add_subapp(WECOM_MOUNT, wecom_sandbox(settings, organisation=organisation))
+    sms = sms_sandbox(settings)
+    # The service's SMS step keeps the emulator's time, which a test may move on to expire a code.
+    app[SMS_CLOCK] = sms[SMS_SANDBOX_STATE].clock
+    app.add_subapp(SMS_MOUNT, sms)
     return app
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The demo's command line (`python -m sandbox`, `wecom-bind-demo`)."""
     parser = argparse.ArgumentParser(
-        prog="wecom-bind-demo", description="The service beside its WeCom and CAS emulators, seeded."
+        prog="wecom-bind-demo", description="The service beside its WeCom, CAS and SMS emulators, seeded."
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)

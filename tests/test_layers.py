@@ -201,7 +201,7 @@ def test_what_the_tests_and_the_benchmarks_share_imports_neither(folder: str, fo
 
 BUILT_IN_COMPOSE = frozenset(
     {"WeComClient", "TokenProbe", "CasClient", "CallbackReceiver", "CallbackHandlers", "Inbox", "BindingFlow",
-     "AdmissionGate", "open_store"}
+     "AdmissionGate", "SmsProof", "create_sms_sender", "open_store"}
 )
 """What the composition root (callback_service/compose.py) alone builds: stores, clients, use cases."""
 

@@ -144,11 +144,35 @@ class Phone:
         expect(self.page).to_have_url(self.demo.url("/bind/phone"))
 
     def submit_phone(self, phone: str | None = None) -> str:
-        """Step 3: confirm the phone (or type another), click 绑定; return the result's data-outcome."""
+        """Step 3: confirm the phone (or type another), click 绑定, and enter the SMS code when the
+        phone is not the directory's (read from the demo's SMS emulator); return the data-outcome."""
         if phone is not None:
             self.page.fill("#phone", phone)
+        typed = _digits(self.page.input_value("#phone"))
         self.page.locator("#bind-submit").click()
+        self.page.locator("#outcome, [data-sms-sent]").first.wait_for()
+        if self.page.locator("[data-sms-sent]").count():
+            self.enter_code(self.sms_code(typed))
         return self.outcome()
+
+    def sms_messages(self, phone: str) -> list[str]:
+        """The texts the phone received from the demo's SMS emulator, oldest first."""
+        response = self.page.request.get(self.demo.url("/sandbox/sms/messages"))
+        assert response.ok, response.status
+        return [message["text"] for message in response.json() if message["phone"] == phone]
+
+    def sms_code(self, phone: str) -> str:
+        """The code of the last SMS the phone received."""
+        texts = self.sms_messages(phone)
+        assert texts, f"no SMS reached {phone[:3]}****{phone[-4:]}"
+        found = re.search(r"\d{6}", texts[-1])
+        assert found is not None, texts[-1]
+        return found.group(0)
+
+    def enter_code(self, code: str) -> None:
+        """On /bind/code: type the code, click 验证并绑定."""
+        self.page.fill("#code", code)
+        self.page.locator("#code-submit").click()
 
     def outcome(self) -> str:
         """The data-outcome of the result page on screen, once it is settled (not pending)."""
@@ -247,3 +271,9 @@ def expect_guide_entry(page: Page, code: ErrorCode) -> None:
     expect(page.get_by_text("解决方法").first).to_be_visible()
     for text in (*entry.causes, *entry.remedies):
         expect(page.get_by_text(text, exact=True)).to_be_visible()
+
+
+def _digits(typed: str) -> str:
+    """A typed mainland phone as its 11 digits (+86, spaces and dashes dropped)."""
+    digits = re.sub(r"\D", "", typed)
+    return digits[2:] if len(digits) == 13 and digits.startswith("86") else digits

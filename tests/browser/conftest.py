@@ -62,8 +62,13 @@ def demo(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Demo]:
         if request.node.stash.get(FAILED, False):
             print("demo log (last lines):\n" + "\n".join(stderr.splitlines()[-40:]))
     # Phones are personal data: whatever the walk did, the service's log holds them masked only.
-    unmasked = UNMASKED_PHONE.findall(stderr)
-    assert not unmasked, f"{len(unmasked)} full phone number(s) in the demo's log"
+    unmasked = [
+        # Where each one stands (itself masked), so that a failure says which log line held it.
+        f"{stderr[max(found.start() - 60, 0):found.start()]}{found.group()[:3]}****{found.group()[-4:]}"
+        f"{stderr[found.end():found.end() + 20]}"
+        for found in UNMASKED_PHONE.finditer(stderr)
+    ]
+    assert not unmasked, f"{len(unmasked)} full phone number(s) in the demo's log: {unmasked}"
 
 
 @pytest.fixture

@@ -18,9 +18,19 @@ from callback_service import compose
 from callback_service.clients.budget import WECOM_BUDGET
 from callback_service.clients.cas import CAS
 from callback_service.clients.wecom import WECOM_APP, WECOM_CONTACTS
-from callback_service.compose import BINDING_FLOW, CAS_RETURN_PATH, CLOCK, HTTP, SETTINGS, WeComClients
+from callback_service.compose import (
+    BINDING_FLOW,
+    CAS_RETURN_PATH,
+    CLOCK,
+    HTTP,
+    SETTINGS,
+    SMS_CLOCK,
+    SMS_PROOF,
+    WeComClients,
+)
+from callback_service.metrics import METRICS
 from callback_service.store import STORE
-from callback_service.web.pages import admission, views
+from callback_service.web.pages import admission, sms_views, views
 from callback_service.web.pages.config import PAGES_CONFIG, PagesConfig
 from callback_service.web.pages.render import PAGE_TEMPLATES
 from callback_service.web.pages.session import SESSIONS, SessionStore
@@ -51,6 +61,10 @@ def setup_pages(app: web.Application, config: PagesConfig | None = None) -> None
     router.add_get("/bind/phone", views.bind_phone, name="bind-phone")
     router.add_post("/bind/phone", views.bind_phone_submit)
     router.add_get("/bind/result/{form}", views.bind_result, name="bind-result")
+    router.add_get("/bind/code", sms_views.code_page, name="bind-code")
+    router.add_post("/bind/code", sms_views.code_submit)
+    router.add_post("/bind/code/resend", sms_views.code_resend, name="bind-code-resend")
+    router.add_post("/bind/code/change", sms_views.code_change, name="bind-code-change")
     router.add_get("/bind/qr.png", views.bind_qr, name="bind-qr")
     router.add_get("/bind/follow-qr.png", views.follow_qr, name="bind-follow-qr")
     router.add_get("/help", views.help_page, name="help")
@@ -83,5 +97,11 @@ async def _pages_ctx(app: web.Application) -> AsyncIterator[None]:
         lease=config.claim_lease,
         clock=app[CLOCK],
     )
+    sms_clock = app.get(SMS_CLOCK, app[CLOCK])
+    proof = compose.sms_proof(
+        settings, session=app[HTTP], store=app[STORE], metrics=app[METRICS], clock=sms_clock
+    )
+    if proof is not None:
+        app[SMS_PROOF] = proof
     yield
     await app[BINDING_FLOW].close()

@@ -25,6 +25,7 @@ from callback_service.compose import BINDING_FLOW, CLOCK, SETTINGS
 from callback_service.qr import bind_url, qr_image
 from callback_service.store import STORE
 from callback_service.store.sessions import Session
+from callback_service.web.pages import sms
 from callback_service.web.pages.config import PAGES_CONFIG
 from callback_service.web.pages.render import SECURITY_HEADERS, message, page, render, url
 from callback_service.web.pages.session import SESSIONS
@@ -40,7 +41,7 @@ log: Final = logging.getLogger(__name__)
 
 _TICKET: Final = re.compile(r"[A-Za-z0-9._\-]{1,256}\Z")
 LOGIN_COOKIE: Final = "wecom_bind_login"
-_FORM_ID: Final = re.compile(r"[A-Za-z0-9_\-]{16,64}\Z")
+FORM_ID: Final = re.compile(r"[A-Za-z0-9_\-]{16,64}\Z")
 _MAX_PHONE_INPUT: Final = 64
 _POLL: Final = 0.1
 # A used login is remembered as long as its cookie could be believed (the window and the clock skew).
@@ -87,9 +88,9 @@ async def bind(request: web.Request) -> web.StreamResponse:
     app = request.app
     sessions = app[SESSIONS]
     if await sessions.load(request) is not None:
-        return _redirect(url(request, "bind-phone"))
+        return redirect(url(request, "bind-phone"))
     login = sessions.new_login()
-    response = _redirect(app[CAS].login_url(state=login.state))
+    response = redirect(app[CAS].login_url(state=login.state))
     response.set_cookie(
         LOGIN_COOKIE,
         login.cookie,
@@ -127,14 +128,14 @@ async def bind_cas(request: web.Request) -> web.StreamResponse:
     if spent is not None:
         if current is not None and await sessions.opened_by(current, ticket):
             # This browser's own login, reloaded or reached with the back button: it stands.
-            return _redirect(url(request, "bind-phone"))
+            return redirect(url(request, "bind-phone"))
         log.info("bind: a CAS ticket was presented again")
         return _ticket_spent(request)
     if login is None or used is not None or not login.state_ok(request.query.get("state", "")):
         if current is not None:
             # Back to CAS's page after the login: CAS's single sign-on sent a new ticket. The
             # browser's login stands; the ticket is neither used nor spent.
-            return _redirect(url(request, "bind-phone"))
+            return redirect(url(request, "bind-phone"))
         log.info("bind: a CAS ticket came back to a browser that did not start this login")
         return message(
             request,
@@ -149,7 +150,7 @@ async def bind_cas(request: web.Request) -> web.StreamResponse:
         await store.kv_set(spent_key, "1", ttl=app[PAGES_CONFIG].ticket_memory)
         return _ticket_spent(request)
     settings = app[SETTINGS]
-    response = _redirect(url(request, "bind-phone"))
+    response = redirect(url(request, "bind-phone"))
     response.del_cookie(
         LOGIN_COOKIE, path=url(request, "bind"), httponly=True, samesite="Lax", secure=settings.is_https
     )
@@ -188,7 +189,7 @@ async def cas_logout_request(request: web.Request) -> web.StreamResponse:
     except (web.HTTPException, ValueError, LookupError):  # too large, not in its charset, no such charset
         form = None
     if form is not None:
-        ticket = logout_request_ticket(_field(form, "logoutRequest"))
+        ticket = logout_request_ticket(form_field(form, "logoutRequest"))
     ended = ticket is not None and _TICKET.match(ticket) and await request.app[SESSIONS].end_by_ticket(ticket)
     if ended:
         log.info("bind: CAS single logout ended a session")
@@ -212,7 +213,7 @@ async def bind_phone(request: web.Request) -> web.StreamResponse:
     """/bind/phone: the phone form, pre-filled from the binding, the directory or CAS."""
     session = await request.app[SESSIONS].load(request)
     if session is None:
-        return _redirect(url(request, "bind"))
+        return redirect(url(request, "bind"))
     store = request.app[STORE]
     # Status first: a member who has joined, is disabled or has quit has no phone to bind.
     standing = await _standing(request, session)
@@ -257,13 +258,12 @@ async def bind_phone_submit(request: web.Request) -> web.StreamResponse:
     app = request.app
     sessions = app[SESSIONS]
     session = await sessions.load(request)
-    form = await _form(request)
-    token = _field(form, "csrf")
+    form = await read_form(request)
+    token = form_field(form, "csrf")
     if session is None or not session.csrf_ok(token):
-        return await _expired_form(request, session, token, _field(form, "phone"))
-    config = app[PAGES_CONFIG]
+        return await _expired_form(request, session, token, form_field(form, "phone"))
     store = app[STORE]
-    phone_text = _field(form, "phone")
+    phone_text = form_field(form, "phone")
     # A typing mistake is not an attempt on the rules: it is refused here and counts for nothing.
     try:
         phone = Phone.parse(phone_text)
@@ -279,8 +279,29 @@ async def bind_phone_submit(request: web.Request) -> web.StreamResponse:
             error=PHONE_FORMAT_ERROR,
             status=400,
         )
-    form_id = _field(form, "form_id")
-    if not _FORM_ID.match(form_id):
+    # A phone of the student's own choosing is proved by an SMS code first (pages/sms.py): nothing
+    # is written to WeCom until the code comes back right, and then submit_binding runs from there.
+    if await sms.needs_code(request, session, phone):
+        failure = await sms.send_code(request, session, phone)
+        if failure is None:
+            return redirect(url(request, "bind-code"), status=303)
+        binding = await store.get_binding(session.member_id)
+        entry = await store.directory_get(session.member_id)
+        return await _phone_form(
+            request, session, binding, entry, prefill=_Prefill(phone, "typed"), error=failure, status=400
+        )
+    return await submit_binding(request, session, phone, form_field(form, "form_id"))
+
+
+async def submit_binding(
+    request: web.Request, session: Session, phone: Phone, form_id: str, *, sms_verified: bool = False
+) -> web.StreamResponse:
+    """The double-submit guard, rate limits, then the binding rules; on to the result page."""
+    app = request.app
+    sessions = app[SESSIONS]
+    config = app[PAGES_CONFIG]
+    store = app[STORE]
+    if not FORM_ID.match(form_id):
         form_id = sessions.new_token()
     key = f"{session.member_id}:{form_id}"
     result_url = url(request, "bind-result", form=form_id)
@@ -290,13 +311,15 @@ async def bind_phone_submit(request: web.Request) -> web.StreamResponse:
     pending = _Outcome(state=OutcomeState.PENDING).to_json()
     if not await store.kv_set_if_absent(result_key, pending, ttl=config.result_ttl):
         log.info("bind: a repeated submit of student %s", session.member_id)
-        return _redirect(result_url, status=303)
+        return redirect(result_url, status=303)
     limited = await _over_limit(request, session)
     if limited is not None:
         # Refused: nothing ran, so the same form may be sent again once the window has passed.
         await store.kv_delete(result_key)
         return _too_many(request, limited)
-    actor = Actor(who=session.member_id, source=f"bind-page {client_of(request)}")
+    # The audit entry says how the phone was proved: by an SMS code, or as the directory's own.
+    source = f"bind-page {client_of(request)}" + (" sms-verified" if sms_verified else "")
+    actor = Actor(who=session.member_id, source=source)
 
     async def settled(ended: Bound | Refused | None) -> None:
         # A lost WeCom answer was settled in the background: the result page shows how it ended.
@@ -309,7 +332,7 @@ async def bind_phone_submit(request: web.Request) -> web.StreamResponse:
         await _record_failure(store, result_key, config.result_ttl)
         raise
     await store.kv_set(result_key, _Outcome.of(result, phone).to_json(), ttl=config.result_ttl)
-    response = _redirect(result_url, status=303)
+    response = redirect(result_url, status=303)
     # The form is no longer a draft; a phone 2.1 refused is not offered again.
     refused = isinstance(result, Refused) and result.reason is Refusal.PHONE_TAKEN
     kept = replace(session, draft_phone=None, refused_phone=phone if refused else session.refused_phone)
@@ -359,9 +382,9 @@ async def bind_result(request: web.Request) -> web.StreamResponse:
     """/bind/result/{form}: what the submit did, and what happens next (the guide's step 4)."""
     session = await request.app[SESSIONS].load(request)
     if session is None:
-        return _redirect(url(request, "bind"))
+        return redirect(url(request, "bind"))
     form_id = request.match_info["form"]
-    if not _FORM_ID.match(form_id):
+    if not FORM_ID.match(form_id):
         return _result_gone(request)
     outcome = await _wait_for_outcome(request, f"bind-result:{session.member_id}:{form_id}")
     if outcome is None:
@@ -487,8 +510,8 @@ async def logout(request: web.Request) -> web.StreamResponse:
     """POST /logout: end the session (the form carries the CSRF token)."""
     sessions = request.app[SESSIONS]
     session = await sessions.load(request)
-    form = await _form(request)
-    if session is not None and not session.csrf_ok(_field(form, "csrf")):
+    form = await read_form(request)
+    if session is not None and not session.csrf_ok(form_field(form, "csrf")):
         return message(request, title="请求无效", text="页面已过期或来源不明，请刷新后重试。", status=403)
     # The CAS single sign-on outlives our session: without its logout, /bind logs the same student in again.
     response = message(
@@ -745,7 +768,7 @@ def _follow_context(request: web.Request) -> dict[str, Any]:
     }
 
 
-async def _form(request: web.Request) -> Any:
+async def read_form(request: web.Request) -> Any:
     """The submitted form; a body that does not decode in the charset it names is a 400 page."""
     try:
         return await request.post()
@@ -753,12 +776,14 @@ async def _form(request: web.Request) -> Any:
         raise web.HTTPBadRequest() from None
 
 
-def _field(form: Any, name: str) -> str:
+def form_field(form: Any, name: str) -> str:
+    """A form's text field by name; "" when absent or a file."""
     value = form.get(name)
     return value if isinstance(value, str) else ""
 
 
-def _redirect(location: str, *, status: int = 302) -> web.Response:
+def redirect(location: str, *, status: int = 302) -> web.Response:
+    """A redirect to a path of ours (never one a request named)."""
     return web.Response(status=status, headers={"Location": location})
 
 

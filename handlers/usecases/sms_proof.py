@@ -1,0 +1,196 @@
+"""Proving a typed phone by an SMS code: send one within the limits, then judge what the student enters.
+
+The state lives in the store's kv: the challenge (the code's keyed hash, never the code) under the
+login session's hash, the count of entries beside it, and the send counters of handlers.core.sms_code.
+Each step that must not race is one atomic store operation: a counter's increment under its limit,
+an entry's count, the challenge's single-use pop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from collections.abc import Callable, Collection, Mapping
+from typing import Final, Protocol
+
+from handlers.core.phone import Phone
+from handlers.core.sms_code import (
+    CODE_TTL,
+    Challenge,
+    SmsNotSent,
+    SmsTooSoon,
+    Verdict,
+    code_hash,
+    judge,
+    limit_failure,
+    new_code,
+    resend_wait,
+    send_limits,
+)
+
+_log = logging.getLogger(__name__)
+# The challenge outlives its code, so that an entry after the 10 minutes reads "expired", not "absent".
+_KEEP: Final = 2 * CODE_TTL
+
+SENT: Final = "wecom_bind_sms_codes_sent_total"
+VERIFIED: Final = "wecom_bind_sms_codes_verified_total"
+FAILED: Final = "wecom_bind_sms_codes_failed_total"
+EXPIRED: Final = "wecom_bind_sms_codes_expired_total"
+NOT_SENT: Final = "wecom_bind_sms_codes_not_sent_total"
+COUNTERS: Final = {
+    SENT: "SMS codes sent to a typed phone",
+    VERIFIED: "SMS codes entered right (the phone proved)",
+    FAILED: "wrong SMS code entries (the fifth ends the code)",
+    EXPIRED: "SMS codes entered after their 10 minutes",
+    NOT_SENT: "SMS codes not sent, by reason: a limit of ours or the provider's refusal or silence",
+}
+
+
+class SmsSender(Protocol):
+    """An SMS provider that sends a verification code through the approved 签名 and template."""
+
+    async def send_code(self, phone: Phone, code: str) -> None:
+        """Send the code to the phone; SmsNotSent (handlers.core.sms_code) when it was not sent."""
+        ...
+
+
+class ProofStore(Protocol):
+    """The kv steps the proof takes (handlers.usecases.contracts.KeyValueStore has them all)."""
+
+    async def kv_get(self, key: str) -> str | None:
+        """Return the value, or None when absent or expired."""
+        ...
+
+    async def kv_apply(
+        self,
+        sets: Mapping[str, tuple[str, float]],
+        *,
+        deletes: Collection[str] = (),
+        if_absent: Collection[str] = (),
+    ) -> bool:
+        """Set and delete entries in one atomic step."""
+        ...
+
+    async def kv_pop(self, key: str) -> str | None:
+        """Atomically read and delete."""
+        ...
+
+    async def kv_incr(self, key: str, *, ttl: float) -> int:
+        """Increment a counter; return the new count."""
+        ...
+
+    async def kv_incr_under(self, limits: Mapping[str, int], *, ttl: float) -> str | None:
+        """Increment every counter unless one reached its limit: then return its key."""
+        ...
+
+
+class Counters(Protocol):
+    """Where the proof counts codes sent, verified, failed and expired (the service's metrics)."""
+
+    def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
+        """Add to a counter."""
+        ...
+
+
+class SmsProof:
+    """Sends a code to a typed phone for one login session, and judges the code entered there."""
+
+    def __init__(
+        self,
+        *,
+        store: ProofStore,
+        sender: SmsSender,
+        secret: bytes,
+        clock: Callable[[], float],
+        counters: Counters,
+        randbelow: Callable[[int], int] = secrets.randbelow,
+    ) -> None:
+        self._store = store
+        self._sender = sender
+        self._secret = secret
+        self._clock = clock
+        self._counters = counters
+        self._randbelow = randbelow
+
+    def now(self) -> float:
+        """The proof's time (the page counts the code's minutes and the resend's seconds by it)."""
+        return self._clock()
+
+    @staticmethod
+    def _keys(login: str) -> tuple[str, str]:
+        # Keyed by a hash of the login session's id: the id itself is a bearer secret.
+        digest = hashlib.sha256(b"sms-login\0" + login.encode()).hexdigest()
+        return f"sms-challenge:{digest}", f"sms-attempts:{digest}"
+
+    async def pending(self, login: str) -> Challenge | None:
+        """The code this login session is waiting for, if any (the page shows where it went)."""
+        return Challenge.from_json(await self._store.kv_get(self._keys(login)[0]))
+
+    async def send(self, *, login: str, member_id: str, phone: Phone, address: str) -> Challenge:
+        """Send a new code to the phone, replacing any earlier one of this session.
+
+        SmsTooSoon within the minute of the last; SmsNotSent when a limit or the provider refused.
+        """
+        challenge_key, attempts_key = self._keys(login)
+        now = self._clock()
+        wait = resend_wait(await self.pending(login), now)
+        if wait:
+            raise SmsTooSoon(wait)
+        for limits, window in send_limits(phone=phone, member_id=member_id, address=address):
+            counter = await self._store.kv_incr_under(limits, ttl=window)
+            if counter is not None:
+                failure = limit_failure(counter)
+                self._counters.inc(NOT_SENT, reason=failure.name.lower())
+                if counter.startswith("sms-minute:"):
+                    # Another session sent to this phone or for this student within the minute.
+                    raise SmsTooSoon(int(window))
+                raise SmsNotSent(failure, f"limit:{counter.split(':')[0]}")
+        code = new_code(self._randbelow)
+        challenge = Challenge(
+            member_id=member_id,
+            phone=phone,
+            code_hash=code_hash(self._secret, login=login, member_id=member_id, phone=phone, code=code),
+            sent_at=now,
+        )
+        try:
+            await self._sender.send_code(phone, code)
+        except SmsNotSent as refused:
+            self._counters.inc(NOT_SENT, reason=refused.failure.name.lower())
+            raise
+        # A new code ends the old one and its count of entries.
+        await self._store.kv_apply(
+            {challenge_key: (challenge.to_json(), _KEEP)}, deletes=[attempts_key]
+        )
+        self._counters.inc(SENT)
+        _log.info("sms code sent to %s for %s", phone.masked, member_id)
+        return challenge
+
+    async def verify(self, *, login: str, member_id: str, phone: Phone, code: str) -> Verdict:
+        """Judge six typed digits; RIGHT uses the code up, ENDED and EXPIRED end it."""
+        challenge_key, attempts_key = self._keys(login)
+        challenge = await self.pending(login)
+        if challenge is None or challenge.member_id != member_id or challenge.phone != phone:
+            return Verdict.ABSENT
+        attempt = await self._store.kv_incr(attempts_key, ttl=_KEEP)
+        typed = code_hash(self._secret, login=login, member_id=member_id, phone=phone, code=code)
+        verdict = judge(
+            challenge, member_id=member_id, phone=phone, typed_hash=typed, attempt=attempt, now=self._clock()
+        )
+        if verdict is Verdict.RIGHT:
+            # The pop is the single use: of two right entries racing, one finds the code gone.
+            popped = Challenge.from_json(await self._store.kv_pop(challenge_key))
+            if popped is None or popped.code_hash != challenge.code_hash:
+                return Verdict.ABSENT
+            self._counters.inc(VERIFIED)
+        elif verdict in (Verdict.ENDED, Verdict.EXPIRED):
+            await self._store.kv_apply({}, deletes=[challenge_key])
+            self._counters.inc(EXPIRED if verdict is Verdict.EXPIRED else FAILED)
+        elif verdict is Verdict.WRONG:
+            self._counters.inc(FAILED)
+        _log.info("sms code for %s: %s (entry %d)", phone.masked, verdict.value, attempt)
+        return verdict
+
+    async def cancel(self, login: str) -> None:
+        """Forget this session's code (the student goes back to change the number)."""
+        await self._store.kv_apply({}, deletes=list(self._keys(login)))

@@ -74,6 +74,19 @@ def _http_url(value: str, name: str) -> str:
     return urlunsplit((scheme, netloc, parts.path.rstrip("/"), "", ""))
 
 
+def _listed(value: object, what: str) -> object:
+    """A list setting as the environment gives it (a JSON list or comma-separated text), else as is."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise ValueError(f"must be a JSON list or comma-separated {what}") from None
+    return [item for item in text.split(",") if item.strip()]
+
+
 def _host(host: str, name: str) -> str:
     """A host name (IDN as punycode), an IPv4 or a bracketed IPv6 address, lower-cased."""
     if ":" in host:
@@ -390,16 +403,7 @@ class Settings(BaseModel):
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _read_trusted_proxies(cls, value: object) -> tuple[ProxyNetwork, ...]:
-        # From the environment: a comma-separated string, or a JSON list.
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                try:
-                    value = json.loads(text)
-                except ValueError:
-                    raise ValueError("must be a JSON list or comma-separated IPs or networks") from None
-            else:
-                value = [item for item in text.split(",") if item.strip()]
+        value = _listed(value, "IPs or networks")
         if not isinstance(value, list | tuple):
             raise ValueError("must be a list of IPs or networks")
         networks: dict[ProxyNetwork, None] = {}
@@ -415,16 +419,7 @@ class Settings(BaseModel):
     @field_validator("admins", mode="before")
     @classmethod
     def _read_admins(cls, value: object) -> frozenset[str]:
-        # From the environment: a comma-separated string, or a JSON list.
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                try:
-                    value = json.loads(text)
-                except ValueError:
-                    raise ValueError("must be a JSON list or comma-separated ids") from None
-            else:
-                value = text.split(",")
+        value = _listed(value, "ids")
         if not isinstance(value, list | tuple | set | frozenset):
             raise ValueError("must be a list of ids")
         admins = set()

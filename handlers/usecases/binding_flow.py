@@ -310,7 +310,7 @@ class BindingFlow:
             )
         try:
             created = await self._write(member_id, phone)
-        except _Refusal as refusal:
+        except _Stop as refusal:
             return await self._refuse(claim, refusal)
         except _OutcomeUnknown as unknown:
             log.warning("binding: member %s: %s; confirming in the background", member_id, unknown)
@@ -369,7 +369,7 @@ class BindingFlow:
                      mask_phone(phone), holder or "nobody")
         return released
 
-    async def _refuse(self, claim: Claim, refusal: _Refusal) -> Refused:
+    async def _refuse(self, claim: Claim, refusal: _Stop) -> Refused:
         await self._release(claim)
         if refusal.status is not None:
             await self._seen(claim.member_id, refusal.status, claim.actor)
@@ -404,7 +404,7 @@ class BindingFlow:
             try:
                 await self._write(claim.member_id, claim.phone)
                 await self._commit(claim)
-            except _Refusal as refusal:
+            except _Stop as refusal:
                 outcome = await self._refuse(claim, refusal)
                 break
             except (_OutcomeUnknown, WeComUnavailable, StoreUnavailable) as exc:
@@ -465,12 +465,12 @@ class BindingFlow:
                 ) from exc
         standing = standing_of(member.status)
         if standing in (Standing.DISABLED, Standing.QUIT):
-            raise _Refusal(_STANDING_REFUSALS[standing], f"wecom: the member's status is {member.status}",
+            raise _Stop(_STANDING_REFUSALS[standing], f"wecom: the member's status is {member.status}",
                            status=member.status)
         if member.mobile_shown and member.mobile == phone:
             return False  # WeCom holds it already: writing it again would change nothing
         if standing is Standing.JOINED:
-            raise _Refusal(Refusal.MEMBER_JOINED, "wecom: the member is activated (status 1)",
+            raise _Stop(Refusal.MEMBER_JOINED, "wecom: the member is activated (status 1)",
                            status=member.status)
         with _writing_mobile("user/update"):
             await self._contacts.user_update(member_id, mobile=phone)
@@ -489,7 +489,7 @@ class BindingFlow:
         """user/create from the directory; False when someone created the member meanwhile."""
         entry = await self._store.directory_get(member_id)
         if entry is None:
-            raise _Refusal(Refusal.NOT_IN_DIRECTORY, "member in neither WeCom nor the directory")
+            raise _Stop(Refusal.NOT_IN_DIRECTORY, "member in neither WeCom nor the directory")
         department = self._departments.get(entry.department, self._default_department)
         try:
             with _writing_mobile("user/create"):
@@ -514,7 +514,7 @@ class BindingFlow:
             return
         if member.status == MemberStatus.ACTIVATED:
             # Activated between our read and our write: WeCom ignored the mobile.
-            raise _Refusal(Refusal.MEMBER_JOINED, "wecom: the member activated; the mobile was ignored",
+            raise _Stop(Refusal.MEMBER_JOINED, "wecom: the member activated; the mobile was ignored",
                            status=member.status)
         raise WeComUnavailable(-1, "user/update answered 0 but WeCom does not hold the mobile")
 
@@ -568,15 +568,15 @@ def _writing_mobile(api: str) -> Iterator[None]:
     try:
         yield
     except MobileExists as exc:
-        raise _Refusal(Refusal.PHONE_TAKEN, "wecom 60104: mobile belongs to another member") from exc
+        raise _Stop(Refusal.PHONE_TAKEN, "wecom 60104: mobile belongs to another member") from exc
     except MobileInvalid as exc:
-        raise _Refusal(Refusal.MOBILE_REFUSED, "wecom 60103: mobile refused") from exc
+        raise _Stop(Refusal.MOBILE_REFUSED, "wecom 60103: mobile refused") from exc
     except WeComUnanswered as exc:
         raise _OutcomeUnknown(f"{api} unanswered ({exc.errmsg})") from exc
 
 
-class _Refusal(Exception):
-    """WeCom refused the write for a reason the student can act on."""
+class _Stop(Exception):
+    """The submit stops here, refused for a reason the student can act on (a Refusal)."""
 
     def __init__(self, reason: Refusal, why: str, *, status: int | None = None) -> None:
         super().__init__(why)

@@ -109,6 +109,12 @@ def message(
     return render(request, admin, "message.html", context, status=status)
 
 
+
+def refused_form(request: web.Request, admin: Admin) -> web.Response:
+    """The page for a console form whose CSRF token is missing or wrong: nothing was done."""
+    text = "页面已过期或来源不明，操作没有生效。请刷新后重试。"
+    return message(request, admin, title="请求无效", text=text, status=403)
+
 def url(request: web.Request, name: str, **parts: str) -> str:
     """The path of a named route."""
     return str(request.app.router[name].url_for(**parts))
@@ -147,13 +153,7 @@ def _console(view: ConsoleView, *, own_csrf: bool) -> Handler:
                 token = form.get("csrf")
                 if not admin.session.csrf_ok(token if isinstance(token, str) else None):
                     log.warning("admin: CSRF token missing or wrong for %s", admin.member_id)
-                    return message(
-                        request,
-                        admin,
-                        title="请求无效",
-                        text="页面已过期或来源不明，操作没有生效。请刷新后重试。",
-                        status=403,
-                    )
+                    return refused_form(request, admin)
             response = await _answer(request, admin, view)
             await _touch(request, admin.session, response)
             return response

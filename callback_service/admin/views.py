@@ -15,7 +15,7 @@ from urllib.parse import quote
 from aiohttp import BodyPartReader, web
 
 from callback_service.admin import campaign
-from callback_service.admin.auth import Admin, console, console_upload, message, render, url
+from callback_service.admin.auth import Admin, console, console_upload, message, refused_form, render, url
 from callback_service.admin.chart import NARROW, lay_out
 from callback_service.admin.contracts import ConsoleStore
 from callback_service.admin.keys import ADMIN_SESSIONS
@@ -620,13 +620,7 @@ async def directory_upload(request: web.Request, admin: Admin) -> web.StreamResp
     problem by line; a good file waits for confirmation, nothing is written yet."""
     csrf, data, filename = await _read_upload(request)
     if not admin.session.csrf_ok(csrf):
-        return message(
-            request,
-            admin,
-            title="请求无效",
-            text="页面已过期或来源不明，操作没有生效。请刷新后重试。",
-            status=403,
-        )
+        return refused_form(request, admin)
     if data is None:
         count = await _store(request).directory_count()
         error = "请选择一个不超过 8 MB 的 CSV 文件。"

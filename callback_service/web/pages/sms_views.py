@@ -18,7 +18,14 @@ from callback_service.store import STORE
 from callback_service.web.pages import sms
 from callback_service.web.pages.render import message, page, render, url
 from callback_service.web.pages.session import SESSIONS, Session
-from callback_service.web.pages.views import FORM_ID, form_field, read_form, redirect, submit_binding
+from callback_service.web.pages.views import (
+    FORM_ID,
+    form_field,
+    read_form,
+    redirect,
+    refused_form,
+    submit_binding,
+)
 from handlers.core.sms_code import MAX_ATTEMPTS, Challenge, Verdict, resend_wait, typed_code
 
 CODE_FORMAT_ERROR: Final = "请输入短信中的 6 位数字验证码。"
@@ -77,16 +84,6 @@ async def code_page(request: web.Request) -> web.StreamResponse:
     return _code_page(request, session, challenge)
 
 
-def _refused_form(request: web.Request) -> web.Response:
-    return message(
-        request,
-        title="请求无效",
-        text="页面已过期或来源不明，本次提交没有生效。请返回手机号绑定页面重新提交。",
-        status=403,
-        link=(url(request, "bind-phone"), "返回手机号绑定页面"),
-    )
-
-
 async def _submitted(request: web.Request, session: Session, form_id: str) -> bool:
     """Whether this code form has been through submit_binding already (its result is kept)."""
     if not FORM_ID.match(form_id):
@@ -100,7 +97,7 @@ async def code_submit(request: web.Request) -> web.StreamResponse:
     session, challenge = await _logged_in(request)
     form = await read_form(request)
     if session is None or not session.csrf_ok(form_field(form, "csrf")):
-        return _refused_form(request)
+        return refused_form(request)
     back = (url(request, "bind-phone"), "返回手机号绑定页面")
     if challenge is None:
         if await _submitted(request, session, form_field(form, "form_id")):
@@ -134,7 +131,7 @@ async def code_resend(request: web.Request) -> web.StreamResponse:
     session, challenge = await _logged_in(request)
     form = await read_form(request)
     if session is None or not session.csrf_ok(form_field(form, "csrf")):
-        return _refused_form(request)
+        return refused_form(request)
     if challenge is None:
         return redirect(url(request, "bind-phone"), status=303)
     failure = await sms.send_code(request, session, challenge.phone, resend=True)
@@ -149,7 +146,7 @@ async def code_change(request: web.Request) -> web.StreamResponse:
     session, challenge = await _logged_in(request)
     form = await read_form(request)
     if session is None or not session.csrf_ok(form_field(form, "csrf")):
-        return _refused_form(request)
+        return refused_form(request)
     response = redirect(url(request, "bind-phone"), status=303)
     if challenge is not None:
         await request.app[SMS_PROOF].cancel(session.sid)

@@ -362,13 +362,7 @@ async def _expired_form(
         owner = session
     else:
         log.warning("bind: CSRF token missing or wrong for student %s", session.member_id)
-        return message(
-            request,
-            title="请求无效",
-            text="页面已过期或来源不明，本次提交没有生效。请返回手机号绑定页面重新提交。",
-            status=403,
-            link=(url(request, "bind-phone"), "返回手机号绑定页面"),
-        )
+        return refused_form(request)
     if keep:
         text += "您输入的手机号已为您保留。"
     response = message(request, title="页面已过期", text=text, status=403, link=link)
@@ -431,6 +425,16 @@ async def bind_result(request: web.Request) -> web.StreamResponse:
     title, text = REFUSALS[reason]
     return message(request, title=title, text=text, status=200, link=(url(request, "bind-phone"), "重新绑定"))
 
+
+def refused_form(request: web.Request) -> web.Response:
+    """The page for a binding form whose CSRF token is missing or wrong: nothing was done."""
+    return message(
+        request,
+        title="请求无效",
+        text="页面已过期或来源不明，本次提交没有生效。请返回手机号绑定页面重新提交。",
+        status=403,
+        link=(url(request, "bind-phone"), "返回手机号绑定页面"),
+    )
 
 def _result_gone(request: web.Request) -> web.Response:
     return message(

@@ -219,6 +219,10 @@ class WeComClient:
         digest = hashlib.sha256(f"{corp_id}\0{secret}".encode()).hexdigest()[:32]
         self._cache_key = f"wecom:token:{digest}"
         self._lock_name = f"wecom:token-refresh:{digest}"
+        # What the log and repr name this secret by: a short tag of the hash. The whole digest is a
+        # store key, not a log field: 32 hex digits hold a run of 11 decimal digits often enough (about
+        # one fetch in fifty) for the log's phone masking to take it for a phone.
+        self._tag = f"{'contacts' if contacts else 'app'} secret {digest[:8]}"
         self._local = asyncio.Lock()
         self._refused: tuple[float, ConfigurationError] | None = None
         # The store's token as this process last saw it: a call does not read the store again until
@@ -227,7 +231,7 @@ class WeComClient:
         self._held: _CachedToken | None = None
 
     def __repr__(self) -> str:
-        return f"WeComClient(corp_id={self._corp_id!r}, key={self._cache_key!r})"
+        return f"WeComClient(corp_id={self._corp_id!r}, {self._tag})"
 
     def refusal(self, *, since: float) -> ConfigurationError | None:
         """The configuration error that refused this secret's last call, if it came after since."""
@@ -491,7 +495,7 @@ class WeComClient:
             ttl=expires_in,
         )
         self._held = _CachedToken(token, expires_at, refresh_at)
-        log.info("wecom: fetched an access token for %s (valid %d s)", self._cache_key, expires_in)
+        log.info("wecom: fetched an access token for the %s (valid %d s)", self._tag, expires_in)
         return token
 
     async def _read_cache(self) -> _CachedToken | None:

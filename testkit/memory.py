@@ -252,6 +252,16 @@ class MemoryStore(RulesRunner):
         await self._turn()
         return [self._seen[m] for m in sorted(self._seen)]
 
+    async def forget_member_seen(self, member_id: str) -> bool:
+        """Remove the member's record."""
+        await self._turn()
+        return self._seen.pop(member_id, None) is not None
+
+    async def scrub(self) -> str:
+        """Nothing to push out: the store keeps no file."""
+        await self._turn()
+        return "memory: nothing on disk"
+
     # key-value entries and locks
 
     def _live(self, key: str, now: float) -> tuple[str, float] | None:
@@ -314,6 +324,16 @@ class MemoryStore(RulesRunner):
         """Delete the entry."""
         await self._turn()
         self._kv.pop(key, None)
+
+    async def kv_delete_prefix(self, prefix: str) -> int:
+        """Delete the entries whose key starts with prefix."""
+        if not prefix:
+            raise ValueError("kv_delete_prefix: an empty prefix would delete every entry")
+        await self._turn()
+        doomed = [key for key in self._kv if key.startswith(prefix)]
+        for key in doomed:
+            del self._kv[key]
+        return len(doomed)
 
     async def kv_incr(self, key: str, *, ttl: float) -> int:
         """Increment a counter that expires ttl seconds after it was created."""

@@ -176,7 +176,7 @@ def _add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     export.set_defaults(run=_store_command(_student_export))
     erase = student_commands.add_parser(
         "erase",
-        help="remove the binding, directory entry, sessions and dead letters; keep the audit in retention",
+        help="remove everything held about the student but the audit in retention; scrub the store's files",
     )
     erase.add_argument("member_id", metavar="ID", type=_member_id)
     erase.add_argument(
@@ -265,8 +265,11 @@ async def _student_erase(store: Store, args: argparse.Namespace) -> int:
         f"student {args.member_id}: binding {'removed' if erasure.binding else 'none'}, directory entry "
         f"{'removed' if erasure.directory else 'none'}, {erasure.sessions} session(s) ended, "
         f"{erasure.dead_letters} dead letter(s) removed, "
-        f"{erasure.audit_records} audit record(s) past retention deleted"
+        f"{erasure.audit_records} audit record(s) past retention deleted, WeCom status "
+        f"{'removed' if erasure.member_seen else 'none'}, SMS counters of {erasure.sms_phones} phone(s) "
+        f"and {erasure.kv_entries} other entr(ies) removed"
     )
+    print(erasure.scrubbed)
     return 0
 
 

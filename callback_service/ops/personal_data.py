@@ -1,9 +1,13 @@
 """Personal data (PIPL): a student's data request (export), erasure, and the audit log's retention.
 
 Both the export and the erasure are audited. The erasure removes the binding (freeing its phone
-and openid), the directory entry, the open sessions and the dead letters of the student's events;
-of the audit log it keeps only the student's records within the retention period, which hold
-masked phones only. Rate counters and page results keyed by the student expire within minutes.
+and openid), the directory entry, WeCom's word on the member (MemberSeen), the open sessions, the
+dead letters of the student's events, what the SMS proof keeps (its counters, the phones' tags,
+pending codes), and every kv entry keyed by the student (page results, rate counters, the memory of
+a welcome, an invitation, a member the flow created); of the audit log it keeps only the student's
+records within the retention period, which hold masked phones only. It ends by scrubbing the store's
+files (Store.scrub: SQLite's WAL checkpointed and truncated, Redis's append-only file rewritten), so
+that no copy of what it deleted stays on disk.
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ from callback_service.callbacks.inbox import open_envelope
 from callback_service.callbacks.xml import MalformedXml, parse_event
 from callback_service.store.sessions import end_sessions_of, sessions_of
 from handlers.core.binding import Actor, AuditAction, InboxItem
+from handlers.usecases.binding_flow import created_key, invite_key
+from handlers.usecases.callbacks import welcome_key
 from handlers.usecases.contracts import Store
+from handlers.usecases.sms_proof import forget_sms_of, sms_records_of
 
 DAY = 24 * 3600.0
 DEAD_LETTERS_READ = 100_000
@@ -30,6 +37,22 @@ class RetentionError(ValueError):
 class UnknownStudent(LookupError):
     """The store holds nothing at all about the id: no directory entry, binding, session, dead letter
     or audit record (a mistyped id, most likely); nothing is exported, erased or audited."""
+
+
+def _remembered(member_id: str) -> dict[str, str]:
+    """The kv entries keyed by the student alone, by what each remembers."""
+    return {
+        "created_by_flow": created_key(member_id),
+        "invited": invite_key(member_id),
+        "welcomed": welcome_key(member_id),
+        # The binding page's count of the student's submits (callback_service.web.pages.views).
+        "submits_counted": f"rate:bind:student:{member_id}",
+    }
+
+
+def _results_prefix(member_id: str) -> str:
+    """The binding page's results of the student's forms, keyed by member and form (pages.views)."""
+    return f"bind-result:{member_id}:"
 
 
 def _iso(at: float | None) -> str | None:
@@ -78,7 +101,13 @@ async def export_student(store: Store, member_id: str, *, now: float, actor: Act
     audit = await store.audit_list(member_id=member_id, limit=10_000)
     sessions = await sessions_of(store, member_id)
     dead = await dead_letters_of(store, member_id)
-    if entry is None and binding is None and not audit and not sessions and not dead:
+    seen = await store.member_seen(member_id)
+    sms = await sms_records_of(store, member_id)
+    names = _remembered(member_id)
+    values = await store.kv_get_many(list(names.values()))
+    remembered = {what: value for what, value in zip(names, values, strict=True) if value is not None}
+    if entry is None and binding is None and not audit and not sessions and not dead and seen is None \
+            and sms is None and not remembered:
         raise UnknownStudent(member_id)
     data: dict[str, Any] = {
         "member_id": member_id,
@@ -92,7 +121,14 @@ async def export_student(store: Store, member_id: str, *, now: float, actor: Act
             "lease_expires_at": _iso(binding.lease_expires_at),
             "updated_at": _iso(binding.updated_at),
         },
+        "wecom_status": None if seen is None else {
+            "status": None if seen.status is None else seen.status.name.lower(),
+            "seen_at": _iso(seen.seen_at),
+            "source": seen.source,
+        },
         "sessions": [{"name": s.name, "cas_mobile": s.cas_mobile} for s in sessions],
+        "sms": sms,
+        "remembered": remembered,
         "dead_letters": [
             {"id": item.id, "event": item.event_type, "stored_at": _iso(item.created_at),
              "error": item.last_error}
@@ -118,6 +154,9 @@ async def _known(store: Store, member_id: str) -> bool:
         or bool(await store.audit_list(member_id=member_id, limit=1))
         or bool(await sessions_of(store, member_id))
         or bool(await dead_letters_of(store, member_id))
+        or await store.member_seen(member_id) is not None
+        or await sms_records_of(store, member_id) is not None
+        or any(value is not None for value in await store.kv_get_many(list(_remembered(member_id).values())))
     )
 
 
@@ -130,6 +169,13 @@ class Erasure:
     sessions: int
     dead_letters: int
     audit_records: int
+    member_seen: bool = False
+    sms_phones: int = 0
+    """The phones whose SMS counters went (sent a code by the student within the day)."""
+    kv_entries: int = 0
+    """The other kv entries keyed by the student that were removed (page results, memories)."""
+    scrubbed: str = ""
+    """What the store did to push the deleted data out of its files (Store.scrub)."""
 
 
 async def erase_student(
@@ -143,13 +189,22 @@ async def erase_student(
     directory = await store.directory_delete(member_id)
     sessions = await end_sessions_of(store, member_id)
     dead_letters = await store.inbox_drop_dead([item.id for item in await dead_letters_of(store, member_id)])
+    member_seen = await store.forget_member_seen(member_id)
+    sms_phones = await forget_sms_of(store, member_id)
+    remembered = list(_remembered(member_id).values())
+    kv_entries = sum(value is not None for value in await store.kv_get_many(remembered))
+    await store.kv_apply({}, deletes=remembered)
+    kv_entries += await store.kv_delete_prefix(_results_prefix(member_id))
     pruned = await store.audit_prune(retention_start(now, retention_days), member_id=member_id)
-    erasure = Erasure(binding=binding, directory=directory, sessions=sessions, dead_letters=dead_letters,
-                      audit_records=pruned)
     await store.audit_note(
         member_id, AuditAction.ERASE,
         f"data request: erased binding={binding} directory={directory} sessions={sessions}"
-        f" dead letters={dead_letters} old audit records={pruned}",
+        f" dead letters={dead_letters} old audit records={pruned} wecom status={member_seen}"
+        f" sms phones={sms_phones} kv entries={kv_entries}",
         actor=actor,
     )
-    return erasure
+    # Last, after every delete (the audit note's too): the files are scrubbed of all of them.
+    scrubbed = await store.scrub()
+    return Erasure(binding=binding, directory=directory, sessions=sessions, dead_letters=dead_letters,
+                   audit_records=pruned, member_seen=member_seen, sms_phones=sms_phones,
+                   kv_entries=kv_entries, scrubbed=scrubbed)

@@ -8,7 +8,9 @@ when the server dies, and an inbox that acknowledged it has promised more than t
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Final
 
@@ -104,3 +106,52 @@ async def check_persistence(client: aioredis.Redis, *, allow_volatile: bool, at_
             found.describe(),
             ALLOW_VOLATILE_SETTING,
         )
+
+
+REWRITE_WAIT: Final = 120.0
+"""Seconds an erasure waits for Redis's rewrite of its append-only file (a fork that writes every key)."""
+_REWRITE_POLL: Final = 0.1
+
+
+async def _rewriting(client: aioredis.Redis) -> tuple[bool, str]:
+    info = await client.info("persistence")
+    fields = ("aof_rewrite_in_progress", "aof_rewrite_scheduled")
+    running = any(str(info.get(field, 0)) == "1" for field in fields)
+    return running, str(info.get("aof_last_bgrewrite_status", ""))
+
+
+async def rewrite_aof(client: aioredis.Redis, *, wait: float = REWRITE_WAIT) -> str:
+    """Rewrite the append-only file (BGREWRITEAOF) and wait for it, so that what was deleted before
+    leaves the disk: until a rewrite, the AOF keeps every write ever made, erased phones too. Then,
+    where RDB save points are set, a snapshot (BGSAVE) replaces the dump that still holds them.
+    Returns what was done, or what the operator must do by hand; never raises a refusal."""
+    deadline = time.monotonic() + wait
+    try:
+        found = await redis_persistence(client)
+        if found.aof is False:
+            done = "redis: no append-only file to rewrite"
+        else:
+            # A rewrite already running began before the erasure, and its file holds what was erased:
+            # wait for it to end, then start one of ours.
+            while (await _rewriting(client))[0]:
+                if time.monotonic() >= deadline:
+                    return "redis: a rewrite of the append-only file ran on and on: run BGREWRITEAOF later"
+                await asyncio.sleep(_REWRITE_POLL)
+            await client.bgrewriteaof()
+            while True:
+                running, status = await _rewriting(client)
+                if not running:
+                    break
+                if time.monotonic() >= deadline:
+                    return f"redis: the rewrite of the append-only file is still running after {wait:.0f} s"
+                await asyncio.sleep(_REWRITE_POLL)
+            if status != "ok":
+                return f"redis: the rewrite of the append-only file failed ({status}): run BGREWRITEAOF"
+            done = "redis: append-only file rewritten"
+        if found.rdb:
+            await client.bgsave(schedule=True)
+            done += "; RDB snapshot started"
+        return done
+    except ResponseError as exc:
+        # A managed Redis may rename or refuse BGREWRITEAOF: the erasure stands, the operator finishes it.
+        return f"redis: {exc}: rewrite the append-only file by hand (BGREWRITEAOF)"

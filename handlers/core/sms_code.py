@@ -154,11 +154,32 @@ def resend_wait(challenge: Challenge | None, now: float) -> int:
     return max(0, math.ceil(challenge.resend_at - now))
 
 
-def send_limits(*, phone: Phone, member_id: str, address: str) -> tuple[tuple[dict[str, int], float], ...]:
-    """The counters a new code must stay under, by window: (counter key: limit, the window's seconds)."""
+def phone_tag(secret: bytes, phone: Phone) -> str:
+    """The keyed hash that stands for a phone in the send counters' keys: the store never holds a
+    phone there in clear, and without the secret the tag cannot be turned back into the phone."""
+    message = "\0".join(("sms-phone", str(phone))).encode("utf-8")
+    return hmac.new(secret, message, hashlib.sha256).hexdigest()
+
+
+def phone_counters(tag: str) -> tuple[str, str]:
+    """The send counters of one phone, by its tag (phone_tag): the minute's and the day's."""
+    return f"sms-minute:phone:{tag}", f"sms-day:phone:{tag}"
+
+
+def member_counters(member_id: str) -> tuple[str, str]:
+    """The send counters of one student: the minute's and the day's."""
+    return f"sms-minute:member:{member_id}", f"sms-day:member:{member_id}"
+
+
+def send_limits(*, phone_tag: str, member_id: str, address: str) -> tuple[tuple[dict[str, int], float], ...]:
+    """The counters a new code must stay under, by window: (counter key: limit, the window's seconds).
+
+    The phone is named by its tag (phone_tag), never in clear."""
+    phone_minute, phone_day = phone_counters(phone_tag)
+    member_minute, member_day = member_counters(member_id)
     return (
-        ({f"sms-minute:phone:{phone}": 1, f"sms-minute:member:{member_id}": 1}, RESEND_INTERVAL),
-        ({f"sms-day:phone:{phone}": DAILY_SENDS, f"sms-day:member:{member_id}": DAILY_SENDS}, _DAY),
+        ({phone_minute: 1, member_minute: 1}, RESEND_INTERVAL),
+        ({phone_day: DAILY_SENDS, member_day: DAILY_SENDS}, _DAY),
         ({f"sms-hour:address:{address}": ADDRESS_SENDS_PER_HOUR}, _HOUR),
     )
 

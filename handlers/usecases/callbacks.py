@@ -30,6 +30,11 @@ _FLOW_ACTIONS: Final = frozenset({AuditAction.CLAIM, AuditAction.BIND})
 CALLBACK_ACTOR: Final = Actor(who="wecom", source="callback")
 
 
+def welcome_key(member_id: str) -> str:
+    """The store's kv key that remembers the member's welcome (sent once, kept WELCOME_TTL)."""
+    return f"welcomed:{member_id}"
+
+
 class WeComFollowers(Protocol):
     """What the handlers need from WeCom's API (the app's secret)."""
 
@@ -122,7 +127,7 @@ class CallbackHandlers:
         if not await self._bound_through_the_flow(member, before):
             return
         # The welcome is remembered once sent, so a retried or a second subscribe does not send it again.
-        key = f"welcomed:{member}"
+        key = welcome_key(member)
         if await self._store.kv_get(key) is None:
             # A send retried after a timeout may have reached WeCom: its duplicate check greets once
             # (developer.work.weixin.qq.com/document/path/90236, enable_duplicate_check).

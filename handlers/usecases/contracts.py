@@ -391,6 +391,24 @@ class DeadLetters(Protocol):
         ...
 
 
+class Erasure(Protocol):
+    """What a data erasure removes beyond the pieces above, and how it makes the removal stick on disk."""
+
+    async def forget_member_seen(self, member_id: str) -> bool:
+        """Remove WeCom's word on the member (MemberSeen); False when there was none."""
+        ...
+
+    async def kv_delete_prefix(self, prefix: str) -> int:
+        """Delete every kv entry whose key starts with prefix (a student's entries keyed by a form or
+        a login, which no index names); return how many. A scan: for erasure, not for a request."""
+        ...
+
+    async def scrub(self) -> str:
+        """Push what was deleted out of the files the store keeps (SQLite: a checkpoint that truncates
+        the WAL; Redis: a rewrite of the append-only file); return what was done, for the operator."""
+        ...
+
+
 class Store(
     KeyValueStore,
     MemberRecords,
@@ -405,6 +423,7 @@ class Store(
     Audit,
     InboxQueue,
     DeadLetters,
+    Erasure,
     Protocol,
 ):
     """The whole store: directory, bindings with the rules I1 to I5 held atomically, audit, inbox, kv.

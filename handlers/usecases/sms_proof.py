@@ -1,18 +1,23 @@
 """Proving a typed phone by an SMS code: send one within the limits, then judge what the student enters.
 
 The state lives in the store's kv: the challenge (the code's keyed hash, never the code) under the
-login session's hash, the count of entries beside it, and the send counters of handlers.core.sms_code.
+login session's hash, the count of entries beside it, the send counters of handlers.core.sms_code (a
+phone's under its keyed tag, never in clear), and each student's index of what the proof keeps about
+them (the tags of the phones they sent codes to, the challenges' keys), which a data request reads and
+erases (sms_records_of, forget_sms_of).
 Each step that must not race is one atomic store operation: a counter's increment under its limit,
 an entry's count, the challenge's single-use pop.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import json
 import logging
 import secrets
-from collections.abc import Callable, Collection, Mapping
-from typing import Final, Protocol
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any, Final, Protocol
 
 from handlers.core.phone import Phone
 from handlers.core.sms_code import (
@@ -24,7 +29,10 @@ from handlers.core.sms_code import (
     code_hash,
     judge,
     limit_failure,
+    member_counters,
     new_code,
+    phone_counters,
+    phone_tag,
     resend_wait,
     send_limits,
 )
@@ -32,6 +40,9 @@ from handlers.core.sms_code import (
 _log = logging.getLogger(__name__)
 # The challenge outlives its code, so that an entry after the 10 minutes reads "expired", not "absent".
 _KEEP: Final = 2 * CODE_TTL
+_INDEX_PREFIX: Final = "sms-of:"
+# The index outlives every counter and challenge it names (the day's counter is the longest).
+_INDEX_TTL: Final = max(window for _, window in send_limits(phone_tag="", member_id="", address=""))
 
 SENT: Final = "wecom_bind_sms_codes_sent_total"
 VERIFIED: Final = "wecom_bind_sms_codes_verified_total"
@@ -119,9 +130,7 @@ class SmsProof:
 
     @staticmethod
     def _keys(login: str) -> tuple[str, str]:
-        # Keyed by a hash of the login session's id: the id itself is a bearer secret.
-        digest = hashlib.sha256(b"sms-login\0" + login.encode()).hexdigest()
-        return f"sms-challenge:{digest}", f"sms-attempts:{digest}"
+        return _challenge_keys(_login_digest(login))
 
     async def pending(self, login: str) -> Challenge | None:
         """The code this login session is waiting for, if any (the page shows where it went)."""
@@ -137,7 +146,8 @@ class SmsProof:
         wait = resend_wait(await self.pending(login), now)
         if wait:
             raise SmsTooSoon(wait)
-        for limits, window in send_limits(phone=phone, member_id=member_id, address=address):
+        tag = phone_tag(self._secret, phone)
+        for limits, window in send_limits(phone_tag=tag, member_id=member_id, address=address):
             counter = await self._store.kv_incr_under(limits, ttl=window)
             if counter is not None:
                 failure = limit_failure(counter)
@@ -146,6 +156,8 @@ class SmsProof:
                     # Another session sent to this phone or for this student within the minute.
                     raise SmsTooSoon(int(window))
                 raise SmsNotSent(failure, f"limit:{counter.split(':')[0]}")
+        # Counted now, whether or not the provider sends: the index names what was counted.
+        await self._index(member_id, tag, phone, _login_digest(login))
         code = new_code(self._randbelow)
         challenge = Challenge(
             member_id=member_id,
@@ -194,3 +206,112 @@ class SmsProof:
     async def cancel(self, login: str) -> None:
         """Forget this session's code (the student goes back to change the number)."""
         await self._store.kv_apply({}, deletes=list(self._keys(login)))
+
+    async def _index(self, member_id: str, tag: str, phone: Phone, login_digest: str) -> None:
+        # Read, then written: the student's minute counter, just taken, keeps a second send out.
+        index = _Index.read(await self._store.kv_get(_INDEX_PREFIX + member_id))
+        index.phones[tag] = phone.masked
+        if login_digest not in index.logins:
+            index.logins.append(login_digest)
+        await self._store.kv_apply({_INDEX_PREFIX + member_id: (index.to_json(), _INDEX_TTL)})
+
+
+def _login_digest(login: str) -> str:
+    # Keyed by a hash of the login session's id: the id itself is a bearer secret.
+    return hashlib.sha256(b"sms-login\0" + login.encode()).hexdigest()
+
+
+def _challenge_keys(login_digest: str) -> tuple[str, str]:
+    return f"sms-challenge:{login_digest}", f"sms-attempts:{login_digest}"
+
+
+class _Index:
+    """What the proof keeps about one student: the phones' tags (with the masked phone, for an
+    export) and the login sessions' digests of the challenges sent for them."""
+
+    def __init__(self, phones: dict[str, str], logins: list[str]) -> None:
+        self.phones = phones
+        self.logins = logins
+
+    @classmethod
+    def read(cls, raw: str | None) -> _Index:
+        try:
+            data = json.loads(raw) if raw else {}
+            phones, logins = data.get("phones", {}), data.get("logins", [])
+        except (ValueError, AttributeError):
+            return cls({}, [])
+        if not isinstance(phones, dict) or not isinstance(logins, list):
+            return cls({}, [])
+        return cls(
+            {str(tag): str(masked) for tag, masked in phones.items()}, [str(login) for login in logins]
+        )
+
+    def to_json(self) -> str:
+        return json.dumps({"phones": self.phones, "logins": self.logins})
+
+
+class ProofRecords(Protocol):
+    """The kv reads and the atomic deletion that a data request makes of the proof's records."""
+
+    async def kv_get(self, key: str) -> str | None:
+        """Return the value, or None when absent or expired."""
+        ...
+
+    async def kv_get_many(self, keys: Sequence[str]) -> list[str | None]:
+        """Return each key's value in order, None when absent or expired."""
+        ...
+
+    async def kv_apply(
+        self,
+        sets: Mapping[str, tuple[str, float]],
+        *,
+        deletes: Collection[str] = (),
+        if_absent: Collection[str] = (),
+    ) -> bool:
+        """Set and delete entries in one atomic step."""
+        ...
+
+
+async def sms_records_of(store: ProofRecords, member_id: str) -> dict[str, Any] | None:
+    """What the proof keeps about the student (a data request's export), or None when nothing:
+    codes counted today for them and for each phone they sent one to (masked), and a code pending."""
+    index = _Index.read(await store.kv_get(_INDEX_PREFIX + member_id))
+    tags = list(index.phones)
+    day_keys = [member_counters(member_id)[1], *(phone_counters(tag)[1] for tag in tags)]
+    challenges = [_challenge_keys(login)[0] for login in index.logins]
+    values = await store.kv_get_many([*day_keys, *challenges])
+    counts, pending = values[: len(day_keys)], values[len(day_keys) :]
+    if not tags and counts[0] is None:
+        return None
+    return {
+        "codes_today": _count(counts[0]),
+        "phones": [
+            {"phone": index.phones[tag], "codes_today": _count(count)}
+            for tag, count in zip(tags, counts[1:], strict=True)
+        ],
+        "codes_pending": [
+            {"phone": challenge.phone.masked,
+             "sent_at": dt.datetime.fromtimestamp(challenge.sent_at, tz=dt.UTC).isoformat(timespec="seconds")}
+            for challenge in map(Challenge.from_json, pending)
+            if challenge is not None
+        ],
+    }
+
+
+def _count(raw: str | None) -> int:
+    return int(raw) if raw is not None and raw.isdigit() else 0
+
+
+async def forget_sms_of(store: ProofRecords, member_id: str) -> int:
+    """Delete, in one atomic step, everything the proof keeps about the student (a data erasure): the
+    index, their send counters and those of every phone they sent a code to, and their challenges
+    (which hold the phone in clear) with the entries' counts; return how many phones it named."""
+    key = _INDEX_PREFIX + member_id
+    index = _Index.read(await store.kv_get(key))
+    deletes = [key, *member_counters(member_id)]
+    for tag in index.phones:
+        deletes += phone_counters(tag)
+    for login in index.logins:
+        deletes += _challenge_keys(login)
+    await store.kv_apply({}, deletes=deletes)
+    return len(index.phones)

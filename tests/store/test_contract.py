@@ -132,6 +132,17 @@ async def test_record_members_takes_member_seen_records_only(store: Store, clock
     assert await store.list_members_seen() == []
 
 
+async def test_a_members_record_is_forgotten_alone(store: Store, clock: FakeClock) -> None:
+    kept = MemberSeen("m10", MemberStatus.ACTIVATED, clock(), "sync")
+    await store.record_members([MemberSeen("m1", MemberStatus.ACTIVATED, clock(), "sync"), kept])
+    assert await store.forget_member_seen("m1") is True
+    assert await store.member_seen("m1") is None
+    assert await store.list_members_seen() == [kept]
+    assert await store.forget_member_seen("m1") is False
+    # Forgotten, not shadowed: an older word is taken again, as for a member never heard of.
+    assert await store.record_members([MemberSeen("m1", MemberStatus.DISABLED, clock() - 60, "sync")]) == 1
+
+
 # claims
 
 
@@ -703,6 +714,33 @@ async def test_lock(store: Store, clock: FakeClock) -> None:
     assert third is not None
     assert not await store.lock_release("refresh", second)
     assert await store.lock_release("refresh", third)
+
+
+async def test_kv_delete_prefix_deletes_the_keys_under_it_only(store: Store) -> None:
+    for key in ("bind-result:m1:a", "bind-result:m1:b", "bind-result:m1:", "bind-result:m10:a",
+                "bind-result:m1", "bind-result;m1:a", "bind-result:m1\uffff", "other"):
+        await store.kv_set(key, "v", ttl=60)
+    assert await store.kv_delete_prefix("bind-result:m1:") == 3
+    kept = ["bind-result:m10:a", "bind-result:m1", "bind-result;m1:a", "bind-result:m1\uffff", "other"]
+    assert await store.kv_get_many(kept) == ["v"] * len(kept)
+    assert await store.kv_get_many(["bind-result:m1:a", "bind-result:m1:b"]) == [None, None]
+    assert await store.kv_delete_prefix("bind-result:m1:") == 0
+    await store.kv_set("a*[b]?:1", "v", ttl=60)  # a pattern's characters are literal
+    assert await store.kv_delete_prefix("a*[b]?:") == 1
+    assert await store.kv_get("other") == "v"
+    with pytest.raises(ValueError, match="empty prefix"):
+        await store.kv_delete_prefix("")
+
+
+async def test_scrub_answers_what_it_did_and_keeps_the_data(store: Store) -> None:
+    await store.kv_set("k", "v", ttl=60)
+    await bind(store, "m1", "13800138001")
+    await store.kv_delete("k")
+    said = await store.scrub()
+    assert said
+    assert "\n" not in said
+    assert (await store.get_binding("m1")) is not None
+    assert await store.kv_get("k") is None
 
 
 # durable event inbox

@@ -27,7 +27,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError
 
 from callback_service.store.common import DEFAULT_DEDUP_TTL, positive
-from callback_service.store.persistence import check_persistence
+from callback_service.store.persistence import check_persistence, rewrite_aof
 from callback_service.store.redis.layout import check_schema, tagged
 from handlers.usecases.contracts import Clock, StoreUnavailable
 
@@ -102,6 +102,11 @@ class RedisBase:
             await store.close()
             raise
         return store
+
+    async def scrub(self) -> str:
+        """Rewrite the append-only file, which keeps every write until a rewrite (persistence.rewrite_aof)."""
+        with self._unavailable():
+            return await rewrite_aof(self._redis)
 
     def _now(self) -> str:
         return repr(self._clock())

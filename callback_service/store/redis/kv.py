@@ -10,6 +10,7 @@ from typing import Any, Final
 
 from callback_service.store.common import kv_changes, new_token, positive
 from callback_service.store.redis.base import RedisBase, ms
+from callback_service.store.redis.layout import glob_escape
 
 _KV_SET: Final = r"""
 redis.call('DEL', KEYS[1])
@@ -172,6 +173,23 @@ class RedisKv(RedisBase):
     async def kv_delete(self, key: str) -> None:
         """Delete the entry."""
         await self._commands(("DEL", self._key("kv", key)))
+
+    async def kv_delete_prefix(self, prefix: str) -> int:
+        """Delete the entries whose key starts with prefix: a SCAN of the deployment's kv keys."""
+        if not prefix:
+            raise ValueError("kv_delete_prefix: an empty prefix would delete every entry")
+        deleted = 0
+        with self._unavailable():
+            batch: list[str] = []
+            pattern = glob_escape(self._key("kv", prefix)) + "*"
+            async for key in self._redis.scan_iter(match=pattern, count=1000):
+                batch.append(str(key))
+                if len(batch) >= 500:
+                    deleted += int(await self._redis.delete(*batch))
+                    batch = []
+            if batch:
+                deleted += int(await self._redis.delete(*batch))
+        return deleted
 
     async def kv_incr(self, key: str, *, ttl: float) -> int:
         """Increment a counter that expires ttl seconds after it was created."""

@@ -69,7 +69,8 @@ def row_from_json(encoded: str) -> Row:
 
 def glob_escape(text: str) -> str:
     """Text as a literal in a SCAN pattern."""
-    return "".join(f"[{c}]" if c in "*?[]\\" else c for c in text)
+    # A backslash, not a class: Redis reads "[]]" as an empty class and then a "]".
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
 
 
 async def check_schema(client: aioredis.Redis, prefix: str) -> None:

@@ -80,3 +80,8 @@ class RedisMembers(RedisBase):
         with self._unavailable():
             fields = await self._redis.hgetall(self._prefix + "seen")
         return sorted((_decode(str(m), str(e)) for m, e in fields.items()), key=lambda r: r.member_id)
+
+    async def forget_member_seen(self, member_id: str) -> bool:
+        """Remove the member's record (a data erasure)."""
+        [removed] = await self._commands(("HDEL", self._prefix + "seen", member_id))
+        return bool(removed)

@@ -173,6 +173,25 @@ class SqliteBase:
         for table in ("kv", "locks", "inbox_dedup"):
             conn.execute(f"DELETE FROM {table} WHERE expires_at <= ?", (now,))  # noqa: S608
 
+    async def scrub(self) -> str:
+        """Checkpoint the WAL into the file and truncate it: the deleted rows' old pages, which the WAL
+        still holds after a delete (secure_delete zeroes the new ones only), leave the disk."""
+        if self._path == ":memory:":
+            return "sqlite: in memory, nothing on disk"
+
+        def run() -> tuple[int, int, int]:
+            # TRUNCATE waits (the busy timeout) for readers of older snapshots, then empties the WAL.
+            busy, frames, moved = self._connection().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            return int(busy), int(frames), int(moved)
+
+        busy, _frames, _moved = await self._call(run)
+        if busy:
+            return (
+                "sqlite: the WAL was not truncated (another process held an older snapshot):"
+                " erased data stays in it until the next checkpoint; run the erase again when it is quiet"
+            )
+        return "sqlite: WAL checkpointed and truncated"
+
     async def ping(self) -> None:
         """Check that the file answers."""
         await self._read(lambda c: c.execute("SELECT max(version) FROM schema_version").fetchone())

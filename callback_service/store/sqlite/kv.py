@@ -110,6 +110,17 @@ class SqliteKv(SqliteBase):
         """Delete the entry."""
         await self._write(lambda tx: tx.c.execute("DELETE FROM kv WHERE key = ?", (key,)), durable=False)
 
+    async def kv_delete_prefix(self, prefix: str) -> int:
+        """Delete the entries whose key starts with prefix: a range of the key's index."""
+        if not prefix:
+            raise ValueError("kv_delete_prefix: an empty prefix would delete every entry")
+        # Keys compare as UTF-8 bytes, in code point order: the prefix's range ends at its last
+        # character's successor.
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        return await self._write(
+            lambda tx: tx.c.execute("DELETE FROM kv WHERE key >= ? AND key < ?", (prefix, end)).rowcount
+        )
+
     async def kv_incr(self, key: str, *, ttl: float) -> int:
         """Increment a counter that expires ttl seconds after it was created."""
         ttl = positive("ttl", ttl)

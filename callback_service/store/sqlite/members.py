@@ -67,3 +67,9 @@ class SqliteMembers(SqliteBase):
                 for values in c.execute(f"SELECT {_COLUMNS} FROM members_seen ORDER BY member_id")  # noqa: S608
             ]
         )
+
+    async def forget_member_seen(self, member_id: str) -> bool:
+        """Remove the member's record (a data erasure)."""
+        return await self._write(
+            lambda tx: tx.c.execute("DELETE FROM members_seen WHERE member_id = ?", (member_id,)).rowcount > 0
+        )

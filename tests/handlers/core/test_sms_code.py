@@ -14,7 +14,10 @@ from handlers.core.sms_code import (
     code_hash,
     judge,
     limit_failure,
+    member_counters,
     new_code,
+    phone_counters,
+    phone_tag,
     resend_wait,
     send_limits,
     typed_code,
@@ -107,6 +110,14 @@ def test_a_new_code_waits_a_minute() -> None:
     assert resend_wait(challenge(), T0 + 60) == 0
 
 
+def test_a_phone_tag_is_keyed_and_holds_no_digits_of_the_phone() -> None:
+    tag = phone_tag(SECRET, PHONE)
+    assert tag == phone_tag(SECRET, Phone("13800000001"))
+    assert tag != phone_tag(b"another secret of at least 32 bytes", PHONE)
+    assert tag != phone_tag(SECRET, Phone("13800000002"))
+    assert "13800000001" not in tag
+
+
 def test_the_stored_challenge_holds_no_code_and_reads_back() -> None:
     stored = challenge("654321").to_json()
     assert "654321" not in stored
@@ -115,11 +126,13 @@ def test_the_stored_challenge_holds_no_code_and_reads_back() -> None:
     assert Challenge.from_json(None) is None
 
 
-def test_limits_name_the_phone_the_student_and_the_address() -> None:
-    windows = send_limits(phone=PHONE, member_id="2021001", address="10.0.0.1")
+def test_limits_name_the_phone_by_its_keyed_tag_the_student_and_the_address() -> None:
+    tag = phone_tag(SECRET, PHONE)
+    windows = send_limits(phone_tag=tag, member_id="2021001", address="10.0.0.1")
     keys = [key for limits, _ in windows for key in limits]
-    assert any("13800000001" in key and key.startswith("sms-day:") for key in keys)
+    assert any(tag in key and key.startswith("sms-day:") for key in keys)
     assert any("2021001" in key and key.startswith("sms-day:") for key in keys)
     assert any("10.0.0.1" in key for key in keys)
-    assert limit_failure("sms-day:phone:13800000001") is SmsFailure.DAILY_LIMIT
-    assert limit_failure("sms-hour:address:10.0.0.1") is SmsFailure.LATER
+    assert set(phone_counters(tag)) | set(member_counters("2021001")) <= set(keys)
+    assert limit_failure(phone_counters(tag)[1]) is SmsFailure.DAILY_LIMIT
+assert limit_failure("sms-hour:address:10.0.0.1") is SmsFailure.LATER

@@ -10,6 +10,7 @@ handler filter copies it onto the record, which costs nothing for a record that 
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import datetime as dt
 import itertools
@@ -23,8 +24,9 @@ from typing import Final, Literal
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
 
-from callback_service.client_address import client_of
+from callback_service.client_address import UNKNOWN, client_of
 from handlers.core.phone import mask_phone
 
 LogFormat = Literal["json", "text"]
@@ -119,6 +121,40 @@ class ClientTextFilter(logging.Filter):
         return True
 
 
+_MALFORMED_SHOWN: Final = 200
+"""Characters of the parser's complaint a malformed request's line keeps (it quotes the bytes)."""
+
+
+class MalformedRequestFilter(logging.Filter):
+    """Turns aiohttp's ERROR with a traceback for each request its parser refuses (a bad request line,
+    header, length or encoding: a 400 it answers itself) into one WARNING line without one, naming
+    the client and what was malformed, masked; an error of a handler stays an ERROR with its traceback.
+
+    A filter of the `aiohttp.server` logger (configure_logging adds it), so that it runs before any
+    handler's filters and formatter see the record.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite a parser's refusal; never drops a record."""
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        peer = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        complaint = " ".join(str(exc.message or type(exc).__name__).split())
+        if len(complaint) > _MALFORMED_SHOWN:
+            complaint = complaint[:_MALFORMED_SHOWN] + "…"
+        record.msg = "malformed request from %s (%d, %s): %s"
+        record.args = (peer, exc.code, type(exc).__name__, mask_phones(complaint))
+        if record.levelno > logging.WARNING:  # aiohttp's DEBUG for a first line that is not HTTP stays
+            record.levelno, record.levelname = logging.WARNING, logging.getLevelName(logging.WARNING)
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+MALFORMED_REQUESTS: Final = MalformedRequestFilter()
+"""The one instance configure_logging adds to `aiohttp.server` (adding it again is a no-op)."""
+
+
 def record_fields(record: logging.LogRecord) -> dict[str, object]:
     """The fields a log call gave in `extra=`: the event's or the page's."""
     return {key: value for key, value in record.__dict__.items() if key not in _RECORD_ATTRIBUTES}
@@ -138,7 +174,8 @@ class JsonFormatter(logging.Formatter):
         }
         line.update(record_fields(record))
         if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
+            # The text ClientTextFilter masked, when it ran: formatted afresh, a phone would be back.
+            line["exception"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
@@ -169,10 +206,17 @@ class PathOnlyAccessLogger(AbstractAccessLogger):
         """Write one access line, with the request's id and its route as fields."""
         if not self.logger.isEnabledFor(logging.INFO):
             return
-        info = request.match_info.route.resource if isinstance(request, web.Request) else None
+        match_info = None
+        if isinstance(request, web.Request):
+            # A request the parser refused never reached the router, and aiohttp asserts that its
+            # match and its app (the trusted proxies) are not there to read: its peer is the client.
+            with contextlib.suppress(AssertionError):
+                match_info = request.match_info
+        refused = isinstance(request, web.Request) and match_info is None
+        info = match_info.route.resource if match_info is not None else None
         self.logger.info(
             '%s "%s %s" %d %.1fms',
-            client_of(request),
+            (request.remote or UNKNOWN) if refused else client_of(request),
             request.method,
             mask_phones(request.path),
             response.status,
@@ -193,3 +237,4 @@ def configure_logging(level: str, log_format: LogFormat = "text") -> None:
     handler.addFilter(RequestIdFilter())
     handler.addFilter(ClientTextFilter())
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    logging.getLogger("aiohttp.server").addFilter(MALFORMED_REQUESTS)

@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 from callback_service.callbacks.inbox import INBOX, envelope, open_envelope
 from callback_service.client_address import TRUSTED_PROXIES
 from callback_service.logs import (
+    MALFORMED_REQUESTS,
     REQUEST_ID,
     ClientTextFilter,
     JsonFormatter,
@@ -263,6 +264,92 @@ async def test_a_phone_a_client_puts_in_a_url_reaches_the_log_masked(
     assert "138****0001" in written
     assert "13800000001" not in written
     assert "138-0000-0001" not in written
+
+
+@pytest.mark.parametrize(
+    ("target", "headers", "what"),
+    [
+        (b"/13800000001 \x01junk", [], "Bad status line"),  # a request line the parser refuses
+        (b"/bind", [(b"X-Phone\x01", b"13800000001")], "Invalid header"),
+        (b"/bind", [(b"X-Long", b"1" * 9000)], "Got more than"),  # a header past aiohttp's limit
+        (b"/bind", [(b"Transfer-Encoding", b"chunked, gzip")], "encoding"),
+    ],
+)
+async def test_a_malformed_request_is_one_warning_line_without_a_traceback(
+    aiohttp_server: Callable[..., Awaitable[TestServer]], target: bytes, headers: list[tuple[bytes, bytes]],
+    what: str,
+) -> None:
+    records: list[logging.LogRecord] = []
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+            lines.append(self.format(record))
+
+    handler = Keep()
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(ClientTextFilter())
+    loggers = [logging.getLogger(name) for name in ("aiohttp.server", "aiohttp.access")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.INFO)
+        logger.addHandler(handler)
+    loggers[0].addFilter(MALFORMED_REQUESTS)  # as configure_logging does
+    try:
+        app = create_app(world_settings(), run_workers=False)
+        server = await aiohttp_server(app, access_log_class=PathOnlyAccessLogger)
+        answer = await raw_request(server.port or 0, b"GET", target, headers=headers)
+        assert answer.status == 400
+        for _ in range(100):  # bounded: the lines are written as the answer goes
+            if len(records) >= 2:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        loggers[0].removeFilter(MALFORMED_REQUESTS)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+    # One line of the server's, and the access line (which a refused request used to break).
+    assert sorted(record.name for record in records) == ["aiohttp.access", "aiohttp.server"]
+    [record] = [record for record in records if record.name == "aiohttp.server"]
+    assert record.levelno == logging.WARNING
+    assert record.exc_info is None
+    line = lines[records.index(record)]
+    assert "Traceback" not in line
+    assert "\n" not in line
+    message = json.loads(line)["message"]
+    assert message.startswith("malformed request from 127.0.0.1 (400, ")
+    assert what.lower() in message.lower()
+    assert "13800000001" not in "".join(lines)
+    [access] = [json.loads(line) for line in lines if json.loads(line)["logger"] == "aiohttp.access"]
+    assert access["status"] == 400
+    assert access["message"].startswith("127.0.0.1 ")
+
+
+def test_a_json_line_keeps_the_traceback_that_the_client_text_filter_masked() -> None:
+    logger = logging.getLogger("aiohttp.web")
+    try:
+        raise ValueError("bad path /13800000001")
+    except ValueError as exc:
+        record = logger.makeRecord(logger.name, logging.ERROR, __file__, 1, "failed", (),
+                                   (type(exc), exc, exc.__traceback__))
+    ClientTextFilter().filter(record)
+    line = json.loads(JsonFormatter().format(record))
+    assert "/138****0001" in line["exception"]
+    assert "13800000001" not in line["exception"]
+
+
+def test_an_error_that_is_not_the_parsers_keeps_its_level_and_traceback() -> None:
+    logger = logging.getLogger("aiohttp.server")
+    try:
+        raise RuntimeError("a handler's bug")
+    except RuntimeError as exc:
+        record = logger.makeRecord(logger.name, logging.ERROR, __file__, 1, "Error handling request from %s",
+                                   ("127.0.0.1",), (type(exc), exc, exc.__traceback__))
+    assert MALFORMED_REQUESTS.filter(record)
+    assert (record.levelno, record.getMessage()) == (logging.ERROR, "Error handling request from 127.0.0.1")
+    assert record.exc_info is not None
 
 
 def test_mask_phones_masks_phone_shaped_runs_only() -> None:

@@ -22,6 +22,7 @@ from sandbox.wecom_keys import WECOM_SANDBOX_STATE
 from sandbox.wecom_state import APP, CONTACTS, Member
 from tests.support.callbacks import AES_KEY, AGENT_ID, CORP_ID, TOKEN, event_xml
 from tests.support.processes import free_port, start_service, stop, wait_healthy
+from tests.support.rawhttp import raw_request
 from tests.support.world import APP_SECRET, CONTACTS_SECRET, service_env
 
 
@@ -86,6 +87,8 @@ async def test_subscribe_encrypted_by_wechatpy_is_accepted_and_dispatched(
                 break
             await asyncio.sleep(0.05)
         assert [sent.touser for sent in state.messages] == [("zhangsan",)]
+        malformed = await raw_request(port, b"GET", b"/13800000001 \x01junk")
+        assert malformed.status == 400
     finally:
         _, stderr = stop(process)
     # serve writes JSON lines; the worker's line carries the id of the request that stored the event.
@@ -97,5 +100,12 @@ async def test_subscribe_encrypted_by_wechatpy_is_accepted_and_dispatched(
     access = [line for line in lines if line["logger"] == "aiohttp.access" and line.get("route")]
     assert any(line["request_id"] == request_id and line["status"] == 200 for line in access)
     assert "callback refused (403)" in stderr
+    # A request the parser refuses: one warning, masked, and no traceback anywhere.
+    refused = [line for line in lines if line["logger"] == "aiohttp.server"]
+    assert [(line["level"], line["message"][:37]) for line in refused] == [
+        ("WARNING", "malformed request from 127.0.0.1 (400")
+    ]
+    assert "138****0001" in refused[0]["message"]
+    assert "Traceback" not in stderr
     assert TOKEN not in stderr
     assert AES_KEY not in stderr

@@ -668,7 +668,7 @@ async def directory_confirm(request: web.Request, admin: Admin) -> web.StreamRes
     report = await import_directory(request.app[STORE], base64.b64decode(encoded))
     if not report.ok:
         return message(
-            request, admin, title="导入未完成", text="；".join(report.lines()), status=400, link=back
+            request, admin, title="导入未完成", text="；".join(report.lines("zh")), status=400, link=back
         )
     what = f"directory import: {report.written} entries from {filename or 'upload'}"
     await _store(request).audit_note(NOT_A_STUDENT, AuditAction.CONSOLE, what, actor=admin.actor(what))

@@ -282,12 +282,25 @@ async def test_an_upload_with_bad_rows_lists_each_by_line_and_writes_nothing(con
     status, text = await _upload(env, data.encode())
     assert status == 400
     assert "第 3 行" in text
-    # The import's own messages, as the CLI prints them (English since issue 18 item 7).
-    assert "no name (姓名)" in text
+    # The import's own messages, in their Chinese wording (the CLI prints the English one).
+    assert "缺少姓名" in text
     assert "第 4 行" in text
-    assert "the phone (手机) is not a mainland mobile number" in text
+    assert "手机号不是中国大陆的手机号码" in text
+    assert "no name" not in text
+    assert "mainland" not in text
     assert "确认导入" not in text
     assert await env.store.directory_list() == before
+
+
+async def test_an_upload_in_two_encodings_is_refused_in_chinese(console: PagesEnv) -> None:
+    data = "学号,姓名,院系,手机\n2022001,张三,管理学院,\n".encode() + "2022002,李四,管理学院,\n".encode("gb18030")
+    status, text = await _upload(console, data)
+    assert status == 400
+    assert "编码 无法判断" in text
+    assert "不是有效的 UTF-8 编码" in text
+    assert "另存为“CSV UTF-8”" in text
+    assert "undecided" not in text
+    assert "does not decode" not in text
 
 
 async def test_an_upload_previews_then_imports_all_on_confirmation(console: PagesEnv) -> None:

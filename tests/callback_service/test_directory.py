@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import string
 from pathlib import Path
 
 import pytest
 
-from callback_service.directory import import_directory, parse_directory
+from callback_service.directory import Wording, import_directory, parse_directory
 from callback_service.ops.cli import main
 from callback_service.store import open_store
 from handlers.core.binding import DirectoryEntry
@@ -410,3 +412,33 @@ async def _entries_at(url: str) -> list[DirectoryEntry | None]:
         return await _entries(store)
     finally:
         await store.close()
+
+
+def test_every_message_has_both_wordings_with_the_same_values() -> None:
+    formatter = string.Formatter()
+    for wording in Wording:
+        english, chinese = wording.value
+        fields = [{name for _, name, _, _ in formatter.parse(text) if name} for text in (english, chinese)]
+        assert fields[0] == fields[1], wording
+        assert bool(english) == bool(chinese), wording
+        assert not re.search(r"[\u4e00-\u9fff]", english.replace("学号", "").replace("姓名", "")
+                             .replace("院系", "").replace("手机", "")), wording
+        assert not re.search(r"\b(the|a|is|of|no)\b", chinese), wording
+
+
+async def test_a_report_reads_in_either_wording(sqlite_store: Store) -> None:
+    data = "学号,姓名,院系,手机\n2021001,,管理学院,\n2021001,张三,管理学院,12345\n".encode()
+    report = await import_directory(sqlite_store, data)
+    assert report.lines() == [
+        "encoding UTF-8: 0 good row(s), 0 with a phone",
+        "line 2: no name (姓名)",
+        "line 3: the phone (手机) is not a mainland mobile number (11 digits; +86, spaces, dashes are fine)",
+        "2 problem(s): nothing imported; fix the file and import it again",
+    ]
+    assert report.lines("zh") == [
+        "编码 UTF-8：有效记录 0 条，其中有手机号 0 条",
+        "第 2 行：缺少姓名",
+        "第 3 行：手机号不是中国大陆的手机号码（11 位数字；可带 +86、空格或短横线）",
+        "发现 2 处错误：没有导入任何记录；请修正文件后重新导入",
+    ]
+    assert report.problems[0].chinese == "缺少姓名"

@@ -198,6 +198,18 @@ class MemoryStore(RulesRunner):
         self._audit = kept
         return pruned
 
+    async def audit_redact(self, member_id: str, text: str, replacement: str) -> int:
+        """Replace text in the member's audit details."""
+        if not text:
+            raise ValueError("audit_redact: nothing to replace")
+        await self._turn()
+        changed = 0
+        for index, record in enumerate(self._audit):
+            if record.member_id == member_id and text in record.detail:
+                self._audit[index] = replace(record, detail=record.detail.replace(text, replacement))
+                changed += 1
+        return changed
+
     # school directory
 
     async def directory_upsert(self, entries: Sequence[DirectoryEntry]) -> int:

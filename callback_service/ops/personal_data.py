@@ -13,6 +13,7 @@ that no copy of what it deleted stays on disk.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -26,6 +27,8 @@ from handlers.usecases.contracts import Store
 from handlers.usecases.sms_proof import forget_sms_of, sms_records_of
 
 DAY = 24 * 3600.0
+_OPENID_IN_DETAIL = re.compile(r"openid ([A-Za-z0-9_-]{8,})")
+"""An openid as the rules' audit details name it (follow, unfollow, a conflict of I4)."""
 DEAD_LETTERS_READ = 100_000
 """How many dead letters a data request reads: all of them, at any inbox this service keeps."""
 
@@ -53,6 +56,11 @@ def _remembered(member_id: str) -> dict[str, str]:
 def _results_prefix(member_id: str) -> str:
     """The binding page's results of the student's forms, keyed by member and form (pages.views)."""
     return f"bind-result:{member_id}:"
+
+
+def mask_openid(openid: str) -> str:
+    """An openid as the audit log keeps it after an erasure: its first four characters."""
+    return openid[:4] + "****"
 
 
 def _iso(at: float | None) -> str | None:
@@ -174,6 +182,8 @@ class Erasure:
     """The phones whose SMS counters went (sent a code by the student within the day)."""
     kv_entries: int = 0
     """The other kv entries keyed by the student that were removed (page results, memories)."""
+    openids: int = 0
+    """The student's openids masked in the audit records kept."""
     scrubbed: str = ""
     """What the store did to push the deleted data out of its files (Store.scrub)."""
 
@@ -184,6 +194,7 @@ async def erase_student(
     """Remove the student's data, keeping only their masked audit records within the retention."""
     if not await _known(store, member_id):
         raise UnknownStudent(member_id)
+    before = await store.get_binding(member_id)
     # The binding goes through the rules' own removal: its phone and openid are freed, audited.
     binding = await store.delete_member(member_id, actor=actor)
     directory = await store.directory_delete(member_id)
@@ -196,15 +207,23 @@ async def erase_student(
     await store.kv_apply({}, deletes=remembered)
     kv_entries += await store.kv_delete_prefix(_results_prefix(member_id))
     pruned = await store.audit_prune(retention_start(now, retention_days), member_id=member_id)
+    # The records kept name the student's WeChat by its openid (a follow, an unfollow, a conflict):
+    # masked like their phones.
+    kept = await store.audit_list(member_id=member_id, limit=100_000)
+    openids = {found for record in kept for found in _OPENID_IN_DETAIL.findall(record.detail)}
+    if before is not None and before.openid:
+        openids.add(before.openid)
+    for openid in sorted(openids, key=len, reverse=True):  # a longer one first: one may hold another
+        await store.audit_redact(member_id, openid, mask_openid(openid))
     await store.audit_note(
         member_id, AuditAction.ERASE,
         f"data request: erased binding={binding} directory={directory} sessions={sessions}"
         f" dead letters={dead_letters} old audit records={pruned} wecom status={member_seen}"
-        f" sms phones={sms_phones} kv entries={kv_entries}",
+        f" sms phones={sms_phones} kv entries={kv_entries} openids masked={len(openids)}",
         actor=actor,
     )
     # Last, after every delete (the audit note's too): the files are scrubbed of all of them.
     scrubbed = await store.scrub()
     return Erasure(binding=binding, directory=directory, sessions=sessions, dead_letters=dead_letters,
                    audit_records=pruned, member_seen=member_seen, sms_phones=sms_phones,
-                   kv_entries=kv_entries, scrubbed=scrubbed)
+                   kv_entries=kv_entries, openids=len(openids), scrubbed=scrubbed)

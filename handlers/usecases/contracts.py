@@ -398,6 +398,11 @@ class Erasure(Protocol):
         """Remove WeCom's word on the member (MemberSeen); False when there was none."""
         ...
 
+    async def audit_redact(self, member_id: str, text: str, replacement: str) -> int:
+        """Replace text in the details of the member's audit records (an erasure masks the openid that
+        the records it keeps name); return how many records changed."""
+        ...
+
     async def kv_delete_prefix(self, prefix: str) -> int:
         """Delete every kv entry whose key starts with prefix (a student's entries keyed by a form or
         a login, which no index names); return how many. A scan: for erasure, not for a request."""

@@ -100,6 +100,10 @@ async def test_the_erasure_leaves_only_masked_audit_records_within_retention(
     assert [record.action for record in kept] == [AuditAction.ERASE, AuditAction.DELETE, AuditAction.FOLLOW]
     assert all(record.phone_masked in (None, "138****0001") for record in kept)
     assert all("13800000001" not in record.detail for record in kept)
+    # The WeChat the student followed as is named masked in the records kept.
+    assert all("openid-zhangsan" not in record.detail for record in kept)
+    assert [r.detail for r in kept if r.action is AuditAction.FOLLOW] == ["openid open****"]
+    assert erasure.openids == 1
     assert await store.integrity_problems() == []
     # The phone is free for another student.
     claim = await store.claim_phone("2021002", Phone("13800000001"), lease=60, actor=STUDENT)
@@ -264,4 +268,5 @@ async def test_an_erased_phone_is_not_left_in_the_sqlite_file_or_its_wal(tmp_pat
     finally:
         await store.close()
     assert b"13800000001" not in kept
+    assert b"openid-zhangsan" not in kept
     assert b"13800000002" in kept  # the other student's phone is still there: the scan can see phones

@@ -588,6 +588,27 @@ async def test_audit_log(store: Store, clock: FakeClock) -> None:
     await consistent(store)
 
 
+async def test_audit_redact_rewrites_the_members_details_in_place(store: Store, clock: FakeClock) -> None:
+    await bind(store, "m1", P1)
+    await store.follow("m1", "openid-secret-1", actor=WECOM)
+    await store.unfollow("m1", actor=WECOM)
+    await store.audit_conflict("m2", None, "openid openid-secret-1 follows as member m1", actor=WECOM)
+    before = await store.audit_list(limit=100)
+    assert await store.audit_redact("m1", "openid-secret-1", "open****") == 2
+    after = await store.audit_list(limit=100)
+    # Same records, same order, same ids: only the member's details changed.
+    assert [(r.id, r.action, r.member_id) for r in after] == [(r.id, r.action, r.member_id) for r in before]
+    first, second, *rest = [r.detail for r in before if r.member_id == "m1"]
+    assert (first, second) == ("openid openid-secret-1", "openid openid-secret-1")
+    assert [r.detail for r in await store.audit_list(member_id="m1")] == ["openid open****"] * 2 + rest
+    assert all("openid-secret-1" not in r.detail for r in after if r.member_id == "m1")
+    assert [r.detail for r in after if r.member_id == "m2"] == ["openid openid-secret-1 follows as member m1"]
+    assert await store.audit_redact("m1", "openid-secret-1", "open****") == 0
+    with pytest.raises(ValueError, match="nothing to replace"):
+        await store.audit_redact("m1", "", "x")
+    await consistent(store)
+
+
 # key-value entries and locks
 
 

@@ -85,6 +85,22 @@ for i = 1, #ARGV, 2 do
 end
 return count
 """
+# KEYS: the member's list and the whole log. ARGV: pairs of a record as stored and as redacted. Each
+# redacted record takes its old one's place in both lists; a record pruned meanwhile is left out.
+_REDACT: Final = r"""
+local count = 0
+for i = 1, #ARGV, 2 do
+  local found = false
+  for _, key in ipairs(KEYS) do
+    if redis.call('LINSERT', key, 'BEFORE', ARGV[i], ARGV[i + 1]) > 0 then
+      redis.call('LREM', key, 1, ARGV[i])
+      found = true
+    end
+  end
+  if found then count = count + 1 end
+end
+return count
+"""
 _PRUNE_BATCH: Final = 500
 _SINCE_BATCH: Final = 1000
 
@@ -120,6 +136,7 @@ class RedisBindings(RulesRunner, RedisBase):
         super().__init__(*args, **kwargs)
         self._apply = self._redis.register_script(_APPLY)
         self._prune = self._redis.register_script(_PRUNE)
+        self._redact = self._redis.register_script(_REDACT)
         # A decision starts from the values last seen here instead of reading them again: the
         # compare-and-apply checks them all the same, and one that changed meanwhile costs a read
         # and a second decision. So the claim's own record serves its commit without a round trip.
@@ -323,6 +340,23 @@ class RedisBindings(RulesRunner, RedisBase):
             if count == 0:
                 return pruned  # another prune took them meanwhile
             pruned += count
+
+    async def audit_redact(self, member_id: str, text: str, replacement: str) -> int:
+        """Replace text in the member's audit details: each record rewritten in place in both lists."""
+        if not text:
+            raise ValueError("audit_redact: nothing to replace")
+        own = self._key("audit:m", member_id)
+        with self._unavailable():
+            records = [str(record) for record in await self._redis.lrange(own, 0, -1)]
+        pairs: list[str] = []
+        for record in records:
+            data = json.loads(record)
+            if text in str(data["detail"]):
+                data["detail"] = str(data["detail"]).replace(text, replacement)
+                pairs += [record, json.dumps(data, ensure_ascii=False)]
+        if not pairs:
+            return 0
+        return int(await self._run(self._redact, (own, self._prefix + "audit"), pairs))
 
 
 def _audit_record(data: Mapping[str, Any]) -> AuditRecord:

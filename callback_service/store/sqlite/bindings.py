@@ -228,6 +228,19 @@ class SqliteBindings(RulesRunner, SqliteBase):
 
         return await self._write(run)
 
+    async def audit_redact(self, member_id: str, text: str, replacement: str) -> int:
+        """Replace text in the member's audit details, in one transaction."""
+        if not text:
+            raise ValueError("audit_redact: nothing to replace")
+
+        def run(tx: Tx) -> int:
+            update = (
+                "UPDATE audit SET detail = replace(detail, ?, ?) WHERE member_id = ? AND instr(detail, ?) > 0"
+            )
+            return tx.c.execute(update, (text, replacement, member_id, text)).rowcount
+
+        return await self._write(run)
+
 
 def _audit_record(v: Sequence[object]) -> AuditRecord:
     return AuditRecord(

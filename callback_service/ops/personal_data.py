@@ -5,9 +5,9 @@ and openid), the directory entry, WeCom's word on the member (MemberSeen), the o
 dead letters of the student's events, what the SMS proof keeps (its counters, the phones' tags,
 pending codes), and every kv entry keyed by the student (page results, rate counters, the memory of
 a welcome, an invitation, a member the flow created); of the audit log it keeps only the student's
-records within the retention period, which hold masked phones only. It ends by scrubbing the store's
-files (Store.scrub: SQLite's WAL checkpointed and truncated, Redis's append-only file rewritten), so
-that no copy of what it deleted stays on disk.
+records within the retention period, which hold masked phones only, and in which it masks the
+openids too. It ends by scrubbing the store's files (Store.scrub: SQLite's WAL checkpointed and
+truncated, Redis's append-only file rewritten), so that no copy of what it deleted stays on disk.
 """
 
 from __future__ import annotations

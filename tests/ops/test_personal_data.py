@@ -242,6 +242,7 @@ async def test_the_commands(tmp_path: Path) -> None:
     erase = _cli(url, "student", "erase", "2021001")
     assert erase.returncode == 0, erase.stderr
     assert "binding removed" in erase.stdout
+    assert "sqlite: WAL checkpointed and truncated" in erase.stdout
     listing = _cli(url, "audit", "--member", "2021001")
     assert listing.returncode == 0
     assert "erase" in listing.stdout

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from typing import Generic, TypeVar, cast
+from dataclasses import dataclass, fields, replace
+from typing import Final, Generic, TypeVar, cast
 
 from handlers.core.binding import (
     AccountFollowed,
@@ -58,7 +58,7 @@ def binding_key(member_id: str) -> Key:
     return Key(KeyKind.BINDING, member_id)
 
 
-def phone_key(phone: str) -> Key:
+def phone_key(phone: Phone) -> Key:
     """The key of a phone's holder (a member id)."""
     return Key(KeyKind.PHONE, phone)
 
@@ -69,29 +69,18 @@ def openid_key(openid: str) -> Key:
 
 
 @dataclass(frozen=True, slots=True)
-class Row:
-    """A binding record as stored, with the claim token that Binding does not show."""
+class Row(Binding):
+    """A binding record as stored: the Binding with the claim token, which callers never see."""
 
-    member_id: str
-    phone: Phone | None
-    state: BindingState
-    openid: str | None
-    lease_expires_at: float | None
-    previous_phone: Phone | None
     token: str | None
-    updated_at: float
 
     def binding(self) -> Binding:
         """The binding as callers see it."""
-        return Binding(
-            member_id=self.member_id,
-            phone=self.phone,
-            state=self.state,
-            openid=self.openid,
-            lease_expires_at=self.lease_expires_at,
-            previous_phone=self.previous_phone,
-            updated_at=self.updated_at,
-        )
+        return Binding(**{name: getattr(self, name) for name in _BINDING_FIELDS})
+
+
+_BINDING_FIELDS: Final = tuple(field.name for field in fields(Binding))
+"""What a Row shows to callers: every field of Binding, so that one added there is shown too."""
 
 
 Value = Row | str | None
@@ -143,7 +132,7 @@ def decide(records: Mapping[Key, Value], now: float, rule: Callable[[Draft], T])
     return Decision(outcome, dict(draft.writes), tuple(draft.audits))
 
 
-def masked(phone: str | None) -> str:
+def masked(phone: Phone | None) -> str:
     """Mask a phone for an audit detail; '-' when there is none."""
     return mask_phone(phone) if phone else "-"
 
@@ -169,7 +158,7 @@ class Draft:
         value = self._get(binding_key(member_id))
         return value if isinstance(value, Row) else None
 
-    def holder(self, phone: str) -> str | None:
+    def holder(self, phone: Phone) -> str | None:
         """The member the phone index gives the phone to, or None."""
         value = self._get(phone_key(phone))
         return value if isinstance(value, str) else None
@@ -190,11 +179,11 @@ class Draft:
         """Delete the member's binding record."""
         self.writes[binding_key(member_id)] = None
 
-    def index(self, phone: str, member_id: str) -> None:
+    def index(self, phone: Phone, member_id: str) -> None:
         """Give the phone to the member in the phone index."""
         self.writes[phone_key(phone)] = member_id
 
-    def unindex(self, phone: str | None, member_id: str) -> None:
+    def unindex(self, phone: Phone | None, member_id: str) -> None:
         """Free the phone in the index, if the member is the one holding it there."""
         if phone is not None and self.holder(phone) == member_id:
             self.writes[phone_key(phone)] = None
@@ -208,7 +197,7 @@ class Draft:
         if openid is not None and self.owner(openid) == member_id:
             self.writes[openid_key(openid)] = None
 
-    def audit(self, action: AuditAction, member_id: str, phone: str | None, detail: str) -> None:
+    def audit(self, action: AuditAction, member_id: str, phone: Phone | None, detail: str) -> None:
         """Add an audit record, the phone masked."""
         self.audits.append(AuditEntry(action, member_id, mask_phone(phone) if phone else None, detail))
 
@@ -216,7 +205,7 @@ class Draft:
         """True for a pending claim whose lease has run out (binding.lease_ran_out)."""
         return lease_ran_out(row.state, row.lease_expires_at, self.now)
 
-    def holds(self, row: Row | None, phone: str) -> bool:
+    def holds(self, row: Row | None, phone: Phone) -> bool:
         """True when the row really holds the phone (not a stale claim that ran out)."""
         if row is None:
             return False
@@ -237,7 +226,7 @@ class Draft:
         self.audit(action, row.member_id, row.phone, detail)
         return result
 
-    def strip(self, row: Row, phone: str, taker: str, *, why: str | None = None) -> None:
+    def strip(self, row: Row, phone: Phone, taker: str, *, why: str | None = None) -> None:
         """Take the phone away from another member because WeCom's truth gives it to taker (or, with
         why, because WeCom gives it to nobody that the store names: why is the audit's reason)."""
         if row.state is BindingState.PENDING and row.phone == phone:
@@ -256,7 +245,7 @@ class Draft:
 def _bound(member_id: str, phone: Phone | None, *, openid: str | None = None) -> Row:
     """A settled binding record: followed when it has an openid, else bound."""
     state = BindingState.BOUND if openid is None else BindingState.FOLLOWED
-    return Row(member_id, phone, state, openid, None, None, None, 0.0)
+    return Row(member_id, phone, state, openid, None, None, 0.0, token=None)
 
 
 def _binding(row: Row | None) -> Binding | None:
@@ -266,7 +255,7 @@ def _binding(row: Row | None) -> Binding | None:
 # reads
 
 
-def phone_holder(d: Draft, phone: str) -> Binding | None:
+def phone_holder(d: Draft, phone: Phone) -> Binding | None:
     """The binding that holds the phone (I1), or None when it is free."""
     holder = d.holder(phone)
     row = None if holder is None else d.load(holder)
@@ -333,7 +322,7 @@ def claim(d: Draft, member_id: str, phone: Phone, *, lease: float, token: str, a
     if holder is not None and d.expired(holder) and holder.phone == phone:
         d.revert(holder, AuditAction.CLAIM_EXPIRED)
     lease_until = d.now + lease
-    d.save(Row(member_id, phone, BindingState.PENDING, None, lease_until, current, token, d.now))
+    d.save(Row(member_id, phone, BindingState.PENDING, None, lease_until, current, d.now, token=token))
     d.index(phone, member_id)
     d.audit(AuditAction.CLAIM, member_id, phone, f"previous {masked(current)}" if current else "")
     return Claim(member_id, phone, token, lease_until, current, actor)
@@ -450,7 +439,7 @@ def set_phone(
     return saved.binding()
 
 
-def stale_phone(d: Draft, phone: str, claimant: str, wecom_holder: str | None) -> bool:
+def stale_phone(d: Draft, phone: Phone, claimant: str, wecom_holder: str | None) -> bool:
     """The store gives the phone to another member than the claimant; WeCom (user/getuserid) gives it
     to wecom_holder (None: to nobody). True when the phone is free for the claimant now: the store's
     holder lost it to WeCom's truth (audited with the reason), or it was free already. False when 2.1
@@ -533,6 +522,6 @@ def note(d: Draft, member_id: str, action: AuditAction, detail: str) -> None:
     d.audit(action, member_id, None, detail)
 
 
-def conflict(d: Draft, member_id: str, phone: str | None, detail: str) -> None:
+def conflict(d: Draft, member_id: str, phone: Phone | None, detail: str) -> None:
     """Record a change that a rule refused; nothing else changes."""
     d.audit(AuditAction.CONFLICT, member_id, phone, detail)

@@ -44,12 +44,12 @@ P1, P2 = Phone("13800000001"), Phone("13800000002")
 def bound(member: str, phone: str | None, *, openid: str | None = None) -> Row:
     """A settled binding record."""
     state = BindingState.FOLLOWED if openid else BindingState.BOUND
-    return Row(member, Phone.parse_or_none(phone), state, openid, None, None, None, 1.0)
+    return Row(member, Phone.parse_or_none(phone), state, openid, None, None, 1.0, token=None)
 
 
 def pending(member: str, phone: str, *, lease: float, previous: str | None = None) -> Row:
     """A claim's record, its lease running out at lease."""
-    return Row(member, Phone(phone), BindingState.PENDING, None, lease, Phone.parse_or_none(previous), "tok", 1.0)
+    return Row(member, Phone(phone), BindingState.PENDING, None, lease, Phone.parse_or_none(previous), 1.0, token="tok")
 
 
 def run(records: Mapping[Key, Any], rule: Callable[[Draft], T]) -> Decision[T]:
@@ -72,7 +72,7 @@ def test_a_free_phone_is_claimed_pending_and_indexed() -> None:
     claim = decision.result()
     assert (claim.member_id, claim.phone, claim.token, claim.lease_expires_at) == ("m1", P1, "new", NOW + 60)
     assert decision.writes == {
-        binding_key("m1"): Row("m1", P1, BindingState.PENDING, None, NOW + 60, None, "new", NOW),
+        binding_key("m1"): Row("m1", P1, BindingState.PENDING, None, NOW + 60, None, NOW, token="new"),
         phone_key(P1): "m1",
     }
     assert actions(decision) == [(AuditAction.CLAIM, "m1")]
@@ -144,7 +144,7 @@ def test_release_goes_back_to_the_previous_phone() -> None:
     decision = run(records, lambda d: rules.release(d, held))
     assert decision.result() is True
     assert decision.writes == {
-        binding_key("m1"): Row("m1", P1, BindingState.BOUND, None, None, None, None, NOW),
+        binding_key("m1"): Row("m1", P1, BindingState.BOUND, None, None, None, NOW, token=None),
         phone_key(P2): None,
     }
     assert actions(decision) == [(AuditAction.RELEASE, "m1")]
@@ -284,7 +284,7 @@ def test_another_holder_in_wecom_keeps_2_1_and_corrects_the_index() -> None:
     decision = run(records, stale_rule("m1", "m3"))
     assert decision.result() is False
     assert decision.writes[phone_key(P1)] is None
-    assert decision.writes[binding_key("m2")] == Row("m2", None, BindingState.FOLLOWED, "o2", None, None, None, NOW)
+    assert decision.writes[binding_key("m2")] == Row("m2", None, BindingState.FOLLOWED, "o2", None, None, NOW, token=None)
 
 
 def test_a_live_claim_of_another_student_is_not_stale() -> None:

@@ -154,7 +154,7 @@ def _status_drift(member_id: str, binding: Binding, seen: WeComView) -> Drift | 
     followed = binding.state is BindingState.FOLLOWED
     if activated == followed:
         return None
-    phone = Phone.parse_or_none(binding.phone)  # WeCom agrees with it, or hides its own
+    phone = binding.phone  # WeCom agrees with it, or hides its own
     if followed:
         detail = f"followed here, WeCom status {seen.status} (not activated): the follow is ended"
         return _drift(DriftKind.STATUS_DIFFERS, member_id, binding, True, phone, detail, Fix.UNFOLLOW)
@@ -173,7 +173,7 @@ def _department_drift(
     shown = ",".join(str(d) for d in seen.department) or "none"
     detail = (f"the directory's 院系 is WeCom department {expected}, WeCom has {shown}: reported only"
               " (move the member in WeCom's admin console, or correct the directory)")
-    return _drift(DriftKind.DEPARTMENT_DIFFERS, member_id, binding, True, Phone.parse_or_none(binding.phone),
+    return _drift(DriftKind.DEPARTMENT_DIFFERS, member_id, binding, True, binding.phone,
                   detail, Fix.NONE)
 
 

@@ -9,6 +9,7 @@ from xml.parsers import expat
 
 from handlers.core.events import (
     CONTACT_CHANGE_TYPES,
+    ChangeType,
     ContactChange,
     EnterAgent,
     Event,
@@ -244,7 +245,7 @@ def parse_event(plaintext: bytes) -> Event:
         }
         return ContactChange(
             member_id=fields.required("UserID"),
-            change_type=change_type,
+            change_type=ChangeType(change_type),
             new_user_id=fields.text("NewUserID") or None,
             name=fields.text("Name"),
             mobile=fields.text("Mobile"),

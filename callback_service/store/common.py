@@ -11,7 +11,7 @@ from typing import Final
 
 from handlers.core.binding import BindingState
 from handlers.core.member import MemberSeen
-from handlers.core.phone import Phone, mask_phone
+from handlers.core.phone import InvalidPhone, Phone, mask_phone
 from handlers.core.rules import Row
 from handlers.usecases.contracts import StoreUnavailable
 
@@ -58,7 +58,10 @@ def stored_phone(text: object, *, member_id: str, record: str) -> Phone | None:
     """
     if text is None or text == "":
         return None
-    phone = Phone.parse_or_none(str(text))
+    try:
+        return Phone(str(text))  # what the store writes: the 11 digits
+    except InvalidPhone:
+        phone = Phone.parse_or_none(str(text))
     if phone is None:
         log.warning(
             "store: the %s phone of member %s is not a mainland mobile: read as none",

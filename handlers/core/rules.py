@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
+from operator import attrgetter
 from typing import Final, Generic, TypeVar, cast
 
 from handlers.core.binding import (
@@ -76,11 +77,11 @@ class Row(Binding):
 
     def binding(self) -> Binding:
         """The binding as callers see it."""
-        return Binding(**{name: getattr(self, name) for name in _BINDING_FIELDS})
+        return Binding(*_binding_values(self))
 
 
-_BINDING_FIELDS: Final = tuple(field.name for field in fields(Binding))
-"""What a Row shows to callers: every field of Binding, so that one added there is shown too."""
+_binding_values: Final = attrgetter(*(field.name for field in fields(Binding)))
+"""What a Row shows to callers: every field of Binding, in its order, so that one added there is shown too."""
 
 
 Value = Row | str | None

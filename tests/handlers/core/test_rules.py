@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import fields
 from typing import Any, TypeVar
 
 import pytest
@@ -12,6 +13,7 @@ from handlers.core.binding import (
     AccountFollowed,
     Actor,
     AuditAction,
+    Binding,
     BindingChanged,
     BindingState,
     Claim,
@@ -65,6 +67,15 @@ def actions(decision: Decision[Any]) -> list[tuple[AuditAction, str]]:
 def claim_rule(member: str, phone: Phone) -> Callable[[Draft], Claim]:
     """A claim of phone by member for 60 s."""
     return lambda d: rules.claim(d, member, phone, lease=60, token="new", actor=ACTOR)
+
+
+def test_a_row_is_its_binding_with_the_claim_token_which_callers_never_see() -> None:
+    row = pending("m1", "13800000002", lease=NOW + 60, previous="13800000001")
+    assert [f.name for f in fields(Row)] == [f.name for f in fields(Binding)] + ["token"]
+    shown = row.binding()
+    assert type(shown) is Binding
+    assert shown == Binding(**{f.name: getattr(row, f.name) for f in fields(Binding)})
+    assert row != shown  # a record and what callers see are never mistaken for each other
 
 
 def test_a_free_phone_is_claimed_pending_and_indexed() -> None:

@@ -13,6 +13,7 @@ from handlers.core.binding import (
     AccountFollowed,
     Actor,
     AuditAction,
+    Binding,
     BindingState,
     ClaimInProgress,
     ClaimLost,
@@ -942,3 +943,17 @@ async def test_inbox_concurrent_takes_never_hand_out_two_events_of_a_member(stor
     for member in range(6):
         order = [int(p[1:]) for p in handled if int(p[1:]) % 6 == member]
         assert order == sorted(order)
+
+
+async def test_bindings_are_read_as_bindings_never_as_records_with_their_claim_token(store: Store) -> None:
+    claim = await store.claim_phone("m1", P1, lease=LEASE, actor=STUDENT)
+    await store.commit_claim(await store.claim_phone("m2", P2, lease=LEASE, actor=STUDENT))
+    await store.follow("m3", "o3", actor=STUDENT)
+    read = [
+        await store.get_binding("m1"),
+        await store.get_binding_by_phone(P2),
+        await store.get_binding_by_openid("o3"),
+        await store.commit_claim(claim),
+        *await store.list_bindings(),
+    ]
+    assert [type(binding) for binding in read] == [Binding] * 7

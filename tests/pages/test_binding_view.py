@@ -74,3 +74,13 @@ async def test_me_shows_no_binding_once_a_first_claim_has_expired(make_env: Make
     assert "138****0013" not in me
     form = await (await env.client.get("/bind/phone")).text()
     assert 'data-source="none"' in form
+
+
+async def test_the_phone_page_of_a_member_followed_without_a_phone_names_no_phone(make_env: MakeEnv) -> None:
+    # A follow the store heard of before any binding (a member who joined through WeCom itself).
+    env = await make_env()
+    assert (await env.login("2021003")).status == 302
+    await env.store.follow("2021003", "o-2021003", actor=STUDENT)
+    form = await (await env.client.get("/bind/phone")).text()
+    assert "您已关注企业号" in form
+    assert "None" not in form

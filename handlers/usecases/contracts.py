@@ -252,7 +252,7 @@ class MemberChanges(Protocol):
     async def set_member_phone(
         self, member_id: str, phone: Phone | None, *, take: bool, actor: Actor, spare_live_claim: bool = False
     ) -> Binding | None:
-        """Settle the member's phone from WeCom's truth (None: no phone); drops a pending claim.
+        """Set the member's phone to WeCom's truth (None: no phone); drops a pending claim.
 
         When another member holds the phone: PhoneTaken unless take, which strips it from them.
         A followed member stays followed. spare_live_claim: a live claim of the member (its lease
@@ -270,10 +270,10 @@ class MemberChanges(Protocol):
         ...
 
 
-class Settling(Protocol):
+class DriftFixes(Protocol):
     """Reconcile's fix of one drift, applied only while the binding is as it was seen."""
 
-    async def settle_member(
+    async def fix_drift(
         self, member_id: str, fix: Fix, phone: Phone | None, *, seen: Binding | None, actor: Actor
     ) -> Binding | None:
         """Reconcile's fix in one atomic step, only while the member's binding is still `seen`
@@ -400,7 +400,7 @@ class Store(
     Claims,
     StalePhones,
     MemberChanges,
-    Settling,
+    DriftFixes,
     Integrity,
     Audit,
     InboxQueue,
@@ -452,6 +452,6 @@ class AdmissionStore(BindingLookup, MemberRecords, ConflictAudit, Protocol):
     admission the rules refused."""
 
 
-class ReconcileStore(DirectoryLookup, BindingLookup, Settling, RemembersMany, Protocol):
+class ReconcileStore(DirectoryLookup, BindingLookup, DriftFixes, RemembersMany, Protocol):
     """Reconcile's store: the directory and bindings to compare, each drift's fix, and which members
     the flow created (kv)."""

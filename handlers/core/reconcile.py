@@ -126,9 +126,9 @@ def _compare(member_id: str, binding: Binding | None, seen: WeComView | None, no
                 DriftKind.EXPIRED_CLAIM, member_id, binding, True, None, previous + detail, Fix.NONE
             )
         if mobile == binding.phone:
-            detail = "the write reached WeCom: set to the claimed phone"
+            detail = "the write reached WeCom: goes to the claimed phone"
         else:
-            detail = "the write did not reach WeCom: set to WeCom's mobile"
+            detail = "the write did not reach WeCom: goes to WeCom's mobile"
         return _drift(DriftKind.EXPIRED_CLAIM, member_id, binding, True, mobile, previous + detail)
     if binding is None:
         if mobile is None:
@@ -144,7 +144,7 @@ def _compare(member_id: str, binding: Binding | None, seen: WeComView | None, no
         elif mobile is None:
             detail = "WeCom holds no mobile: the phone is removed"
         else:
-            detail = f"{binding.state}: set to WeCom's mobile"
+            detail = f"{binding.state}: goes to WeCom's mobile"
         return _drift(DriftKind.PHONE_DIFFERS, member_id, binding, True, mobile, detail)
     return _status_drift(member_id, binding, seen)
 

@@ -411,7 +411,7 @@ class BindingFlow:
                 log.info("binding: member %s still unconfirmed (%s)", claim.member_id, exc)
                 continue
             except (WeComError, ClaimLost) as exc:
-                # Nothing a replay can end: the lease runs out and reconcile fixes it from WeCom's truth.
+                # Nothing a replay can resolve: the lease runs out and reconcile fixes it from WeCom.
                 log.warning("binding: member %s left to its lease (%s)", claim.member_id, type(exc).__name__)
                 break
             log.info("binding: member %s bound %s (confirmed)", claim.member_id, mask_phone(claim.phone))
@@ -419,7 +419,7 @@ class BindingFlow:
                             followed=False)
             break
         else:
-            log.warning("binding: member %s unconfirmed; its lease and reconcile end it", claim.member_id)
+            log.warning("binding: member %s unconfirmed; left to its lease, then reconcile", claim.member_id)
         if on_ended is not None:
             try:
                 await on_ended(outcome)

@@ -2,8 +2,8 @@
 
 Each use case depends on a narrow Protocol of its own (BindingFlowStore, CallbackStore,
 AdmissionStore, ReconcileStore, ReleaseStore; the admin console's ConsoleStore too), composed of the
-pieces below; Store is all of them, which every backend (SQLite, Redis, and the tests' in-memory
-store) fulfils structurally. The composition root
+pieces below (the console's in callback_service.admin.contracts); Store is all of them, which every
+backend (SQLite, Redis, and the tests' in-memory store) fulfils structurally. The composition root
 (callback_service.compose) hands the use cases a backend; they import only these contracts.
 """
 

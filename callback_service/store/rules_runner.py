@@ -92,20 +92,20 @@ class RulesRunner(abc.ABC):
     async def set_member_phone(
         self, member_id: str, phone: Phone | None, *, take: bool, actor: Actor, spare_live_claim: bool = False
     ) -> Binding | None:
-        """Settle the member's phone from WeCom's truth (handlers.core.rules.set_phone)."""
+        """Set the member's phone to WeCom's truth (handlers.core.rules.set_phone)."""
         first = [binding_key(member_id)] + ([] if phone is None else [phone_key(phone)])
         rule = partial(
             rules.set_phone, member_id=member_id, wanted=phone, take=take, spare_live_claim=spare_live_claim
         )
         return await self._decide(first, rule, actor)
 
-    async def settle_member(
+    async def fix_drift(
         self, member_id: str, fix: Fix, phone: Phone | None, *, seen: Binding | None, actor: Actor
     ) -> Binding | None:
-        """Reconcile's fix, applied only while the binding is still `seen` (handlers.core.rules.settle)."""
+        """Reconcile's fix, applied only while the binding is still `seen` (handlers.core.rules.fix_drift)."""
         wanted = None if fix is not Fix.SET_PHONE else phone
         first = [binding_key(member_id)] + ([] if wanted is None else [phone_key(wanted)])
-        rule = partial(rules.settle, member_id=member_id, fix=fix, wanted=wanted, seen=seen)
+        rule = partial(rules.fix_drift, member_id=member_id, fix=fix, wanted=wanted, seen=seen)
         return await self._decide(first, rule, actor)
 
     async def release_stale_phone(

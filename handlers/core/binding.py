@@ -98,7 +98,9 @@ class AuditAction(enum.StrEnum):
     CLAIM_DROPPED = "claim_dropped"
     FOLLOW = "follow"
     UNFOLLOW = "unfollow"
-    SETTLE = "settle"
+    SET_PHONE = "settle"
+    """The phone set to WeCom's truth (change_contact, reconcile's fix): stored as "settle", its
+    word before the rename, so that the records written before and after read alike."""
     PHONE_LOST = "phone_lost"
     DELETE = "delete"
     RENAME = "rename"
@@ -188,4 +190,4 @@ class OpenidConflict(BindingError):
 
 
 class BindingChanged(BindingError):
-    """The member's binding is no longer the one the caller read (reconcile's settle); nothing changed."""
+    """The member's binding is no longer the one the caller read (reconcile's fix); nothing changed."""

@@ -244,7 +244,7 @@ class Draft:
 
 
 def _bound(member_id: str, phone: Phone | None, *, openid: str | None = None) -> Row:
-    """A settled binding record: followed when it has an openid, else bound."""
+    """A binding record past its claim: followed when it has an openid, else bound."""
     state = BindingState.BOUND if openid is None else BindingState.FOLLOWED
     return Row(member_id, phone, state, openid, None, None, 0.0, token=None)
 
@@ -396,11 +396,11 @@ def unfollow(d: Draft, member_id: str) -> Binding | None:
 def set_phone(
     d: Draft, member_id: str, wanted: Phone | None, *, take: bool, spare_live_claim: bool = False
 ) -> Binding | None:
-    """Settle the member's phone from WeCom's truth (None: no phone), dropping a pending claim;
+    """Set the member's phone to WeCom's truth (None: no phone), dropping a pending claim;
     PhoneTaken when another member holds it, unless take, which strips it from them.
 
     spare_live_claim: a live claim of the member is left alone and nothing changes: the binding
-    flow is writing the member's mobile at WeCom, a newer truth than the one being settled.
+    flow is writing the member's mobile at WeCom, a newer truth than the one being set.
     """
     row = d.load(member_id)
     if spare_live_claim and row is not None and row.state is BindingState.PENDING and not d.expired(row):
@@ -423,7 +423,7 @@ def set_phone(
             result = d.save(replace(row, phone=None)).binding()
         else:
             d.remove(member_id)
-        d.audit(AuditAction.SETTLE, member_id, row.phone, "phone removed")
+        d.audit(AuditAction.SET_PHONE, member_id, row.phone, "phone removed")
         return result
     if row is not None and row.phone == wanted:
         return row.binding()
@@ -436,7 +436,7 @@ def set_phone(
     d.unindex(old, member_id)
     saved = d.save(_bound(member_id, wanted, openid=row.openid if row else None))
     d.index(wanted, member_id)
-    d.audit(AuditAction.SETTLE, member_id, wanted, f"replaces {masked(old)}" if old else "")
+    d.audit(AuditAction.SET_PHONE, member_id, wanted, f"replaces {masked(old)}" if old else "")
     return saved.binding()
 
 
@@ -499,11 +499,11 @@ def rename(d: Draft, old_id: str, new_id: str) -> Binding | None:
     return moved.binding()
 
 
-def settle(
+def fix_drift(
     d: Draft, member_id: str, fix: Fix, wanted: Phone | None, *, seen: Binding | None
 ) -> Binding | None:
     """Reconcile's fix from WeCom's truth, only while the member's binding is still `seen`
-    (BindingChanged otherwise): remove the binding, end its follow, or settle its phone to wanted,
+    (BindingChanged otherwise): remove the binding, end its follow, or set its phone to wanted,
     taking it from a holder (WeCom gave it to this member, so a holder here is out of date)."""
     row = d.load(member_id)
     if _binding(row) != seen:

@@ -405,7 +405,7 @@ async def test_follow_drops_a_pending_claim(store: Store) -> None:
     await consistent(store)
 
 
-# settling from WeCom's truth
+# phones set to WeCom's truth
 
 
 async def test_set_member_phone(store: Store) -> None:
@@ -454,9 +454,9 @@ async def test_set_member_phone_takes_the_old_phone_of_a_pending_member(store: S
 
 async def test_set_member_phone_drops_a_pending_claim(store: Store) -> None:
     claim = await store.claim_phone("m1", P1, lease=LEASE, actor=STUDENT)
-    settled = await store.set_member_phone("m1", P2, take=False, actor=WECOM)
-    assert settled is not None
-    assert (settled.state, settled.phone) == (BindingState.BOUND, P2)
+    updated = await store.set_member_phone("m1", P2, take=False, actor=WECOM)
+    assert updated is not None
+    assert (updated.state, updated.phone) == (BindingState.BOUND, P2)
     with pytest.raises(ClaimLost):
         await store.commit_claim(claim)
     assert await store.get_binding_by_phone(P1) is None
@@ -489,9 +489,9 @@ async def test_set_member_phone_may_spare_a_live_claim_but_not_an_expired_one(
     assert (await store.commit_claim(claim)).phone == P2
     await store.claim_phone("m1", P1, lease=LEASE, actor=STUDENT)
     clock.advance(LEASE + 1)
-    settled = await store.set_member_phone("m1", P3, take=False, actor=WECOM, spare_live_claim=True)
-    assert settled is not None
-    assert (settled.state, settled.phone) == (BindingState.BOUND, P3)
+    updated = await store.set_member_phone("m1", P3, take=False, actor=WECOM, spare_live_claim=True)
+    assert updated is not None
+    assert (updated.state, updated.phone) == (BindingState.BOUND, P3)
     await consistent(store)
 
 

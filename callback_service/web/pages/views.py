@@ -321,13 +321,13 @@ async def submit_binding(
     source = f"bind-page {client_of(request)}" + (" sms-verified" if sms_verified else "")
     actor = Actor(who=session.member_id, source=source)
 
-    async def settled(ended: Bound | Refused | None) -> None:
-        # A lost WeCom answer was settled in the background: the result page shows how it ended.
-        outcome = _Outcome(state=OutcomeState.UNSETTLED) if ended is None else _Outcome.of(ended, phone)
+    async def record_end(ended: Bound | Refused | None) -> None:
+        # A lost WeCom answer was replayed in the background: the result page shows how it ended.
+        outcome = _Outcome(state=OutcomeState.UNCONFIRMED) if ended is None else _Outcome.of(ended, phone)
         await store.kv_set(result_key, outcome.to_json(), ttl=config.result_ttl)
 
     try:
-        result = await app[BINDING_FLOW].bind(session.member_id, phone, actor=actor, on_settled=settled)
+        result = await app[BINDING_FLOW].bind(session.member_id, phone, actor=actor, on_ended=record_end)
     except BaseException:
         await _record_failure(store, result_key, config.result_ttl)
         raise
@@ -391,7 +391,7 @@ async def bind_result(request: web.Request) -> web.StreamResponse:
             "confirming.html",
             {"refresh_url": url(request, "bind-result", form=form_id), "phone_masked": outcome.phone_masked},
         )
-    if outcome.state is OutcomeState.UNSETTLED:
+    if outcome.state is OutcomeState.UNCONFIRMED:
         return message(
             request,
             title="暂未能确认绑定结果",
@@ -545,8 +545,9 @@ class OutcomeState(enum.StrEnum):
     """The rules or WeCom have not answered yet."""
     CONFIRMING = "confirming"
     """WeCom's answer was lost: the write is being confirmed in the background."""
-    UNSETTLED = "unsettled"
-    """The background confirmation could not tell: reconcile will."""
+    UNCONFIRMED = "unsettled"
+    """The background replay could not tell: reconcile will. (Its value is its former name, as the
+    results kept in kv were written.)"""
     FAILED = "failed"
     """The submit failed before it changed anything (an outage)."""
     BOUND = "bound"

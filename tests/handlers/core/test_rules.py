@@ -44,7 +44,7 @@ P1, P2 = Phone("13800000001"), Phone("13800000002")
 
 
 def bound(member: str, phone: str | None, *, openid: str | None = None) -> Row:
-    """A settled binding record."""
+    """A binding record past its claim."""
     state = BindingState.FOLLOWED if openid else BindingState.BOUND
     return Row(member, Phone.parse_or_none(phone), state, openid, None, None, 1.0, token=None)
 
@@ -200,7 +200,7 @@ def test_unfollow_frees_the_member_to_bind_again() -> None:
     assert decision.writes[openid_key("o1")] is None
 
 
-def test_settling_a_phone_someone_holds_refuses_unless_taken() -> None:
+def test_setting_a_phone_someone_holds_refuses_unless_taken() -> None:
     records = {
         phone_key(P1): "m2",
         binding_key("m2"): bound("m2", P1),
@@ -210,7 +210,7 @@ def test_settling_a_phone_someone_holds_refuses_unless_taken() -> None:
     taken = run(records, lambda d: rules.set_phone(d, "m1", P1, take=True))
     assert taken.writes[binding_key("m2")] is None
     assert taken.writes[phone_key(P1)] == "m1"
-    assert actions(taken) == [(AuditAction.PHONE_LOST, "m2"), (AuditAction.SETTLE, "m1")]
+    assert actions(taken) == [(AuditAction.PHONE_LOST, "m2"), (AuditAction.SET_PHONE, "m1")]
 
 
 def test_delete_frees_phone_and_openid() -> None:
@@ -235,15 +235,15 @@ def test_rename_moves_the_binding_and_its_indexes() -> None:
     assert (decision.writes[phone_key(P1)], decision.writes[openid_key("o1")]) == ("new", "new")
 
 
-def test_settle_applies_only_to_the_binding_that_was_read() -> None:
+def test_fix_drift_applies_only_to_the_binding_that_was_read() -> None:
     seen = bound("m1", P1).binding()
     now_pending = pending("m1", P2, lease=NOW + 5, previous=P1)
     records = {binding_key("m1"): now_pending, phone_key(P1): "m1"}
-    changed = run(records, lambda d: rules.settle(d, "m1", Fix.SET_PHONE, P1, seen=seen))
+    changed = run(records, lambda d: rules.fix_drift(d, "m1", Fix.SET_PHONE, P1, seen=seen))
     assert isinstance(changed.refusal, BindingChanged)
     assert changed.writes == {}
     unchanged = {binding_key("m1"): bound("m1", P1), phone_key(P1): "m1"}
-    same = run(unchanged, lambda d: rules.settle(d, "m1", Fix.DELETE, None, seen=seen))
+    same = run(unchanged, lambda d: rules.fix_drift(d, "m1", Fix.DELETE, None, seen=seen))
     assert same.result() is None
     assert actions(same) == [(AuditAction.DELETE, "m1")]
 
@@ -256,15 +256,15 @@ def test_a_conflict_only_writes_its_audit_record() -> None:
     ]
 
 
-def test_settle_ends_a_follow_that_wecom_no_longer_shows() -> None:
+def test_fix_drift_ends_a_follow_that_wecom_no_longer_shows() -> None:
     followed = bound("m1", P1, openid="o1")
     records = {binding_key("m1"): followed, openid_key("o1"): "m1"}
-    decision = run(records, lambda d: rules.settle(d, "m1", Fix.UNFOLLOW, None, seen=followed.binding()))
+    decision = run(records, lambda d: rules.fix_drift(d, "m1", Fix.UNFOLLOW, None, seen=followed.binding()))
     binding = decision.result()
     assert binding is not None
     assert (binding.state, binding.openid) == (BindingState.BOUND, None)
     assert actions(decision) == [(AuditAction.UNFOLLOW, "m1")]
-    nothing = run(records, lambda d: rules.settle(d, "m1", Fix.NONE, None, seen=followed.binding()))
+    nothing = run(records, lambda d: rules.fix_drift(d, "m1", Fix.NONE, None, seen=followed.binding()))
     assert (nothing.writes, nothing.result()) == ({}, followed.binding())
 
 

@@ -82,7 +82,7 @@ WECHATS_FILE: Final = "wechats.json"
 REQUEST_TIMEOUT: Final = aiohttp.ClientTimeout(total=30)
 RUN_LIMIT: Final = 120.0
 """The longest one run's flows may take before the rest are abandoned."""
-SETTLE_LIMIT: Final = 30.0
+FOLLOW_WAIT_LIMIT: Final = 30.0
 """The longest the bench waits, after the load, for every follow to be recorded."""
 
 PAGES: Final = (
@@ -330,21 +330,21 @@ async def drive(
 
 
 @dataclass(frozen=True)
-class Settled:
+class FollowsRecorded:
     """Step 5 for the flows of a run: how long each follow took to be recorded after its 关注."""
 
     lags: list[float]
-    unsettled: int
+    missing: int
     drain: float
     """Seconds from the end of the load until the last follow was recorded."""
 
 
-async def settle(directory: Path, followed_at: dict[str, float], load_ended: float) -> Settled:
+async def await_follows(directory: Path, followed_at: dict[str, float], load_ended: float) -> FollowsRecorded:
     """Read the store until every follow is recorded (bounded); each lag from the member's audit."""
     store = await compose.open_settings_store(read_settings(directory))
     try:
         waiting = set(followed_at)
-        deadline = time.monotonic() + SETTLE_LIMIT
+        deadline = time.monotonic() + FOLLOW_WAIT_LIMIT
         while waiting and time.monotonic() < deadline:
             for member_id in sorted(waiting):
                 binding = await store.get_binding(member_id)
@@ -361,7 +361,7 @@ async def settle(directory: Path, followed_at: dict[str, float], load_ended: flo
     finally:
         await store.close()
     last = max((at for at, _ in recorded), default=load_ended)
-    return Settled([lag for _, lag in recorded], len(waiting), max(0.0, last - load_ended))
+    return FollowsRecorded([lag for _, lag in recorded], len(waiting), max(0.0, last - load_ended))
 
 
 # one run: a server, a warm-up, the load
@@ -375,7 +375,7 @@ class Run:
     concurrency: int
     seconds: float
     recorder: Recorder
-    settled: Settled
+    follows: FollowsRecorded
     cpu: float
     """The service's CPU seconds during the load (all its processes)."""
     emulator_cpu: float
@@ -491,11 +491,11 @@ def measure(
             drive(servers.base, servers.emulators, everyone[warmup:], servers.wechats, concurrency))
         cpu = tree_cpu_seconds(servers.service.pid) - cpu_before
         emulator_cpu = cpu_seconds(servers.emulator.pid) - emulator_before
-        settled = asyncio.run(settle(run_dir, recorder.followed_at, time.time()))
+        follows = asyncio.run(await_follows(run_dir, recorder.followed_at, time.time()))
         peak = tree_memory_kib(servers.service.pid, "VmHWM")
     finally:
         servers.stop()
-    return Run(store, concurrency, seconds, recorder, settled, cpu, emulator_cpu, idle, peak, processes)
+    return Run(store, concurrency, seconds, recorder, follows, cpu, emulator_cpu, idle, peak, processes)
 
 
 def _show_errors(output: IO[str]) -> None:
@@ -524,7 +524,7 @@ def report(runs: list[Run]) -> None:
     )
     for run in runs:
         everything = [t for times in run.recorder.pages.values() for t in times]
-        lags = run.settled.lags or [0.0]
+        lags = run.follows.lags or [0.0]
         step5 = f"{percentile(lags, 0.5) / 1000:.2f} / {percentile(lags, 0.99) / 1000:.2f}"
         print(
             f"{run.store:<20} {run.concurrency:>3} {run.processes:>5} {run.recorder.flows:>5}"
@@ -532,13 +532,13 @@ def report(runs: list[Run]) -> None:
             f" {percentile(everything, 0.5):>6.1f} {percentile(everything, 0.99):>6.0f}"
             f" {run.cpu_ms_per_flow:>11.1f} {run.cpu / run.seconds * 100:>5.0f}"
             f" {run.emulator_cpu_ms_per_flow:>11.1f} {step5:>16}"
-            f" {run.settled.drain:>7.1f} {run.idle_kib / 1024:>8.1f} {run.peak_kib / 1024:>8.1f}"
+            f" {run.follows.drain:>7.1f} {run.idle_kib / 1024:>8.1f} {run.peak_kib / 1024:>8.1f}"
         )
     for run in runs:
         for reason, count in run.recorder.failures.most_common(5):
             print(f"  {run.store}, K={run.concurrency}: {count} x {reason}")
-        if run.settled.unsettled:
-            print(f"  {run.store}, K={run.concurrency}: {run.settled.unsettled} follows not recorded in time")
+        if run.follows.missing:
+            print(f"  {run.store}, K={run.concurrency}: {run.follows.missing} follows not recorded in time")
     print()
     heads = [f"{run.store.split()[0]} K={run.concurrency}" for run in runs]
     print(f"{'page (p50 / p99 ms)':<28}" + "".join(f" {head:>17}" for head in heads))

@@ -28,8 +28,8 @@ from bench.binding import (
     FlowFailed,
     Recorder,
     Student,
+    await_follows,
     drive,
-    settle,
     start_servers,
     students,
     tree_memory_kib,
@@ -148,15 +148,15 @@ def _soak(args: argparse.Namespace, run_dir: Path, store_url: str) -> int:
             servers.base, servers.emulators, walkers, servers.wechats,
             rate=soak_rate, seconds=args.seconds, sample=10.0, rss=rss))
         elapsed = time.time() - started
-        settled = asyncio.run(settle(run_dir, recorder.followed_at, time.time()))
+        follows = asyncio.run(await_follows(run_dir, recorder.followed_at, time.time()))
         at_end = rss()
     finally:
         servers.stop()
-    errors = sum(recorder.failures.values()) + skipped + settled.unsettled
+    errors = sum(recorder.failures.values()) + skipped + follows.missing
     change = (at_end - after_warmup) / after_warmup
     print(f"flows: {recorder.flows} in {elapsed:.1f} s ({recorder.flows / elapsed:.1f}/s);"
           f" failed {sum(recorder.failures.values())}, not started (over {IN_FLIGHT_LIMIT} in flight)"
-          f" {skipped}, follows not recorded {settled.unsettled}")
+          f" {skipped}, follows not recorded {follows.missing}")
     for reason, count in recorder.failures.most_common(5):
         print(f"  {count} x {reason}")
     print(f"RSS after warm-up: {after_warmup / 1024:.1f} MiB")

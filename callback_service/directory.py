@@ -30,7 +30,7 @@ from typing import Final, Literal
 
 from handlers.core.binding import DirectoryEntry
 from handlers.core.phone import InvalidPhone, Phone, mask_phone
-from handlers.usecases.contracts import Store
+from handlers.usecases.contracts import Directory
 
 COLUMNS: Final[Mapping[str, tuple[str, ...]]] = {
     "student_id": ("学号", "student id", "student_id", "studentid"),
@@ -391,7 +391,7 @@ def parse_directory(
 
 
 async def import_directory(
-    store: Store,
+    store: Directory,
     data: bytes,
     *,
     dry_run: bool = False,

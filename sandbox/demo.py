@@ -31,6 +31,7 @@ from callback_service.web.app import create_app
 from callback_service.web.pages.config import PAGES_CONFIG, PagesConfig
 from config import Settings, env_name
 from handlers.core.binding import DirectoryEntry
+from handlers.core.phone import Phone
 from handlers.usecases.contracts import StoreUnavailable
 from sandbox.cas import CasUser, create_cas_sandbox
 from sandbox.sms import SMS_SANDBOX_STATE, SmsAccount, create_sms_sandbox
@@ -194,7 +195,7 @@ def directory_seeder(
                     member_id=member.userid,
                     name=member.name,
                     department=_department_name(member.department[0]),
-                    phone=member.mobile,
+                    phone=Phone.parse_or_none(member.mobile),
                 )
                 for member in existing
             ]
@@ -203,7 +204,7 @@ def directory_seeder(
                     member_id=student.member_id,
                     name=student.name,
                     department=student.department,
-                    phone=student.directory_phone,
+                    phone=Phone.parse_or_none(student.directory_phone),
                 )
                 for student in students
             ]

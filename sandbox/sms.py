@@ -42,7 +42,7 @@ _AUTHORIZATION: Final = re.compile(
 )
 
 
-class Refusal(enum.Enum):
+class SmsRefusal(enum.Enum):
     """What the emulator can be told to answer instead of sending: each provider's own code for it."""
 
     FLOW_CONTROL = (
@@ -101,7 +101,7 @@ class SmsSandboxState:
     account: SmsAccount
     clock: Callable[[], float] = time.time
     inbox: list[SmsMessage] = field(default_factory=list)
-    refusal: Refusal | None = None
+    refusal: SmsRefusal | None = None
     hang_seconds: float = 0.0
     refused: list[str] = field(default_factory=list)
     nonces: set[str] = field(default_factory=set)
@@ -218,7 +218,7 @@ async def _tencent(request: web.Request) -> web.Response:
     phone = phones[0][3:]
     if state.refusal is not None:
         state.refused.append(phone)
-        if state.refusal in (Refusal.INVALID_NUMBER, Refusal.NO_BALANCE):
+        if state.refusal in (SmsRefusal.INVALID_NUMBER, SmsRefusal.NO_BALANCE):
             return _tencent_error(state.refusal.tencent, state.refusal.value[2])
         code, message = state.refusal.tencent, state.refusal.value[2]
     else:
@@ -353,13 +353,13 @@ def _request_id() -> str:
 
 
 async def _faults(request: web.Request) -> web.Response:
-    """POST /_sandbox/faults: refusal=<Refusal name or empty>, hang=<seconds>, advance=<seconds>."""
+    """POST /_sandbox/faults: refusal=<SmsRefusal name or empty>, hang=<seconds>, advance=<seconds>."""
     state = request.app[SMS_SANDBOX_STATE]
     form = await request.post()
     try:
         if "refusal" in form:
             name = str(form["refusal"])
-            state.refusal = Refusal[name] if name else None
+            state.refusal = SmsRefusal[name] if name else None
         if "hang" in form:
             state.hang_seconds = min(max(float(str(form["hang"])), 0.0), 60.0)
             # Switched off: the requests held now are answered at once; on: the next ones are held.

@@ -196,7 +196,7 @@ async def _follow_submit(request: web.Request) -> web.StreamResponse:
     if outcome is None:
         # 图 1-5: phones differ, so WeCom asks the WeChat to verify who it is.
         return _see_other(_url(request, VERIFY))
-    return _settle(request, wechat, outcome)
+    return _answer_outcome(request, wechat, outcome)
 
 
 async def _follow_qr(request: web.Request) -> web.Response:
@@ -231,7 +231,7 @@ async def _verify_submit(request: web.Request) -> web.StreamResponse:
         return _verify_form(request, wechat, error="请输入正确的手机号", phone=text)
     outcome, challenge = request.app[WECOM_SANDBOX_STATE].start_verification(wechat, phone)
     if challenge is None:
-        return _settle(request, wechat, outcome)
+        return _answer_outcome(request, wechat, outcome)
     return _see_other(_url(request, CODE))
 
 
@@ -267,7 +267,7 @@ async def _code_submit(request: web.Request) -> web.StreamResponse:
     outcome, error = request.app[WECOM_SANDBOX_STATE].check_code(wechat, _field(form, "code"))
     if outcome is None:
         return _code_form(request, wechat, error=error)
-    return _settle(request, wechat, outcome)
+    return _answer_outcome(request, wechat, outcome)
 
 
 async def _unfollow_page(request: web.Request) -> web.StreamResponse:
@@ -324,7 +324,7 @@ async def _authorize(request: web.Request) -> web.StreamResponse:
 # outcomes
 
 
-def _settle(request: web.Request, wechat: WeChatUser, outcome: FollowOutcome) -> web.StreamResponse:
+def _answer_outcome(request: web.Request, wechat: WeChatUser, outcome: FollowOutcome) -> web.StreamResponse:
     state = request.app[WECOM_SANDBOX_STATE]
     if outcome.already_followed is not None:
         return _render(request, "sandbox/wecom_message.html", {

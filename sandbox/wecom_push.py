@@ -64,7 +64,7 @@ CONTACTS_TARGET: Final = "contacts"
 
 
 class Pusher:
-    """Pushes events in order from one background worker; `drain()` waits until all are settled."""
+    """Pushes events in order from one background worker; `drain()` waits until each push is done with."""
 
     def __init__(
         self,

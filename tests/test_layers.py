@@ -261,3 +261,33 @@ def test_each_part_of_the_service_keeps_to_its_layer(part: str, forbidden: tuple
     ]
     assert paths
     assert found == []
+
+
+def names_the_whole_store(source: str) -> list[int]:
+    """The lines of a module that import the whole store (handlers.usecases.contracts.Store) or
+    name it as an attribute, rather than a narrow Protocol of its pieces."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").endswith("contracts"):
+            found += [node.lineno for alias in node.names if alias.name == "Store"]
+        elif isinstance(node, ast.Attribute) and node.attr == "Store":
+            found.append(node.lineno)
+    return found
+
+
+def test_the_whole_store_is_found() -> None:
+    assert names_the_whole_store("from handlers.usecases.contracts import Claims, Store\n") == [1]
+    assert names_the_whole_store("from . import contracts\n\ndef f(s: contracts.Store) -> None: ...\n") == [3]
+    assert names_the_whole_store("from handlers.usecases.contracts import ReleaseStore, StoreUnavailable\n") == []
+
+
+@pytest.mark.parametrize("part", ["handlers/usecases", "callback_service/admin", "callback_service/directory.py"])
+def test_no_use_case_nor_the_console_takes_the_whole_store(part: str) -> None:
+    paths = [REPO / part] if part.endswith(".py") else files(part)
+    found = [
+        f"{path.relative_to(REPO)}:{line}"
+        for path in paths
+        for line in names_the_whole_store(path.read_text(encoding="utf-8"))
+    ]
+    assert paths
+    assert found == []

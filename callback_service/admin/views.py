@@ -535,7 +535,7 @@ _ACTION_LABELS: Final = {
     AuditAction.CLAIM_DROPPED: "绑定申请取消",
     AuditAction.FOLLOW: "关注",
     AuditAction.UNFOLLOW: "取消关注",
-    AuditAction.SETTLE: "按企业微信校正",
+    AuditAction.SET_PHONE: "按企业微信校正",
     AuditAction.PHONE_LOST: "手机号被收回",
     AuditAction.DELETE: "解除绑定",
     AuditAction.RENAME: "账号更名",

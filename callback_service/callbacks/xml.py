@@ -9,6 +9,7 @@ from xml.parsers import expat
 
 from handlers.core.events import (
     CONTACT_CHANGE_TYPES,
+    ChangeType,
     ContactChange,
     EnterAgent,
     Event,
@@ -29,7 +30,7 @@ class MalformedXml(ValueError):
     """The XML is not well formed, uses a DTD or entities, or lacks a required element."""
 
 
-class _Refused(Exception):
+class _ForbiddenMarkup(Exception):
     """A DTD, an entity declaration or an external reference: never in what WeCom sends."""
 
 
@@ -43,7 +44,7 @@ class Envelope:
 
 
 def _refuse(*_: Any) -> NoReturn:
-    raise _Refused
+    raise _ForbiddenMarkup
 
 
 # What WeCom sends: <xml>, then children each holding plain text or one CDATA section, nothing else.
@@ -139,7 +140,7 @@ def parse_with_expat(document: str | bytes) -> list[tuple[str, str]]:
     parser.CharacterDataHandler = data
     try:
         parser.Parse(document, True)
-    except _Refused:
+    except _ForbiddenMarkup:
         raise MalformedXml("DTD, entity or external reference refused") from None
     except (expat.ExpatError, ValueError) as exc:
         raise MalformedXml(type(exc).__name__) from None
@@ -244,7 +245,7 @@ def parse_event(plaintext: bytes) -> Event:
         }
         return ContactChange(
             member_id=fields.required("UserID"),
-            change_type=change_type,
+            change_type=ChangeType(change_type),
             new_user_id=fields.text("NewUserID") or None,
             name=fields.text("Name"),
             mobile=fields.text("Mobile"),

@@ -192,7 +192,7 @@ def _add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     retry.set_defaults(run=_store_command(lambda store, a: admin.inbox_retry_dead(store, print)))
 
     reconcile = commands.add_parser("reconcile", help="compare WeCom's members with the store")
-    reconcile.add_argument("--fix", action="store_true", help="settle each drift from WeCom's truth, audited")
+    reconcile.add_argument("--fix", action="store_true", help="fix each drift from WeCom's truth, audited")
     reconcile.set_defaults(run=_store_command(_reconcile))
     sync = commands.add_parser(
         "sync", help="record every WeCom member's status (run it before publishing the QR code)"

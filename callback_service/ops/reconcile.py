@@ -1,4 +1,4 @@
-"""`wecom-bind reconcile`: read the store and WeCom's members, print the drift, settle it from WeCom.
+"""`wecom-bind reconcile`: read the store and WeCom's members, print the drift, fix it from WeCom's truth.
 
 The rules (what counts as drift, the order of the fixes) are handlers.core.reconcile's; this module
 reads and writes. The store is read before WeCom, and a fix is applied only while the member's
@@ -35,14 +35,14 @@ __all__ = [
     "Drift",
     "DriftChanged",
     "DriftKind",
+    "FixReport",
     "ListThenRead",
-    "SettleReport",
     "find_drift",
+    "fix_all",
+    "fix_drift",
     "order_fixes",
     "reconcile",
     "reconcile_command",
-    "settle",
-    "settle_all",
 ]
 
 log: Final = logging.getLogger(__name__)
@@ -138,11 +138,11 @@ class DriftChanged(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class SettleReport:
-    """What settle_all did: the drifts settled, those left because they changed meanwhile, and
+class FixReport:
+    """What fix_all did: the drifts fixed, those left because they changed meanwhile, and
     those only reported (nothing the store can take from WeCom)."""
 
-    settled: tuple[Drift, ...]
+    fixed: tuple[Drift, ...]
     changed: tuple[Drift, ...]
     reported: tuple[Drift, ...] = ()
 
@@ -166,7 +166,7 @@ async def find_drift(
 
     Raises WeComUnavailable (or another WeComError) when WeCom cannot be read: nothing is guessed.
     """
-    # The store first: whatever changes after this read shows as a changed binding when settling.
+    # The store first: whatever changes after this read shows as a changed binding when fixing.
     bindings = {binding.member_id: binding for binding in await store.list_bindings()}
     userids: dict[str, None] = {}  # a member is listed once per department; keep the first
     async for row in contacts.user_list_id(limit=page_size):
@@ -209,26 +209,26 @@ async def _read_members(
     return members
 
 
-# settling
+# fixing
 
 
-async def settle(store: ReconcileStore, drift: Drift, *, actor: Actor) -> None:
-    """Settle one member from WeCom's truth, audited under actor; DriftChanged when its binding moved."""
+async def fix_drift(store: ReconcileStore, drift: Drift, *, actor: Actor) -> None:
+    """Fix one member from WeCom's truth, audited under actor; DriftChanged when its binding moved."""
     if drift.fix is Fix.NONE:
         return
     # One compare-and-apply: a student's claim landing after the drift was read is never overwritten.
     try:
-        await store.settle_member(drift.member_id, drift.fix, drift.wecom_phone, seen=drift.seen, actor=actor)
+        await store.fix_drift(drift.member_id, drift.fix, drift.wecom_phone, seen=drift.seen, actor=actor)
     except BindingChanged:
         raise DriftChanged(drift.member_id) from None
 
 
-async def settle_all(store: ReconcileStore, drifts: Iterable[Drift], *, actor: Actor) -> SettleReport:
-    """Settle every drift, phones freed before they are taken, so that a take strips a member only
+async def fix_all(store: ReconcileStore, drifts: Iterable[Drift], *, actor: Actor) -> FixReport:
+    """Fix every drift, phones freed before they are taken, so that a take strips a member only
     in a cycle (two members that swapped phones)."""
     reported = tuple(drift for drift in drifts if drift.fix is Fix.NONE)
     remaining = {drift.member_id: drift for drift in drifts if drift.fix is not Fix.NONE}
-    settled: list[Drift] = []
+    fixed: list[Drift] = []
     changed: list[Drift] = []
     for member_id in order_fixes(list(remaining.values())):
         drift = remaining.pop(member_id)
@@ -236,17 +236,17 @@ async def settle_all(store: ReconcileStore, drifts: Iterable[Drift], *, actor: A
         if drift.takes_phone and drift.wecom_phone is not None:
             holder = await store.get_binding_by_phone(drift.wecom_phone)
         try:
-            await settle(store, drift, actor=actor)
+            await fix_drift(store, drift, actor=actor)
         except DriftChanged:
             log.warning("reconcile: member %s changed since it was read; left for the next run", member_id)
             changed.append(drift)
             continue
-        settled.append(drift)
+        fixed.append(drift)
         if holder is not None and holder.member_id in remaining:
-            # This fix took the phone from a member still to be settled: it now starts from here.
+            # This fix took the phone from a member still to be fixed: it now starts from here.
             stripped = remaining[holder.member_id]
             remaining[holder.member_id] = replace(stripped, seen=await store.get_binding(holder.member_id))
-    return SettleReport(settled=tuple(settled), changed=tuple(changed), reported=reported)
+    return FixReport(fixed=tuple(fixed), changed=tuple(changed), reported=reported)
 
 
 async def created_without_binding(
@@ -276,7 +276,7 @@ async def reconcile(
     actor: Actor,
     departments: Mapping[str, int] | None = None,
 ) -> int:
-    """Print every drift and a summary, settling them with fix; the command's exit status."""
+    """Print every drift and a summary, fixing them with fix; the command's exit status."""
     listing = contacts if isinstance(contacts, NamedSecret) else NamedSecret(contacts, "")
     drifts = await find_drift(store, listing, now=now, departments=departments)
     for drift in drifts:
@@ -293,7 +293,7 @@ async def reconcile(
     if all(d.fix is Fix.NONE for d in drifts):
         return 0  # nothing the store can take from WeCom; the lines above say why
     if not fix:
-        out("run with --fix to settle them from WeCom")
+        out("run with --fix to fix them from WeCom's truth")
         return 1
     fixable = [d for d in drifts if d.fix is not Fix.NONE]
     if all(d.deletes for d in fixable) and len(fixable) == len(await store.list_bindings()):
@@ -301,16 +301,16 @@ async def reconcile(
         out("WeCom has none of the store's members: refusing to remove every binding;"
             " check the contacts-sync secret's visible range, or release them one by one")
         return 1
-    report = await settle_all(store, drifts, actor=actor)
+    report = await fix_all(store, drifts, actor=actor)
     for drift in report.changed:
         out(f"left {drift.member_id}: its binding changed since it was read; run reconcile again")
-    out(f"{len(report.settled)} settled, {len(report.changed)} left")
+    out(f"{len(report.fixed)} fixed, {len(report.changed)} left")
     return 0 if not report.changed else 1
 
 
 async def reconcile_command(store: Store, settings: Settings, *, fix: bool, out: Print, err: Print) -> int:
     """`wecom-bind reconcile [--fix]`: read WeCom with the contacts-sync secret; exit 0 when in step
-    (or settled), 1 when drift is left, EXIT_WECOM when WeCom cannot be read."""
+    (or fixed), 1 when drift is left, EXIT_WECOM when WeCom cannot be read."""
     async with compose.http_session(compose.COMMAND_HTTP_TIMEOUT) as session:
         clients = compose.wecom_clients(settings, session=session, store=store)
         contacts = NamedSecret(
@@ -327,15 +327,15 @@ async def reconcile_command(store: Store, settings: Settings, *, fix: bool, out:
                 departments=settings.departments,
             )
         except WeComUnavailable as exc:
-            err(f"wecom-bind: WeCom is unavailable ({exc.errmsg}); nothing was settled")
+            err(f"wecom-bind: WeCom is unavailable ({exc.errmsg}); nothing was fixed")
             return EXIT_WECOM
         except ConfigurationError as exc:
             # 48009, 60020, 48002...: reading on would only be refused again, and WeCom blocks an
             # IP that keeps presenting a secret it refuses.
             which = refused_secret(exc, "the contacts-sync secret")
             err(f"wecom-bind: WeCom refused {which} (errcode {exc.errcode}): "
-                f"{exc.describe()}; nothing was settled")
+                f"{exc.describe()}; nothing was fixed")
             return EXIT_WECOM
         except WeComError as exc:
-            err(f"wecom-bind: WeCom refused: errcode {exc.errcode} {exc.errmsg}; nothing was settled")
+            err(f"wecom-bind: WeCom refused: errcode {exc.errcode} {exc.errmsg}; nothing was fixed")
             return EXIT_WECOM

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -10,9 +11,11 @@ from typing import Final
 
 from handlers.core.binding import BindingState
 from handlers.core.member import MemberSeen
-from handlers.core.phone import Phone, mask_phone
+from handlers.core.phone import InvalidPhone, Phone, mask_phone
 from handlers.core.rules import Row
 from handlers.usecases.contracts import StoreUnavailable
+
+log: Final = logging.getLogger(__name__)
 
 MAX_CREATE_TIME: Final = 10**12 - 1
 """The largest create time an inbox orders by: a larger one sorts with it (WeCom's are 10 digits)."""
@@ -45,10 +48,26 @@ def kv_changes(
     return entries, gone, list(dict.fromkeys(if_absent))
 
 
-def phone_arg(phone: Phone) -> Phone:
-    """Refuse a phone that was not parsed where it entered: a caller's bug, not a user's mistake."""
-    if not isinstance(phone, Phone):
-        raise TypeError("a phone given to the store must be a handlers.core.phone.Phone")
+def stored_phone(text: object, *, member_id: str, record: str) -> Phone | None:
+    """A phone read back from the store (record: where, for the log), parsed as where it enters.
+
+    The store writes Phones, but older data may hold text that was never parsed (a directory
+    imported as given) or was changed by hand: text that is no mainland mobile is read as no phone,
+    with a warning that names the member and never the text, so that a page shows the member
+    without that phone instead of failing.
+    """
+    if text is None or text == "":
+        return None
+    try:
+        return Phone(str(text))  # what the store writes: the 11 digits
+    except InvalidPhone:
+        phone = Phone.parse_or_none(str(text))
+    if phone is None:
+        log.warning(
+            "store: the %s phone of member %s is not a mainland mobile: read as none",
+            record,
+            member_id,
+        )
     return phone
 
 

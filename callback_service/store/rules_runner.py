@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TypeVar
 
-from callback_service.store.common import new_token, phone_arg, positive
+from callback_service.store.common import new_token, positive
 from handlers.core import rules
 from handlers.core.binding import Actor, AuditAction, Binding, Claim
 from handlers.core.phone import Phone
@@ -45,7 +45,6 @@ class RulesRunner(abc.ABC):
 
     async def get_binding_by_phone(self, phone: Phone) -> Binding | None:
         """Return the binding that holds the phone, or None when the phone is free."""
-        phone = phone_arg(phone)
         return await self._look([phone_key(phone)], partial(rules.phone_holder, phone=phone))
 
     async def get_binding_by_openid(self, openid: str) -> Binding | None:
@@ -54,7 +53,6 @@ class RulesRunner(abc.ABC):
 
     async def claim_phone(self, member_id: str, phone: Phone, *, lease: float, actor: Actor) -> Claim:
         """Hold the phone for the member under a lease (handlers.core.rules.claim)."""
-        phone = phone_arg(phone)
         rule = partial(
             rules.claim,
             member_id=member_id,
@@ -94,28 +92,26 @@ class RulesRunner(abc.ABC):
     async def set_member_phone(
         self, member_id: str, phone: Phone | None, *, take: bool, actor: Actor, spare_live_claim: bool = False
     ) -> Binding | None:
-        """Settle the member's phone from WeCom's truth (handlers.core.rules.set_phone)."""
-        wanted = None if phone is None else phone_arg(phone)
-        first = [binding_key(member_id)] + ([] if wanted is None else [phone_key(wanted)])
+        """Set the member's phone to WeCom's truth (handlers.core.rules.set_phone)."""
+        first = [binding_key(member_id)] + ([] if phone is None else [phone_key(phone)])
         rule = partial(
-            rules.set_phone, member_id=member_id, wanted=wanted, take=take, spare_live_claim=spare_live_claim
+            rules.set_phone, member_id=member_id, wanted=phone, take=take, spare_live_claim=spare_live_claim
         )
         return await self._decide(first, rule, actor)
 
-    async def settle_member(
+    async def fix_drift(
         self, member_id: str, fix: Fix, phone: Phone | None, *, seen: Binding | None, actor: Actor
     ) -> Binding | None:
-        """Reconcile's fix, applied only while the binding is still `seen` (handlers.core.rules.settle)."""
-        wanted = None if phone is None or fix is not Fix.SET_PHONE else phone_arg(phone)
+        """Reconcile's fix, applied only while the binding is still `seen` (handlers.core.rules.fix_drift)."""
+        wanted = None if fix is not Fix.SET_PHONE else phone
         first = [binding_key(member_id)] + ([] if wanted is None else [phone_key(wanted)])
-        rule = partial(rules.settle, member_id=member_id, fix=fix, wanted=wanted, seen=seen)
+        rule = partial(rules.fix_drift, member_id=member_id, fix=fix, wanted=wanted, seen=seen)
         return await self._decide(first, rule, actor)
 
     async def release_stale_phone(
         self, phone: Phone, *, claimant: str, wecom_holder: str | None, actor: Actor
     ) -> bool:
         """Free a phone the store gives to a member WeCom does not (handlers.core.rules.stale_phone)."""
-        phone = phone_arg(phone)
         rule = partial(rules.stale_phone, phone=phone, claimant=claimant, wecom_holder=wecom_holder)
         return await self._decide([phone_key(phone)], rule, actor)
 
@@ -135,6 +131,5 @@ class RulesRunner(abc.ABC):
 
     async def audit_conflict(self, member_id: str, phone: Phone | None, detail: str, *, actor: Actor) -> None:
         """Record a refused change (handlers.core.rules.conflict)."""
-        wanted = None if phone is None else phone_arg(phone)
-        rule = partial(rules.conflict, member_id=member_id, phone=wanted, detail=detail)
+        rule = partial(rules.conflict, member_id=member_id, phone=phone, detail=detail)
         await self._decide([], rule, actor)

@@ -13,6 +13,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Final
 
+from callback_service.store.common import stored_phone
+from handlers.core.phone import Phone
 from handlers.usecases.contracts import KeyValueStore
 
 KEY_PREFIX: Final = "session:"
@@ -24,17 +26,21 @@ INDEX_TTL: Final = 7 * 24 * 3600.0
 @dataclass(frozen=True, slots=True)
 class Session:
     """A student's session: who CAS said they are, the CSRF token of their forms, and what the
-    pages keep for them (a phone typed into a form that expired, a phone that 2.1 refused)."""
+    pages keep for them (a phone typed into a form that expired, a phone that 2.1 refused).
+
+    draft_phone is text as the student typed it, to show in the form again, and need not be a
+    phone yet: it is parsed when the form is sent, like any typed phone.
+    """
 
     sid: str
     member_id: str
     csrf: str
     name: str | None = None
-    cas_mobile: str | None = None
+    cas_mobile: Phone | None = None
     expires_at: float = float("inf")
     former_csrf: str | None = None
     draft_phone: str | None = None
-    refused_phone: str | None = None
+    refused_phone: Phone | None = None
 
     def to_json(self) -> str:
         """The data as stored (the id is the key, not part of the value)."""
@@ -50,13 +56,17 @@ class Session:
             return None
         if not (isinstance(member_id, str) and member_id and isinstance(csrf, str) and csrf):
             return None
-        texts = {name: data.get(name) for name in _OPTIONAL_TEXTS}
+        texts = {name: text if isinstance(text := data.get(name), str) else None for name in _OPTIONAL_TEXTS}
         return cls(
             sid=sid,
             member_id=member_id,
             csrf=csrf,
             expires_at=float(expires_at) if isinstance(expires_at, int | float) else 0.0,
-            **{name: value if isinstance(value, str) else None for name, value in texts.items()},
+            name=texts["name"],
+            cas_mobile=stored_phone(texts["cas_mobile"], member_id=member_id, record="session's CAS"),
+            former_csrf=texts["former_csrf"],
+            draft_phone=texts["draft_phone"],
+            refused_phone=stored_phone(texts["refused_phone"], member_id=member_id, record="session's 2.1"),
         )
 
     def csrf_ok(self, token: str | None) -> bool:

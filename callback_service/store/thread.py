@@ -22,7 +22,7 @@ _Batch = tuple[list[_Call], asyncio.AbstractEventLoop]
 _Done = list[tuple["asyncio.Future[Any]", Any, BaseException | None]]
 
 
-def _settle(done: _Done) -> None:
+def _resolve(done: _Done) -> None:
     for future, result, error in done:
         if future.cancelled():  # the caller went away; the call itself has run
             continue
@@ -80,4 +80,4 @@ class StoreThread:
                     error = exc
                 done.append((future, result, error))
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
-                loop.call_soon_threadsafe(_settle, done)
+                loop.call_soon_threadsafe(_resolve, done)

@@ -33,12 +33,12 @@ class Actor:
 
 @dataclass(frozen=True, slots=True)
 class DirectoryEntry:
-    """A student in the school directory; phone is the directory's text as given, or None."""
+    """A student in the school directory; phone is the directory's mobile, or None."""
 
     member_id: str
     name: str
     department: str
-    phone: str | None
+    phone: Phone | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +81,7 @@ class Claim:
     phone: Phone
     token: str
     lease_expires_at: float | None
-    previous_phone: str | None
+    previous_phone: Phone | None
     actor: Actor
     already_bound: bool = False
 
@@ -98,7 +98,9 @@ class AuditAction(enum.StrEnum):
     CLAIM_DROPPED = "claim_dropped"
     FOLLOW = "follow"
     UNFOLLOW = "unfollow"
-    SETTLE = "settle"
+    SET_PHONE = "settle"
+    """The phone set to WeCom's truth (change_contact, reconcile's fix): stored as "settle", its
+    word before the rename, so that the records written before and after read alike."""
     PHONE_LOST = "phone_lost"
     DELETE = "delete"
     RENAME = "rename"
@@ -152,7 +154,7 @@ class BindingError(Exception):
 
     code: ClassVar[ErrorCode | None] = None
 
-    def __init__(self, member_id: str, phone: str | None = None) -> None:
+    def __init__(self, member_id: str, phone: Phone | None = None) -> None:
         self.member_id = member_id
         self.phone_masked = mask_phone(phone) if phone else None
         detail = f" phone {self.phone_masked}" if self.phone_masked else ""
@@ -188,4 +190,4 @@ class OpenidConflict(BindingError):
 
 
 class BindingChanged(BindingError):
-    """The member's binding is no longer the one the caller read (reconcile's settle); nothing changed."""
+    """The member's binding is no longer the one the caller read (reconcile's fix); nothing changed."""

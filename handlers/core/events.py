@@ -18,6 +18,26 @@ class EventKind(enum.StrEnum):
     UNKNOWN = "unknown"
 
 
+class ChangeType(enum.StrEnum):
+    """The changes of a member in a change_contact event that have rules (its ChangeType)."""
+
+    CREATE_USER = "create_user"
+    UPDATE_USER = "update_user"
+    DELETE_USER = "delete_user"
+
+    @property
+    def kind(self) -> EventKind:
+        """The event kind of a change_contact event of this change."""
+        return _CHANGE_KINDS[self]
+
+
+_CHANGE_KINDS: dict[ChangeType, EventKind] = {
+    ChangeType.CREATE_USER: EventKind.CREATE_USER,
+    ChangeType.UPDATE_USER: EventKind.UPDATE_USER,
+    ChangeType.DELETE_USER: EventKind.DELETE_USER,
+}
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Event:
     """What every callback message carries; `raw` is the decrypted XML, kept for the inbox and audits."""
@@ -71,7 +91,7 @@ class ContactChange(Event):
     from the message are None: WeCom sends only what changed.
     """
 
-    change_type: str
+    change_type: ChangeType
     new_user_id: str | None = None
     name: str | None = None
     mobile: str | None = None
@@ -86,7 +106,7 @@ class ContactChange(Event):
 
     @property
     def kind(self) -> EventKind:
-        return EventKind(f"change_contact:{self.change_type}")
+        return self.change_type.kind
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -102,4 +122,4 @@ class UnknownEvent(Event):
         return EventKind.UNKNOWN
 
 
-CONTACT_CHANGE_TYPES = frozenset({"create_user", "update_user", "delete_user"})
+CONTACT_CHANGE_TYPES = frozenset(ChangeType)

@@ -1,4 +1,4 @@
-"""Reconciliation's rules, pure: how the store and WeCom's members disagree, and the order to settle them.
+"""Reconciliation's rules, pure: how the store and WeCom's members disagree, and the order to fix them.
 
 WeCom enforces mobile uniqueness (I1, errcode 60104), so its members are a consistent truth: the
 store is corrected towards it, never the other way. What WeCom did not show is unknown, not empty:
@@ -29,7 +29,7 @@ class DriftKind(enum.StrEnum):
 
 
 class Fix(enum.StrEnum):
-    """What settling a drift does to the store."""
+    """What fixing a drift does to the store."""
 
     SET_PHONE = "set_phone"
     DELETE = "delete"
@@ -52,7 +52,7 @@ class WeComView:
 class Drift:
     """One member on which the store and WeCom disagree, with phones masked for printing.
 
-    wecom_phone is WeCom's mobile (the truth to settle to) and seen the binding as it was read;
+    wecom_phone is WeCom's mobile (the truth to fix to) and seen the binding as it was read;
     neither shows in a repr.
     """
 
@@ -75,12 +75,12 @@ class Drift:
 
     @property
     def deletes(self) -> bool:
-        """Whether settling removes the binding (WeCom has no such member)."""
+        """Whether fixing removes the binding (WeCom has no such member)."""
         return self.fix is Fix.DELETE
 
     @property
     def takes_phone(self) -> bool:
-        """Whether settling gives the member WeCom's phone (which another binding may hold)."""
+        """Whether fixing gives the member WeCom's phone (which another binding may hold)."""
         return self.fix is Fix.SET_PHONE and self.wecom_phone is not None
 
 
@@ -114,7 +114,7 @@ def _compare(member_id: str, binding: Binding | None, seen: WeComView | None, no
     mobile, foreign = _mainland(seen.mobile if seen is not None else None)
     if binding is not None and binding.state is BindingState.PENDING:
         if not binding.lease_expired(now):
-            return None  # a write to WeCom is in flight; its own commit or release settles it
+            return None  # a write to WeCom is in flight; its own commit or release ends it
         previous = f"previous {mask_phone(binding.previous_phone)}; " if binding.previous_phone else ""
         if not in_wecom:
             detail = "not a WeCom member: the claim is dropped"
@@ -126,9 +126,9 @@ def _compare(member_id: str, binding: Binding | None, seen: WeComView | None, no
                 DriftKind.EXPIRED_CLAIM, member_id, binding, True, None, previous + detail, Fix.NONE
             )
         if mobile == binding.phone:
-            detail = "the write reached WeCom: settles to the claimed phone"
+            detail = "the write reached WeCom: goes to the claimed phone"
         else:
-            detail = "the write did not reach WeCom: settles to WeCom's mobile"
+            detail = "the write did not reach WeCom: goes to WeCom's mobile"
         return _drift(DriftKind.EXPIRED_CLAIM, member_id, binding, True, mobile, previous + detail)
     if binding is None:
         if mobile is None:
@@ -144,7 +144,7 @@ def _compare(member_id: str, binding: Binding | None, seen: WeComView | None, no
         elif mobile is None:
             detail = "WeCom holds no mobile: the phone is removed"
         else:
-            detail = f"{binding.state}: settles to WeCom's mobile"
+            detail = f"{binding.state}: goes to WeCom's mobile"
         return _drift(DriftKind.PHONE_DIFFERS, member_id, binding, True, mobile, detail)
     return _status_drift(member_id, binding, seen)
 
@@ -154,7 +154,7 @@ def _status_drift(member_id: str, binding: Binding, seen: WeComView) -> Drift | 
     followed = binding.state is BindingState.FOLLOWED
     if activated == followed:
         return None
-    phone = Phone.parse_or_none(binding.phone)  # WeCom agrees with it, or hides its own
+    phone = binding.phone  # WeCom agrees with it, or hides its own
     if followed:
         detail = f"followed here, WeCom status {seen.status} (not activated): the follow is ended"
         return _drift(DriftKind.STATUS_DIFFERS, member_id, binding, True, phone, detail, Fix.UNFOLLOW)
@@ -173,7 +173,7 @@ def _department_drift(
     shown = ",".join(str(d) for d in seen.department) or "none"
     detail = (f"the directory's 院系 is WeCom department {expected}, WeCom has {shown}: reported only"
               " (move the member in WeCom's admin console, or correct the directory)")
-    return _drift(DriftKind.DEPARTMENT_DIFFERS, member_id, binding, True, Phone.parse_or_none(binding.phone),
+    return _drift(DriftKind.DEPARTMENT_DIFFERS, member_id, binding, True, binding.phone,
                   detail, Fix.NONE)
 
 
@@ -211,7 +211,7 @@ def _drift(
 
 
 def order_fixes(drifts: Sequence[Drift]) -> list[str]:
-    """The member ids in the order to settle them: removals first, then each phone after its
+    """The member ids in the order to fix them: removals first, then each phone after its
     current holder (among the drifting members) has let go of it; a cycle is broken by a take."""
     holders: dict[str, str] = {}
     for drift in drifts:

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from typing import Generic, TypeVar, cast
+from dataclasses import dataclass, fields, replace
+from operator import attrgetter
+from typing import Final, Generic, TypeVar, cast
 
 from handlers.core.binding import (
     AccountFollowed,
@@ -58,7 +59,7 @@ def binding_key(member_id: str) -> Key:
     return Key(KeyKind.BINDING, member_id)
 
 
-def phone_key(phone: str) -> Key:
+def phone_key(phone: Phone) -> Key:
     """The key of a phone's holder (a member id)."""
     return Key(KeyKind.PHONE, phone)
 
@@ -69,29 +70,18 @@ def openid_key(openid: str) -> Key:
 
 
 @dataclass(frozen=True, slots=True)
-class Row:
-    """A binding record as stored, with the claim token that Binding does not show."""
+class Row(Binding):
+    """A binding record as stored: the Binding with the claim token, which callers never see."""
 
-    member_id: str
-    phone: Phone | None
-    state: BindingState
-    openid: str | None
-    lease_expires_at: float | None
-    previous_phone: Phone | None
     token: str | None
-    updated_at: float
 
     def binding(self) -> Binding:
         """The binding as callers see it."""
-        return Binding(
-            member_id=self.member_id,
-            phone=self.phone,
-            state=self.state,
-            openid=self.openid,
-            lease_expires_at=self.lease_expires_at,
-            previous_phone=self.previous_phone,
-            updated_at=self.updated_at,
-        )
+        return Binding(*_binding_values(self))
+
+
+_binding_values: Final = attrgetter(*(field.name for field in fields(Binding)))
+"""What a Row shows to callers: every field of Binding, in its order, so that one added there is shown too."""
 
 
 Value = Row | str | None
@@ -143,7 +133,7 @@ def decide(records: Mapping[Key, Value], now: float, rule: Callable[[Draft], T])
     return Decision(outcome, dict(draft.writes), tuple(draft.audits))
 
 
-def masked(phone: str | None) -> str:
+def masked(phone: Phone | None) -> str:
     """Mask a phone for an audit detail; '-' when there is none."""
     return mask_phone(phone) if phone else "-"
 
@@ -169,7 +159,7 @@ class Draft:
         value = self._get(binding_key(member_id))
         return value if isinstance(value, Row) else None
 
-    def holder(self, phone: str) -> str | None:
+    def holder(self, phone: Phone) -> str | None:
         """The member the phone index gives the phone to, or None."""
         value = self._get(phone_key(phone))
         return value if isinstance(value, str) else None
@@ -190,11 +180,11 @@ class Draft:
         """Delete the member's binding record."""
         self.writes[binding_key(member_id)] = None
 
-    def index(self, phone: str, member_id: str) -> None:
+    def index(self, phone: Phone, member_id: str) -> None:
         """Give the phone to the member in the phone index."""
         self.writes[phone_key(phone)] = member_id
 
-    def unindex(self, phone: str | None, member_id: str) -> None:
+    def unindex(self, phone: Phone | None, member_id: str) -> None:
         """Free the phone in the index, if the member is the one holding it there."""
         if phone is not None and self.holder(phone) == member_id:
             self.writes[phone_key(phone)] = None
@@ -208,7 +198,7 @@ class Draft:
         if openid is not None and self.owner(openid) == member_id:
             self.writes[openid_key(openid)] = None
 
-    def audit(self, action: AuditAction, member_id: str, phone: str | None, detail: str) -> None:
+    def audit(self, action: AuditAction, member_id: str, phone: Phone | None, detail: str) -> None:
         """Add an audit record, the phone masked."""
         self.audits.append(AuditEntry(action, member_id, mask_phone(phone) if phone else None, detail))
 
@@ -216,7 +206,7 @@ class Draft:
         """True for a pending claim whose lease has run out (binding.lease_ran_out)."""
         return lease_ran_out(row.state, row.lease_expires_at, self.now)
 
-    def holds(self, row: Row | None, phone: str) -> bool:
+    def holds(self, row: Row | None, phone: Phone) -> bool:
         """True when the row really holds the phone (not a stale claim that ran out)."""
         if row is None:
             return False
@@ -237,7 +227,7 @@ class Draft:
         self.audit(action, row.member_id, row.phone, detail)
         return result
 
-    def strip(self, row: Row, phone: str, taker: str, *, why: str | None = None) -> None:
+    def strip(self, row: Row, phone: Phone, taker: str, *, why: str | None = None) -> None:
         """Take the phone away from another member because WeCom's truth gives it to taker (or, with
         why, because WeCom gives it to nobody that the store names: why is the audit's reason)."""
         if row.state is BindingState.PENDING and row.phone == phone:
@@ -254,9 +244,9 @@ class Draft:
 
 
 def _bound(member_id: str, phone: Phone | None, *, openid: str | None = None) -> Row:
-    """A settled binding record: followed when it has an openid, else bound."""
+    """A binding record past its claim: followed when it has an openid, else bound."""
     state = BindingState.BOUND if openid is None else BindingState.FOLLOWED
-    return Row(member_id, phone, state, openid, None, None, None, 0.0)
+    return Row(member_id, phone, state, openid, None, None, 0.0, token=None)
 
 
 def _binding(row: Row | None) -> Binding | None:
@@ -266,7 +256,7 @@ def _binding(row: Row | None) -> Binding | None:
 # reads
 
 
-def phone_holder(d: Draft, phone: str) -> Binding | None:
+def phone_holder(d: Draft, phone: Phone) -> Binding | None:
     """The binding that holds the phone (I1), or None when it is free."""
     holder = d.holder(phone)
     row = None if holder is None else d.load(holder)
@@ -333,7 +323,7 @@ def claim(d: Draft, member_id: str, phone: Phone, *, lease: float, token: str, a
     if holder is not None and d.expired(holder) and holder.phone == phone:
         d.revert(holder, AuditAction.CLAIM_EXPIRED)
     lease_until = d.now + lease
-    d.save(Row(member_id, phone, BindingState.PENDING, None, lease_until, current, token, d.now))
+    d.save(Row(member_id, phone, BindingState.PENDING, None, lease_until, current, d.now, token=token))
     d.index(phone, member_id)
     d.audit(AuditAction.CLAIM, member_id, phone, f"previous {masked(current)}" if current else "")
     return Claim(member_id, phone, token, lease_until, current, actor)
@@ -406,11 +396,11 @@ def unfollow(d: Draft, member_id: str) -> Binding | None:
 def set_phone(
     d: Draft, member_id: str, wanted: Phone | None, *, take: bool, spare_live_claim: bool = False
 ) -> Binding | None:
-    """Settle the member's phone from WeCom's truth (None: no phone), dropping a pending claim;
+    """Set the member's phone to WeCom's truth (None: no phone), dropping a pending claim;
     PhoneTaken when another member holds it, unless take, which strips it from them.
 
     spare_live_claim: a live claim of the member is left alone and nothing changes: the binding
-    flow is writing the member's mobile at WeCom, a newer truth than the one being settled.
+    flow is writing the member's mobile at WeCom, a newer truth than the one being set.
     """
     row = d.load(member_id)
     if spare_live_claim and row is not None and row.state is BindingState.PENDING and not d.expired(row):
@@ -433,7 +423,7 @@ def set_phone(
             result = d.save(replace(row, phone=None)).binding()
         else:
             d.remove(member_id)
-        d.audit(AuditAction.SETTLE, member_id, row.phone, "phone removed")
+        d.audit(AuditAction.SET_PHONE, member_id, row.phone, "phone removed")
         return result
     if row is not None and row.phone == wanted:
         return row.binding()
@@ -446,11 +436,11 @@ def set_phone(
     d.unindex(old, member_id)
     saved = d.save(_bound(member_id, wanted, openid=row.openid if row else None))
     d.index(wanted, member_id)
-    d.audit(AuditAction.SETTLE, member_id, wanted, f"replaces {masked(old)}" if old else "")
+    d.audit(AuditAction.SET_PHONE, member_id, wanted, f"replaces {masked(old)}" if old else "")
     return saved.binding()
 
 
-def stale_phone(d: Draft, phone: str, claimant: str, wecom_holder: str | None) -> bool:
+def stale_phone(d: Draft, phone: Phone, claimant: str, wecom_holder: str | None) -> bool:
     """The store gives the phone to another member than the claimant; WeCom (user/getuserid) gives it
     to wecom_holder (None: to nobody). True when the phone is free for the claimant now: the store's
     holder lost it to WeCom's truth (audited with the reason), or it was free already. False when 2.1
@@ -509,11 +499,11 @@ def rename(d: Draft, old_id: str, new_id: str) -> Binding | None:
     return moved.binding()
 
 
-def settle(
+def fix_drift(
     d: Draft, member_id: str, fix: Fix, wanted: Phone | None, *, seen: Binding | None
 ) -> Binding | None:
     """Reconcile's fix from WeCom's truth, only while the member's binding is still `seen`
-    (BindingChanged otherwise): remove the binding, end its follow, or settle its phone to wanted,
+    (BindingChanged otherwise): remove the binding, end its follow, or set its phone to wanted,
     taking it from a holder (WeCom gave it to this member, so a holder here is out of date)."""
     row = d.load(member_id)
     if _binding(row) != seen:
@@ -533,6 +523,6 @@ def note(d: Draft, member_id: str, action: AuditAction, detail: str) -> None:
     d.audit(action, member_id, None, detail)
 
 
-def conflict(d: Draft, member_id: str, phone: str | None, detail: str) -> None:
+def conflict(d: Draft, member_id: str, phone: Phone | None, detail: str) -> None:
     """Record a change that a rule refused; nothing else changes."""
     d.audit(AuditAction.CONFLICT, member_id, phone, detail)

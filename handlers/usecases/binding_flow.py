@@ -68,8 +68,8 @@ DEFAULT_LEASE: Final = 60.0
 """Seconds a claim holds its phone: longer than the WeCom client's whole retry budget."""
 ROOT_DEPARTMENT: Final = 1
 """WeCom's root department: where a member is created when its 院系 has no known department id."""
-SETTLE_DELAYS: Final = (1.0, 2.0, 4.0, 8.0, 16.0)
-"""Pauses before each try to settle a write whose answer was lost: 31 s in all, within the lease."""
+REPLAY_DELAYS: Final = (1.0, 2.0, 4.0, 8.0, 16.0)
+"""Pauses before each replay of a write whose answer was lost: 31 s in all, within the lease."""
 INVITE_MEMORY: Final = 365 * 24 * 3600.0
 """How long a member's invitation is remembered: "同一用户只须邀请一次" (document/path/90975)."""
 MIN_DAILY_MISSES: Final = 10
@@ -201,8 +201,8 @@ class Refused:
 
 @dataclass(frozen=True, slots=True)
 class Confirming:
-    """WeCom's answer to the write was lost (or the store failed after it): the claim is kept and
-    settled in the background, by the same write until WeCom answers, then commit or release."""
+    """WeCom's answer to the write was lost (or the store failed after it): the claim is kept and the
+    same write replayed in the background until WeCom answers, then committed or released."""
 
     member_id: str
     phone: Phone
@@ -214,7 +214,7 @@ class Confirming:
 
 
 BindResult = Bound | Refused | Confirming
-Settled = Callable[[Bound | Refused | None], Awaitable[None]]
+ConfirmingEnded = Callable[[Bound | Refused | None], Awaitable[None]]
 """Told how a Confirming binding ended: bound, refused, or None when it is left to the lease."""
 
 
@@ -229,7 +229,7 @@ class BindingFlow:
         departments: Mapping[str, int] | None = None,
         default_department: int = ROOT_DEPARTMENT,
         lease: float = DEFAULT_LEASE,
-        settle_delays: Sequence[float] = SETTLE_DELAYS,
+        replay_delays: Sequence[float] = REPLAY_DELAYS,
         reader: MemberReader | None = None,
         holders: PhoneHolders | None = None,
         clock: Callable[[], float] = time.time,
@@ -245,17 +245,17 @@ class BindingFlow:
         self._departments = dict(departments or {})
         self._default_department = default_department
         self._lease = lease
-        self._settle_delays = tuple(settle_delays)
-        self._settling: set[asyncio.Task[None]] = set()
+        self._replay_delays = tuple(replay_delays)
+        self._replays: set[asyncio.Task[None]] = set()
         # Who WeCom gives a phone to, asked before the store's word alone refuses 2.1 (the app's secret).
         self._holders = holders
         self._clock = clock
 
     async def close(self) -> None:
-        """Stop settling: a claim still unsettled stays until its lease runs out (then reconcile)."""
-        for task in list(self._settling):
+        """Stop replaying: a claim still unconfirmed stays until its lease runs out (then reconcile)."""
+        for task in list(self._replays):
             task.cancel()
-        await asyncio.gather(*self._settling, return_exceptions=True)
+        await asyncio.gather(*self._replays, return_exceptions=True)
 
     async def standing(self, member_id: str, *, actor: Actor) -> Standing:
         """Where the student stands by WeCom's status of the member (read with the app's secret, from
@@ -285,10 +285,10 @@ class BindingFlow:
             log.warning("binding: could not record WeCom's status of %s", member_id)
 
     async def bind(
-        self, member_id: str, phone: Phone, *, actor: Actor, on_settled: Settled | None = None
+        self, member_id: str, phone: Phone, *, actor: Actor, on_ended: ConfirmingEnded | None = None
     ) -> BindResult:
         """Bind the phone to the member, or say which rule refused it; WeCom outages before the
-        write propagate. A write whose outcome is unknown is Confirming: on_settled hears the end."""
+        write propagate. A write whose outcome is unknown is Confirming: on_ended hears how it ended."""
         try:
             claim = await self._claim(member_id, phone, actor)
         except PhoneTaken:
@@ -310,14 +310,14 @@ class BindingFlow:
             )
         try:
             created = await self._write(member_id, phone)
-        except _Stop as refusal:
-            return await self._refuse(claim, refusal)
+        except _Stop as stop:
+            return await self._refuse(claim, stop)
         except _OutcomeUnknown as unknown:
             log.warning("binding: member %s: %s; confirming in the background", member_id, unknown)
-            return self._confirm_later(claim, on_settled)
+            return self._confirm_later(claim, on_ended)
         except asyncio.CancelledError:
             # Stopped with the write perhaps at WeCom: the claim stays, its lease runs out and
-            # reconcile settles the member from WeCom's truth (never a phone there without its record).
+            # reconcile fixes the member from WeCom's truth (never a phone there without its record).
             raise
         except BaseException:
             # WeCom was down or refused before the write: nothing may stay claimed.
@@ -328,7 +328,7 @@ class BindingFlow:
         except StoreUnavailable:
             # WeCom holds the phone now: the claim is kept until the store takes the commit.
             log.warning("binding: member %s: the store failed after WeCom's write; confirming", member_id)
-            return self._confirm_later(claim, on_settled)
+            return self._confirm_later(claim, on_ended)
         log.info("binding: member %s bound %s (created: %s)", member_id, mask_phone(phone), created)
         # user/create invited the new member already; an existing member is invited here.
         invited = True if created else await self._invite(member_id)
@@ -369,49 +369,49 @@ class BindingFlow:
                      mask_phone(phone), holder or "nobody")
         return released
 
-    async def _refuse(self, claim: Claim, refusal: _Stop) -> Refused:
+    async def _refuse(self, claim: Claim, stop: _Stop) -> Refused:
         await self._release(claim)
-        if refusal.status is not None:
-            await self._seen(claim.member_id, refusal.status, claim.actor)
+        if stop.status is not None:
+            await self._seen(claim.member_id, stop.status, claim.actor)
         # WeCom overruling the store on I1 (60104) is a conflict like the others: the audit log
         # says so beside the released claim.
-        await self._record_refusal(claim.member_id, claim.phone, refusal.reason, refusal.why, claim.actor)
-        corrected = refusal.reason is Refusal.PHONE_TAKEN
-        return Refused(claim.member_id, refusal.reason, corrected=corrected)
+        await self._record_refusal(claim.member_id, claim.phone, stop.reason, stop.why, claim.actor)
+        corrected = stop.reason is Refusal.PHONE_TAKEN
+        return Refused(claim.member_id, stop.reason, corrected=corrected)
 
     async def _commit(self, claim: Claim) -> None:
         try:
             await self._store.commit_claim(claim)
         except ClaimLost:
-            # WeCom's change_contact for this very write may be handled first, settling the member
-            # to the phone before we commit: that is the same outcome, not a failure.
+            # WeCom's change_contact for this very write may be handled first, setting the member's
+            # phone before we commit: that is the same outcome, not a failure.
             binding = await self._store.get_binding(claim.member_id)
-            settled = BindingState.BOUND, BindingState.FOLLOWED
-            if binding is None or binding.phone != claim.phone or binding.state not in settled:
+            held = BindingState.BOUND, BindingState.FOLLOWED
+            if binding is None or binding.phone != claim.phone or binding.state not in held:
                 raise
 
-    def _confirm_later(self, claim: Claim, on_settled: Settled | None) -> Confirming:
-        task = asyncio.create_task(self._settle(claim, on_settled))
-        self._settling.add(task)
-        task.add_done_callback(self._settling.discard)
+    def _confirm_later(self, claim: Claim, on_ended: ConfirmingEnded | None) -> Confirming:
+        task = asyncio.create_task(self._replay(claim, on_ended))
+        self._replays.add(task)
+        task.add_done_callback(self._replays.discard)
         return Confirming(claim.member_id, claim.phone)
 
-    async def _settle(self, claim: Claim, on_settled: Settled | None) -> None:
-        """Repeat the same idempotent write until WeCom answers, then commit or release."""
+    async def _replay(self, claim: Claim, on_ended: ConfirmingEnded | None) -> None:
+        """Replay the same idempotent write until WeCom answers, then commit or release."""
         outcome: Bound | Refused | None = None
-        for delay in self._settle_delays:
+        for delay in self._replay_delays:
             await asyncio.sleep(delay)
             try:
                 await self._write(claim.member_id, claim.phone)
                 await self._commit(claim)
-            except _Stop as refusal:
-                outcome = await self._refuse(claim, refusal)
+            except _Stop as stop:
+                outcome = await self._refuse(claim, stop)
                 break
             except (_OutcomeUnknown, WeComUnavailable, StoreUnavailable) as exc:
                 log.info("binding: member %s still unconfirmed (%s)", claim.member_id, exc)
                 continue
             except (WeComError, ClaimLost) as exc:
-                # Nothing this loop can settle: the lease runs out and reconcile settles from WeCom.
+                # Nothing a replay can resolve: the lease runs out and reconcile fixes it from WeCom.
                 log.warning("binding: member %s left to its lease (%s)", claim.member_id, type(exc).__name__)
                 break
             log.info("binding: member %s bound %s (confirmed)", claim.member_id, mask_phone(claim.phone))
@@ -419,10 +419,10 @@ class BindingFlow:
                             followed=False)
             break
         else:
-            log.warning("binding: member %s unconfirmed; its lease and reconcile settle it", claim.member_id)
-        if on_settled is not None:
+            log.warning("binding: member %s unconfirmed; left to its lease, then reconcile", claim.member_id)
+        if on_ended is not None:
             try:
-                await on_settled(outcome)
+                await on_ended(outcome)
             except StoreUnavailable:
                 log.warning("binding: could not record how member %s's binding ended", claim.member_id)
 
@@ -554,7 +554,7 @@ class BindingFlow:
         try:
             await self._store.release_claim(claim)
         except StoreUnavailable:
-            # Its lease runs out, and reconciliation settles the member from WeCom's truth.
+            # Its lease runs out, and reconciliation fixes the member from WeCom's truth.
             log.exception("binding: releasing the claim of member %s failed", claim.member_id)
 
 
@@ -583,5 +583,5 @@ class _Stop(Exception):
         self.reason = reason
         self.why = why
         self.status = status
-        """WeCom's status of the member, when the refusal is one (recorded as WeCom's word)."""
+        """WeCom's status of the member, when it is what stopped the submit (recorded as WeCom's word)."""
 

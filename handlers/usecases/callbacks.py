@@ -138,7 +138,7 @@ class CallbackHandlers:
 
     async def _bound_through_the_flow(self, member: str, before: Binding | None) -> bool:
         """Whether the member's binding, as it was before this follow, is one the binding flow made:
-        bound or claimed there (a settlement from WeCom's mobile, or a follow alone, is not)."""
+        bound or claimed there (a phone set to WeCom's mobile, or a follow alone, is not)."""
         if before is None or before.state is BindingState.FOLLOWED or before.phone is None:
             return False
         records = await self._store.audit_list(member_id=member, limit=50)
@@ -161,7 +161,7 @@ class CallbackHandlers:
             try:
                 found = await self._members.user_get(member)
             except UserNotFound:
-                await self._seen(member, None, "unsubscribe")  # gone: its delete_user settles the rest
+                await self._seen(member, None, "unsubscribe")  # gone: its delete_user removes the binding
             except OutsideVisibleRange:
                 pass  # moved out of the app's range: the app may no longer read it, status unknown
             else:
@@ -213,13 +213,13 @@ class CallbackHandlers:
             self._clock()
         ):
             # The binding flow is writing this member's mobile right now: its write is the newer
-            # truth, and settling from an older read would undo its claim.
+            # truth, and setting the phone from an older read would undo its claim.
             log.info("change_contact for member %s left to the binding in flight", member)
             return None
         try:
             found = await self._members.user_get(member)
         except UserNotFound:
-            return None  # gone meanwhile: its delete_user settles it
+            return None  # gone meanwhile: its delete_user removes the binding
         if not found.mobile_shown:
             return None
         return found.mobile or ""

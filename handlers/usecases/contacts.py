@@ -10,6 +10,7 @@ import logging
 from collections.abc import Sequence
 from typing import Final, Protocol
 
+from handlers.core.phone import Phone
 from handlers.core.wecom_errors import ContactsUntrustedIp
 
 log: Final = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class MemberReader(Protocol):
 class PhoneHolders(Protocol):
     """Who WeCom gives a mobile to (user/getuserid, with the app's secret)."""
 
-    async def user_getuserid(self, mobile: str) -> str:
+    async def user_getuserid(self, mobile: Phone) -> str:
         """The member holding the mobile; MobileNotFound (46004) when none does (or none visible)."""
         ...
 
@@ -118,7 +119,7 @@ class WeComContacts(Protocol):
         ...
 
     async def user_create(
-        self, *, userid: str, name: str, department: Sequence[int], mobile: str | None = None
+        self, *, userid: str, name: str, department: Sequence[int], mobile: Phone | None = None
     ) -> None:
         """user/create: a new member, invited by WeCom (to_invite); MobileExists, UserIdExists..."""
         ...

@@ -1,7 +1,8 @@
 """What the use cases need from outside, as typing Protocols: the store, in small pieces.
 
 Each use case depends on a narrow Protocol of its own (BindingFlowStore, CallbackStore,
-AdmissionStore, ReconcileStore), composed of the pieces below; Store is all of them, which every
+AdmissionStore, ReconcileStore, ReleaseStore; the admin console's ConsoleStore too), composed of the
+pieces below (the console's in callback_service.admin.contracts); Store is all of them, which every
 backend (SQLite, Redis, and the tests' in-memory store) fulfils structurally. The composition root
 (callback_service.compose) hands the use cases a backend; they import only these contracts.
 """
@@ -160,15 +161,19 @@ class DirectorySize(Protocol):
         ...
 
 
-class Directory(DirectoryLookup, DirectorySize, Protocol):
-    """The school directory: import, count and erasure besides the lookup."""
-
-    async def directory_upsert(self, entries: Sequence[DirectoryEntry]) -> int:
-        """Insert or replace directory entries, all or nothing; return how many were written."""
-        ...
+class DirectoryListing(Protocol):
+    """The whole school directory."""
 
     async def directory_list(self) -> list[DirectoryEntry]:
         """Return every directory entry, ordered by student id (for sync's comparison with WeCom)."""
+        ...
+
+
+class Directory(DirectoryLookup, DirectorySize, DirectoryListing, Protocol):
+    """The school directory: import and erasure besides the reads."""
+
+    async def directory_upsert(self, entries: Sequence[DirectoryEntry]) -> int:
+        """Insert or replace directory entries, all or nothing; return how many were written."""
         ...
 
     async def directory_delete(self, member_id: str) -> bool:
@@ -234,7 +239,15 @@ class StalePhones(Protocol):
         ...
 
 
-class MemberChanges(Protocol):
+class MemberRemoval(Protocol):
+    """A member's binding removed: WeCom's delete_user, or an administrator's release."""
+
+    async def delete_member(self, member_id: str, *, actor: Actor) -> bool:
+        """Remove the member's binding, freeing its phones and openid; False when it had none."""
+        ...
+
+
+class MemberChanges(MemberRemoval, Protocol):
     """What WeCom's callbacks change about a member: follow (I4), unfollow, phone, removal, new id."""
 
     async def follow(self, member_id: str, openid: str, *, actor: Actor) -> Binding:
@@ -252,16 +265,12 @@ class MemberChanges(Protocol):
     async def set_member_phone(
         self, member_id: str, phone: Phone | None, *, take: bool, actor: Actor, spare_live_claim: bool = False
     ) -> Binding | None:
-        """Settle the member's phone from WeCom's truth (None: no phone); drops a pending claim.
+        """Set the member's phone to WeCom's truth (None: no phone); drops a pending claim.
 
         When another member holds the phone: PhoneTaken unless take, which strips it from them.
         A followed member stays followed. spare_live_claim: a live claim of the member (its lease
         running) is left alone, and nothing changes, decided in the same atomic step as the write.
         """
-        ...
-
-    async def delete_member(self, member_id: str, *, actor: Actor) -> bool:
-        """Remove the member's binding, freeing its phones and openid; False when it had none."""
         ...
 
     async def rename_member(self, old_id: str, new_id: str, *, actor: Actor) -> Binding | None:
@@ -270,10 +279,10 @@ class MemberChanges(Protocol):
         ...
 
 
-class Settling(Protocol):
+class DriftFixes(Protocol):
     """Reconcile's fix of one drift, applied only while the binding is as it was seen."""
 
-    async def settle_member(
+    async def fix_drift(
         self, member_id: str, fix: Fix, phone: Phone | None, *, seen: Binding | None, actor: Actor
     ) -> Binding | None:
         """Reconcile's fix in one atomic step, only while the member's binding is still `seen`
@@ -316,12 +325,16 @@ class AuditListing(Protocol):
         ...
 
 
-class Audit(ConflictAudit, AuditNotes, AuditListing, Protocol):
-    """The audit log (I5): listing, notes and pruning besides conflicts."""
+class AuditByAction(Protocol):
+    """The audit records of some actions, from a time on."""
 
     async def audit_since(self, since: float, *, actions: Collection[AuditAction]) -> list[AuditRecord]:
         """Return the audit records of the given actions written at or after since, oldest first."""
         ...
+
+
+class Audit(ConflictAudit, AuditNotes, AuditListing, AuditByAction, Protocol):
+    """The audit log (I5): listing, notes and pruning besides conflicts."""
 
     async def audit_prune(self, before: float, *, member_id: str | None = None) -> int:
         """Delete the audit records written before the time given (all, or one member's) and
@@ -423,7 +436,7 @@ class Store(
     Claims,
     StalePhones,
     MemberChanges,
-    Settling,
+    DriftFixes,
     Integrity,
     Audit,
     InboxQueue,
@@ -476,6 +489,11 @@ class AdmissionStore(BindingLookup, MemberRecords, ConflictAudit, Protocol):
     admission the rules refused."""
 
 
-class ReconcileStore(DirectoryLookup, BindingLookup, Settling, RemembersMany, Protocol):
+class ReconcileStore(DirectoryLookup, BindingLookup, DriftFixes, RemembersMany, Protocol):
     """Reconcile's store: the directory and bindings to compare, each drift's fix, and which members
     the flow created (kv)."""
+
+
+class ReleaseStore(BindingLookup, MemberRemoval, Remembers, Protocol):
+    """An administrator's release: the member's binding, its removal, and whether the flow created
+    the member in WeCom (kv)."""

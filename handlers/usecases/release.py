@@ -21,7 +21,7 @@ from handlers.core.phone import mask_phone
 from handlers.core.wecom_errors import UserNotFound, WeComError, WeComRefusal
 from handlers.usecases.binding_flow import created_key
 from handlers.usecases.contacts import MemberReader
-from handlers.usecases.contracts import Store
+from handlers.usecases.contracts import ReleaseStore
 
 log: Final = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class Released:
 
 
 async def release(
-    store: Store, writer: MobileWriter, reader: MemberReader, member_id: str, *, actor: Actor
+    store: ReleaseStore, writer: MobileWriter, reader: MemberReader, member_id: str, *, actor: Actor
 ) -> Released:
     """Free the member's binding in the store, then the phone in WeCom where WeCom allows it;
     WeCom's outages and refusals other than 60129 propagate, after the store's release."""

@@ -320,7 +320,7 @@ async def test_an_upload_previews_then_imports_all_on_confirmation(console: Page
     assert status == 200
     assert "已导入 2 条记录" in done
     assert await env.store.directory_get("2022001") == DirectoryEntry(
-        "2022001", "新生甲", "管理学院", "13900000001"
+        "2022001", "新生甲", "管理学院", Phone("13900000001")
     )
     # The preview is used once.
     status, _ = await _post(

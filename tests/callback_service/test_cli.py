@@ -42,7 +42,7 @@ async def store_url(tmp_path: Path) -> str:
     url = f"sqlite:///{tmp_path / 'store.db'}"
     store = await open_store(url)
     try:
-        await store.directory_upsert([DirectoryEntry("2021001", "张三", "管理学院", "13800000001")])
+        await store.directory_upsert([DirectoryEntry("2021001", "张三", "管理学院", Phone("13800000001"))])
         await store.commit_claim(await store.claim_phone("2021001", Phone("13800000001"), lease=60, actor=STUDENT))
     finally:
         await store.close()

@@ -13,6 +13,7 @@ from callback_service.directory import Wording, import_directory, parse_director
 from callback_service.ops.cli import main
 from callback_service.store import open_store
 from handlers.core.binding import DirectoryEntry
+from handlers.core.phone import Phone
 from handlers.usecases.contracts import Store
 from tests.callback_service.test_qr import ENV
 
@@ -23,9 +24,9 @@ GOOD = (
     '2021003,"王五, 小名",管理学院,+86-138-0000-0003\n'
 )
 EXPECTED = [
-    DirectoryEntry("2021001", "张三", "机械与汽车工程学院", "13800000001"),
+    DirectoryEntry("2021001", "张三", "机械与汽车工程学院", Phone("13800000001")),
     DirectoryEntry("2021002", "李四", "电子电气工程学院", None),
-    DirectoryEntry("2021003", "王五, 小名", "管理学院", "13800000003"),
+    DirectoryEntry("2021003", "王五, 小名", "管理学院", Phone("13800000003")),
 ]
 
 
@@ -108,7 +109,7 @@ async def test_an_import_replaces_entries_by_student_id(sqlite_store: Store) -> 
     again = "学号,姓名,院系,手机\n2021002,李四,电子电气工程学院,13800000002\n".encode()
     assert (await import_directory(sqlite_store, again)).written == 1
     assert await sqlite_store.directory_get("2021002") == DirectoryEntry(
-        "2021002", "李四", "电子电气工程学院", "13800000002"
+        "2021002", "李四", "电子电气工程学院", Phone("13800000002")
     )
     assert await sqlite_store.directory_count() == 3
 
@@ -236,7 +237,7 @@ async def test_full_width_phones_are_stored_as_ascii_and_other_scripts_refused(s
     assert "also on line 2" in report.problems[0].message  # the same phone, in another width
     report = await import_directory(sqlite_store, data.decode().replace("13800000٠٠2", "").encode())
     assert report.ok
-    assert await sqlite_store.directory_get("2021001") == DirectoryEntry("2021001", "张三", "机械学院", "13800000001")
+    assert await sqlite_store.directory_get("2021001") == DirectoryEntry("2021001", "张三", "机械学院", Phone("13800000001"))
 
 
 @pytest.mark.parametrize(
@@ -375,7 +376,7 @@ def test_gb18030_without_any_utf8_sequence_is_read_as_gb18030(
     assert _import(tmp_path, GB_ONLY) == 0
     assert "encoding GB18030: 2 good row(s)" in capsys.readouterr().out
     assert asyncio.run(_entries_at(settings_env))[:2] == [
-        DirectoryEntry("2021001", "张三", "Mechanical Engineering", "13800000001"),
+        DirectoryEntry("2021001", "张三", "Mechanical Engineering", Phone("13800000001")),
         DirectoryEntry("2021002", "李四", "Management", None),
     ]
 

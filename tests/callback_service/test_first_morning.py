@@ -67,13 +67,13 @@ async def test_visible_range_to_everyone_welcomes_nobody_and_records_them_joined
         ) as response:
             assert response.status == 200
 
-        async def settled() -> bool | None:
+        async def all_handled() -> bool | None:
             pushes = [p for p in state.pushes if p.event == "subscribe"]
             stats = await store.inbox_stats()
             done = len(pushes) == 6 and all(p.delivered for p in pushes)
             return True if done and stats.pending == stats.leased == 0 else None
 
-        await eventually(settled, within=20)
+        await eventually(all_handled, within=20)
         assert (await store.inbox_stats()).dead == 0
         assert state.messages == []  # no welcome: none of them bound through the service
         for n in range(1, 7):

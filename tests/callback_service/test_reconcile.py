@@ -1,4 +1,4 @@
-"""`wecom-bind reconcile`: each kind of drift found against the WeCom emulator, then settled from WeCom.
+"""`wecom-bind reconcile`: each kind of drift found against the WeCom emulator, then fixed from WeCom's truth.
 
 The emulator runs over loopback HTTP, the store is real on both backends, and one test runs the
 command itself in a subprocess. Members are read as the command reads them (ListThenRead). The emulator
@@ -31,10 +31,10 @@ from callback_service.ops.reconcile import (
     DriftKind,
     ListThenRead,
     find_drift,
+    fix_all,
+    fix_drift,
     order_fixes,
     reconcile,
-    settle,
-    settle_all,
 )
 from callback_service.store import open_store
 from handlers.core.binding import Actor, AuditAction, Binding, BindingState, DirectoryEntry
@@ -147,11 +147,11 @@ async def stored(store: Store, member_id: str) -> Binding:
     return found
 
 
-async def settle_and_check(store: Store, wecom: WeCom, clock: Clock, drifts: list[Drift]) -> None:
-    """Settle the drifts and check the store is then in step with WeCom, consistent and audited."""
-    report = await settle_all(store, drifts, actor=RECONCILE)
+async def fix_and_check(store: Store, wecom: WeCom, clock: Clock, drifts: list[Drift]) -> None:
+    """Fix the drifts and check the store is then in step with WeCom, consistent and audited."""
+    report = await fix_all(store, drifts, actor=RECONCILE)
     assert report.changed == ()
-    assert {d.member_id for d in report.settled} == {d.member_id for d in drifts}
+    assert {d.member_id for d in report.fixed} == {d.member_id for d in drifts}
     assert await find_drift(store, wecom.reader, now=clock.now) == []
     assert await store.integrity_problems() == []
     for drift in drifts:
@@ -180,7 +180,7 @@ async def test_a_store_in_step_with_wecom_has_no_drift(store: Store, start_wecom
 
 
 @old_assistant  # drift decided by the mobiles WeCom shows
-async def test_phone_differs_settles_to_wecoms_mobile(
+async def test_phone_differs_is_fixed_to_wecoms_mobile(
     store: Store, start_wecom: WeComFactory, clock: Clock
 ) -> None:
     wecom = await start_wecom(
@@ -202,7 +202,7 @@ async def test_phone_differs_settles_to_wecoms_mobile(
     assert "13800000001" not in repr(first)
     assert "13900000001" not in repr(first)
     assert "13900000001" not in first.describe()
-    await settle_and_check(store, wecom, clock, drifts)
+    await fix_and_check(store, wecom, clock, drifts)
     s1 = await stored(store, "s1")
     s2 = await stored(store, "s2")
     assert (s1.phone, s1.state) == ("13900000001", BindingState.BOUND)
@@ -221,7 +221,7 @@ async def test_missing_in_store_binds_wecoms_mobile(store: Store, start_wecom: W
 
     assert kinds(drifts) == {"s1": DriftKind.MISSING_IN_STORE}  # s2 has no mobile: nothing to hold
     assert drifts[0].store_phone_masked == "-"
-    await settle_and_check(store, wecom, clock, drifts)
+    await fix_and_check(store, wecom, clock, drifts)
     s1 = await stored(store, "s1")
     assert (s1.phone, s1.state) == ("13800000001", BindingState.BOUND)
 
@@ -236,7 +236,7 @@ async def test_missing_in_wecom_removes_the_binding(store: Store, start_wecom: W
     drifts = await find_drift(store, wecom.reader, now=clock.now)
 
     assert kinds(drifts) == {"gone": DriftKind.MISSING_IN_WECOM, "left": DriftKind.MISSING_IN_WECOM}
-    await settle_and_check(store, wecom, clock, drifts)
+    await fix_and_check(store, wecom, clock, drifts)
     assert await store.get_binding("gone") is None
     assert await store.get_binding("left") is None
     assert await store.get_binding_by_phone(Phone("13800000009")) is None
@@ -246,7 +246,7 @@ async def test_missing_in_wecom_removes_the_binding(store: Store, start_wecom: W
 
 
 @old_assistant  # drift decided by the mobiles WeCom shows
-async def test_expired_claim_whose_write_reached_wecom_settles_to_the_claimed_phone(
+async def test_expired_claim_whose_write_reached_wecom_is_fixed_to_the_claimed_phone(
     store: Store, start_wecom: WeComFactory, clock: Clock
 ) -> None:
     wecom = await start_wecom([member("s1", "13900000001")])
@@ -259,14 +259,14 @@ async def test_expired_claim_whose_write_reached_wecom_settles_to_the_claimed_ph
 
     assert kinds(drifts) == {"s1": DriftKind.EXPIRED_CLAIM}
     assert "reached WeCom" in drifts[0].detail
-    await settle_and_check(store, wecom, clock, drifts)
+    await fix_and_check(store, wecom, clock, drifts)
     s1 = await stored(store, "s1")
     assert (s1.phone, s1.state) == ("13900000001", BindingState.BOUND)
     assert await store.get_binding_by_phone(Phone("13800000001")) is None
 
 
 @old_assistant  # drift decided by the mobiles WeCom shows
-async def test_expired_claim_whose_write_did_not_reach_wecom_settles_back(
+async def test_expired_claim_whose_write_did_not_reach_wecom_is_fixed_back(
     store: Store, start_wecom: WeComFactory, clock: Clock
 ) -> None:
     wecom = await start_wecom([member("s1", "13800000001"), member("s2", None)])
@@ -285,7 +285,7 @@ async def test_expired_claim_whose_write_did_not_reach_wecom_settles_back(
     assert "did not reach WeCom" in by_member["s1"].detail
     assert "previous 138****0001" in by_member["s1"].detail
     assert "not a WeCom member" in by_member["new"].detail
-    await settle_and_check(store, wecom, clock, drifts)
+    await fix_and_check(store, wecom, clock, drifts)
     s1 = await stored(store, "s1")
     assert (s1.phone, s1.state) == ("13800000001", BindingState.BOUND)
     assert await store.get_binding("s2") is None  # WeCom holds no mobile for s2
@@ -313,7 +313,7 @@ async def test_every_kind_at_once(store: Store, start_wecom: WeComFactory, clock
         "new": DriftKind.MISSING_IN_STORE,
     }
     assert [d.member_id for d in drifts] == sorted(d.member_id for d in drifts)
-    await settle_and_check(store, wecom, clock, drifts)
+    await fix_and_check(store, wecom, clock, drifts)
 
 
 async def test_hidden_mobiles_are_no_drift_and_fix_changes_nothing(
@@ -376,7 +376,7 @@ async def test_a_phone_moved_between_members_is_freed_before_it_is_taken(
 
     assert order_fixes(drifts) == ["a", "b"]
     assert order_fixes(list(reversed(drifts))) == ["a", "b"]
-    await settle_and_check(store, wecom, clock, drifts)
+    await fix_and_check(store, wecom, clock, drifts)
     actions = {r.action for m in ("a", "b") for r in await store.audit_list(member_id=m)}
     assert AuditAction.PHONE_LOST not in actions  # nobody had a phone taken away
 
@@ -391,12 +391,12 @@ async def test_removals_come_before_the_phones_they_free(
     drifts = await find_drift(store, wecom.reader, now=clock.now)
 
     assert order_fixes(drifts) == ["z-gone", "a"]
-    await settle_and_check(store, wecom, clock, drifts)
+    await fix_and_check(store, wecom, clock, drifts)
     assert AuditAction.PHONE_LOST not in {r.action for r in await store.audit_list(member_id="z-gone")}
 
 
 @old_assistant  # drift decided by the mobiles WeCom shows
-async def test_members_that_swapped_phones_are_settled_in_one_run(
+async def test_members_that_swapped_phones_are_fixed_in_one_run(
     store: Store, start_wecom: WeComFactory, clock: Clock
 ) -> None:
     wecom = await start_wecom([member("a", "13800000002"), member("b", "13800000001")])
@@ -408,7 +408,7 @@ async def test_members_that_swapped_phones_are_settled_in_one_run(
     drifts = await find_drift(store, wecom.reader, now=clock.now)
 
     assert kinds(drifts) == {"a": DriftKind.PHONE_DIFFERS, "b": DriftKind.PHONE_DIFFERS}
-    await settle_and_check(store, wecom, clock, drifts)
+    await fix_and_check(store, wecom, clock, drifts)
     a = await stored(store, "a")
     b = await stored(store, "b")
     assert a.phone == "13800000002"
@@ -426,24 +426,24 @@ async def test_a_binding_that_changed_since_it_was_read_is_left_alone(
     # Meanwhile the student binds again through the service (a claim is enough to change it).
     clock.now += 1
     await store.claim_phone("s1", Phone("13700000001"), lease=LEASE, actor=STUDENT)
-    report = await settle_all(store, drifts, actor=RECONCILE)
+    report = await fix_all(store, drifts, actor=RECONCILE)
 
     assert [d.member_id for d in report.changed] == ["s1"]
-    assert [d.member_id for d in report.settled] == ["s2"]
+    assert [d.member_id for d in report.fixed] == ["s2"]
     s1 = await stored(store, "s1")
     assert (s1.phone, s1.state) == ("13700000001", BindingState.PENDING)
     assert await store.integrity_problems() == []
 
 
 @old_assistant  # drift decided by the mobiles WeCom shows
-async def test_settle_one_drift(store: Store, start_wecom: WeComFactory, clock: Clock) -> None:
+async def test_fix_one_drift(store: Store, start_wecom: WeComFactory, clock: Clock) -> None:
     wecom = await start_wecom([member("s1", "13900000001")])
     [drift] = await find_drift(store, wecom.reader, now=clock.now)
 
-    await settle(store, drift, actor=RECONCILE)
+    await fix_drift(store, drift, actor=RECONCILE)
 
     [record] = await store.audit_list(member_id="s1")
-    assert (record.action, record.phone_masked, record.source) == (AuditAction.SETTLE, "139****0001", "cli: reconcile")
+    assert (record.action, record.phone_masked, record.source) == (AuditAction.SET_PHONE, "139****0001", "cli: reconcile")
 
 
 async def test_fix_refuses_to_remove_every_binding(store: Store, start_wecom: WeComFactory, clock: Clock) -> None:
@@ -501,10 +501,10 @@ async def test_members_are_read_page_by_page_with_bounded_concurrency(
     assert wecom.state.calls.count("user/list_id") == 6  # 40 rows, 7 a page
     assert wecom.state.calls.count("user/get") == 30
     assert 1 < counting.most <= 4
-    await settle_and_check(store, wecom, clock, drifts)
+    await fix_and_check(store, wecom, clock, drifts)
 
 
-async def test_wecom_unavailable_is_raised_and_nothing_settled(
+async def test_wecom_unavailable_is_raised_and_nothing_fixed(
     store: Store, start_wecom: WeComFactory, clock: Clock
 ) -> None:
     wecom = await start_wecom([member("s1", "13900000001"), member("s2", "13900000002")])
@@ -580,7 +580,7 @@ async def test_the_command_reports_fixes_and_masks_every_phone(
     assert any(line.startswith("MISSING_IN_WECOM") and "member gone" in line for line in lines)
     assert "3 drift(s) found" in found.stdout
     assert fixed.returncode == 0, fixed.stderr
-    assert "3 settled, 0 left" in fixed.stdout
+    assert "3 fixed, 0 left" in fixed.stdout
     assert again.returncode == 0, again.stderr
     assert "0 drift(s) found" in again.stdout
     for result in (found, fixed, again):
@@ -638,7 +638,7 @@ async def test_the_command_names_the_remedy_of_a_refused_secret(
     [line] = result.stderr.splitlines()
     assert f"errcode {errcode}" in line
     assert remedy in line
-    assert "nothing was settled" in line
+    assert "nothing was fixed" in line
     assert app[WECOM_SANDBOX_STATE].calls.count("user/list_id") == 1
 
 
@@ -677,7 +677,7 @@ class ClaimBeforeWriting:
 
     def __getattr__(self, name: str) -> object:
         method = getattr(self._store, name)
-        if name not in ("set_member_phone", "delete_member", "settle_member") or self.claimed:
+        if name not in ("set_member_phone", "delete_member", "fix_drift") or self.claimed:
             return method
 
         async def claim_first(*args: object, **kwargs: object) -> object:
@@ -690,7 +690,7 @@ class ClaimBeforeWriting:
 
 
 @old_assistant  # drift decided by the mobiles WeCom shows
-async def test_a_claim_landing_between_settles_read_and_write_is_kept(
+async def test_a_claim_landing_between_the_fixes_read_and_write_is_kept(
     store: Store, start_wecom: WeComFactory, clock: Clock
 ) -> None:
     wecom = await start_wecom([member("s1", "13900000001")])
@@ -698,7 +698,7 @@ async def test_a_claim_landing_between_settles_read_and_write_is_kept(
     [drift] = await find_drift(store, wecom.reader, now=clock.now)
     racing = ClaimBeforeWriting(store, "s1", "13700000001")
 
-    report = await settle_all(cast(Store, racing), [drift], actor=RECONCILE)
+    report = await fix_all(cast(Store, racing), [drift], actor=RECONCILE)
 
     assert racing.claimed
     assert [d.member_id for d in report.changed] == ["s1"]

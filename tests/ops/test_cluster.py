@@ -25,6 +25,7 @@ from yarl import URL
 
 from callback_service.store import open_store
 from handlers.core.binding import BindingState, DirectoryEntry
+from handlers.core.phone import Phone
 from sandbox.cas import CasUser, create_cas_sandbox
 from sandbox.wecom_keys import WECOM_SANDBOX_STATE
 from sandbox.wecom_state import Member
@@ -97,7 +98,7 @@ async def test_two_instances_behind_nginx_survive_a_sigkill(
         store = await open_store(store_url)
         try:
             await store.directory_upsert(
-                [DirectoryEntry(s, f"学生{s}", "管理学院", PHONES[s]) for s in STUDENTS]
+                [DirectoryEntry(s, f"学生{s}", "管理学院", Phone(PHONES[s])) for s in STUDENTS]
             )
         finally:
             await store.close()

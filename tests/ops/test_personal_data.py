@@ -41,15 +41,15 @@ RETENTION = 30
 
 async def _student(store: Store, clock: FakeClock) -> SessionStore:
     """2021001: in the directory, bound and followed, logged in twice; history 40 days long."""
-    await store.directory_upsert([DirectoryEntry("2021001", "张三", "管理学院", "13800000001"),
-                                  DirectoryEntry("2021002", "李四", "管理学院", "13800000002")])
+    await store.directory_upsert([DirectoryEntry("2021001", "张三", "管理学院", Phone("13800000001")),
+                                  DirectoryEntry("2021002", "李四", "管理学院", Phone("13800000002"))])
     await store.commit_claim(await store.claim_phone("2021001", Phone("13800000001"), lease=60, actor=STUDENT))
     clock.advance(40 * DAY)
     await store.follow("2021001", "openid-zhangsan", actor=STUDENT)
     sessions = SessionStore(kv=store, secret="s" * 40, secure=False, ttl=1800)
     for _ in range(2):
         await sessions.start(web.Response(), previous=None, member_id="2021001", name="张三",
-                             cas_mobile="13800000001")
+                             cas_mobile=Phone("13800000001"))
     await sessions.start(web.Response(), previous=None, member_id="2021002", name="李四", cas_mobile=None)
     # An event about each student that kept failing: dead letters.
     for member in ("2021001", "2021002"):
@@ -222,7 +222,7 @@ async def test_the_commands(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'store.db'}"
     store = await open_store(url)
     try:
-        await store.directory_upsert([DirectoryEntry("2021001", "张三", "管理学院", "13800000001")])
+        await store.directory_upsert([DirectoryEntry("2021001", "张三", "管理学院", Phone("13800000001"))])
         await store.commit_claim(await store.claim_phone("2021001", Phone("13800000001"), lease=60, actor=STUDENT))
     finally:
         await store.close()

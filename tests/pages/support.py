@@ -48,10 +48,10 @@ CAS_USERS: Final = {
     )
 }
 DIRECTORY: Final = (
-    DirectoryEntry("2021001", "张三", "机械与汽车工程学院", "13800000001"),
+    DirectoryEntry("2021001", "张三", "机械与汽车工程学院", Phone("13800000001")),
     DirectoryEntry("2021002", "李四", "电子电气工程学院", None),
     DirectoryEntry("2021003", "王五", "管理学院", None),
-    DirectoryEntry("2021004", "赵六", "电子电气工程学院", "13800000004"),
+    DirectoryEntry("2021004", "赵六", "电子电气工程学院", Phone("13800000004")),
 )
 DEPARTMENTS: Final = {1: "上海工程技术大学", 2: "电子电气工程学院"}
 OTHER_MEMBER: Final = "2020999"

@@ -10,7 +10,7 @@ from callback_service.clients.sms import AliyunSms, TencentSms
 from handlers.core.phone import Phone
 from handlers.core.sms_code import SmsFailure, SmsNotSent
 from handlers.usecases.sms_proof import SmsSender
-from sandbox.sms import Refusal, SmsSandboxState
+from sandbox.sms import SmsRefusal, SmsSandboxState
 from tests.sms.conftest import ACCOUNT
 
 PHONE = Phone("13800000001")
@@ -63,14 +63,14 @@ async def test_a_wrong_secret_is_refused_as_the_provider_refuses_it(
 @pytest.mark.parametrize(
     ("refusal", "failure"),
     [
-        (Refusal.INVALID_NUMBER, SmsFailure.INVALID_NUMBER),
-        (Refusal.DAILY_LIMIT, SmsFailure.DAILY_LIMIT),
-        (Refusal.FLOW_CONTROL, SmsFailure.LATER),
-        (Refusal.NO_BALANCE, SmsFailure.LATER),
+        (SmsRefusal.INVALID_NUMBER, SmsFailure.INVALID_NUMBER),
+        (SmsRefusal.DAILY_LIMIT, SmsFailure.DAILY_LIMIT),
+        (SmsRefusal.FLOW_CONTROL, SmsFailure.LATER),
+        (SmsRefusal.NO_BALANCE, SmsFailure.LATER),
     ],
 )
 async def test_the_providers_refusals_reach_the_student_as_what_they_mean(
-    provider: str, refusal: Refusal, failure: SmsFailure,
+    provider: str, refusal: SmsRefusal, failure: SmsFailure,
     sms_server: TestServer, sms_state: SmsSandboxState, http: aiohttp.ClientSession,
 ) -> None:
     sms_state.refusal = refusal

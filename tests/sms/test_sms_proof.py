@@ -12,7 +12,7 @@ from handlers.core.phone import Phone
 from handlers.core.sms_code import CODE_TTL, DAILY_SENDS, SmsFailure, SmsNotSent, SmsTooSoon, Verdict
 from handlers.usecases.contracts import Store
 from handlers.usecases.sms_proof import EXPIRED, FAILED, SENT, VERIFIED, SmsProof
-from sandbox.sms import Refusal, SmsSandboxState
+from sandbox.sms import SmsRefusal, SmsSandboxState
 from tests.sms.conftest import ACCOUNT
 from tests.store.support import FakeClock
 
@@ -141,7 +141,7 @@ async def test_five_codes_a_day_per_student(proof: SmsProof, clock: FakeClock) -
 
 
 async def test_a_refusal_keeps_no_code(proof: SmsProof, sms_state: SmsSandboxState) -> None:
-    sms_state.refusal = Refusal.INVALID_NUMBER
+    sms_state.refusal = SmsRefusal.INVALID_NUMBER
     with pytest.raises(SmsNotSent) as refused:
         await send(proof)
     assert refused.value.failure is SmsFailure.INVALID_NUMBER

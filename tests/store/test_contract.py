@@ -13,6 +13,7 @@ from handlers.core.binding import (
     AccountFollowed,
     Actor,
     AuditAction,
+    Binding,
     BindingState,
     ClaimInProgress,
     ClaimLost,
@@ -167,8 +168,6 @@ async def test_claim_then_commit_binds(store: Store) -> None:
 
 
 async def test_claim_refuses_bad_phone_and_lease(store: Store) -> None:
-    with pytest.raises(TypeError):  # text never parsed into a Phone: a caller's bug
-        await store.claim_phone("m1", "13800138001", lease=LEASE, actor=STUDENT)  # type: ignore[arg-type]
     with pytest.raises(InvalidPhone):
         await store.claim_phone("m1", Phone("12345"), lease=LEASE, actor=STUDENT)
     with pytest.raises(ValueError, match="lease"):
@@ -417,7 +416,7 @@ async def test_follow_drops_a_pending_claim(store: Store) -> None:
     await consistent(store)
 
 
-# settling from WeCom's truth
+# phones set to WeCom's truth
 
 
 async def test_set_member_phone(store: Store) -> None:
@@ -466,9 +465,9 @@ async def test_set_member_phone_takes_the_old_phone_of_a_pending_member(store: S
 
 async def test_set_member_phone_drops_a_pending_claim(store: Store) -> None:
     claim = await store.claim_phone("m1", P1, lease=LEASE, actor=STUDENT)
-    settled = await store.set_member_phone("m1", P2, take=False, actor=WECOM)
-    assert settled is not None
-    assert (settled.state, settled.phone) == (BindingState.BOUND, P2)
+    updated = await store.set_member_phone("m1", P2, take=False, actor=WECOM)
+    assert updated is not None
+    assert (updated.state, updated.phone) == (BindingState.BOUND, P2)
     with pytest.raises(ClaimLost):
         await store.commit_claim(claim)
     assert await store.get_binding_by_phone(P1) is None
@@ -501,9 +500,9 @@ async def test_set_member_phone_may_spare_a_live_claim_but_not_an_expired_one(
     assert (await store.commit_claim(claim)).phone == P2
     await store.claim_phone("m1", P1, lease=LEASE, actor=STUDENT)
     clock.advance(LEASE + 1)
-    settled = await store.set_member_phone("m1", P3, take=False, actor=WECOM, spare_live_claim=True)
-    assert settled is not None
-    assert (settled.state, settled.phone) == (BindingState.BOUND, P3)
+    updated = await store.set_member_phone("m1", P3, take=False, actor=WECOM, spare_live_claim=True)
+    assert updated is not None
+    assert (updated.state, updated.phone) == (BindingState.BOUND, P3)
     await consistent(store)
 
 
@@ -1003,3 +1002,17 @@ async def test_inbox_concurrent_takes_never_hand_out_two_events_of_a_member(stor
     for member in range(6):
         order = [int(p[1:]) for p in handled if int(p[1:]) % 6 == member]
         assert order == sorted(order)
+
+
+async def test_bindings_are_read_as_bindings_never_as_records_with_their_claim_token(store: Store) -> None:
+    claim = await store.claim_phone("m1", P1, lease=LEASE, actor=STUDENT)
+    await store.commit_claim(await store.claim_phone("m2", P2, lease=LEASE, actor=STUDENT))
+    await store.follow("m3", "o3", actor=STUDENT)
+    read = [
+        await store.get_binding("m1"),
+        await store.get_binding_by_phone(P2),
+        await store.get_binding_by_openid("o3"),
+        await store.commit_claim(claim),
+        *await store.list_bindings(),
+    ]
+    assert [type(binding) for binding in read] == [Binding] * 7

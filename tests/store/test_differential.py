@@ -1,6 +1,6 @@
 """Both backends, fed the same random sequences of rule operations, answer and end up alike.
 
-A seeded generator drives claims, commits, releases, follows, settles, deletes, renames and clock
+A seeded generator drives claims, commits, releases, follows, phones set from WeCom, deletes, renames and clock
 moves over a few members and phones, so that collisions are frequent. After every step the two
 stores must agree on the result and on every binding, and hold every invariant.
 """
@@ -64,7 +64,7 @@ class Twin:
                 return await s.follow(member, arg, actor=ACTOR)
             if kind == "unfollow":
                 return await s.unfollow(member, actor=ACTOR)
-            if kind == "settle":
+            if kind == "set_phone":
                 phone = Phone(arg) if arg else None
                 return await s.set_member_phone(member, phone, take=op[3] == "take", actor=ACTOR)
             if kind == "delete":
@@ -84,13 +84,13 @@ def random_op(rng: random.Random) -> tuple[str, ...]:
     kind = rng.choice(
         ["claim"] * 5
         + ["commit"] * 3
-        + ["release", "follow", "follow", "unfollow", "settle", "delete", "rename", "advance"]
+        + ["release", "follow", "follow", "unfollow", "set_phone", "delete", "rename", "advance"]
     )
     if kind == "claim":
         return (kind, member, rng.choice(PHONES))
     if kind == "follow":
         return (kind, member, rng.choice(OPENIDS))
-    if kind == "settle":
+    if kind == "set_phone":
         return (kind, member, rng.choice((*PHONES, "")), rng.choice(("take", "keep")))
     if kind == "rename":
         return (kind, member, rng.choice(MEMBERS))

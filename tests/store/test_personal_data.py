@@ -12,7 +12,7 @@ STUDENT = Actor(who="2021001", source="127.0.0.1")
 
 
 async def test_a_directory_entry_is_removed_once(store: Store) -> None:
-    await store.directory_upsert([DirectoryEntry("2021001", "张三", "管理学院", "13800000001"),
+    await store.directory_upsert([DirectoryEntry("2021001", "张三", "管理学院", Phone("13800000001")),
                                   DirectoryEntry("2021002", "李四", "管理学院", None)])
     assert await store.directory_delete("2021001") is True
     assert await store.directory_get("2021001") is None

@@ -111,7 +111,7 @@ async def every_change(store: Store, clock: FakeClock) -> None:
     await store.set_member_phone("m3", Phone("13800000001"), take=True, actor=ACTOR)
     await store.rename_member("m3", "m4", actor=ACTOR)
     seen = await store.get_binding("m4")
-    await store.settle_member("m4", Fix.SET_PHONE, Phone("13800000003"), seen=seen, actor=ACTOR)
+    await store.fix_drift("m4", Fix.SET_PHONE, Phone("13800000003"), seen=seen, actor=ACTOR)
     await store.audit_conflict("m2", Phone("13800000001"), "I1: taken", actor=ACTOR)
     assert await store.delete_member("m4", actor=ACTOR)
     assert await store.get_binding_by_phone(Phone("13800000001")) is None

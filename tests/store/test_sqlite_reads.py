@@ -18,7 +18,7 @@ async def test_point_reads_answer_while_a_write_waits_for_another_process(tmp_pa
     store = await SqliteStore.open(str(path))
     try:
         await store.kv_set("k", "v", ttl=60)
-        await store.directory_upsert([DirectoryEntry("m1", "张三", "管理学院", "13800138001")])
+        await store.directory_upsert([DirectoryEntry("m1", "张三", "管理学院", Phone("13800138001"))])
         await store.commit_claim(await store.claim_phone("m1", Phone("13800138001"), lease=60, actor=ACTOR))
         other = sqlite3.connect(path, isolation_level=None)  # another process's writer, holding the lock
         other.execute("BEGIN IMMEDIATE")

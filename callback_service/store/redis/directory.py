@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from redis.typing import EncodableT, FieldT
 
+from callback_service.store.common import stored_phone
 from callback_service.store.redis.base import RedisBase
 from handlers.core.binding import DirectoryEntry
 
@@ -30,8 +31,7 @@ class RedisDirectory(RedisBase):
         [encoded] = await self._commands(("HGET", self._prefix + "dir", member_id))
         if encoded is None:
             return None
-        name, department, phone = json.loads(encoded)
-        return DirectoryEntry(member_id, name, department, phone)
+        return _entry(member_id, encoded)
 
     async def directory_count(self) -> int:
         """Return the number of directory entries."""
@@ -42,13 +42,15 @@ class RedisDirectory(RedisBase):
         """Return every directory entry by student id."""
         with self._unavailable():
             fields = await self._redis.hgetall(self._prefix + "dir")
-        entries = []
-        for member_id, encoded in sorted(fields.items()):
-            name, department, phone = json.loads(encoded)
-            entries.append(DirectoryEntry(str(member_id), name, department, phone))
-        return entries
+        return [_entry(str(member_id), encoded) for member_id, encoded in sorted(fields.items())]
 
     async def directory_delete(self, member_id: str) -> bool:
         """Remove a student's directory entry."""
         with self._unavailable():
             return bool(await self._redis.hdel(self._prefix + "dir", member_id))
+
+
+def _entry(member_id: str, encoded: str | bytes) -> DirectoryEntry:
+    name, department, text = json.loads(encoded)
+    phone = stored_phone(text, member_id=member_id, record="directory")
+    return DirectoryEntry(member_id, name, department, phone)

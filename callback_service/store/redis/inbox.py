@@ -59,7 +59,7 @@ end
 
 -- Make the first of the member's queued events its active one (ready, at its due time if it had
 -- one, else now), unless the active one is leased; the active one it replaces is parked.
-local function settle(member)
+local function activate_first(member)
   local active = redis.call('HGET', ACTIVE, member)
   if active and redis.call('ZSCORE', LEASED, active) then return end
   local first = redis.call('ZRANGEBYLEX', QUEUE, '[' .. member .. '\0', '(' .. member .. '\1',
@@ -128,7 +128,7 @@ for i = 4, #ARGV, 4 do
         redis.call('HSET', ACTIVE, member, id)
         redis.call('ZADD', READY, NOW_S, id)
       elseif not redis.call('ZSCORE', LEASED, active) then
-        settle(member)  -- it may come before the active one, which is not in hand yet
+        activate_first(member)  -- it may come before the active one, which is not in hand yet
       end
     end
     added[#added + 1] = 1
@@ -145,7 +145,7 @@ for i = 1, #lapsed, 2 do
   redis.call('ZADD', READY, lapsed[i + 1], lapsed[i])
   -- An earlier event of its member may have come in while it was leased: that one goes first.
   local entry = redis.call('HGET', ORDER, lapsed[i])
-  if entry then settle(member_of(entry)) end
+  if entry then activate_first(member_of(entry)) end
 end
 local ids = redis.call('ZRANGEBYSCORE', READY, '-inf', NOW_S, 'LIMIT', 0, limit)
 local result = {}
@@ -168,7 +168,7 @@ redis.call('HDEL', ATTEMPTS, id)
 redis.call('HDEL', ERRORS, id)
 local member = unqueue(id)
 redis.call('HDEL', ORDER, id)
-if member then settle(member) end
+if member then activate_first(member) end
 return 1
 """
 
@@ -190,7 +190,7 @@ if redis.call('HGET', ACTIVE, member) == id then
 else
   redis.call('HSET', DUE, id, due)
 end
-settle(member)
+activate_first(member)
 return attempts
 """
 
@@ -201,7 +201,7 @@ redis.call('ZREM', READY, id)
 redis.call('ZREM', LEASED, id)
 redis.call('ZADD', DEAD, NOW_S, id)
 local member = unqueue(id)
-if member then settle(member) end
+if member then activate_first(member) end
 return 1
 """
 
@@ -229,7 +229,7 @@ for _, id in ipairs(ids) do
     local entry = redis.call('HGET', ORDER, id)
     if entry then
       redis.call('ZADD', QUEUE, 0, entry)
-      settle(member_of(entry))
+      activate_first(member_of(entry))
     else
       redis.call('ZADD', READY, NOW_S, id)
     end

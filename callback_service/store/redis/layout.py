@@ -19,8 +19,8 @@ from typing import Any, Final
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from callback_service.store.common import stored_phone
 from handlers.core.binding import BindingState
-from handlers.core.phone import Phone
 from handlers.core.rules import Row
 from handlers.usecases.contracts import StoreUnavailable
 
@@ -55,13 +55,14 @@ def row_from_json(encoded: str) -> Row:
     """A binding record read back."""
     data = json.loads(encoded)
     lease = data.get("lease")
+    member = str(data["member"])
     return Row(
-        member_id=str(data["member"]),
-        phone=_phone(data.get("phone")),
+        member_id=member,
+        phone=stored_phone(data.get("phone"), member_id=member, record="binding"),
         state=BindingState(data["state"]),
         openid=data.get("openid"),
         lease_expires_at=None if lease is None else float(lease),
-        previous_phone=_phone(data.get("prev")),
+        previous_phone=stored_phone(data.get("prev"), member_id=member, record="binding's previous"),
         token=data.get("token"),
         updated_at=float(data["updated"]),
     )
@@ -150,16 +151,11 @@ def _row_of_layout_1(member_id: str, fields: dict[str, str]) -> Row:
     lease = fields.get("lease")
     return Row(
         member_id=member_id,
-        phone=_phone(fields.get("phone")),
+        phone=stored_phone(fields.get("phone"), member_id=member_id, record="binding"),
         state=BindingState(fields["state"]),
         openid=fields.get("openid"),
         lease_expires_at=None if lease is None else float(lease),
-        previous_phone=_phone(fields.get("prev")),
+        previous_phone=stored_phone(fields.get("prev"), member_id=member_id, record="binding's previous"),
         token=fields.get("token"),
         updated_at=float(fields["updated"]),
     )
-
-
-def _phone(stored: str | None) -> Phone | None:
-    """A phone as the store holds it: written from a Phone, read back as one."""
-    return None if stored is None else Phone(stored)

@@ -13,11 +13,10 @@ import sqlite3
 from collections.abc import Callable, Collection, Sequence
 from typing import Final, TypeVar
 
-from callback_service.store.common import find_problems, limit_arg
+from callback_service.store.common import find_problems, limit_arg, stored_phone
 from callback_service.store.rules_runner import MAX_READS, RulesRunner
 from callback_service.store.sqlite.base import SqliteBase, Tx
 from handlers.core.binding import Actor, AuditAction, AuditRecord, Binding, BindingState
-from handlers.core.phone import Phone
 from handlers.core.rules import Decision, Draft, Key, KeyKind, Row, Unread, Value, decide
 from handlers.usecases.contracts import StoreUnavailable
 
@@ -32,13 +31,14 @@ _SELECT_AUDIT: Final = "SELECT id, at, who, source, action, member_id, phone_mas
 
 def _row(values: tuple[object, ...]) -> Row:
     member_id, phone, state, openid, lease, previous, token, updated = values
+    member = str(member_id)
     return Row(
-        member_id=str(member_id),
-        phone=None if phone is None else Phone(str(phone)),
+        member_id=member,
+        phone=stored_phone(phone, member_id=member, record="binding"),
         state=BindingState(str(state)),
         openid=None if openid is None else str(openid),
         lease_expires_at=None if lease is None else float(str(lease)),
-        previous_phone=None if previous is None else Phone(str(previous)),
+        previous_phone=stored_phone(previous, member_id=member, record="binding's previous"),
         token=None if token is None else str(token),
         updated_at=float(str(updated)),
     )

@@ -5,12 +5,13 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
+from callback_service.store.common import stored_phone
 from callback_service.store.sqlite.base import SqliteBase, Tx
 from handlers.core.binding import DirectoryEntry
 
 
 class SqliteDirectory(SqliteBase):
-    """The directory table: students by id, with the directory's phone as given."""
+    """The directory table: students by id, with the directory's phone."""
 
     async def directory_upsert(self, entries: Sequence[DirectoryEntry]) -> int:
         """Insert or replace directory entries in one transaction."""
@@ -37,7 +38,7 @@ class SqliteDirectory(SqliteBase):
             ).fetchone()
             if values is None:
                 return None
-            return DirectoryEntry(values[0], values[1], values[2], values[3])
+            return _entry(values)
 
         return await self._lookup(run)
 
@@ -49,7 +50,7 @@ class SqliteDirectory(SqliteBase):
         """Return every directory entry by student id."""
         return await self._read(
             lambda c: [
-                DirectoryEntry(*values)
+                _entry(values)
                 for values in c.execute(
                     "SELECT student_id, name, department, phone FROM directory ORDER BY student_id"
                 )
@@ -63,3 +64,9 @@ class SqliteDirectory(SqliteBase):
             return tx.c.execute("DELETE FROM directory WHERE student_id = ?", (member_id,)).rowcount > 0
 
         return await self._write(run)
+
+
+def _entry(values: tuple[str, str, str, str | None]) -> DirectoryEntry:
+    member_id, name, department, text = values
+    phone = stored_phone(text, member_id=member_id, record="directory")
+    return DirectoryEntry(member_id, name, department, phone)

@@ -32,6 +32,7 @@ from callback_service.store.sessions import INDEX_TTL as _INDEX_TTL
 from callback_service.store.sessions import KEY_PREFIX as _KEY_PREFIX
 from callback_service.store.sessions import Session
 from callback_service.store.sessions import session_index as _session_index
+from handlers.core.phone import Phone
 from handlers.usecases.contracts import KeyValueStore
 
 __all__ = ["COOKIE", "DEFAULT_KEEP", "SESSIONS", "Login", "Session", "SessionStore"]
@@ -152,7 +153,7 @@ class SessionStore:
         previous: Session | None,
         member_id: str,
         name: str | None,
-        cas_mobile: str | None,
+        cas_mobile: Phone | None,
         ticket: str | None = None,
         sets: Mapping[str, tuple[str, float]] | None = None,
         deletes: Collection[str] = (),

@@ -32,7 +32,7 @@ from callback_service.web.pages.session import SESSIONS
 from handlers.core.binding import Actor, Binding, BindingState, DirectoryEntry
 from handlers.core.guide import GUIDE, RULES, STEPS, ErrorCode, GuideEntry
 from handlers.core.member import MemberSeen, MemberStatus
-from handlers.core.phone import InvalidPhone, Phone, mask_phone
+from handlers.core.phone import InvalidPhone, Phone
 from handlers.core.wecom_errors import WeComError
 from handlers.usecases.binding_flow import Bound, Confirming, Refusal, Refused, Standing
 from handlers.usecases.contracts import Store
@@ -321,13 +321,13 @@ async def submit_binding(
     source = f"bind-page {client_of(request)}" + (" sms-verified" if sms_verified else "")
     actor = Actor(who=session.member_id, source=source)
 
-    async def settled(ended: Bound | Refused | None) -> None:
-        # A lost WeCom answer was settled in the background: the result page shows how it ended.
-        outcome = _Outcome(state=OutcomeState.UNSETTLED) if ended is None else _Outcome.of(ended, phone)
+    async def record_end(ended: Bound | Refused | None) -> None:
+        # A lost WeCom answer was replayed in the background: the result page shows how it ended.
+        outcome = _Outcome(state=OutcomeState.UNCONFIRMED) if ended is None else _Outcome.of(ended, phone)
         await store.kv_set(result_key, outcome.to_json(), ttl=config.result_ttl)
 
     try:
-        result = await app[BINDING_FLOW].bind(session.member_id, phone, actor=actor, on_settled=settled)
+        result = await app[BINDING_FLOW].bind(session.member_id, phone, actor=actor, on_ended=record_end)
     except BaseException:
         await _record_failure(store, result_key, config.result_ttl)
         raise
@@ -391,7 +391,7 @@ async def bind_result(request: web.Request) -> web.StreamResponse:
             "confirming.html",
             {"refresh_url": url(request, "bind-result", form=form_id), "phone_masked": outcome.phone_masked},
         )
-    if outcome.state is OutcomeState.UNSETTLED:
+    if outcome.state is OutcomeState.UNCONFIRMED:
         return message(
             request,
             title="暂未能确认绑定结果",
@@ -409,7 +409,7 @@ async def bind_result(request: web.Request) -> web.StreamResponse:
         )
     if outcome.state is OutcomeState.BOUND:
         return render(request, "result.html", {"outcome": outcome, **_follow_context(request)})
-    reason = Refusal(outcome.reason or Refusal.IN_PROGRESS)
+    reason = outcome.reason or Refusal.IN_PROGRESS
     standing = reason.standing
     if standing is not None:
         entry = await request.app[STORE].directory_get(session.member_id)
@@ -545,8 +545,9 @@ class OutcomeState(enum.StrEnum):
     """The rules or WeCom have not answered yet."""
     CONFIRMING = "confirming"
     """WeCom's answer was lost: the write is being confirmed in the background."""
-    UNSETTLED = "unsettled"
-    """The background confirmation could not tell: reconcile will."""
+    UNCONFIRMED = "unsettled"
+    """The background replay could not tell: reconcile will. (Its value is its former name, as the
+    results kept in kv were written.)"""
     FAILED = "failed"
     """The submit failed before it changed anything (an outage)."""
     BOUND = "bound"
@@ -563,11 +564,11 @@ class _Outcome:
     created: bool = False
     invited: bool = False
     followed: bool = False
-    reason: str | None = None
+    reason: Refusal | None = None
     corrected: bool = False
 
     @classmethod
-    def of(cls, result: Bound | Refused | Confirming, phone: str) -> _Outcome:
+    def of(cls, result: Bound | Refused | Confirming, phone: Phone) -> _Outcome:
         if isinstance(result, Confirming):
             return cls(state=OutcomeState.CONFIRMING, phone_masked=result.phone_masked)
         if isinstance(result, Bound):
@@ -581,9 +582,9 @@ class _Outcome:
             )
         return cls(
             state=OutcomeState.REFUSED,
-            reason=result.reason.value,
+            reason=result.reason,
             corrected=result.corrected,
-            phone_masked=mask_phone(phone),
+            phone_masked=phone.masked,
         )
 
     def to_json(self) -> str:
@@ -596,10 +597,11 @@ class _Outcome:
         try:
             data = json.loads(raw)
             outcome = cls(**{name: data[name] for name in cls.__slots__ if name in data})
-            outcome = replace(outcome, state=OutcomeState(outcome.state))
+            reason = None if outcome.reason is None else Refusal(outcome.reason)
+            outcome = replace(outcome, state=OutcomeState(outcome.state), reason=reason)
         except (ValueError, TypeError):
             return None
-        if outcome.state is OutcomeState.REFUSED and outcome.reason not in {r.value for r in Refusal}:
+        if outcome.state is OutcomeState.REFUSED and outcome.reason is None:
             return None
         return outcome
 
@@ -624,8 +626,15 @@ async def _record_failure(store: Store, key: str, ttl: float) -> None:
         log.warning("bind: could not record a failed submit")
 
 
-async def _over_limit(request: web.Request, session: Session) -> str | None:
-    """Count a submit that reaches the rules; say which limit ("student", "address") refuses it."""
+class SubmitLimit(enum.StrEnum):
+    """Which limit on binding submits refused one: the student's own, or their client address's."""
+
+    STUDENT = "student"
+    ADDRESS = "address"
+
+
+async def _over_limit(request: web.Request, session: Session) -> SubmitLimit | None:
+    """Count a submit that reaches the rules; say which limit refuses it."""
     config = request.app[PAGES_CONFIG]
     store = request.app[STORE]
     address = client_of(request)
@@ -636,16 +645,16 @@ async def _over_limit(request: web.Request, session: Session) -> str | None:
         {student_key: config.submits_per_student, address_key: config.submits_per_ip},
         ttl=config.submit_window,
     )
-    refused = None if full is None else "student" if full == student_key else "address"
+    refused = None if full is None else SubmitLimit.STUDENT if full == student_key else SubmitLimit.ADDRESS
     if refused is not None:
         log.warning("bind: %s rate limit: refused student %s from %s", refused, session.member_id, address)
     return refused
 
 
-def _too_many(request: web.Request, limit: str) -> web.Response:
+def _too_many(request: web.Request, limit: SubmitLimit) -> web.Response:
     config = request.app[PAGES_CONFIG]
     minutes = max(1, math.ceil(config.submit_window / 60))
-    if limit == "student":
+    if limit is SubmitLimit.STUDENT:
         allowed = config.submits_per_student
         what = f"您在 {minutes} 分钟内提交绑定的次数已达上限（{allowed} 次），本次提交没有生效。"
     else:
@@ -719,36 +728,55 @@ def _prefill(binding: Binding | None, entry: DirectoryEntry | None, session: Ses
     for candidate, source in ((entry.phone if entry else None, "directory"), (session.cas_mobile, "cas")):
         if candidate:
             if candidate == session.refused_phone:
-                return _Prefill("", "", refused_masked=mask_phone(candidate))
+                return _Prefill("", "", refused_masked=candidate.masked)
             return _Prefill(candidate, source)
     return _Prefill("", "")
+
+
+class ViewState(enum.StrEnum):
+    """Where a student stands as /me and the phone page show it: by the binding (none, pending,
+    bound, followed), or by WeCom's last word on the member (joined, disabled, quit)."""
+
+    NONE = "none"
+    PENDING = "pending"
+    BOUND = "bound"
+    FOLLOWED = "followed"
+    JOINED = "joined"
+    DISABLED = "disabled"
+    QUIT = "quit"
 
 
 @dataclass(frozen=True, slots=True)
 class _BindingView:
     """A binding as the pages show it: none, pending, bound or followed; the phone masked."""
 
-    state: str
+    state: ViewState
     phone_masked: str | None
+
+
+_NO_BINDING: Final = _BindingView(ViewState.NONE, None)
 
 
 def _binding_view(binding: Binding | None, now: float) -> _BindingView:
     if binding is None:
-        return _BindingView("none", None)
+        return _NO_BINDING
     if binding.state is BindingState.PENDING:
         if not binding.lease_expired(now):
-            return _BindingView("pending", mask_phone(binding.phone) if binding.phone else None)
+            return _BindingView(ViewState.PENDING, binding.phone.masked if binding.phone else None)
         if binding.previous_phone is None:
-            return _BindingView("none", None)
-        return _BindingView("bound", mask_phone(binding.previous_phone))
-    masked = mask_phone(binding.phone) if binding.phone else None
-    return _BindingView(binding.state.value, masked)
+            return _NO_BINDING
+        return _BindingView(ViewState.BOUND, binding.previous_phone.masked)
+    masked = binding.phone.masked if binding.phone else None
+    if binding.state is BindingState.FOLLOWED:
+        return _BindingView(ViewState.FOLLOWED, masked)
+    # Bound without a phone: the store could not read the phone it holds (store.common.stored_phone).
+    return _NO_BINDING if masked is None else _BindingView(ViewState.BOUND, masked)
 
 
 _SEEN_STATES: Final = {
-    MemberStatus.ACTIVATED: "joined",
-    MemberStatus.DISABLED: "disabled",
-    MemberStatus.QUIT: "quit",
+    MemberStatus.ACTIVATED: ViewState.JOINED,
+    MemberStatus.DISABLED: ViewState.DISABLED,
+    MemberStatus.QUIT: ViewState.QUIT,
 }
 
 
@@ -756,7 +784,7 @@ def _me_view(binding: Binding | None, view: _BindingView, seen: MemberSeen | Non
     """The state /me shows: a follow through the flow as the store holds it, else the newer of the
     binding's own state and WeCom's last word on the member (joined through the WeCom app, disabled,
     departed): an unfollow after a login that saw the member joined shows the unfollow."""
-    if view.state == "followed" or seen is None or seen.status is None:
+    if view.state is ViewState.FOLLOWED or seen is None or seen.status is None:
         return view
     if binding is not None and binding.updated_at >= seen.seen_at:
         return view

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import fields
 from typing import Any, TypeVar
 
 import pytest
@@ -12,6 +13,7 @@ from handlers.core.binding import (
     AccountFollowed,
     Actor,
     AuditAction,
+    Binding,
     BindingChanged,
     BindingState,
     Claim,
@@ -42,14 +44,14 @@ P1, P2 = Phone("13800000001"), Phone("13800000002")
 
 
 def bound(member: str, phone: str | None, *, openid: str | None = None) -> Row:
-    """A settled binding record."""
+    """A binding record past its claim."""
     state = BindingState.FOLLOWED if openid else BindingState.BOUND
-    return Row(member, Phone.parse_or_none(phone), state, openid, None, None, None, 1.0)
+    return Row(member, Phone.parse_or_none(phone), state, openid, None, None, 1.0, token=None)
 
 
 def pending(member: str, phone: str, *, lease: float, previous: str | None = None) -> Row:
     """A claim's record, its lease running out at lease."""
-    return Row(member, Phone(phone), BindingState.PENDING, None, lease, Phone.parse_or_none(previous), "tok", 1.0)
+    return Row(member, Phone(phone), BindingState.PENDING, None, lease, Phone.parse_or_none(previous), 1.0, token="tok")
 
 
 def run(records: Mapping[Key, Any], rule: Callable[[Draft], T]) -> Decision[T]:
@@ -67,12 +69,21 @@ def claim_rule(member: str, phone: Phone) -> Callable[[Draft], Claim]:
     return lambda d: rules.claim(d, member, phone, lease=60, token="new", actor=ACTOR)
 
 
+def test_a_row_is_its_binding_with_the_claim_token_which_callers_never_see() -> None:
+    row = pending("m1", "13800000002", lease=NOW + 60, previous="13800000001")
+    assert [f.name for f in fields(Row)] == [f.name for f in fields(Binding)] + ["token"]
+    shown = row.binding()
+    assert type(shown) is Binding
+    assert shown == Binding(**{f.name: getattr(row, f.name) for f in fields(Binding)})
+    assert row != shown  # a record and what callers see are never mistaken for each other
+
+
 def test_a_free_phone_is_claimed_pending_and_indexed() -> None:
     decision = run({binding_key("m1"): None, phone_key(P1): None}, claim_rule("m1", P1))
     claim = decision.result()
     assert (claim.member_id, claim.phone, claim.token, claim.lease_expires_at) == ("m1", P1, "new", NOW + 60)
     assert decision.writes == {
-        binding_key("m1"): Row("m1", P1, BindingState.PENDING, None, NOW + 60, None, "new", NOW),
+        binding_key("m1"): Row("m1", P1, BindingState.PENDING, None, NOW + 60, None, NOW, token="new"),
         phone_key(P1): "m1",
     }
     assert actions(decision) == [(AuditAction.CLAIM, "m1")]
@@ -144,7 +155,7 @@ def test_release_goes_back_to_the_previous_phone() -> None:
     decision = run(records, lambda d: rules.release(d, held))
     assert decision.result() is True
     assert decision.writes == {
-        binding_key("m1"): Row("m1", P1, BindingState.BOUND, None, None, None, None, NOW),
+        binding_key("m1"): Row("m1", P1, BindingState.BOUND, None, None, None, NOW, token=None),
         phone_key(P2): None,
     }
     assert actions(decision) == [(AuditAction.RELEASE, "m1")]
@@ -189,7 +200,7 @@ def test_unfollow_frees_the_member_to_bind_again() -> None:
     assert decision.writes[openid_key("o1")] is None
 
 
-def test_settling_a_phone_someone_holds_refuses_unless_taken() -> None:
+def test_setting_a_phone_someone_holds_refuses_unless_taken() -> None:
     records = {
         phone_key(P1): "m2",
         binding_key("m2"): bound("m2", P1),
@@ -199,7 +210,7 @@ def test_settling_a_phone_someone_holds_refuses_unless_taken() -> None:
     taken = run(records, lambda d: rules.set_phone(d, "m1", P1, take=True))
     assert taken.writes[binding_key("m2")] is None
     assert taken.writes[phone_key(P1)] == "m1"
-    assert actions(taken) == [(AuditAction.PHONE_LOST, "m2"), (AuditAction.SETTLE, "m1")]
+    assert actions(taken) == [(AuditAction.PHONE_LOST, "m2"), (AuditAction.SET_PHONE, "m1")]
 
 
 def test_delete_frees_phone_and_openid() -> None:
@@ -224,15 +235,15 @@ def test_rename_moves_the_binding_and_its_indexes() -> None:
     assert (decision.writes[phone_key(P1)], decision.writes[openid_key("o1")]) == ("new", "new")
 
 
-def test_settle_applies_only_to_the_binding_that_was_read() -> None:
+def test_fix_drift_applies_only_to_the_binding_that_was_read() -> None:
     seen = bound("m1", P1).binding()
     now_pending = pending("m1", P2, lease=NOW + 5, previous=P1)
     records = {binding_key("m1"): now_pending, phone_key(P1): "m1"}
-    changed = run(records, lambda d: rules.settle(d, "m1", Fix.SET_PHONE, P1, seen=seen))
+    changed = run(records, lambda d: rules.fix_drift(d, "m1", Fix.SET_PHONE, P1, seen=seen))
     assert isinstance(changed.refusal, BindingChanged)
     assert changed.writes == {}
     unchanged = {binding_key("m1"): bound("m1", P1), phone_key(P1): "m1"}
-    same = run(unchanged, lambda d: rules.settle(d, "m1", Fix.DELETE, None, seen=seen))
+    same = run(unchanged, lambda d: rules.fix_drift(d, "m1", Fix.DELETE, None, seen=seen))
     assert same.result() is None
     assert actions(same) == [(AuditAction.DELETE, "m1")]
 
@@ -245,15 +256,15 @@ def test_a_conflict_only_writes_its_audit_record() -> None:
     ]
 
 
-def test_settle_ends_a_follow_that_wecom_no_longer_shows() -> None:
+def test_fix_drift_ends_a_follow_that_wecom_no_longer_shows() -> None:
     followed = bound("m1", P1, openid="o1")
     records = {binding_key("m1"): followed, openid_key("o1"): "m1"}
-    decision = run(records, lambda d: rules.settle(d, "m1", Fix.UNFOLLOW, None, seen=followed.binding()))
+    decision = run(records, lambda d: rules.fix_drift(d, "m1", Fix.UNFOLLOW, None, seen=followed.binding()))
     binding = decision.result()
     assert binding is not None
     assert (binding.state, binding.openid) == (BindingState.BOUND, None)
     assert actions(decision) == [(AuditAction.UNFOLLOW, "m1")]
-    nothing = run(records, lambda d: rules.settle(d, "m1", Fix.NONE, None, seen=followed.binding()))
+    nothing = run(records, lambda d: rules.fix_drift(d, "m1", Fix.NONE, None, seen=followed.binding()))
     assert (nothing.writes, nothing.result()) == ({}, followed.binding())
 
 
@@ -284,7 +295,7 @@ def test_another_holder_in_wecom_keeps_2_1_and_corrects_the_index() -> None:
     decision = run(records, stale_rule("m1", "m3"))
     assert decision.result() is False
     assert decision.writes[phone_key(P1)] is None
-    assert decision.writes[binding_key("m2")] == Row("m2", None, BindingState.FOLLOWED, "o2", None, None, None, NOW)
+    assert decision.writes[binding_key("m2")] == Row("m2", None, BindingState.FOLLOWED, "o2", None, None, NOW, token=None)
 
 
 def test_a_live_claim_of_another_student_is_not_stale() -> None:

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestServer
 from callback_service.clients.wecom import WeComClient
 from callback_service.metrics import Metrics
 from handlers.core.binding import Actor, AuditAction, BindingState
-from handlers.core.events import ContactChange, Subscribe, Unsubscribe
+from handlers.core.events import ChangeType, ContactChange, Subscribe, Unsubscribe
 from handlers.core.member import MemberStatus
 from handlers.core.phone import Phone
 from handlers.usecases.callbacks import CallbackHandlers
@@ -85,7 +85,7 @@ def _event(kind: type[Subscribe] | type[Unsubscribe], user: str) -> Subscribe | 
 def _change(change_type: str, user: str, **fields: str) -> ContactChange:
     return ContactChange(
         corp_id=CORP_ID, member_id=user, create_time=1, agent_id=None, raw="<xml/>",
-        change_type=change_type, **fields,  # type: ignore[arg-type]
+        change_type=ChangeType(change_type), **fields,  # type: ignore[arg-type]
     )
 
 

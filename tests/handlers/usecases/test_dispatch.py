@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from handlers.core.events import ContactChange, Event, EventKind, Subscribe, UnknownEvent, Unsubscribe
+from handlers.core.events import (
+    ChangeType,
+    ContactChange,
+    Event,
+    EventKind,
+    Subscribe,
+    UnknownEvent,
+    Unsubscribe,
+)
 from handlers.usecases.dispatch import Dispatcher, typed
 
 
@@ -28,8 +36,8 @@ async def test_routes_by_kind_and_falls_back() -> None:
         {EventKind.SUBSCRIBE: on_subscribe, EventKind.UPDATE_USER: on_update}, fallback=fallback
     )
     await dispatcher.dispatch(Subscribe(**_common()))  # type: ignore[arg-type]
-    await dispatcher.dispatch(ContactChange(change_type="update_user", **_common()))  # type: ignore[arg-type]
-    await dispatcher.dispatch(ContactChange(change_type="delete_user", **_common()))  # type: ignore[arg-type]
+    await dispatcher.dispatch(ContactChange(change_type=ChangeType.UPDATE_USER, **_common()))  # type: ignore[arg-type]
+    await dispatcher.dispatch(ContactChange(change_type=ChangeType.DELETE_USER, **_common()))  # type: ignore[arg-type]
     await dispatcher.dispatch(UnknownEvent(msg_type="text", **_common()))  # type: ignore[arg-type]
     assert seen == [
         ("subscribe", "subscribe"),

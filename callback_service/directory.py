@@ -113,19 +113,15 @@ class Wording(enum.Enum):
         "the student id (学号) may hold only letters, digits and _-@. (64 at most), as a WeCom userid",
         "学号只能由字母、数字和 _-@. 组成（最多 64 个字符），因为它要用作企业微信的账号（UserID）",
     )
-    NO_NAME = ("no name (姓名)", "缺少姓名")
-    NO_DEPARTMENT = ("no department (院系)", "缺少院系")
-    NAME_TOO_LONG = ("the name (姓名) is longer than {most} characters", "姓名超过 {most} 个字符")
-    DEPARTMENT_TOO_LONG = ("the department (院系) is longer than {most} characters", "院系超过 {most} 个字符")
-    NAME_INVISIBLE = (
-        "the name (姓名) holds the character {char}, which is invisible or changes how the text shows (a"
+    NAME = ("name (姓名)", "姓名")
+    DEPARTMENT = ("department (院系)", "院系")
+    NO_FIELD = ("no {field}", "缺少{field}")
+    TOO_LONG = ("the {field} is longer than {most} characters", "{field}超过 {most} 个字符")
+    INVISIBLE = (
+        "the {field} holds the character {char}, which is invisible or changes how the text shows (a"
         " control, format or direction mark): delete it and import again",
-        "姓名中含有字符 {char}，它不可见或会改变文字的显示方式（控制符、格式符或方向标记）：请删除后重新导入",
-    )
-    DEPARTMENT_INVISIBLE = (
-        "the department (院系) holds the character {char}, which is invisible or changes how the text"
-        " shows (a control, format or direction mark): delete it and import again",
-        "院系中含有字符 {char}，它不可见或会改变文字的显示方式（控制符、格式符或方向标记）：请删除后重新导入",
+        "{field}中含有字符 {char}，它不可见或会改变文字的显示方式（控制符、格式符或方向标记）："
+        "请删除后重新导入",
     )
     BAD_PHONE = (
         "the phone (手机) is not a mainland mobile number (11 digits; +86, spaces, dashes are fine)",
@@ -432,10 +428,7 @@ def _columns(header: Sequence[str]) -> tuple[dict[str, int], list[str]]:
     return positions, [field for field in COLUMNS if field not in positions]
 
 
-_FIELD_WORDING: Final = (
-    ("name", Wording.NO_NAME, Wording.NAME_TOO_LONG, Wording.NAME_INVISIBLE),
-    ("department", Wording.NO_DEPARTMENT, Wording.DEPARTMENT_TOO_LONG, Wording.DEPARTMENT_INVISIBLE),
-)
+_FIELD_WORDING: Final = (("name", Wording.NAME), ("department", Wording.DEPARTMENT))
 
 
 def _entry(cells: Mapping[str, str]) -> tuple[DirectoryEntry | None, list[Phrase]]:
@@ -445,15 +438,15 @@ def _entry(cells: Mapping[str, str]) -> tuple[DirectoryEntry | None, list[Phrase
         wrong.append(Wording.NO_ID())
     elif not _STUDENT_ID.match(member_id):
         wrong.append(Wording.BAD_ID())
-    for field, absent, too_long, invisible in _FIELD_WORDING:
+    for field, title in _FIELD_WORDING:
         text = cells[field]
         control = _control(text)
         if not text:
-            wrong.append(absent())
+            wrong.append(Wording.NO_FIELD(field=title()))
         elif len(text) > _MAX_TEXT:
-            wrong.append(too_long(most=_MAX_TEXT))
+            wrong.append(Wording.TOO_LONG(field=title(), most=_MAX_TEXT))
         elif control is not None:
-            wrong.append(invisible(char=control))
+            wrong.append(Wording.INVISIBLE(field=title(), char=control))
     phone: Phone | None = None
     if cells["phone"]:
         try:

@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 import secrets
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, Final, Protocol
 
 from handlers.core.phone import Phone
@@ -36,6 +36,7 @@ from handlers.core.sms_code import (
     resend_wait,
     send_limits,
 )
+from handlers.usecases.contracts import KeyValueStore
 
 _log = logging.getLogger(__name__)
 # The challenge outlives its code, so that an entry after the 10 minutes reads "expired", not "absent".
@@ -250,29 +251,7 @@ class _Index:
         return json.dumps({"phones": self.phones, "logins": self.logins})
 
 
-class ProofRecords(Protocol):
-    """The kv reads and the atomic deletion that a data request makes of the proof's records."""
-
-    async def kv_get(self, key: str) -> str | None:
-        """Return the value, or None when absent or expired."""
-        ...
-
-    async def kv_get_many(self, keys: Sequence[str]) -> list[str | None]:
-        """Return each key's value in order, None when absent or expired."""
-        ...
-
-    async def kv_apply(
-        self,
-        sets: Mapping[str, tuple[str, float]],
-        *,
-        deletes: Collection[str] = (),
-        if_absent: Collection[str] = (),
-    ) -> bool:
-        """Set and delete entries in one atomic step."""
-        ...
-
-
-async def sms_records_of(store: ProofRecords, member_id: str) -> dict[str, Any] | None:
+async def sms_records_of(store: KeyValueStore, member_id: str) -> dict[str, Any] | None:
     """What the proof keeps about the student (a data request's export), or None when nothing:
     codes counted today for them and for each phone they sent one to (masked), and a code pending."""
     index = _Index.read(await store.kv_get(_INDEX_PREFIX + member_id))
@@ -302,7 +281,7 @@ def _count(raw: str | None) -> int:
     return int(raw) if raw is not None and raw.isdigit() else 0
 
 
-async def forget_sms_of(store: ProofRecords, member_id: str) -> int:
+async def forget_sms_of(store: KeyValueStore, member_id: str) -> int:
     """Delete, in one atomic step, everything the proof keeps about the student (a data erasure): the
     index, their send counters and those of every phone they sent a code to, and their challenges
     (which hold the phone in clear) with the entries' counts; return how many phones it named."""

@@ -16,35 +16,22 @@ from typing import Any
 import pytest
 import redis
 from aiohttp.test_utils import TestServer
-from pytest_aiohttp import AiohttpServer
 
 from callback_service.ops.personal_data import erase_student, export_student
 from callback_service.ops.sync import sync_command
 from handlers.core.binding import Actor
-from sandbox.sms import SMS_SANDBOX_STATE, SmsAccount, SmsSandboxState, create_sms_sandbox
-from tests.pages.conftest import MakeEnv, http, make_env
-from tests.pages.support import PagesEnv
+from sandbox.sms import SMS_SANDBOX_STATE, SmsSandboxState
+from tests.pages.conftest import MakeEnv, http, make_env, sms_server
+from tests.pages.support import PagesEnv, sms_settings
 from tests.store.support import RedisServer, require_redis_server
 
-__all__ = ["http", "make_env"]
+__all__ = ["http", "make_env", "sms_server"]
 
 ADMIN = Actor(who="admin:ops", source="cli: data request")
 STUDENT = "2021001"
 NAME = "张三"
 DIRECTORY_PHONE = "13800000001"
-TYPED_PHONE = "13900000123"  # no other student, fixture or log of this test has it
-ACCOUNT = SmsAccount(
-    key_id="AKIDerase0000000000000000000000000",
-    key_secret="erase-secret-key-000000000000000",
-    sign_name="上海工程技术大学",
-    template_id="7654321",
-    app_id="1400654321",
-)
-
-
-@pytest.fixture
-async def sms_server(aiohttp_server: AiohttpServer) -> TestServer:
-    return await aiohttp_server(create_sms_sandbox(ACCOUNT))
+TYPED_PHONE = "13900000123"  # no other student of this test has it
 
 
 @pytest.fixture
@@ -56,20 +43,6 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.kill()
-
-
-def _sms_settings(server: TestServer) -> dict[str, Any]:
-    return {
-        "sms_provider": "tencent",
-        "sms_key_id": ACCOUNT.key_id,
-        "sms_key_secret": ACCOUNT.key_secret,
-        "sms_sign_name": ACCOUNT.sign_name,
-        "sms_template_id": ACCOUNT.template_id,
-        "sms_app_id": ACCOUNT.app_id,
-        "sms_api_base": str(server.make_url("/tencent")).rstrip("/"),
-        "sms_code_secret": "c" * 40,
-        "sms_verify": "changed",
-    }
 
 
 async def _bind_prove_and_sync(env: PagesEnv, sms_server: TestServer) -> None:
@@ -114,7 +87,7 @@ async def test_an_erased_student_leaves_nothing_in_the_sqlite_file_or_its_wal(
     make_env: MakeEnv, sms_server: TestServer, tmp_path: Path
 ) -> None:
     path = tmp_path / "erase.db"
-    env = await make_env(store_url=f"sqlite:///{path}", **_sms_settings(sms_server))
+    env = await make_env(store_url=f"sqlite:///{path}", **sms_settings(sms_server))
     await _bind_prove_and_sync(env, sms_server)
 
     def files() -> bytes:
@@ -177,7 +150,7 @@ async def test_an_erased_student_leaves_nothing_in_redis_nor_its_append_only_fil
     make_env: MakeEnv, sms_server: TestServer, own_redis: RedisServer
 ) -> None:
     prefix = f"t{uuid.uuid4().hex[:12]}:"
-    env = await make_env(store_url=f"{own_redis.url}?prefix={prefix}", **_sms_settings(sms_server))
+    env = await make_env(store_url=f"{own_redis.url}?prefix={prefix}", **sms_settings(sms_server))
     await _bind_prove_and_sync(env, sms_server)
     client = redis.Redis(port=own_redis.port)
     try:

@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp.test_utils import TestServer
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from callback_service.admin import setup_admin
@@ -18,8 +19,9 @@ from callback_service.web.app import create_app
 from callback_service.web.pages import PagesConfig
 from callback_service.web.pages.config import PAGES_CONFIG
 from sandbox.cas import create_cas_sandbox
+from sandbox.sms import create_sms_sandbox
 from sandbox.wecom import APP, CONTACTS, WECOM_SANDBOX_STATE, create_wecom_sandbox
-from tests.pages.support import CAS_USERS, DEPARTMENTS, DIRECTORY, PagesEnv, wecom_members
+from tests.pages.support import CAS_USERS, DEPARTMENTS, DIRECTORY, SMS_ACCOUNT, PagesEnv, wecom_members
 from tests.support.callbacks import AGENT_ID, CORP_ID
 from tests.support.world import APP_SECRET, CONTACTS_SECRET, world_settings
 
@@ -92,3 +94,9 @@ def make_env(
 async def env(make_env: MakeEnv) -> PagesEnv:
     """The usual setup."""
     return await make_env()
+
+
+@pytest.fixture
+async def sms_server(aiohttp_server: AiohttpServer) -> TestServer:
+    """The SMS emulator, for make_env(**sms_settings(sms_server))."""
+    return await aiohttp_server(create_sms_sandbox(SMS_ACCOUNT))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import aiohttp
 from aiohttp import web
@@ -24,6 +24,7 @@ from handlers.core.binding import DirectoryEntry
 from handlers.core.phone import Phone
 from handlers.usecases.contracts import Store
 from sandbox.cas import CasUser
+from sandbox.sms import SmsAccount
 from sandbox.wecom import Member, WeComSandboxState
 from tests.cas._support import post_login, ticket_of
 
@@ -196,3 +197,28 @@ def _value(page: str, name: str) -> str:
     found = re.search(rf'name="{name}" value="([^"]*)"', page)
     assert found is not None, f"no {name} field in the page"
     return html.unescape(found.group(1))
+
+
+SMS_ACCOUNT: Final = SmsAccount(
+    key_id="AKIDpages000000000000000000000000",
+    key_secret="pages-secret-key-000000000000000",
+    sign_name="上海工程技术大学",
+    template_id="7654321",
+    app_id="1400654321",
+)
+"""The SMS emulator's account the pages' tests send codes through (tests/pages/conftest.py's sms_server)."""
+
+
+def sms_settings(server: TestServer, verify: str = "changed") -> dict[str, Any]:
+    """The settings of an SMS proof through the emulator at server (make_env's overrides)."""
+    return {
+        "sms_provider": "tencent",
+        "sms_key_id": SMS_ACCOUNT.key_id,
+        "sms_key_secret": SMS_ACCOUNT.key_secret,
+        "sms_sign_name": SMS_ACCOUNT.sign_name,
+        "sms_template_id": SMS_ACCOUNT.template_id,
+        "sms_app_id": SMS_ACCOUNT.app_id,
+        "sms_api_base": str(server.make_url("/tencent")).rstrip("/"),
+        "sms_code_secret": "c" * 40,
+        "sms_verify": verify,
+    }

@@ -4,43 +4,14 @@ port): when a code is asked, what the code page holds and never holds, and the f
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
-from pytest_aiohttp import AiohttpServer
 
 from handlers.core.binding import AuditAction
-from sandbox.sms import SMS_SANDBOX_STATE, SmsAccount, SmsSandboxState, create_sms_sandbox
+from sandbox.sms import SMS_SANDBOX_STATE, SmsSandboxState
 from tests.pages.conftest import MakeEnv
-from tests.pages.support import PagesEnv
-
-ACCOUNT = SmsAccount(
-    key_id="AKIDpages000000000000000000000000",
-    key_secret="pages-secret-key-000000000000000",
-    sign_name="上海工程技术大学",
-    template_id="7654321",
-    app_id="1400654321",
-)
-
-
-@pytest.fixture
-async def sms_server(aiohttp_server: AiohttpServer) -> TestServer:
-    return await aiohttp_server(create_sms_sandbox(ACCOUNT))
-
-
-def sms_settings(server: TestServer, verify: str = "changed") -> dict[str, Any]:
-    return {
-        "sms_provider": "tencent",
-        "sms_key_id": ACCOUNT.key_id,
-        "sms_key_secret": ACCOUNT.key_secret,
-        "sms_sign_name": ACCOUNT.sign_name,
-        "sms_template_id": ACCOUNT.template_id,
-        "sms_app_id": ACCOUNT.app_id,
-        "sms_api_base": str(server.make_url("/tencent")).rstrip("/"),
-        "sms_code_secret": "c" * 40,
-        "sms_verify": verify,
-    }
+from tests.pages.support import PagesEnv, sms_settings
 
 
 def inbox(server: TestServer) -> SmsSandboxState:

@@ -75,7 +75,8 @@ class Wording(enum.Enum):
         " or, if all of it is GB18030{sample}, import it with --encoding gb18030",
         "{where}不是有效的 UTF-8 编码，但第 {first} 至 {last} 字节（第 {first_line} 行）是一个 UTF-8"
         "字符：文件可能混用了两种编码，两种都无法正确读取{sample}。"
-        "请用 Excel 或 WPS 把文件另存为“CSV UTF-8”后重新上传",
+        "请用 Excel 或 WPS 把文件另存为“CSV UTF-8”后重新上传；若整个文件是 GB18030 编码（Excel 默认的"
+        "“CSV（逗号分隔）”），且上面按 GB18030 读出的文字正确，请在上传时把“文件编码”选为 GB18030",
     )
     SAMPLE = (" (read so, it begins {text})", "（若按 GB18030 读取，开头是“{text}”）")
     NOTHING = ("", "")

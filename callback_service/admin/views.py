@@ -21,7 +21,7 @@ from callback_service.admin.contracts import ConsoleStore
 from callback_service.admin.keys import ADMIN_SESSIONS
 from callback_service.clients.wecom import WECOM_APP, WECOM_CONTACTS
 from callback_service.compose import CLOCK
-from callback_service.directory import import_directory, parse_directory
+from callback_service.directory import FileEncoding, import_directory, parse_directory
 from callback_service.store import STORE
 from callback_service.web.pages.session import SESSIONS
 from handlers.core.binding import AuditAction, AuditRecord, Binding, BindingState, DirectoryEntry
@@ -618,18 +618,19 @@ async def directory_page(request: web.Request, admin: Admin) -> web.StreamRespon
 async def directory_upload(request: web.Request, admin: Admin) -> web.StreamResponse:
     """POST /admin/directory (multipart): check the CSV with the import's own rules and show every
     problem by line; a good file waits for confirmation, nothing is written yet."""
-    csrf, data, filename = await _read_upload(request)
-    if not admin.session.csrf_ok(csrf):
+    upload = await _read_upload(request)
+    if not admin.session.csrf_ok(upload.csrf):
         return refused_form(request, admin)
-    if data is None:
+    if upload.data is None:
         count = await _store(request).directory_count()
         error = "请选择一个不超过 8 MB 的 CSV 文件。"
         return render(request, admin, "directory.html", {"count": count, "error": error}, status=400)
-    parsed = parse_directory(data)
+    data, filename, encoding = upload.data, upload.filename, upload.encoding
+    parsed = parse_directory(data, encoding=encoding)
     token = None
     if not parsed.problems:
         token = request.app[SESSIONS].new_token()
-        value = f"{admin.member_id}\n{filename}\n" + base64.b64encode(data).decode()
+        value = f"{admin.member_id}\n{filename}\n{encoding}\n" + base64.b64encode(data).decode()
         await request.app[STORE].kv_set(_upload_key(token), value, ttl=_UPLOAD_TTL)
     by_department: dict[str, int] = {}
     for entry in parsed.entries:
@@ -641,6 +642,7 @@ async def directory_upload(request: web.Request, admin: Admin) -> web.StreamResp
         "sample": [(e, mask_phone(e.phone) if e.phone else "") for e in parsed.entries[:20]],
         "by_department": sorted(by_department.items()),
         "token": token,
+        "encoding": encoding,
         "existing": await _store(request).directory_count(),
     }
     return render(request, admin, "preview.html", context, status=200 if token else 400)
@@ -652,8 +654,8 @@ async def directory_confirm(request: web.Request, admin: Admin) -> web.StreamRes
     form = await request.post()
     token = form.get("token")
     raw = await request.app[STORE].kv_pop(_upload_key(token)) if isinstance(token, str) and token else None
-    owner, _, rest = (raw or "").partition("\n")
-    filename, _, encoded = rest.partition("\n")
+    owner, filename, chosen, encoded = [*(raw or "").split("\n", 3), "", "", ""][:4]
+    encoding = _ENCODINGS.get(chosen, "auto")
     back = (url(request, "admin-directory"), "返回学校通讯录")
     if raw is None or owner != admin.member_id:
         return message(
@@ -665,7 +667,7 @@ async def directory_confirm(request: web.Request, admin: Admin) -> web.StreamRes
             link=back,
         )
     _changed(request)
-    report = await import_directory(request.app[STORE], base64.b64decode(encoded))
+    report = await import_directory(request.app[STORE], base64.b64decode(encoded), encoding=encoding)
     if not report.ok:
         return message(
             request, admin, title="导入未完成", text="；".join(report.lines("zh")), status=400, link=back
@@ -682,15 +684,31 @@ async def directory_confirm(request: web.Request, admin: Admin) -> web.StreamRes
     )
 
 
-async def _read_upload(request: web.Request) -> tuple[str | None, bytes | None, str]:
-    """The form's CSRF token and file, read as a stream (the app's own body limit is for forms)."""
+_ENCODINGS: Final[dict[str, FileEncoding]] = {"auto": "auto", "utf-8": "utf-8", "gb18030": "gb18030"}
+"""The upload form's 文件编码 choices, as the import names them (anything else reads as auto)."""
+
+
+@dataclass(frozen=True)
+class _Upload:
+    """What the directory's upload form sent."""
+
+    csrf: str | None
+    data: bytes | None
+    filename: str
+    encoding: FileEncoding
+
+
+async def _read_upload(request: web.Request) -> _Upload:
+    """The form's CSRF token, file and chosen encoding, read as a stream (the app's own body limit is
+    for forms)."""
     csrf: str | None = None
     data: bytes | None = None
     filename = ""
+    encoding: FileEncoding = "auto"
     try:
         reader = await request.multipart()
     except (AssertionError, ValueError):  # not a multipart body
-        return None, None, ""
+        return _Upload(None, None, "", encoding)
     while True:
         part = await reader.next()
         if part is None:
@@ -699,6 +717,9 @@ async def _read_upload(request: web.Request) -> tuple[str | None, bytes | None, 
             continue
         if part.name == "csrf":
             csrf = (await part.read(decode=True))[:128].decode("ascii", "replace")
+        elif part.name == "encoding":
+            chosen = (await part.read(decode=True))[:16].decode("ascii", "replace")
+            encoding = _ENCODINGS.get(chosen, "auto")
         elif part.name == "file":
             filename = (part.filename or "")[:100]
             chunks: list[bytes] = []
@@ -706,10 +727,10 @@ async def _read_upload(request: web.Request) -> tuple[str | None, bytes | None, 
             while chunk := await part.read_chunk():
                 size += len(chunk)
                 if size > MAX_UPLOAD:
-                    return csrf, None, filename
+                    return _Upload(csrf, None, filename, encoding)
                 chunks.append(chunk)
             data = b"".join(chunks) if size else None
-    return csrf, data, filename
+    return _Upload(csrf, data, filename, encoding)
 
 
 def _upload_key(token: str) -> str:

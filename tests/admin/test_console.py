@@ -266,10 +266,12 @@ async def test_the_chase_list_is_excel_ready_csv_without_phones(console: PagesEn
     assert (await env.client.get("/admin/export/chase.csv", params={"department": "无此院系"})).status == 404
 
 
-async def _upload(env: PagesEnv, data: bytes) -> tuple[int, str]:
+async def _upload(env: PagesEnv, data: bytes, encoding: str | None = None) -> tuple[int, str]:
     token = csrf_of(await _page(env, "/admin/directory"))
     form = aiohttp.FormData()
     form.add_field("csrf", token)
+    if encoding is not None:
+        form.add_field("encoding", encoding)
     form.add_field("file", data, filename="students.csv", content_type="text/csv")
     response = await env.client.post("/admin/directory", data=form)
     return response.status, await response.text()
@@ -301,6 +303,35 @@ async def test_an_upload_in_two_encodings_is_refused_in_chinese(console: PagesEn
     assert "另存为“CSV UTF-8”" in text
     assert "undecided" not in text
     assert "does not decode" not in text
+
+
+async def test_an_excel_export_in_gb18030_is_imported_when_the_administrator_says_so(
+    console: PagesEnv,
+) -> None:
+    env = console
+    # What Excel's "CSV (逗号分隔)" writes on a Chinese Windows: GB18030, whose bytes for 学号 happen
+    # to hold a valid UTF-8 character, so the strict automatic choice cannot tell it from a mixed file.
+    data = "学号,姓名,院系,手机\n2022001,欧阳娜娜,管理学院,13900000001\n".encode("gb18030")
+    status, text = await _upload(env, data)
+    assert status == 400
+    assert "选为 GB18030" in text
+    assert "开头是“学号”" in text
+    status, text = await _upload(env, data, encoding="gb18030")
+    assert status == 200
+    assert "编码 GB18030" in text
+    assert "欧阳娜娜" in text
+    token = re.search(r'name="token" value="([^"]+)"', text)
+    assert token is not None
+    status, done = await _post(
+        env, "/admin/directory/confirm", {"token": token.group(1)}, page="/admin/directory"
+    )
+    assert status == 200, done
+    assert await env.store.directory_get("2022001") == DirectoryEntry(
+        "2022001", "欧阳娜娜", "管理学院", Phone("13900000001")
+    )
+    # Told UTF-8, the same file is refused (nothing guessed), and an unknown choice reads as automatic.
+    assert (await _upload(env, data, encoding="utf-8"))[0] == 400
+    assert "选为 GB18030" in (await _upload(env, data, encoding="latin-1"))[1]
 
 
 async def test_an_upload_previews_then_imports_all_on_confirmation(console: PagesEnv) -> None:

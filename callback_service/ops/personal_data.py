@@ -21,7 +21,7 @@ from callback_service.callbacks.inbox import open_envelope
 from callback_service.callbacks.xml import MalformedXml, parse_event
 from callback_service.store.sessions import end_sessions_of, sessions_of
 from handlers.core.binding import Actor, AuditAction, InboxItem
-from handlers.usecases.binding_flow import created_key, invite_key
+from handlers.usecases.binding_flow import created_key, invite_key, results_prefix, submits_key
 from handlers.usecases.callbacks import welcome_key
 from handlers.usecases.contracts import Store
 from handlers.usecases.sms_proof import forget_sms_of, sms_records_of
@@ -48,14 +48,8 @@ def _remembered(member_id: str) -> dict[str, str]:
         "created_by_flow": created_key(member_id),
         "invited": invite_key(member_id),
         "welcomed": welcome_key(member_id),
-        # The binding page's count of the student's submits (callback_service.web.pages.views).
-        "submits_counted": f"rate:bind:student:{member_id}",
+        "submits_counted": submits_key(member_id),
     }
-
-
-def _results_prefix(member_id: str) -> str:
-    """The binding page's results of the student's forms, keyed by member and form (pages.views)."""
-    return f"bind-result:{member_id}:"
 
 
 def mask_openid(openid: str) -> str:
@@ -205,7 +199,7 @@ async def erase_student(
     remembered = list(_remembered(member_id).values())
     kv_entries = sum(value is not None for value in await store.kv_get_many(remembered))
     await store.kv_apply({}, deletes=remembered)
-    kv_entries += await store.kv_delete_prefix(_results_prefix(member_id))
+    kv_entries += await store.kv_delete_prefix(results_prefix(member_id))
     pruned = await store.audit_prune(retention_start(now, retention_days), member_id=member_id)
     # The records kept name the student's WeChat by its openid (a follow, an unfollow, a conflict):
     # masked like their phones.

@@ -92,6 +92,21 @@ def invite_key(member_id: str) -> str:
     return f"invited:{member_id}"
 
 
+def results_prefix(member_id: str) -> str:
+    """The start of the kv keys of the student's binding forms' outcomes (what erase removes)."""
+    return f"bind-result:{member_id}:"
+
+
+def result_key(member_id: str, form_id: str) -> str:
+    """The kv key of the outcome of one binding form, which the result page and a resend read."""
+    return results_prefix(member_id) + form_id
+
+
+def submits_key(member_id: str) -> str:
+    """The kv key that counts the student's submits that reached the rules (the pages' limit)."""
+    return f"rate:bind:student:{member_id}"
+
+
 def daily_miss_budget(directory_count: int) -> int:
     """user/getuserid's misses the flow allows itself a day: 5% of the directory's students, at least
     MIN_DAILY_MISSES. WeCom bars the API for a day past 20% of the member cap ("若出错的次数超出企业

@@ -27,6 +27,7 @@ from callback_service.web.pages.views import (
     submit_binding,
 )
 from handlers.core.sms_code import MAX_ATTEMPTS, Challenge, Verdict, resend_wait, typed_code
+from handlers.usecases.binding_flow import result_key
 
 CODE_FORMAT_ERROR: Final = "请输入短信中的 6 位数字验证码。"
 WRONG_CODE: Final = f"验证码不正确，请核对短信后重新输入（输错 {MAX_ATTEMPTS} 次后需重新获取）。"
@@ -88,7 +89,7 @@ async def _submitted(request: web.Request, session: Session, form_id: str) -> bo
     """Whether this code form has been through submit_binding already (its result is kept)."""
     if not FORM_ID.match(form_id):
         return False
-    return await request.app[STORE].kv_get(f"bind-result:{session.member_id}:{form_id}") is not None
+    return await request.app[STORE].kv_get(result_key(session.member_id, form_id)) is not None
 
 
 @page

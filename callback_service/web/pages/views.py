@@ -34,7 +34,15 @@ from handlers.core.guide import GUIDE, RULES, STEPS, ErrorCode, GuideEntry
 from handlers.core.member import MemberSeen, MemberStatus
 from handlers.core.phone import InvalidPhone, Phone
 from handlers.core.wecom_errors import WeComError
-from handlers.usecases.binding_flow import Bound, Confirming, Refusal, Refused, Standing
+from handlers.usecases.binding_flow import (
+    Bound,
+    Confirming,
+    Refusal,
+    Refused,
+    Standing,
+    result_key,
+    submits_key,
+)
 from handlers.usecases.contracts import Store
 
 log: Final = logging.getLogger(__name__)
@@ -303,19 +311,18 @@ async def submit_binding(
     store = app[STORE]
     if not FORM_ID.match(form_id):
         form_id = sessions.new_token()
-    key = f"{session.member_id}:{form_id}"
     result_url = url(request, "bind-result", form=form_id)
-    result_key = f"bind-result:{key}"
+    outcome_key = result_key(session.member_id, form_id)
     # The same form sent twice (a double tap, a resend) runs once and counts once against the
     # limits: the first writes its result, pending until the rules have answered; all land on it.
     pending = _Outcome(state=OutcomeState.PENDING).to_json()
-    if not await store.kv_set_if_absent(result_key, pending, ttl=config.result_ttl):
+    if not await store.kv_set_if_absent(outcome_key, pending, ttl=config.result_ttl):
         log.info("bind: a repeated submit of student %s", session.member_id)
         return redirect(result_url, status=303)
     limited = await _over_limit(request, session)
     if limited is not None:
         # Refused: nothing ran, so the same form may be sent again once the window has passed.
-        await store.kv_delete(result_key)
+        await store.kv_delete(outcome_key)
         return _too_many(request, limited)
     # The audit entry says how the phone was proved: by an SMS code, or as the directory's own.
     source = f"bind-page {client_of(request)}" + (" sms-verified" if sms_verified else "")
@@ -324,14 +331,14 @@ async def submit_binding(
     async def record_end(ended: Bound | Refused | None) -> None:
         # A lost WeCom answer was replayed in the background: the result page shows how it ended.
         outcome = _Outcome(state=OutcomeState.UNCONFIRMED) if ended is None else _Outcome.of(ended, phone)
-        await store.kv_set(result_key, outcome.to_json(), ttl=config.result_ttl)
+        await store.kv_set(outcome_key, outcome.to_json(), ttl=config.result_ttl)
 
     try:
         result = await app[BINDING_FLOW].bind(session.member_id, phone, actor=actor, on_ended=record_end)
     except BaseException:
-        await _record_failure(store, result_key, config.result_ttl)
+        await _record_failure(store, outcome_key, config.result_ttl)
         raise
-    await store.kv_set(result_key, _Outcome.of(result, phone).to_json(), ttl=config.result_ttl)
+    await store.kv_set(outcome_key, _Outcome.of(result, phone).to_json(), ttl=config.result_ttl)
     response = redirect(result_url, status=303)
     # The form is no longer a draft; a phone 2.1 refused is not offered again.
     refused = isinstance(result, Refused) and result.reason is Refusal.PHONE_TAKEN
@@ -380,7 +387,7 @@ async def bind_result(request: web.Request) -> web.StreamResponse:
     form_id = request.match_info["form"]
     if not FORM_ID.match(form_id):
         return _result_gone(request)
-    outcome = await _wait_for_outcome(request, f"bind-result:{session.member_id}:{form_id}")
+    outcome = await _wait_for_outcome(request, result_key(session.member_id, form_id))
     if outcome is None:
         return _result_gone(request)
     if outcome.state is OutcomeState.PENDING:
@@ -638,7 +645,7 @@ async def _over_limit(request: web.Request, session: Session) -> SubmitLimit | N
     config = request.app[PAGES_CONFIG]
     store = request.app[STORE]
     address = client_of(request)
-    student_key, address_key = f"rate:bind:student:{session.member_id}", f"rate:bind:ip:{address}"
+    student_key, address_key = submits_key(session.member_id), f"rate:bind:ip:{address}"
     # Counted all or none: a refused submit counts nowhere, so one student's burst must not lock
     # the others on its address out.
     full = await store.kv_incr_under(

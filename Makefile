@@ -52,10 +52,14 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest
 
+# pytest-xdist: the tests wait on processes, browsers and sockets as much as they compute, so three
+# workers beat two on two cores (200 s against 220 s here). A module's tests stay on one worker
+# (loadscope): its module-scoped Chromium or CAS server starts once.
+PYTEST_WORKERS ?= 3
 test: system-deps $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadscope
 
 bench: bench-deps $(STAMP)
 	$(BIN)/python -m bench

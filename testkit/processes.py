@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -19,12 +21,48 @@ _OUTPUT: dict[int, tuple[IO[str], IO[str]]] = {}
 _TRANSCRIPTS: list[str] = []
 
 
+def _port_pool() -> range:
+    """This process's ports: a block of its own below the kernel's ephemeral range.
+
+    A port looked up by bind(0) is bound by the child process a moment later; meanwhile the kernel
+    may hand it to any outgoing connection or bind(0) (another pytest-xdist worker's, say). Ports
+    below the ephemeral range are handed out by nobody but us, each worker from its own block.
+    """
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as ranges:
+            ephemeral = int(ranges.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral = 32768
+    low, high = 20000, max(ephemeral, 20000 + 1000)
+    workers = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    index = int(worker) % workers if worker.isdigit() else 0
+    size = (high - low) // workers
+    return range(low + index * size, low + (index + 1) * size)
+
+
+_POOL = _port_pool()
+# Where the walk through the pool starts: random, so that two runs at once (another checkout's)
+# seldom walk the same ports; the bind below skips any port in use.
+_next = random.SystemRandom().randrange(len(_POOL))
+_lock = threading.Lock()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port on 127.0.0.1 that nothing listens on right now, and that no other call of this
+    process (nor, under pytest-xdist, another worker) has handed out lately (see _port_pool)."""
+    global _next
+    with _lock:
+        for _ in range(len(_POOL)):
+            port = _POOL[_next % len(_POOL)]
+            _next += 1
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue  # in use, or left in TIME_WAIT: the next one
+                return port
+    raise RuntimeError(f"no free port in {_POOL}")
 
 
 def start_service(

@@ -22,6 +22,16 @@ from tests.support.processes import all_output
 from tests.support.world import store_url_for
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Escape lone surrogates in what a test printed or logged: undecodable bytes a test sent (the
+    fuzz tests) come back through aiohttp's access log of the test server that way, and pytest-xdist
+    sends each report to the controller as UTF-8, which has no encoding for them: the worker crashed."""
+    report.sections = [
+        (name, text.encode("utf-8", "backslashreplace").decode("utf-8")) for name, text in report.sections
+    ]
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A real redis-server for the session, with AOF (fsync left to the OS: no crash tests here)."""

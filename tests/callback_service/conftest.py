@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -31,9 +32,18 @@ class Recorder:
 
     def __init__(self) -> None:
         self.events: list[Event] = []
+        self._recorded = asyncio.Event()
 
     async def record(self, event: Event) -> None:
         self.events.append(event)
+        self._recorded.set()
+
+    async def wait_for(self, count: int, *, within: float = 10.0) -> None:
+        """Wait until count events are recorded (TimeoutError after `within` seconds)."""
+        async with asyncio.timeout(within):
+            while len(self.events) < count:
+                self._recorded.clear()
+                await self._recorded.wait()
 
     def dispatcher(self) -> Dispatcher:
         return Dispatcher({}, fallback=self.record)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -96,10 +97,7 @@ async def test_a_restarted_app_handles_what_the_last_one_left(
     second = Recorder()
     app = create_app(settings, clock=clock, dispatcher=second.dispatcher(), run_workers=True)
     client = await aiohttp_client(app)
-    for _ in range(100):  # the workers start on their own; bounded wait
-        if second.events:
-            break
-        await asyncio.sleep(0.05)
+    await second.wait_for(1)  # the workers start on their own
     assert [event.member_id for event in second.events] == ["wangwu"]
     await client.close()
 
@@ -176,7 +174,20 @@ async def test_shutdown_past_its_grace_returns_the_event(tmp_path: Path) -> None
         await store.close()
 
 
-async def test_a_worker_outlives_a_store_outage_mid_event(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+class Heard(logging.Handler):
+    """Sets `heard` when a log record holds the text (the workers log on the event loop's thread)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+        self.heard = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.heard.set()
+
+
+async def test_a_worker_outlives_a_store_outage_mid_event(tmp_path: Path) -> None:
     store = await open_store(f"sqlite:///{tmp_path / 's.db'}")
     started, release = asyncio.Event(), asyncio.Event()
 
@@ -190,12 +201,13 @@ async def test_a_worker_outlives_a_store_outage_mid_event(tmp_path: Path, caplog
     inbox.start()
     await asyncio.wait_for(started.wait(), 5)
     await store.close()  # the store goes away while the event is being handled
-    release.set()
-    for _ in range(40):
-        if "store unavailable while handling event" in caplog.text:
-            break
-        await asyncio.sleep(0.05)
-    assert "store unavailable while handling event" in caplog.text
+    outage = Heard("store unavailable while handling event")
+    logging.getLogger().addHandler(outage)
+    try:
+        release.set()
+        await asyncio.wait_for(outage.heard.wait(), 10)
+    finally:
+        logging.getLogger().removeHandler(outage)
     assert inbox.workers_alive == 1
     await inbox.stop(grace=1)
     assert inbox.workers_alive == 0
@@ -206,14 +218,23 @@ async def test_an_accepted_event_wakes_one_idle_worker_not_all(
 ) -> None:
     store = await open_store(f"sqlite:///{tmp_path / 's.db'}")
     takes: list[int] = []
+    looked = asyncio.Event()
     take = store.inbox_take
 
     async def counted(limit: int, *, lease: float) -> list[InboxItem]:
         items = await take(limit, lease=lease)
         takes.append(len(items))
+        looked.set()
         return items
 
     monkeypatch.setattr(store, "inbox_take", counted)
+
+    async def taken(count: int) -> None:
+        async with asyncio.timeout(10):
+            while len(takes) < count:
+                looked.clear()
+                await looked.wait()
+
     handled: list[str] = []
 
     async def record(event: Event) -> None:
@@ -223,16 +244,10 @@ async def test_an_accepted_event_wakes_one_idle_worker_not_all(
                   idle_poll=30)
     inbox.start()
     try:
-        for _ in range(100):  # each worker looks once at start, finds nothing and goes idle
-            if len(takes) == 4:
-                break
-            await asyncio.sleep(0.01)
+        await taken(4)  # each worker looks once at start, finds nothing and goes idle
         assert takes == [0, 0, 0, 0]
         await inbox.accept(parse_event(event_xml("subscribe", "lisi", create_time=NOW).encode()))
-        for _ in range(100):  # the woken worker handles the event and looks once more
-            if len(takes) >= 6:
-                break
-            await asyncio.sleep(0.01)
+        await taken(6)  # the woken worker handles the event and looks once more
         # Stopped workers leave without a take: a worker woken by the accept would have taken by now
         # (at its next turn of the loop), long before the event's handling and the second look.
         await inbox.stop(grace=1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from pathlib import Path
 
 from callback_service.store.sqlite import SqliteStore
@@ -22,9 +23,14 @@ async def test_point_reads_answer_while_a_write_waits_for_another_process(tmp_pa
         await store.commit_claim(await store.claim_phone("m1", Phone("13800138001"), lease=60, actor=ACTOR))
         other = sqlite3.connect(path, isolation_level=None)  # another process's writer, holding the lock
         other.execute("BEGIN IMMEDIATE")
+        # The writer connection names each statement as it starts: the write's BEGIN IMMEDIATE
+        # then waits on the lock in the store's thread, ahead of any call made after it.
+        began = threading.Event()
+        assert store._conn is not None
+        store._conn.set_trace_callback(lambda sql: began.set() if sql.startswith("BEGIN") else None)
         try:
             write = asyncio.create_task(store.kv_set("k2", "v2", ttl=60))
-            await asyncio.sleep(0.05)  # the write has reached the store's thread and waits on the lock
+            assert await asyncio.to_thread(began.wait, 10)
             assert await store.kv_get("k") == "v"
             assert await store.directory_get("m1") is not None
             binding = await store.get_binding("m1")

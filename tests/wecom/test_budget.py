@@ -7,21 +7,10 @@ import pytest
 
 from callback_service.clients.budget import CallBudget, impatient
 from handlers.core.wecom_errors import CallBudgetSpent, RateLimited, WeComUnavailable
+from testkit.clock import Sleeper
 from tests.store.support import FakeClock
 from tests.wecom._support import APP_SECRET
 from tests.wecom.conftest import ClientFactory, Sandbox
-
-
-class Sleeper:
-    """asyncio.sleep on the fake clock: a wait moves time on, and is recorded."""
-
-    def __init__(self, clock: FakeClock) -> None:
-        self.clock = clock
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.clock.advance(seconds)
 
 
 async def test_no_minute_passes_more_calls_than_the_budget(clock: FakeClock) -> None:

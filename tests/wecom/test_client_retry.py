@@ -6,11 +6,10 @@ may not read members: 48009).
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from callback_service.clients.wecom import RateLimited, UserNotFound, WeComUnavailable
+from testkit.clock import FakeClock, Sleeper
 from tests.wecom._support import APP_SECRET
 from tests.wecom.conftest import ClientFactory, Sandbox
 
@@ -61,18 +60,41 @@ async def test_exhausted_retries_raise_unavailable_after_max_attempts(
     assert sandbox.state.calls.count("user/get") == 3
 
 
-async def test_retries_stop_within_the_time_bound(sandbox: Sandbox, make_client: ClientFactory) -> None:
-    client = make_client(APP_SECRET, max_attempts=100, max_retry_time=0.5, base_delay=0.1, max_delay=0.1, timeout=0.2)
+async def test_retries_stop_within_the_time_bound(
+    sandbox: Sandbox, make_client: ClientFactory, clock: FakeClock
+) -> None:
+    # Each wait is 0.075 s (0.1 s, jitter 0.5) on a clock that only the waits move: after the
+    # 7th try, six waits have taken 0.45 s and a seventh would end past the budget of 0.5 s.
+    sleep = Sleeper(clock)
+    client = make_client(
+        APP_SECRET, max_attempts=100, max_retry_time=0.5, base_delay=0.1, max_delay=0.1, timer=clock, sleep=sleep
+    )
     await client.access_token()
-    sandbox.faults.delay(1.0, count=100, api="user/get")
-    started = time.monotonic()
+    sandbox.faults.errcode(45033, count=100, api="user/get")
     with pytest.raises(WeComUnavailable) as raised:
         await client.user_get("2021001")
-    elapsed = time.monotonic() - started
+    assert raised.value.errcode == 45033
+    assert sandbox.state.calls.count("user/get") == 7
+    assert sleep.waits == pytest.approx([0.075] * 6)
+
+
+async def test_time_spent_in_tries_counts_against_the_time_bound(
+    sandbox: Sandbox, make_client: ClientFactory, clock: FakeClock
+) -> None:
+    # Slow answers time out (0.2 s each); the timer that bounds the retries reads the waits' clock
+    # plus 0.2 s a try made: after the 2nd try 0.475 s are spent, and a wait would end past 0.5 s.
+    sleep = Sleeper(clock)
+    client = make_client(
+        APP_SECRET, max_attempts=100, max_retry_time=0.5, base_delay=0.1, max_delay=0.1, timeout=0.2,
+        timer=lambda: clock() + 0.2 * sandbox.state.calls.count("user/get"), sleep=sleep,
+    )
+    await client.access_token()
+    sandbox.faults.delay(1.0, count=100, api="user/get")
+    with pytest.raises(WeComUnavailable) as raised:
+        await client.user_get("2021001")
     assert raised.value.errmsg == "timeout"
-    # The budget is 0.5 s; one attempt (0.2 s) may already be under way when it runs out.
-    assert elapsed < 1.0
-    assert 2 <= sandbox.state.calls.count("user/get") < 10
+    assert sandbox.state.calls.count("user/get") == 2
+    assert sleep.waits == pytest.approx([0.075])
 
 
 async def test_unreachable_wecom_is_unavailable(make_client: ClientFactory) -> None:

@@ -129,7 +129,10 @@ def write_settings(directory: Path, *, port: int, emulator_port: int, store_url:
     """The settings both processes read: the demo's, with the emulators on a port of their own."""
     settings = demo_settings(host="127.0.0.1", port=port, data_dir=directory)
     emulators = f"http://127.0.0.1:{emulator_port}"
-    values = {name: v.get_secret_value() if isinstance(v, SecretStr) else v for name, v in settings}
+    # JSON's own forms (a set of administrators as a list, a path as text), the secrets in clear.
+    values = settings.model_dump(mode="json") | {
+        name: v.get_secret_value() for name, v in settings if isinstance(v, SecretStr)
+    }
     values |= {
         "store_url": store_url,
         "cas_base_url": emulators + CAS_MOUNT,

@@ -132,10 +132,15 @@ def test_an_administrator_follows_the_campaign_and_resolves_a_2_1_dispute(
     expect(page.locator("#problems")).to_contain_text("第 3 行")
     admin.shot("upload-problems")
     page.get_by_role("link", name="重新上传").click()
+    # The good file as Excel's "CSV (逗号分隔)" writes it on a Chinese Windows: GB18030, said so.
     good = "学号,姓名,院系,手机\n2022001,新生甲,管理学院,13900000001\n2022002,新生乙,管理学院,\n"
-    page.set_input_files("#file", files=[_csv("good.csv", good)])
+    page.set_input_files("#file", files=[FilePayload(name="good.csv", mimeType="text/csv", buffer=good.encode("gb18030"))])
+    page.select_option("#encoding", "gb18030")
+    admin.shot("upload-form")
     page.get_by_role("button", name="上传并预览").click()
     expect(page.locator("#preview")).to_contain_text("可以导入 2 条记录")
+    expect(page.locator("#preview")).to_contain_text("编码 GB18030")
+    expect(page.locator("#preview")).to_contain_text("新生乙")
     assert not FULL_PHONE.search(page.content())
     admin.shot("upload-preview")
     page.locator("#confirm-import").click()

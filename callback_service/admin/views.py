@@ -9,7 +9,7 @@ import datetime as dt
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, get_args
 from urllib.parse import quote
 
 from aiohttp import BodyPartReader, web
@@ -684,7 +684,7 @@ async def directory_confirm(request: web.Request, admin: Admin) -> web.StreamRes
     )
 
 
-_ENCODINGS: Final[dict[str, FileEncoding]] = {"auto": "auto", "utf-8": "utf-8", "gb18030": "gb18030"}
+_ENCODINGS: Final[dict[str, FileEncoding]] = {name: name for name in get_args(FileEncoding)}
 """The upload form's 文件编码 choices, as the import names them (anything else reads as auto)."""
 
 

@@ -345,6 +345,7 @@ async def _student_page(request: web.Request, admin: Admin, *, revealed: bool) -
         "live": live,
         "seen": seen,
         "seen_label": _seen_label(seen),
+        "seen_source": _SEEN_SOURCES.get(seen.source, seen.source) if seen else None,
         "history": [_history_row(record) for record in history],
         "revealed": revealed,
         "base": url(request, "admin-student", member_id=member_id),
@@ -560,6 +561,15 @@ _SOURCES: Final = (
     ("console ", "管理后台 "), ("bind-page ", "绑定页面 "), ("admission-page ", "加入验证页面 ")
 )
 _CALLBACK_SOURCE: Final = "callback"
+_SEEN_SOURCES: Final = {
+    "admin": "管理后台",
+    "login": "学生登录时读取",
+    "sync": "同步通讯录",
+    "subscribe": "关注事件",
+    "unsubscribe": "取消关注事件",
+    "change_contact": "通讯录变更事件",
+}
+"""Who last told the store a member's WeCom status (MemberSeen.source), in Chinese."""
 
 
 def _note_label(what: str) -> str:

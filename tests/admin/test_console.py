@@ -435,6 +435,7 @@ async def test_the_audit_history_reads_in_chinese(console: PagesEnv) -> None:
         status, _ = await _post(env, f"{student}/{action}", data, page=student)
         assert status == 200, action
     page = await _page(env, student)
+    assert "来源：管理后台" in page  # who last told the store WeCom's status: the refresh
     history = page[page.index("审计记录"):]
     for shown in ("查看了完整手机号", "从企业微信重新读取：未激活", "请企业微信再次发送加入邀请", "原因：工单 42",
                   "管理后台 127.0.0.1", "绑定页面 127.0.0.1"):

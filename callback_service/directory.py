@@ -56,7 +56,8 @@ Language = Literal["en", "zh"]
 class Wording(enum.Enum):
     """Each message of the import, as (English, Chinese) format strings: the one place for its words."""
 
-    BYTE = ("byte {offset} of the file (0x{byte})", "文件第 {offset} 字节（0x{byte}）")
+    # An offset counts from 0, which 第 N 字节 (an ordinal, from 1) would misread: 偏移量 says offset.
+    BYTE = ("byte {offset} of the file (0x{byte})", "文件中偏移量 {offset} 处的字节（0x{byte}）")
     NOT_UTF8 = ("{where} does not decode as UTF-8", "{where}不是有效的 UTF-8 编码")
     NOT_GB18030 = ("{where} does not decode as GB18030", "{where}不是有效的 GB18030 编码")
     BOM_NOT_GB18030 = (
@@ -73,8 +74,8 @@ class Wording(enum.Enum):
         "{where} does not decode as UTF-8, though bytes {first} to {last} (line {first_line}) decode as a"
         " UTF-8 character: the file may mix two encodings, and is read as neither. Save it as UTF-8 again;"
         " or, if all of it is GB18030{sample}, import it with --encoding gb18030",
-        "{where}不是有效的 UTF-8 编码，但第 {first} 至 {last} 字节（第 {first_line} 行）是一个 UTF-8"
-        "字符：文件可能混用了两种编码，两种都无法正确读取{sample}。"
+        "{where}不是有效的 UTF-8 编码，但偏移量 {first} 至 {last} 的字节（第 {first_line} 行）是一个"
+        " UTF-8 字符：文件可能混用了两种编码，两种都无法正确读取{sample}。"
         "请用 Excel 或 WPS 把文件另存为“CSV UTF-8”后重新上传；若整个文件是 GB18030 编码（Excel 默认的"
         "“CSV（逗号分隔）”），且上面按 GB18030 读出的文字正确，请在上传时把“文件编码”选为 GB18030",
     )

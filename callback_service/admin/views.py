@@ -309,7 +309,7 @@ async def reveal(request: web.Request, admin: Admin) -> web.StreamResponse:
     member_id = _member_id(request)
     store = _store(request)
     if await store.directory_get(member_id) is not None or await store.get_binding(member_id) is not None:
-        what = "full phone shown"
+        what = _REVEALED
         await store.audit_note(member_id, AuditAction.REVEAL, what, actor=admin.actor(what))
         log.info("admin %s: revealed the phones of %s", admin.member_id, member_id)
     return await _student_page(request, admin, revealed=True)
@@ -345,6 +345,7 @@ async def _student_page(request: web.Request, admin: Admin, *, revealed: bool) -
         "live": live,
         "seen": seen,
         "seen_label": _seen_label(seen),
+        "seen_source": _SEEN_SOURCES.get(seen.source, seen.source) if seen else None,
         "history": [_history_row(record) for record in history],
         "revealed": revealed,
         "base": url(request, "admin-student", member_id=member_id),
@@ -433,7 +434,7 @@ async def student_action(request: web.Request, admin: Admin) -> web.StreamRespon
 
 async def _release(request: web.Request, admin: Admin, member_id: str, reason: str) -> str:
     """The CLI's release (handlers.usecases.release): the store, then the phone in WeCom where it allows."""
-    actor = admin.actor(f"release: {reason}")
+    actor = admin.actor(_RELEASED + reason)
     app = request.app
     try:
         done = await release(app[STORE], app[WECOM_CONTACTS], app[WECOM_APP], member_id, actor=actor)
@@ -486,7 +487,7 @@ async def _refresh(request: web.Request, admin: Admin, member_id: str) -> str:
     store = _store(request)
     await store.record_members([MemberSeen(member_id, status, now, "admin")])
     label = status.label if status is not None else "企业微信中没有该成员"
-    what = f"read member from WeCom: {status.name.lower() if status is not None else 'no such member'}"
+    what = _READ_AGAIN + (status.name.lower() if status is not None else _NO_SUCH_MEMBER)
     await store.audit_note(member_id, AuditAction.CONSOLE, what, actor=admin.actor(what))
     return f"已从企业微信读取 {member_id} 的状态：{label}。本系统的记录已更新。"
 
@@ -499,7 +500,7 @@ async def _invite(request: web.Request, admin: Admin, member_id: str) -> str:
         return f"企业微信没有接受对 {member_id} 的邀请（该成员可能不存在，或不在应用的可见范围内）。"
     store = request.app[STORE]
     await store.kv_set(invite_key(member_id), "1", ttl=INVITE_MEMORY)
-    what = "invited again (batch/invite)"
+    what = _INVITED
     await store.audit_note(member_id, AuditAction.INVITE, what, actor=admin.actor(what))
     return f"企业微信已向 {member_id} 再次发送加入邀请。"
 
@@ -549,15 +550,74 @@ _ACTION_LABELS: Final = {
 }
 
 
+# The console's own audit notes: stored in English, as the CLI's `audit` prints them, and shown in
+# Chinese on the student's page (an administrator read "invited again (batch/invite)" there).
+_REVEALED: Final = "full phone shown"
+_INVITED: Final = "invited again (batch/invite)"
+_READ_AGAIN: Final = "read member from WeCom: "
+_NO_SUCH_MEMBER: Final = "no such member"
+_RELEASED: Final = "release: "
+_SOURCES: Final = (
+    ("console ", "管理后台 "), ("bind-page ", "绑定页面 "), ("admission-page ", "加入验证页面 ")
+)
+_CALLBACK_SOURCE: Final = "callback"
+_SEEN_SOURCES: Final = {
+    "admin": "管理后台",
+    "login": "学生登录时读取",
+    "sync": "同步通讯录",
+    "subscribe": "关注事件",
+    "unsubscribe": "取消关注事件",
+    "change_contact": "通讯录变更事件",
+}
+"""Who last told the store a member's WeCom status (MemberSeen.source), in Chinese."""
+
+
+def _note_label(what: str) -> str:
+    """A console note in Chinese; another note as it was written."""
+    if what == _REVEALED:
+        return "查看了完整手机号"
+    if what == _INVITED:
+        return "请企业微信再次发送加入邀请"
+    if what.startswith(_READ_AGAIN):
+        name = what.removeprefix(_READ_AGAIN)
+        status = MemberStatus.__members__.get(name.upper())
+        if status is not None:
+            label = status.label
+        else:
+            label = "企业微信中没有该成员" if name == _NO_SUCH_MEMBER else name
+        return f"从企业微信重新读取：{label}"
+    if what.startswith(_RELEASED):
+        return "原因：" + what.removeprefix(_RELEASED)
+    return what
+
+
+def _source_label(source: str) -> tuple[str, str | None]:
+    """Where a change came from, in Chinese, and the console's note it carries (if any)."""
+    if source == _CALLBACK_SOURCE:
+        return "企业微信回调", None
+    note = None
+    if source.startswith("console "):
+        source, _, note = source.partition(": ")
+    for prefix, label in _SOURCES:
+        if source.startswith(prefix):
+            source = label + source.removeprefix(prefix).replace("sms-verified", "（短信验证）")
+    return source, note
+
+
 def _history_row(record: AuditRecord) -> dict[str, str]:
     stuck = campaign.stuck_of(record)
+    source, note = _source_label(record.source)
+    detail = stuck.label if stuck is not None else record.detail
+    if note is not None:
+        # The note is the record's detail too (or its only text, as a release's reason is): once.
+        detail = _note_label(note)
     return {
         "at": when(record.at),
         "action": _ACTION_LABELS.get(record.action, record.action.value),
         "phone": record.phone_masked or "",
         "who": record.who,
-        "detail": stuck.label if stuck is not None else record.detail,
-        "source": record.source,
+        "detail": detail,
+        "source": source,
     }
 
 

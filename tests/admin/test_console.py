@@ -419,3 +419,26 @@ async def test_who_wecom_says_holds_a_disputed_phone(console: PagesEnv) -> None:
         "asked WeCom who holds 138****0004: nobody",
         "asked WeCom who holds 138****0004: 2021004",
     ]
+
+
+async def test_the_audit_history_reads_in_chinese(console: PagesEnv) -> None:
+    # The console's notes are stored in English (the CLI's audit prints them) but shown in Chinese.
+    env = console
+    await _bind(env, "2021001", "13800000001")
+    student = "/admin/students/2021001"
+    for action, data in (
+        ("reveal", {}),
+        ("refresh", {"confirmed": "yes"}),
+        ("invite", {"confirmed": "yes"}),
+        ("release", {"confirmed": "yes", "reason": "工单 42"}),
+    ):
+        status, _ = await _post(env, f"{student}/{action}", data, page=student)
+        assert status == 200, action
+    page = await _page(env, student)
+    assert "来源：管理后台" in page  # who last told the store WeCom's status: the refresh
+    history = page[page.index("审计记录"):]
+    for shown in ("查看了完整手机号", "从企业微信重新读取：未激活", "请企业微信再次发送加入邀请", "原因：工单 42",
+                  "管理后台 127.0.0.1", "绑定页面 127.0.0.1"):
+        assert shown in history, shown
+    for internal in ("full phone", "batch/invite", "not_activated", "console ", "release:", "bind-page"):
+        assert internal not in history, internal

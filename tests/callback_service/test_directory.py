@@ -443,3 +443,11 @@ async def test_a_report_reads_in_either_wording(sqlite_store: Store) -> None:
         "发现 2 处错误：没有导入任何记录；请修正文件后重新导入",
     ]
     assert report.problems[0].chinese == "缺少姓名"
+
+
+async def test_the_chinese_wording_names_a_byte_by_its_offset_not_as_an_ordinal(sqlite_store: Store) -> None:
+    # Excel's GB18030 file read as UTF-8: 学 (D1 A7) reads as one UTF-8 character, 号 (BA C5) does not.
+    report = await import_directory(sqlite_store, GOOD.encode("gb18030"))
+    [problem] = report.problems
+    assert problem.chinese.startswith("文件中偏移量 2 处的字节（0xBA）不是有效的 UTF-8 编码，但偏移量 0 至 1 的字节")
+    assert "第 0" not in problem.chinese  # an ordinal from 0 reads as nonsense in Chinese

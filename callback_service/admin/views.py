@@ -18,9 +18,9 @@ from callback_service.admin import campaign
 from callback_service.admin.auth import Admin, console, console_upload, message, refused_form, render, url
 from callback_service.admin.chart import NARROW, lay_out
 from callback_service.admin.contracts import ConsoleStore
-from callback_service.admin.keys import ADMIN_SESSIONS
+from callback_service.admin.keys import ADMIN_CAS, ADMIN_SESSIONS
 from callback_service.clients.wecom import WECOM_APP, WECOM_CONTACTS
-from callback_service.compose import CLOCK
+from callback_service.compose import CLOCK, SETTINGS
 from callback_service.directory import FileEncoding, import_directory, parse_directory
 from callback_service.store import STORE
 from callback_service.web.pages.session import SESSIONS
@@ -802,9 +802,15 @@ def _upload_key(token: str) -> str:
 
 @console
 async def logout(request: web.Request, admin: Admin) -> web.StreamResponse:
-    """POST /admin/logout: end the console's session."""
+    """POST /admin/logout: end the console's session, and offer CAS's logout (its single sign-on outlives
+    ours: on a shared computer /admin would log the same administrator in again without a password)."""
+    back = request.app[SETTINGS].public_base_url + url(request, "admin")
     response = message(
-        request, None, title="已退出", text="您已退出管理后台。", link=(url(request, "admin"), "重新登录")
+        request,
+        None,
+        title="已退出",
+        text="您已退出管理后台。在公用电脑上，请同时退出统一身份认证，否则再次打开管理后台会直接登录。",
+        link=(request.app[ADMIN_CAS].logout_url(back), "退出统一身份认证"),
     )
     await request.app[ADMIN_SESSIONS].end(admin.session, response)
     return response

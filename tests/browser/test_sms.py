@@ -67,6 +67,12 @@ def test_a_changed_phone_is_bound_after_the_right_code(new_phone: NewPhone) -> N
     assert OWN_PHONE not in page.content()
     assert OWN_PHONE not in page.url
     sunqi.shot("code-page")
+    # A thumb's field on a phone, as wide as the button under it (not the browser's small default).
+    field, button = page.locator("#code").bounding_box(), page.locator("#code-submit").bounding_box()
+    assert field is not None
+    assert button is not None
+    assert abs(field["width"] - button["width"]) < 1, (field, button)
+    assert field["height"] >= 40, field
     [text] = sunqi.sms_messages(OWN_PHONE)
     assert text.startswith("【上海工程技术大学】")
     sunqi.enter_code(sunqi.sms_code(OWN_PHONE))

@@ -42,6 +42,8 @@ def test_the_start_page_lists_the_urls_the_accounts_and_what_to_click(
         title = page.locator(f'[data-scenario="{code.value}"] h3')
         expect(title).to_contain_text(GUIDE[code].section + GUIDE[code].title)
     newcomer.shot("start")
+    # Read on a phone, as its own text advises: nothing wider than the 390 px viewport.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
     page.locator("#urls").get_by_role("link", name="/bind", exact=True).click()
     expect(page.locator("#username")).to_be_visible()
 

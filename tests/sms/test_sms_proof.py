@@ -9,7 +9,15 @@ from aiohttp.test_utils import TestServer
 from callback_service.clients.sms import TencentSms
 from callback_service.metrics import Metrics
 from handlers.core.phone import Phone
-from handlers.core.sms_code import CODE_TTL, DAILY_SENDS, SmsFailure, SmsNotSent, SmsTooSoon, Verdict
+from handlers.core.sms_code import (
+    ADDRESS_SENDS_PER_HOUR,
+    CODE_TTL,
+    DAILY_SENDS,
+    SmsFailure,
+    SmsNotSent,
+    SmsTooSoon,
+    Verdict,
+)
 from handlers.usecases.contracts import Store
 from handlers.usecases.sms_proof import EXPIRED, FAILED, SENT, VERIFIED, SmsProof
 from sandbox.sms import SmsRefusal, SmsSandboxState
@@ -138,6 +146,18 @@ async def test_five_codes_a_day_per_student(proof: SmsProof, clock: FakeClock) -
     with pytest.raises(SmsNotSent) as refused:
         await send(proof, phone=Phone("13900000009"))
     assert refused.value.failure is SmsFailure.DAILY_LIMIT
+
+
+async def test_codes_per_address_per_hour(proof: SmsProof, sms_state: SmsSandboxState) -> None:
+    # Distinct students and phones, so that only the address's own counter can stop the next one.
+    for number in range(ADDRESS_SENDS_PER_HOUR):
+        await send(proof, login=f"login-{number}", member_id=f"2022{number:03d}", phone=Phone(f"13700000{number:03d}"))
+    with pytest.raises(SmsNotSent) as refused:
+        await send(proof, login="login-x", member_id="2022999", phone=Phone("13700000999"))
+    assert refused.value.failure is SmsFailure.LATER
+    assert sms_state.last_code("13700000999") is None
+    # Another address is not held back by this one.
+    await send(proof, login="login-y", member_id="2022998", phone=Phone("13700000998"), address="10.0.0.2")
 
 
 async def test_a_refusal_keeps_no_code(proof: SmsProof, sms_state: SmsSandboxState) -> None:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from handlers.core.binding import DirectoryEntry
+from handlers.core.member import USERID
 from handlers.core.phone import InvalidPhone, Phone, mask_phone
 from handlers.usecases.contracts import Directory
 
@@ -39,8 +40,6 @@ COLUMNS: Final[Mapping[str, tuple[str, ...]]] = {
     "phone": ("手机", "手机号", "phone", "mobile"),
 }
 """Each field and the header spellings accepted for it (compared without case or surrounding blanks)."""
-_STUDENT_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-@.]{0,63}\Z")
-"""A student id must be usable as a WeCom userid."""
 _MAX_TEXT: Final = 64
 UNDECIDED: Final = "undecided"
 """The encoding of a refused file."""
@@ -438,7 +437,7 @@ def _entry(cells: Mapping[str, str]) -> tuple[DirectoryEntry | None, list[Phrase
     member_id, name, department = cells["student_id"], cells["name"], cells["department"]
     if not member_id:
         wrong.append(Wording.NO_ID())
-    elif not _STUDENT_ID.match(member_id):
+    elif not USERID.match(member_id):  # a student id must be usable as a WeCom userid
         wrong.append(Wording.BAD_ID())
     for field, title in _FIELD_WORDING:
         text = cells[field]

@@ -65,6 +65,17 @@ def free_port() -> int:
     raise RuntimeError(f"no free port in {_POOL}")
 
 
+def run_command(
+    env: Mapping[str, str], *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m callback_service ARGS` to its end with only the given WECOM_BIND_* variables."""
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("WECOM_BIND_")}
+    return subprocess.run(
+        [sys.executable, "-m", "callback_service", *args],
+        env=clean | dict(env), input=stdin, capture_output=True, text=True, timeout=60, check=False,
+    )
+
+
 def start_service(
     args: list[str], env: Mapping[str, str], *, command: Sequence[str] | None = None
 ) -> subprocess.Popen[str]:

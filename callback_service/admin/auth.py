@@ -24,7 +24,7 @@ from aiohttp import web
 from callback_service.admin.keys import ADMIN_CAS, ADMIN_SESSIONS, ADMIN_TEMPLATES
 from callback_service.answers import UNAVAILABLE, log_failure
 from callback_service.client_address import client_of
-from callback_service.clients.cas import CasAuthenticationFailure, CasUnreachable
+from callback_service.clients.cas import TICKET, CasAuthenticationFailure, CasUnreachable
 from callback_service.compose import CLOCK, SETTINGS
 from callback_service.store import STORE
 from callback_service.web.pages.render import SECURITY_HEADERS
@@ -43,7 +43,6 @@ IDLE: Final = 30 * 60.0
 """An administrator's session ends after this long without a page."""
 LOGIN_WINDOW: Final = 10 * 60.0
 _TOUCH_EVERY: Final = 60.0
-_TICKET: Final = re.compile(r"[A-Za-z0-9._\-]{1,256}\Z")
 _NONCE: Final = re.compile(r"[A-Za-z0-9_\-]{16,64}\Z")
 _TICKET_MEMORY: Final = 24 * 3600.0
 
@@ -257,7 +256,7 @@ async def _cas_return(request: web.Request) -> web.StreamResponse:
     app = request.app
     ticket = request.query.get("ticket", "")
     nonce = request.cookies.get(LOGIN_COOKIE, "")
-    if not _TICKET.match(ticket) or not _NONCE.match(nonce):
+    if not TICKET.match(ticket) or not _NONCE.match(nonce):
         return _login_again(request)
     store = app[STORE]
     spent_key = f"cas-ticket:{hashlib.sha256(ticket.encode()).hexdigest()}"

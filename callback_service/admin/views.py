@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import logging
-import re
 from dataclasses import dataclass
 from typing import Any, Final, get_args
 from urllib.parse import quote
@@ -25,7 +24,7 @@ from callback_service.directory import FileEncoding, import_directory, parse_dir
 from callback_service.store import STORE
 from callback_service.web.pages.session import SESSIONS
 from handlers.core.binding import AuditAction, AuditRecord, Binding, BindingState, DirectoryEntry
-from handlers.core.member import MemberSeen, MemberStatus
+from handlers.core.member import USERID, MemberSeen, MemberStatus
 from handlers.core.phone import mask_phone
 from handlers.core.wecom_errors import MobileNotFound, UserNotFound, WeComError
 from handlers.usecases.binding_flow import INVITE_MEMORY, invite_key
@@ -37,7 +36,6 @@ log: Final = logging.getLogger(__name__)
 DAY: Final = 24 * 3600.0
 NOT_A_STUDENT: Final = "*"
 """The audit record's member of an action about no one student (an import, an export, the inbox)."""
-_MEMBER_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-@.]{0,63}\Z")
 _SEARCH_LIMIT: Final = 50
 _MAX_QUERY: Final = 64
 MAX_UPLOAD: Final = 8 * 1024 * 1024
@@ -238,7 +236,7 @@ async def verify_holder(request: web.Request, admin: Admin) -> web.StreamRespons
     (user/getuserid, sparingly: WeCom caps its misses), for a 2.1 dispute."""
     form = await request.post()
     holder = form.get("holder")
-    if not isinstance(holder, str) or not _MEMBER_ID.match(holder):
+    if not isinstance(holder, str) or not USERID.match(holder):
         raise web.HTTPNotFound()
     back = (url(request, "admin-stuck") + "#phone_taken", "返回待处理")
     binding = await _store(request).get_binding(holder)
@@ -278,7 +276,7 @@ async def search(request: web.Request, admin: Admin) -> web.StreamResponse:
     found: list[DirectoryEntry] = []
     if query:
         store = _store(request)
-        if _MEMBER_ID.match(query) and (
+        if USERID.match(query) and (
             await store.directory_get(query) is not None or await store.get_binding(query) is not None
         ):
             raise web.HTTPFound(url(request, "admin-student", member_id=query))
@@ -507,7 +505,7 @@ async def _invite(request: web.Request, admin: Admin, member_id: str) -> str:
 
 def _member_id(request: web.Request) -> str:
     member_id = request.match_info["member_id"]
-    if not _MEMBER_ID.match(member_id):
+    if not USERID.match(member_id):
         raise web.HTTPNotFound()
     return member_id
 

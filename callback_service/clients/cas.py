@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from yarl import URL
 
 __all__ = [
     "CAS_NAMESPACE",
+    "TICKET",
     "CasAuthenticationFailure",
     "CasClient",
     "CasError",
@@ -30,6 +32,8 @@ __all__ = [
 ]
 
 CAS_NAMESPACE: Final = "http://www.yale.edu/tp/cas"
+TICKET: Final = re.compile(r"[A-Za-z0-9._\-]{1,256}\Z")
+"""A ticket as our pages accept it back from CAS; anything else is not looked up."""
 # A validation answer is a few hundred bytes; anything near this is not a CAS server talking.
 _MAX_RESPONSE_BYTES: Final = 256 * 1024
 _SERVICE_RESPONSE: Final = f"{{{CAS_NAMESPACE}}}serviceResponse"

@@ -4,6 +4,7 @@ on a member (MemberSeen)."""
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 from typing import Final
 
@@ -26,6 +27,11 @@ class MemberStatus(enum.IntEnum):
     def label(self) -> str:
         """WeCom's own word for the status, as the admin console shows it."""
         return _LABELS[self]
+
+
+USERID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-@.]{0,63}\Z")
+"""A WeCom userid (student id) as user/create allows it (developer.work.weixin.qq.com/document/path/90195:
+"长度为1~64个字节。只能由数字、字母和“_-@.”四种字符组成，且第一个字符必须是数字或字母")."""
 
 
 _LABELS = {

@@ -13,17 +13,19 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from callback_service.store import open_store
-from handlers.core.binding import AuditRecord
+from handlers.core.binding import AuditRecord, InboxStats
 from handlers.core.guide import GUIDE, ErrorCode
+from handlers.usecases.contracts import Store
 from sandbox.demo import DEMO_PASSWORD
 
 CHROMIUM: Final = "/usr/bin/chromium"
@@ -47,6 +49,15 @@ NAVIGATION_TIMEOUT_MS: Final = 10_000
 FOLLOW_WAIT_S: Final = 10.0
 """How long the follow may take to reach /me: the emulator's push, the inbox, a worker."""
 SCREENSHOTS: Final = Path(__file__).resolve().parents[1] / "_artifacts" / "screenshots"
+ORGANISATION: Final = """userid,name,department,mobile,status
+2019001,陈一,2,13900000001,1
+2019003,黄三,3,13900000003,2
+2019004,周四,3,13900000004,4
+2019005,吴五,2,,5
+"""
+"""An existing organisation for `--wecom-members`: activated (1), disabled (2), not activated (4), departed (5)."""
+
+T = TypeVar("T")
 
 
 def require_chromium() -> str:
@@ -72,11 +83,17 @@ class Demo:
 
     def audit(self, member_id: str) -> list[AuditRecord]:
         """The member's audit records, newest first, read from the demo's store file."""
+        return self._read(lambda store: store.audit_list(member_id=member_id))
 
-        async def read() -> list[AuditRecord]:
+    def inbox_stats(self) -> InboxStats:
+        """The demo's inbox counts, read from its store file."""
+        return self._read(lambda store: store.inbox_stats())
+
+    def _read(self, query: Callable[[Store], Awaitable[T]]) -> T:
+        async def read() -> T:
             store = await open_store(f"sqlite:///{self.data_dir / 'demo.db'}")
             try:
-                return await store.audit_list(member_id=member_id)
+                return await query(store)
             finally:
                 await store.close()
 

@@ -9,48 +9,22 @@ its settings as WECOM_BIND_* variables to a file for the `wecom-bind sync` proce
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, expect
 from pydantic import SecretStr
 
-from callback_service.store import open_store
-from handlers.core.binding import InboxStats
-from tests.browser._support import Demo, Phone, Screenshots
-from tests.support.processes import free_port, start_service, stop, wait_healthy
+from tests.browser._support import ORGANISATION, Demo, Phone, Screenshots
+from tests.support.processes import free_port, run_command, start_service, stop, wait_healthy
 
 pytestmark = pytest.mark.browser
 
-ORGANISATION = """userid,name,department,mobile,status
-2019001,陈一,2,13900000001,1
-2019003,黄三,3,13900000003,2
-2019004,周四,3,13900000004,4
-2019005,吴五,2,,5
-"""
 SETTLE_S = 15.0
-
-
-def _inbox_stats(data_dir: Path) -> InboxStats:
-    """The demo's inbox counts, read from its store file."""
-    async def read() -> InboxStats:
-        store = await open_store(f"sqlite:///{data_dir / 'demo.db'}")
-        try:
-            return await store.inbox_stats()
-        finally:
-            await store.close()
-
-    # Playwright's sync API marks its own loop as running in this thread: read in another.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, read()).result(timeout=10)
 
 
 @pytest.fixture
@@ -92,11 +66,7 @@ def test_first_morning_sync_then_everyone_visible_then_students_log_in(
     morning: tuple[Demo, dict[str, str]], phone: Callable[[str], Phone]
 ) -> None:
     demo, env = morning
-    sync = subprocess.run(
-        [sys.executable, "-m", "callback_service", "sync"],
-        env={**{k: v for k, v in os.environ.items() if not k.startswith("WECOM_BIND_")}, **env},
-        capture_output=True, text=True, timeout=60, check=False,
-    )
+    sync = run_command(env, "sync")
     assert sync.returncode == 0, sync.stderr
     assert "WeCom: 4 members: 已激活 1, 已禁用 1, 未激活 1, 退出企业 1" in sync.stdout, sync.stdout
 
@@ -114,7 +84,7 @@ def test_first_morning_sync_then_everyone_visible_then_students_log_in(
     while True:
         state = console.get(demo.url("/sandbox/wecom/_sandbox/state")).json()
         subscribes = [p for p in state["pushes"] if p["event"] == "subscribe"]
-        stats = _inbox_stats(demo.data_dir)
+        stats = demo.inbox_stats()
         if subscribes and all(p["delivered"] for p in subscribes) and not (stats.pending or stats.leased):
             break
         assert time.monotonic() < deadline, (state["pushes"], stats)
@@ -139,7 +109,7 @@ def test_first_morning_sync_then_everyone_visible_then_students_log_in(
     expect(zhou.page.get_by_role("heading", name="绑定成功")).to_be_visible()
     expect(zhou.page.get_by_text("13900000004")).to_have_count(0)  # masked only
     zhou.shot("bound")
-    assert _inbox_stats(demo.data_dir).dead == 0
+    assert demo.inbox_stats().dead == 0
 
 
 def _launch(port: str, data_dir: str, members: str, env_file: str) -> int:

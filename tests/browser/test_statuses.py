@@ -10,17 +10,11 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.browser._support import Demo, Phone, Screenshots
+from tests.browser._support import ORGANISATION, Demo, Phone, Screenshots
 from tests.support.processes import free_port, start_service, stop, wait_healthy
 
 pytestmark = pytest.mark.browser
 
-ORGANISATION = """userid,name,department,mobile,status
-2019001,陈一,2,13900000001,1
-2019003,黄三,3,13900000003,2
-2019004,周四,3,13900000004,4
-2019005,吴五,2,,5
-"""
 
 
 @pytest.fixture

@@ -12,19 +12,14 @@ import pytest
 from callback_service.store import open_store
 from handlers.core.binding import Actor
 from handlers.core.phone import Phone
+from tests.support.processes import run_command
 from tests.support.world import service_env
 
 STUDENT = Actor(who="2021001", source="127.0.0.1")
 
 
 def _run(store_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("WECOM_BIND_")}
-    env.update(service_env(9))
-    env["WECOM_BIND_STORE_URL"] = store_url
-    return subprocess.run(
-        [sys.executable, "-m", "callback_service", *args],
-        env=env, capture_output=True, text=True, timeout=60, check=False,
-    )
+    return run_command(service_env(9) | {"WECOM_BIND_STORE_URL": store_url}, *args)
 
 
 @pytest.fixture

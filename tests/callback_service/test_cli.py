@@ -15,25 +15,15 @@ import pytest
 from callback_service.store import open_store
 from handlers.core.binding import Actor, AuditAction, DirectoryEntry
 from handlers.core.phone import Phone
-from tests.support.processes import free_port, start_service, stop, wait_healthy
+from tests.support.processes import free_port, run_command, start_service, stop, wait_healthy
 from tests.support.world import service_env
 
 STUDENT = Actor(who="2021001", source="127.0.0.1")
 ADMIN = Actor(who="admin:ops", source="cli: ticket 42")
 
 
-def _run(
-    env: dict[str, str], *args: str, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    clean = {key: value for key, value in os.environ.items() if not key.startswith("WECOM_BIND_")}
-    return subprocess.run(
-        [sys.executable, "-m", "callback_service", *args],
-        env=clean | env, input=stdin, capture_output=True, text=True, timeout=60, check=False,
-    )
-
-
 def _cli(store_url: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return _run(service_env(9, store_url=store_url), *args, stdin=stdin)
+    return run_command(service_env(9, store_url=store_url), *args, stdin=stdin)
 
 
 @pytest.fixture
@@ -193,19 +183,19 @@ def test_export_into_a_pipe_closed_early_ends_without_a_traceback(store_url: str
 
 def test_qrcode_needs_only_the_public_base_url(tmp_path: Path) -> None:
     env = {"WECOM_BIND_PUBLIC_BASE_URL": "https://bind.example.edu.cn/"}
-    result = _run(env, "qrcode")
+    result = run_command(env, "qrcode")
     assert result.returncode == 0, result.stderr
     assert result.stdout.rstrip().endswith("https://bind.example.edu.cn/bind")
     poster = tmp_path / "poster.svg"
-    assert _run(env, "qrcode", "--out", str(poster)).returncode == 0
+    assert run_command(env, "qrcode", "--out", str(poster)).returncode == 0
     assert "https://bind.example.edu.cn/bind" in poster.read_text()
     # From the config file as well, the environment winning over it.
     config = tmp_path / "wecom-bind.toml"
     config.write_text('[wecom_bind]\npublic_base_url = "https://file.example.edu.cn"\n', encoding="utf-8")
-    assert _run({"WECOM_BIND_CONFIG": str(config)}, "qrcode").stdout.rstrip().endswith(
+    assert run_command({"WECOM_BIND_CONFIG": str(config)}, "qrcode").stdout.rstrip().endswith(
         "https://file.example.edu.cn/bind"
     )
-    assert _run({"WECOM_BIND_CONFIG": str(config)} | env, "qrcode").stdout.rstrip().endswith(
+    assert run_command({"WECOM_BIND_CONFIG": str(config)} | env, "qrcode").stdout.rstrip().endswith(
         "https://bind.example.edu.cn/bind"
     )
 
@@ -218,7 +208,7 @@ def test_qrcode_needs_only_the_public_base_url(tmp_path: Path) -> None:
     ],
 )
 def test_qrcode_without_a_good_public_base_url_names_the_variable(env: dict[str, str], message: str) -> None:
-    result = _run(env, "qrcode")
+    result = run_command(env, "qrcode")
     assert result.returncode == 2
     assert message in result.stderr
     assert "WECOM_BIND_TOKEN" not in result.stderr

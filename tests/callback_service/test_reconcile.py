@@ -9,10 +9,7 @@ the tests of phone drift opt in to an assistant trusted before 2022-08-15 (`old_
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +45,7 @@ from sandbox.wecom_keys import WECOM_SANDBOX_STATE
 from sandbox.wecom_state import APP, CONTACTS, Member, WeComSandboxState
 from tests.callback_service.conftest import Clock
 from tests.support.callbacks import AGENT_ID, CORP_ID
+from tests.support.processes import run_command
 from tests.support.world import APP_SECRET, CONTACTS_SECRET, OLD_ASSISTANT, old_assistant, service_env
 
 STUDENT = Actor(who="student", source="127.0.0.1")
@@ -537,15 +535,6 @@ async def test_a_member_deleted_between_list_and_get_counts_as_missing(
 # the command
 
 
-def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    clean = {key: value for key, value in os.environ.items() if not key.startswith("WECOM_BIND_")}
-    clean.update(env)
-    return subprocess.run(
-        [sys.executable, "-m", "callback_service", *args],
-        env=clean, capture_output=True, text=True, timeout=60, check=False,
-    )
-
-
 async def test_the_command_reports_fixes_and_masks_every_phone(
     aiohttp_server: ServerFactory, tmp_path: Path
 ) -> None:
@@ -568,9 +557,9 @@ async def test_the_command_reports_fixes_and_masks_every_phone(
         await store.close()
     env = service_env(9, wecom_api_base=str(server.make_url("")).rstrip("/"), store_url=store_url)
 
-    found = await asyncio.to_thread(_run, env, "reconcile")
-    fixed = await asyncio.to_thread(_run, env, "reconcile", "--fix")
-    again = await asyncio.to_thread(_run, env, "reconcile")
+    found = await asyncio.to_thread(run_command, env, "reconcile")
+    fixed = await asyncio.to_thread(run_command, env, "reconcile", "--fix")
+    again = await asyncio.to_thread(run_command, env, "reconcile")
 
     assert found.returncode == 1, found.stderr
     lines = found.stdout.splitlines()
@@ -600,7 +589,7 @@ async def test_the_command_says_when_wecom_is_unavailable(tmp_path: Path) -> Non
     env = service_env(9, wecom_api_base="http://127.0.0.1:9", store_url=store_url)  # nothing listens on 9
     await (await open_store(store_url)).close()  # reconcile needs a store; it never creates one
 
-    result = await asyncio.to_thread(_run, env, "reconcile", "--fix")
+    result = await asyncio.to_thread(run_command, env, "reconcile", "--fix")
 
     assert result.returncode == 4
     assert "WeCom is unavailable" in result.stderr
@@ -632,7 +621,7 @@ async def test_the_command_names_the_remedy_of_a_refused_secret(
     await (await open_store(store_url)).close()  # reconcile needs a store; it never creates one
     env = service_env(9, wecom_api_base=str(server.make_url("")).rstrip("/"), store_url=store_url)
 
-    result = await asyncio.to_thread(_run, env, "reconcile", "--fix")
+    result = await asyncio.to_thread(run_command, env, "reconcile", "--fix")
 
     assert result.returncode == 4, result.stderr
     [line] = result.stderr.splitlines()
@@ -658,7 +647,7 @@ async def test_an_untrusted_ip_60020_names_the_address_to_trust_and_exits_4(
     await (await open_store(store_url)).close()  # reconcile needs a store; it never creates one
     env = service_env(9, wecom_api_base=str(server.make_url("")).rstrip("/"), store_url=store_url)
 
-    result = await asyncio.to_thread(_run, env, "reconcile")
+    result = await asyncio.to_thread(run_command, env, "reconcile")
 
     assert result.returncode == 4, result.stderr
     [line] = result.stderr.splitlines()
@@ -760,7 +749,7 @@ async def test_an_assistant_that_may_not_read_is_read_through_the_app_with_mobil
         await store.close()
     env = service_env(9, wecom_api_base=str(server.make_url("")).rstrip("/"), store_url=store_url)
 
-    result = await asyncio.to_thread(_run, env, "reconcile")
+    result = await asyncio.to_thread(run_command, env, "reconcile")
 
     assert result.returncode == 1, result.stderr
     lines = result.stdout.splitlines()
@@ -787,7 +776,7 @@ async def test_the_command_names_the_apps_secret_when_the_app_is_refused(
     await (await open_store(store_url)).close()  # reconcile needs a store; it never creates one
     env = service_env(9, wecom_api_base=str(server.make_url("")).rstrip("/"), store_url=store_url)
 
-    result = await asyncio.to_thread(_run, env, "reconcile")
+    result = await asyncio.to_thread(run_command, env, "reconcile")
 
     assert result.returncode == 4, result.stderr
     line = result.stderr.splitlines()[-1]  # after the warning that reads go through the app's secret
@@ -814,7 +803,7 @@ async def test_the_command_reports_members_created_here_that_hold_no_binding(
         await store.close()
     env = service_env(9, wecom_api_base=str(server.make_url("")).rstrip("/"), store_url=store_url)
 
-    result = await asyncio.to_thread(_run, env, "reconcile")
+    result = await asyncio.to_thread(run_command, env, "reconcile")
 
     assert "member created: created in WeCom by this service" in result.stdout, result.stdout
     assert "member elder" not in result.stdout

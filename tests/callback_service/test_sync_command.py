@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
-import subprocess
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -21,19 +18,11 @@ from sandbox.wecom_keys import WECOM_SANDBOX_STATE
 from sandbox.wecom_members import read_members
 from sandbox.wecom_state import APP, CONTACTS, WeComSandboxState
 from tests.support.callbacks import AGENT_ID, CORP_ID
+from tests.support.processes import run_command
 from tests.support.world import APP_SECRET, CONTACTS_SECRET, service_env
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
 ORGANISATION = Path(__file__).resolve().parents[1] / "data" / "organisation.csv"
-
-
-def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    clean = {key: value for key, value in os.environ.items() if not key.startswith("WECOM_BIND_")}
-    clean.update(env)
-    return subprocess.run(
-        [sys.executable, "-m", "callback_service", *args],
-        env=clean, capture_output=True, text=True, timeout=60, check=False,
-    )
 
 
 async def _organisation(aiohttp_server: ServerFactory) -> tuple[WeComSandboxState, TestServer]:
@@ -63,7 +52,7 @@ async def test_sync_prints_the_statuses_in_wecoms_words_and_records_them(
         await store.close()
     env = service_env(9, wecom_api_base=str(server.make_url("")).rstrip("/"), store_url=store_url)
 
-    dry = await asyncio.to_thread(_run, env, "sync", "--dry-run")
+    dry = await asyncio.to_thread(run_command, env, "sync", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert "WeCom: 6 members: 已激活 3, 已禁用 1, 未激活 1, 退出企业 1" in dry.stdout
     assert "dry run: nothing was recorded" in dry.stdout
@@ -73,7 +62,7 @@ async def test_sync_prints_the_statuses_in_wecoms_words_and_records_them(
     finally:
         await store.close()
 
-    done = await asyncio.to_thread(_run, env, "sync")
+    done = await asyncio.to_thread(run_command, env, "sync")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert "  机械学院: 已激活 1, 已禁用 0, 未激活 0, 退出企业 0" in lines
@@ -98,7 +87,7 @@ async def test_sync_names_the_assistants_trusted_ips_when_wecom_refuses_its_addr
     state.trusted_ips[CONTACTS] = ()  # the server's address is not trusted
     env = service_env(9, wecom_api_base=str(server.make_url("")).rstrip("/"),
                       store_url=f"sqlite:///{tmp_path / 'store.db'}")
-    result = await asyncio.to_thread(_run, env, "sync")
+    result = await asyncio.to_thread(run_command, env, "sync")
     assert result.returncode == 4
     assert "errcode 60020" in result.stderr
     assert "管理工具 → 通讯录同步 → 企业可信IP" in result.stderr

@@ -5,25 +5,20 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 from callback_service.ops.backup import backup_sqlite
 from callback_service.store import open_store
 from handlers.core.binding import Actor, BindingState
 from handlers.core.phone import Phone
+from tests.support.processes import run_command
 from tests.support.world import service_env
 
 STUDENT = Actor(who="student", source="127.0.0.1")
 
 
 def _cli(store_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("WECOM_BIND_")}
-    env |= service_env(9, store_url=store_url)
-    return subprocess.run(
-        [sys.executable, "-m", "callback_service", *args],
-        env=env, capture_output=True, text=True, timeout=60, check=False,
-    )
+    return run_command(service_env(9, store_url=store_url), *args)
 
 
 async def _bind(url: str, member: str, phone: str) -> None:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -32,6 +30,7 @@ from handlers.usecases.contracts import Store
 from handlers.usecases.sms_proof import SmsProof
 from tests.store.support import FakeClock
 from tests.support.callbacks import event_xml
+from tests.support.processes import run_command
 from tests.support.world import service_env
 
 ADMIN = Actor(who="admin:ops", source="cli: ticket 42")
@@ -211,11 +210,8 @@ async def test_a_student_known_only_to_sync_can_be_erased(any_store: Store, cloc
 
 
 def _cli(store_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("WECOM_BIND_")}
-    env |= service_env(9, store_url=store_url)
-    env["WECOM_BIND_AUDIT_RETENTION_DAYS"] = str(RETENTION)
-    return subprocess.run([sys.executable, "-m", "callback_service", *args],
-                          env=env, capture_output=True, text=True, timeout=60, check=False)
+    env = service_env(9, store_url=store_url) | {"WECOM_BIND_AUDIT_RETENTION_DAYS": str(RETENTION)}
+    return run_command(env, *args)
 
 
 async def test_the_commands(tmp_path: Path) -> None:

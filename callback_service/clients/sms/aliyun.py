@@ -20,8 +20,9 @@ from urllib.parse import quote
 
 import aiohttp
 
+from callback_service.clients.sms.sending import post_for_answer, refused
 from handlers.core.phone import Phone
-from handlers.core.sms_code import SmsFailure, SmsNotSent
+from handlers.core.sms_code import SmsFailure
 
 DEFAULT_API_BASE: Final = "https://dysmsapi.aliyuncs.com"
 DEFAULT_REGION: Final = "cn-hangzhou"
@@ -119,22 +120,21 @@ class AliyunSms:
             f"{percent_encode(key)}={percent_encode(value)}"
             for key, value in self.signed_params(phone, code).items()
         )
-        try:
-            async with self._session.post(
-                self._url,
-                data=body.encode("ascii"),
-                headers={"Content-Type": "application/x-www-form-urlencoded"},
-                timeout=self._timeout,
-            ) as response:
-                answer = await response.json(content_type=None)
-        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
-            _log.warning("aliyun sms: no answer (%s) for %s", type(exc).__name__, phone.masked)
-            raise SmsNotSent(SmsFailure.LATER, "no-answer") from None
-        status = str(answer.get("Code", "unreadable")) if isinstance(answer, dict) else "unreadable"
+        answer = await post_for_answer(
+            self._session,
+            self._url,
+            data=body.encode("ascii"),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            client_timeout=self._timeout,
+            provider="aliyun",
+            phone=phone,
+            log=_log,
+        )
+        fields = answer if isinstance(answer, dict) else {}
+        status = str(fields.get("Code", "unreadable"))
         if status == "OK":
             return
         failure = _FAILURES.get(status, SmsFailure.LATER)
-        if status == "isv.BUSINESS_LIMIT_CONTROL" and _DAY_FLOW_CONTROL in str(answer.get("Message", "")):
+        if status == "isv.BUSINESS_LIMIT_CONTROL" and _DAY_FLOW_CONTROL in str(fields.get("Message", "")):
             failure = SmsFailure.DAILY_LIMIT
-        _log.warning("aliyun sms: %s refused for %s (%s)", status, phone.masked, failure.name)
-        raise SmsNotSent(failure, status)
+        raise refused(status, failure, provider="aliyun", phone=phone, log=_log)

@@ -17,8 +17,9 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from callback_service.clients.sms.sending import post_for_answer, refused
 from handlers.core.phone import Phone
-from handlers.core.sms_code import SmsFailure, SmsNotSent
+from handlers.core.sms_code import SmsFailure
 
 DEFAULT_API_BASE: Final = "https://sms.tencentcloudapi.com"
 DEFAULT_REGION: Final = "ap-guangzhou"
@@ -138,20 +139,21 @@ class TencentSms:
                 timestamp=timestamp,
             ),
         }
-        try:
-            async with self._session.post(
-                self._url, data=payload, headers=headers, timeout=self._timeout
-            ) as response:
-                answer = await response.json(content_type=None)
-        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
-            _log.warning("tencent sms: no answer (%s) for %s", type(exc).__name__, phone.masked)
-            raise SmsNotSent(SmsFailure.LATER, "no-answer") from None
+        answer = await post_for_answer(
+            self._session,
+            self._url,
+            data=payload,
+            headers=headers,
+            client_timeout=self._timeout,
+            provider="tencent",
+            phone=phone,
+            log=_log,
+        )
         status = _status_code(answer)
         if status.lower() == "ok":
             return
         failure = _FAILURES.get(status, SmsFailure.LATER)
-        _log.warning("tencent sms: %s refused for %s (%s)", status, phone.masked, failure.name)
-        raise SmsNotSent(failure, status)
+        raise refused(status, failure, provider="tencent", phone=phone, log=_log)
 
 
 def _status_code(answer: object) -> str:

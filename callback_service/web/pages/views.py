@@ -20,7 +20,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from callback_service.client_address import client_of
-from callback_service.clients.cas import CAS, CasAuthenticationFailure, logout_request_ticket
+from callback_service.clients.cas import CAS, TICKET, CasAuthenticationFailure, logout_request_ticket
 from callback_service.compose import BINDING_FLOW, CLOCK, SETTINGS
 from callback_service.qr import bind_url, qr_image
 from callback_service.store import STORE
@@ -47,7 +47,6 @@ from handlers.usecases.contracts import Store
 
 log: Final = logging.getLogger(__name__)
 
-_TICKET: Final = re.compile(r"[A-Za-z0-9._\-]{1,256}\Z")
 LOGIN_COOKIE: Final = "wecom_bind_login"
 FORM_ID: Final = re.compile(r"[A-Za-z0-9_\-]{16,64}\Z")
 _MAX_PHONE_INPUT: Final = 64
@@ -117,7 +116,7 @@ async def bind_cas(request: web.Request) -> web.StreamResponse:
     the session, on to the phone page."""
     app = request.app
     ticket = request.query.get("ticket", "")
-    if not _TICKET.match(ticket):
+    if not TICKET.match(ticket):
         return message(
             request,
             title="未收到登录凭据",
@@ -198,7 +197,7 @@ async def cas_logout_request(request: web.Request) -> web.StreamResponse:
         form = None
     if form is not None:
         ticket = logout_request_ticket(form_field(form, "logoutRequest"))
-    ended = ticket is not None and _TICKET.match(ticket) and await request.app[SESSIONS].end_by_ticket(ticket)
+    ended = ticket is not None and TICKET.match(ticket) and await request.app[SESSIONS].end_by_ticket(ticket)
     if ended:
         log.info("bind: CAS single logout ended a session")
     return web.Response(text="ok", headers=SECURITY_HEADERS)

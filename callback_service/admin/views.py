@@ -24,6 +24,7 @@ from callback_service.directory import FileEncoding, import_directory, parse_dir
 from callback_service.store import STORE
 from callback_service.web.pages.session import SESSIONS
 from handlers.core.binding import AuditAction, AuditRecord, Binding, BindingState, DirectoryEntry
+from handlers.core.events import EventKind
 from handlers.core.member import USERID, MemberSeen, MemberStatus
 from handlers.core.phone import mask_phone
 from handlers.core.wecom_errors import MobileNotFound, UserNotFound, WeComError
@@ -152,6 +153,18 @@ async def dashboard(request: web.Request, admin: Admin) -> web.StreamResponse:
 # who is stuck
 
 
+_EVENT_NAMES: Final[dict[str, str]] = {
+    EventKind.SUBSCRIBE: "关注",
+    EventKind.UNSUBSCRIBE: "取消关注",
+    EventKind.ENTER_AGENT: "进入应用",
+    EventKind.CREATE_USER: "通讯录：新增成员",
+    EventKind.UPDATE_USER: "通讯录：更新成员",
+    EventKind.DELETE_USER: "通讯录：删除成员",
+    EventKind.UNKNOWN: "未知事件",
+}
+"""A dead letter's event as the console names it (the inbox keeps EventKind's value)."""
+
+
 @console
 async def stuck(request: web.Request, admin: Admin) -> web.StreamResponse:
     """/admin/stuck: the students refused lately by error, and the inbox's dead letters."""
@@ -178,6 +191,7 @@ async def stuck(request: web.Request, admin: Admin) -> web.StreamResponse:
         {
             "item": item,
             "created": when(item.created_at),
+            "kind": _EVENT_NAMES.get(item.event_type, item.event_type),
             "error": (item.last_error or "")[:_ERROR_TEXT],
         }
         for item in await _store(request).inbox_list_dead()

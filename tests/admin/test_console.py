@@ -127,6 +127,8 @@ async def test_dead_letters_are_listed_retried_and_dropped_after_confirmation(co
     dead = await env.store.inbox_list_dead()
     page = await _page(env, "/admin/stuck")
     assert "wecom 60111: userid not found" in page
+    row = page[page.index(f'data-dead="{dead[0].id}"') :]
+    assert "<td>关注</td>" in row[: row.index("</tr>")]  # the event in the console's words
     first, second = sorted(item.id for item in dead)
     status, text = await _post(env, "/admin/inbox/retry", {"item": str(first)})
     assert status == 200

@@ -64,10 +64,11 @@ class Verdict(enum.Enum):
 
 
 class SmsTooSoon(Exception):
-    """A new code was asked for before the minute since the last one passed."""
+    """A new code was asked for before the minute since the last one passed; wait is the seconds
+    left, None when only a counter knows of the last code (it does not keep when that was)."""
 
-    def __init__(self, wait: int) -> None:
-        super().__init__(f"wait {wait} s")
+    def __init__(self, wait: int | None) -> None:
+        super().__init__(f"wait {wait} s" if wait is not None else "wait up to a minute")
         self.wait = wait
 
 

@@ -155,7 +155,7 @@ class SmsProof:
                 self._counters.inc(NOT_SENT, reason=failure.name.lower())
                 if counter.startswith("sms-minute:"):
                     # Another session sent to this phone or for this student within the minute.
-                    raise SmsTooSoon(int(window))
+                    raise SmsTooSoon(None)
                 raise SmsNotSent(failure, f"limit:{counter.split(':')[0]}")
         # Counted now, whether or not the provider sends: the index names what was counted.
         await self._index(member_id, tag, phone, _login_digest(login))

@@ -38,8 +38,10 @@ async def needs_code(request: web.Request, session: Session, phone: Phone) -> bo
     return not (binding is not None and binding.state is not BindingState.PENDING and binding.phone == phone)
 
 
-def too_soon(wait: int) -> str:
+def too_soon(wait: int | None) -> str:
     """What the student reads when a new code is asked for within the minute."""
+    if wait is None:
+        return "获取验证码过于频繁：每分钟只能获取一次验证码，请稍后（不超过 1 分钟）再试。"
     return f"获取验证码过于频繁，请在 {wait} 秒后再试。"
 
 

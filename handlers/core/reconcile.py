@@ -3,7 +3,7 @@
 WeCom enforces mobile uniqueness (I1, errcode 60104), so its members are a consistent truth: the
 store is corrected towards it, never the other way. What WeCom did not show is unknown, not empty:
 a mobile that user/get hides (an app since 2022-06-20, developer.work.weixin.qq.com/document/path/90196)
-is never drift and never a fix. callback_service.ops.reconcile reads the records and applies the fixes.
+is never drift and never a fix. handlers.usecases.reconcile reads the records and applies the fixes.
 """
 
 from __future__ import annotations

@@ -20,26 +20,24 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from callback_service.clients.wecom import DeptUser, WeComClient, WeComUnavailable
+from callback_service.clients.wecom import WeComClient, WeComUnavailable
 from callback_service.ops.admin import admin_actor
-from callback_service.ops.reconcile import (
+from callback_service.store import open_store
+from handlers.core.binding import Actor, AuditAction, Binding, BindingState, DirectoryEntry
+from handlers.core.phone import Phone
+from handlers.core.reconcile import Drift, DriftKind, Fix, order_fixes
+from handlers.usecases.binding_flow import created_key
+from handlers.usecases.contacts import ContactMember
+from handlers.usecases.contracts import Store
+from handlers.usecases.reconcile import (
     ContactsReader,
-    Drift,
-    DriftKind,
     ListThenRead,
     find_drift,
     fix_all,
     fix_drift,
-    order_fixes,
     reconcile,
 )
-from callback_service.store import open_store
-from handlers.core.binding import Actor, AuditAction, Binding, BindingState, DirectoryEntry
-from handlers.core.phone import Phone
-from handlers.core.reconcile import Fix
-from handlers.usecases.binding_flow import created_key
-from handlers.usecases.contacts import ContactMember
-from handlers.usecases.contracts import Store
+from handlers.usecases.sync import ListedMember
 from sandbox.wecom import create_wecom_sandbox
 from sandbox.wecom_keys import WECOM_SANDBOX_STATE
 from sandbox.wecom_state import APP, CONTACTS, Member, WeComSandboxState
@@ -469,7 +467,7 @@ class CountingContacts:
         self.in_flight = 0
         self.most = 0
 
-    def user_list_id(self, *, limit: int = 10000) -> AsyncIterator[DeptUser]:
+    def user_list_id(self, *, limit: int = 10000) -> AsyncIterator[ListedMember]:
         return self._client.user_list_id(limit=limit)
 
     async def user_get(self, userid: str) -> ContactMember:

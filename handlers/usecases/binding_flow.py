@@ -272,6 +272,11 @@ class BindingFlow:
             task.cancel()
         await asyncio.gather(*self._replays, return_exceptions=True)
 
+    async def replays_ended(self) -> None:
+        """Wait until every replay under way has ended, bound, refused or left to its lease."""
+        while self._replays:
+            await asyncio.gather(*self._replays, return_exceptions=True)
+
     async def standing(self, member_id: str, *, actor: Actor) -> Standing:
         """Where the student stands by WeCom's status of the member (read with the app's secret, from
         which status is never hidden), recorded in the store as WeCom's word (source "login");

@@ -8,6 +8,7 @@ import re
 import pytest
 
 from callback_service.clients.budget import WECOM_BUDGET
+from callback_service.compose import BINDING_FLOW
 from handlers.core.binding import Actor, AuditAction, BindingState
 from handlers.core.guide import GUIDE, ErrorCode
 from handlers.core.phone import Phone
@@ -321,11 +322,9 @@ async def test_a_write_whose_answer_was_lost_says_confirming_then_bound(env: Pag
     assert "没有生效" not in page
     me = await (await env.client.get("/me")).text()
     assert "绑定处理中" in me
-    for _ in range(100):
-        await asyncio.sleep(0.1)
-        page = await (await env.client.get(response.url.path)).text()
-        if "正在确认" not in page:
-            break
+    # The flow replays the write in the background (its first pause is a second): wait for it to end.
+    await asyncio.wait_for(env.client.app[BINDING_FLOW].replays_ended(), timeout=60)
+    page = await (await env.client.get(response.url.path)).text()
     assert "绑定成功" in page
     binding = await env.store.get_binding("2021003")
     assert binding is not None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import importlib.util
 import json
@@ -14,17 +13,18 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
 
-from aiohttp import web
-
-from callback_service import compose, directory, qr
-from callback_service.admin import setup_admin
-from callback_service.logs import configure_logging
-from callback_service.ops import admin, backup, packages, personal_data
-from callback_service.ops.processes import run_app, run_processes
-from callback_service.web.app import create_app
+from callback_service.ops import admin, backup
 from config import Settings, SettingsError, env_name, load_public_base_url, load_settings
-from handlers.usecases.contracts import Store, StoreUnavailable
+
+# Each command imports what it runs, when it runs: a command that reads the store need not load the
+# web app, and `demo` hands over to `python -m sandbox` before anything heavy is imported (the CLI's
+# tests start dozens of processes; each import of the whole service costs about 0.6 s of CPU).
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from handlers.usecases.contracts import Store
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -38,6 +38,9 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _run(app: web.Application, args: argparse.Namespace) -> int:
     """Serve the app on --host and --port until SIGINT or SIGTERM, with the query-free access log."""
+    from callback_service.ops.processes import run_app
+    from handlers.usecases.contracts import StoreUnavailable
+
     try:
         run_app(app, host=args.host, port=args.port)
     except StoreUnavailable as exc:  # at start: unreachable, or a Redis that does not persist
@@ -54,6 +57,10 @@ def _positive_int(text: str) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from callback_service.logs import configure_logging
+    from callback_service.ops import packages
+    from callback_service.ops.processes import run_processes
+
     problems = packages.collisions()
     if problems:
         for problem in problems:
@@ -71,6 +78,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _service_app(settings: Settings) -> web.Application:
     # The console sits above the app factory (it uses the pages' sessions): mounted here, not by it.
+    from callback_service.admin import setup_admin
+    from callback_service.web.app import create_app
+
     app = create_app(settings)
     setup_admin(app)
     return app
@@ -92,7 +102,7 @@ def _demo(args: argparse.Namespace) -> int:
     os.execv(sys.executable, demo)  # noqa: S606 - our own interpreter, arguments from argparse
 
 
-StoreCommand = Callable[[Store, argparse.Namespace], Awaitable[int]]
+StoreCommand: TypeAlias = "Callable[[Store, argparse.Namespace], Awaitable[int]]"
 
 
 def _store_command(run: StoreCommand, *, creates: bool = False) -> Callable[[argparse.Namespace], int]:
@@ -100,6 +110,12 @@ def _store_command(run: StoreCommand, *, creates: bool = False) -> Callable[[arg
     creates a store, a SQLite file that does not exist is refused rather than created empty."""
 
     def command(args: argparse.Namespace) -> int:
+        import asyncio
+
+        from callback_service import compose
+        from callback_service.logs import configure_logging
+        from handlers.usecases.contracts import StoreUnavailable
+
         settings = _settings(args)
         configure_logging("WARNING")
         url = settings.store_url.get_secret_value()
@@ -227,6 +243,8 @@ def _date(value: str) -> dt.date:
 
 
 async def _audit_prune(store: Store, args: argparse.Namespace) -> int:
+    from callback_service.ops import personal_data
+
     retention = _settings(args).audit_retention_days
     try:
         count = await personal_data.prune_audit(store, args.before, now=time.time(), retention_days=retention)
@@ -243,6 +261,8 @@ def _unknown_student(member_id: str) -> int:
 
 
 async def _student_export(store: Store, args: argparse.Namespace) -> int:
+    from callback_service.ops import personal_data
+
     try:
         data = await personal_data.export_student(
             store, args.member_id, now=time.time(), actor=admin.admin_actor(args.reason)
@@ -254,6 +274,8 @@ async def _student_export(store: Store, args: argparse.Namespace) -> int:
 
 
 async def _student_erase(store: Store, args: argparse.Namespace) -> int:
+    from callback_service.ops import personal_data
+
     try:
         erasure = await personal_data.erase_student(
             store, args.member_id, now=time.time(), retention_days=_settings(args).audit_retention_days,
@@ -304,6 +326,8 @@ async def _sync(store: Store, args: argparse.Namespace) -> int:
 
 
 def _qrcode(args: argparse.Namespace) -> int:
+    from callback_service import qr
+
     # The poster needs the public URL only: an operator may draw it before the service is configured.
     try:
         url = qr.bind_url_under(load_public_base_url(args.config))
@@ -335,6 +359,8 @@ def _directory_import(args: argparse.Namespace) -> int:
         return 2
 
     async def run(store: Store, a: argparse.Namespace) -> int:
+        from callback_service import directory
+
         report = await directory.import_directory(
             store, data, dry_run=a.dry_run, allow_shared_phones=a.allow_shared_phones, encoding=a.encoding
         )

@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +28,7 @@ from handlers.core.binding import AuditRecord, InboxStats
 from handlers.core.guide import GUIDE, ErrorCode
 from handlers.usecases.contracts import Store
 from sandbox.demo import DEMO_PASSWORD
+from testkit.processes import start_service
 
 CHROMIUM: Final = "/usr/bin/chromium"
 LAUNCH_ARGS: Final = (
@@ -69,9 +71,21 @@ def require_chromium() -> str:
     pytest.skip(f"{CHROMIUM} is not installed")
 
 
+def start_demo(port: int, data_dir: Path, *extra: str) -> subprocess.Popen[str]:
+    """`python -m sandbox` (what `make demo` runs) on a loopback port, its store in data_dir.
+
+    Not `wecom-bind demo`, which only hands over to it (tests/callback_service/test_demo.py walks
+    that): the hand-over would cost each test a second interpreter's start and imports.
+    """
+    return start_service(
+        ["--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir), *extra], {},
+        command=(sys.executable, "-m", "sandbox"),
+    )
+
+
 @dataclass
 class Demo:
-    """A `wecom-bind demo` process on a loopback port, with its SQLite file under data_dir."""
+    """A demo process on a loopback port, with its SQLite file under data_dir."""
 
     base: str
     data_dir: Path

@@ -16,8 +16,16 @@ import pytest
 from playwright.sync_api import Browser, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
-from tests.browser._support import LAUNCH_ARGS, SCREENSHOTS, Demo, Phone, Screenshots, require_chromium
-from tests.support.processes import free_port, start_service, stop, wait_healthy
+from tests.browser._support import (
+    LAUNCH_ARGS,
+    SCREENSHOTS,
+    Demo,
+    Phone,
+    Screenshots,
+    require_chromium,
+    start_demo,
+)
+from tests.support.processes import free_port, stop, wait_healthy
 
 UNMASKED_PHONE = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
 
@@ -47,13 +55,11 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def demo(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Demo]:
-    """`python -m callback_service demo` on a free loopback port, its store fresh in tmp_path."""
+    """The demo (`python -m sandbox`) on a free loopback port, its store fresh in tmp_path."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     data_dir = tmp_path / "demo"
-    process = start_service(
-        ["demo", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)], {}
-    )
+    process = start_demo(port, data_dir)
     try:
         wait_healthy(base, process)
         yield Demo(base=base, data_dir=data_dir, process=process)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.browser._support import ORGANISATION, Demo, Phone, Screenshots
-from tests.support.processes import free_port, start_service, stop, wait_healthy
+from tests.browser._support import ORGANISATION, Demo, Phone, Screenshots, start_demo
+from tests.support.processes import free_port, stop, wait_healthy
 
 pytestmark = pytest.mark.browser
 
@@ -19,17 +19,13 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture
 def org_demo(tmp_path: Path) -> Iterator[Demo]:
-    """`wecom-bind demo --wecom-members FILE`: the organisation above in WeCom, the directory and CAS."""
+    """The demo with `--wecom-members FILE`: the organisation above in WeCom, the directory and CAS."""
     members = tmp_path / "organisation.csv"
     members.write_text(ORGANISATION, encoding="utf-8")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     data_dir = tmp_path / "demo"
-    process = start_service(
-        ["demo", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir),
-         "--wecom-members", str(members)],
-        {},
-    )
+    process = start_demo(port, data_dir, "--wecom-members", str(members))
     try:
         wait_healthy(base, process)
         yield Demo(base=base, data_dir=data_dir, process=process)

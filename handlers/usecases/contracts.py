@@ -2,10 +2,9 @@
 
 Each use case depends on a narrow Protocol of its own (BindingFlowStore, CallbackStore,
 AdmissionStore, ReconcileStore, ReleaseStore, SyncStore, ProofStore; the admin console's
-ConsoleStore too), composed of the pieces below (the console's in callback_service.admin.contracts);
-Store is all of them, which every backend (SQLite, Redis, and the tests' in-memory store) fulfils
-structurally. The composition root (callback_service.compose) hands the use cases a backend; they
-import only these contracts.
+ConsoleStore too), composed of the pieces below; Store is all of them, which every backend (SQLite,
+Redis, and the tests' in-memory store) fulfils structurally. The composition root
+(callback_service.compose) hands the use cases a backend; they import only these contracts.
 """
 
 from __future__ import annotations
@@ -526,3 +525,18 @@ class ProofStore(Remembers, Counters, LimitedCounters, AtomicEntries, SingleUse,
     """The SMS proof's store, all kv: a challenge kept and popped once, the send counters under their
     limits, the attempts counted, and the student's index."""
 
+
+class ConsoleStore(
+    Directory,
+    ReleaseStore,
+    MemberRecords,
+    AuditListing,
+    AuditByAction,
+    AuditNotes,
+    DeadLetters,
+    KeyValueStore,
+    Protocol,
+):
+    """The administrators' console's store: the directory it reads and imports, the bindings it reads
+    and releases, WeCom's word on members, the audit log it reads and writes to, the inbox's dead
+    letters, and kv (its sessions and login nonces, an upload's preview, an invitation remembered)."""

@@ -291,3 +291,33 @@ def test_no_use_case_nor_the_console_takes_the_whole_store(part: str) -> None:
     ]
     assert paths
     assert found == []
+
+
+def reads_the_whole_store_key(source: str) -> list[int]:
+    """The lines of a module that import or name the app's whole-store key (callback_service.store.STORE),
+    rather than a narrow key of its own (the console's CONSOLE_STORE)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom):
+            found += [node.lineno for alias in node.names if alias.name == "STORE"]
+        elif isinstance(node, ast.Name | ast.Attribute):
+            name = node.id if isinstance(node, ast.Name) else node.attr
+            found += [node.lineno] if name == "STORE" else []
+    return found
+
+
+def test_the_whole_store_key_is_found() -> None:
+    assert reads_the_whole_store_key("from callback_service.store import STORE as S\n") == [1]
+    assert reads_the_whole_store_key("import callback_service.store as s\n\nx = app[s.STORE]\n") == [3]
+    assert reads_the_whole_store_key("from callback_service.store import CONSOLE_STORE\n\nx = app[CONSOLE_STORE]\n") == []
+
+
+def test_the_console_never_reads_the_whole_store_key() -> None:
+    paths = files("callback_service/admin")
+    found = [
+        f"{path.relative_to(REPO)}:{line}"
+        for path in paths
+        for line in reads_the_whole_store_key(path.read_text(encoding="utf-8"))
+    ]
+    assert paths
+    assert found == []

@@ -16,7 +16,7 @@ from aiohttp import web
 from callback_service.admin import auth, views
 from callback_service.admin.keys import ADMIN_CAS, ADMIN_SESSIONS, ADMIN_TEMPLATES
 from callback_service.compose import CLOCK, HTTP, SETTINGS, cas_client
-from callback_service.store import STORE
+from callback_service.store import CONSOLE_STORE
 from callback_service.web.pages.session import SessionStore
 
 __all__ = ["setup_admin"]
@@ -65,7 +65,7 @@ async def _admin_ctx(app: web.Application) -> AsyncIterator[None]:
     # The console's own service URL, from settings only: tickets for it open no student's session.
     app[ADMIN_CAS] = cas_client(settings, session=app[HTTP], return_path=auth.CAS_RETURN_PATH)
     app[ADMIN_SESSIONS] = SessionStore(
-        kv=app[STORE],
+        kv=app[CONSOLE_STORE],
         secret=settings.session_secret.get_secret_value(),
         secure=settings.is_https,
         ttl=auth.IDLE,

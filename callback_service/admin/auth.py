@@ -26,7 +26,7 @@ from callback_service.answers import UNAVAILABLE, log_failure
 from callback_service.client_address import client_of
 from callback_service.clients.cas import TICKET, CasAuthenticationFailure, CasUnreachable
 from callback_service.compose import CLOCK, SETTINGS
-from callback_service.store import STORE
+from callback_service.store import CONSOLE_STORE
 from callback_service.web.pages.render import SECURITY_HEADERS
 from callback_service.web.pages.session import SESSIONS, Session
 from handlers.core.binding import Actor
@@ -217,7 +217,7 @@ async def _to_cas(request: web.Request) -> web.StreamResponse:
     app = request.app
     nonce = app[ADMIN_SESSIONS].new_token()
     back = request.path if request.method == "GET" else PREFIX
-    await app[STORE].kv_set(_login_key(nonce), back, ttl=LOGIN_WINDOW)
+    await app[CONSOLE_STORE].kv_set(_login_key(nonce), back, ttl=LOGIN_WINDOW)
     response = web.Response(status=302, headers={"Location": app[ADMIN_CAS].login_url(), **SECURITY_HEADERS})
     # Lax, not Strict: it must come back with CAS's redirect, a navigation from another site.
     response.set_cookie(
@@ -258,7 +258,7 @@ async def _cas_return(request: web.Request) -> web.StreamResponse:
     nonce = request.cookies.get(LOGIN_COOKIE, "")
     if not TICKET.match(ticket) or not _NONCE.match(nonce):
         return _login_again(request)
-    store = app[STORE]
+    store = app[CONSOLE_STORE]
     spent_key = f"cas-ticket:{hashlib.sha256(ticket.encode()).hexdigest()}"
     login_key = _login_key(nonce)
     spent, back = await store.kv_get_many([spent_key, login_key])

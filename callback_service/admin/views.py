@@ -16,12 +16,11 @@ from aiohttp import BodyPartReader, web
 from callback_service.admin import campaign
 from callback_service.admin.auth import Admin, console, console_upload, message, refused_form, render, url
 from callback_service.admin.chart import NARROW, lay_out
-from callback_service.admin.contracts import ConsoleStore
 from callback_service.admin.keys import ADMIN_CAS, ADMIN_SESSIONS
 from callback_service.clients.wecom import WECOM_APP, WECOM_CONTACTS
 from callback_service.compose import CLOCK, SETTINGS
 from callback_service.directory import FileEncoding, import_directory, parse_directory
-from callback_service.store import STORE
+from callback_service.store import CONSOLE_STORE
 from callback_service.web.pages.session import SESSIONS
 from handlers.core.binding import AuditAction, AuditRecord, Binding, BindingState, DirectoryEntry
 from handlers.core.events import EventKind
@@ -30,6 +29,7 @@ from handlers.core.phone import mask_phone
 from handlers.core.wecom_errors import MobileNotFound, UserNotFound, WeComError
 from handlers.usecases.binding_flow import INVITE_MEMORY, invite_key
 from handlers.usecases.contacts import ContactsThenApp
+from handlers.usecases.contracts import ConsoleStore
 from handlers.usecases.release import InWeCom, describe_release, release
 
 log: Final = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ _ERROR_TEXT: Final = 300
 
 
 def _store(request: web.Request) -> ConsoleStore:
-    return request.app[STORE]
+    return request.app[CONSOLE_STORE]
 
 
 def when(at: float | None) -> str:
@@ -449,7 +449,7 @@ async def _release(request: web.Request, admin: Admin, member_id: str, reason: s
     actor = admin.actor(_RELEASED + reason)
     app = request.app
     try:
-        done = await release(app[STORE], app[WECOM_CONTACTS], app[WECOM_APP], member_id, actor=actor)
+        done = await release(_store(request), app[WECOM_CONTACTS], app[WECOM_APP], member_id, actor=actor)
     except WeComError as exc:
         log.warning("admin %s: release of %s: WeCom errcode %s", admin.member_id, member_id, exc.errcode)
         return (
@@ -510,7 +510,7 @@ async def _invite(request: web.Request, admin: Admin, member_id: str) -> str:
     if member_id in outcome.invalid_users:
         log.info("admin %s: WeCom could not invite %s", admin.member_id, member_id)
         return f"企业微信没有接受对 {member_id} 的邀请（该成员可能不存在，或不在应用的可见范围内）。"
-    store = request.app[STORE]
+    store = _store(request)
     await store.kv_set(invite_key(member_id), "1", ttl=INVITE_MEMORY)
     what = _INVITED
     await store.audit_note(member_id, AuditAction.INVITE, what, actor=admin.actor(what))
@@ -703,7 +703,7 @@ async def directory_upload(request: web.Request, admin: Admin) -> web.StreamResp
     if not parsed.problems:
         token = request.app[SESSIONS].new_token()
         value = f"{admin.member_id}\n{filename}\n{encoding}\n" + base64.b64encode(data).decode()
-        await request.app[STORE].kv_set(_upload_key(token), value, ttl=_UPLOAD_TTL)
+        await _store(request).kv_set(_upload_key(token), value, ttl=_UPLOAD_TTL)
     by_department: dict[str, int] = {}
     for entry in parsed.entries:
         by_department[entry.department] = by_department.get(entry.department, 0) + 1
@@ -725,7 +725,7 @@ async def directory_confirm(request: web.Request, admin: Admin) -> web.StreamRes
     """POST /admin/directory/confirm: the same all-or-nothing import as the CLI, audited."""
     form = await request.post()
     token = form.get("token")
-    raw = await request.app[STORE].kv_pop(_upload_key(token)) if isinstance(token, str) and token else None
+    raw = await _store(request).kv_pop(_upload_key(token)) if isinstance(token, str) and token else None
     owner, filename, chosen, encoded = [*(raw or "").split("\n", 3), "", "", ""][:4]
     encoding = _ENCODINGS.get(chosen, "auto")
     back = (url(request, "admin-directory"), "返回学校通讯录")
@@ -739,7 +739,7 @@ async def directory_confirm(request: web.Request, admin: Admin) -> web.StreamRes
             link=back,
         )
     _changed(request)
-    report = await import_directory(request.app[STORE], base64.b64decode(encoded), encoding=encoding)
+    report = await import_directory(_store(request), base64.b64decode(encoded), encoding=encoding)
     if not report.ok:
         return message(
             request, admin, title="导入未完成", text="；".join(report.lines("zh")), status=400, link=back

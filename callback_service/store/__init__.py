@@ -17,12 +17,14 @@ from aiohttp import web
 
 from callback_service.store.redis import DEFAULT_PREFIX, RedisStore
 from callback_service.store.sqlite import SqliteStore
-from handlers.usecases.contracts import Clock, Store
+from handlers.usecases.contracts import Clock, ConsoleStore, Store
 
-__all__ = ["STORE", "RedisStore", "SqliteStore", "open_store"]
+__all__ = ["CONSOLE_STORE", "STORE", "RedisStore", "SqliteStore", "open_store"]
 
 STORE: Final[web.AppKey[Store]] = web.AppKey("store")
 """The app's store, opened at start."""
+CONSOLE_STORE: Final[web.AppKey[ConsoleStore]] = web.AppKey("console_store")
+"""The same store as the administrators' console sees it: only what the console uses."""
 
 
 async def open_store(url: str, *, clock: Clock = time.time, allow_volatile: bool = False) -> Store:

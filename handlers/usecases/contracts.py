@@ -1,9 +1,9 @@
 """What the use cases need from outside, as typing Protocols: the store, in small pieces.
 
 Each use case depends on a narrow Protocol of its own (BindingFlowStore, CallbackStore,
-AdmissionStore, ReconcileStore, ReleaseStore; the admin console's ConsoleStore too), composed of the
-pieces below (the console's in callback_service.admin.contracts); Store is all of them, which every
-backend (SQLite, Redis, and the tests' in-memory store) fulfils structurally. The composition root
+AdmissionStore, ReconcileStore, ReleaseStore, SyncStore, ProofStore; the admin console's
+ConsoleStore too), composed of the pieces below; Store is all of them, which every backend (SQLite,
+Redis, and the tests' in-memory store) fulfils structurally. The composition root
 (callback_service.compose) hands the use cases a backend; they import only these contracts.
 """
 
@@ -78,12 +78,24 @@ class Counters(Protocol):
         ...
 
 
-class KeyValueStore(Remembers, RemembersMany, Counters, Locks, Protocol):
-    """Key-value entries with expiry (token cache, CAS/OAuth state, rate limits) and leased locks."""
+class Forgets(Protocol):
+    """A key-value entry deleted before it expires."""
 
-    async def kv_set_if_absent(self, key: str, value: str, *, ttl: float) -> bool:
-        """Set the value only if absent or expired; True when this call set it."""
+    async def kv_delete(self, key: str) -> None:
+        """Delete the entry if present."""
         ...
+
+
+class SingleUse(Protocol):
+    """The single-use read of a ticket, code or state."""
+
+    async def kv_pop(self, key: str) -> str | None:
+        """Atomically read and delete: the single-use read of a ticket, code or state."""
+        ...
+
+
+class AtomicEntries(Protocol):
+    """Several key-value entries set and deleted in one atomic step."""
 
     async def kv_apply(
         self,
@@ -96,17 +108,23 @@ class KeyValueStore(Remembers, RemembersMany, Counters, Locks, Protocol):
         of if_absent is absent or expired; True when applied, False when nothing changed."""
         ...
 
-    async def kv_pop(self, key: str) -> str | None:
-        """Atomically read and delete: the single-use read of a ticket, code or state."""
-        ...
 
-    async def kv_delete(self, key: str) -> None:
-        """Delete the entry if present."""
-        ...
+class LimitedCounters(Protocol):
+    """Counters counted together, each under its limit (a send's budgets)."""
 
     async def kv_incr_under(self, limits: Mapping[str, int], *, ttl: float) -> str | None:
         """Increment every counter as kv_incr does, in one atomic step, unless one has already
         reached its limit: then return that counter's key, and nothing was counted."""
+        ...
+
+
+class KeyValueStore(
+    Remembers, RemembersMany, Counters, LimitedCounters, Locks, Forgets, SingleUse, AtomicEntries, Protocol
+):
+    """Key-value entries with expiry (token cache, CAS/OAuth state, rate limits) and leased locks."""
+
+    async def kv_set_if_absent(self, key: str, value: str, *, ttl: float) -> bool:
+        """Set the value only if absent or expired; True when this call set it."""
         ...
 
 
@@ -497,3 +515,28 @@ class ReconcileStore(DirectoryLookup, BindingLookup, DriftFixes, RemembersMany, 
 class ReleaseStore(BindingLookup, MemberRemoval, Remembers, Protocol):
     """An administrator's release: the member's binding, its removal, and whether the flow created
     the member in WeCom (kv)."""
+
+
+class SyncStore(MemberRecords, DirectoryListing, Remembers, Forgets, Protocol):
+    """Sync's store: the members' records, the directory, and its checkpoint (kv)."""
+
+
+class ProofStore(Remembers, Counters, LimitedCounters, AtomicEntries, SingleUse, Protocol):
+    """The SMS proof's store, all kv: a challenge kept and popped once, the send counters under their
+    limits, the attempts counted, and the student's index."""
+
+
+class ConsoleStore(
+    Directory,
+    ReleaseStore,
+    MemberRecords,
+    AuditListing,
+    AuditByAction,
+    AuditNotes,
+    DeadLetters,
+    KeyValueStore,
+    Protocol,
+):
+    """The administrators' console's store: the directory it reads and imports, the bindings it reads
+    and releases, WeCom's word on members, the audit log it reads and writes to, the inbox's dead
+    letters, and kv (its sessions and login nonces, an upload's preview, an invitation remembered)."""

@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 import secrets
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable
 from typing import Any, Final, Protocol
 
 from handlers.core.phone import Phone
@@ -36,7 +36,7 @@ from handlers.core.sms_code import (
     resend_wait,
     send_limits,
 )
-from handlers.usecases.contracts import KeyValueStore
+from handlers.usecases.contracts import KeyValueStore, ProofStore
 
 _log = logging.getLogger(__name__)
 # The challenge outlives its code, so that an entry after the 10 minutes reads "expired", not "absent".
@@ -64,36 +64,6 @@ class SmsSender(Protocol):
 
     async def send_code(self, phone: Phone, code: str) -> None:
         """Send the code to the phone; SmsNotSent (handlers.core.sms_code) when it was not sent."""
-        ...
-
-
-class ProofStore(Protocol):
-    """The kv steps the proof takes (handlers.usecases.contracts.KeyValueStore has them all)."""
-
-    async def kv_get(self, key: str) -> str | None:
-        """Return the value, or None when absent or expired."""
-        ...
-
-    async def kv_apply(
-        self,
-        sets: Mapping[str, tuple[str, float]],
-        *,
-        deletes: Collection[str] = (),
-        if_absent: Collection[str] = (),
-    ) -> bool:
-        """Set and delete entries in one atomic step."""
-        ...
-
-    async def kv_pop(self, key: str) -> str | None:
-        """Atomically read and delete."""
-        ...
-
-    async def kv_incr(self, key: str, *, ttl: float) -> int:
-        """Increment a counter; return the new count."""
-        ...
-
-    async def kv_incr_under(self, limits: Mapping[str, int], *, ttl: float) -> str | None:
-        """Increment every counter unless one reached its limit: then return its key."""
         ...
 
 

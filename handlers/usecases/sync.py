@@ -22,11 +22,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
-from handlers.core.binding import DirectoryEntry
 from handlers.core.member import MemberSeen, MemberStatus
 from handlers.core.wecom_errors import OutsideVisibleRange, UserNotFound
 from handlers.usecases.contacts import ContactMember
-from handlers.usecases.contracts import MemberRecords
+from handlers.usecases.contracts import SyncStore
 
 log: Final = logging.getLogger(__name__)
 
@@ -74,26 +73,6 @@ class StatusReader(Protocol):
 
     async def user_get(self, userid: str) -> ContactMember:
         """A member as user/get answers."""
-        ...
-
-
-class SyncStore(MemberRecords, Protocol):
-    """What sync needs of the store: the members' records, the directory, and its checkpoint."""
-
-    async def directory_list(self) -> list[DirectoryEntry]:
-        """Every directory entry."""
-        ...
-
-    async def kv_get(self, key: str) -> str | None:
-        """A kv entry, or None."""
-        ...
-
-    async def kv_set(self, key: str, value: str, *, ttl: float) -> None:
-        """Set a kv entry."""
-        ...
-
-    async def kv_delete(self, key: str) -> None:
-        """Delete a kv entry."""
         ...
 
 

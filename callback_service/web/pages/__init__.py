@@ -48,7 +48,8 @@ TEMPLATE_ENUMS: Final[Mapping[str, type[enum.Enum]]] = {
     "ErrorCode": ErrorCode,
 }
 """The enums the views pass, as globals of the templates: a page compares a state to a member
-(`binding.state == ViewState.BOUND`), never to a string, so a renamed state breaks the page's test."""
+(`binding.state == ViewState.BOUND`), never to a string, and tests/pages/test_template_states.py
+checks every member a template names."""
 
 
 def setup_pages(app: web.Application, config: PagesConfig | None = None) -> None:

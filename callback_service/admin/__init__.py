@@ -13,7 +13,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from callback_service.admin import auth, views
+from callback_service.admin import auth, campaign, views
 from callback_service.admin.keys import ADMIN_CAS, ADMIN_SESSIONS, ADMIN_TEMPLATES
 from callback_service.compose import CLOCK, HTTP, SETTINGS, cas_client
 from callback_service.store import CONSOLE_STORE
@@ -26,7 +26,7 @@ def setup_admin(app: web.Application) -> None:
     """Add the console's routes, templates and resources, when settings name administrators."""
     if not app[SETTINGS].admins:
         return
-    aiohttp_jinja2.setup(
+    templates = aiohttp_jinja2.setup(
         app,
         app_key=ADMIN_TEMPLATES,
         loader=jinja2.PackageLoader("callback_service.admin", "templates"),
@@ -34,6 +34,8 @@ def setup_admin(app: web.Application) -> None:
         undefined=jinja2.StrictUndefined,
         auto_reload=False,
     )
+    # Templates compare to enum members, never to strings (as the students' pages do).
+    templates.globals["Stuck"] = campaign.Stuck
     app[views.CAMPAIGN_CACHE] = views.CampaignCache()
     router = app.router
     router.add_get(auth.PREFIX, views.dashboard, name="admin")

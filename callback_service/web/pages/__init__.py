@@ -8,7 +8,9 @@ create_app opens before them).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import enum
+from collections.abc import AsyncIterator, Mapping
+from typing import Final
 
 import aiohttp_jinja2
 import jinja2
@@ -34,8 +36,20 @@ from callback_service.web.pages import admission, sms_views, views
 from callback_service.web.pages.config import PAGES_CONFIG, PagesConfig
 from callback_service.web.pages.render import PAGE_TEMPLATES
 from callback_service.web.pages.session import SESSIONS, SessionStore
+from handlers.core.guide import ErrorCode
+from handlers.usecases.binding_flow import Standing
 
-__all__ = ["PagesConfig", "setup_pages"]
+__all__ = ["TEMPLATE_ENUMS", "PagesConfig", "setup_pages"]
+
+TEMPLATE_ENUMS: Final[Mapping[str, type[enum.Enum]]] = {
+    "ViewState": views.ViewState,
+    "PrefillSource": views.PrefillSource,
+    "Standing": Standing,
+    "ErrorCode": ErrorCode,
+}
+"""The enums the views pass, as globals of the templates: a page compares a state to a member
+(`binding.state == ViewState.BOUND`), never to a string, and tests/pages/test_template_states.py
+checks every member a template names."""
 
 
 def setup_pages(app: web.Application, config: PagesConfig | None = None) -> None:
@@ -44,7 +58,7 @@ def setup_pages(app: web.Application, config: PagesConfig | None = None) -> None
     app[PAGES_CONFIG] = config or PagesConfig(
         departments=settings.departments, submits_per_ip=settings.submits_per_address
     )
-    aiohttp_jinja2.setup(
+    templates = aiohttp_jinja2.setup(
         app,
         app_key=PAGE_TEMPLATES,
         loader=jinja2.PackageLoader("callback_service.web", "templates"),
@@ -53,6 +67,7 @@ def setup_pages(app: web.Application, config: PagesConfig | None = None) -> None
         # The templates ship with the package: each is compiled once, not checked on disk at each page.
         auto_reload=False,
     )
+    templates.globals.update(TEMPLATE_ENUMS)
     router = app.router
     router.add_get("/bind", views.bind, name="bind")
     router.add_get(CAS_RETURN_PATH, views.bind_cas, name="bind-cas")

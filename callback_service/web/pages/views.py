@@ -282,7 +282,7 @@ async def bind_phone_submit(request: web.Request) -> web.StreamResponse:
             session,
             binding,
             entry,
-            prefill=_Prefill(phone_text[:_MAX_PHONE_INPUT], "typed"),
+            prefill=_Prefill(phone_text[:_MAX_PHONE_INPUT], PrefillSource.TYPED),
             error=PHONE_FORMAT_ERROR,
             status=400,
         )
@@ -295,7 +295,8 @@ async def bind_phone_submit(request: web.Request) -> web.StreamResponse:
         binding = await store.get_binding(session.member_id)
         entry = await store.directory_get(session.member_id)
         return await _phone_form(
-            request, session, binding, entry, prefill=_Prefill(phone, "typed"), error=failure, status=400
+            request, session, binding, entry,
+            prefill=_Prefill(phone, PrefillSource.TYPED), error=failure, status=400,
         )
     return await submit_binding(request, session, phone, form_field(form, "form_id"))
 
@@ -713,30 +714,46 @@ def _student(session: Session, entry: DirectoryEntry | None) -> dict[str, str | 
     }
 
 
+class PrefillSource(enum.StrEnum):
+    """Where the phone the form shows comes from; the phone page names it under the field."""
+
+    TYPED = "typed"
+    """Typed into this form just now (shown again with the error)."""
+    DRAFT = "draft"
+    """Typed into a form that expired, kept in the session."""
+    BOUND = "bound"
+    DIRECTORY = "directory"
+    CAS = "cas"
+    NONE = ""
+    """Nowhere: the field is empty."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Prefill:
-    """The phone the form shows, and where it comes from: "typed" (just now), "draft" (typed into a
-    form that expired), "bound", "directory", "cas", or "" (nowhere); refused_masked: the candidate
-    was the phone that 2.1 refused (shown masked), so the field is left empty."""
+    """The phone the form shows, and where it comes from; refused_masked: the candidate was the
+    phone that 2.1 refused (shown masked), so the field is left empty."""
 
     phone: str
-    source: str
+    source: PrefillSource
     refused_masked: str | None = None
 
 
 def _prefill(binding: Binding | None, entry: DirectoryEntry | None, session: Session) -> _Prefill:
     """The phone shown in the form: a kept draft, the bound one, the directory's, CAS's, or none."""
     if session.draft_phone:
-        return _Prefill(session.draft_phone, "draft")
+        return _Prefill(session.draft_phone, PrefillSource.DRAFT)
     if binding is not None and binding.state is not BindingState.PENDING and binding.phone:
-        return _Prefill(binding.phone, "bound")
+        return _Prefill(binding.phone, PrefillSource.BOUND)
     # Both were parsed where they entered: the directory import and the CAS login.
-    for candidate, source in ((entry.phone if entry else None, "directory"), (session.cas_mobile, "cas")):
+    for candidate, source in (
+        (entry.phone if entry else None, PrefillSource.DIRECTORY),
+        (session.cas_mobile, PrefillSource.CAS),
+    ):
         if candidate:
             if candidate == session.refused_phone:
-                return _Prefill("", "", refused_masked=candidate.masked)
+                return _Prefill("", PrefillSource.NONE, refused_masked=candidate.masked)
             return _Prefill(candidate, source)
-    return _Prefill("", "")
+    return _Prefill("", PrefillSource.NONE)
 
 
 class ViewState(enum.StrEnum):

@@ -31,7 +31,7 @@ from handlers.usecases.admission import AdmissionGate, AdmissionWeCom
 from handlers.usecases.binding_flow import DEFAULT_LEASE, BindingFlow
 from handlers.usecases.callbacks import CallbackHandlers
 from handlers.usecases.contacts import ContactsThenApp
-from handlers.usecases.contracts import Clock, Store
+from handlers.usecases.contracts import AdmissionStore, BindingFlowStore, Clock, ProofStore, Store
 from handlers.usecases.dispatch import Dispatcher
 from handlers.usecases.sms_proof import COUNTERS as SMS_COUNTERS
 from handlers.usecases.sms_proof import SmsProof
@@ -196,7 +196,7 @@ def cas_client(
 
 def binding_flow(
     *,
-    store: Store,
+    store: BindingFlowStore,
     clients: WeComClients,
     departments: Mapping[str, int],
     lease: float = DEFAULT_LEASE,
@@ -215,7 +215,7 @@ def binding_flow(
     )
 
 
-def admission_gate(*, store: Store, wecom: AdmissionWeCom, metrics: Metrics) -> AdmissionGate:
+def admission_gate(*, store: AdmissionStore, wecom: AdmissionWeCom, metrics: Metrics) -> AdmissionGate:
     """The admission gate of second verification, over the WeCom calls of the mode in use."""
     return AdmissionGate(store=store, wecom=wecom, counters=metrics)
 
@@ -224,7 +224,7 @@ def sms_proof(
     settings: Settings,
     *,
     session: aiohttp.ClientSession,
-    store: Store,
+    store: ProofStore,
     metrics: Metrics,
     clock: Clock = time.time,
 ) -> SmsProof | None:

@@ -281,7 +281,16 @@ def test_the_whole_store_is_found() -> None:
     assert names_the_whole_store("from handlers.usecases.contracts import ReleaseStore, StoreUnavailable\n") == []
 
 
-@pytest.mark.parametrize("part", ["handlers/usecases", "callback_service/admin", "callback_service/directory.py"])
+@pytest.mark.parametrize(
+    "part",
+    [
+        "handlers/usecases",
+        "callback_service/admin",
+        "callback_service/directory.py",
+        "callback_service/web/pages",
+        "callback_service/web/health.py",
+    ],
+)
 def test_no_use_case_nor_the_console_takes_the_whole_store(part: str) -> None:
     paths = [REPO / part] if part.endswith(".py") else files(part)
     found = [
@@ -295,7 +304,8 @@ def test_no_use_case_nor_the_console_takes_the_whole_store(part: str) -> None:
 
 def reads_the_whole_store_key(source: str) -> list[int]:
     """The lines of a module that import or name the app's whole-store key (callback_service.store.STORE),
-    rather than a narrow key of its own (the console's CONSOLE_STORE)."""
+    rather than a narrow key of its own (the console's CONSOLE_STORE, the pages' PAGES_STORE, health's
+    HEALTH_STORE)."""
     found = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.ImportFrom):
@@ -312,8 +322,10 @@ def test_the_whole_store_key_is_found() -> None:
     assert reads_the_whole_store_key("from callback_service.store import CONSOLE_STORE\n\nx = app[CONSOLE_STORE]\n") == []
 
 
-def test_the_console_never_reads_the_whole_store_key() -> None:
-    paths = files("callback_service/admin")
+@pytest.mark.parametrize("part", ["callback_service/admin", "callback_service/web/pages", "callback_service/web/health.py"])
+def test_the_console_pages_and_health_never_read_the_whole_store_key(part: str) -> None:
+    """Only the app factory (web/app.py), which wires the use cases, reads STORE; each front its own key."""
+    paths = [REPO / part] if part.endswith(".py") else files(part)
     found = [
         f"{path.relative_to(REPO)}:{line}"
         for path in paths

@@ -17,14 +17,18 @@ from aiohttp import web
 
 from callback_service.store.redis import DEFAULT_PREFIX, RedisStore
 from callback_service.store.sqlite import SqliteStore
-from handlers.usecases.contracts import Clock, ConsoleStore, Store
+from handlers.usecases.contracts import Clock, ConsoleStore, HealthStore, PagesStore, Store
 
-__all__ = ["CONSOLE_STORE", "STORE", "RedisStore", "SqliteStore", "open_store"]
+__all__ = ["CONSOLE_STORE", "HEALTH_STORE", "PAGES_STORE", "STORE", "RedisStore", "SqliteStore", "open_store"]
 
 STORE: Final[web.AppKey[Store]] = web.AppKey("store")
 """The app's store, opened at start."""
 CONSOLE_STORE: Final[web.AppKey[ConsoleStore]] = web.AppKey("console_store")
 """The same store as the administrators' console sees it: only what the console uses."""
+PAGES_STORE: Final[web.AppKey[PagesStore]] = web.AppKey("pages_store")
+"""The same store as the students' pages see it: only what the pages and the use cases they hold use."""
+HEALTH_STORE: Final[web.AppKey[HealthStore]] = web.AppKey("health_store")
+"""The same store as /ready and /metrics see it: its ping and the inbox's counts."""
 
 
 async def open_store(url: str, *, clock: Clock = time.time, allow_volatile: bool = False) -> Store:

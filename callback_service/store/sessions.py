@@ -15,7 +15,7 @@ from typing import Final
 
 from callback_service.store.common import stored_phone
 from handlers.core.phone import Phone
-from handlers.usecases.contracts import KeyValueStore
+from handlers.usecases.contracts import KeyValueStore, SessionsStore
 
 KEY_PREFIX: Final = "session:"
 # Each student's session keys, so that a data erasure can end them (kv has no listing by prefix).
@@ -89,7 +89,7 @@ _OPTIONAL_TEXTS: Final = ("name", "cas_mobile", "former_csrf", "draft_phone", "r
 _STORED: Final = ("member_id", "csrf", "expires_at", *_OPTIONAL_TEXTS)
 
 
-async def session_index(kv: KeyValueStore, member_id: str, ended: Collection[str]) -> tuple[str, list[str]]:
+async def session_index(kv: SessionsStore, member_id: str, ended: Collection[str]) -> tuple[str, list[str]]:
     """The student's index key and the session keys it lists that are still open, less those ending."""
     # Read here, written by the caller: two logins of one student at the same instant may keep only
     # one key, and then the other session escapes an erasure until it expires (session_ttl after

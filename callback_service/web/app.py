@@ -17,7 +17,7 @@ from callback_service.clients.budget import WECOM_BUDGET
 from callback_service.clients.wecom import WECOM_APP, WECOM_CONTACTS, WECOM_READY
 from callback_service.compose import CLOCK, HTTP, SETTINGS, WeComClients
 from callback_service.metrics import METRICS, Metrics
-from callback_service.store import CONSOLE_STORE, STORE
+from callback_service.store import CONSOLE_STORE, HEALTH_STORE, PAGES_STORE, STORE
 from callback_service.web import health
 from callback_service.web.domain_verify import setup_domain_verify
 from callback_service.web.middlewares import service_middleware
@@ -49,6 +49,8 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     store = await compose.open_settings_store(app[SETTINGS], clock=app[CLOCK])
     app[STORE] = store
     app[CONSOLE_STORE] = store
+    app[PAGES_STORE] = store
+    app[HEALTH_STORE] = store
     yield
     await store.close()
 

@@ -11,7 +11,7 @@ from aiohttp import web
 from callback_service.clients.wecom import WECOM_READY
 from callback_service.compose import CLOCK, SETTINGS
 from callback_service.metrics import CONTENT_TYPE, METRICS
-from callback_service.store import STORE
+from callback_service.store import HEALTH_STORE
 from handlers.usecases.contracts import StoreNotDurable, StoreUnavailable
 
 HEALTH_PATH: Final = "/health"
@@ -44,7 +44,7 @@ async def ready(request: web.Request) -> web.Response:
     """
     checks = {"store": "up", "wecom": "up"}
     try:
-        await request.app[STORE].ping()
+        await request.app[HEALTH_STORE].ping()
     except StoreNotDurable:
         checks["store"] = "redis does not persist"
     except StoreUnavailable:
@@ -82,7 +82,7 @@ async def metrics(request: web.Request) -> web.Response:
     """Prometheus text for a scraper with the bearer token; 404 to anyone else, or without a token set."""
     if not _may_scrape(request):
         raise web.HTTPNotFound()
-    store = request.app[STORE]
+    store = request.app[HEALTH_STORE]
     stats = await store.inbox_stats()
     oldest = await store.inbox_oldest_pending()
     age = 0.0 if oldest is None else max(0.0, request.app[CLOCK]() - oldest)

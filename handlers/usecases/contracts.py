@@ -2,9 +2,10 @@
 
 Each use case depends on a narrow Protocol of its own (BindingFlowStore, CallbackStore,
 AdmissionStore, ReconcileStore, ReleaseStore, SyncStore, ProofStore; the admin console's
-ConsoleStore too), composed of the pieces below; Store is all of them, which every backend (SQLite,
-Redis, and the tests' in-memory store) fulfils structurally. The composition root
-(callback_service.compose) hands the use cases a backend; they import only these contracts.
+ConsoleStore, the students' pages' PagesStore and the health endpoints' HealthStore too), composed of
+the pieces below; Store is all of them, which every backend (SQLite, Redis, and the tests' in-memory
+store) fulfils structurally. The composition root (callback_service.compose) hands the use cases a
+backend; they import only these contracts.
 """
 
 from __future__ import annotations
@@ -118,14 +119,32 @@ class LimitedCounters(Protocol):
         ...
 
 
-class KeyValueStore(
-    Remembers, RemembersMany, Counters, LimitedCounters, Locks, Forgets, SingleUse, AtomicEntries, Protocol
-):
-    """Key-value entries with expiry (token cache, CAS/OAuth state, rate limits) and leased locks."""
+class SetsOnce(Protocol):
+    """A key-value entry set only by the first of its writers (a form's outcome, a code used once)."""
 
     async def kv_set_if_absent(self, key: str, value: str, *, ttl: float) -> bool:
         """Set the value only if absent or expired; True when this call set it."""
         ...
+
+
+class KeyValueStore(
+    Remembers,
+    RemembersMany,
+    Counters,
+    LimitedCounters,
+    Locks,
+    Forgets,
+    SingleUse,
+    AtomicEntries,
+    SetsOnce,
+    Protocol,
+):
+    """Key-value entries with expiry (token cache, CAS/OAuth state, rate limits) and leased locks."""
+
+
+class SessionsStore(Remembers, RemembersMany, Forgets, SingleUse, AtomicEntries, Protocol):
+    """The sessions' kv (web.pages.session.SessionStore's, the pages' and the console's): a session
+    kept and rotated in one step with its member's index, ended, and a login's state used once."""
 
 
 class MemberRecords(Protocol):
@@ -150,13 +169,17 @@ class MemberRecords(Protocol):
         ...
 
 
-class Lifecycle(Protocol):
-    """Opening aside: whether the store answers, and closing it."""
+class Pings(Protocol):
+    """Whether the store answers and keeps what it acknowledges."""
 
     async def ping(self) -> None:
         """Check that the store answers and keeps what it acknowledges: StoreUnavailable when it does
         not answer, StoreNotDurable when it would lose acknowledged writes on a restart."""
         ...
+
+
+class Lifecycle(Pings, Protocol):
+    """Opening aside: whether the store answers, and closing it."""
 
     async def close(self) -> None:
         """Release the connections; the store is unusable afterwards."""
@@ -397,7 +420,20 @@ class InboxQueue(Protocol):
         ...
 
 
-class DeadLetters(Protocol):
+class InboxCounts(Protocol):
+    """How many of the inbox's events wait, are leased or are dead, and how long the oldest has waited."""
+
+    async def inbox_stats(self) -> InboxStats:
+        """Return the pending, leased and dead counts."""
+        ...
+
+    async def inbox_oldest_pending(self) -> float | None:
+        """Return when the oldest event not yet handled (ready, retrying or leased; not dead) was
+        stored, or None when there is none."""
+        ...
+
+
+class DeadLetters(InboxCounts, Protocol):
     """The inbox's dead letters and counts, for operators and monitoring."""
 
     async def inbox_list_dead(self, *, limit: int = 100) -> list[InboxItem]:
@@ -410,15 +446,6 @@ class DeadLetters(Protocol):
 
     async def inbox_drop_dead(self, item_ids: Sequence[int]) -> int:
         """Remove the given dead letters for good (a data erasure); return how many were dead."""
-        ...
-
-    async def inbox_stats(self) -> InboxStats:
-        """Return the pending, leased and dead counts."""
-        ...
-
-    async def inbox_oldest_pending(self) -> float | None:
-        """Return when the oldest event not yet handled (ready, retrying or leased; not dead) was
-        stored, or None when there is none."""
         ...
 
 
@@ -540,3 +567,12 @@ class ConsoleStore(
     """The administrators' console's store: the directory it reads and imports, the bindings it reads
     and releases, WeCom's word on members, the audit log it reads and writes to, the inbox's dead
     letters, and kv (its sessions and login nonces, an upload's preview, an invitation remembered)."""
+
+
+class PagesStore(BindingFlowStore, SessionsStore, RemembersMany, LimitedCounters, SetsOnce, Protocol):
+    """The students' pages' store: their binding flow's (which holds the admission gate's), their
+    sessions', the SMS proof's kv, and their own (a CAS ticket spent, a form's outcome, the limits)."""
+
+
+class HealthStore(Pings, InboxCounts, Protocol):
+    """/ready's and /metrics' store: whether it answers and keeps its writes, and the inbox's counts."""

@@ -31,7 +31,7 @@ from callback_service.compose import (
     WeComClients,
 )
 from callback_service.metrics import METRICS
-from callback_service.store import STORE
+from callback_service.store import PAGES_STORE
 from callback_service.web.pages import admission, sms_views, views
 from callback_service.web.pages.config import PAGES_CONFIG, PagesConfig
 from callback_service.web.pages.render import PAGE_TEMPLATES
@@ -97,7 +97,7 @@ async def _pages_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[PAGES_CONFIG]
     app[CAS] = compose.cas_client(settings, session=app[HTTP])
     app[SESSIONS] = SessionStore(
-        kv=app[STORE],
+        kv=app[PAGES_STORE],
         secret=settings.session_secret.get_secret_value(),
         secure=settings.is_https,
         ttl=config.session_ttl,
@@ -106,7 +106,7 @@ async def _pages_ctx(app: web.Application) -> AsyncIterator[None]:
         clock=app[CLOCK],
     )
     app[BINDING_FLOW] = compose.binding_flow(
-        store=app[STORE],
+        store=app[PAGES_STORE],
         clients=WeComClients(app=app[WECOM_APP], contacts=app[WECOM_CONTACTS], budget=app[WECOM_BUDGET]),
         departments=config.departments,
         lease=config.claim_lease,
@@ -114,7 +114,7 @@ async def _pages_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     sms_clock = app.get(SMS_CLOCK, app[CLOCK])
     proof = compose.sms_proof(
-        settings, session=app[HTTP], store=app[STORE], metrics=app[METRICS], clock=sms_clock
+        settings, session=app[HTTP], store=app[PAGES_STORE], metrics=app[METRICS], clock=sms_clock
     )
     if proof is not None:
         app[SMS_PROOF] = proof

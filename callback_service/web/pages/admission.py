@@ -33,7 +33,7 @@ from callback_service.clients.wecom import (
 )
 from callback_service.compose import SETTINGS
 from callback_service.metrics import METRICS
-from callback_service.store import STORE
+from callback_service.store import PAGES_STORE
 from callback_service.web.pages.render import message, page, render, url
 from handlers.core.binding import Actor
 from handlers.core.guide import GUIDE
@@ -125,13 +125,13 @@ async def admit(request: web.Request) -> web.StreamResponse:
             raise
         return _tfa_refused(request, exc.errcode)
     digest = hashlib.sha256(code.encode()).hexdigest()
-    if not await app[STORE].kv_set_if_absent(f"admit-code:{digest}", "1", ttl=CODE_MEMORY):
+    if not await app[PAGES_STORE].kv_set_if_absent(f"admit-code:{digest}", "1", ttl=CODE_MEMORY):
         log.warning("admit: an OAuth code was presented again and resolved again")
         return _link_spent(request)
     openid = identity.openid
     if openid is None and identity.userid is not None:
         openid = await _openid_of(wecom, identity.userid)
-    gate = compose.admission_gate(store=app[STORE], wecom=admitter, metrics=app[METRICS])
+    gate = compose.admission_gate(store=app[PAGES_STORE], wecom=admitter, metrics=app[METRICS])
     source = f"admission-page {client_of(request)}"
     actor = Actor(who=identity.userid or openid or "unknown", source=source)
     try:

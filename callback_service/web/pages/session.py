@@ -33,7 +33,7 @@ from callback_service.store.sessions import KEY_PREFIX as _KEY_PREFIX
 from callback_service.store.sessions import Session
 from callback_service.store.sessions import session_index as _session_index
 from handlers.core.phone import Phone
-from handlers.usecases.contracts import KeyValueStore
+from handlers.usecases.contracts import SessionsStore
 
 __all__ = ["COOKIE", "DEFAULT_KEEP", "SESSIONS", "Login", "Session", "SessionStore"]
 
@@ -74,7 +74,7 @@ class SessionStore:
     def __init__(
         self,
         *,
-        kv: KeyValueStore,
+        kv: SessionsStore,
         secret: str,
         secure: bool,
         ttl: float,

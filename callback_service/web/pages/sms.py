@@ -13,7 +13,7 @@ from aiohttp import web
 
 from callback_service.client_address import client_of
 from callback_service.compose import SETTINGS, SMS_PROOF
-from callback_service.store import STORE
+from callback_service.store import PAGES_STORE
 from callback_service.web.pages.session import Session
 from handlers.core.binding import BindingState
 from handlers.core.phone import Phone
@@ -29,7 +29,7 @@ async def needs_code(request: web.Request, session: Session, phone: Phone) -> bo
     mode = request.app[SETTINGS].sms_verify_mode
     if mode != "changed":
         return mode == "always"
-    store = request.app[STORE]
+    store = request.app[PAGES_STORE]
     entry = await store.directory_get(session.member_id)
     if entry is not None and entry.phone == phone:
         return False

@@ -14,7 +14,7 @@ from typing import Final
 from aiohttp import web
 
 from callback_service.compose import SMS_PROOF
-from callback_service.store import STORE
+from callback_service.store import PAGES_STORE
 from callback_service.web.pages import sms
 from callback_service.web.pages.render import message, page, render, url
 from callback_service.web.pages.session import SESSIONS, Session
@@ -89,7 +89,7 @@ async def _submitted(request: web.Request, session: Session, form_id: str) -> bo
     """Whether this code form has been through submit_binding already (its result is kept)."""
     if not FORM_ID.match(form_id):
         return False
-    return await request.app[STORE].kv_get(result_key(session.member_id, form_id)) is not None
+    return await request.app[PAGES_STORE].kv_get(result_key(session.member_id, form_id)) is not None
 
 
 @page

@@ -23,7 +23,7 @@ from callback_service.client_address import client_of
 from callback_service.clients.cas import CAS, TICKET, CasAuthenticationFailure, logout_request_ticket
 from callback_service.compose import BINDING_FLOW, CLOCK, SETTINGS
 from callback_service.qr import bind_url, qr_image
-from callback_service.store import STORE
+from callback_service.store import PAGES_STORE
 from callback_service.store.sessions import Session
 from callback_service.web.pages import sms
 from callback_service.web.pages.config import PAGES_CONFIG
@@ -43,7 +43,7 @@ from handlers.usecases.binding_flow import (
     result_key,
     submits_key,
 )
-from handlers.usecases.contracts import Store
+from handlers.usecases.contracts import Remembers
 
 log: Final = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ async def bind_cas(request: web.Request) -> web.StreamResponse:
             text="没有收到统一身份认证的登录凭据，请从头开始认证绑定：重新扫描二维码或点击下方按钮。",
             status=400,
         )
-    store = app[STORE]
+    store = app[PAGES_STORE]
     sessions = app[SESSIONS]
     kept = await sessions.load_kept(request)
     current = kept if kept is not None and kept.live(app[CLOCK]()) else None
@@ -221,7 +221,7 @@ async def bind_phone(request: web.Request) -> web.StreamResponse:
     session = await request.app[SESSIONS].load(request)
     if session is None:
         return redirect(url(request, "bind"))
-    store = request.app[STORE]
+    store = request.app[PAGES_STORE]
     # Status first: a member who has joined, is disabled or has quit has no phone to bind.
     standing = await _standing(request, session)
     binding = await store.get_binding(session.member_id)
@@ -269,7 +269,7 @@ async def bind_phone_submit(request: web.Request) -> web.StreamResponse:
     token = form_field(form, "csrf")
     if session is None or not session.csrf_ok(token):
         return await _expired_form(request, session, token, form_field(form, "phone"))
-    store = app[STORE]
+    store = app[PAGES_STORE]
     phone_text = form_field(form, "phone")
     # A typing mistake is not an attempt on the rules: it is refused here and counts for nothing.
     try:
@@ -308,7 +308,7 @@ async def submit_binding(
     app = request.app
     sessions = app[SESSIONS]
     config = app[PAGES_CONFIG]
-    store = app[STORE]
+    store = app[PAGES_STORE]
     if not FORM_ID.match(form_id):
         form_id = sessions.new_token()
     result_url = url(request, "bind-result", form=form_id)
@@ -419,7 +419,7 @@ async def bind_result(request: web.Request) -> web.StreamResponse:
     reason = outcome.reason or Refusal.IN_PROGRESS
     standing = reason.standing
     if standing is not None:
-        entry = await request.app[STORE].directory_get(session.member_id)
+        entry = await request.app[PAGES_STORE].directory_get(session.member_id)
         return _standing_page(request, session, entry, standing)
     code = reason.code
     if code is not None:
@@ -488,7 +488,7 @@ async def me(request: web.Request) -> web.StreamResponse:
     session = await request.app[SESSIONS].load(request)
     if session is None:
         return _not_logged_in(request, "查看绑定状态前，请先使用学号登录统一身份认证。")
-    store = request.app[STORE]
+    store = request.app[PAGES_STORE]
     binding = await store.get_binding(session.member_id)
     entry = await store.directory_get(session.member_id)
     seen = await store.member_seen(session.member_id)
@@ -615,7 +615,7 @@ class _Outcome:
 
 async def _wait_for_outcome(request: web.Request, key: str) -> _Outcome | None:
     # A repeated submit lands here while the first is still at WeCom: wait a little for it.
-    store = request.app[STORE]
+    store = request.app[PAGES_STORE]
     deadline = asyncio.get_running_loop().time() + request.app[PAGES_CONFIG].result_wait
     while True:
         outcome = _Outcome.from_json(await store.kv_get(key))
@@ -626,7 +626,7 @@ async def _wait_for_outcome(request: web.Request, key: str) -> _Outcome | None:
         await asyncio.sleep(_POLL)
 
 
-async def _record_failure(store: Store, key: str, ttl: float) -> None:
+async def _record_failure(store: Remembers, key: str, ttl: float) -> None:
     try:
         await store.kv_set(key, _Outcome(state=OutcomeState.FAILED).to_json(), ttl=ttl)
     except Exception:
@@ -643,7 +643,7 @@ class SubmitLimit(enum.StrEnum):
 async def _over_limit(request: web.Request, session: Session) -> SubmitLimit | None:
     """Count a submit that reaches the rules; say which limit refuses it."""
     config = request.app[PAGES_CONFIG]
-    store = request.app[STORE]
+    store = request.app[PAGES_STORE]
     address = client_of(request)
     student_key, address_key = submits_key(session.member_id), f"rate:bind:ip:{address}"
     # Counted all or none: a refused submit counts nowhere, so one student's burst must not lock

@@ -198,14 +198,14 @@ class MemoryStore(RulesRunner):
         self._audit = kept
         return pruned
 
-    async def audit_redact(self, member_id: str, text: str, replacement: str) -> int:
-        """Replace text in the member's audit details."""
+    async def audit_redact(self, member_id: str | None, text: str, replacement: str) -> int:
+        """Replace text in the member's audit details (every member's with None)."""
         if not text:
             raise ValueError("audit_redact: nothing to replace")
         await self._turn()
         changed = 0
         for index, record in enumerate(self._audit):
-            if record.member_id == member_id and text in record.detail:
+            if member_id in (None, record.member_id) and text in record.detail:
                 self._audit[index] = replace(record, detail=record.detail.replace(text, replacement))
                 changed += 1
         return changed

@@ -27,8 +27,9 @@ from handlers.usecases.contracts import Store
 from handlers.usecases.sms_proof import forget_sms_of, sms_records_of
 
 DAY = 24 * 3600.0
-_OPENID_IN_DETAIL = re.compile(r"openid ([A-Za-z0-9_-]{8,})")
-"""An openid as the rules' audit details name it (follow, unfollow, a conflict of I4)."""
+_OPENID_IN_DETAIL = re.compile(r"(?:openid|joining as) ([A-Za-z0-9_-]{8,})")
+"""An openid as the rules' audit details name it (follow, unfollow, a conflict of I4; an admission
+refused before this wording named the joining WeChat without the word openid)."""
 DEAD_LETTERS_READ = 100_000
 """How many dead letters a data request reads: all of them, at any inbox this service keeps."""
 
@@ -202,13 +203,21 @@ async def erase_student(
     kv_entries += await store.kv_delete_prefix(results_prefix(member_id))
     pruned = await store.audit_prune(retention_start(now, retention_days), member_id=member_id)
     # The records kept name the student's WeChat by its openid (a follow, an unfollow, a conflict):
-    # masked like their phones.
+    # masked like their phones. The student's own WeChats (the binding's, and those its follows and
+    # unfollows name) are masked in every member's records too: another member's refused follow names
+    # the WeChat that held the place ("openid … follows as member …"). An openid that only a conflict
+    # of the student's names may be somebody else's WeChat: masked in the student's records only.
     kept = await store.audit_list(member_id=member_id, limit=100_000)
     openids = {found for record in kept for found in _OPENID_IN_DETAIL.findall(record.detail)}
+    own = {
+        found for record in kept if record.action in (AuditAction.FOLLOW, AuditAction.UNFOLLOW)
+        for found in _OPENID_IN_DETAIL.findall(record.detail)
+    }
     if before is not None and before.openid:
-        openids.add(before.openid)
+        own.add(before.openid)
+    openids |= own
     for openid in sorted(openids, key=len, reverse=True):  # a longer one first: one may hold another
-        await store.audit_redact(member_id, openid, mask_openid(openid))
+        await store.audit_redact(None if openid in own else member_id, openid, mask_openid(openid))
     await store.audit_note(
         member_id, AuditAction.ERASE,
         f"data request: erased binding={binding} directory={directory} sessions={sessions}"

@@ -164,7 +164,8 @@ class AdmissionGate:
         if member_id is None:
             raise RuntimeError(f"admission: conflict {refusal} without a member id")
         if refusal is AdmissionRefusal.MEMBER_FOLLOWED_BY_OTHER and binding is not None:
-            detail = f"member followed as openid {binding.openid}, joining as {openid or 'an unknown openid'}"
+            joining = f"openid {openid}" if openid else "an unknown openid"
+            detail = f"member followed as openid {binding.openid}, joining as {joining}"
         elif refusal is not AdmissionRefusal.MEMBER_FOLLOWED_BY_OTHER and holder is not None:
             detail = f"openid {openid} follows as member {holder.member_id}"
         else:

@@ -456,9 +456,10 @@ class Erasure(Protocol):
         """Remove WeCom's word on the member (MemberSeen); False when there was none."""
         ...
 
-    async def audit_redact(self, member_id: str, text: str, replacement: str) -> int:
-        """Replace text in the details of the member's audit records (an erasure masks the openid that
-        the records it keeps name); return how many records changed."""
+    async def audit_redact(self, member_id: str | None, text: str, replacement: str) -> int:
+        """Replace text in the details of the member's audit records, or of every member's with None
+        (an erasure masks the openids that the records it keeps name, and the student's own WeChat
+        wherever another member's conflict names it); return how many records changed."""
         ...
 
     async def kv_delete_prefix(self, prefix: str) -> int:

@@ -112,6 +112,36 @@ async def test_the_erasure_leaves_only_masked_audit_records_within_retention(
     assert (again["directory"], again["binding"], again["sessions"], again["dead_letters"]) == (None, None, [], [])
 
 
+async def test_the_erasure_masks_the_students_wechat_in_another_members_conflict_only(
+    store: Store, clock: FakeClock
+) -> None:
+    await _student(store, clock)
+    await store.commit_claim(await store.claim_phone("2021002", Phone("13800000002"), lease=60, actor=STUDENT))
+    await store.follow("2021002", "openid-lisi-0002", actor=STUDENT)
+    # 李四 was refused: 张三's WeChat held the place. And 李四's WeChat was refused as 张三 (in the
+    # wording admission used before, without "openid" before the joining WeChat): not 张三's own.
+    await store.audit_conflict(
+        "2021002", None, "admission refused: openid openid-zhangsan follows as member 2021001", actor=STUDENT
+    )
+    await store.audit_conflict(
+        "2021001", None, "admission refused: member followed as openid openid-zhangsan, joining as "
+        "openid-lisi-0002", actor=STUDENT,
+    )
+    erasure = await erase_student(store, "2021001", now=clock(), retention_days=RETENTION, actor=ADMIN)
+    assert erasure.openids == 2
+    everything = await store.audit_list(limit=1000)
+    assert all("openid-zhangsan" not in record.detail for record in everything)
+    lisi = await store.audit_list(member_id="2021002")
+    assert [r.detail for r in lisi if r.action is AuditAction.CONFLICT] == [
+        "admission refused: openid open**** follows as member 2021001"
+    ]
+    # 李四's own WeChat stays named in 李四's records; only 张三's records mask it.
+    assert [r.detail for r in lisi if r.action is AuditAction.FOLLOW] == ["openid openid-lisi-0002"]
+    zhangsan = await store.audit_list(member_id="2021001")
+    assert all("openid-lisi-0002" not in record.detail for record in zhangsan)
+    assert await store.integrity_problems() == []
+
+
 async def test_prune_refuses_a_date_inside_the_retention_and_deletes_before_one_outside(
     store: Store, clock: FakeClock
 ) -> None:

@@ -608,6 +608,26 @@ async def test_audit_redact_rewrites_the_members_details_in_place(store: Store, 
     await consistent(store)
 
 
+async def test_audit_redact_of_every_member_reaches_another_members_conflict(
+    store: Store, clock: FakeClock
+) -> None:
+    await bind(store, "m1", P1)
+    await store.follow("m1", "openid-secret-1", actor=WECOM)
+    await store.audit_conflict("m2", None, "openid openid-secret-1 follows as member m1", actor=WECOM)
+    await store.audit_conflict("m3", None, "openid openid-other-3 follows as member m9", actor=WECOM)
+    before = await store.audit_list(limit=100)
+    assert await store.audit_redact(None, "openid-secret-1", "open****") == 2
+    after = await store.audit_list(limit=100)
+    assert [(r.id, r.action, r.member_id) for r in after] == [(r.id, r.action, r.member_id) for r in before]
+    assert all("openid-secret-1" not in r.detail for r in after)
+    assert [r.detail for r in await store.audit_list(member_id="m2")] == ["openid open**** follows as member m1"]
+    assert [r.detail for r in await store.audit_list(member_id="m1", limit=1)] == ["openid open****"]
+    # Another member's record that does not name it is left as it was, in both of its lists.
+    assert [r.detail for r in await store.audit_list(member_id="m3")] == ["openid openid-other-3 follows as member m9"]
+    assert await store.audit_redact(None, "openid-secret-1", "open****") == 0
+    await consistent(store)
+
+
 # key-value entries and locks
 
 

@@ -341,22 +341,32 @@ class RedisBindings(RulesRunner, RedisBase):
                 return pruned  # another prune took them meanwhile
             pruned += count
 
-    async def audit_redact(self, member_id: str, text: str, replacement: str) -> int:
-        """Replace text in the member's audit details: each record rewritten in place in both lists."""
+    async def audit_redact(self, member_id: str | None, text: str, replacement: str) -> int:
+        """Replace text in the member's audit details (every member's with None: the whole log is
+        read, a batch at a time): each record rewritten in place in both of its lists."""
         if not text:
             raise ValueError("audit_redact: nothing to replace")
-        own = self._key("audit:m", member_id)
-        with self._unavailable():
-            records = [str(record) for record in await self._redis.lrange(own, 0, -1)]
-        pairs: list[str] = []
-        for record in records:
-            data = json.loads(record)
-            if text in str(data["detail"]):
-                data["detail"] = str(data["detail"]).replace(text, replacement)
-                pairs += [record, json.dumps(data, ensure_ascii=False)]
-        if not pairs:
-            return 0
-        return int(await self._run(self._redact, (own, self._prefix + "audit"), pairs))
+        log = self._prefix + "audit"
+        source = log if member_id is None else self._key("audit:m", member_id)
+        by_member: dict[str, list[str]] = {}
+        start = 0
+        while True:
+            with self._unavailable():
+                batch = await self._redis.lrange(source, start, start + _SINCE_BATCH - 1)
+            for record in map(str, batch):
+                data = json.loads(record)
+                if text in str(data["detail"]):
+                    data["detail"] = str(data["detail"]).replace(text, replacement)
+                    by_member.setdefault(str(data["member"]), []).extend(
+                        [record, json.dumps(data, ensure_ascii=False)]
+                    )
+            if len(batch) < _SINCE_BATCH:
+                break
+            start += _SINCE_BATCH
+        changed = 0
+        for member, pairs in by_member.items():
+            changed += int(await self._run(self._redact, (self._key("audit:m", member), log), pairs))
+        return changed
 
 
 def _audit_record(data: Mapping[str, Any]) -> AuditRecord:

@@ -228,16 +228,16 @@ class SqliteBindings(RulesRunner, SqliteBase):
 
         return await self._write(run)
 
-    async def audit_redact(self, member_id: str, text: str, replacement: str) -> int:
-        """Replace text in the member's audit details, in one transaction."""
+    async def audit_redact(self, member_id: str | None, text: str, replacement: str) -> int:
+        """Replace text in the member's audit details (every member's with None), in one transaction."""
         if not text:
             raise ValueError("audit_redact: nothing to replace")
 
         def run(tx: Tx) -> int:
-            update = (
-                "UPDATE audit SET detail = replace(detail, ?, ?) WHERE member_id = ? AND instr(detail, ?) > 0"
-            )
-            return tx.c.execute(update, (text, replacement, member_id, text)).rowcount
+            update = "UPDATE audit SET detail = replace(detail, ?, ?) WHERE instr(detail, ?) > 0"
+            if member_id is None:
+                return tx.c.execute(update, (text, replacement, text)).rowcount
+            return tx.c.execute(update + " AND member_id = ?", (text, replacement, text, member_id)).rowcount
 
         return await self._write(run)
 

@@ -237,7 +237,7 @@ async def test_a_member_followed_by_another_wechat_is_refused_and_audited(
     assert result == AdmissionRefused("2021001", AdmissionRefusal.MEMBER_FOLLOWED_BY_OTHER)
     assert wecom_state.authsucc == []
     [detail] = await _conflicts(store, "2021001")
-    assert detail == "I4: admission refused: member followed as openid o-old, joining as o-new"
+    assert detail == "I4: admission refused: member followed as openid o-old, joining as openid o-new"
     records = await store.audit_list(member_id="2021001")
     assert records[0].phone_masked == "138****0001"
     assert metrics.value(CONFLICTS, rule="I4") == 1

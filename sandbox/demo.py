@@ -79,6 +79,9 @@ DEMO_STUDENTS: Final = (
                 "目录手机号与张三相同：张三绑定后再绑定，出现 2.1；改填 13800000005 即可绑定"),
 )
 
+DEMO_OUTSIDER: Final = ("2020999", "周八")
+"""A CAS account (学号, name) in neither the directory nor WeCom: the page of a student nobody knows."""
+
 DEMO_VISITOR_NAME: Final = "访客"
 DEMO_VISITOR_PHONE: Final = "13700000000"
 """A simulated WeChat whose phone is in no member's record: the follow of errors 2.3 and 2.4."""
@@ -154,6 +157,8 @@ def cas_users(
         users[student.member_id] = CasUser(
             member_id=student.member_id, password=DEMO_PASSWORD, name=student.name, attributes=attributes
         )
+    outsider, outsider_name = DEMO_OUTSIDER
+    users[outsider] = CasUser(member_id=outsider, password=DEMO_PASSWORD, name=outsider_name, attributes={})
     users[DEMO_ADMIN] = CasUser(member_id=DEMO_ADMIN, password=DEMO_PASSWORD, name="管理员", attributes={})
     return users
 
@@ -173,6 +178,7 @@ def _start_page(settings: Settings) -> Handler:
             students=DEMO_STUDENTS,
             student={s.member_id: s for s in DEMO_STUDENTS},
             visitor=(DEMO_VISITOR_NAME, DEMO_VISITOR_PHONE),
+            outsider=DEMO_OUTSIDER,
             password=DEMO_PASSWORD,
             admin=DEMO_ADMIN,
         )

@@ -10,7 +10,7 @@ from playwright.sync_api import expect
 from callback_service.web.pages.views import PHONE_FORMAT_ERROR
 from handlers.core.guide import GUIDE, ErrorCode
 from handlers.core.phone import mask_phone
-from sandbox.demo import DEMO_PASSWORD, DEMO_STUDENTS, DEMO_VISITOR_NAME, DemoStudent
+from sandbox.demo import DEMO_OUTSIDER, DEMO_PASSWORD, DEMO_STUDENTS, DEMO_VISITOR_NAME, DemoStudent
 from tests.browser._support import Demo, Phone
 
 pytestmark = pytest.mark.browser
@@ -38,6 +38,7 @@ def test_the_start_page_lists_the_urls_the_accounts_and_what_to_click(
         expect(row).to_contain_text(student.name)
         expect(row).to_contain_text(student.walks)
     expect(page.locator('tr[data-student="visitor"]')).to_contain_text(DEMO_VISITOR_NAME)
+    expect(page.locator(f'tr[data-student="{DEMO_OUTSIDER[0]}"]')).to_contain_text("学校通讯录和企业号通讯录中都没有")
     for code in ErrorCode:
         title = page.locator(f'[data-scenario="{code.value}"] h3')
         expect(title).to_contain_text(GUIDE[code].section + GUIDE[code].title)
@@ -46,6 +47,26 @@ def test_the_start_page_lists_the_urls_the_accounts_and_what_to_click(
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     page.locator("#urls").get_by_role("link", name="/bind", exact=True).click()
     expect(page.locator("#username")).to_be_visible()
+
+
+def test_a_student_nobody_knows_is_told_at_once_whom_to_ask(new_phone: NewPhone, demo: Demo) -> None:
+    member_id, name = DEMO_OUTSIDER
+    outsider = new_phone("outsider")
+    outsider.login(member_id)
+    page = outsider.page
+    expect(page.locator("#outcome")).to_have_attribute("data-outcome", "unknown")
+    expect(page.locator("#outcome")).to_contain_text(f"学校通讯录和“企业号通讯录”中都没有学号 {member_id} 的信息")
+    expect(page.locator("[data-help-contact]")).to_contain_text("请联系")
+    expect(page.locator("#phone")).to_have_count(0)
+    outsider.shot("unknown")
+    # Nothing was written about them, and /me says the same, with no way on to a phone page.
+    assert demo.audit(member_id) == []
+    outsider.open("/me")
+    expect(page.locator("dl.who")).to_contain_text(name)
+    expect(page.locator("dl.who")).to_contain_text("未找到通讯录信息")
+    expect(page.locator("[data-help-contact]")).to_contain_text("请联系")
+    expect(page.get_by_role("link", name="绑定手机号")).to_have_count(0)
+    outsider.shot("me")
 
 
 def test_steps_1_to_5_with_a_direct_follow(new_phone: NewPhone) -> None:

@@ -497,7 +497,7 @@ async def me(request: web.Request) -> web.StreamResponse:
         "me.html",
         {
             **_student(session, entry),
-            "binding": _me_view(binding, _binding_view(binding, request.app[CLOCK]()), seen),
+            "binding": _me_view(binding, _binding_view(binding, request.app[CLOCK]()), seen, entry),
             "csrf": session.csrf,
             "logout_url": url(request, "logout"),
             "phone_url": url(request, "bind-phone"),
@@ -767,6 +767,8 @@ class ViewState(enum.StrEnum):
     JOINED = "joined"
     DISABLED = "disabled"
     QUIT = "quit"
+    UNKNOWN = "unknown"
+    """Neither bound, nor in the directory, nor ever seen in WeCom: nobody the flow may bind."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -803,10 +805,16 @@ _SEEN_STATES: Final = {
 }
 
 
-def _me_view(binding: Binding | None, view: _BindingView, seen: MemberSeen | None) -> _BindingView:
+def _me_view(
+    binding: Binding | None, view: _BindingView, seen: MemberSeen | None, entry: DirectoryEntry | None
+) -> _BindingView:
     """The state /me shows: a follow through the flow as the store holds it, else the newer of the
     binding's own state and WeCom's last word on the member (joined through the WeCom app, disabled,
-    departed): an unfollow after a login that saw the member joined shows the unfollow."""
+    departed): an unfollow after a login that saw the member joined shows the unfollow. A student
+    with no binding, no directory entry and no word from WeCom is one the login found nowhere (a
+    member WeCom knows is recorded at each login): unknown, as the login's page said, not 未绑定."""
+    if binding is None and entry is None and (seen is None or seen.status is None):
+        return _BindingView(ViewState.UNKNOWN, None)
     if view.state is ViewState.FOLLOWED or seen is None or seen.status is None:
         return view
     if binding is not None and binding.updated_at >= seen.seen_at:

@@ -26,8 +26,9 @@ CHART_DAYS: Final = 14
 CHART_HOURS: Final = 48
 
 
-class Standing(enum.StrEnum):
-    """Where a student of the directory stands in the campaign, the furthest step first."""
+class Progress(enum.StrEnum):
+    """How far a student of the directory has come in the campaign, the furthest step first (not the
+    binding flow's Standing: where a student stands by WeCom's status at the login)."""
 
     JOINED = "joined"
     DISABLED = "disabled"
@@ -39,16 +40,16 @@ class Standing(enum.StrEnum):
     @property
     def label(self) -> str:
         """The console's word for it."""
-        return _STANDING_LABELS[self]
+        return _PROGRESS_LABELS[self]
 
 
-_STANDING_LABELS: Final = {
-    Standing.JOINED: "已加入",
-    Standing.DISABLED: "已禁用",
-    Standing.BOUND: "已绑定，未加入",
-    Standing.PENDING: "绑定处理中",
-    Standing.REFUSED: "绑定被拒绝",
-    Standing.NOT_STARTED: "未开始",
+_PROGRESS_LABELS: Final = {
+    Progress.JOINED: "已加入",
+    Progress.DISABLED: "已禁用",
+    Progress.BOUND: "已绑定，未加入",
+    Progress.PENDING: "绑定处理中",
+    Progress.REFUSED: "绑定被拒绝",
+    Progress.NOT_STARTED: "未开始",
 }
 
 
@@ -163,29 +164,29 @@ class StudentRow:
     member_id: str
     name: str
     department: str
-    standing: Standing
+    progress: Progress
     last_error: str | None
 
 
-def standing_of(
+def progress_of(
     binding: Binding | None, seen: MemberSeen | None, refused: StuckStudent | None, now: float
-) -> Standing:
+) -> Progress:
     """Where one student stands: WeCom's word first (activated, disabled), then the binding."""
     followed = binding is not None and binding.state is BindingState.FOLLOWED
     if followed or (seen is not None and seen.status is MemberStatus.ACTIVATED):
-        return Standing.JOINED
+        return Progress.JOINED
     if seen is not None and seen.status is MemberStatus.DISABLED:
-        return Standing.DISABLED
+        return Progress.DISABLED
     if binding is not None and binding.state is BindingState.BOUND:
-        return Standing.BOUND
+        return Progress.BOUND
     if binding is not None and binding.state is BindingState.PENDING:
         if not binding.lease_expired(now):
-            return Standing.PENDING
+            return Progress.PENDING
         if binding.previous_phone is not None:
-            return Standing.BOUND
+            return Progress.BOUND
     if refused is not None:
-        return Standing.REFUSED
-    return Standing.NOT_STARTED
+        return Progress.REFUSED
+    return Progress.NOT_STARTED
 
 
 def student_rows(
@@ -203,13 +204,13 @@ def student_rows(
     rows = []
     for entry in directory:
         refused = latest.get(entry.member_id)
-        standing = standing_of(bindings.get(entry.member_id), seen.get(entry.member_id), refused, now)
+        progress = progress_of(bindings.get(entry.member_id), seen.get(entry.member_id), refused, now)
         rows.append(
             StudentRow(
                 member_id=entry.member_id,
                 name=entry.name,
                 department=entry.department,
-                standing=standing,
+                progress=progress,
                 last_error=refused.stuck.label if refused is not None else None,
             )
         )
@@ -258,10 +259,10 @@ def overview(
         member = seen.get(row.member_id)
         department = row.department
         counts[(department, "students")] += 1
-        counts[(department, f"standing {row.standing.value}")] += 1
+        counts[(department, f"progress {row.progress.value}")] += 1
         if member is not None and member.status is not None and member.status is not MemberStatus.QUIT:
             counts[(department, "members")] += 1
-        if row.standing is Standing.JOINED or (
+        if row.progress is Progress.JOINED or (
             binding is not None and binding.state is not BindingState.PENDING
         ):
             counts[(department, "bound")] += 1
@@ -281,10 +282,10 @@ _TALLIED: Final = {
     "students": "students",
     "members": "members",
     "bound": "bound",
-    f"standing {Standing.JOINED.value}": "joined",
-    f"standing {Standing.PENDING.value}": "pending",
-    f"standing {Standing.REFUSED.value}": "refused",
-    f"standing {Standing.DISABLED.value}": "disabled",
+    f"progress {Progress.JOINED.value}": "joined",
+    f"progress {Progress.PENDING.value}": "pending",
+    f"progress {Progress.REFUSED.value}": "refused",
+    f"progress {Progress.DISABLED.value}": "disabled",
 }
 
 
@@ -334,14 +335,14 @@ def chase_csv(rows: Iterable[StudentRow], department: str | None) -> bytes:
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CHASE_COLUMNS)
     for row in rows:
-        if row.standing is Standing.JOINED or (department is not None and row.department != department):
+        if row.progress is Progress.JOINED or (department is not None and row.department != department):
             continue
         writer.writerow(
             [
                 _cell(row.member_id),
                 _cell(row.name),
                 _cell(row.department),
-                row.standing.label,
+                row.progress.label,
                 row.last_error or "",
             ]
         )

@@ -8,7 +8,7 @@ import datetime as dt
 import io
 
 from callback_service.admin import campaign
-from callback_service.admin.campaign import Standing, Stuck
+from callback_service.admin.campaign import Progress, Stuck
 from callback_service.admin.chart import NARROW, lay_out
 from handlers.core.binding import AuditAction, AuditRecord, Binding, BindingState, DirectoryEntry
 from handlers.core.member import MemberSeen, MemberStatus
@@ -72,16 +72,16 @@ def test_a_student_bound_since_the_refusal_is_no_longer_stuck() -> None:
 def test_where_each_student_stands_wecoms_word_first() -> None:
     activated = MemberSeen("m", MemberStatus.ACTIVATED, NOW, "sync")
     disabled = MemberSeen("m", MemberStatus.DISABLED, NOW, "sync")
-    assert campaign.standing_of(None, activated, None, NOW) is Standing.JOINED
-    assert campaign.standing_of(binding("m", BindingState.FOLLOWED), None, None, NOW) is Standing.JOINED
-    assert campaign.standing_of(binding("m", BindingState.BOUND), disabled, None, NOW) is Standing.DISABLED
-    assert campaign.standing_of(binding("m", BindingState.BOUND), None, None, NOW) is Standing.BOUND
+    assert campaign.progress_of(None, activated, None, NOW) is Progress.JOINED
+    assert campaign.progress_of(binding("m", BindingState.FOLLOWED), None, None, NOW) is Progress.JOINED
+    assert campaign.progress_of(binding("m", BindingState.BOUND), disabled, None, NOW) is Progress.DISABLED
+    assert campaign.progress_of(binding("m", BindingState.BOUND), None, None, NOW) is Progress.BOUND
     live = binding("m", BindingState.PENDING, lease=NOW + 10)
-    assert campaign.standing_of(live, None, None, NOW) is Standing.PENDING
+    assert campaign.progress_of(live, None, None, NOW) is Progress.PENDING
     expired = binding("m", BindingState.PENDING, lease=NOW - 10)
-    assert campaign.standing_of(expired, None, None, NOW) is Standing.NOT_STARTED
+    assert campaign.progress_of(expired, None, None, NOW) is Progress.NOT_STARTED
     refused = campaign.StuckStudent("m", Stuck.PHONE_TAKEN, NOW, NOW, 1, None, None)
-    assert campaign.standing_of(None, None, refused, NOW) is Standing.REFUSED
+    assert campaign.progress_of(None, None, refused, NOW) is Progress.REFUSED
 
 
 def test_counts_overall_and_by_department_the_furthest_behind_first() -> None:
@@ -143,9 +143,9 @@ def test_the_chart_scales_to_a_round_top_and_labels_the_latest_period() -> None:
 
 def test_the_chase_list_is_utf8_with_a_bom_without_the_joined_or_formulas() -> None:
     rows = [
-        campaign.StudentRow("a", "甲", "管理学院", Standing.JOINED, None),
-        campaign.StudentRow("b", '=HYPERLINK("x")', "管理学院", Standing.REFUSED, Stuck.PHONE_TAKEN.label),
-        campaign.StudentRow("c", "丙", "化学学院", Standing.NOT_STARTED, None),
+        campaign.StudentRow("a", "甲", "管理学院", Progress.JOINED, None),
+        campaign.StudentRow("b", '=HYPERLINK("x")', "管理学院", Progress.REFUSED, Stuck.PHONE_TAKEN.label),
+        campaign.StudentRow("c", "丙", "化学学院", Progress.NOT_STARTED, None),
     ]
     body = campaign.chase_csv(rows, "管理学院")
     assert body.startswith(b"\xef\xbb\xbf")

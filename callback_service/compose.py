@@ -31,7 +31,16 @@ from handlers.usecases.admission import AdmissionGate, AdmissionWeCom
 from handlers.usecases.binding_flow import DEFAULT_LEASE, BindingFlow
 from handlers.usecases.callbacks import CallbackHandlers
 from handlers.usecases.contacts import ContactsThenApp
-from handlers.usecases.contracts import AdmissionStore, BindingFlowStore, Clock, ProofStore, Store
+from handlers.usecases.contracts import (
+    AdmissionStore,
+    BindingFlowStore,
+    CallbackStore,
+    Clock,
+    InboxQueue,
+    KeyValueStore,
+    ProofStore,
+    Store,
+)
 from handlers.usecases.dispatch import Dispatcher
 from handlers.usecases.sms_proof import COUNTERS as SMS_COUNTERS
 from handlers.usecases.sms_proof import SmsProof
@@ -87,7 +96,7 @@ def wecom_clients(
     settings: Settings,
     *,
     session: aiohttp.ClientSession,
-    store: Store,
+    store: KeyValueStore,
     clock: Clock = time.time,
     metrics: Metrics | None = None,
 ) -> WeComClients:
@@ -154,7 +163,12 @@ def contacts_receiver(settings: Settings, *, clock: Clock = time.time) -> Callba
 
 
 def callback_dispatcher(
-    settings: Settings, *, store: Store, clients: WeComClients, metrics: Metrics, clock: Clock = time.time
+    settings: Settings,
+    *,
+    store: CallbackStore,
+    clients: WeComClients,
+    metrics: Metrics,
+    clock: Clock = time.time,
 ) -> Dispatcher:
     """The callback handlers' dispatch table."""
     return CallbackHandlers(
@@ -168,7 +182,7 @@ def callback_dispatcher(
     ).dispatcher()
 
 
-def inbox(settings: Settings, *, store: Store, dispatcher: Dispatcher, metrics: Metrics) -> Inbox:
+def inbox(settings: Settings, *, store: InboxQueue, dispatcher: Dispatcher, metrics: Metrics) -> Inbox:
     """The durable inbox and its workers (not started)."""
     return Inbox(
         store=store,

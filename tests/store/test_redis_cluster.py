@@ -138,6 +138,9 @@ async def every_change(store: Store, clock: FakeClock) -> None:
     assert (await store.inbox_stats()).pending == 0
     assert await store.inbox_oldest_pending() is None
     await store.audit_note("m1", AuditAction.EXPORT, "data request", actor=ACTOR)
+    await store.audit_conflict("m2", None, "openid o1 follows as member m1", actor=ACTOR)
+    assert await store.audit_redact("m1", "openid o1", "openid o****") > 0
+    assert await store.audit_redact(None, "openid o1", "openid o****") == 1
     assert await store.audit_prune(clock() + 1, member_id="m2") > 0
     assert await store.audit_prune(clock() + 1) > 0
     assert await store.directory_delete("m1")

@@ -805,8 +805,12 @@ async def _read_upload(request: web.Request) -> _Upload:
     return _Upload(csrf, data, filename, encoding)
 
 
+UPLOAD_PREFIX: Final = "admin-upload:"
+"""The kv keys of directory uploads awaiting 确认导入: each holds the whole file, every phone in it."""
+
+
 def _upload_key(token: str) -> str:
-    return f"admin-upload:{token}"
+    return UPLOAD_PREFIX + token
 
 
 # logging out

@@ -17,6 +17,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from callback_service.admin.views import UPLOAD_PREFIX
 from callback_service.callbacks.inbox import open_envelope
 from callback_service.callbacks.xml import MalformedXml, parse_event
 from callback_service.store.sessions import end_sessions_of, sessions_of
@@ -201,6 +202,9 @@ async def erase_student(
     kv_entries = sum(value is not None for value in await store.kv_get_many(remembered))
     await store.kv_apply({}, deletes=remembered)
     kv_entries += await store.kv_delete_prefix(results_prefix(member_id))
+    # A directory upload awaiting 确认导入 (30 minutes at most) holds the whole file, this student's
+    # phone too: dropped, whoever's it is (its administrator is told to upload again).
+    kv_entries += await store.kv_delete_prefix(UPLOAD_PREFIX)
     pruned = await store.audit_prune(retention_start(now, retention_days), member_id=member_id)
     # The records kept name the student's WeChat by its openid (a follow, an unfollow, a conflict):
     # masked like their phones. The student's own WeChats (the binding's, and those its follows and

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import subprocess
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from callback_service.admin.views import UPLOAD_PREFIX
 from callback_service.ops.personal_data import (
     DAY,
     RetentionError,
@@ -182,7 +184,7 @@ def any_store(request: pytest.FixtureRequest) -> Store:
 async def _traces(store: Store, clock: FakeClock) -> list[str]:
     """What the rest of the service leaves of 2021001 beside the binding: WeCom's word (sync), the
     SMS proof's codes to two phones in two sessions, the flow's and the callbacks' memories, a page's
-    result. Returns the kv keys written."""
+    result, the console's upload preview. Returns the kv keys written."""
     await store.record_members([MemberSeen("2021001", MemberStatus.ACTIVATED, clock(), "sync"),
                                 MemberSeen("2021002", MemberStatus.ACTIVATED, clock(), "sync")])
     proof = SmsProof(store=store, sender=_Provider(), secret=SMS_SECRET, clock=clock, counters=_Counters())
@@ -195,8 +197,12 @@ async def _traces(store: Store, clock: FakeClock) -> list[str]:
     for key in memories:
         await store.kv_set(key, "1", ttl=3600)
     await store.kv_set("bind-result:20210011:form-1", "another student's", ttl=3600)
+    # A directory upload awaiting 确认导入 in the console: the whole file, this student's row too.
+    upload = UPLOAD_PREFIX + "token-1"
+    await store.kv_set(upload, "admin\nstudents.csv\nauto\n" + base64.b64encode(
+        "学号,姓名,院系,手机\n2021001,张三,管理学院,13800000001\n".encode()).decode(), ttl=1800)
     tags = [phone_tag(SMS_SECRET, Phone(p)) for p in ("13900000123", "13900000124")]
-    return [*memories, *member_counters("2021001"), *(key for tag in tags for key in phone_counters(tag))]
+    return [*memories, upload, *member_counters("2021001"), *(key for tag in tags for key in phone_counters(tag))]
 
 
 async def test_the_erasure_takes_what_sync_the_sms_proof_and_the_pages_left(
@@ -217,7 +223,7 @@ async def test_the_erasure_takes_what_sync_the_sms_proof_and_the_pages_left(
     assert "13900000123" not in json.dumps(export)
 
     erasure = await erase_student(store, "2021001", now=clock(), retention_days=RETENTION, actor=ADMIN)
-    assert (erasure.member_seen, erasure.sms_phones, erasure.kv_entries) == (True, 2, 6)
+    assert (erasure.member_seen, erasure.sms_phones, erasure.kv_entries) == (True, 2, 7)
     assert erasure.scrubbed
     assert await store.kv_get_many(keys) == [None] * len(keys)
     assert await store.member_seen("2021001") is None

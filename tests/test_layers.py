@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -292,14 +292,16 @@ def test_the_whole_store_is_found() -> None:
     ],
 )
 def test_no_use_case_nor_the_console_takes_the_whole_store(part: str) -> None:
+    assert found_in(part, names_the_whole_store) == []
+
+
+def found_in(part: str, finder: Callable[[str], list[int]]) -> list[str]:
+    """Where the finder finds something in a part (a folder or one module), as path:line."""
     paths = [REPO / part] if part.endswith(".py") else files(part)
-    found = [
-        f"{path.relative_to(REPO)}:{line}"
-        for path in paths
-        for line in names_the_whole_store(path.read_text(encoding="utf-8"))
+    assert paths, f"{part}: no module"
+    return [
+        f"{path.relative_to(REPO)}:{line}" for path in paths for line in finder(path.read_text(encoding="utf-8"))
     ]
-    assert paths
-    assert found == []
 
 
 def reads_the_whole_store_key(source: str) -> list[int]:
@@ -325,11 +327,4 @@ def test_the_whole_store_key_is_found() -> None:
 @pytest.mark.parametrize("part", ["callback_service/admin", "callback_service/web/pages", "callback_service/web/health.py"])
 def test_the_console_pages_and_health_never_read_the_whole_store_key(part: str) -> None:
     """Only the app factory (web/app.py), which wires the use cases, reads STORE; each front its own key."""
-    paths = [REPO / part] if part.endswith(".py") else files(part)
-    found = [
-        f"{path.relative_to(REPO)}:{line}"
-        for path in paths
-        for line in reads_the_whole_store_key(path.read_text(encoding="utf-8"))
-    ]
-    assert paths
-    assert found == []
+    assert found_in(part, reads_the_whole_store_key) == []

@@ -98,24 +98,15 @@ async def dead_letters_of(store: Store, member_id: str) -> list[InboxItem]:
     return found
 
 
-async def export_student(store: Store, member_id: str, *, now: float, actor: Actor) -> dict[str, Any]:
-    """Everything the store holds about the student, for a data request (audited as an export)."""
+async def _held(store: Store, member_id: str) -> dict[str, Any]:
+    """What the store holds about the student, by kind: the export's sections, each empty or None
+    when the store holds nothing of that kind."""
     entry = await store.directory_get(member_id)
     binding = await store.get_binding(member_id)
-    audit = await store.audit_list(member_id=member_id, limit=10_000)
-    sessions = await sessions_of(store, member_id)
-    dead = await dead_letters_of(store, member_id)
     seen = await store.member_seen(member_id)
-    sms = await sms_records_of(store, member_id)
     names = _remembered(member_id)
     values = await store.kv_get_many(list(names.values()))
-    remembered = {what: value for what, value in zip(names, values, strict=True) if value is not None}
-    if entry is None and binding is None and not audit and not sessions and not dead and seen is None \
-            and sms is None and not remembered:
-        raise UnknownStudent(member_id)
-    data: dict[str, Any] = {
-        "member_id": member_id,
-        "exported_at": _iso(now),
+    return {
         "directory": None if entry is None else asdict(entry),
         "binding": None if binding is None else {
             "phone": binding.phone,
@@ -130,38 +121,34 @@ async def export_student(store: Store, member_id: str, *, now: float, actor: Act
             "seen_at": _iso(seen.seen_at),
             "source": seen.source,
         },
-        "sessions": [{"name": s.name, "cas_mobile": s.cas_mobile} for s in sessions],
-        "sms": sms,
-        "remembered": remembered,
+        "sessions": [
+            {"name": session.name, "cas_mobile": session.cas_mobile}
+            for session in await sessions_of(store, member_id)
+        ],
+        "sms": await sms_records_of(store, member_id),
+        "remembered": {what: value for what, value in zip(names, values, strict=True) if value is not None},
         "dead_letters": [
             {"id": item.id, "event": item.event_type, "stored_at": _iso(item.created_at),
              "error": item.last_error}
-            for item in dead
+            for item in await dead_letters_of(store, member_id)
         ],
         "audit": [
             {
                 "at": _iso(record.at), "action": record.action.value, "who": record.who,
                 "source": record.source, "phone": record.phone_masked, "detail": record.detail,
             }
-            for record in audit
+            for record in await store.audit_list(member_id=member_id, limit=10_000)
         ],
     }
+
+
+async def export_student(store: Store, member_id: str, *, now: float, actor: Actor) -> dict[str, Any]:
+    """Everything the store holds about the student, for a data request (audited as an export)."""
+    held = await _held(store, member_id)
+    if not any(held.values()):
+        raise UnknownStudent(member_id)
     await store.audit_note(member_id, AuditAction.EXPORT, "data request: export", actor=actor)
-    return data
-
-
-async def _known(store: Store, member_id: str) -> bool:
-    """Whether the store holds anything about the student (the cheap reads first)."""
-    return (
-        await store.directory_get(member_id) is not None
-        or await store.get_binding(member_id) is not None
-        or bool(await store.audit_list(member_id=member_id, limit=1))
-        or bool(await sessions_of(store, member_id))
-        or bool(await dead_letters_of(store, member_id))
-        or await store.member_seen(member_id) is not None
-        or await sms_records_of(store, member_id) is not None
-        or any(value is not None for value in await store.kv_get_many(list(_remembered(member_id).values())))
-    )
+    return {"member_id": member_id, "exported_at": _iso(now), **held}
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +175,7 @@ async def erase_student(
     store: Store, member_id: str, *, now: float, retention_days: int, actor: Actor
 ) -> Erasure:
     """Remove the student's data, keeping only their masked audit records within the retention."""
-    if not await _known(store, member_id):
+    if not any((await _held(store, member_id)).values()):
         raise UnknownStudent(member_id)
     before = await store.get_binding(member_id)
     # The binding goes through the rules' own removal: its phone and openid are freed, audited.
